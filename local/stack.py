@@ -1,0 +1,581 @@
+"""Local stack: a single-node KRaft Kafka broker, a single-node Cassandra and a Flink
+standalone cluster, all on 127.0.0.1, with data and logs under ``.stack/`` (git-ignored).
+
+Usage::
+
+    python local/stack.py up [kafka|cassandra|flink ...]     # idempotent; waits for health
+    python local/stack.py down [component ...]
+    python local/stack.py status
+    python local/stack.py reset                               # down + delete data and logs
+    python local/stack.py fetch                               # Maven jars into .stack/lib
+
+Every component has a start, a health check with a time limit, and a stop. On failure the
+tail of the component's log is printed and the exit code is non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = Path(os.environ.get("JOURNEY_STACK_DIR", ROOT / ".stack"))
+LIB = STACK / "lib"
+DATA = STACK / "data"
+LOGS = STACK / "logs"
+RUN = STACK / "run"
+CONF = STACK / "conf"
+MIN_FREE_DISK_BYTES = 2 * 1024**3
+
+KAFKA_PORT, KAFKA_CONTROLLER_PORT = 9092, 9093
+CASSANDRA_PORT, CASSANDRA_STORAGE_PORT = 9042, 7000
+FLINK_REST_PORT = 8081
+
+CASSANDRA_JVM_OPTS = [
+    "-Xms1G", "-Xmx1G", "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled",
+    "-Djdk.attach.allowAttachSelf=true",
+    "-Dio.netty.tryReflectionSetAccessible=true",
+    "-Dcassandra-foreground=yes",
+    "-Dcassandra.jmx.local.port=7199",
+    "-Dcassandra.skip_wait_for_gossip_to_settle=0",
+    "-Dcassandra.initial_token=0",
+    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-exports", "jdk.attach/sun.tools.attach=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.io=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+]
+
+
+class StackError(RuntimeError):
+    """A component failed to start, stop or pass its health check."""
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _say(msg: str) -> None:
+    print(f"[stack] {msg}", flush=True)
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie is not alive
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _read_pid(name: str) -> int | None:
+    pid_file = RUN / f"{name}.pid"
+    if not pid_file.exists():
+        return None
+    try:
+        pid = int(pid_file.read_text().strip())
+    except ValueError:
+        return None
+    return pid if _pid_alive(pid) else None
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    if not path.exists():
+        return f"(no log at {path})"
+    with open(path, "rb") as f:
+        data = f.read()[-20000:].decode("utf-8", "replace").splitlines()
+    return "\n".join(data[-lines:])
+
+
+def check_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise StackError("java not found on PATH: install a Java 17 JDK (apt-get install openjdk-17-jdk-headless)")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    try:
+        major = int(out.split('"')[1].split(".")[0])
+    except (IndexError, ValueError):
+        raise StackError(f"cannot parse `java -version` output: {out!r}") from None
+    if major < 17:
+        raise StackError(f"Java 17 or newer is required, found {major}: {out.splitlines()[0]}")
+    return java
+
+
+def check_disk() -> None:
+    STACK.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(STACK).free
+    if free < MIN_FREE_DISK_BYTES:
+        raise StackError(f"only {free / 1024**3:.1f} GiB free under {STACK}; need at least 2 GiB")
+
+
+def _require_lib(name: str) -> Path:
+    lib = LIB / name
+    if not lib.is_dir() or not any(lib.glob("*.jar")):
+        raise StackError(f"{lib} has no jars: run `make setup` (or `python local/stack.py fetch`) first")
+    return lib
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, pid: int | None, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        if pid is not None and not _pid_alive(pid):
+            raise StackError(f"{what} exited during start-up. Tail of {log}:\n{log_tail(log)}")
+        time.sleep(1.0)
+    raise StackError(f"{what} not healthy after {timeout:.0f}s. Tail of {log}:\n{log_tail(log)}")
+
+
+def _spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+    LOGS.mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
+    log = open(LOGS / f"{name}.out", "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            cwd=ROOT, env=env, start_new_session=True)
+    (RUN / f"{name}.pid").write_text(str(proc.pid))
+    return proc.pid
+
+
+def _kill(name: str, timeout: float = 30.0) -> None:
+    pid = _read_pid(name)
+    if pid is None:
+        (RUN / f"{name}.pid").unlink(missing_ok=True)
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if _pid_alive(pid):
+        _say(f"{name} did not stop after {timeout:.0f}s: SIGKILL")
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    (RUN / f"{name}.pid").unlink(missing_ok=True)
+
+
+def _ensure_port_free(name: str, port: int) -> None:
+    if port_open(port):
+        raise StackError(f"port {port} needed by {name} is in use by another process "
+                         f"(not started by this stack): stop it or free the port")
+
+
+# ---------------------------------------------------------------- components
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    start: Callable[[], None]
+    stop: Callable[[], None]
+    healthy: Callable[[], bool]
+    address: str
+
+
+def _kafka_healthy() -> bool:
+    if not port_open(KAFKA_PORT):
+        return False
+    try:
+        from confluent_kafka.admin import AdminClient
+    except ImportError:  # stack used outside the venv: a port check is all we can do
+        return True
+    try:
+        md = AdminClient({"bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}"}).list_topics(timeout=3)
+        return len(md.brokers) > 0
+    except Exception:
+        return False
+
+
+def _kafka_start() -> None:
+    if _read_pid("kafka") is not None:
+        _say("kafka already running")
+        return
+    _ensure_port_free("kafka", KAFKA_PORT)
+    _ensure_port_free("kafka controller", KAFKA_CONTROLLER_PORT)
+    java = check_java()
+    lib = _require_lib("kafka")
+    data = DATA / "kafka"
+    conf = CONF / "kafka"
+    conf.mkdir(parents=True, exist_ok=True)
+    props = conf / "server.properties"
+    props.write_text("\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+        f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=2",
+        "auto.create.topics.enable=false",
+        "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=4",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "transaction.state.log.num.partitions=4",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        "group.initial.rebalance.delay.ms=0",
+        # the Flink sink's transaction.timeout.ms must stay below this (guarded in code)
+        "transaction.max.timeout.ms=900000",
+        "log.retention.hours=168",
+        "",
+    ]))
+    (conf / "log4j2.properties").write_text("\n".join([
+        "rootLogger.level=INFO",
+        "rootLogger.appenderRef.file.ref=file",
+        "appender.file.type=File",
+        "appender.file.name=file",
+        f"appender.file.fileName={LOGS / 'kafka.log'}",
+        "appender.file.layout.type=PatternLayout",
+        "appender.file.layout.pattern=[%d] %p %m (%c)%n",
+        "logger.kafka.name=kafka",
+        "logger.kafka.level=WARN",
+        "logger.org.name=org.apache.kafka",
+        "logger.org.level=WARN",
+        "",
+    ]))
+    cp = f"{lib}/*"
+    jvm = [java, "-Xms512m", "-Xmx1G", f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+           "-Dkafka.logs.dir=" + str(LOGS), "-cp", cp]
+    if not (data / "meta.properties").exists():
+        data.mkdir(parents=True, exist_ok=True)
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                    "-c", str(props)], capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+    _say("starting kafka (KRaft) on 127.0.0.1:9092")
+    pid = _spawn("kafka", jvm + ["kafka.Kafka", str(props)])
+    _wait("kafka", _kafka_healthy, 90, pid, LOGS / "kafka.out")
+
+
+def _kafka_stop() -> None:
+    _kill("kafka", timeout=60)
+
+
+def _cassandra_healthy() -> bool:
+    if not port_open(CASSANDRA_PORT):
+        return False
+    try:
+        from cassandra.cluster import Cluster
+    except ImportError:
+        return True
+    try:
+        cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT, connect_timeout=3)
+        try:
+            cluster.connect().execute("SELECT release_version FROM system.local", timeout=5)
+        finally:
+            cluster.shutdown()
+        return True
+    except Exception:
+        return False
+
+
+def _cassandra_start() -> None:
+    if _read_pid("cassandra") is not None:
+        _say("cassandra already running")
+        return
+    _ensure_port_free("cassandra", CASSANDRA_PORT)
+    _ensure_port_free("cassandra storage", CASSANDRA_STORAGE_PORT)
+    java = check_java()
+    lib = _require_lib("cassandra")
+    data = DATA / "cassandra"
+    conf = CONF / "cassandra"
+    conf.mkdir(parents=True, exist_ok=True)
+    for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
+        (data / sub).mkdir(parents=True, exist_ok=True)
+    (conf / "cassandra.yaml").write_text(f"""\
+cluster_name: journey-local
+num_tokens: 1
+partitioner: org.apache.cassandra.dht.Murmur3Partitioner
+data_file_directories: [{data / 'data'}]
+commitlog_directory: {data / 'commitlog'}
+saved_caches_directory: {data / 'saved_caches'}
+hints_directory: {data / 'hints'}
+cdc_raw_directory: {data / 'cdc_raw'}
+commitlog_sync: periodic
+commitlog_sync_period: 10000ms
+seed_provider:
+  - class_name: org.apache.cassandra.locator.SimpleSeedProvider
+    parameters:
+      - seeds: "127.0.0.1:{CASSANDRA_STORAGE_PORT}"
+listen_address: 127.0.0.1
+rpc_address: 127.0.0.1
+storage_port: {CASSANDRA_STORAGE_PORT}
+native_transport_port: {CASSANDRA_PORT}
+start_native_transport: true
+endpoint_snitch: SimpleSnitch
+authenticator: AllowAllAuthenticator
+authorizer: AllowAllAuthorizer
+disk_failure_policy: stop
+commit_failure_policy: stop
+concurrent_reads: 8
+concurrent_writes: 8
+memtable_allocation_type: heap_buffers
+""")
+    (conf / "logback.xml").write_text(f"""\
+<configuration>
+  <appender name="FILE" class="ch.qos.logback.core.FileAppender">
+    <file>{LOGS / 'cassandra.log'}</file>
+    <encoder><pattern>%-5level [%thread] %date{{ISO8601}} %F:%L - %msg%n</pattern></encoder>
+  </appender>
+  <root level="INFO"><appender-ref ref="FILE"/></root>
+</configuration>
+""")
+    jamm = next(lib.glob("jamm-*.jar"))
+    cmd = [java, *CASSANDRA_JVM_OPTS, f"-javaagent:{jamm}",
+           f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
+           f"-Dcassandra.storagedir={data}",
+           f"-Dcassandra.logdir={LOGS}",
+           f"-Dlogback.configurationFile={conf / 'logback.xml'}",
+           "-cp", f"{lib}/*", "org.apache.cassandra.service.CassandraDaemon"]
+    _say("starting cassandra on 127.0.0.1:9042 (takes ~30-60 s)")
+    pid = _spawn("cassandra", cmd)
+    _wait("cassandra", _cassandra_healthy, 180, pid, LOGS / "cassandra.log")
+
+
+def _cassandra_stop() -> None:
+    _kill("cassandra", timeout=60)
+
+
+def _flink_home() -> Path:
+    try:
+        import pyflink
+    except ImportError:
+        raise StackError("pyflink not importable: run `make setup` and use .venv/bin/python") from None
+    return Path(pyflink.__file__).parent
+
+
+def flink_env() -> dict[str, str]:
+    """Environment for pyflink's bin/ scripts: our config, log and pid folders."""
+    conf = CONF / "flink"
+    conf.mkdir(parents=True, exist_ok=True)
+    (LOGS / "flink").mkdir(parents=True, exist_ok=True)
+    RUN.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    (conf / "config.yaml").write_text(f"""\
+jobmanager:
+  rpc:
+    address: localhost
+    port: 6123
+  bind-host: 127.0.0.1
+  memory:
+    process:
+      size: 1024m
+taskmanager:
+  bind-host: 127.0.0.1
+  host: localhost
+  numberOfTaskSlots: 2
+  memory:
+    process:
+      size: 3072m
+    managed:
+      fraction: 0.2
+parallelism:
+  default: 2
+rest:
+  address: 127.0.0.1
+  bind-address: 127.0.0.1
+  port: {FLINK_REST_PORT}
+python:
+  executable: {py}
+  client:
+    executable: {py}
+execution:
+  checkpointing:
+    dir: file://{DATA / 'flink' / 'checkpoints'}
+    savepoint-dir: file://{DATA / 'flink' / 'savepoints'}
+state:
+  backend:
+    type: rocksdb
+""")
+    for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
+        (conf / name).write_text("\n".join([
+            "rootLogger.level=INFO",
+            "rootLogger.appenderRef.file.ref=MainAppender",
+            "appender.main.name=MainAppender",
+            "appender.main.type=File",
+            "appender.main.append=true",
+            "appender.main.fileName=${sys:log.file}",
+            "appender.main.layout.type=PatternLayout",
+            "appender.main.layout.pattern=%d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n",
+            "logger.kafka.name=org.apache.kafka",
+            "logger.kafka.level=WARN",
+            "",
+        ]))
+    env = dict(os.environ)
+    env.update({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(LOGS / "flink"),
+                "FLINK_PID_DIR": str(RUN), "FLINK_HOME": str(_flink_home())})
+    return env
+
+
+def _flink_overview() -> dict | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{FLINK_REST_PORT}/overview", timeout=2) as r:
+            return json.loads(r.read())
+    except Exception:
+        return None
+
+
+def _flink_healthy() -> bool:
+    ov = _flink_overview()
+    return ov is not None and ov.get("taskmanagers", 0) >= 1
+
+
+def _flink_running() -> bool:
+    return any(RUN.glob("flink-*standalonesession*.pid")) and _flink_overview() is not None
+
+
+def _flink_start() -> None:
+    if _flink_running():
+        _say("flink already running")
+        return
+    _ensure_port_free("flink rest", FLINK_REST_PORT)
+    check_java()
+    env = flink_env()
+    home = Path(env["FLINK_HOME"])
+    for script in ("jobmanager.sh", "taskmanager.sh", "flink-daemon.sh", "config.sh", "flink"):
+        p = home / "bin" / script
+        if p.exists():
+            p.chmod(p.stat().st_mode | 0o111)
+    _say(f"starting flink standalone cluster, web UI http://127.0.0.1:{FLINK_REST_PORT}")
+    for script in ("jobmanager.sh", "taskmanager.sh"):
+        r = subprocess.run(["bash", str(home / "bin" / script), "start"], env=env,
+                           capture_output=True, text=True, cwd=ROOT)
+        if r.returncode != 0:
+            raise StackError(f"{script} start failed:\n{r.stdout}\n{r.stderr}")
+    logs = sorted((LOGS / "flink").glob("*standalonesession*.log"))
+    _wait("flink", _flink_healthy, 90, None, logs[-1] if logs else LOGS / "flink")
+
+
+def _flink_stop() -> None:
+    if not any(RUN.glob("flink-*.pid")):
+        return
+    env = flink_env()
+    home = Path(env["FLINK_HOME"])
+    for script in ("taskmanager.sh", "jobmanager.sh"):
+        subprocess.run(["bash", str(home / "bin" / script), "stop-all" if script == "taskmanager.sh" else "stop"],
+                       env=env, capture_output=True, text=True, cwd=ROOT)
+    for pid_file in RUN.glob("flink-*.pid"):
+        pid_file.unlink(missing_ok=True)
+
+
+COMPONENTS: dict[str, Component] = {
+    "kafka": Component("kafka", _kafka_start, _kafka_stop, _kafka_healthy, f"127.0.0.1:{KAFKA_PORT}"),
+    "cassandra": Component("cassandra", _cassandra_start, _cassandra_stop, _cassandra_healthy,
+                           f"127.0.0.1:{CASSANDRA_PORT}"),
+    "flink": Component("flink", _flink_start, _flink_stop, _flink_healthy,
+                       f"http://127.0.0.1:{FLINK_REST_PORT}"),
+}
+
+
+def fetch() -> None:
+    """Copy the Maven artifacts described in local/maven/*/pom.xml into .stack/lib/."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError("mvn not found: install Maven (apt-get install maven)")
+    for pom in sorted((ROOT / "local" / "maven").glob("*/pom.xml")):
+        name = pom.parent.name
+        out = LIB / name
+        if out.is_dir() and any(out.glob("*.jar")):
+            _say(f"jars for {name} present in {out}")
+            continue
+        _say(f"fetching {name} jars from Maven Central")
+        tmp = LIB / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        r = subprocess.run([mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise StackError(f"maven fetch of {name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+        tmp.rename(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["up", "down", "status", "reset", "fetch"])
+    ap.add_argument("components", nargs="*", help=f"any of {', '.join(COMPONENTS)} (default: all)")
+    args = ap.parse_args(argv)
+    unknown = [n for n in args.components if n not in COMPONENTS]
+    if unknown:
+        ap.error(f"unknown component(s) {unknown}; choose from {list(COMPONENTS)}")
+    names = args.components or list(COMPONENTS)
+    try:
+        if args.action == "fetch":
+            fetch()
+        elif args.action == "up":
+            check_disk()
+            for n in names:
+                COMPONENTS[n].start()
+                _say(f"{n} healthy at {COMPONENTS[n].address}")
+        elif args.action == "down":
+            for n in reversed(names):
+                COMPONENTS[n].stop()
+                _say(f"{n} stopped")
+        elif args.action == "status":
+            bad = 0
+            for n in names:
+                ok = COMPONENTS[n].healthy()
+                bad += not ok
+                print(f"{n:10s} {'UP  ' if ok else 'DOWN'} {COMPONENTS[n].address}")
+            return 1 if bad else 0
+        elif args.action == "reset":
+            for n in reversed(names):
+                COMPONENTS[n].stop()
+            for d in (DATA, LOGS, CONF):
+                shutil.rmtree(d, ignore_errors=True)
+            _say("stack stopped, data and logs removed")
+    except StackError as e:
+        print(f"[stack] ERROR: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
