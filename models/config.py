@@ -1,0 +1,133 @@
+"""Typed, validated configuration for the jobs. No globals, nothing read at import time.
+
+:meth:`IngestConfig.from_env` builds one from ``JOURNEY_*`` environment variables (the
+k8s manifests and the Makefile set them); every field can also be passed directly.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field, fields
+from typing import Mapping
+
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or out of range; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Settings of the ingestion job.
+
+    Attributes
+    ----------
+    pii_salt:
+        Secret salt for hashing email and phone. Required, at least 16 characters; never
+        a default in code (from a secret in k8s, from ``.stack/`` in the local demo).
+    transaction_timeout_ms:
+        Kafka producer transaction timeout. Must exceed checkpoint timeout + restart delay
+        (a transaction must outlive the slowest checkpoint plus a restart, or the broker
+        aborts it and committed-looking output is lost) and stay at or below the broker's
+        ``transaction.max.timeout.ms`` (900000 on the local broker).
+    """
+
+    pii_salt: str
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic_pattern: str = r"journey\.events\..*"
+    output_topic: str = "journey.normalized"
+    dlq_topic: str = "journey.dlq"
+    group_id: str = "journey-ingestion"
+    transactional_id_prefix: str = "journey-ingestion"
+    job_name: str = "journey-ingestion"
+    bounded: bool = False
+    parallelism: int = 2
+    checkpoint_interval_ms: int = 2_000
+    checkpoint_timeout_ms: int = 60_000
+    restart_delay_ms: int = 5_000
+    restart_attempts: int = 10
+    transaction_timeout_ms: int = 300_000
+    broker_transaction_max_timeout_ms: int = 900_000
+    dedupe_ttl_ms: int = 24 * 3600 * 1000
+    max_future_skew_ms: int = 24 * 3600 * 1000
+    min_valid_timestamp_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
+    default_country_code: str = "1"
+    rocksdb: bool = True
+    jars: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if not self.pii_salt or len(self.pii_salt) < 16:
+            raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
+        for name in ("output_topic", "dlq_topic"):
+            if not _TOPIC.match(getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid Kafka topic name")
+        if not _PREFIX.match(self.transactional_id_prefix):
+            raise ConfigError(f"transactional_id_prefix={self.transactional_id_prefix!r} must match {_PREFIX.pattern}")
+        try:
+            re.compile(self.input_topic_pattern)
+        except re.error as e:
+            raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
+        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms",
+                     "dedupe_ttl_ms", "max_future_skew_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
+            raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
+        check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,
+                                  self.restart_delay_ms, self.broker_transaction_max_timeout_ms)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "IngestConfig":
+        """Read ``JOURNEY_<FIELD>`` variables (upper-case field names); overrides win."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"JOURNEY_{f.name.upper()}")
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, raw, f.type)
+        values.update(overrides)
+        if "pii_salt" not in values:
+            raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(name: str, raw: str, typ: object) -> object:
+    t = str(typ)
+    try:
+        if t == "int":
+            return int(raw)
+        if t == "bool":
+            if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
+                raise ValueError(raw)
+            return raw.lower() in ("1", "true", "yes")
+        if t.startswith("tuple"):
+            return tuple(p for p in raw.split(";") if p)
+    except ValueError:
+        raise ConfigError(f"JOURNEY_{name.upper()}={raw!r} is not a valid {t}") from None
+    return raw
+
+
+def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms: int,
+                              restart_delay_ms: int, broker_max_ms: int) -> None:
+    """Refuse Kafka transaction timeouts that can lose committed output.
+
+    >>> check_transaction_timeout(300_000, 60_000, 5_000, 900_000)
+    >>> check_transaction_timeout(60_000, 60_000, 5_000, 900_000)
+    Traceback (most recent call last):
+    ...
+    models.config.ConfigError: transaction_timeout_ms=60000 must be above checkpoint_timeout_ms + restart_delay_ms = 65000 ...
+    """
+    floor = checkpoint_timeout_ms + restart_delay_ms
+    if transaction_timeout_ms <= floor:
+        raise ConfigError(
+            f"transaction_timeout_ms={transaction_timeout_ms} must be above checkpoint_timeout_ms + "
+            f"restart_delay_ms = {floor} ... otherwise Kafka aborts transactions that Flink still "
+            f"expects to commit after a slow checkpoint or a restart")
+    if transaction_timeout_ms > broker_max_ms:
+        raise ConfigError(
+            f"transaction_timeout_ms={transaction_timeout_ms} is above the broker's "
+            f"transaction.max.timeout.ms={broker_max_ms}: the producer would be refused at start")
