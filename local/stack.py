@@ -392,6 +392,47 @@ def _flink_home() -> Path:
     return Path(pyflink.__file__).parent
 
 
+def _deep_merge(base: dict, over: dict) -> dict:
+    for k, v in over.items():
+        base[k] = _deep_merge(base.get(k) or {}, v) if isinstance(v, dict) else v
+    return base
+
+
+def _flink_config_yaml(python: str) -> str:
+    """pyflink's default config.yaml (it carries the JVM --add-opens Java 17 needs) + ours."""
+    import yaml
+
+    default = _flink_home() / "conf" / "config.yaml"
+    base = yaml.safe_load(default.read_text()) if default.exists() else {}
+    ours = {
+        "jobmanager": {"bind-host": "127.0.0.1", "rpc": {"address": "localhost", "port": 6123},
+                       "memory": {"process": {"size": "1024m"}}},
+        "taskmanager": {"bind-host": "127.0.0.1", "host": "localhost", "numberOfTaskSlots": 2,
+                        "memory": {"process": {"size": "3072m"}, "managed": {"fraction": 0.2}}},
+        "parallelism": {"default": 2},
+        "rest": {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": FLINK_REST_PORT},
+        "python": {"executable": python, "client": {"executable": python}},
+        "execution": {"checkpointing": {"dir": f"file://{DATA / 'flink' / 'checkpoints'}",
+                                        "savepoint-dir": f"file://{DATA / 'flink' / 'savepoints'}"}},
+        "state": {"backend": {"type": "rocksdb"}},
+    }
+    return yaml.safe_dump(_deep_merge(base, ours), sort_keys=False)
+
+
+def _flink_lib_dir() -> Path:
+    """pyflink's lib/ plus opt/flink-python (a cluster running Python jobs needs it in lib/).
+
+    Links in .stack/flink-lib, so the installed package is left untouched.
+    """
+    home = _flink_home()
+    lib = STACK / "flink-lib"
+    shutil.rmtree(lib, ignore_errors=True)
+    lib.mkdir(parents=True)
+    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python*.jar")]:
+        (lib / jar.name).symlink_to(jar)
+    return lib
+
+
 def flink_env() -> dict[str, str]:
     """Environment for pyflink's bin/ scripts: our config, log and pid folders."""
     conf = CONF / "flink"
@@ -399,42 +440,8 @@ def flink_env() -> dict[str, str]:
     (LOGS / "flink").mkdir(parents=True, exist_ok=True)
     RUN.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    (conf / "config.yaml").write_text(f"""\
-jobmanager:
-  rpc:
-    address: localhost
-    port: 6123
-  bind-host: 127.0.0.1
-  memory:
-    process:
-      size: 1024m
-taskmanager:
-  bind-host: 127.0.0.1
-  host: localhost
-  numberOfTaskSlots: 2
-  memory:
-    process:
-      size: 3072m
-    managed:
-      fraction: 0.2
-parallelism:
-  default: 2
-rest:
-  address: 127.0.0.1
-  bind-address: 127.0.0.1
-  port: {FLINK_REST_PORT}
-python:
-  executable: {py}
-  client:
-    executable: {py}
-execution:
-  checkpointing:
-    dir: file://{DATA / 'flink' / 'checkpoints'}
-    savepoint-dir: file://{DATA / 'flink' / 'savepoints'}
-state:
-  backend:
-    type: rocksdb
-""")
+    (conf / "config.yaml").write_text(_flink_config_yaml(py))
+
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
         (conf / name).write_text("\n".join([
             "rootLogger.level=INFO",
@@ -447,10 +454,17 @@ state:
             "appender.main.layout.pattern=%d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n",
             "logger.kafka.name=org.apache.kafka",
             "logger.kafka.level=WARN",
+            "logger.kafkashaded.name=org.apache.flink.kafka.shaded.org.apache.kafka",
+            "logger.kafkashaded.level=WARN",
             "",
         ]))
     env = dict(os.environ)
+    # Python workers (thread mode embeds CPython in the TaskManager) import the project and
+    # the venv's packages from here
+    site = [p for p in sys.path if p.startswith(sys.prefix) and p.endswith("site-packages")]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *site])
     env.update({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(LOGS / "flink"),
+                "FLINK_LIB_DIR": str(_flink_lib_dir()),
                 "FLINK_PID_DIR": str(RUN), "FLINK_HOME": str(_flink_home())})
     return env
 

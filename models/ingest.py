@@ -72,26 +72,36 @@ class Ingestor:
         self._dead_letter = self.catalog.codec("DeadLetter")
 
     def decode_validate(self, rec: SourceRecord) -> dict[str, Any] | Rejection:
-        """The decoded ``Event`` if it is valid, else the reason to dead-letter it."""
+        """The decoded ``Event`` if it is valid, else the reason to dead-letter it.
+
+        Identifiers are normalized here (email/phone replaced by salted hashes, under
+        ``identifiers``; notes under ``warnings``): an event whose identifiers are all
+        unusable is invalid, so every decision to dead-letter is taken in this one step.
+        """
         try:
             _, event = self.catalog.decode(rec.value, expect="Event")
         except DecodeError as e:
             return Rejection(e.error_type, e.detail)
         s = self.settings
-        return validate_event(event, rec.timestamp_ms, s.min_valid_timestamp_ms, s.max_future_skew_ms) or event
-
-    def normalize(self, event: dict[str, Any], rec: SourceRecord) -> Accepted | Rejection:
-        ids, warnings = normalize_identifiers(event["identifiers"], self.settings.pii_salt,
-                                              self.settings.default_country_code)
+        why = validate_event(event, rec.timestamp_ms, s.min_valid_timestamp_ms, s.max_future_skew_ms)
+        if why is not None:
+            return why
+        ids, warnings = normalize_identifiers(event["identifiers"], s.pii_salt, s.default_country_code)
         if not any(ids.values()):
             return Rejection("missing_identifiers", f"no usable identifier after normalization ({', '.join(warnings)})")
+        event["identifiers"], event["warnings"] = ids, warnings
+        return event
+
+    def normalize(self, event: dict[str, Any], rec: SourceRecord) -> Accepted:
+        """Encode a validated event (identifiers already hashed by :meth:`decode_validate`)."""
+        warnings = event["warnings"]
         out = {
             "event_id": event["event_id"].strip(),
             "event_type": event["event_type"],
             "channel": event["channel"],
             "occurred_at": event["occurred_at"],
             "schema_version": event["schema_version"],
-            "identifiers": ids,
+            "identifiers": event["identifiers"],
             "context": event["context"],
             "payload": event["payload"],
             "source_topic": rec.topic,
@@ -118,8 +128,7 @@ class Ingestor:
         decoded = self.decode_validate(rec)
         if isinstance(decoded, Rejection):
             return self.dead_letter(rec, decoded)
-        result = self.normalize(decoded, rec)
-        return self.dead_letter(rec, result) if isinstance(result, Rejection) else result
+        return self.normalize(decoded, rec)
 
 
 def identifier_count(event: dict[str, Any]) -> int:

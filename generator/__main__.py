@@ -1,0 +1,121 @@
+"""Command line: generate a dataset, write its ground truth, and produce it to Kafka.
+
+Usage::
+
+    python -m generator --persons 200 --seed 7 --out .stack/gen \\
+        [--bootstrap 127.0.0.1:9092] [--rate 5000] [--no-produce] [--no-progress]
+
+Writes ``<out>/truth.json`` (see :meth:`generator.synth.GroundTruth.to_json`) before producing,
+so the truth exists even if producing fails. Exit status 0 on success, 1 if producing failed,
+2 for bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from generator.synth import DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS, generate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m generator``."""
+    p = argparse.ArgumentParser(prog="python -m generator",
+                                description="Generate seeded synthetic journey events with ground truth "
+                                            "and produce them to journey.events.<channel>.")
+    p.add_argument("--persons", type=int, required=True, help="number of planted persons (>= 1)")
+    p.add_argument("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
+    p.add_argument("--out", type=Path, required=True, help="directory for truth.json (created if missing)")
+    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (default %(default)s)")
+    p.add_argument("--rate", type=float, default=None, help="records per second (default: flat out)")
+    p.add_argument("--no-produce", action="store_true", help="only generate and write truth.json")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--base-time-ms", type=int, default=DEFAULT_BASE_TIME_MS,
+                   help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21)")
+    p.add_argument("--bad-ratio", type=float, default=0.02, help="bad records per valid event (default %(default)s)")
+    p.add_argument("--dup-ratio", type=float, default=0.03, help="duplicates per valid event (default %(default)s)")
+    p.add_argument("--late-ratio", type=float, default=0.02, help="fraction of late events (default %(default)s)")
+    return p
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse and validate arguments; exits with status 2 and a clear message if invalid."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.persons < 1:
+        parser.error(f"--persons must be at least 1, got {args.persons}")
+    if args.persons > 1_000_000:
+        parser.error(f"--persons must be at most 1000000, got {args.persons}")
+    if args.rate is not None and not args.rate > 0:
+        parser.error(f"--rate must be a positive number of records per second, got {args.rate}")
+    for name in ("bad_ratio", "late_ratio"):
+        v = getattr(args, name)
+        if not 0.0 <= v < 1.0:
+            parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
+    if not 0.0 <= args.dup_ratio <= 1.0:
+        parser.error(f"--dup-ratio must be in [0, 1], got {args.dup_ratio}")
+    if args.base_time_ms < MIN_VALID_TIMESTAMP_MS:
+        parser.error(f"--base-time-ms must be after 2000-01-01 ({MIN_VALID_TIMESTAMP_MS}), got {args.base_time_ms}")
+    if not args.no_produce and not args.bootstrap.strip():
+        parser.error("--bootstrap must not be empty (or pass --no-produce)")
+    if args.out.exists() and not args.out.is_dir():
+        parser.error(f"--out {args.out} exists and is not a directory")
+    return args
+
+
+def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, failed: bool = False) -> str:
+    """One paragraph: records per kind, per error type and per topic, and what was produced.
+
+    Parameters
+    ----------
+    summary : dict
+        :meth:`generator.synth.GroundTruth.summary`.
+    truth_path : Path
+        Where ``truth.json`` was written.
+    report : ProduceReport or None
+        The produce report, ``None`` if nothing was produced.
+    failed : bool
+        Producing was attempted and failed.
+    """
+    bad = ", ".join(f"{k}={v}" for k, v in summary["bad_by_error_type"].items())
+    topics = ", ".join(f"{k}={v}" for k, v in summary["topics"].items())
+    text = (f"Generated {summary['records']} records for {summary['persons']} persons: "
+            f"{summary['valid']} valid, {summary['duplicate']} duplicates and {summary['bad']} bad ({bad}). "
+            f"Per topic: {topics}. "
+            f"{summary['carts']} carts ({summary['carts_purchased']} purchased, {summary['carts_abandoned']} not), "
+            f"{summary['late_events']} late and {summary['out_of_order_events']} out-of-order events, "
+            f"{summary['erased_persons']} erasure requests. Ground truth: {truth_path}.")
+    if failed:
+        return text + " Producing FAILED."
+    if report is None:
+        return text + " Not produced (--no-produce)."
+    return text + (f" Produced {report.delivered} records in {report.elapsed_s:.1f} s "
+                   f"({report.records_per_s:.0f} records/s).")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m generator``; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        dataset = generate(args.seed, args.persons, base_time_ms=args.base_time_ms, bad_ratio=args.bad_ratio,
+                           dup_ratio=args.dup_ratio, late_ratio=args.late_ratio)
+    except ValueError as e:  # a combination parse_args does not check (e.g. a calendar reaching 2100)
+        build_parser().error(str(e))
+    truth_path = dataset.truth.write(args.out / "truth.json")
+    report = None
+    if not args.no_produce:
+        from generator.produce import ProduceError, produce
+        try:
+            report = produce(dataset, args.bootstrap, rate=args.rate, progress=not args.no_progress)
+        except (ProduceError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            print(describe(dataset.summary(), truth_path, None, failed=True), file=sys.stderr)
+            return 1
+    print(describe(dataset.summary(), truth_path, report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

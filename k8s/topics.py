@@ -1,0 +1,62 @@
+"""Kafka topics of the project, created idempotently (local stack, CI and the k8s setup Job).
+
+Usage: ``python -m k8s.topics [--bootstrap 127.0.0.1:9092] [--partitions 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: input topics, one per channel (the ingestion job subscribes to ``journey\\.events\\..*``)
+INPUT_TOPICS: tuple[str, ...] = tuple(f"journey.events.{c}" for c in ("web", "app", "crm", "pos", "email"))
+#: output topics with the schema (schemas/*.avsc record name) each carries
+OUTPUT_TOPICS: dict[str, str] = {
+    "journey.normalized": "NormalizedEvent",
+    "journey.dlq": "DeadLetter",
+    "journey.identity": "IdentityEvent",
+    "journey.sessions": "Session",
+    "journey.triggers": "Trigger",
+    "journey.segments": "SegmentChange",
+    "journey.scores": "Score",
+    "journey.control": "(JSON rule updates)",
+}
+ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
+
+
+def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
+                  topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0) -> list[str]:
+    """Create missing topics; returns the names created. Existing topics are left alone."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    missing = [t for t in topics if t not in existing]
+    if not missing:
+        return []
+    futures = admin.create_topics([NewTopic(t, partitions, replication) for t in missing],
+                                  operation_timeout=timeout_s)
+    created = []
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            created.append(name)
+        except Exception as e:  # TOPIC_ALREADY_EXISTS from a concurrent creator is fine
+            if "TOPIC_ALREADY_EXISTS" not in str(e):
+                raise RuntimeError(f"could not create topic {name}: {e}") from e
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Create the project's Kafka topics (idempotent).")
+    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--partitions", type=int, default=2)
+    ap.add_argument("--replication", type=int, default=1)
+    args = ap.parse_args(argv)
+    created = ensure_topics(args.bootstrap, args.partitions, args.replication)
+    print(f"topics: {len(ALL_TOPICS)} total, created {len(created)}: {', '.join(created) or '-'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,341 @@
+"""The k8s manifests and the event contract (docs/events.md) agree with the code.
+
+No Kubernetes here: the manifests are only parsed and cross-checked, never applied.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # runnable without a conftest/pyproject pythonpath setting
+    sys.path.insert(0, str(ROOT))
+
+from k8s.topics import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
+from models.avro_codec import SchemaCatalog  # noqa: E402
+from models.config import ConfigError, IngestConfig, check_transaction_timeout  # noqa: E402
+from models.events import EVENT_TYPES, IDENTIFIER_TYPES, PAYLOAD_OF, validate_event  # noqa: E402
+from models.ingest import DEAD_LETTER_REASONS, Accepted, IngestSettings, Ingestor, SourceRecord  # noqa: E402
+
+K8S = ROOT / "k8s"
+DOCS = ROOT / "docs" / "events.md"
+SCHEMAS = ROOT / "schemas"
+MANIFESTS = sorted(K8S.glob("*.yaml"))
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+def _docs(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+
+
+def _one(kind: str) -> dict[str, Any]:
+    found = [d for p in MANIFESTS for d in _docs(p) if d.get("kind") == kind]
+    assert len(found) == 1, f"expected exactly one {kind} in k8s/*.yaml, found {len(found)}"
+    return found[0]
+
+
+_UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000}
+
+
+def duration_ms(value: object) -> int:
+    """Flink duration strings as used in the manifests: '2 s', '500 ms', '1 min' (or bare ms)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(ms|s|min)?\s*", str(value))
+    assert m, f"unsupported duration {value!r}"
+    return int(m.group(1)) * _UNITS_MS[m.group(2) or "ms"]
+
+
+@pytest.fixture(scope="module")
+def deployment() -> dict[str, Any]:
+    return _one("FlinkDeployment")
+
+
+@pytest.fixture(scope="module")
+def flink_conf(deployment) -> dict[str, str]:
+    return {k: str(v) for k, v in deployment["spec"]["flinkConfiguration"].items()}
+
+
+@pytest.fixture(scope="module")
+def config_map() -> dict[str, str]:
+    return _one("ConfigMap")["data"]
+
+
+@pytest.fixture(scope="module")
+def secret() -> dict[str, Any]:
+    return _one("Secret")
+
+
+@pytest.fixture(scope="module")
+def main_container(deployment) -> dict[str, Any]:
+    containers = deployment["spec"]["podTemplate"]["spec"]["containers"]
+    (c,) = [c for c in containers if c["name"] == "flink-main-container"]
+    return c
+
+
+@pytest.fixture(scope="module")
+def docs_text() -> str:
+    return DOCS.read_text()
+
+
+@pytest.fixture(scope="module")
+def catalog() -> SchemaCatalog:
+    return SchemaCatalog.load()
+
+
+# --- manifests -----------------------------------------------------------------------------
+
+def test_there_are_manifests_to_check():
+    names = {p.name for p in MANIFESTS}
+    assert {"flinkdeployment-ingestion.yaml", "configmap.yaml", "secret.example.yaml", "topics-job.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
+def test_every_manifest_parses_as_kubernetes_objects(path):
+    docs = _docs(path)
+    assert docs, f"{path.name} is empty"
+    for d in docs:
+        assert {"apiVersion", "kind", "metadata"} <= set(d), f"{path.name}: {sorted(d)}"
+        assert d["metadata"].get("name"), f"{path.name}: object without metadata.name"
+        assert d["metadata"].get("namespace") == "journey", f"{path.name}: {d['kind']} not in namespace journey"
+
+
+def test_flink_deployment_runs_the_python_ingestion_job_in_application_mode(deployment):
+    assert deployment["apiVersion"] == "flink.apache.org/v1beta1"
+    spec = deployment["spec"]
+    assert spec["flinkVersion"] == "v2_2"
+    job = spec["job"]
+    assert job["jarURI"] == "local:///opt/flink/opt/flink-python-2.2.1.jar"
+    assert job["entryClass"] == "org.apache.flink.client.python.PythonDriver"
+    args = job["args"]
+    assert args[args.index("-pym") + 1] == "flink_jobs.ingestion"
+    assert args[args.index("-pyfs") + 1] == "/opt/journey"
+    assert job["upgradeMode"] == "savepoint"
+    assert job["state"] == "running"
+    assert job["parallelism"] == 2
+
+
+def test_flink_deployment_checkpoints_exactly_once_every_2_s_with_retained_rocksdb_checkpoints(flink_conf):
+    assert flink_conf["execution.checkpointing.mode"] == "EXACTLY_ONCE"
+    assert duration_ms(flink_conf["execution.checkpointing.interval"]) == 2_000
+    assert duration_ms(flink_conf["execution.checkpointing.timeout"]) == 60_000
+    assert flink_conf["execution.checkpointing.externalized-checkpoint-retention"] == "RETAIN_ON_CANCELLATION"
+    assert flink_conf["state.backend.type"] == "rocksdb"
+    assert flink_conf["execution.checkpointing.incremental"] == "true"
+    for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir"):
+        assert re.match(r"^(s3|file|gs|abfss|hdfs)://", flink_conf[key]), f"{key}={flink_conf[key]!r}"
+
+
+def test_flink_deployment_restarts_with_fixed_delay_10_times_5_s_apart(flink_conf):
+    assert flink_conf["restart-strategy.type"] == "fixed-delay"
+    assert int(flink_conf["restart-strategy.fixed-delay.attempts"]) == 10
+    assert duration_ms(flink_conf["restart-strategy.fixed-delay.delay"]) == 5_000
+
+
+def test_flink_deployment_uses_the_images_python(flink_conf):
+    assert flink_conf["python.executable"] == "/opt/venv/bin/python"
+    assert flink_conf["python.client.executable"] == "/opt/venv/bin/python"
+    assert "/opt/venv" in (K8S / "Dockerfile").read_text()
+
+
+def test_transaction_timeout_in_configmap_passes_the_jobs_guard_with_the_deployments_timings(config_map, flink_conf):
+    tx = int(config_map["JOURNEY_TRANSACTION_TIMEOUT_MS"])
+    checkpoint_timeout = duration_ms(flink_conf["execution.checkpointing.timeout"])
+    restart_delay = duration_ms(flink_conf["restart-strategy.fixed-delay.delay"])
+    broker_max = int(config_map["JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS"])
+    check_transaction_timeout(tx, checkpoint_timeout, restart_delay, broker_max)  # raises if unsafe
+    # and the guard would bite if someone raised the checkpoint timeout past it
+    with pytest.raises(ConfigError):
+        check_transaction_timeout(tx, tx, restart_delay, broker_max)
+
+
+def test_configmap_timings_equal_the_flink_configuration(config_map, flink_conf):
+    # flink_jobs/env.py applies the JOURNEY_* values to the job, overriding the cluster's
+    assert int(config_map["JOURNEY_CHECKPOINT_INTERVAL_MS"]) == duration_ms(flink_conf["execution.checkpointing.interval"])
+    assert int(config_map["JOURNEY_CHECKPOINT_TIMEOUT_MS"]) == duration_ms(flink_conf["execution.checkpointing.timeout"])
+    assert int(config_map["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.fixed-delay.delay"])
+    assert int(config_map["JOURNEY_RESTART_ATTEMPTS"]) == int(flink_conf["restart-strategy.fixed-delay.attempts"])
+    assert config_map["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
+
+
+def test_job_parallelism_env_equals_the_deployments_parallelism(deployment, main_container, config_map):
+    env = {e["name"]: e for e in main_container.get("env", [])}
+    assert int(env["JOURNEY_PARALLELISM"]["value"]) == deployment["spec"]["job"]["parallelism"]
+    assert "JOURNEY_PARALLELISM" not in config_map, "keep parallelism next to spec.job.parallelism only"
+
+
+def test_pii_salt_comes_from_a_secret_never_from_the_configmap(main_container, config_map, secret):
+    env = {e["name"]: e for e in main_container.get("env", [])}
+    ref = env["JOURNEY_PII_SALT"]["valueFrom"]["secretKeyRef"]
+    assert ref["name"] == secret["metadata"]["name"]
+    assert ref["key"] in secret["stringData"]
+    assert "JOURNEY_PII_SALT" not in config_map
+    assert not any("salt" in k.lower() for k in config_map)
+    (from_cm,) = [s["configMapRef"]["name"] for s in main_container["envFrom"] if "configMapRef" in s]
+    assert from_cm == _one("ConfigMap")["metadata"]["name"]
+
+
+def test_example_secret_is_marked_as_an_example(secret):
+    text = (K8S / "secret.example.yaml").read_text()
+    assert "EXAMPLE ONLY" in text and "NOT A REAL SECRET" in text
+    for value in secret["stringData"].values():
+        assert "EXAMPLE" in value.upper()
+
+
+def test_configmap_keys_are_settings_the_code_reads(config_map):
+    known = {f"JOURNEY_{f.name.upper()}" for f in fields(IngestConfig)}
+    flink_jobs_source = "\n".join(p.read_text() for p in (ROOT / "flink_jobs").glob("*.py"))
+    for key in config_map:
+        assert key.startswith("JOURNEY_"), key
+        assert key in known or key in flink_jobs_source, f"{key} is read by nothing"
+
+
+def test_configmap_and_example_secret_make_a_valid_ingest_config(config_map, secret):
+    (salt,) = secret["stringData"].values()
+    cfg = IngestConfig.from_env({**config_map, "JOURNEY_PII_SALT": salt})
+    assert cfg.bounded is False and cfg.rocksdb is True
+    assert cfg.output_topic in OUTPUT_TOPICS and cfg.dlq_topic in OUTPUT_TOPICS
+    assert all(re.fullmatch(cfg.input_topic_pattern, t) for t in INPUT_TOPICS)
+    assert not any(re.fullmatch(cfg.input_topic_pattern, t) for t in OUTPUT_TOPICS)
+
+
+def test_connector_jar_in_configmap_is_the_one_the_image_downloads(config_map):
+    dockerfile = (K8S / "Dockerfile").read_text()
+    assert re.search(r"^FROM flink:2\.2\.1-java17\s*$", dockerfile, re.M)
+    version = re.search(r"^ARG KAFKA_CONNECTOR_VERSION=(\S+)", dockerfile, re.M).group(1)
+    pom = (ROOT / "local" / "maven" / "flink" / "pom.xml").read_text()
+    assert f"<version>{version}</version>" in pom, "image and local stack pin different connector versions"
+    assert "/org/apache/flink/flink-sql-connector-kafka/${KAFKA_CONNECTOR_VERSION}/" in dockerfile
+    assert config_map["JOURNEY_JARS"] == f"file:///opt/flink/usrlib/flink-sql-connector-kafka-{version}.jar"
+    for d in ("models", "operators", "state", "flink_jobs", "schemas", "k8s"):
+        assert re.search(rf"^COPY .*\b{d}/ /opt/journey/{d}/", dockerfile, re.M), d
+
+
+def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(deployment, config_map):
+    job = _one("Job")
+    assert job["apiVersion"] == "batch/v1"
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    argv = c.get("command", []) + c.get("args", [])
+    assert argv[argv.index("-m") + 1] == "k8s.topics"
+    assert argv[argv.index("--partitions") + 1] == "6"
+    assert argv[argv.index("--replication") + 1] == "3"
+    assert argv[argv.index("--bootstrap") + 1] == "$(BOOTSTRAP)"
+    env = {e["name"]: e for e in c["env"]}
+    ref = env["BOOTSTRAP"]["valueFrom"]["configMapKeyRef"]
+    assert ref["key"] in config_map
+    assert c["image"] == deployment["spec"]["image"]
+
+
+# --- docs/events.md ------------------------------------------------------------------------
+
+def _headings(text: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^#{2,4} .*?`([^`]+)`", text, re.M)}
+
+
+def test_every_output_topic_schema_exists_and_every_topic_is_documented(docs_text):
+    record_names = {json.loads(p.read_text())["name"] for p in SCHEMAS.glob("*.avsc")}
+    for topic, schema in OUTPUT_TOPICS.items():
+        if re.fullmatch(r"[A-Z]\w*", schema):
+            assert schema in record_names, f"{topic}: no schemas/*.avsc defines {schema}"
+            assert f"`{schema}`" in docs_text, schema
+        assert topic in _headings(docs_text), f"{topic} has no section in docs/events.md"
+    for topic in INPUT_TOPICS:
+        assert f"`{topic}`" in docs_text, topic
+
+
+def test_every_event_type_is_documented(docs_text):
+    headings = _headings(docs_text)
+    for event_type in EVENT_TYPES:
+        assert event_type in headings, f"{event_type} has no section in docs/events.md"
+        section = docs_text.split(f"### `{event_type}`", 1)[1].split("\n### ", 1)[0]
+        assert f"`{PAYLOAD_OF[event_type]}`" in section, f"{event_type}: payload record not named"
+
+
+def test_every_dead_letter_error_type_is_documented(docs_text, catalog):
+    schema = json.loads((SCHEMAS / "dead_letter.avsc").read_text())
+    (error_type,) = [f["type"] for f in schema["fields"] if f["name"] == "error_type"]
+    assert tuple(error_type["symbols"]) == DEAD_LETTER_REASONS
+    table = docs_text.split("## Dead-letter error types", 1)[1]
+    for reason in DEAD_LETTER_REASONS:
+        assert re.search(rf"^\| `{reason}` \|", table, re.M), f"{reason} not in the error table"
+
+
+def test_fingerprint_table_matches_the_schemas(docs_text, catalog):
+    for p in SCHEMAS.glob("*.avsc"):
+        name = json.loads(p.read_text())["name"]
+        fp = catalog.codec(name).fingerprint.hex()
+        assert re.search(rf"^\| `{name}` \| `schemas/{p.name}` \| `{fp}` \|", docs_text, re.M), \
+            f"docs/events.md fingerprint row for {name} is missing or stale (now {fp})"
+
+
+def _examples(text: str) -> list[tuple[str, dict[str, Any]]]:
+    return [(m.group(1), json.loads(m.group(2)))
+            for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", text, re.S)]
+
+
+def _as_avro(schema_name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Docs notation -> codec notation: payload union as (name, record), all identifiers, bytes."""
+    r = json.loads(json.dumps(record))
+    if schema_name == "Event":
+        r["identifiers"] = {t: r["identifiers"].get(t) for t in IDENTIFIER_TYPES}
+    if schema_name in ("Event", "NormalizedEvent"):
+        r["payload"] = ("journey.v1." + PAYLOAD_OF[r["event_type"]], r["payload"])
+    if schema_name == "DeadLetter":
+        r["raw"] = bytes.fromhex(r["raw"])
+    return r
+
+
+def test_every_documented_example_encodes_with_its_schema(docs_text, catalog):
+    examples = _examples(docs_text)
+    kinds = [k for k, _ in examples]
+    assert kinds.count("Event") == len(EVENT_TYPES)
+    assert {k for k, _ in examples} >= {"NormalizedEvent", "DeadLetter"}
+    for kind, record in examples:
+        data = catalog.codec(kind).encode(_as_avro(kind, record))
+        assert catalog.decode(data, expect=kind)[0] == kind
+
+
+def test_every_documented_event_example_is_valid_and_accepted(docs_text, catalog):
+    ingestor = Ingestor(IngestSettings("docs-example-salt-0123456789"), catalog)
+    seen = set()
+    for kind, record in _examples(docs_text):
+        if kind != "Event":
+            continue
+        event = _as_avro(kind, record)
+        assert validate_event(event, event["occurred_at"], 946_684_800_000, 86_400_000) is None, record["event_id"]
+        value = catalog.codec("Event").encode(event)
+        result = ingestor.process(SourceRecord(value, f"journey.events.{record['channel']}", 0, 0, record["occurred_at"]))
+        assert isinstance(result, Accepted), (record["event_id"], result)
+        seen.add(record["event_type"])
+    assert seen == set(EVENT_TYPES)
+
+
+def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_example(docs_text, catalog, secret):
+    examples = _examples(docs_text)
+    (normalized,) = [r for k, r in examples if k == "NormalizedEvent"]
+    (source,) = [r for k, r in examples if k == "Event" and r["event_id"] == normalized["event_id"]]
+    (salt,) = secret["stringData"].values()
+    assert salt in docs_text, "docs must name the salt the example hashes were computed with"
+    value = catalog.codec("Event").encode(_as_avro("Event", source))
+    rec = SourceRecord(value, normalized["source_topic"], normalized["source_partition"],
+                       normalized["source_offset"], source["occurred_at"])
+    accepted = Ingestor(IngestSettings(salt), catalog).process(rec)
+    _, produced = catalog.decode(accepted.value, expect="NormalizedEvent")
+    assert produced == _as_avro("NormalizedEvent", normalized)
+
+
+def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes(docs_text, catalog, config_map):
+    (dl,) = [r for k, r in _examples(docs_text) if k == "DeadLetter"]
+    settings = IngestSettings("docs-example-salt-0123456789", job_name=config_map["JOURNEY_JOB_NAME"])
+    rec = SourceRecord(bytes.fromhex(dl["raw"]), dl["source_topic"], dl["source_partition"],
+                       dl["source_offset"], dl["source_timestamp"])
+    result = Ingestor(settings, catalog).process(rec)
+    _, produced = catalog.decode(result.value, expect="DeadLetter")
+    assert produced == _as_avro("DeadLetter", dl)
