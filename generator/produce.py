@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 from confluent_kafka import Producer
 from tqdm import tqdm
 
-from generator.synth import Dataset
+from generator.synth import Dataset, GeneratedRecord
 
 #: Ingestion rejects events more than this after the Kafka timestamp (``IngestSettings`` default).
 DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
@@ -89,7 +89,8 @@ def check_produce_time(dataset: Dataset, now_ms: int,
 
 def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progress: bool = True, *,
             config: Mapping[str, Any] | None = None, flush_timeout_s: float = 120.0,
-            producer_factory: Callable[[dict[str, Any]], Any] | None = None) -> ProduceReport:
+            producer_factory: Callable[[dict[str, Any]], Any] | None = None,
+            topic_prefix: str = "journey") -> ProduceReport:
     """Produce every record of ``dataset`` in order and wait until all are acknowledged.
 
     Parameters
@@ -109,6 +110,9 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
         How long the final flush may take.
     producer_factory : callable, keyword-only
         Builds the producer from its config (default ``confluent_kafka.Producer``); for tests.
+    topic_prefix : str, keyword-only
+        Replaces the leading ``journey`` of every topic (``journey.events.web`` ->
+        ``<prefix>.events.web``), so tests can use topics of their own.
 
     Returns
     -------
@@ -129,7 +133,10 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
                             "linger.ms": 5, "message.timeout.ms": 60_000, "client.id": "journey-generator"}
     conf.update(config or {})
     producer = (producer_factory or Producer)(conf)
-    _check_topics(producer, sorted({r.topic for r in dataset.records}), bootstrap)
+    def target_topic(rec: GeneratedRecord) -> str:
+        return topic_prefix + rec.topic[len("journey"):] if rec.topic.startswith("journey.") else rec.topic
+
+    _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap)
 
     per_topic: dict[str, int] = {}
     errors: list[str] = []
@@ -154,7 +161,7 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
                     time.sleep(wait)
             while True:
                 try:
-                    producer.produce(rec.topic, value=rec.value, key=rec.key, on_delivery=on_delivery)
+                    producer.produce(target_topic(rec), value=rec.value, key=rec.key, on_delivery=on_delivery)
                     break
                 except BufferError:  # local queue full: let deliveries drain
                     producer.poll(0.05)

@@ -1,0 +1,127 @@
+"""Submit PyFlink jobs to the local standalone cluster and read them back over REST.
+
+Used by ``make demo``, the end-to-end tests and the benchmark, so all three run the job the
+way ops would: ``flink run`` against the cluster at http://127.0.0.1:8081.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from local.stack import FLINK_REST_PORT, LOGS, ROOT, flink_env
+
+REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
+
+
+class FlinkJobError(RuntimeError):
+    """Submission failed or the job ended in a state other than the one awaited."""
+
+
+def rest(path: str, method: str = "GET", body: dict | None = None, timeout: float = 10) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(REST + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        raw = r.read()
+    return json.loads(raw) if raw else {}
+
+
+@dataclass
+class Submission:
+    job_id: str
+    output: str
+
+
+def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached: bool = False,
+           timeout_s: float = 900) -> Submission:
+    """``flink run -pym <module>`` on the standalone cluster; blocks until the job ends unless detached.
+
+    ``job_env`` carries the job's JOURNEY_* settings (the client process reads them).
+    """
+    env = flink_env()
+    env.update(job_env)
+    env["PYTHONPATH"] = str(ROOT)
+    py = str(ROOT / ".venv" / "bin" / "python")
+    flink = Path(env["FLINK_HOME"]) / "bin" / "flink"
+    cmd = ["bash", str(flink), "run", "-m", f"127.0.0.1:{FLINK_REST_PORT}"]
+    if detached:
+        cmd.append("-d")
+    cmd += ["-pym", module, "-pyclientexec", py, *args]
+    log = LOGS / "flink-submit.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout_s)
+    out = proc.stdout + proc.stderr
+    with open(log, "a") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n{out}")
+    m = re.search(r"JobID ([0-9a-f]{32})", out)
+    if proc.returncode != 0 or m is None:
+        causes = [ln.strip() for ln in out.splitlines() if "Caused by" in ln or "Error:" in ln]
+        raise FlinkJobError(f"flink run -pym {module} failed (exit {proc.returncode}); "
+                            f"causes: {causes[-4:] or out[-1500:]}; full output in {log}")
+    return Submission(m.group(1), out)
+
+
+def job_state(job_id: str) -> str:
+    return rest(f"/jobs/{job_id}")["state"]
+
+
+def wait_state(job_id: str, states: set[str], timeout_s: float = 300) -> str:
+    deadline = time.monotonic() + timeout_s
+    state = "?"
+    while time.monotonic() < deadline:
+        state = job_state(job_id)
+        if state in states:
+            return state
+        if state in {"FAILED", "CANCELED"} - states:
+            raise FlinkJobError(f"job {job_id} is {state}: {root_exception(job_id)}")
+        time.sleep(1)
+    raise FlinkJobError(f"job {job_id} not in {states} after {timeout_s}s (state {state})")
+
+
+def root_exception(job_id: str) -> str:
+    try:
+        ex = rest(f"/jobs/{job_id}/exceptions")
+        return (ex.get("exceptionHistory", {}).get("entries") or [{}])[0].get("stacktrace", "")[:2000]
+    except Exception as e:  # the job may be gone
+        return f"(no exception history: {e})"
+
+
+def cancel(job_id: str) -> None:
+    try:
+        rest(f"/jobs/{job_id}", method="PATCH")
+    except Exception:
+        pass
+
+
+def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
+    """User counters summed over subtasks, by ``<operator>.<group path>.<counter>``.
+
+    Chained Python operators report under one fused name, e.g.
+    ``kafka-record__decode-validate.received`` or
+    ``kafka-record__decode-validate.reason.unknown_schema.dead_lettered``. Only works while
+    the job runs (a finished job's metrics are gone from REST).
+    """
+    totals: dict[str, int] = {}
+    for v in rest(f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
+        wanted = [m["id"] for m in rest(base) if m["id"].rsplit(".", 1)[-1] in names]
+        for i in range(0, len(wanted), 20):
+            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i:i + 20])
+            for m in rest(f"{base}?get={query}"):
+                key = m["id"].split(".", 1)[1]  # drop the subtask index
+                totals[key] = totals.get(key, 0) + int(float(m["value"]))
+    return totals
+
+
+def running_jobs() -> list[str]:
+    return [j["id"] for j in rest("/jobs")["jobs"] if j["status"] == "RUNNING"]
+
+
+__all__ = ["submit", "wait_state", "job_state", "cancel", "operator_counters", "running_jobs",
+           "FlinkJobError", "REST"]

@@ -1,0 +1,63 @@
+"""Read a whole topic as a downstream consumer would: ``isolation.level=read_committed``."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+
+
+def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+    """Every committed record of ``topic`` from the beginning up to its last stable offset.
+
+    Stops when each partition reports end-of-partition (at the LSO, so open transactions are
+    not waited for). Raises ``TimeoutError`` if that takes longer than ``timeout_s``.
+    """
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
+                  "isolation.level": "read_committed", "enable.auto.commit": False,
+                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        if topic not in md.topics or md.topics[topic].error is not None:
+            raise ValueError(f"topic {topic} does not exist on {bootstrap}")
+        parts = sorted(md.topics[topic].partitions)
+        c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
+        pending = set(parts)
+        out: list[Record] = []
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} not at end after {timeout_s}s")
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            if m.error():
+                if m.error().code() == -191:  # _PARTITION_EOF
+                    pending.discard(m.partition())
+                    continue
+                raise RuntimeError(f"reading {topic}: {m.error()}")
+            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+        return out
+    finally:
+        c.close()
+
+
+def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    """High watermark per partition (counts records plus transaction markers)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"offsets-{time.time_ns()}"})
+    try:
+        md = c.list_topics(topic, timeout=10)
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in md.topics[topic].partitions}
+    finally:
+        c.close()
