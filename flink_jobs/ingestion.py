@@ -19,7 +19,7 @@ from pyflink.datastream import DataStream
 from models.config import ConfigError, IngestConfig
 from models.ingest import IngestSettings
 from operators.dedupe import DedupeByEventId
-from operators.ingest import BYTES, DLQ_TAG, KEYED_EVENT_TYPE, DecodeValidate, Normalize
+from operators.ingest import BYTES, DLQ_TAG, KEYED_EVENT_TYPE, DecodeValidateNormalize
 from pyflink.common import Types
 
 
@@ -32,14 +32,12 @@ class IngestionStreams:
 def build_ingestion(raw: DataStream, cfg: IngestConfig) -> IngestionStreams:
     """Wire the ingestion operators onto a stream of ``RAW_RECORD_TYPE`` rows."""
     settings = IngestSettings.of(cfg)
-    decoded = (raw.process(DecodeValidate(settings), output_type=Types.PICKLED_BYTE_ARRAY())
-               .name("decode-validate").uid("decode-validate"))
-    normalized = (decoded.map(Normalize(settings), output_type=KEYED_EVENT_TYPE)
-                  .name("normalize").uid("normalize"))
+    normalized = (raw.process(DecodeValidateNormalize(settings), output_type=KEYED_EVENT_TYPE)
+                  .name("decode-validate-normalize").uid("decode-validate-normalize"))
     unique = (normalized.key_by(lambda kv: kv[0], key_type=Types.STRING())
               .process(DedupeByEventId(cfg.dedupe_ttl_ms), output_type=BYTES)
               .name("dedupe-by-event-id").uid("dedupe-by-event-id"))
-    return IngestionStreams(unique, decoded.get_side_output(DLQ_TAG))
+    return IngestionStreams(unique, normalized.get_side_output(DLQ_TAG))
 
 
 def parse_args(argv: list[str] | None) -> IngestConfig:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from pyflink.common import Row, Types
+from pyflink.common import Types
 from pyflink.common.serialization import ByteArraySchema
 from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.kafka import DeliveryGuarantee, KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import StreamTableEnvironment
 
 from models.config import check_transaction_timeout
-from operators.ingest import RAW_RECORD_TYPE
 
 _SOURCE_TABLE = "kafka_raw_events"
 
@@ -18,19 +17,8 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def _epoch_ms(ts) -> int:
-    """Kafka timestamp as epoch ms: a pyflink Instant (process mode) or java.time.Instant (thread mode)."""
-    if hasattr(ts, "to_epoch_milli"):
-        return ts.to_epoch_milli()
-    return int(ts.toEpochMilli())
-
-
-def _raw_row(r: Row) -> Row:
-    return Row(bytes(r[0]), r[1], r[2], r[3], _epoch_ms(r[4]))
-
-
 def raw_kafka_source(t_env: StreamTableEnvironment, cfg) -> DataStream:
-    """Raw record values with their topic, partition, offset and timestamp (for the DLQ).
+    """Rows of ``RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
 
     The DataStream KafkaSource of PyFlink only hands over values, so this uses the Kafka
     table connector with the ``raw`` format and metadata columns, then converts to a stream.
@@ -61,10 +49,15 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
 ) WITH (
   {with_clause}
 )""")
-    table = t_env.from_path(_SOURCE_TABLE)
-    return (t_env.to_data_stream(table)
-            .map(_raw_row, output_type=RAW_RECORD_TYPE)
-            .name("kafka-record").uid("kafka-record"))
+    # epoch ms computed in SQL (zone-independent: both sides are TIMESTAMP_LTZ; BIGINT before
+    # the * 1000, TIMESTAMPDIFF returns INT and would overflow), so no
+    # per-record Python step is needed to turn a java.time.Instant into a number
+    table = t_env.sql_query(f"""
+SELECT `value`, `topic`, `partition`, `offset`,
+       CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), `ts`) AS BIGINT) * 1000
+         + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms
+FROM {_SOURCE_TABLE}""")
+    return t_env.to_data_stream(table)
 
 
 def bytes_sink(cfg, topic: str) -> KafkaSink:

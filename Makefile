@@ -1,0 +1,52 @@
+# One-command entry points. `make demo` and `make test` set up everything they need.
+SHELL := /bin/bash
+PY    := .venv/bin/python
+STACK := $(PY) local/stack.py
+
+.PHONY: help setup up down status reset topics demo test test-unit test-operator test-e2e bench clean
+
+help:
+	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion job, print a summary"
+	@echo "make test    - setup if needed, then unit, operator (mini-cluster) and end-to-end (real stack) tests"
+	@echo "make bench   - ingestion throughput: Flink job (exactly-once) vs the same logic in a plain loop"
+	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/)"
+
+setup:
+	@bash local/setup.sh
+
+up: setup
+	@$(STACK) up
+	@$(PY) -m k8s.topics
+
+down:
+	@if [ -x $(PY) ]; then $(STACK) down; else python3 local/stack.py down; fi
+
+status:
+	@$(STACK) status
+
+reset:
+	@if [ -x $(PY) ]; then $(STACK) reset; else python3 local/stack.py reset; fi
+
+topics:
+	@$(PY) -m k8s.topics
+
+demo: setup
+	@$(PY) -m local.demo
+
+test: setup
+	@$(PY) -m pytest -ra
+
+test-unit: setup
+	@$(PY) -m pytest -ra tests/unit models generator
+
+test-operator: setup
+	@$(PY) -m pytest -ra -m operator tests/operator
+
+test-e2e: setup
+	@$(PY) -m pytest -ra -m e2e tests/e2e
+
+bench: setup
+	@$(PY) -m bench.ingest_bench
+
+clean: reset
+	rm -rf .venv .stack
