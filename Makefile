@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := $(PY) local/stack.py
 
-.PHONY: help setup up down status reset topics demo test test-unit test-operator test-e2e bench clean
+.PHONY: help setup up down status reset topics demo ingest test test-unit test-operator test-e2e bench clean
 
 help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion job, print a summary"
@@ -32,6 +32,9 @@ topics:
 
 demo: setup
 	@$(PY) -m local.demo
+
+ingest: up
+	@$(PY) -m local.run_ingestion
 
 test: setup
 	@$(PY) -m pytest -ra
