@@ -230,17 +230,31 @@ def _kafka_healthy() -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class _JvmServer:
+    java: str
+    lib: Path
+    data: Path
+    conf: Path
+
+
+def _prepare_jvm_server(name: str, ports: dict[str, int]) -> _JvmServer | None:
+    """Checks before starting a JVM server; ``None`` if ours is already running."""
+    if _read_pid(name) is not None:
+        _say(f"{name} already running")
+        return None
+    for what, port in ports.items():
+        _ensure_port_free(what, port)
+    srv = _JvmServer(check_java(), _require_lib(name), DATA / name, CONF / name)
+    srv.conf.mkdir(parents=True, exist_ok=True)
+    return srv
+
+
 def _kafka_start() -> None:
-    if _read_pid("kafka") is not None:
-        _say("kafka already running")
+    srv = _prepare_jvm_server("kafka", {"kafka": KAFKA_PORT, "kafka controller": KAFKA_CONTROLLER_PORT})
+    if srv is None:
         return
-    _ensure_port_free("kafka", KAFKA_PORT)
-    _ensure_port_free("kafka controller", KAFKA_CONTROLLER_PORT)
-    java = check_java()
-    lib = _require_lib("kafka")
-    data = DATA / "kafka"
-    conf = CONF / "kafka"
-    conf.mkdir(parents=True, exist_ok=True)
+    java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     props = conf / "server.properties"
     props.write_text("\n".join([
         "process.roles=broker,controller",
@@ -319,16 +333,10 @@ def _cassandra_healthy() -> bool:
 
 
 def _cassandra_start() -> None:
-    if _read_pid("cassandra") is not None:
-        _say("cassandra already running")
+    srv = _prepare_jvm_server("cassandra", {"cassandra": CASSANDRA_PORT, "cassandra storage": CASSANDRA_STORAGE_PORT})
+    if srv is None:
         return
-    _ensure_port_free("cassandra", CASSANDRA_PORT)
-    _ensure_port_free("cassandra storage", CASSANDRA_STORAGE_PORT)
-    java = check_java()
-    lib = _require_lib("cassandra")
-    data = DATA / "cassandra"
-    conf = CONF / "cassandra"
-    conf.mkdir(parents=True, exist_ok=True)
+    java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
         (data / sub).mkdir(parents=True, exist_ok=True)
     (conf / "cassandra.yaml").write_text(f"""\
