@@ -1,0 +1,261 @@
+"""Identity resolution semantics: the reference (offline) resolver.
+
+Events carrying two or more identifiers link them; profiles are the connected components of
+the resulting identity graph, subject to rules in the spirit of Segment's identity
+resolution. This module defines the result as a pure function of the **set** of
+observations, never of their order, so it is the oracle the streaming operator is tested
+against (``docs/identity.md`` explains the streaming plan).
+
+Rules
+-----
+* **Blocked values** (``""``, ``null``, ``anonymous``, ``undefined``, all-zero or
+  all-same-digit values, configurable regexes) are dropped before anything: they never link.
+* **Unique types** (default: ``customer_id``) may hold at most one value per profile. Limits
+  are enforced without looking at arrival order:
+
+  1. *Free clusters*: union-find over links between non-unique identifiers only.
+  2. A free cluster linked to two or more values of one unique type is *ambiguous* (a shared
+     device, a family email): all its links to unique identifiers are refused.
+  3. A direct link between two values of the same unique type is refused.
+  4. Components of the accepted links. With several unique types a chain can still join two
+     values of one type (``c1 - x - l1`` and ``c1 - y - l2`` for unique loyalty ids); such a
+     component falls back to its free clusters (all its links to unique identifiers are
+     refused) and components are computed again.
+
+  Refusals are reported (:class:`RefusedLink`), never silently merged.
+* **Canonical profile id**: derived from the component's highest-priority identifier (type
+  priority, then value), so it is a function of the component only and replays give the
+  same ids.
+
+Examples
+--------
+>>> rules = IdentityRules()
+>>> obs = [Observation("e1", (("cookie_id", "ck1"), ("email_hash", "h1"))),
+...        Observation("e2", (("email_hash", "h1"), ("customer_id", "c1"))),
+...        Observation("e3", (("cookie_id", "anonymous"), ("customer_id", "c2")))]
+>>> r = resolve(obs, rules)
+>>> r.profile_of[("cookie_id", "ck1")] == r.profile_of[("customer_id", "c1")]
+True
+>>> ("cookie_id", "anonymous") in r.profile_of
+False
+>>> len(r.members)
+2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping
+
+#: identifier types of a NormalizedEvent, highest priority first (decides the canonical id)
+DEFAULT_PRIORITY: tuple[str, ...] = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "cookie_id")
+DEFAULT_BLOCKED_VALUES: frozenset[str] = frozenset({"", "null", "none", "nil", "anonymous", "undefined", "unknown", "n/a", "na", "-"})
+
+Node = tuple[str, str]  # (identifier type, value)
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """Which values never link, which types are unique per profile, and type priority."""
+
+    unique_types: tuple[str, ...] = ("customer_id",)
+    priority: tuple[str, ...] = DEFAULT_PRIORITY
+    blocked_values: frozenset[str] = DEFAULT_BLOCKED_VALUES
+    blocked_patterns: tuple[str, ...] = ()
+    _compiled: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.unique_types if t not in self.priority]
+        if unknown:
+            raise ValueError(f"unique_types {unknown} are not identifier types {self.priority}")
+        try:
+            compiled = tuple(re.compile(p) for p in self.blocked_patterns)
+        except re.error as e:
+            raise ValueError(f"blocked_patterns: {e}") from None
+        object.__setattr__(self, "_compiled", compiled)
+
+    def is_blocked(self, value: str) -> bool:
+        """Blocked values never link (placeholder ids, zeros, configured patterns)."""
+        v = value.strip().lower()
+        if v in self.blocked_values:
+            return True
+        digits = v.replace("-", "")
+        if digits and len(set(digits)) == 1 and (digits[0].isdigit() or len(digits) >= 8):
+            return True  # 0000..., 1111111, 00000000-0000-0000-0000-000000000000, ffffffff...
+        return any(p.fullmatch(value) for p in self._compiled)
+
+    def rank(self, node: Node) -> tuple[int, str]:
+        return self.priority.index(node[0]), node[1]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """The identifiers one event carries (already normalized: PII as salted hashes)."""
+
+    event_id: str
+    identifiers: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class RefusedLink:
+    """A link the rules refused: ``reason`` is ``unique:<type>`` or ``unique:<type>:chain``."""
+
+    a: Node
+    b: Node
+    reason: str
+
+
+@dataclass
+class Resolution:
+    """Canonical profile per identifier, members per profile, refused links, blocked count."""
+
+    profile_of: dict[Node, str]
+    members: dict[str, frozenset[Node]]
+    refused: list[RefusedLink]
+    blocked: int
+
+    def components(self) -> frozenset[frozenset[Node]]:
+        return frozenset(self.members.values())
+
+
+def observation_of(event: Mapping[str, Any]) -> Observation:
+    """The identifiers of a decoded NormalizedEvent (None values skipped)."""
+    ids = event["identifiers"]
+    return Observation(event["event_id"], tuple((t, v) for t, v in ids.items() if v is not None))
+
+
+def canonical_profile_id(nodes: Iterable[Node], rules: IdentityRules) -> str:
+    """``p-`` + 20 hex digits of SHA-256 of the component's highest-priority identifier.
+
+    >>> canonical_profile_id([("cookie_id", "b"), ("customer_id", "z"), ("cookie_id", "a")], IdentityRules())
+    'p-9ff0f1edca4f94bab12b'
+    """
+    t, v = min(nodes, key=rules.rank)
+    return "p-" + hashlib.sha256(f"{t}:{v}".encode()).hexdigest()[:20]
+
+
+class UnionFind:
+    """Disjoint sets with path halving and union by size."""
+
+    def __init__(self) -> None:
+        self.parent: dict[Node, Node] = {}
+        self.size: dict[Node, int] = {}
+
+    def add(self, x: Node) -> None:
+        if x not in self.parent:
+            self.parent[x] = x
+            self.size[x] = 1
+
+    def find(self, x: Node) -> Node:
+        parent = self.parent
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    def union(self, a: Node, b: Node) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return
+        if self.size[ra] < self.size[rb]:
+            ra, rb = rb, ra
+        self.parent[rb] = ra
+        self.size[ra] += self.size[rb]
+
+    def groups(self) -> dict[Node, set[Node]]:
+        out: dict[Node, set[Node]] = {}
+        for x in self.parent:
+            out.setdefault(self.find(x), set()).add(x)
+        return out
+
+
+def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolution:
+    """Profiles as a function of the set of observations (see the module docstring)."""
+    unique = set(rules.unique_types)
+    nodes: set[Node] = set()
+    edges: set[tuple[Node, Node]] = set()
+    blocked = 0
+    for ob in observations:
+        kept = []
+        for node in ob.identifiers:
+            if rules.is_blocked(node[1]):
+                blocked += 1
+            else:
+                kept.append(node)
+        kept = sorted(set(kept), key=rules.rank)
+        nodes.update(kept)
+        for other in kept[1:]:  # a star over the event's identifiers spans the same component
+            edges.add((kept[0], other))
+
+    free = UnionFind()
+    for n in nodes:
+        if n[0] not in unique:
+            free.add(n)
+    anchored: list[tuple[Node, Node]] = []
+    for a, b in edges:
+        if a[0] in unique or b[0] in unique:
+            anchored.append((a, b))
+        else:
+            free.union(a, b)
+
+    refused: list[RefusedLink] = []
+    # 2. ambiguous free clusters: linked to two values of one unique type
+    anchors: dict[Node, dict[str, set[str]]] = {}
+    for a, b in anchored:
+        for x, y in ((a, b), (b, a)):
+            if x[0] not in unique and y[0] in unique:
+                anchors.setdefault(free.find(x), {}).setdefault(y[0], set()).add(y[1])
+    ambiguous = {root: next(t for t in rules.unique_types if len(by_type.get(t, ())) > 1)
+                 for root, by_type in anchors.items() if any(len(vs) > 1 for vs in by_type.values())}
+    accepted: list[tuple[Node, Node]] = []
+    for a, b in anchored:
+        if a[0] in unique and b[0] in unique:
+            if a[0] == b[0]:  # 3. two values of one unique type on one event
+                refused.append(RefusedLink(a, b, f"unique:{a[0]}"))
+                continue
+        else:
+            x = a if a[0] not in unique else b
+            root = free.find(x)
+            if root in ambiguous:
+                refused.append(RefusedLink(a, b, f"unique:{ambiguous[root]}"))
+                continue
+        accepted.append((a, b))
+
+    # 4. chains across several unique types: fall back to free clusters, then recompute
+    while True:
+        uf = UnionFind()
+        for n in nodes:
+            uf.add(n)
+        for n in free.parent:
+            uf.union(n, free.find(n))
+        for a, b in accepted:
+            uf.union(a, b)
+        groups = uf.groups()
+        bad: dict[Node, str] = {}
+        for root, members in groups.items():
+            for t in rules.unique_types:
+                if len({v for typ, v in members if typ == t}) > 1:
+                    bad[root] = t
+                    break
+        if not bad:
+            break
+        keep = []
+        for a, b in accepted:
+            root = uf.find(a)
+            if root in bad:
+                refused.append(RefusedLink(a, b, f"unique:{bad[root]}:chain"))
+            else:
+                keep.append((a, b))
+        accepted = keep
+
+    profile_of: dict[Node, str] = {}
+    members: dict[str, frozenset[Node]] = {}
+    for group in groups.values():
+        pid = canonical_profile_id(group, rules)
+        members[pid] = frozenset(group)
+        for n in group:
+            profile_of[n] = pid
+    refused.sort(key=lambda r: (rules.rank(r.a), rules.rank(r.b), r.reason))
+    return Resolution(profile_of, members, refused, blocked)
