@@ -3,12 +3,13 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := $(PY) local/stack.py
 
-.PHONY: help setup up down status reset topics demo ingest test test-unit test-operator test-e2e bench clean
+.PHONY: help setup up down status reset topics demo ingest chaos test test-unit test-operator test-e2e bench clean
 
 help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion job, print a summary"
 	@echo "make test    - setup if needed, then unit, operator (mini-cluster) and end-to-end (real stack) tests"
 	@echo "make bench   - ingestion throughput: Flink job (exactly-once) vs the same logic in a plain loop"
+	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/)"
 
 setup:
@@ -47,6 +48,9 @@ test-operator: setup
 
 test-e2e: setup
 	@$(PY) -m pytest -ra -m e2e tests/e2e
+
+chaos: setup
+	@$(PY) -m pytest -ra -m chaos --chaos-all tests/chaos
 
 bench: setup
 	@$(PY) -m bench.ingest_bench

@@ -39,10 +39,11 @@ class Submission:
 
 
 def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached: bool = False,
-           timeout_s: float = 900) -> Submission:
+           timeout_s: float = 900, savepoint: str | None = None) -> Submission:
     """``flink run -pym <module>`` on the standalone cluster; blocks until the job ends unless detached.
 
-    ``job_env`` carries the job's JOURNEY_* settings (the client process reads them).
+    ``job_env`` carries the job's JOURNEY_* settings (the client process reads them);
+    ``savepoint`` restores from a savepoint or retained checkpoint path.
     """
     env = flink_env()
     env.update(job_env)
@@ -52,6 +53,8 @@ def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached:
     cmd = ["bash", str(flink), "run", "-m", f"127.0.0.1:{FLINK_REST_PORT}"]
     if detached:
         cmd.append("-d")
+    if savepoint:
+        cmd += ["-s", savepoint]
     cmd += ["-pym", module, "-pyclientexec", py, *args]
     log = LOGS / "flink-submit.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +120,42 @@ def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
                 key = m["id"].split(".", 1)[1]  # drop the subtask index
                 totals[key] = totals.get(key, 0) + int(float(m["value"]))
     return totals
+
+
+def completed_checkpoints(job_id: str) -> int:
+    return int(rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
+
+
+def wait_checkpoint(job_id: str, after: int, timeout_s: float = 120) -> int:
+    """Wait until more than ``after`` checkpoints completed; returns the new count."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        n = completed_checkpoints(job_id)
+        if n > after:
+            return n
+        time.sleep(0.3)
+    raise FlinkJobError(f"job {job_id}: no checkpoint beyond {after} within {timeout_s}s")
+
+
+def all_tasks_running(job_id: str) -> bool:
+    job = rest(f"/jobs/{job_id}")
+    return job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"])
+
+
+def stop_with_savepoint(job_id: str, directory: str, timeout_s: float = 120) -> str:
+    """Stop the job with a savepoint (no drain); returns the savepoint path."""
+    trigger = rest(f"/jobs/{job_id}/stop", method="POST",
+                   body={"drain": False, "targetDirectory": directory})["request-id"]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        st = rest(f"/jobs/{job_id}/savepoints/{trigger}")
+        if st["status"]["id"] == "COMPLETED":
+            op = st.get("operation", {})
+            if "location" in op:
+                return op["location"]
+            raise FlinkJobError(f"stop-with-savepoint of {job_id} failed: {op.get('failure-cause')}")
+        time.sleep(0.5)
+    raise FlinkJobError(f"stop-with-savepoint of {job_id} did not complete in {timeout_s}s")
 
 
 def running_jobs() -> list[str]:

@@ -419,6 +419,8 @@ def _flink_config_yaml(python: str) -> str:
         "taskmanager": {"bind-host": "127.0.0.1", "host": "localhost", "numberOfTaskSlots": 1,
                         "memory": {"process": {"size": "2560m"}, "managed": {"fraction": 0.2}}},
         "parallelism": {"default": 2},
+        # notice a killed TaskManager within seconds (defaults: 10 s interval, 50 s timeout)
+        "heartbeat": {"interval": 2000, "timeout": 10000},
         "rest": {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": FLINK_REST_PORT},
         "python": {"executable": python, "client": {"executable": python}},
         "execution": {"checkpointing": {"dir": f"file://{DATA / 'flink' / 'checkpoints'}",
@@ -495,6 +497,25 @@ def _flink_running() -> bool:
     return any(RUN.glob("flink-*standalonesession*.pid")) and _flink_overview() is not None
 
 
+def flink_daemon(script: str, action: str, env: dict[str, str] | None = None) -> None:
+    """Run pyflink's ``bin/<script> <action>`` (jobmanager.sh / taskmanager.sh, start / stop)."""
+    env = env or flink_env()
+    r = subprocess.run(["bash", str(Path(env["FLINK_HOME"]) / "bin" / script), action], env=env,
+                       capture_output=True, text=True, cwd=ROOT)
+    if r.returncode != 0:
+        raise StackError(f"{script} {action} failed:\n{r.stdout}\n{r.stderr}")
+
+
+def flink_pids(role: str) -> list[int]:
+    """Live pids of ``taskexecutor`` or ``standalonesession`` processes started by the stack."""
+    pids = []
+    for f in RUN.glob(f"flink-*{role}*.pid"):
+        for line in f.read_text().split():
+            if line.isdigit() and _pid_alive(int(line)):
+                pids.append(int(line))
+    return pids
+
+
 def _flink_start() -> None:
     if _flink_running():
         _say("flink already running")
@@ -512,10 +533,7 @@ def _flink_start() -> None:
     # CPython per TaskManager process, so two processes are two GILs and use both cores
     # (bench/: the same job's steady-state throughput with 1x2 vs 2x1 slots).
     for script in ("jobmanager.sh", *["taskmanager.sh"] * FLINK_TASK_MANAGERS):
-        r = subprocess.run(["bash", str(home / "bin" / script), "start"], env=env,
-                           capture_output=True, text=True, cwd=ROOT)
-        if r.returncode != 0:
-            raise StackError(f"{script} start failed:\n{r.stdout}\n{r.stderr}")
+        flink_daemon(script, "start", env)
     logs = sorted((LOGS / "flink").glob("*standalonesession*.log"))
     _wait("flink", _flink_healthy, 90, None, logs[-1] if logs else LOGS / "flink")
 

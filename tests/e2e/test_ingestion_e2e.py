@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import time
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 
@@ -20,21 +18,19 @@ import pytest
 
 from generator.produce import produce
 from generator.synth import Dataset, generate
-from k8s.topics import ensure_topics
 from local.flink_cluster import cancel, operator_counters, submit, wait_state
 from local.kafka_read import Record, read_committed
 from models.avro_codec import SchemaCatalog
-from models.events import CHANNELS
+from tests.ingestion_harness import SALT, Topics, compare_with_truth, wait_for_count
 
 pytestmark = pytest.mark.e2e
 
-SALT = "e2e-salt-0123456789abcdef"
 COUNTERS = ["received", "valid", "dead_lettered", "duplicates", "emitted"]
 
 
 @dataclass
 class Run:
-    prefix: str
+    topics: Topics
     dataset: Dataset
     produced: int
     normalized: list[Record]
@@ -43,48 +39,26 @@ class Run:
     counters: dict[str, int]
 
 
-def _wait_for(bootstrap: str, topic: str, count: int, timeout_s: float) -> list[Record]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        recs = read_committed(bootstrap, topic)
-        if len(recs) >= count or time.monotonic() > deadline:
-            return recs
-        time.sleep(2)
-
-
 @pytest.fixture(scope="module")
 def run(local_stack: str) -> Run:
     bootstrap = local_stack
-    prefix = f"it{uuid.uuid4().hex[:8]}"
-    inputs = [f"{prefix}.events.{c}" for c in CHANNELS]
-    out_topic, dlq_topic = f"{prefix}.normalized", f"{prefix}.dlq"
-    ensure_topics(bootstrap, partitions=2, topics=(*inputs, out_topic, dlq_topic))
+    topics = Topics.create(bootstrap)
     ds = generate(seed=20261123, persons=40)
-    report = produce(ds, bootstrap, progress=False, topic_prefix=prefix)
-    job = submit("flink_jobs.ingestion", {
-        "JOURNEY_PII_SALT": SALT,
-        "JOURNEY_BOOTSTRAP_SERVERS": bootstrap,
-        "JOURNEY_INPUT_TOPIC_PATTERN": re.escape(prefix) + r"\.events\..*",
-        "JOURNEY_OUTPUT_TOPIC": out_topic,
-        "JOURNEY_DLQ_TOPIC": dlq_topic,
-        "JOURNEY_GROUP_ID": prefix,
-        "JOURNEY_TRANSACTIONAL_ID_PREFIX": prefix,
-        "JOURNEY_JOB_NAME": f"e2e-ingestion-{prefix}",
-        "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
-    }, detached=True)
+    report = produce(ds, bootstrap, progress=False, topic_prefix=topics.prefix)
+    job = submit("flink_jobs.ingestion", topics.job_env(bootstrap), detached=True)
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
         truth = ds.truth
-        normalized = _wait_for(bootstrap, out_topic, len(truth.valid_event_ids), 300)
-        dlq = _wait_for(bootstrap, dlq_topic, len(truth.bad_records), 60)
+        wait_for_count(bootstrap, topics.normalized, len(truth.valid_event_ids), 300)
+        wait_for_count(bootstrap, topics.dlq, len(truth.bad_records), 60)
         time.sleep(4)  # a few more checkpoints: anything extra (a duplicate) would show up now
-        normalized = read_committed(bootstrap, out_topic)
-        dlq = read_committed(bootstrap, dlq_topic)
+        normalized = read_committed(bootstrap, topics.normalized)
+        dlq = read_committed(bootstrap, topics.dlq)
         counters = _stable_counters(job.job_id, report.delivered)
     finally:
         cancel(job.job_id)
-    source = {(r.topic, r.partition, r.offset): r.value for t in inputs for r in read_committed(bootstrap, t)}
-    return Run(prefix, ds, report.delivered, normalized, dlq, source, counters)
+    source = {(r.topic, r.partition, r.offset): r.value for t in topics.inputs for r in read_committed(bootstrap, t)}
+    return Run(topics, ds, report.delivered, normalized, dlq, source, counters)
 
 
 def _stable_counters(job_id: str, produced: int, timeout_s: float = 90) -> dict[str, int]:
@@ -113,6 +87,7 @@ def _decode(records: list[Record]) -> list[dict]:
 def test_every_unique_valid_event_comes_out_exactly_once(run: Run) -> None:
     ids = sorted(e["event_id"] for e in _decode(run.normalized))
     assert ids == run.dataset.truth.valid_event_ids
+    assert compare_with_truth(run.dataset, run.normalized, run.dlq).mismatches == 0
 
 
 def test_dead_letter_topic_holds_exactly_the_injected_bad_records_by_reason(run: Run) -> None:

@@ -1,0 +1,51 @@
+"""Fault-injection suite: options, the local stack, and the summary table.
+
+``make chaos`` runs every scenario (``--chaos-all``); ``make test`` runs the TaskManager
+kill-and-compare scenario only (the others are deselected, not skipped).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import local_stack  # noqa: F401  (the shared stack fixture)
+
+RESULTS: list[dict] = []
+REPORT = Path(__file__).resolve().parents[2] / "bench" / "results" / "chaos.json"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chaos-all", action="store_true", help="run the long fault-injection scenarios too")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--chaos-all"):
+        return
+    keep = [i for i in items if "chaos_long" not in i.keywords]
+    dropped = [i for i in items if "chaos_long" in i.keywords]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
+
+
+@pytest.fixture
+def chaos_report():
+    """Scenarios append one row each: name, kills, records compared, mismatches, recovery seconds."""
+    return RESULTS
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    if not RESULTS:
+        return
+    tr = terminalreporter
+    tr.section("exactly-once under failure")
+    tr.write_line(f"{'scenario':<34} {'faults':>6} {'compared':>9} {'mismatches':>10} {'recovery s':>18}")
+    for r in RESULTS:
+        rec = ", ".join(f"{x:.1f}" for x in r["recovery_s"]) or "-"
+        tr.write_line(f"{r['scenario']:<34} {r['faults']:>6} {r['compared']:>9} {r['mismatches']:>10} {rec:>18}")
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps(RESULTS, indent=2))
+    tr.write_line(f"written to {REPORT}")

@@ -1,0 +1,155 @@
+"""Exactly-once under failure, modelled on Flink's own end-to-end tests: kill TaskManagers,
+kill the JobManager and resume from the retained checkpoint, stop with a savepoint and
+resume at another parallelism. Events are produced while the job runs; at the end the
+committed outputs (read_committed) must equal the generator's ground truth exactly."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from generator.produce import produce
+from generator.synth import generate
+from local import stack
+from local.flink_cluster import (all_tasks_running, cancel, completed_checkpoints, stop_with_savepoint, submit,
+                                 wait_checkpoint, wait_state)
+from local.kafka_read import read_committed
+from tests.ingestion_harness import Topics, compare_with_truth, wait_for_count
+
+pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
+RATE = 1500.0  # records/s produced while the job runs
+
+
+class Feed:
+    """Produce a generated dataset in the background at RATE while faults are injected."""
+
+    def __init__(self, bootstrap: str, topics: Topics, persons: int, seed: int) -> None:
+        self.dataset = generate(seed=seed, persons=persons)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topics.prefix), daemon=True)
+        self._thread.start()
+
+    def _run(self, bootstrap: str, prefix: str) -> None:
+        try:
+            produce(self.dataset, bootstrap, rate=RATE, progress=False, topic_prefix=prefix)
+        except BaseException as e:  # reported by join()
+            self.error = e
+
+    def join(self) -> None:
+        self._thread.join(timeout=300)
+        assert self.error is None, f"producing failed: {self.error}"
+
+
+def finish_and_compare(bootstrap: str, topics: Topics, feed: Feed, job_id: str) -> tuple[int, int]:
+    feed.join()
+    truth = feed.dataset.truth
+    wait_for_count(bootstrap, topics.normalized, len(truth.valid_event_ids), 300)
+    wait_for_count(bootstrap, topics.dlq, len(truth.bad_records), 60)
+    time.sleep(4)  # more checkpoints: late duplicates would show now
+    cancel(job_id)
+    cmp = compare_with_truth(feed.dataset, read_committed(bootstrap, topics.normalized),
+                             read_committed(bootstrap, topics.dlq))
+    return cmp.compared, cmp.mismatches
+
+
+def wait_recovered(job_id: str, since: float, timeout_s: float = 120) -> float:
+    deadline = time.monotonic() + timeout_s
+    time.sleep(1)
+    while time.monotonic() < deadline:
+        if all_tasks_running(job_id):
+            return time.monotonic() - since
+        time.sleep(0.5)
+    raise AssertionError(f"job {job_id} did not recover within {timeout_s}s")
+
+
+def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_nothing(local_stack, chaos_report):
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "tmkill")
+    feed = Feed(bootstrap, topics, persons=450, seed=401)
+    job = submit("flink_jobs.ingestion", topics.job_env(bootstrap, JOURNEY_RESTART_DELAY_MS="1000"), detached=True)
+    wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+    recoveries = []
+    try:
+        for k in range(3):
+            wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
+            victim = stack.flink_pids("taskexecutor")[k % 2]
+            os.kill(victim, signal.SIGKILL)
+            t0 = time.monotonic()
+            stack.flink_daemon("taskmanager.sh", "start")
+            recoveries.append(wait_recovered(job.job_id, t0))
+        compared, mismatches = finish_and_compare(bootstrap, topics, feed, job.job_id)
+    finally:
+        cancel(job.job_id)
+    chaos_report.append({"scenario": "kill TaskManager x3", "faults": len(recoveries), "compared": compared,
+                         "mismatches": mismatches, "recovery_s": recoveries})
+    assert len(recoveries) == 3
+    assert mismatches == 0
+
+
+def _latest_checkpoint(job_id: str) -> str:
+    base = stack.DATA / "flink" / "checkpoints" / job_id
+    chks = sorted((p for p in base.glob("chk-*") if (p / "_metadata").exists()),
+                  key=lambda p: int(p.name.split("-")[1]))
+    assert chks, f"no retained checkpoint under {base}"
+    return str(chks[-1])
+
+
+@pytest.mark.chaos_long
+def test_jobmanager_killed_and_job_resumed_from_the_retained_checkpoint_is_exact(local_stack, chaos_report):
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "jmkill")
+    feed = Feed(bootstrap, topics, persons=300, seed=402)
+    env = topics.job_env(bootstrap)
+    job = submit("flink_jobs.ingestion", env, detached=True)
+    wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+    wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
+    for pid in stack.flink_pids("standalonesession"):
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    time.sleep(2)
+    checkpoint = _latest_checkpoint(job.job_id)
+    stack.flink_daemon("jobmanager.sh", "start")
+    deadline = time.monotonic() + 90
+    while not stack.COMPONENTS["flink"].healthy():
+        assert time.monotonic() < deadline, "JobManager did not come back"
+        time.sleep(1)
+    resumed = submit("flink_jobs.ingestion", env, detached=True, savepoint=checkpoint)
+    recovery = wait_recovered(resumed.job_id, t0)
+    try:
+        compared, mismatches = finish_and_compare(bootstrap, topics, feed, resumed.job_id)
+    finally:
+        cancel(resumed.job_id)
+    chaos_report.append({"scenario": "kill JobManager, resume checkpoint", "faults": 1, "compared": compared,
+                         "mismatches": mismatches, "recovery_s": [recovery]})
+    assert mismatches == 0
+
+
+@pytest.mark.chaos_long
+def test_savepoint_resume_at_parallelism_one_then_two_is_exact(local_stack, chaos_report):
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "rescale")
+    feed = Feed(bootstrap, topics, persons=300, seed=403)
+    savepoints = str(stack.DATA / "flink" / "savepoints")
+    job = submit("flink_jobs.ingestion", topics.job_env(bootstrap, JOURNEY_PARALLELISM="2"), detached=True)
+    wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+    recoveries = []
+    for parallelism in ("1", "2"):
+        wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
+        t0 = time.monotonic()
+        path = stop_with_savepoint(job.job_id, f"file://{savepoints}")
+        job = submit("flink_jobs.ingestion", topics.job_env(bootstrap, JOURNEY_PARALLELISM=parallelism),
+                     detached=True, savepoint=path)
+        recoveries.append(wait_recovered(job.job_id, t0))
+        assert Path(path.removeprefix("file:")).exists()
+    try:
+        compared, mismatches = finish_and_compare(bootstrap, topics, feed, job.job_id)
+    finally:
+        cancel(job.job_id)
+    chaos_report.append({"scenario": "savepoint 2->1->2", "faults": 2, "compared": compared,
+                         "mismatches": mismatches, "recovery_s": recoveries})
+    assert mismatches == 0
