@@ -18,6 +18,7 @@ setup:
 up: setup
 	@$(STACK) up
 	@$(PY) -m k8s.topics
+	@$(PY) -m state.cassandra_schema
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; else python3 local/stack.py down; fi

@@ -22,6 +22,7 @@ from local import stack
 from local.flink_cluster import REST, FlinkJobError, job_state, root_exception, submit
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
+from state.cassandra_schema import apply_schema
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     print("1/5 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
-    print("2/5 topics:", ", ".join(ensure_topics(BOOTSTRAP)) or "all present")
+    print("2/5 topics:", ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
+          f"| Cassandra schema: {len(apply_schema('127.0.0.1'))} statements applied (keyspace journey)")
     print(f"3/5 generating {args.persons} persons (seed {seed}) and producing to journey.events.*")
     ds = generate(seed=seed, persons=args.persons)
     out_dir = stack.STACK / "demo" / str(seed)

@@ -1,0 +1,484 @@
+"""Cassandra store of unified customer profiles (``journey.profiles``) and identity links.
+
+How to read a profile
+---------------------
+A profile is one row of ``journey.profiles`` keyed by its canonical ``profile_id``; any of its
+identifiers (``customer_id``, ``email_hash``, ``phone_hash``, ``device_id``, ``cookie_id``,
+``loyalty_id``) finds it through ``journey.identity_links``. Email and phone are only ever
+stored as salted hashes: hash them the way the ingestion stage does before looking them up.
+:meth:`ProfileStore.get` returns a typed :class:`models.profile.ProfileAggregate`
+(timestamps as epoch milliseconds, UTC; consent and CRM attributes as
+``(value, at_ms, event_id)`` tuples; absent maps as ``{}``)::
+
+    from state.profile_store import ProfileStore
+
+    with ProfileStore.connect("127.0.0.1", 9042) as store:       # keyspace "journey"
+        p = store.get(identifier_type="customer_id", identifier_value="C-1001")
+        if p is not None:
+            print(p.profile_id, p.orders, p.revenue_cents / 100, p.consent.get("marketing"))
+        same = store.get(p.profile_id)                            # by canonical id
+        store.identifiers_of(p.profile_id)      # {"customer_id": ["C-1001"], "email_hash": [...]}
+
+Reading with plain CQL (cqlsh, Spark, another service) works too; ``version`` is the number of
+events folded into the row and ``writetime(<column>)`` equals it, consent / crm_attributes
+values are JSON arrays ``[granted|value, at_ms, event_id]``::
+
+    SELECT * FROM journey.profiles WHERE profile_id = 'p:customer_id:C-1001';
+    SELECT profile_id FROM journey.identity_links
+     WHERE identifier_type = 'email_hash' AND identifier_value = '5f0c...';
+
+Writing (the Flink profile operator)
+------------------------------------
+Writes are idempotent upserts ``USING TIMESTAMP <version>`` (DESIGN.md section 3,
+"Exactly-once"): for a profile, version = ``profile.events``, which only grows and which a
+replay reproduces. So a replay rewrites identical cells, and a stale write (lower version)
+loses to the newer row whatever the arrival order (on equal timestamps Cassandra lets a
+deletion win, then the larger value). Never write these tables without ``USING TIMESTAMP``:
+a wall-clock timestamp (microseconds since 1970, ~1.7e15) would beat every later version.
+
+Writes are asynchronous with at most ``max_in_flight`` requests outstanding (the caller
+blocks when the window is full: back-pressure). :meth:`ProfileStore.flush` waits for all and
+raises the first failure; call it before a Flink checkpoint completes (``snapshot_state``),
+so a checkpoint never covers a lost write: a restart replays from the previous checkpoint
+and the idempotent writes make that replay harmless. Read-your-writes needs a ``flush()``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import fields
+from datetime import datetime, timedelta, timezone
+from typing import Any, Sequence
+
+from cassandra import ConsistencyLevel
+from cassandra.cluster import Session
+from cassandra.query import PreparedStatement
+
+from models.profile import ProfileAggregate
+from state.cassandra_schema import DEFAULT_HOST, DEFAULT_KEYSPACE, DEFAULT_PORT, connect
+
+__all__ = ["FIELD_TO_COLUMN", "ProfileStore", "ProfileStoreError"]
+
+# ProfileAggregate field -> journey.profiles column (the *_ms fields are timestamp columns).
+FIELD_TO_COLUMN: dict[str, str] = {
+    "profile_id": "profile_id",
+    "identifiers": "identifiers",
+    "first_seen_ms": "first_seen",
+    "last_seen_ms": "last_seen",
+    "events": "events",
+    "orders": "orders",
+    "revenue_cents": "revenue_cents",
+    "first_order_ms": "first_order",
+    "last_order_ms": "last_order",
+    "channel_counts": "channel_counts",
+    "category_affinity": "category_affinity",
+    "consent": "consent",
+    "crm_attributes": "crm_attributes",
+}
+TIMESTAMP_FIELDS = frozenset(f for f, c in FIELD_TO_COLUMN.items() if f.endswith("_ms"))
+JSON_TUPLE_FIELDS = frozenset({"consent", "crm_attributes"})
+META_COLUMNS = ("version", "updated_by_event")
+
+_EPOCH = datetime(1970, 1, 1)
+_KEYSPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+
+
+class ProfileStoreError(RuntimeError):
+    """A Cassandra read or write of the profile store failed."""
+
+
+def _ms_from_datetime(dt: datetime | None) -> int | None:
+    """Epoch milliseconds of a driver timestamp (naive datetimes are UTC), rounded exactly."""
+    if dt is None:
+        return None
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(timezone.utc).replace(tzinfo=None)
+    td = dt - _EPOCH
+    us = (td.days * 86_400 + td.seconds) * 1_000_000 + td.microseconds
+    return (us + 500) // 1000
+
+
+def _json_tuple(value: tuple | list) -> str:
+    return json.dumps(list(value), separators=(",", ":"), ensure_ascii=False)
+
+
+def _check_fields_mapped() -> None:
+    missing = [f.name for f in fields(ProfileAggregate) if f.name not in FIELD_TO_COLUMN]
+    if missing:
+        raise ProfileStoreError(
+            f"ProfileAggregate fields {missing} have no column in journey.profiles: add them to "
+            "state/schema.cql and FIELD_TO_COLUMN (state/profile_store.py) so they are not dropped")
+
+
+class ProfileStore:
+    """Idempotent, bounded-asynchronous writer and typed reader of profiles and identity links.
+
+    Parameters
+    ----------
+    session : cassandra.cluster.Session
+        An open session (its default keyspace is not used: statements are qualified).
+    keyspace : str
+        Keyspace holding the tables of ``state/schema.cql``.
+    max_in_flight : int
+        Most write requests outstanding at once; submitting more blocks until one completes.
+    consistency : int
+        Consistency level of every statement (``LOCAL_QUORUM``).
+
+    Attributes
+    ----------
+    writes_issued : int
+        Write statements submitted since construction (a link is two statements).
+    writes_failed : int
+        Write statements that failed since construction.
+    peak_in_flight : int
+        Highest number of write requests outstanding at once.
+
+    Notes
+    -----
+    Submit from one thread (the operator's); completions run on the driver's event-loop
+    thread and only update counters. Only prepared statements are used.
+    """
+
+    def __init__(self, session: Session, keyspace: str = DEFAULT_KEYSPACE, max_in_flight: int = 64, *,
+                 consistency: int = ConsistencyLevel.LOCAL_QUORUM) -> None:
+        _check_fields_mapped()
+        if not _KEYSPACE_NAME.match(keyspace):
+            raise ValueError(f"invalid keyspace name {keyspace!r}")
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
+        self._session = session
+        self._keyspace = keyspace
+        self._max_in_flight = max_in_flight
+        self._owns_cluster = False
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._pending_failed = 0
+        self._first_error: tuple[str, BaseException] | None = None
+        self.writes_issued = 0
+        self.writes_failed = 0
+        self.peak_in_flight = 0
+
+        self._columns = [*FIELD_TO_COLUMN.values(), *META_COLUMNS]
+        ks = keyspace
+        self._upsert = self._prepare(
+            f"INSERT INTO {ks}.profiles ({', '.join(self._columns)}) "
+            f"VALUES ({', '.join('?' * len(self._columns))}) USING TIMESTAMP ?", consistency, write=True)
+        self._select = self._prepare(
+            f"SELECT {', '.join(FIELD_TO_COLUMN.values())} FROM {ks}.profiles WHERE profile_id = ?", consistency)
+        self._link = self._prepare(
+            f"INSERT INTO {ks}.identity_links (identifier_type, identifier_value, profile_id, version) "
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?", consistency, write=True)
+        self._link_reverse = self._prepare(
+            f"INSERT INTO {ks}.profile_identifiers (profile_id, identifier_type, identifier_value, version) "
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?", consistency, write=True)
+        self._lookup = self._prepare(
+            f"SELECT profile_id, version FROM {ks}.identity_links "
+            "WHERE identifier_type = ? AND identifier_value = ?", consistency)
+        self._identifiers = self._prepare(
+            f"SELECT identifier_type, identifier_value FROM {ks}.profile_identifiers WHERE profile_id = ?",
+            consistency)
+        self._delete_profile = self._prepare(
+            f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
+        self._delete_identifiers = self._prepare(
+            f"DELETE FROM {ks}.profile_identifiers USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
+        self._delete_link = self._prepare(
+            f"DELETE FROM {ks}.identity_links USING TIMESTAMP ? "
+            "WHERE identifier_type = ? AND identifier_value = ?", consistency, write=True)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    def connect(cls, hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
+                keyspace: str = DEFAULT_KEYSPACE, max_in_flight: int = 64, **connect_kwargs: Any) -> "ProfileStore":
+        """Connect to Cassandra and build a store that owns (and :meth:`close` shuts down) the cluster.
+
+        Parameters
+        ----------
+        hosts : str or sequence of str
+            Contact point(s).
+        port : int
+            Native transport port.
+        keyspace : str
+            Keyspace of the tables.
+        max_in_flight : int
+            Bound on outstanding write requests.
+        **connect_kwargs
+            Passed to :func:`state.cassandra_schema.connect` (timeouts, consistency).
+
+        Returns
+        -------
+        ProfileStore
+
+        Raises
+        ------
+        state.cassandra_schema.CassandraUnavailableError
+            If Cassandra is unreachable (the message names the address and suggests ``make up``).
+        ProfileStoreError
+            If the tables do not exist (apply the schema first).
+        """
+        session = connect(hosts, port, **connect_kwargs)
+        try:
+            store = cls(session, keyspace, max_in_flight)
+        except BaseException:
+            session.cluster.shutdown()
+            raise
+        store._owns_cluster = True
+        return store
+
+    def close(self) -> None:
+        """Flush pending writes, then shut the cluster down if this store opened it."""
+        try:
+            self.flush()
+        finally:
+            if self._owns_cluster:
+                self._session.cluster.shutdown()
+
+    def __enter__(self) -> "ProfileStore":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        elif self._owns_cluster:
+            self._session.cluster.shutdown()
+
+    def _prepare(self, cql: str, consistency: int, write: bool = False) -> PreparedStatement:
+        try:
+            stmt = self._session.prepare(cql)
+        except Exception as exc:  # InvalidRequest (no keyspace/table), NoHostAvailable, ...
+            raise ProfileStoreError(
+                f"cannot prepare {cql.split(' WHERE')[0][:90]}...: {type(exc).__name__}: {exc}. Is the schema "
+                f"applied to keyspace {self._keyspace!r}? To apply it: python -m state.cassandra_schema "
+                f"--keyspace {self._keyspace}") from exc
+        stmt.consistency_level = consistency
+        # Fixed USING TIMESTAMP makes every write safe to retry or speculatively execute.
+        stmt.is_idempotent = write
+        return stmt
+
+    # ------------------------------------------------------------------ bounded asynchronous writes
+
+    @property
+    def max_in_flight(self) -> int:
+        """The bound on outstanding write requests."""
+        return self._max_in_flight
+
+    @property
+    def in_flight(self) -> int:
+        """Write requests outstanding now."""
+        with self._cond:
+            return self._in_flight
+
+    def _submit(self, stmt: PreparedStatement, params: tuple, what: str) -> None:
+        with self._cond:
+            while self._in_flight >= self._max_in_flight:
+                self._cond.wait()
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            self.writes_issued += 1
+        try:
+            future = self._session.execute_async(stmt, params)
+        except Exception as exc:  # e.g. serialization of a bad value, or a shut-down session
+            self._on_error(exc, what)
+            return
+        future.add_callbacks(self._on_success, self._on_error, errback_args=(what,))
+
+    def _on_success(self, _result: Any) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self._cond.notify_all()
+
+    def _on_error(self, exc: BaseException, what: str) -> None:
+        with self._cond:
+            self._in_flight -= 1
+            self.writes_failed += 1
+            self._pending_failed += 1
+            if self._first_error is None:
+                self._first_error = (what, exc)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every submitted write has completed; raise the first failure, if any.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Seconds to wait at most (default: until done; each request has the driver's
+            request timeout, so this always ends).
+
+        Raises
+        ------
+        ProfileStoreError
+            If a write failed since the previous flush (the first failure is the cause and is
+            named in the message), or ``timeout`` passed. The failure record is then cleared.
+        """
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._in_flight == 0, timeout):
+                raise ProfileStoreError(f"{self._in_flight} Cassandra writes still in flight after {timeout} s")
+            first, failed = self._first_error, self._pending_failed
+            self._first_error, self._pending_failed = None, 0
+        if first is not None:
+            what, exc = first
+            raise ProfileStoreError(
+                f"{failed} Cassandra write(s) to keyspace {self._keyspace!r} failed since the last flush; "
+                f"first: {what}: {type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ writes
+
+    def upsert_profile(self, profile: ProfileAggregate, *, updated_by_event: str | None = None) -> None:
+        """Write the whole profile row ``USING TIMESTAMP profile.events`` (asynchronously).
+
+        Parameters
+        ----------
+        profile : ProfileAggregate
+            The aggregate; ``profile.events`` is the row version (monotone, reproduced by a
+            replay), so a stale write with a lower version never overwrites a newer row.
+        updated_by_event : str, optional
+            Id of the last event folded in (stored for tracing; None writes null).
+
+        Notes
+        -----
+        Every column is written, including nulls and whole maps (a map write replaces the map
+        as of this version), so the row equals the aggregate at the newest version.
+        """
+        version = profile.events
+        if not isinstance(version, int) or version < 0:
+            raise ValueError(f"profile {profile.profile_id!r}: events (the row version) must be an int >= 0, "
+                             f"got {version!r}")
+        values = []
+        for name in FIELD_TO_COLUMN:
+            value = getattr(profile, name)
+            if name == "identifiers":
+                value = {t: list(vs) for t, vs in value.items()}
+            elif name in JSON_TUPLE_FIELDS:
+                value = {k: _json_tuple(v) for k, v in value.items()}
+            values.append(value)
+        values += [version, updated_by_event, version]
+        self._submit(self._upsert, tuple(values), f"upsert profile {profile.profile_id!r} version {version}")
+
+    def link(self, identifier_type: str, identifier_value: str, profile_id: str, version: int) -> None:
+        """Record identifier -> profile in both link tables, ``USING TIMESTAMP version``.
+
+        Parameters
+        ----------
+        identifier_type, identifier_value : str
+            The identifier (email / phone values are salted hashes).
+        profile_id : str
+            Canonical profile id it belongs to.
+        version : int
+            Monotone version reproduced by replays (e.g. the profile's event count). Moving an
+            identifier to a surviving profile needs a higher version than its previous link.
+        """
+        _check_version(version)
+        what = f"link {identifier_type}={identifier_value!r} -> {profile_id!r} version {version}"
+        self._submit(self._link, (identifier_type, identifier_value, profile_id, version, version), what)
+        self._submit(self._link_reverse, (profile_id, identifier_type, identifier_value, version, version), what)
+
+    def unlink_profile(self, profile_id: str, version: int) -> None:
+        """Delete a merged-away profile: its row, its identifiers, and links still pointing to it.
+
+        All deletions are ``USING TIMESTAMP version``, so a later replay of the profile's
+        writes with versions <= ``version`` cannot resurrect them.
+
+        Parameters
+        ----------
+        profile_id : str
+            The merged-away profile.
+        version : int
+            At least the profile's last written version (its ``events``). Links the surviving
+            profile writes for the same identifiers must use a **higher** version, or this
+            deletion would shadow them.
+
+        Notes
+        -----
+        Flushes pending writes first (so the identifiers just linked are seen), reads the
+        profile's identifiers, and deletes only the ``identity_links`` rows that still point
+        to ``profile_id``; the deletes themselves are asynchronous (``flush()`` to wait).
+        """
+        _check_version(version)
+        self.flush()
+        for identifier_type, values in self.identifiers_of(profile_id).items():
+            for value in values:
+                row = self._read(self._lookup, (identifier_type, value), f"identity link {identifier_type}").one()
+                if row is not None and row.profile_id == profile_id:
+                    self._submit(self._delete_link, (version, identifier_type, value),
+                                 f"unlink {identifier_type}={value!r} from {profile_id!r} version {version}")
+        self._submit(self._delete_identifiers, (version, profile_id),
+                     f"delete identifiers of {profile_id!r} version {version}")
+        self._submit(self._delete_profile, (version, profile_id), f"delete profile {profile_id!r} version {version}")
+
+    # ------------------------------------------------------------------ reads
+
+    def _read(self, stmt: PreparedStatement, params: tuple, what: str):
+        try:
+            return self._session.execute(stmt, params)
+        except Exception as exc:
+            raise ProfileStoreError(f"reading {what} from keyspace {self._keyspace!r} failed: "
+                                    f"{type(exc).__name__}: {exc}") from exc
+
+    def get(self, profile_id: str | None = None, *, identifier_type: str | None = None,
+            identifier_value: str | None = None) -> ProfileAggregate | None:
+        """Read a profile by canonical id, or by any of its identifiers.
+
+        Parameters
+        ----------
+        profile_id : str, optional
+            Canonical profile id.
+        identifier_type, identifier_value : str, optional
+            Alternatively an identifier (both required), resolved through ``identity_links``.
+
+        Returns
+        -------
+        ProfileAggregate or None
+            None if the identifier is not linked or the profile does not exist.
+        """
+        if profile_id is not None:
+            if identifier_type is not None or identifier_value is not None:
+                raise ValueError("pass either profile_id or an identifier, not both")
+        elif identifier_type is None or identifier_value is None:
+            raise ValueError("pass either profile_id or both identifier_type and identifier_value")
+        else:
+            link = self._read(self._lookup, (identifier_type, identifier_value),
+                              f"identity link {identifier_type}").one()
+            if link is None:
+                return None
+            profile_id = link.profile_id
+        row = self._read(self._select, (profile_id,), f"profile {profile_id!r}").one()
+        return None if row is None else self._row_to_profile(row)
+
+    def identifiers_of(self, profile_id: str) -> dict[str, list[str]]:
+        """Identifiers linked to a profile, from ``profile_identifiers``.
+
+        Returns
+        -------
+        dict of str to list of str
+            ``{identifier_type: [values, sorted]}``; empty if none.
+        """
+        out: dict[str, list[str]] = {}
+        for row in self._read(self._identifiers, (profile_id,), f"identifiers of {profile_id!r}"):
+            out.setdefault(row.identifier_type, []).append(row.identifier_value)
+        return out
+
+    @staticmethod
+    def _row_to_profile(row: Any) -> ProfileAggregate:
+        kwargs: dict[str, Any] = {}
+        for name, column in FIELD_TO_COLUMN.items():
+            value = getattr(row, column)
+            if name in TIMESTAMP_FIELDS:
+                value = _ms_from_datetime(value)
+            elif name == "identifiers":
+                value = {t: tuple(vs or ()) for t, vs in (value or {}).items()}
+            elif name in JSON_TUPLE_FIELDS:
+                value = {k: tuple(json.loads(v)) for k, v in (value or {}).items()}
+            elif name in ("channel_counts", "category_affinity"):
+                value = dict(value or {})
+            elif name in ("events", "orders", "revenue_cents"):
+                value = value or 0
+            kwargs[name] = value
+        return ProfileAggregate(**kwargs)
+
+
+def _check_version(version: int) -> None:
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"version must be an int >= 0, got {version!r}")

@@ -1,0 +1,333 @@
+"""ProfileStore and the CQL schema against the REAL local Cassandra (started if not running).
+
+The schema is applied into a keyspace of this module's own (``journey_test_<random>``), which
+is dropped at the end. Profiles are built with the ProfileAggregate constructor only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import uuid
+
+import pytest
+from cassandra.concurrent import execute_concurrent_with_args
+
+from local import stack
+from models.profile import IDENTIFIER_TYPES, ProfileAggregate
+from state import cassandra_schema
+from state.cassandra_schema import CassandraUnavailableError, SchemaError, apply_schema, connect
+from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, ProfileStore, ProfileStoreError
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def cassandra():
+    """The local Cassandra on 127.0.0.1:9042; stopped afterwards only if started here."""
+    comp = stack.COMPONENTS["cassandra"]
+    started = False
+    if not comp.healthy():
+        comp.start()
+        started = True
+    yield comp.address
+    if started:
+        comp.stop()
+
+
+@pytest.fixture(scope="module")
+def session(cassandra):
+    s = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    yield s
+    s.cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyspace(session):
+    ks = f"journey_test_{uuid.uuid4().hex[:12]}"
+    apply_schema(session, keyspace=ks)
+    yield ks
+    session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+
+
+@pytest.fixture
+def store(session, keyspace):
+    st = ProfileStore(session, keyspace)
+    yield st
+    st.flush()
+
+
+def _pid() -> str:
+    return f"p:{uuid.uuid4().hex[:12]}"
+
+
+def full_profile(profile_id: str, events: int = 42, **changes) -> ProfileAggregate:
+    """A profile with every field set to a non-default value."""
+    base = dict(
+        profile_id=profile_id,
+        identifiers={"customer_id": ("C-1001",), "email_hash": ("3f9a…e1", "a7c2…09"),
+                     "device_id": ("dev-1",), "cookie_id": ()},
+        first_seen_ms=1_699_999_000_001,
+        last_seen_ms=1_700_000_000_123,
+        events=events,
+        orders=3,
+        revenue_cents=12_345_678_901,
+        first_order_ms=1_699_999_500_999,
+        last_order_ms=1_700_000_000_000,
+        channel_counts={"web": 30, "app": 11, "store": 1},
+        category_affinity={"shoes": 0.1 + 0.2, "books": 12345.678901234567, "tiny": 5e-324},
+        consent={"marketing": (True, 1_700_000_000_001, "e-7"), "personalization": (False, 1_699_999_000_002, "e-2")},
+        crm_attributes={"tier": ("gold ✓", 1_700_000_000_003, "e-9"), "name": ('O\'Brien "Al"', 1, "e-1")},
+    )
+    base.update(changes)
+    return ProfileAggregate(**base)
+
+
+def _raw(session, keyspace: str, profile_id: str):
+    columns = ", ".join([*FIELD_TO_COLUMN.values(), *META_COLUMNS])  # CQL has no "SELECT *, f(x)"
+    return session.execute(
+        f"SELECT {columns}, writetime(events) AS wt_events, writetime(version) AS wt_version "
+        f"FROM {keyspace}.profiles WHERE profile_id = %s", (profile_id,)).one()
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+def test_round_trip_of_every_field(store, session, keyspace):
+    p = full_profile(_pid())
+    assert all(getattr(p, f.name) != f.default for f in dataclasses.fields(p) if f.default is not dataclasses.MISSING)
+    store.upsert_profile(p, updated_by_event="e-42")
+    store.flush()
+    got = store.get(p.profile_id)
+    assert got == p
+    for f in dataclasses.fields(ProfileAggregate):  # typed, not just equal
+        assert type(getattr(got, f.name)) is type(getattr(p, f.name)), f.name
+    assert got.consent["marketing"] == (True, 1_700_000_000_001, "e-7")
+    row = _raw(session, keyspace, p.profile_id)
+    assert (row.version, row.wt_events, row.wt_version, row.updated_by_event) == (42, 42, 42, "e-42")
+    assert row.consent["marketing"] == '[true,1700000000001,"e-7"]'
+    assert store.writes_issued == 1 and store.writes_failed == 0
+
+
+def test_round_trip_of_an_empty_profile(store):
+    p = ProfileAggregate(profile_id=_pid())  # all defaults: None timestamps, empty maps, events 0
+    store.upsert_profile(p)
+    store.flush()
+    assert store.get(p.profile_id) == p
+
+
+@pytest.mark.parametrize("ms", [-86_400_001, 0, 1, 1_700_000_000_123, 253_402_300_799_999])
+def test_timestamps_round_trip_at_millisecond_precision(store, ms):
+    # the driver turns timestamps into naive UTC datetimes through a float: at year 9999 it
+    # returns ...59.998993; the store rounds to the nearest millisecond.
+    p = ProfileAggregate(profile_id=_pid(), first_seen_ms=ms, last_seen_ms=ms, events=1)
+    store.upsert_profile(p)
+    store.flush()
+    assert store.get(p.profile_id) == p
+
+
+# ---------------------------------------------------------------------------- identifiers
+
+
+def test_get_by_each_identifier_type(store):
+    pid = _pid()
+    identifiers = {t: (f"{t}-{uuid.uuid4().hex[:8]}",) for t in IDENTIFIER_TYPES}
+    p = full_profile(pid, identifiers=identifiers)
+    store.upsert_profile(p)
+    for t, (value,) in identifiers.items():
+        store.link(t, value, pid, p.events)
+    store.flush()
+    for t, (value,) in identifiers.items():
+        assert store.get(identifier_type=t, identifier_value=value) == p, t
+    assert store.identifiers_of(pid) == {t: list(v) for t, v in identifiers.items()}
+    assert store.get(identifier_type="email_hash", identifier_value="never-seen") is None
+    assert store.get(_pid()) is None
+    assert store.identifiers_of(_pid()) == {}
+    with pytest.raises(ValueError):
+        store.get()
+    with pytest.raises(ValueError):
+        store.get(pid, identifier_type="customer_id", identifier_value="x")
+    with pytest.raises(ValueError):
+        store.get(identifier_type="customer_id")
+
+
+# ---------------------------------------------------------------------------- versions
+
+
+@pytest.mark.parametrize("order", ["newer_first", "stale_first"])
+def test_stale_write_does_not_overwrite_newer_row(store, session, keyspace, order):
+    pid = _pid()
+    newer = full_profile(pid, events=10)
+    stale = full_profile(pid, events=5, orders=1, revenue_cents=1, last_order_ms=None,
+                         identifiers={"customer_id": ("C-OLD",), "loyalty_id": ("L-9",)},
+                         channel_counts={"web": 5, "email": 2}, category_affinity={"toys": 1.0},
+                         consent={"marketing": (False, 1, "e-0")}, crm_attributes={})
+    writes = [newer, stale] if order == "newer_first" else [stale, newer]
+    for p in writes:
+        store.upsert_profile(p, updated_by_event=f"e-{p.events}")
+        store.flush()  # one at a time: the outcome must not depend on arrival order
+    assert store.get(pid) == newer  # maps are replaced as of the newer version, not merged
+    row = _raw(session, keyspace, pid)
+    assert (row.version, row.wt_events, row.updated_by_event) == (10, 10, "e-10")
+    # same for links: a stale link does not move an identifier back
+    store.link("cookie_id", f"ck-{pid}", pid, 10)
+    store.flush()
+    store.link("cookie_id", f"ck-{pid}", "p:someone-else", 9)
+    store.flush()
+    assert store.get(identifier_type="cookie_id", identifier_value=f"ck-{pid}") == newer
+
+
+def test_replay_of_same_version_rewrites_identical_row(store, session, keyspace):
+    p = full_profile(_pid(), events=7)
+    store.upsert_profile(p, updated_by_event="e-7")
+    store.link("customer_id", "C-replay", p.profile_id, 7)
+    store.flush()
+    first = _raw(session, keyspace, p.profile_id)
+    for _ in range(3):  # a replay from an older checkpoint re-sends the same writes
+        store.upsert_profile(p, updated_by_event="e-7")
+        store.link("customer_id", "C-replay", p.profile_id, 7)
+    store.flush()
+    assert _raw(session, keyspace, p.profile_id) == first
+    assert store.get(p.profile_id) == p
+    assert store.identifiers_of(p.profile_id) == {"customer_id": ["C-replay"]}
+
+
+# ---------------------------------------------------------------------------- merges
+
+
+def test_unlink_removes_links_of_merged_away_profile(store, session, keyspace):
+    loser, survivor = _pid(), _pid()
+    a = full_profile(loser, events=3, identifiers={"email_hash": ("h-a",), "cookie_id": ("ck-a",)})
+    b = full_profile(survivor, events=5, identifiers={"customer_id": ("C-b",)})
+    for p in (a, b):
+        store.upsert_profile(p)
+        for t, values in p.identifiers.items():
+            for v in values:
+                store.link(t, v, p.profile_id, p.events)
+    store.flush()
+    assert store.get(identifier_type="email_hash", identifier_value="h-a") == a
+
+    # merge a into b: b's new version (8) is above a's last version (3); the email moves to b,
+    # the cookie is (say) not carried over, so its link must disappear with a.
+    merged = full_profile(survivor, events=8, identifiers={"customer_id": ("C-b",), "email_hash": ("h-a",)})
+    store.upsert_profile(merged)
+    store.link("email_hash", "h-a", survivor, 8)
+    store.unlink_profile(loser, a.events)
+    store.flush()
+
+    assert store.get(loser) is None
+    assert store.identifiers_of(loser) == {}
+    assert store.get(identifier_type="cookie_id", identifier_value="ck-a") is None
+    assert store.get(identifier_type="email_hash", identifier_value="h-a") == merged  # not shadowed
+    assert store.get(identifier_type="customer_id", identifier_value="C-b") == merged
+    assert store.identifiers_of(survivor) == {"customer_id": ["C-b"], "email_hash": ["h-a"]}
+
+    # a replay of the loser's old writes (versions <= 3) cannot resurrect it
+    store.upsert_profile(a)
+    store.link("cookie_id", "ck-a", loser, 3)
+    store.flush()
+    assert store.get(loser) is None
+    assert store.get(identifier_type="cookie_id", identifier_value="ck-a") is None
+    assert store.identifiers_of(loser) == {}
+
+
+# ---------------------------------------------------------------------------- schema
+
+
+def test_applying_the_schema_twice_is_fine(session, keyspace, store):
+    p = full_profile(_pid())
+    store.upsert_profile(p)
+    store.flush()
+    statements = apply_schema(session, keyspace=keyspace)  # second time (the fixture was first)
+    assert len(statements) == 4
+    apply_schema("127.0.0.1", keyspace=keyspace, port=stack.CASSANDRA_PORT)  # third, via hosts
+    assert store.get(p.profile_id) == p  # data untouched
+    tables = set(session.cluster.metadata.keyspaces[keyspace].tables)
+    assert tables == {"profiles", "identity_links", "profile_identifiers"}
+    assert cassandra_schema.main(["--port", str(stack.CASSANDRA_PORT), "--keyspace", keyspace]) == 0
+
+
+def test_an_existing_table_that_differs_from_the_file_is_reported(session):
+    ks = f"journey_test_{uuid.uuid4().hex[:12]}"
+    session.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
+    try:
+        session.execute(f"CREATE TABLE {ks}.profiles (profile_id text PRIMARY KEY, version bigint, events int)")
+        with pytest.raises(SchemaError, match=r"events is int, the file says bigint.*revenue_cents.*missing"):
+            apply_schema(session, keyspace=ks)
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+
+
+# ---------------------------------------------------------------------------- back-pressure and errors
+
+
+class _CountingSession:
+    """Delegates to a real session; counts requests outstanding (registered before the store's callbacks)."""
+
+    def __init__(self, session):
+        self._session = session
+        self._lock = threading.Lock()
+        self.outstanding = 0
+        self.peak = 0
+        self.calls = 0
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def execute_async(self, *args, **kwargs):
+        with self._lock:
+            self.outstanding += 1
+            self.calls += 1
+            self.peak = max(self.peak, self.outstanding)
+        future = self._session.execute_async(*args, **kwargs)
+        future.add_callbacks(self._done, self._done)
+        return future
+
+    def _done(self, _):
+        with self._lock:
+            self.outstanding -= 1
+
+
+def test_max_in_flight_bounds_concurrency(session, keyspace):
+    counting = _CountingSession(session)
+    store = ProfileStore(counting, keyspace, max_in_flight=8)
+    ids = [_pid() for _ in range(500)]
+    for i, pid in enumerate(ids):
+        store.upsert_profile(full_profile(pid, events=i + 1))
+        assert counting.outstanding <= 8 and store.in_flight <= 8
+    store.flush()
+    assert counting.calls == store.writes_issued == 500
+    assert counting.peak <= 8 and store.peak_in_flight <= 8
+    assert counting.peak > 1  # really asynchronous, not one at a time
+    assert store.in_flight == 0 and counting.outstanding == 0
+    rows = execute_concurrent_with_args(
+        session, session.prepare(f"SELECT events FROM {keyspace}.profiles WHERE profile_id = ?"),
+        [(pid,) for pid in ids], concurrency=50)
+    assert [r.result_or_exc.one().events for r in rows] == list(range(1, 501))
+
+
+def test_flush_raises_the_first_write_error_clearly(store):
+    good = full_profile(_pid())
+    store.upsert_profile(full_profile("p:bad-value", channel_counts={"web": "many"}))  # fails binding
+    store.upsert_profile(good)
+    store.upsert_profile(full_profile("x" * 70_000))  # key too long: fails on the server
+    with pytest.raises(ProfileStoreError, match=r"2 Cassandra write\(s\).*failed.*first: upsert profile 'p:bad-value'"):
+        store.flush()
+    store.flush()  # the failure was reported once; the store keeps working
+    assert store.get(good.profile_id) == good
+    assert store.writes_failed == 2
+
+
+def test_clear_error_when_cassandra_is_unreachable(capsys):
+    with pytest.raises(CassandraUnavailableError, match=r"127\.0\.0\.1:1\b.*make up"):
+        apply_schema("127.0.0.1", port=1)
+    with pytest.raises(CassandraUnavailableError, match=r"127\.0\.0\.1:1\b.*make up"):
+        ProfileStore.connect("127.0.0.1", 1)
+    assert cassandra_schema.main(["--port", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1:1" in err and "make up" in err
+
+
+def test_a_store_needs_the_schema(session):
+    with pytest.raises(ProfileStoreError, match="schema.*applied.*python -m state.cassandra_schema"):
+        ProfileStore(session, keyspace="journey_no_such_keyspace")
