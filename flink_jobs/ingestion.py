@@ -61,12 +61,17 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
 
 def main(argv: list[str] | None = None) -> int:
     from flink_jobs.env import make_env
-    from flink_jobs.kafka_io import raw_kafka_source, sink_bytes
+    from flink_jobs.kafka_io import check_against_broker, raw_kafka_source, sink_bytes
 
     try:
         cfg = parse_args(argv)
+        check_against_broker(cfg)
     except ConfigError as e:
         print(f"ingestion: configuration error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # broker unreachable: say so before Flink hides it in a stack trace
+        print(f"ingestion: cannot check the Kafka brokers at the configured bootstrap servers: {e}",
+              file=sys.stderr)
         return 2
     env, t_env = make_env(cfg)
     streams = build_ingestion(raw_kafka_source(t_env, cfg), cfg)

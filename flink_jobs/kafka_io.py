@@ -60,6 +60,27 @@ FROM {_SOURCE_TABLE}""")
     return t_env.to_data_stream(table)
 
 
+def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -> int:
+    """``transaction.max.timeout.ms`` as the brokers report it (the smallest, if they differ)."""
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    brokers = admin.list_topics(timeout=timeout_s).brokers
+    if not brokers:
+        raise ConnectionError(f"no Kafka broker answered at {bootstrap}")
+    resources = [ConfigResource(ConfigResource.Type.BROKER, str(b)) for b in brokers]
+    values = []
+    for fut in admin.describe_configs(resources, request_timeout=timeout_s).values():
+        values.append(int(fut.result()["transaction.max.timeout.ms"].value))
+    return min(values)
+
+
+def check_against_broker(cfg) -> None:
+    """The transaction-timeout guard with the brokers' real limit (raises ``ConfigError``)."""
+    check_transaction_timeout(cfg.transaction_timeout_ms, cfg.checkpoint_timeout_ms, cfg.restart_delay_ms,
+                              broker_transaction_max_timeout_ms(cfg.bootstrap_servers))
+
+
 def bytes_sink(cfg, topic: str) -> KafkaSink:
     """EXACTLY_ONCE sink of byte values to one topic, transactional id ``<prefix>-<topic>``.
 

@@ -1,0 +1,48 @@
+"""The ingestion job refuses to start, with a clear message, on settings that could lose
+output: a Kafka transaction timeout not above checkpoint timeout + restart delay, or above
+the broker's transaction.max.timeout.ms (read from the running broker)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from local.stack import ROOT
+
+pytestmark = pytest.mark.e2e
+
+
+def run_job(local_stack: str, **env: str) -> subprocess.CompletedProcess:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "JOURNEY_PII_SALT": "guard-test-salt-0123456",
+            "JOURNEY_BOOTSTRAP_SERVERS": local_stack, **env}
+    return subprocess.run([sys.executable, "-m", "flink_jobs.ingestion", "--bounded"], env=full, cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_job_refuses_a_transaction_timeout_below_checkpoint_timeout_plus_restart_delay(local_stack) -> None:
+    r = run_job(local_stack, JOURNEY_TRANSACTION_TIMEOUT_MS="60000", JOURNEY_CHECKPOINT_TIMEOUT_MS="60000")
+    assert r.returncode == 2
+    assert "transaction_timeout_ms=60000 must be above checkpoint_timeout_ms + restart_delay_ms" in r.stderr
+
+
+def test_job_refuses_a_transaction_timeout_above_the_brokers_maximum(local_stack) -> None:
+    # the config object allows it (its own default ceiling is raised), the running broker does not
+    r = run_job(local_stack, JOURNEY_TRANSACTION_TIMEOUT_MS="1000000",
+                JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS="2000000")
+    assert r.returncode == 2
+    assert "above the broker's transaction.max.timeout.ms=900000" in r.stderr
+
+
+def test_job_without_a_pii_salt_names_the_variable(local_stack) -> None:
+    r = run_job(local_stack, JOURNEY_PII_SALT="")
+    assert r.returncode == 2
+    assert "JOURNEY_PII_SALT" in r.stderr
+
+
+def test_job_says_so_when_the_brokers_cannot_be_reached(local_stack) -> None:
+    r = run_job(local_stack, JOURNEY_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    assert r.returncode == 2
+    assert "cannot check the Kafka brokers" in r.stderr
