@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from generator.synth import generate
-from models.identity import IdentityRules, Observation, canonical_profile_id, observation_of, resolve
+from models.identity import IdentityRules, Observation, ProfileChange, canonical_profile_id, observation_of, resolve
 from models.avro_codec import SchemaCatalog
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 
@@ -173,3 +173,48 @@ def test_generated_journeys_resolve_to_the_planted_persons() -> None:
         want.add(frozenset(ids))
     assert r.components() == want
     assert r.refused == []
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations, st.randoms(use_true_random=False))
+def test_incremental_resolution_equals_the_reference_after_every_event_in_any_order(obs, rnd) -> None:
+    from models.identity import IncrementalResolver
+
+    order = list(obs)
+    rnd.shuffle(order)
+    inc = IncrementalResolver(RULES)
+    for i, ob in enumerate(order):
+        inc.add(ob)
+        ref = resolve(order[: i + 1], RULES)
+        assert inc.profile_of == ref.profile_of
+        assert inc.members == ref.members
+    assert inc.refused == set(resolve(order, RULES).refused)
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations)
+def test_a_consumer_of_the_change_events_alone_knows_every_identifiers_profile(obs) -> None:
+    from models.identity import IncrementalResolver
+
+    inc = IncrementalResolver(RULES)
+    seen: dict = {}
+    for ob in obs:
+        for c in inc.add(ob):
+            if c.kind in ("created", "grown"):
+                for n in c.members:
+                    seen[n] = c.into
+    assert seen == inc.profile_of
+
+
+def test_a_device_shared_later_splits_it_off_the_first_customer() -> None:
+    from models.identity import IncrementalResolver
+
+    inc = IncrementalResolver(RULES)
+    inc.add(Observation("1", (("customer_id", "c1"), ("device_id", "tablet"))))
+    c1 = inc.profile_of[("customer_id", "c1")]
+    assert inc.profile_of[("device_id", "tablet")] == c1
+    changes = inc.add(Observation("2", (("customer_id", "c2"), ("device_id", "tablet"))))
+    kinds = [c.kind for c in changes]
+    assert "refused" in kinds and "split" in kinds
+    assert inc.profile_of[("device_id", "tablet")] not in {c1, inc.profile_of[("customer_id", "c2")]}
+    assert ProfileChange("split", c1, (c1,), members=frozenset({("device_id", "tablet")})) in changes
