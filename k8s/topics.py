@@ -22,6 +22,11 @@ OUTPUT_TOPICS: dict[str, str] = {
     "journey.control": "(JSON rule updates)",
 }
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
+#: per-topic settings: the DLQ keeps rejected records' raw bytes, which can hold a raw email or
+#: phone (they were never normalized), so it is kept for 7 days only; restrict who reads it
+TOPIC_CONFIG: dict[str, dict[str, str]] = {
+    "journey.dlq": {"retention.ms": str(7 * 24 * 3600 * 1000)},
+}
 
 
 def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
@@ -34,8 +39,8 @@ def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
     missing = [t for t in topics if t not in existing]
     if not missing:
         return []
-    futures = admin.create_topics([NewTopic(t, partitions, replication) for t in missing],
-                                  operation_timeout=timeout_s)
+    futures = admin.create_topics([NewTopic(t, partitions, replication, config=TOPIC_CONFIG.get(t, {}))
+                                   for t in missing], operation_timeout=timeout_s)
     created = []
     for name, fut in futures.items():
         try:
