@@ -14,13 +14,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 
+from pyflink.common import Types
 from pyflink.datastream import DataStream
 
 from models.config import ConfigError, IngestConfig
 from models.ingest import IngestSettings
 from operators.dedupe import DedupeByEventId
 from operators.ingest import BYTES, DLQ_TAG, KEYED_EVENT_TYPE, DecodeValidateNormalize
-from pyflink.common import Types
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyflink.common import Types
 from pyflink.common.serialization import ByteArraySchema
 from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.kafka import DeliveryGuarantee, KafkaRecordSerializationSchema, KafkaSink
@@ -106,5 +105,3 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
 def sink_bytes(stream: DataStream, cfg, topic: str) -> None:
     stream.sink_to(bytes_sink(cfg, topic)).name(f"kafka-sink: {topic}").uid(f"kafka-sink-{topic}")
 
-
-__all__ = ["raw_kafka_source", "bytes_sink", "sink_bytes", "Types"]

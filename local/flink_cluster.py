@@ -161,6 +161,3 @@ def stop_with_savepoint(job_id: str, directory: str, timeout_s: float = 120) -> 
 def running_jobs() -> list[str]:
     return [j["id"] for j in rest("/jobs")["jobs"] if j["status"] == "RUNNING"]
 
-
-__all__ = ["submit", "wait_state", "job_state", "cancel", "operator_counters", "running_jobs",
-           "FlinkJobError", "REST"]
