@@ -43,13 +43,22 @@ def run_job(salt: str) -> str:
     print(f"  job {jid} submitted; watch it at {REST}/#/job/running/{jid}/overview")
     t0 = time.monotonic()
     state = "?"
+    tty = sys.stdout.isatty()
+    last_line = -10.0
     while True:
         state = job_state(jid)
-        print(f"\r  {state:<10} {time.monotonic() - t0:5.0f}s", end="", flush=True)
-        if state in ("FINISHED", "FAILED", "CANCELED"):
+        elapsed = time.monotonic() - t0
+        done = state in ("FINISHED", "FAILED", "CANCELED")
+        if tty:
+            print(f"\r  {state:<10} {elapsed:5.0f}s", end="", flush=True)
+        elif done or elapsed - last_line >= 10:  # a line every 10 s in logs
+            print(f"  {state:<10} {elapsed:5.0f}s", flush=True)
+            last_line = elapsed
+        if done:
             break
         time.sleep(2)
-    print()
+    if tty:
+        print()
     if state != "FINISHED":
         raise FlinkJobError(f"job {jid} ended {state}: {root_exception(jid)}")
     return jid
