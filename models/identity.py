@@ -47,7 +47,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, MutableMapping
 
 #: identifier types of a NormalizedEvent, highest priority first (decides the canonical id)
 DEFAULT_PRIORITY: tuple[str, ...] = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "cookie_id")
@@ -137,11 +137,16 @@ def canonical_profile_id(nodes: Iterable[Node], rules: IdentityRules) -> str:
 
 
 class UnionFind:
-    """Disjoint sets with path halving and union by size."""
+    """Disjoint sets with path halving and union by size.
 
-    def __init__(self) -> None:
-        self.parent: dict[Node, Node] = {}
-        self.size: dict[Node, int] = {}
+    ``parent`` and ``size`` may be any mutable mappings (Flink MapState adapters in the
+    streaming operator); plain dicts by default.
+    """
+
+    def __init__(self, parent: MutableMapping[Node, Node] | None = None,
+                 size: MutableMapping[Node, int] | None = None) -> None:
+        self.parent: MutableMapping[Node, Node] = {} if parent is None else parent
+        self.size: MutableMapping[Node, int] = {} if size is None else size
 
     def add(self, x: Node) -> None:
         if x not in self.parent:
@@ -150,9 +155,12 @@ class UnionFind:
 
     def find(self, x: Node) -> Node:
         parent = self.parent
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
+        p = parent[x]
+        while p != x:
+            gp = parent[p]
+            if gp != p:
+                parent[x] = gp
+            x, p = p, gp
         return x
 
     def union(self, a: Node, b: Node) -> None:
@@ -279,6 +287,24 @@ class ProfileChange:
     link: RefusedLink | None = None
 
 
+@dataclass
+class ResolverStore:
+    """Where :class:`IncrementalResolver` keeps its state: any mutable mappings.
+
+    ``signatures`` holds, per raw component root, the distinct identifier sets seen (events
+    with the same identifiers add nothing to the graph); ``events`` counts the events of each
+    raw component (it only grows, so it versions the component's profiles).
+    """
+
+    parent: MutableMapping[Node, Node] = field(default_factory=dict)
+    size: MutableMapping[Node, int] = field(default_factory=dict)
+    signatures: MutableMapping[Node, frozenset[tuple[Node, ...]]] = field(default_factory=dict)
+    events: MutableMapping[Node, int] = field(default_factory=dict)
+    profile_of: MutableMapping[Node, str] = field(default_factory=dict)
+    members: MutableMapping[str, frozenset[Node]] = field(default_factory=dict)
+    refused: MutableMapping[RefusedLink, bool] = field(default_factory=dict)
+
+
 class IncrementalResolver:
     """The resolution of :func:`resolve`, maintained one observation at a time.
 
@@ -286,8 +312,9 @@ class IncrementalResolver:
     not), and :func:`resolve` of a component depends only on the observations inside it. So
     each observation merges the raw components it touches and re-resolves just that one;
     the result after any sequence of observations equals ``resolve`` of the same set, for
-    every order. Cost per linking event grows with its component's size (fine for people,
-    tens of identifiers; a pathological shared identifier should be blocked by a rule).
+    every order. An event whose identifiers were all seen together before changes nothing
+    and takes a fast path. Cost per new link grows with its component's size (fine for
+    people, tens of identifiers; a pathological shared identifier should be blocked by a rule).
 
     Examples
     --------
@@ -296,43 +323,65 @@ class IncrementalResolver:
     ['created']
     >>> [c.kind for c in inc.add(Observation("e2", (("cookie_id", "ck1"), ("customer_id", "c1"))))]
     ['created', 'merged']
+    >>> inc.add(Observation("e3", (("customer_id", "c1"), ("cookie_id", "ck1"))))
+    []
+    >>> inc.version_of(("cookie_id", "ck1"))
+    3
     """
 
-    def __init__(self, rules: IdentityRules) -> None:
+    def __init__(self, rules: IdentityRules, store: ResolverStore | None = None) -> None:
         self.rules = rules
-        self._raw = UnionFind()
-        self._observations: dict[Node, list[Observation]] = {}  # raw root -> its observations
-        self.profile_of: dict[Node, str] = {}
-        self.members: dict[str, frozenset[Node]] = {}
-        self.refused: set[RefusedLink] = set()
+        self.store = store or ResolverStore()
+        self._raw = UnionFind(self.store.parent, self.store.size)
+        self.profile_of = self.store.profile_of
+        self.members = self.store.members
+        self.refused = self.store.refused
         self.blocked = 0
 
+    def kept(self, ob: Observation) -> tuple[Node, ...]:
+        """The observation's non-blocked identifiers, distinct, highest priority first."""
+        return tuple(sorted({n for n in ob.identifiers if not self.rules.is_blocked(n[1])}, key=self.rules.rank))
+
+    def version_of(self, node: Node) -> int:
+        """Events seen by the node's raw component: grows with every event, never shrinks."""
+        return self.store.events[self._raw.find(node)]
+
     def add(self, ob: Observation) -> list[ProfileChange]:
-        kept = tuple(n for n in ob.identifiers if not self.rules.is_blocked(n[1]))
-        self.blocked += len(ob.identifiers) - len(kept)
+        kept = self.kept(ob)
+        self.blocked += len(set(ob.identifiers)) - len(kept)
         if not kept:
             return []
-        ob = Observation(ob.event_id, kept)
+        store = self.store
+        known = all(n in store.parent for n in kept)
         roots = set()
         for n in kept:
             self._raw.add(n)
             roots.add(self._raw.find(n))
-        pooled = [ob]
+        if known and len(roots) == 1:
+            root = next(iter(roots))
+            if kept in store.signatures.get(root, frozenset()):
+                store.events[root] = store.events.get(root, 0) + 1
+                return []
+        pooled = {kept}
+        count = 1
         for r in roots:
-            pooled += self._observations.pop(r, [])
+            pooled |= store.signatures.pop(r, frozenset())
+            count += store.events.pop(r, 0)
         for n in kept[1:]:
             self._raw.union(kept[0], n)
         root = self._raw.find(kept[0])
-        self._observations[root] = pooled
-        return self._reresolve(pooled)
+        store.signatures[root] = frozenset(pooled)
+        store.events[root] = count
+        return self._reresolve([Observation("", sig) for sig in sorted(pooled)])
 
     def _reresolve(self, observations: list[Observation]) -> list[ProfileChange]:
         sub = resolve(observations, self.rules)
         old_pids = {self.profile_of[n] for n in sub.profile_of if n in self.profile_of}
+        previous = {pid: self.members[pid] for pid in old_pids}
         changes: list[ProfileChange] = []
         for link in sub.refused:
             if link not in self.refused:
-                self.refused.add(link)
+                self.refused[link] = True
                 changes.append(ProfileChange("refused", None, link=link))
         for pid, members in sorted(sub.members.items()):
             before = self.members.get(pid)
@@ -349,9 +398,10 @@ class IncrementalResolver:
             else:
                 changes.append(ProfileChange("split", None, (old,), members=old_members))
         for old in sorted(old_pids & set(sub.members)):
-            stayed = {n for n, p in self.profile_of.items() if p == old}
-            left = {n for n in stayed if sub.profile_of[n] != old}
+            left = {n for n in previous[old] if sub.profile_of[n] != old}
             if left:
                 changes.append(ProfileChange("split", old, (old,), members=frozenset(left)))
-        self.profile_of.update(sub.profile_of)
+        for n, pid in sub.profile_of.items():
+            if self.profile_of.get(n) != pid:
+                self.profile_of[n] = pid
         return changes
