@@ -1,0 +1,65 @@
+"""A ``MutableMapping`` over a PyFlink ``MapState``, so pure models can keep state in Flink.
+
+Keys are stored as strings (``encode``/``decode``): a pickled key would become a Java
+``byte[]``, which the heap state backend compares by identity, so lookups would miss.
+Values are pickled. Values are never ``None`` in our stores, so ``None`` means absent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from typing import Any, Callable, Iterator
+
+from pyflink.common import Types
+from pyflink.datastream.state import MapState, MapStateDescriptor
+
+
+def string_keyed_map_state(name: str) -> MapStateDescriptor:
+    """String keys, pickled values (tuples, frozensets and dicts of the models)."""
+    return MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+
+
+class MapStateMapping(MutableMapping):
+    def __init__(self, state: MapState, encode: Callable[[Any], str] = str,
+                 decode: Callable[[str], Any] = str) -> None:
+        self._state = state
+        self._enc = encode
+        self._dec = decode
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self._state.get(self._enc(key))
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._state.get(self._enc(key))
+        return default if value is None else value
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._state.put(self._enc(key), value)
+
+    def __delitem__(self, key: Any) -> None:
+        k = self._enc(key)
+        if not self._state.contains(k):
+            raise KeyError(key)
+        self._state.remove(k)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        k = self._enc(key)
+        value = self._state.get(k)
+        if value is None:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        self._state.remove(k)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self._state.contains(self._enc(key))
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([self._dec(k) for k in self._state.keys()])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self._state.keys())
