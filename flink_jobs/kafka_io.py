@@ -16,8 +16,12 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def raw_kafka_source(t_env: StreamTableEnvironment, cfg) -> DataStream:
+def raw_kafka_source(t_env: StreamTableEnvironment, cfg, event_time: bool = False) -> DataStream:
     """Rows of ``RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
+
+    With ``event_time`` the Kafka timestamp is also the records' event time (rowtime column
+    ``ts`` appended, watermarks 1 s behind, idle partitions skipped after 2 s), for operators
+    that use event-time timers.
 
     The DataStream KafkaSource of PyFlink only hands over values, so this uses the Kafka
     table connector with the ``raw`` format and metadata columns, then converts to a stream.
@@ -36,7 +40,10 @@ def raw_kafka_source(t_env: StreamTableEnvironment, cfg) -> DataStream:
     }
     if cfg.bounded:
         options["scan.bounded.mode"] = "latest-offset"
+    if event_time:
+        options["scan.watermark.idle-timeout"] = "2 s"
     with_clause = ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
+    watermark = ",\n  WATERMARK FOR `ts` AS `ts` - INTERVAL '1' SECOND" if event_time else ""
     t_env.execute_sql(f"DROP TEMPORARY TABLE IF EXISTS {_SOURCE_TABLE}")
     t_env.execute_sql(f"""
 CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
@@ -44,7 +51,7 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
-  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
+  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL{watermark}
 ) WITH (
   {with_clause}
 )""")
@@ -54,7 +61,7 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
     table = t_env.sql_query(f"""
 SELECT `value`, `topic`, `partition`, `offset`,
        CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), `ts`) AS BIGINT) * 1000
-         + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms
+         + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms{", `ts`" if event_time else ""}
 FROM {_SOURCE_TABLE}""")
     return t_env.to_data_stream(table)
 

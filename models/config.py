@@ -82,17 +82,56 @@ class IngestConfig:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "IngestConfig":
         """Read ``JOURNEY_<FIELD>`` variables (upper-case field names); overrides win."""
-        env = os.environ if env is None else env
-        values: dict[str, object] = {}
-        for f in fields(cls):
-            raw = env.get(f"JOURNEY_{f.name.upper()}")
-            if raw is None:
-                continue
-            values[f.name] = _parse(f.name, raw, f.type)
-        values.update(overrides)
+        values = _values_from_env(cls, env, overrides)
         if "pii_salt" not in values:
             raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
         return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ProfilesConfig:
+    """Settings of the identity + profiles job (reads journey.normalized, writes Cassandra)."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic_pattern: str = r"journey\.normalized"
+    group_id: str = "journey-profiles"
+    job_name: str = "journey-profiles"
+    bounded: bool = False
+    parallelism: int = 2
+    checkpoint_interval_ms: int = 2_000
+    checkpoint_timeout_ms: int = 60_000
+    restart_delay_ms: int = 5_000
+    restart_attempts: int = 10
+    rocksdb: bool = True
+    jars: tuple[str, ...] = field(default_factory=tuple)
+    cassandra_host: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    keyspace: str = "journey"
+    coalesce_ms: int = 1_000
+    half_life_ms: int = 30 * 24 * 3600 * 1000
+
+    def __post_init__(self) -> None:
+        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "cassandra_port",
+                     "coalesce_ms", "half_life_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
+            raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "ProfilesConfig":
+        return cls(**_values_from_env(cls, env, overrides))  # type: ignore[arg-type]
+
+
+def _values_from_env(cls: type, env: Mapping[str, str] | None, overrides: Mapping[str, object]) -> dict[str, object]:
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for f in fields(cls):
+        raw = env.get(f"JOURNEY_{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = _parse(f.name, raw, f.type)
+    values.update(overrides)
+    return values
 
 
 def _parse(name: str, raw: str, typ: object) -> object:

@@ -326,7 +326,8 @@ class ProfileStore:
 
     # ------------------------------------------------------------------ writes
 
-    def upsert_profile(self, profile: ProfileAggregate, *, updated_by_event: str | None = None) -> None:
+    def upsert_profile(self, profile: ProfileAggregate, *, updated_by_event: str | None = None,
+                       version: int | None = None) -> None:
         """Write the whole profile row ``USING TIMESTAMP profile.events`` (asynchronously).
 
         Parameters
@@ -336,13 +337,16 @@ class ProfileStore:
             replay), so a stale write with a lower version never overwrites a newer row.
         updated_by_event : str, optional
             Id of the last event folded in (stored for tracing; None writes null).
+        version : int, optional
+            The row version instead of ``profile.events`` (the streaming job passes one that
+            also grows across merges and splits).
 
         Notes
         -----
         Every column is written, including nulls and whole maps (a map write replaces the map
         as of this version), so the row equals the aggregate at the newest version.
         """
-        version = profile.events
+        version = profile.events if version is None else version
         if not isinstance(version, int) or version < 0:
             raise ValueError(f"profile {profile.profile_id!r}: events (the row version) must be an int >= 0, "
                              f"got {version!r}")

@@ -92,7 +92,7 @@ def assert_same(got: dict, want: dict) -> None:
         assert gv == version, pid
         for f in ("identifiers", "first_seen_ms", "last_seen_ms", "events", "orders", "revenue_cents",
                   "first_order_ms", "last_order_ms", "channel_counts", "consent", "crm_attributes"):
-            assert getattr(g, f) == getattr(agg, f), (pid, f)
+            assert getattr(g, f) == getattr(agg, f), (pid, f, getattr(g, f), getattr(agg, f))
         assert set(g.category_affinity) == set(agg.category_affinity)
         for k, v in agg.category_affinity.items():
             assert math.isclose(g.category_affinity[k], v, rel_tol=1e-9), (pid, k)
