@@ -20,7 +20,34 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class IngestConfig:
+class FlinkJobSettings:
+    """What every job of the project configures the same way: Kafka, checkpoints, restarts."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "journey"
+    job_name: str = "journey"
+    bounded: bool = False
+    parallelism: int = 2
+    checkpoint_interval_ms: int = 2_000
+    checkpoint_timeout_ms: int = 60_000
+    restart_delay_ms: int = 5_000
+    restart_attempts: int = 10
+    rocksdb: bool = True
+    jars: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object):
+        """Read ``JOURNEY_<FIELD>`` variables (upper-case field names); overrides win."""
+        return cls(**_values_from_env(cls, env, overrides))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class IngestConfig(FlinkJobSettings):
     """Settings of the ingestion job.
 
     Attributes
@@ -35,30 +62,22 @@ class IngestConfig:
         ``transaction.max.timeout.ms`` (900000 on the local broker).
     """
 
-    pii_salt: str
-    bootstrap_servers: str = "127.0.0.1:9092"
+    pii_salt: str = ""
     input_topic_pattern: str = r"journey\.events\..*"
     output_topic: str = "journey.normalized"
     dlq_topic: str = "journey.dlq"
     group_id: str = "journey-ingestion"
     transactional_id_prefix: str = "journey-ingestion"
     job_name: str = "journey-ingestion"
-    bounded: bool = False
-    parallelism: int = 2
-    checkpoint_interval_ms: int = 2_000
-    checkpoint_timeout_ms: int = 60_000
-    restart_delay_ms: int = 5_000
-    restart_attempts: int = 10
     transaction_timeout_ms: int = 300_000
     broker_transaction_max_timeout_ms: int = 900_000
     dedupe_ttl_ms: int = 24 * 3600 * 1000
     max_future_skew_ms: int = 24 * 3600 * 1000
     min_valid_timestamp_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
     default_country_code: str = "1"
-    rocksdb: bool = True
-    jars: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if not self.pii_salt or len(self.pii_salt) < 16:
             raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
         for name in ("output_topic", "dlq_topic"):
@@ -70,8 +89,7 @@ class IngestConfig:
             re.compile(self.input_topic_pattern)
         except re.error as e:
             raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
-        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms",
-                     "dedupe_ttl_ms", "max_future_skew_ms"):
+        for name in ("transaction_timeout_ms", "dedupe_ttl_ms", "max_future_skew_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
@@ -79,31 +97,15 @@ class IngestConfig:
         check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,
                                   self.restart_delay_ms, self.broker_transaction_max_timeout_ms)
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "IngestConfig":
-        """Read ``JOURNEY_<FIELD>`` variables (upper-case field names); overrides win."""
-        values = _values_from_env(cls, env, overrides)
-        if "pii_salt" not in values:
-            raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
-        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
-class ProfilesConfig:
+class ProfilesConfig(FlinkJobSettings):
     """Settings of the identity + profiles job (reads journey.normalized, writes Cassandra)."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
     input_topic_pattern: str = r"journey\.normalized"
     group_id: str = "journey-profiles"
     job_name: str = "journey-profiles"
-    bounded: bool = False
-    parallelism: int = 2
-    checkpoint_interval_ms: int = 2_000
-    checkpoint_timeout_ms: int = 60_000
-    restart_delay_ms: int = 5_000
-    restart_attempts: int = 10
-    rocksdb: bool = True
-    jars: tuple[str, ...] = field(default_factory=tuple)
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "journey"
@@ -111,16 +113,12 @@ class ProfilesConfig:
     half_life_ms: int = 30 * 24 * 3600 * 1000
 
     def __post_init__(self) -> None:
-        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "cassandra_port",
-                     "coalesce_ms", "half_life_ms"):
+        super().__post_init__()
+        for name in ("cassandra_port", "coalesce_ms", "half_life_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> "ProfilesConfig":
-        return cls(**_values_from_env(cls, env, overrides))  # type: ignore[arg-type]
 
 
 def _values_from_env(cls: type, env: Mapping[str, str] | None, overrides: Mapping[str, object]) -> dict[str, object]:

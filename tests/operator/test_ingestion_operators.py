@@ -3,16 +3,13 @@ collection through the same ``build_ingestion`` the production job uses. No Kafk
 
 from __future__ import annotations
 
-import os
-import sys
 from base64 import b64decode, b64encode
 from collections import Counter
 
 import pytest
-from pyflink.common import Configuration, Row, Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.common import Row, Types
 
-from flink_jobs.env import embedded_python_path
+from tests.operator.mini_cluster import thread_mode_env
 from flink_jobs.ingestion import build_ingestion
 from generator.synth import generate
 from models.avro_codec import SchemaCatalog
@@ -27,15 +24,7 @@ TAGGED = Types.TUPLE([Types.STRING(), Types.STRING()])  # (tag, base64 value): c
 
 def run_ingestion(rows: list[Row]) -> tuple[list[bytes], list[bytes]]:
     """Run build_ingestion on ``rows``; returns (normalized values, dead-letter values)."""
-    os.environ["PYTHONPATH"] = embedded_python_path()
-    conf = Configuration()
-    conf.set_string("python.execution-mode", "thread")
-    conf.set_string("python.executable", sys.executable)
-    # PyFlink fuses dedupe with the tagging map below and then reports a uid "hash collision"
-    # for the fused operator; the production graph (dedupe -> Java sink) has no such fusion.
-    conf.set_string("python.operator-chaining.enabled", "false")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(2)
+    env = thread_mode_env(parallelism=2)
     cfg = IngestConfig(pii_salt=SALT, rocksdb=False)
     streams = build_ingestion(env.from_collection(rows, type_info=RAW_RECORD_TYPE), cfg)
     tagged = streams.normalized.map(lambda v: ("out", b64encode(v).decode()), output_type=TAGGED).union(

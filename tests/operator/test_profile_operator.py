@@ -4,16 +4,13 @@ fed shuffled normalized events; the result equals the offline oracle."""
 from __future__ import annotations
 
 import json
-import os
 import random
-import sys
 from base64 import b64decode, b64encode
 
 import pytest
-from pyflink.common import Configuration, Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.common import Types
 
-from flink_jobs.env import embedded_python_path
+from tests.operator.mini_cluster import thread_mode_env
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
 from models.profile import ProfileAggregate
@@ -28,13 +25,7 @@ def test_profiles_from_the_operator_equal_the_offline_oracle() -> None:
     random.Random(7).shuffle(evs)
     codec = SchemaCatalog.load().codec("NormalizedEvent")
     values = [codec.encode(e) for e in evs]
-    os.environ["PYTHONPATH"] = embedded_python_path()
-    conf = Configuration()
-    conf.set_string("python.execution-mode", "thread")
-    conf.set_string("python.executable", sys.executable)
-    conf.set_string("python.operator-chaining.enabled", "false")
-    env = StreamExecutionEnvironment.get_execution_environment(conf)
-    env.set_parallelism(2)
+    env = thread_mode_env(parallelism=2)
     rows = (env.from_collection([b64encode(v).decode() for v in values], type_info=Types.STRING())
             .map(b64decode, output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))  # bytes can't be a collection
             .key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
