@@ -497,12 +497,12 @@ def _flink_running() -> bool:
     return any(RUN.glob("flink-*standalonesession*.pid")) and _flink_overview() is not None
 
 
-def flink_daemon(script: str, action: str, env: dict[str, str] | None = None) -> None:
+def flink_daemon(script: str, action: str, env: dict[str, str] | None = None, check: bool = True) -> None:
     """Run pyflink's ``bin/<script> <action>`` (jobmanager.sh / taskmanager.sh, start / stop)."""
     env = env or flink_env()
     r = subprocess.run(["bash", str(Path(env["FLINK_HOME"]) / "bin" / script), action], env=env,
                        capture_output=True, text=True, cwd=ROOT)
-    if r.returncode != 0:
+    if check and r.returncode != 0:
         raise StackError(f"{script} {action} failed:\n{r.stdout}\n{r.stderr}")
 
 
@@ -542,10 +542,8 @@ def _flink_stop() -> None:
     if not any(RUN.glob("flink-*.pid")):
         return
     env = flink_env()
-    home = Path(env["FLINK_HOME"])
-    for script in ("taskmanager.sh", "jobmanager.sh"):
-        subprocess.run(["bash", str(home / "bin" / script), "stop-all" if script == "taskmanager.sh" else "stop"],
-                       env=env, capture_output=True, text=True, cwd=ROOT)
+    flink_daemon("taskmanager.sh", "stop-all", env, check=False)  # best effort: pids are cleaned below
+    flink_daemon("jobmanager.sh", "stop", env, check=False)
     for pid_file in RUN.glob("flink-*.pid"):
         pid_file.unlink(missing_ok=True)
 
