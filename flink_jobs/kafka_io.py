@@ -16,19 +16,20 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def raw_kafka_source(t_env: StreamTableEnvironment, cfg, event_time: bool = False) -> DataStream:
+def raw_kafka_source(t_env: StreamTableEnvironment, cfg, event_time: bool = False,
+                     topic_pattern: str | None = None) -> DataStream:
     """Rows of ``RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
 
     With ``event_time`` the Kafka timestamp is also the records' event time (rowtime column
     ``ts`` appended, watermarks 1 s behind, idle partitions skipped after 2 s), for operators
-    that use event-time timers.
+    that use event-time timers. ``topic_pattern`` overrides ``cfg.input_topic_pattern``.
 
     The DataStream KafkaSource of PyFlink only hands over values, so this uses the Kafka
     table connector with the ``raw`` format and metadata columns, then converts to a stream.
     """
     options = {
         "connector": "kafka",
-        "topic-pattern": cfg.input_topic_pattern,
+        "topic-pattern": topic_pattern or cfg.input_topic_pattern,
         "properties.bootstrap.servers": cfg.bootstrap_servers,
         "properties.group.id": cfg.group_id,
         "properties.isolation.level": "read_committed",

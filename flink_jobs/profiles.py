@@ -1,54 +1,78 @@
-"""Identity + profiles job: Kafka journey.normalized -> resolve identity and fold profiles ->
-Cassandra journey.profiles / identity_links (coalesced, idempotent, versioned writes).
+"""Identity + profiles job: Kafka journey.normalized -> identity router -> profiles keyed by
+canonical profile id -> Cassandra (coalesced, idempotent, versioned writes); identity changes
+-> Kafka journey.identity; moved profile state -> Kafka feedback topic -> back into the router.
 
-Wiring only. The identity operator is one global subtask (a link can join any two
-identifiers); the Cassandra writer is keyed by profile id at the job's parallelism.
+Wiring only (logic in models/, adapters in operators/)::
+
+    journey.normalized ─┐
+                        ├─> route-identity (1 subtask) ──> fold-profiles (keyed by profile id) ──> Cassandra
+    journey.profile-moves┘        │ identity events             │ moved atoms
+                                  v                             v
+                          journey.identity           journey.profile-moves (exactly-once)
+
+Flink 2.x has no DataStream iterations, so state moves between keys through the feedback
+topic, read back by the same source (read_committed) and written by an exactly-once sink:
+a checkpoint covers the moved state either in the profile's state or in the topic. The job
+is unbounded by nature (the feedback source never ends); stop it with a savepoint.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
 
 from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
-from operators.profile_writer import WriteProfiles
-from operators.profiles import IDENTITY_KEY, PROFILE_ROW_TYPE, ResolveAndAggregate
-
-BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+from operators.identity_router import COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
+from operators.profile_fold import MOVED_TAG, FoldProfiles
 
 
-def build_profiles(values: DataStream, cfg: ProfilesConfig, rules: IdentityRules | None = None) -> DataStream:
-    """Wire the stage onto a stream of NormalizedEvent bytes; returns the (empty) writer output."""
-    rows = (values.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-            .process(ResolveAndAggregate(rules or IdentityRules(), cfg.half_life_ms), output_type=PROFILE_ROW_TYPE)
-            .name("resolve-identity-and-aggregate").uid("resolve-identity-and-aggregate")
-            .set_parallelism(1))
-    return (rows.key_by(lambda r: r[0], key_type=Types.STRING())
-            .process(WriteProfiles(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.coalesce_ms),
-                     output_type=Types.STRING())
-            .name("cassandra-profiles").uid("cassandra-profiles"))
+@dataclass(frozen=True)
+class ProfileStreams:
+    identity_events: DataStream  # IdentityEvent bytes -> journey.identity
+    moved_atoms: DataStream  # feedback records -> cfg.feedback_topic
+
+
+def build_profiles(source: DataStream, cfg: ProfilesConfig, rules: IdentityRules | None = None) -> ProfileStreams:
+    """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic."""
+    commands = (source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
+                .process(RouteIdentity(rules or IdentityRules(), cfg.feedback_topic), output_type=COMMAND_TYPE)
+                .name("route-identity").uid("route-identity")
+                .set_parallelism(1))
+    folded = (commands.key_by(lambda c: c[0], key_type=Types.STRING())
+              .process(FoldProfiles(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.coalesce_ms,
+                                    cfg.half_life_ms), output_type=Types.STRING())
+              .name("fold-profiles").uid("fold-profiles"))
+    return ProfileStreams(commands.get_side_output(IDENTITY_TAG), folded.get_side_output(MOVED_TAG))
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flink_jobs.env import make_env
-    from flink_jobs.kafka_io import raw_kafka_source
+    import argparse
 
-    ap = argparse.ArgumentParser(description="Journey identity + profiles job (config from JOURNEY_* env vars).")
-    ap.add_argument("--bounded", action="store_true", help="stop at the offsets current at start")
-    args = ap.parse_args(argv)
+    from flink_jobs.env import make_env
+    from flink_jobs.kafka_io import check_against_broker, raw_kafka_source, sink_bytes
+
+    ap = argparse.ArgumentParser(description="Journey identity + profiles job (config from JOURNEY_* env vars). "
+                                             "Unbounded: stop it with a savepoint or cancel it.")
+    ap.parse_args(argv)
     try:
-        cfg = ProfilesConfig.from_env(**({"bounded": True} if args.bounded else {}))
+        cfg = ProfilesConfig.from_env()
+        check_against_broker(cfg)
     except ConfigError as e:
         print(f"profiles: configuration error: {e}", file=sys.stderr)
         return 2
+    except Exception as e:  # broker unreachable: say so before Flink hides it in a stack trace
+        print(f"profiles: cannot check the Kafka brokers at the configured bootstrap servers: {e}", file=sys.stderr)
+        return 2
     env, t_env = make_env(cfg)
-    values = (raw_kafka_source(t_env, cfg, event_time=True)
-              .map(lambda r: bytes(r[0]), output_type=BYTES).name("normalized-value"))
-    build_profiles(values, cfg).print().name("no-output")
+    source = (raw_kafka_source(t_env, cfg, topic_pattern=cfg.source_topic_pattern())
+              .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE).name("topic-and-value"))
+    streams = build_profiles(source, cfg)
+    sink_bytes(streams.identity_events, cfg, cfg.identity_topic)
+    sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)
     env.execute(cfg.job_name)
     return 0
 

@@ -15,6 +15,7 @@ OUTPUT_TOPICS: dict[str, str] = {
     "journey.normalized": "NormalizedEvent",
     "journey.dlq": "DeadLetter",
     "journey.identity": "IdentityEvent",
+    "journey.profile-moves": "(internal: profile state moved on merges, JSON)",
     "journey.sessions": "Session",
     "journey.triggers": "Trigger",
     "journey.segments": "SegmentChange",

@@ -21,7 +21,16 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FlinkJobSettings:
-    """What every job of the project configures the same way: Kafka, checkpoints, restarts."""
+    """What every job of the project configures the same way: Kafka, checkpoints, restarts.
+
+    Attributes
+    ----------
+    transaction_timeout_ms:
+        Kafka producer transaction timeout of the exactly-once sinks. Must exceed checkpoint
+        timeout + restart delay (a transaction must outlive the slowest checkpoint plus a
+        restart, or the broker aborts it and committed-looking output is lost) and stay at or
+        below the broker's ``transaction.max.timeout.ms`` (900000 on the local broker).
+    """
 
     bootstrap_servers: str = "127.0.0.1:9092"
     group_id: str = "journey"
@@ -34,11 +43,18 @@ class FlinkJobSettings:
     restart_attempts: int = 10
     rocksdb: bool = True
     jars: tuple[str, ...] = field(default_factory=tuple)
+    transactional_id_prefix: str = "journey"
+    transaction_timeout_ms: int = 300_000
+    broker_transaction_max_timeout_ms: int = 900_000
 
     def __post_init__(self) -> None:
-        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms"):
+        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not _PREFIX.match(self.transactional_id_prefix):
+            raise ConfigError(f"transactional_id_prefix={self.transactional_id_prefix!r} must match {_PREFIX.pattern}")
+        check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,
+                                  self.restart_delay_ms, self.broker_transaction_max_timeout_ms)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object):
@@ -55,11 +71,6 @@ class IngestConfig(FlinkJobSettings):
     pii_salt:
         Secret salt for hashing email and phone. Required, at least 16 characters; never
         a default in code (from a secret in k8s, from ``.stack/`` in the local demo).
-    transaction_timeout_ms:
-        Kafka producer transaction timeout. Must exceed checkpoint timeout + restart delay
-        (a transaction must outlive the slowest checkpoint plus a restart, or the broker
-        aborts it and committed-looking output is lost) and stay at or below the broker's
-        ``transaction.max.timeout.ms`` (900000 on the local broker).
     """
 
     pii_salt: str = ""
@@ -69,8 +80,6 @@ class IngestConfig(FlinkJobSettings):
     group_id: str = "journey-ingestion"
     transactional_id_prefix: str = "journey-ingestion"
     job_name: str = "journey-ingestion"
-    transaction_timeout_ms: int = 300_000
-    broker_transaction_max_timeout_ms: int = 900_000
     dedupe_ttl_ms: int = 24 * 3600 * 1000
     max_future_skew_ms: int = 24 * 3600 * 1000
     min_valid_timestamp_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
@@ -83,29 +92,37 @@ class IngestConfig(FlinkJobSettings):
         for name in ("output_topic", "dlq_topic"):
             if not _TOPIC.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid Kafka topic name")
-        if not _PREFIX.match(self.transactional_id_prefix):
-            raise ConfigError(f"transactional_id_prefix={self.transactional_id_prefix!r} must match {_PREFIX.pattern}")
         try:
             re.compile(self.input_topic_pattern)
         except re.error as e:
             raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
-        for name in ("transaction_timeout_ms", "dedupe_ttl_ms", "max_future_skew_ms"):
+        for name in ("dedupe_ttl_ms", "max_future_skew_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
-        check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,
-                                  self.restart_delay_ms, self.broker_transaction_max_timeout_ms)
 
 
 
 @dataclass(frozen=True)
 class ProfilesConfig(FlinkJobSettings):
-    """Settings of the identity + profiles job (reads journey.normalized, writes Cassandra)."""
+    """Settings of the identity + profiles job (reads journey.normalized, writes Cassandra).
+
+    Attributes
+    ----------
+    feedback_topic:
+        Internal topic that carries profile state between keys on merges and splits; the
+        job writes it (exactly-once) and reads it back. One per deployment: never share it.
+    coalesce_ms:
+        A profile is written to Cassandra at most once per this many milliseconds.
+    """
 
     input_topic_pattern: str = r"journey\.normalized"
+    identity_topic: str = "journey.identity"
+    feedback_topic: str = "journey.profile-moves"
     group_id: str = "journey-profiles"
     job_name: str = "journey-profiles"
+    transactional_id_prefix: str = "journey-profiles"
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "journey"
@@ -114,11 +131,29 @@ class ProfilesConfig(FlinkJobSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.bounded:
+            raise ConfigError("the profiles job cannot run bounded: it reads its own feedback topic, "
+                              "which never ends (stop it with a savepoint instead)")
         for name in ("cassandra_port", "coalesce_ms", "half_life_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
+        for name in ("identity_topic", "feedback_topic"):
+            if not _TOPIC.match(getattr(self, name)):
+                raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid Kafka topic name")
+        if self.identity_topic == self.feedback_topic:
+            raise ConfigError("identity_topic and feedback_topic must differ")
+        try:
+            if re.fullmatch(self.input_topic_pattern, self.feedback_topic):
+                raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} matches the feedback topic "
+                                  f"{self.feedback_topic!r}")
+        except re.error as e:
+            raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
+
+    def source_topic_pattern(self) -> str:
+        """One Kafka source for the input topics and the feedback topic."""
+        return f"(?:{self.input_topic_pattern})|{re.escape(self.feedback_topic)}"
 
 
 def _values_from_env(cls: type, env: Mapping[str, str] | None, overrides: Mapping[str, object]) -> dict[str, object]:

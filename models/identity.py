@@ -342,6 +342,14 @@ class IncrementalResolver:
         """The observation's non-blocked identifiers, distinct, highest priority first."""
         return tuple(sorted({n for n in ob.identifiers if not self.rules.is_blocked(n[1])}, key=self.rules.rank))
 
+    def root_of(self, node: Node) -> Node:
+        """The root of the node's raw component (changes when components merge)."""
+        return self._raw.find(node)
+
+    def component_nodes(self, root: Node) -> set[Node]:
+        """Every identifier of the raw component rooted at ``root``."""
+        return {n for sig in self.store.signatures[root] for n in sig}
+
     def version_of(self, node: Node) -> int:
         """Events seen by the node's raw component: grows with every event, never shrinks."""
         return self.store.events[self._raw.find(node)]

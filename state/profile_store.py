@@ -19,8 +19,8 @@ stored as salted hashes: hash them the way the ingestion stage does before looki
         same = store.get(p.profile_id)                            # by canonical id
         store.identifiers_of(p.profile_id)      # {"customer_id": ["C-1001"], "email_hash": [...]}
 
-Reading with plain CQL (cqlsh, Spark, another service) works too; ``version`` is the number of
-events folded into the row and ``writetime(<column>)`` equals it, consent / crm_attributes
+Reading with plain CQL (cqlsh, Spark, another service) works too; ``version`` orders a
+row's updates (see "Writing" below; ``writetime(<column>)`` is ``2 * version + 1``), consent / crm_attributes
 values are JSON arrays ``[granted|value, at_ms, event_id]``::
 
     SELECT * FROM journey.profiles WHERE profile_id = 'p:customer_id:C-1001';
@@ -29,12 +29,16 @@ values are JSON arrays ``[granted|value, at_ms, event_id]``::
 
 Writing (the Flink profile operator)
 ------------------------------------
-Writes are idempotent upserts ``USING TIMESTAMP <version>`` (DESIGN.md section 3,
-"Exactly-once"): for a profile, version = ``profile.events``, which only grows and which a
-replay reproduces. So a replay rewrites identical cells, and a stale write (lower version)
-loses to the newer row whatever the arrival order (on equal timestamps Cassandra lets a
-deletion win, then the larger value). Never write these tables without ``USING TIMESTAMP``:
-a wall-clock timestamp (microseconds since 1970, ~1.7e15) would beat every later version.
+Writes are idempotent upserts ``USING TIMESTAMP`` (DESIGN.md section 3, "Exactly-once"),
+never wall-clock time. The streaming job writes through :meth:`ProfileStore.write` with the
+row version of :func:`models.profile_fold.row_version` (``component_events * 2**31 +
+events_folded``; the ``version`` column holds it): timestamp ``2 * version + 1`` for rows
+and links, ``2 * version`` for deletions. A replay rewrites identical cells, and a stale
+write (lower version) loses to the newer row whatever the arrival order (on equal timestamps
+Cassandra lets a deletion win, then the larger value). :meth:`upsert_profile` and
+:meth:`link` take the timestamp directly (tools, tests). Never write these tables without
+``USING TIMESTAMP``: a wall-clock timestamp (microseconds since 1970, ~1.7e15) would beat
+every later version.
 
 Writes are asynchronous with at most ``max_in_flight`` requests outstanding (the caller
 blocks when the window is full: back-pressure). :meth:`ProfileStore.flush` waits for all and
@@ -57,6 +61,7 @@ from cassandra.cluster import Session
 from cassandra.query import PreparedStatement
 
 from models.profile import ProfileAggregate
+from models.profile_fold import ProfileWrite
 from state.cassandra_schema import DEFAULT_HOST, DEFAULT_KEYSPACE, DEFAULT_PORT, connect
 
 __all__ = ["FIELD_TO_COLUMN", "ProfileStore", "ProfileStoreError"]
@@ -183,9 +188,6 @@ class ProfileStore:
             f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
         self._delete_identifiers = self._prepare(
             f"DELETE FROM {ks}.profile_identifiers USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
-        self._delete_link = self._prepare(
-            f"DELETE FROM {ks}.identity_links USING TIMESTAMP ? "
-            "WHERE identifier_type = ? AND identifier_value = ?", consistency, write=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -350,7 +352,12 @@ class ProfileStore:
         if not isinstance(version, int) or version < 0:
             raise ValueError(f"profile {profile.profile_id!r}: events (the row version) must be an int >= 0, "
                              f"got {version!r}")
-        values = []
+        self._submit(self._upsert, self._row_values(profile, updated_by_event, version) + (version,),
+                     f"upsert profile {profile.profile_id!r} version {version}")
+
+    @staticmethod
+    def _row_values(profile: ProfileAggregate, updated_by_event: str | None, version: int) -> tuple:
+        values: list[Any] = []
         for name in FIELD_TO_COLUMN:
             value = getattr(profile, name)
             if name == "identifiers":
@@ -358,8 +365,7 @@ class ProfileStore:
             elif name in JSON_TUPLE_FIELDS:
                 value = {k: _json_tuple(v) for k, v in value.items()}
             values.append(value)
-        values += [version, updated_by_event, version]
-        self._submit(self._upsert, tuple(values), f"upsert profile {profile.profile_id!r} version {version}")
+        return tuple(values) + (version, updated_by_event)
 
     def link(self, identifier_type: str, identifier_value: str, profile_id: str, version: int) -> None:
         """Record identifier -> profile in both link tables, ``USING TIMESTAMP version``.
@@ -379,38 +385,37 @@ class ProfileStore:
         self._submit(self._link, (identifier_type, identifier_value, profile_id, version, version), what)
         self._submit(self._link_reverse, (profile_id, identifier_type, identifier_value, version, version), what)
 
-    def unlink_profile(self, profile_id: str, version: int) -> None:
-        """Delete a merged-away profile: its row, its identifiers, and links still pointing to it.
+    def write(self, w: ProfileWrite) -> None:
+        """Write one coalesced profile update of the streaming job (asynchronously).
 
-        All deletions are ``USING TIMESTAMP version``, so a later replay of the profile's
-        writes with versions <= ``version`` cannot resurrect them.
-
-        Parameters
-        ----------
-        profile_id : str
-            The merged-away profile.
-        version : int
-            At least the profile's last written version (its ``events``). Links the surviving
-            profile writes for the same identifiers must use a **higher** version, or this
-            deletion would shadow them.
-
-        Notes
-        -----
-        Flushes pending writes first (so the identifiers just linked are seen), reads the
-        profile's identifiers, and deletes only the ``identity_links`` rows that still point
-        to ``profile_id``; the deletes themselves are asynchronous (``flush()`` to wait).
+        With ``v = w.version`` (:func:`models.profile_fold.row_version`): the profile's
+        identifier partition is deleted at timestamp ``2v`` and rewritten at ``2v + 1`` (so an
+        identifier that left the profile in a split disappears from it), the row and the
+        identifier -> profile links are written at ``2v + 1``. ``w.profile is None`` deletes the
+        row and the identifier partition at ``2v`` (the profile was merged away; the
+        identifiers' links are rewritten by the profiles they moved to, at higher timestamps).
+        Every id in ``w.ghosts`` is deleted the same way at ``2 * w.ghost_version``.
         """
-        _check_version(version)
-        self.flush()
-        for identifier_type, values in self.identifiers_of(profile_id).items():
-            for value in values:
-                row = self._read(self._lookup, (identifier_type, value), f"identity link {identifier_type}").one()
-                if row is not None and row.profile_id == profile_id:
-                    self._submit(self._delete_link, (version, identifier_type, value),
-                                 f"unlink {identifier_type}={value!r} from {profile_id!r} version {version}")
-        self._submit(self._delete_identifiers, (version, profile_id),
-                     f"delete identifiers of {profile_id!r} version {version}")
-        self._submit(self._delete_profile, (version, profile_id), f"delete profile {profile_id!r} version {version}")
+        for ghost in w.ghosts:
+            self._delete_everything_of(ghost, 2 * w.ghost_version)
+        if w.profile is None:
+            self._delete_everything_of(w.profile_id, 2 * w.version)
+            return
+        ts = 2 * w.version + 1
+        pid = w.profile_id
+        self._submit(self._delete_identifiers, (2 * w.version, pid), f"clear identifiers of {pid!r} before {ts}")
+        for t, values in w.profile.identifiers.items():
+            for v in values:
+                what = f"link {t}={v!r} -> {pid!r} at {ts}"
+                self._submit(self._link, (t, v, pid, w.version, ts), what)
+                self._submit(self._link_reverse, (pid, t, v, w.version, ts), what)
+        self._submit(self._upsert, self._row_values(w.profile, None, w.version) + (ts,),
+                     f"upsert profile {pid!r} at {ts}")
+
+    def _delete_everything_of(self, profile_id: str, ts: int) -> None:
+        _check_version(ts)
+        self._submit(self._delete_identifiers, (ts, profile_id), f"delete identifiers of {profile_id!r} at {ts}")
+        self._submit(self._delete_profile, (ts, profile_id), f"delete profile {profile_id!r} at {ts}")
 
     # ------------------------------------------------------------------ reads
 

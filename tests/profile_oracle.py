@@ -1,5 +1,5 @@
 """Offline oracle for the identity + profile stage: resolve() over all events, then a fold
-of each profile's events; and what Cassandra would hold after a stream of versioned writes."""
+of each profile's events; and a model of what Cassandra holds after versioned writes."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import fold
+from models.profile_fold import row_version
 
 RULES = IdentityRules()
 
@@ -28,21 +29,63 @@ def events() -> tuple[dict, ...]:
             out.append(catalog.decode(res.value)[1])
     # two customers sharing a tablet: the later event splits the tablet off the first customer
     template = next(e for e in out if e["event_type"] == "page_view")
-    for n, cust in enumerate(["cus_shared_a", "cus_shared_b"]):
-        ids = {k: None for k in template["identifiers"]} | {"customer_id": cust, "device_id": "tablet-1"}
+    # (and anonymous browsing on the tablet: an atom of its own that must move with the split)
+    for n, ids in enumerate([{"device_id": "tablet-1"}, {"customer_id": "cus_shared_a", "device_id": "tablet-1"},
+                             {"device_id": "tablet-1", "cookie_id": "tablet-cookie"},
+                             {"customer_id": "cus_shared_b", "device_id": "tablet-1"}]):
+        ids = {k: None for k in template["identifiers"]} | ids
         out.append({**template, "event_id": f"shared-{n}", "identifiers": ids})
     return tuple(out)
 
 
-def cassandra_view(writes) -> dict[str, tuple[int, object]]:
-    """What Cassandra would hold after ``(profile_id, version, aggregate or None=delete)``
-    writes in any order: per id the highest version; on a tie a delete wins."""
-    table: dict[str, tuple[int, object]] = {}
-    for pid, version, agg in writes:
-        cur = table.get(pid)
-        if cur is None or version > cur[0] or (version == cur[0] and agg is None):
-            table[pid] = (version, agg)
-    return {pid: v for pid, v in table.items() if v[1] is not None}
+class CassandraModel:
+    """What Cassandra holds after :class:`models.profile_fold.ProfileWrite` s applied in any
+    order, with its rules: per cell the highest timestamp wins, a deletion wins a tie, a
+    partition deletion shadows older rows. Written independently of ``state.profile_store``."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, tuple[int, object]] = {}  # pid -> (timestamp, aggregate or None)
+        self.links: dict[tuple, tuple[int, str]] = {}  # node -> (timestamp, pid)
+        self.reverse_deleted: dict[str, int] = {}  # pid -> partition deletion timestamp
+        self.reverse: dict[str, dict[tuple, int]] = {}  # pid -> node -> timestamp
+
+    def _put_profile(self, pid: str, ts: int, agg) -> None:
+        cur = self.profiles.get(pid)
+        if cur is None or ts > cur[0] or (ts == cur[0] and agg is None):
+            self.profiles[pid] = (ts, agg)
+
+    def _delete_reverse(self, pid: str, ts: int) -> None:
+        self.reverse_deleted[pid] = max(ts, self.reverse_deleted.get(pid, -1))
+
+    def apply(self, w) -> None:
+        for ghost in w.ghosts:
+            self._put_profile(ghost, 2 * w.ghost_version, None)
+            self._delete_reverse(ghost, 2 * w.ghost_version)
+        if w.profile is None:
+            self._put_profile(w.profile_id, 2 * w.version, None)
+            self._delete_reverse(w.profile_id, 2 * w.version)
+            return
+        ts = 2 * w.version + 1
+        self._put_profile(w.profile_id, ts, w.profile)
+        self._delete_reverse(w.profile_id, 2 * w.version)
+        for t, vs in w.profile.identifiers.items():
+            for v in vs:
+                node = (t, v)
+                if node not in self.links or (ts, w.profile_id) > self.links[node]:
+                    self.links[node] = (ts, w.profile_id)  # a tie goes to the larger value
+                rows = self.reverse.setdefault(w.profile_id, {})
+                rows[node] = max(ts, rows.get(node, -1))
+
+    def view(self) -> dict[str, tuple[int, object]]:
+        """Live rows: pid -> (version, aggregate)."""
+        return {pid: ((ts - 1) // 2, agg) for pid, (ts, agg) in self.profiles.items() if agg is not None}
+
+    def identity_links(self) -> dict[tuple, str]:
+        return {node: pid for node, (_, pid) in self.links.items()}
+
+    def identifiers_of(self, pid: str) -> set[tuple]:
+        cut = self.reverse_deleted.get(pid, -1)
+        return {n for n, ts in self.reverse.get(pid, {}).items() if ts > cut}
 
 
 def oracle(evs) -> dict[str, tuple[int, object]]:
@@ -81,7 +124,7 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
         for t, v in members:
             ids.setdefault(t, []).append(v)
         agg = agg.__class__(**{**agg.__dict__, "identifiers": {t: tuple(sorted(v)) for t, v in sorted(ids.items())}})
-        out[pid] = (events_in[comp_of[next(iter(members))]], agg)
+        out[pid] = (row_version(events_in[comp_of[next(iter(members))]], agg.events), agg)
     return out
 
 

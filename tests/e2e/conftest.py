@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from local import stack
+from state.cassandra_schema import apply_schema, connect
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
@@ -22,3 +25,31 @@ def local_stack():
     yield BOOTSTRAP
     for name in reversed(started):
         stack.COMPONENTS[name].stop()
+
+
+@pytest.fixture(scope="session")
+def cassandra():
+    """The local Cassandra on 127.0.0.1:9042; stopped afterwards only if started here."""
+    comp = stack.COMPONENTS["cassandra"]
+    started = not comp.healthy()
+    if started:
+        comp.start()
+    yield comp.address
+    if started:
+        comp.stop()
+
+
+@pytest.fixture(scope="module")
+def session(cassandra):
+    s = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    yield s
+    s.cluster.shutdown()
+
+
+@pytest.fixture(scope="module")
+def keyspace(session):
+    """A keyspace of the test module's own with the project's schema, dropped afterwards."""
+    ks = f"journey_test_{uuid.uuid4().hex[:12]}"
+    apply_schema(session, keyspace=ks)
+    yield ks
+    session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)

@@ -15,39 +15,12 @@ from cassandra.concurrent import execute_concurrent_with_args
 
 from local import stack
 from models.profile import IDENTIFIER_TYPES, ProfileAggregate
+from models.profile_fold import ProfileWrite, row_version
 from state import cassandra_schema
 from state.cassandra_schema import CassandraUnavailableError, SchemaError, apply_schema, connect
 from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, ProfileStore, ProfileStoreError
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def cassandra():
-    """The local Cassandra on 127.0.0.1:9042; stopped afterwards only if started here."""
-    comp = stack.COMPONENTS["cassandra"]
-    started = False
-    if not comp.healthy():
-        comp.start()
-        started = True
-    yield comp.address
-    if started:
-        comp.stop()
-
-
-@pytest.fixture(scope="module")
-def session(cassandra):
-    s = connect("127.0.0.1", stack.CASSANDRA_PORT)
-    yield s
-    s.cluster.shutdown()
-
-
-@pytest.fixture(scope="module")
-def keyspace(session):
-    ks = f"journey_test_{uuid.uuid4().hex[:12]}"
-    apply_schema(session, keyspace=ks)
-    yield ks
-    session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
 
 
 @pytest.fixture
@@ -195,40 +168,49 @@ def test_replay_of_same_version_rewrites_identical_row(store, session, keyspace)
 # ---------------------------------------------------------------------------- merges
 
 
-def test_unlink_removes_links_of_merged_away_profile(store, session, keyspace):
-    loser, survivor = _pid(), _pid()
-    a = full_profile(loser, events=3, identifiers={"email_hash": ("h-a",), "cookie_id": ("ck-a",)})
-    b = full_profile(survivor, events=5, identifiers={"customer_id": ("C-b",)})
-    for p in (a, b):
-        store.upsert_profile(p)
-        for t, values in p.identifiers.items():
-            for v in values:
-                store.link(t, v, p.profile_id, p.events)
+def _write(store, pid, version, profile=None, ghosts=(), ghost_version=0):
+    store.write(ProfileWrite(pid, version, profile, ghosts, ghost_version))
     store.flush()
+
+
+def test_streaming_writes_follow_merges_and_splits_and_a_stale_replay_loses(store, session, keyspace):
+    loser, survivor, ghost = _pid(), _pid(), _pid()
+    a = full_profile(loser, events=3, identifiers={"email_hash": ("h-a",), "cookie_id": ("ck-a",)})
+    b = full_profile(survivor, events=5, identifiers={"customer_id": ("C-b",), "device_id": ("d-1",)})
+    g = full_profile(ghost, events=1, identifiers={"cookie_id": ("ck-g",)})
+    _write(store, loser, row_version(3, 3), a)
+    _write(store, survivor, row_version(5, 5), b)
+    _write(store, ghost, row_version(1, 1), g)
     assert store.get(identifier_type="email_hash", identifier_value="h-a") == a
 
-    # merge a into b: b's new version (8) is above a's last version (3); the email moves to b,
-    # the cookie is (say) not carried over, so its link must disappear with a.
-    merged = full_profile(survivor, events=8, identifiers={"customer_id": ("C-b",), "email_hash": ("h-a",)})
-    store.upsert_profile(merged)
-    store.link("email_hash", "h-a", survivor, 8)
-    store.unlink_profile(loser, a.events)
-    store.flush()
+    # a's identifiers merge into b (one event: 3 + 5 + 1 = 9 events in the component); the
+    # device leaves b in the same change (a split); the ghost id is deleted by b's write
+    merged = full_profile(survivor, events=8, identifiers={"customer_id": ("C-b",), "email_hash": ("h-a",),
+                                                            "cookie_id": ("ck-a", "ck-g")})
+    _write(store, loser, row_version(9, 0))
+    _write(store, survivor, row_version(9, 8), merged, ghosts=(ghost,), ghost_version=row_version(9, 0))
 
-    assert store.get(loser) is None
-    assert store.identifiers_of(loser) == {}
-    assert store.get(identifier_type="cookie_id", identifier_value="ck-a") is None
-    assert store.get(identifier_type="email_hash", identifier_value="h-a") == merged  # not shadowed
-    assert store.get(identifier_type="customer_id", identifier_value="C-b") == merged
-    assert store.identifiers_of(survivor) == {"customer_id": ["C-b"], "email_hash": ["h-a"]}
+    assert store.get(loser) is None and store.identifiers_of(loser) == {}
+    assert store.get(ghost) is None and store.identifiers_of(ghost) == {}
+    assert store.get(survivor) == merged
+    assert store.identifiers_of(survivor) == {"cookie_id": ["ck-a", "ck-g"], "customer_id": ["C-b"],
+                                              "email_hash": ["h-a"]}  # d-1 is gone (split)
+    for t, v in [("email_hash", "h-a"), ("cookie_id", "ck-a"), ("cookie_id", "ck-g")]:
+        assert store.get(identifier_type=t, identifier_value=v) == merged  # links moved, not shadowed
+    row = session.execute(f"SELECT version, writetime(events) AS wt FROM {keyspace}.profiles "
+                          f"WHERE profile_id = %s", (survivor,)).one()
+    assert (row.version, row.wt) == (row_version(9, 8), 2 * row_version(9, 8) + 1)
 
-    # a replay of the loser's old writes (versions <= 3) cannot resurrect it
-    store.upsert_profile(a)
-    store.link("cookie_id", "ck-a", loser, 3)
-    store.flush()
-    assert store.get(loser) is None
-    assert store.get(identifier_type="cookie_id", identifier_value="ck-a") is None
-    assert store.identifiers_of(loser) == {}
+    # replays of older writes (lower versions) change nothing
+    _write(store, loser, row_version(3, 3), a)
+    _write(store, ghost, row_version(1, 1), g)
+    _write(store, survivor, row_version(5, 5), b)
+    assert store.get(loser) is None and store.get(ghost) is None
+    assert store.get(survivor) == merged
+    assert store.get(identifier_type="email_hash", identifier_value="h-a") == merged
+    # and the same write again is idempotent
+    _write(store, survivor, row_version(9, 8), merged, ghosts=(ghost,), ghost_version=row_version(9, 0))
+    assert store.get(survivor) == merged
 
 
 # ---------------------------------------------------------------------------- schema

@@ -1,83 +1,83 @@
 """Identity + profiles on the real stack: generator -> Kafka -> ingestion job -> Kafka ->
-profiles job (parallelism 2, exactly-once checkpoints) -> Cassandra, compared with the
-offline oracle (resolve() over all events + a fold per profile)."""
+profiles job (parallelism 2, exactly-once checkpoints, feedback topic) -> Cassandra and
+journey.identity, compared with the offline oracle (resolve() over all events + a fold per
+profile)."""
 
 from __future__ import annotations
-
-import re
-import uuid
 
 import pytest
 
 from generator.produce import produce
 from generator.synth import generate
-from local import stack
-from local.flink_cluster import submit
+from local.flink_cluster import cancel, submit, wait_state
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
-from state.cassandra_schema import apply_schema, connect
+from models.identity import observation_of, resolve
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
-from tests.profile_oracle import assert_same, oracle
+from tests.profile_oracle import RULES
+from tests.profiles_harness import ProfilesRun, counter_total, wait_for_counters, wait_until_cassandra_equals_oracle
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def cassandra():
-    comp = stack.COMPONENTS["cassandra"]
-    started = not comp.healthy()
-    if started:
-        comp.start()
-    yield "127.0.0.1"
-    if started:
-        comp.stop()
-
-
-@pytest.fixture(scope="module")
-def result(local_stack, cassandra):
+def result(local_stack, session):
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "prof")
     ds = generate(seed=515, persons=30)
     produce(ds, bootstrap, progress=False, topic_prefix=topics.prefix)
     submit("flink_jobs.ingestion", topics.job_env(bootstrap), args=["--bounded"])
-    keyspace = f"it_{uuid.uuid4().hex[:10]}"
-    apply_schema(cassandra, keyspace=keyspace)
-    submit("flink_jobs.profiles", {
-        "JOURNEY_BOOTSTRAP_SERVERS": bootstrap,
-        "JOURNEY_INPUT_TOPIC_PATTERN": re.escape(topics.normalized),
-        "JOURNEY_GROUP_ID": f"{topics.prefix}-profiles",
-        "JOURNEY_JOB_NAME": f"test-profiles-{topics.prefix}",
-        "JOURNEY_KEYSPACE": keyspace,
-        "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
-    }, args=["--bounded"])
-    catalog = SchemaCatalog.load()
-    events = [catalog.decode(r.value)[1] for r in read_committed(bootstrap, topics.normalized)]
-    store = ProfileStore.connect(cassandra, keyspace=keyspace)
-    session = connect(cassandra)
+    run = ProfilesRun.create(bootstrap, topics, session)
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
     try:
-        want = oracle(events)
-        got = {pid: store.get(pid) for pid in want}
-        row_count = session.execute(f"SELECT count(*) FROM {keyspace}.profiles").one()[0]
-        by_identifier = {n: store.get(identifier_type=n[0], identifier_value=n[1])
-                         for pid, (_, agg) in want.items() for n in
-                         [(t, v) for t, vs in agg.identifiers.items() for v in vs][:2]}
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        events = run.normalized_events(bootstrap)
+        diff, seconds = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=240)
+        counters = wait_for_counters(job.job_id, {"events": len(events), "events_folded": 1, "states_merged": 1},
+                                     ["moved_states", "atoms_evicted", "orphan_states", "unresolvable"])
+        store = ProfileStore(session, run.keyspace)
+        lookups = {(t, v): store.get(identifier_type=t, identifier_value=v)
+                   for t, v in [(t, v) for e in events[:40] for t, v in observation_of(e).identifiers]}
     finally:
-        store.close()
-        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}")
-        session.cluster.shutdown()
-    return want, got, row_count, by_identifier
+        cancel(job.job_id)
+    identity_events = [SchemaCatalog.load().decode(r.value)[1] for r in read_committed(bootstrap, run.identity)]
+    session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
+    return events, diff, seconds, counters, lookups, identity_events
 
 
-def test_cassandra_profiles_equal_the_offline_identity_and_aggregate_oracle(result) -> None:
-    want, got, row_count, _ = result
-    assert all(g is not None for g in got.values()), [p for p, g in got.items() if g is None]
-    assert_same({pid: (0, g) for pid, g in got.items()}, {pid: (0, agg) for pid, (_, agg) in want.items()})
-    assert row_count == len(want)
+def test_cassandra_profiles_and_identity_links_equal_the_offline_oracle(result) -> None:
+    events, diff, seconds, *_ = result
+    assert diff == [], f"not equal after {seconds:.0f} s: {diff}"
+
+
+def test_every_event_is_folded_once_and_every_moved_atom_arrives(result) -> None:
+    events, _, _, counters, *_ = result
+    total = lambda name: counter_total(counters, name)  # noqa: E731
+    assert total("events") == len(events)
+    assert total("events_folded") + total("unresolvable") == len(events)
+    assert total("atoms_evicted") == total("moved_states") == total("states_merged")
+    assert total("atoms_evicted") > 0, "the data set should make profiles merge"
+    assert total("orphan_states") == 0
 
 
 def test_a_profile_can_be_read_by_any_of_its_identifiers(result) -> None:
-    want, _, _, by_identifier = result
-    owner = {n: pid for pid, (_, agg) in want.items() for t, vs in agg.identifiers.items() for n in [(t, v) for v in vs]}
-    for node, profile in by_identifier.items():
-        assert profile is not None and profile.profile_id == owner[node]
+    events, _, _, _, lookups, _ = result
+    res = resolve([observation_of(e) for e in events], RULES)
+    for node, profile in lookups.items():
+        if RULES.is_blocked(node[1]):
+            assert profile is None
+        else:
+            assert profile is not None and profile.profile_id == res.profile_of[node]
+
+
+def test_journey_identity_announces_every_identifier_merge_and_refusal(result) -> None:
+    events, *_, identity_events = result
+    res = resolve([observation_of(e) for e in events], RULES)
+    linked = {(e["identifier_type"], e["identifier_hash"]) for e in identity_events if e["kind"] == "identifier_linked"}
+    assert linked == set(res.profile_of)
+    merged = [e for e in identity_events if e["kind"] == "profile_merged"]
+    assert merged and all(e["from_profile_id"] != e["profile_id"] for e in merged)
+    refused = {(e["identifier_type"], e["identifier_hash"], e["reason"]) for e in identity_events
+               if e["kind"] == "link_refused"}
+    assert {(r.b[0], r.b[1], r.reason) for r in res.refused} <= refused

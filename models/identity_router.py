@@ -1,0 +1,198 @@
+"""The identity stage of the profiles job: route each event to its profile, move state on merges.
+
+The identity graph is global (one link can join any two identifiers), so it lives in one
+place: :class:`IdentityRouter` wraps :class:`~models.identity.IncrementalResolver` and keeps
+only identifiers and counts, never profile data. Profile data lives in the profile operator,
+keyed by canonical profile id and partitioned over the job's parallelism
+(:mod:`models.profile_fold`). The router tells it what to do with :class:`ProfileCommand`:
+
+``event``
+    fold this event into its *atom* (the event's highest-priority identifier) of profile P;
+``evict`` (on any command)
+    these identifiers left P (merge or split): send their atoms' aggregates back;
+``state``
+    an evicted atom's aggregate, arriving through the feedback topic, for its new profile.
+
+Evicted state goes out on a feedback Kafka topic and comes back through the router, which
+tags it with the atom's profile *at that moment*. All commands for one profile come from the
+router in order (one channel per downstream subtask), so an atom's state can never arrive at
+a profile that no longer owns it: it always ends up in the surviving profile, in one piece
+(the aggregates are a commutative monoid, so an event folded before its atom's old state
+arrives changes nothing in the end).
+
+Versions
+--------
+Every command carries ``version``: the number of events of the profile's *raw* identity
+component (all links, refused or not). It only grows, and its final value is the number of
+events of the component, whatever the order. Each event also sends a ``touch`` to every other live
+profile of its raw component (usually none), so every live profile's last command carries
+the component's final count; :func:`models.profile_fold.row_version` adds the events folded
+in to order writes within one count.
+
+A component's ``ghosts`` are the ids its profiles *could* have had under some arrival order
+and do not have now: the canonical id of each of its identifiers alone, minus the live ids
+(a profile id is always the id of one identifier). Live profiles delete them again with
+every write. A run that failed may have written a profile that the replay, seeing the events
+in another order, never creates; nothing else would delete that row.
+
+Examples
+--------
+>>> r = IdentityRouter(IdentityRules())
+>>> out = r.route_event({"event_id": "e1", "occurred_at": 5,
+...                      "identifiers": {"cookie_id": "ck1", "customer_id": None}}, payload="E1")
+>>> [(c.kind, c.version, c.atom, c.members) for c in out.commands]
+[('event', 1, ('cookie_id', 'ck1'), (('cookie_id', 'ck1'),))]
+>>> out = r.route_event({"event_id": "e2", "occurred_at": 6,
+...                      "identifiers": {"cookie_id": "ck1", "customer_id": "c1"}}, payload="E2")
+>>> [(c.kind, c.evict, c.members) for c in out.commands]  # the cookie profile merges into c1's
+[('touch', (('cookie_id', 'ck1'),), ()), ('event', (), (('customer_id', 'c1'), ('cookie_id', 'ck1')))]
+>>> [e.kind for e in out.identity_events]
+['identifier_linked', 'identifier_linked', 'profile_merged']
+>>> r.route_state(("cookie_id", "ck1"), {"events": 1}).profile_id == out.commands[1].profile_id
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, MutableMapping
+
+from models.identity import (IdentityRules, IncrementalResolver, Node, ProfileChange, ResolverStore,
+                             canonical_profile_id, observation_of)
+
+
+@dataclass(frozen=True)
+class ProfileCommand:
+    """One instruction for the profile operator's key ``profile_id`` (see the module docs).
+
+    ``members`` and ``ghosts`` are set only when they changed (``members == ()``: the profile
+    was merged away or split up and must be deleted).
+    """
+
+    profile_id: str
+    kind: str  # "event" | "state" | "touch"
+    version: int
+    atom: Node | None = None
+    payload: Any = None  # "event": the event as the caller passed it; "state": an aggregate dict
+    members: tuple[Node, ...] | None = None
+    evict: tuple[Node, ...] = ()
+    ghosts: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class IdentityEvent:
+    """A ``journey.identity`` record (``schemas/identity_event.avsc``)."""
+
+    kind: str  # identifier_linked | link_refused | profile_merged
+    profile_id: str
+    reason: str
+    event_id: str
+    occurred_at: int
+    from_profile_id: str | None = None
+    identifier_type: str | None = None
+    identifier_hash: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Routed:
+    commands: tuple[ProfileCommand, ...]
+    identity_events: tuple[IdentityEvent, ...]
+    changes: tuple[ProfileChange, ...]
+    resolved: bool  # False: every identifier was blocked (counted, not folded)
+
+
+@dataclass
+class RouterStore(ResolverStore):
+    """The resolver's mappings plus, per raw component root, its live profile ids."""
+
+    live: MutableMapping[Node, tuple[str, ...]] = field(default_factory=dict)
+
+
+class IdentityRouter:
+    def __init__(self, rules: IdentityRules, store: RouterStore | None = None) -> None:
+        self.store = store or RouterStore()
+        self.resolver = IncrementalResolver(rules, self.store)
+
+    def route_event(self, event: Mapping[str, Any], payload: Any = None) -> Routed:
+        """Resolve a decoded NormalizedEvent and say which profiles must do what.
+
+        ``payload`` travels unchanged in the ``event`` command (the job passes the Avro bytes,
+        so the profile operator decodes them itself).
+        """
+        store, resolver = self.store, self.resolver
+        ob = observation_of(event)
+        kept = resolver.kept(ob)
+        roots_before = {resolver.root_of(n) for n in kept if n in store.parent}
+        changes = tuple(resolver.add(ob))
+        if not kept:
+            return Routed((), (), changes, False)
+        atom = kept[0]
+        root = resolver.root_of(atom)
+        version = resolver.version_of(atom)
+        owner = store.profile_of[atom]
+        changed_members: dict[str, tuple[Node, ...]] = {}
+        evict: dict[str, set[Node]] = {}
+        ghosts: tuple[str, ...] | None = None
+        if changes or roots_before != {root}:
+            for c in changes:
+                if c.kind in ("created", "grown"):
+                    changed_members[c.into] = _sorted_members(store.members[c.into], resolver)
+                elif c.kind in ("merged", "split"):
+                    old = c.from_ids[0]
+                    evict.setdefault(old, set()).update(c.members)
+                    changed_members[old] = _sorted_members(store.members.get(old, frozenset()), resolver)
+            for r in roots_before:
+                store.live.pop(r, None)
+            nodes = resolver.component_nodes(root)
+            live = tuple(sorted({store.profile_of[n] for n in nodes}))
+            ghosts = tuple(sorted({canonical_profile_id([n], resolver.rules) for n in nodes} - set(live)))
+            store.live[root] = live
+        live = store.live[root]
+        commands = []
+        for pid in sorted(set(evict) | set(live)):
+            commands.append(ProfileCommand(
+                pid, "event" if pid == owner else "touch", version,
+                atom if pid == owner else None, payload if pid == owner else None,
+                changed_members.get(pid), tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
+                ghosts if pid in live else None))
+        commands.sort(key=lambda c: (c.kind == "event", c.profile_id))
+        return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
+
+    def route_state(self, atom: Node, aggregate: Mapping[str, Any]) -> ProfileCommand | None:
+        """Tag an evicted atom's aggregate with the atom's current profile (None: unknown atom)."""
+        pid = self.store.profile_of.get(atom)
+        if pid is None:
+            return None
+        return ProfileCommand(pid, "state", self.resolver.version_of(atom), atom, dict(aggregate))
+
+
+def _sorted_members(members: frozenset[Node], resolver: IncrementalResolver) -> tuple[Node, ...]:
+    return tuple(sorted(members, key=resolver.rules.rank))
+
+
+def identity_events(changes: tuple[ProfileChange, ...], event: Mapping[str, Any],
+                    profile_of: Mapping[Node, str]) -> tuple[IdentityEvent, ...]:
+    """``journey.identity`` records for one event's resolution changes.
+
+    ``identifier_linked`` for every identifier that joined a profile (created, grown, or moved
+    there by a merge or split: a consumer of these alone knows every identifier's profile),
+    ``profile_merged`` (from -> into) when a whole profile joined another, ``link_refused``
+    for a link the rules refused (``profile_id`` is the first identifier's profile).
+    """
+    out = []
+    eid, at = event["event_id"], event["occurred_at"]
+    for c in changes:
+        if c.kind in ("created", "grown"):
+            for t, v in sorted(c.members):
+                out.append(IdentityEvent("identifier_linked", c.into, c.kind, eid, at,
+                                         identifier_type=t, identifier_hash=v))
+        elif c.kind == "merged":
+            out.append(IdentityEvent("profile_merged", c.into, "linked", eid, at, from_profile_id=c.from_ids[0]))
+        elif c.kind == "refused":
+            link = c.link
+            out.append(IdentityEvent("link_refused", profile_of[link.a], link.reason, eid, at,
+                                     identifier_type=link.b[0], identifier_hash=link.b[1]))
+    return tuple(out)

@@ -1,0 +1,148 @@
+"""The profile stage: one canonical profile's data, folded from the router's commands (pure).
+
+A profile holds the aggregates of its **atoms** (one per identifier that was some event's
+highest-priority identifier) and their merge, the profile aggregate. Atoms never split, so
+when identity resolution moves identifiers to another profile (a merge or a split), their
+atoms move whole: :meth:`ProfileFold.apply` removes them and returns them for the feedback
+topic, and the router hands them to the surviving profile as ``state`` commands. The
+aggregates are a commutative monoid (:class:`models.profile.ProfileAggregate`), so the end
+result does not depend on when the moved state arrives: nothing lost, nothing counted twice.
+
+Row versions (Cassandra ``USING TIMESTAMP``)
+--------------------------------------------
+:func:`row_version` = ``component_events * 2**31 + events_folded``: the raw component's event
+count (from the router; only grows, final value independent of order) and, within one count,
+the events folded into the row so far (grows as moved state arrives). Writes use
+``2 * version + 1`` and deletions ``2 * version``, so within one version a write beats a
+deletion. A live profile's last write carries the final count and all its events, so it
+beats every write of any earlier moment, including writes made before a failure under
+another arrival order.
+
+Examples
+--------
+>>> from models.identity_router import ProfileCommand
+>>> state = FoldState()
+>>> f = ProfileFold("p-1", {}, state)
+>>> ev = {"event_id": "e1", "event_type": "page_view", "channel": "web", "occurred_at": 1_700_000_000_000,
+...       "identifiers": {"cookie_id": "ck1"}, "payload": ("journey.v1.PageView", {"url": "/"})}
+>>> f.apply(ProfileCommand("p-1", "event", 1, ("cookie_id", "ck1"), ev, members=(("cookie_id", "ck1"),)))
+[]
+>>> w = f.flush()
+>>> (w.profile.events, w.profile.identifiers, w.version == row_version(1, 1), state.dirty)
+(1, {'cookie_id': ('ck1',)}, True, False)
+>>> f.apply(ProfileCommand("p-1", "touch", 2, members=(), evict=(("cookie_id", "ck1"),)))[0][1]["events"]
+1
+>>> f.flush().profile is None  # merged away: delete the row
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, MutableMapping
+
+from models.identity import Node
+from models.identity_router import ProfileCommand
+from models.profile import DEFAULT_HALF_LIFE_MS, ProfileAggregate
+
+FOLDED_BITS = 31
+MAX_COMPONENT_EVENTS = 1 << 30  # keeps 2 * version + 1 below 2**62 (Cassandra timestamps are int64)
+
+
+def row_version(component_events: int, folded: int) -> int:
+    """``component_events * 2**31 + folded`` (see the module docs).
+
+    >>> row_version(3, 2) > row_version(3, 1) > row_version(2, 1_000)
+    True
+    """
+    if not 0 <= component_events < MAX_COMPONENT_EVENTS or not 0 <= folded < (1 << FOLDED_BITS):
+        raise ValueError(f"version out of range: component_events={component_events}, folded={folded}")
+    return (component_events << FOLDED_BITS) | folded
+
+
+@dataclass
+class FoldState:
+    """Per-profile state besides the atoms: kept in one Flink ValueState."""
+
+    members: tuple[Node, ...] = ()
+    ghosts: tuple[str, ...] = ()
+    component_events: int = 0
+    profile: dict[str, Any] | None = None  # ProfileAggregate.to_dict() of the merged atoms
+    dirty: bool = False
+
+
+@dataclass(frozen=True)
+class ProfileWrite:
+    """What to write for one profile: the row (None: delete it) and ghost ids to delete."""
+
+    profile_id: str
+    version: int
+    profile: ProfileAggregate | None
+    ghosts: tuple[str, ...]
+    ghost_version: int
+
+
+class ProfileFold:
+    """Apply :class:`~models.identity_router.ProfileCommand` s to one profile.
+
+    ``atoms`` is any mutable mapping (a Flink MapState adapter in the operator) of atom ->
+    ``ProfileAggregate.to_dict()``; ``state`` is mutated in place (the operator stores it
+    back). ``decode`` turns an ``event`` command's payload into a decoded event.
+    """
+
+    def __init__(self, profile_id: str, atoms: MutableMapping[Node, dict[str, Any]], state: FoldState,
+                 half_life_ms: int = DEFAULT_HALF_LIFE_MS,
+                 decode: Callable[[Any], Mapping[str, Any]] = lambda e: e) -> None:
+        self.profile_id, self.atoms, self.state = profile_id, atoms, state
+        self.half_life_ms, self.decode = half_life_ms, decode
+
+    def apply(self, cmd: ProfileCommand) -> list[tuple[Node, dict[str, Any]]]:
+        """Apply one command; returns the evicted atoms ``(atom, aggregate dict)`` to send back."""
+        if cmd.profile_id != self.profile_id:
+            raise ValueError(f"command for {cmd.profile_id!r} applied to profile {self.profile_id!r}")
+        st, pid = self.state, self.profile_id
+        st.component_events = max(st.component_events, cmd.version)
+        if cmd.members is not None:
+            st.members = tuple(cmd.members)
+        if cmd.ghosts is not None:
+            st.ghosts = tuple(cmd.ghosts)
+        evicted = [(n, self.atoms.pop(n)) for n in cmd.evict if n in self.atoms]
+        profile = self._profile()
+        if evicted:
+            profile = ProfileAggregate.empty(pid)
+            for node in sorted(self.atoms):
+                profile = profile.merge(ProfileAggregate.from_dict(self.atoms[node]), pid)
+        if cmd.kind == "event":
+            delta = ProfileAggregate.from_event(self.decode(cmd.payload), pid, self.half_life_ms)
+        elif cmd.kind == "state":
+            delta = ProfileAggregate.from_dict(cmd.payload)
+        elif cmd.kind == "touch":
+            delta = None
+        else:
+            raise ValueError(f"unknown command kind {cmd.kind!r}")
+        if delta is not None:
+            before = self.atoms.get(cmd.atom)
+            self.atoms[cmd.atom] = (delta if before is None else ProfileAggregate.from_dict(before).merge(delta, pid)).to_dict()
+            profile = profile.merge(delta, pid)
+        st.profile = profile.to_dict()
+        st.dirty = True
+        return evicted
+
+    def flush(self) -> ProfileWrite:
+        """The row to write now (the profile's current state); clears ``dirty``."""
+        st = self.state
+        st.dirty = False
+        ghost_version = row_version(st.component_events, 0)
+        if not st.members:
+            return ProfileWrite(self.profile_id, ghost_version, None, (), ghost_version)
+        ids: dict[str, list[str]] = {}
+        for t, v in st.members:
+            ids.setdefault(t, []).append(v)
+        profile = dataclasses.replace(self._profile(), identifiers={t: tuple(sorted(vs)) for t, vs in sorted(ids.items())})
+        return ProfileWrite(self.profile_id, row_version(st.component_events, profile.events), profile,
+                            st.ghosts, ghost_version)
+
+    def _profile(self) -> ProfileAggregate:
+        st = self.state
+        return ProfileAggregate.empty(self.profile_id) if st.profile is None else ProfileAggregate.from_dict(st.profile)

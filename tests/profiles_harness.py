@@ -1,0 +1,133 @@
+"""Shared by the profiles end-to-end and fault-injection tests: the job's topics, keyspace and
+settings for one run, and the comparison of Cassandra with the offline oracle."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass
+
+from k8s.topics import ensure_topics
+from local.flink_cluster import operator_counters
+from local.kafka_read import read_committed
+from models.avro_codec import SchemaCatalog
+from state.cassandra_schema import apply_schema
+from state.profile_store import ProfileStore
+from tests.ingestion_harness import Topics
+from tests.profile_oracle import assert_same, oracle
+
+
+@dataclass(frozen=True)
+class ProfilesRun:
+    topics: Topics  # the ingestion run whose journey.normalized the profiles job reads
+    identity: str
+    feedback: str
+    keyspace: str
+
+    @classmethod
+    def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
+        run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves",
+                  f"it_{uuid.uuid4().hex[:10]}")
+        ensure_topics(bootstrap, partitions=2, topics=(run.identity, run.feedback))
+        apply_schema(session, keyspace=run.keyspace)
+        return run
+
+    def job_env(self, bootstrap: str, **extra: str) -> dict[str, str]:
+        env = {
+            "JOURNEY_BOOTSTRAP_SERVERS": bootstrap,
+            "JOURNEY_INPUT_TOPIC_PATTERN": re.escape(self.topics.normalized),
+            "JOURNEY_IDENTITY_TOPIC": self.identity,
+            "JOURNEY_FEEDBACK_TOPIC": self.feedback,
+            "JOURNEY_GROUP_ID": f"{self.topics.prefix}-profiles",
+            "JOURNEY_TRANSACTIONAL_ID_PREFIX": f"{self.topics.prefix}-profiles",
+            "JOURNEY_JOB_NAME": f"test-profiles-{self.topics.prefix}",
+            "JOURNEY_KEYSPACE": self.keyspace,
+            "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
+            "JOURNEY_COALESCE_MS": "500",
+        }
+        env.update(extra)
+        return env
+
+    def normalized_events(self, bootstrap: str) -> list[dict]:
+        catalog = SchemaCatalog.load()
+        return [catalog.decode(r.value)[1] for r in read_committed(bootstrap, self.topics.normalized)]
+
+
+@dataclass
+class CassandraContents:
+    profiles: dict  # pid -> (0, ProfileAggregate)
+    links: dict  # (type, value) -> pid
+    reverse: dict  # pid -> set of (type, value)
+
+
+def read_cassandra(session, keyspace: str) -> CassandraContents:
+    store = ProfileStore(session, keyspace)
+    pids = [r.profile_id for r in session.execute(f"SELECT profile_id FROM {keyspace}.profiles")]
+    profiles = {pid: (0, store.get(pid)) for pid in pids}
+    links = {(r.identifier_type, r.identifier_value): r.profile_id for r in session.execute(
+        f"SELECT identifier_type, identifier_value, profile_id FROM {keyspace}.identity_links")}
+    reverse: dict = {}
+    for r in session.execute(f"SELECT profile_id, identifier_type, identifier_value FROM {keyspace}.profile_identifiers"):
+        reverse.setdefault(r.profile_id, set()).add((r.identifier_type, r.identifier_value))
+    return CassandraContents(profiles, links, reverse)
+
+
+def differences(got: CassandraContents, events: list[dict]) -> list[str]:
+    """Where Cassandra differs from the oracle over ``events`` (empty: equal)."""
+    want = oracle(events)
+    out = []
+    try:
+        assert_same({pid: (0, agg) for pid, (_, agg) in got.profiles.items()},
+                    {pid: (0, agg) for pid, (_, agg) in want.items()})
+    except AssertionError as e:
+        missing, extra = set(want) - set(got.profiles), set(got.profiles) - set(want)
+        out.append(f"profiles: {len(missing)} missing, {len(extra)} extra, first difference: {e!r:.300}")
+    members = {pid: {(t, v) for t, vs in agg.identifiers.items() for v in vs} for pid, (_, agg) in want.items()}
+    owner = {n: pid for pid, ns in members.items() for n in ns}
+    wrong_links = {n for n in set(owner) | set(got.links) if got.links.get(n) != owner.get(n)}
+    if wrong_links:
+        out.append(f"identity_links: {len(wrong_links)} of {len(owner)} differ, e.g. {sorted(wrong_links)[:2]}")
+    wrong_reverse = {pid for pid in set(members) | set(got.reverse) if got.reverse.get(pid, set()) != members.get(pid, set())}
+    if wrong_reverse:
+        out.append(f"profile_identifiers: {len(wrong_reverse)} profiles differ, e.g. {sorted(wrong_reverse)[:2]}")
+    return out
+
+
+def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict], timeout_s: float,
+                                       settle_s: float = 3.0) -> tuple[list[str], float]:
+    """Poll until Cassandra equals the oracle and stays equal for ``settle_s`` (no late
+    overwrite); returns the last differences (empty: converged) and the seconds it took."""
+    t0 = time.monotonic()
+    deadline = t0 + timeout_s
+    while True:
+        diff = differences(read_cassandra(session, keyspace), events)
+        if not diff:
+            converged = time.monotonic() - t0
+            time.sleep(settle_s)
+            diff = differences(read_cassandra(session, keyspace), events)
+            if not diff:
+                return [], converged
+        if time.monotonic() > deadline:
+            return diff, time.monotonic() - t0
+        time.sleep(2)
+
+
+def counter_total(counters: dict[str, int], name: str) -> int:
+    """A user counter summed over operators and subtasks (``<operator>.<name>`` keys)."""
+    return sum(v for k, v in counters.items() if k.rsplit(".", 1)[-1] == name)
+
+
+def wait_for_counters(job_id: str, at_least: dict[str, int], also: list[str], timeout_s: float = 60) -> dict[str, int]:
+    """Counters once each of ``at_least`` reached its value (REST metrics lag by up to the
+    fetcher interval) and two reads in a row agree; the last read if time runs out."""
+    names = [*at_least, *also]
+    deadline = time.monotonic() + timeout_s
+    previous: dict[str, int] | None = None
+    while True:
+        counters = operator_counters(job_id, names)
+        reached = all(counter_total(counters, n) >= v for n, v in at_least.items())
+        if (reached and counters == previous) or time.monotonic() > deadline:
+            return counters
+        previous = counters
+        time.sleep(2)
