@@ -122,6 +122,27 @@ def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
     return totals
 
 
+def counter_total(counters: dict[str, int], name: str) -> int:
+    """A user counter of :func:`operator_counters` summed over operators (``<operator>.<name>``)."""
+    return sum(v for k, v in counters.items() if k.rsplit(".", 1)[-1] == name)
+
+
+def wait_for_counters(job_id: str, at_least: dict[str, int], also: list[str] = (),
+                      timeout_s: float = 60) -> dict[str, int]:
+    """:func:`operator_counters` once each of ``at_least`` reached its value and two reads in a
+    row agree (REST metrics lag behind by the fetcher interval); the last read on timeout."""
+    names = [*at_least, *also]
+    deadline = time.monotonic() + timeout_s
+    previous: dict[str, int] | None = None
+    while True:
+        counters = operator_counters(job_id, names)
+        reached = all(counter_total(counters, n) >= v for n, v in at_least.items())
+        if (reached and counters == previous) or time.monotonic() > deadline:
+            return counters
+        previous = counters
+        time.sleep(2)
+
+
 def completed_checkpoints(job_id: str) -> int:
     return int(rest(f"/jobs/{job_id}/checkpoints")["counts"]["completed"])
 

@@ -25,6 +25,10 @@ class FlinkJobSettings:
 
     Attributes
     ----------
+    unaligned_checkpoints:
+        Checkpoint barriers overtake records queued between operators, so checkpoints
+        complete quickly under backpressure (a backlog, a slow Python operator). The queued
+        records are stored in the checkpoint instead.
     transaction_timeout_ms:
         Kafka producer transaction timeout of the exactly-once sinks. Must exceed checkpoint
         timeout + restart delay (a transaction must outlive the slowest checkpoint plus a
@@ -42,6 +46,7 @@ class FlinkJobSettings:
     restart_delay_ms: int = 5_000
     restart_attempts: int = 10
     rocksdb: bool = True
+    unaligned_checkpoints: bool = True
     jars: tuple[str, ...] = field(default_factory=tuple)
     transactional_id_prefix: str = "journey"
     transaction_timeout_ms: int = 300_000

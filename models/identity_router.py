@@ -73,7 +73,7 @@ class ProfileCommand:
     kind: str  # "event" | "state" | "touch"
     version: int
     atom: Node | None = None
-    payload: Any = None  # "event": the event as the caller passed it; "state": an aggregate dict
+    payload: Any = None  # "event": the event as the caller passed it; "state": the moved aggregate
     members: tuple[Node, ...] | None = None
     evict: tuple[Node, ...] = ()
     ghosts: tuple[str, ...] | None = None
@@ -161,12 +161,13 @@ class IdentityRouter:
         commands.sort(key=lambda c: (c.kind == "event", c.profile_id))
         return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
 
-    def route_state(self, atom: Node, aggregate: Mapping[str, Any]) -> ProfileCommand | None:
-        """Tag an evicted atom's aggregate with the atom's current profile (None: unknown atom)."""
+    def route_state(self, atom: Node, aggregate: Any) -> ProfileCommand | None:
+        """Tag an evicted atom's aggregate (passed through as given) with the atom's current
+        profile (None: an identifier the graph never saw)."""
         pid = self.store.profile_of.get(atom)
         if pid is None:
             return None
-        return ProfileCommand(pid, "state", self.resolver.version_of(atom), atom, dict(aggregate))
+        return ProfileCommand(pid, "state", self.resolver.version_of(atom), atom, aggregate)
 
 
 def _sorted_members(members: frozenset[Node], resolver: IncrementalResolver) -> tuple[Node, ...]:

@@ -30,7 +30,7 @@ Examples
 >>> w = f.flush()
 >>> (w.profile.events, w.profile.identifiers, w.version == row_version(1, 1), state.dirty)
 (1, {'cookie_id': ('ck1',)}, True, False)
->>> f.apply(ProfileCommand("p-1", "touch", 2, members=(), evict=(("cookie_id", "ck1"),)))[0][1]["events"]
+>>> f.apply(ProfileCommand("p-1", "touch", 2, members=(), evict=(("cookie_id", "ck1"),)))[0][1].events
 1
 >>> f.flush().profile is None  # merged away: delete the row
 True
@@ -63,12 +63,12 @@ def row_version(component_events: int, folded: int) -> int:
 
 @dataclass
 class FoldState:
-    """Per-profile state besides the atoms: kept in one Flink ValueState."""
+    """Per-profile state besides the atoms: kept in one Flink ValueState (small: no aggregate)."""
 
     members: tuple[Node, ...] = ()
     ghosts: tuple[str, ...] = ()
     component_events: int = 0
-    profile: dict[str, Any] | None = None  # ProfileAggregate.to_dict() of the merged atoms
+    folded: int = 0  # events in the atoms (= the profile aggregate's ``events``)
     dirty: bool = False
 
 
@@ -87,18 +87,20 @@ class ProfileFold:
     """Apply :class:`~models.identity_router.ProfileCommand` s to one profile.
 
     ``atoms`` is any mutable mapping (a Flink MapState adapter in the operator) of atom ->
-    ``ProfileAggregate.to_dict()``; ``state`` is mutated in place (the operator stores it
-    back). ``decode`` turns an ``event`` command's payload into a decoded event.
+    :class:`~models.profile.ProfileAggregate`; ``state`` is mutated in place (the operator
+    stores it back). ``decode`` turns an ``event`` command's payload into a decoded event.
+    Per event only the event's atom is read and written; the profile aggregate (the merge
+    of the atoms, usually one to three) is computed when the row is written.
     """
 
-    def __init__(self, profile_id: str, atoms: MutableMapping[Node, dict[str, Any]], state: FoldState,
+    def __init__(self, profile_id: str, atoms: MutableMapping[Node, ProfileAggregate], state: FoldState,
                  half_life_ms: int = DEFAULT_HALF_LIFE_MS,
                  decode: Callable[[Any], Mapping[str, Any]] = lambda e: e) -> None:
         self.profile_id, self.atoms, self.state = profile_id, atoms, state
         self.half_life_ms, self.decode = half_life_ms, decode
 
-    def apply(self, cmd: ProfileCommand) -> list[tuple[Node, dict[str, Any]]]:
-        """Apply one command; returns the evicted atoms ``(atom, aggregate dict)`` to send back."""
+    def apply(self, cmd: ProfileCommand) -> list[tuple[Node, ProfileAggregate]]:
+        """Apply one command; returns the evicted atoms ``(atom, aggregate)`` to send back."""
         if cmd.profile_id != self.profile_id:
             raise ValueError(f"command for {cmd.profile_id!r} applied to profile {self.profile_id!r}")
         st, pid = self.state, self.profile_id
@@ -108,26 +110,32 @@ class ProfileFold:
         if cmd.ghosts is not None:
             st.ghosts = tuple(cmd.ghosts)
         evicted = [(n, self.atoms.pop(n)) for n in cmd.evict if n in self.atoms]
-        profile = self._profile()
-        if evicted:
-            profile = ProfileAggregate.empty(pid)
-            for node in sorted(self.atoms):
-                profile = profile.merge(ProfileAggregate.from_dict(self.atoms[node]), pid)
+        st.folded -= sum(agg.events for _, agg in evicted)
         if cmd.kind == "event":
             delta = ProfileAggregate.from_event(self.decode(cmd.payload), pid, self.half_life_ms)
         elif cmd.kind == "state":
-            delta = ProfileAggregate.from_dict(cmd.payload)
+            delta = cmd.payload if isinstance(cmd.payload, ProfileAggregate) else ProfileAggregate.from_dict(cmd.payload)
         elif cmd.kind == "touch":
             delta = None
         else:
             raise ValueError(f"unknown command kind {cmd.kind!r}")
         if delta is not None:
             before = self.atoms.get(cmd.atom)
-            self.atoms[cmd.atom] = (delta if before is None else ProfileAggregate.from_dict(before).merge(delta, pid)).to_dict()
-            profile = profile.merge(delta, pid)
-        st.profile = profile.to_dict()
+            self.atoms[cmd.atom] = delta if before is None else before.merge(delta, pid)
+            st.folded += delta.events
         st.dirty = True
         return evicted
+
+    def profile(self) -> ProfileAggregate:
+        """The merge of the atoms, with the members as identifiers."""
+        pid = self.profile_id
+        agg = ProfileAggregate.empty(pid)
+        for node in sorted(self.atoms):
+            agg = agg.merge(self.atoms[node], pid)
+        ids: dict[str, list[str]] = {}
+        for t, v in self.state.members:
+            ids.setdefault(t, []).append(v)
+        return dataclasses.replace(agg, identifiers={t: tuple(sorted(vs)) for t, vs in sorted(ids.items())})
 
     def flush(self) -> ProfileWrite:
         """The row to write now (the profile's current state); clears ``dirty``."""
@@ -136,13 +144,8 @@ class ProfileFold:
         ghost_version = row_version(st.component_events, 0)
         if not st.members:
             return ProfileWrite(self.profile_id, ghost_version, None, (), ghost_version)
-        ids: dict[str, list[str]] = {}
-        for t, v in st.members:
-            ids.setdefault(t, []).append(v)
-        profile = dataclasses.replace(self._profile(), identifiers={t: tuple(sorted(vs)) for t, vs in sorted(ids.items())})
-        return ProfileWrite(self.profile_id, row_version(st.component_events, profile.events), profile,
+        profile = self.profile()
+        if profile.events != st.folded:
+            raise AssertionError(f"profile {self.profile_id}: atoms hold {profile.events} events, counted {st.folded}")
+        return ProfileWrite(self.profile_id, row_version(st.component_events, st.folded), profile,
                             st.ghosts, ghost_version)
-
-    def _profile(self) -> ProfileAggregate:
-        st = self.state
-        return ProfileAggregate.empty(self.profile_id) if st.profile is None else ProfileAggregate.from_dict(st.profile)

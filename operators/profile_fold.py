@@ -14,7 +14,8 @@ dirty with its timer pending (timers are checkpointed), and the rewrite is idemp
 profile merged away is deleted in Cassandra and its Flink state cleared.
 
 Counters: ``commands``, ``events_folded``, ``states_merged``, ``atoms_evicted``,
-``profile_writes``, ``profile_deletes``, ``cassandra_statements``.
+``profile_writes``, ``profile_deletes``, ``cassandra_requests`` (one batch per written
+profile) and ``cassandra_mutations`` (rows, links and deletions in those batches).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class FoldProfiles(KeyedProcessFunction):
         group = runtime_context.get_metrics_group()
         self.metrics = {name: group.counter(name) for name in
                         ("commands", "events_folded", "states_merged", "atoms_evicted", "profile_writes",
-                         "profile_deletes", "cassandra_statements")}
+                         "profile_deletes", "cassandra_requests", "cassandra_mutations")}
 
     def close(self) -> None:
         self.store.close()
@@ -79,7 +80,7 @@ class FoldProfiles(KeyedProcessFunction):
                 ctx.timer_service().current_processing_time() + self.coalesce_ms)
         for atom, aggregate in evicted:
             m["atoms_evicted"].inc()
-            yield MOVED_TAG, encode_moved_state(atom, aggregate, cmd.profile_id)
+            yield MOVED_TAG, encode_moved_state(atom, aggregate.to_dict(), cmd.profile_id)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         pid = ctx.get_current_key()
@@ -87,10 +88,11 @@ class FoldProfiles(KeyedProcessFunction):
         if not fold.state.dirty:
             return []
         write = fold.flush()
-        before = self.store.writes_issued
+        before = self.store.mutations_issued
         self.store.write(write)
         self.store.flush()  # the write is done before the state says so
-        self.metrics["cassandra_statements"].inc(self.store.writes_issued - before)
+        self.metrics["cassandra_requests"].inc()
+        self.metrics["cassandra_mutations"].inc(self.store.mutations_issued - before)
         if write.profile is None:
             self.metrics["profile_deletes"].inc()
             if not self.atoms_state.is_empty():

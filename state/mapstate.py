@@ -63,3 +63,78 @@ class MapStateMapping(MutableMapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self._state.keys())
+
+
+_ABSENT = object()
+
+
+class CachedMapping(MutableMapping):
+    """A bounded write-through cache (LRU) in front of a mapping, for a single-key operator.
+
+    Valid only when this object is the mapping's sole reader and writer for the operator's
+    lifetime, as for the identity router (one constant key, one subtask): every write goes
+    to the state and the cache, so the cache never disagrees with the state; after a
+    restore Flink builds a new operator instance and so an empty cache. Absent keys are
+    cached too (new identifiers are looked up before they are added). Iteration and length
+    go to the state.
+
+    >>> m = CachedMapping({}, max_entries=2)
+    >>> m["a"] = 1; m["b"] = 2; m["c"] = 3
+    >>> (m["a"], len(m._cache), "z" in m)
+    (1, 2, False)
+    """
+
+    def __init__(self, backing: MutableMapping, max_entries: int = 100_000) -> None:
+        from collections import OrderedDict
+
+        self._backing = backing
+        self._cache: OrderedDict = OrderedDict()
+        self._max = max_entries
+
+    def _remember(self, key: Any, value: Any) -> None:
+        cache = self._cache
+        cache[key] = value
+        cache.move_to_end(key)
+        if len(cache) > self._max:
+            cache.popitem(last=False)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        value = self._cache.get(key, _ABSENT)
+        if value is _ABSENT:
+            value = self._backing.get(key, _ABSENT)
+            self._remember(key, value)
+        else:
+            self._cache.move_to_end(key)
+        return default if value is _ABSENT else value
+
+    def __getitem__(self, key: Any) -> Any:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: object) -> bool:
+        return self.get(key, _ABSENT) is not _ABSENT
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._backing[key] = value
+        self._remember(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        del self._backing[key]
+        self._remember(key, _ABSENT)
+
+    def pop(self, key: Any, *default: Any) -> Any:
+        value = self.get(key, _ABSENT)
+        if value is _ABSENT:
+            if default:
+                return default[0]
+            raise KeyError(key)
+        del self[key]
+        return value
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self._backing)
+
+    def __len__(self) -> int:
+        return len(self._backing)

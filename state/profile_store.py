@@ -58,7 +58,7 @@ from typing import Any, Sequence
 
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
-from cassandra.query import PreparedStatement
+from cassandra.query import BatchStatement, BatchType, PreparedStatement
 
 from models.profile import ProfileAggregate
 from models.profile_fold import ProfileWrite
@@ -134,9 +134,11 @@ class ProfileStore:
     Attributes
     ----------
     writes_issued : int
-        Write statements submitted since construction (a link is two statements).
+        Write requests submitted since construction (a :meth:`write` batch is one request).
+    mutations_issued : int
+        Statements in those requests (a :meth:`write` batch counts each of its statements).
     writes_failed : int
-        Write statements that failed since construction.
+        Write requests that failed since construction.
     peak_in_flight : int
         Highest number of write requests outstanding at once.
 
@@ -162,6 +164,8 @@ class ProfileStore:
         self._pending_failed = 0
         self._first_error: tuple[str, BaseException] | None = None
         self.writes_issued = 0
+        self.mutations_issued = 0
+        self._consistency = consistency
         self.writes_failed = 0
         self.peak_in_flight = 0
 
@@ -175,19 +179,11 @@ class ProfileStore:
         self._link = self._prepare(
             f"INSERT INTO {ks}.identity_links (identifier_type, identifier_value, profile_id, version) "
             "VALUES (?, ?, ?, ?) USING TIMESTAMP ?", consistency, write=True)
-        self._link_reverse = self._prepare(
-            f"INSERT INTO {ks}.profile_identifiers (profile_id, identifier_type, identifier_value, version) "
-            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?", consistency, write=True)
         self._lookup = self._prepare(
             f"SELECT profile_id, version FROM {ks}.identity_links "
             "WHERE identifier_type = ? AND identifier_value = ?", consistency)
-        self._identifiers = self._prepare(
-            f"SELECT identifier_type, identifier_value FROM {ks}.profile_identifiers WHERE profile_id = ?",
-            consistency)
         self._delete_profile = self._prepare(
             f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
-        self._delete_identifiers = self._prepare(
-            f"DELETE FROM {ks}.profile_identifiers USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -272,13 +268,15 @@ class ProfileStore:
         with self._cond:
             return self._in_flight
 
-    def _submit(self, stmt: PreparedStatement, params: tuple, what: str) -> None:
+    def _submit(self, stmt: PreparedStatement | BatchStatement, params: tuple | None, what: str,
+                mutations: int = 1) -> None:
         with self._cond:
             while self._in_flight >= self._max_in_flight:
                 self._cond.wait()
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             self.writes_issued += 1
+            self.mutations_issued += mutations
         try:
             future = self._session.execute_async(stmt, params)
         except Exception as exc:  # e.g. serialization of a bad value, or a shut-down session
@@ -368,7 +366,7 @@ class ProfileStore:
         return tuple(values) + (version, updated_by_event)
 
     def link(self, identifier_type: str, identifier_value: str, profile_id: str, version: int) -> None:
-        """Record identifier -> profile in both link tables, ``USING TIMESTAMP version``.
+        """Record identifier -> profile in ``identity_links``, ``USING TIMESTAMP version``.
 
         Parameters
         ----------
@@ -383,39 +381,33 @@ class ProfileStore:
         _check_version(version)
         what = f"link {identifier_type}={identifier_value!r} -> {profile_id!r} version {version}"
         self._submit(self._link, (identifier_type, identifier_value, profile_id, version, version), what)
-        self._submit(self._link_reverse, (profile_id, identifier_type, identifier_value, version, version), what)
 
     def write(self, w: ProfileWrite) -> None:
-        """Write one coalesced profile update of the streaming job (asynchronously).
+        """Write one coalesced profile update of the streaming job: one request (asynchronous).
 
-        With ``v = w.version`` (:func:`models.profile_fold.row_version`): the profile's
-        identifier partition is deleted at timestamp ``2v`` and rewritten at ``2v + 1`` (so an
-        identifier that left the profile in a split disappears from it), the row and the
-        identifier -> profile links are written at ``2v + 1``. ``w.profile is None`` deletes the
-        row and the identifier partition at ``2v`` (the profile was merged away; the
-        identifiers' links are rewritten by the profiles they moved to, at higher timestamps).
-        Every id in ``w.ghosts`` is deleted the same way at ``2 * w.ghost_version``.
+        With ``v = w.version`` (:func:`models.profile_fold.row_version`): the row (whose
+        ``identifiers`` column is the profile's complete identifier set) and the identifier ->
+        profile links are written at timestamp ``2v + 1``. ``w.profile is None`` deletes the
+        row at ``2v`` (the profile was merged away; its identifiers' links are rewritten by
+        the profiles they moved to, at higher timestamps). Every id in ``w.ghosts`` is
+        deleted at ``2 * w.ghost_version``. All of it goes in one UNLOGGED batch: one round
+        trip (the mutations stay independent; each is idempotent on its own, so a batch cut
+        short by a failure is completed by the replay's rewrite).
         """
+        batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self._consistency)
         for ghost in w.ghosts:
-            self._delete_everything_of(ghost, 2 * w.ghost_version)
-        if w.profile is None:
-            self._delete_everything_of(w.profile_id, 2 * w.version)
-            return
-        ts = 2 * w.version + 1
+            batch.add(self._delete_profile, (_checked(2 * w.ghost_version), ghost))
         pid = w.profile_id
-        self._submit(self._delete_identifiers, (2 * w.version, pid), f"clear identifiers of {pid!r} before {ts}")
-        for t, values in w.profile.identifiers.items():
-            for v in values:
-                what = f"link {t}={v!r} -> {pid!r} at {ts}"
-                self._submit(self._link, (t, v, pid, w.version, ts), what)
-                self._submit(self._link_reverse, (pid, t, v, w.version, ts), what)
-        self._submit(self._upsert, self._row_values(w.profile, None, w.version) + (ts,),
-                     f"upsert profile {pid!r} at {ts}")
-
-    def _delete_everything_of(self, profile_id: str, ts: int) -> None:
-        _check_version(ts)
-        self._submit(self._delete_identifiers, (ts, profile_id), f"delete identifiers of {profile_id!r} at {ts}")
-        self._submit(self._delete_profile, (ts, profile_id), f"delete profile {profile_id!r} at {ts}")
+        if w.profile is None:
+            batch.add(self._delete_profile, (_checked(2 * w.version), pid))
+        else:
+            ts = _checked(2 * w.version + 1)
+            for t, values in w.profile.identifiers.items():
+                for v in values:
+                    batch.add(self._link, (t, v, pid, w.version, ts))
+            batch.add(self._upsert, self._row_values(w.profile, None, w.version) + (ts,))
+        self._submit(batch, None, f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
+                     mutations=len(batch))
 
     # ------------------------------------------------------------------ reads
 
@@ -457,17 +449,15 @@ class ProfileStore:
         return None if row is None else self._row_to_profile(row)
 
     def identifiers_of(self, profile_id: str) -> dict[str, list[str]]:
-        """Identifiers linked to a profile, from ``profile_identifiers``.
+        """Identifiers of a profile (its row's ``identifiers`` column).
 
         Returns
         -------
         dict of str to list of str
-            ``{identifier_type: [values, sorted]}``; empty if none.
+            ``{identifier_type: [values, sorted]}``; empty if the profile does not exist.
         """
-        out: dict[str, list[str]] = {}
-        for row in self._read(self._identifiers, (profile_id,), f"identifiers of {profile_id!r}"):
-            out.setdefault(row.identifier_type, []).append(row.identifier_value)
-        return out
+        profile = self.get(profile_id)
+        return {} if profile is None else {t: sorted(vs) for t, vs in profile.identifiers.items() if vs}
 
     @staticmethod
     def _row_to_profile(row: Any) -> ProfileAggregate:
@@ -491,3 +481,8 @@ class ProfileStore:
 def _check_version(version: int) -> None:
     if not isinstance(version, int) or version < 0:
         raise ValueError(f"version must be an int >= 0, got {version!r}")
+
+
+def _checked(timestamp: int) -> int:
+    _check_version(timestamp)
+    return timestamp

@@ -40,41 +40,30 @@ def events() -> tuple[dict, ...]:
 
 class CassandraModel:
     """What Cassandra holds after :class:`models.profile_fold.ProfileWrite` s applied in any
-    order, with its rules: per cell the highest timestamp wins, a deletion wins a tie, a
-    partition deletion shadows older rows. Written independently of ``state.profile_store``."""
+    order, with its rules: per cell the highest timestamp wins, a deletion wins a tie. Written independently of ``state.profile_store``."""
 
     def __init__(self) -> None:
         self.profiles: dict[str, tuple[int, object]] = {}  # pid -> (timestamp, aggregate or None)
         self.links: dict[tuple, tuple[int, str]] = {}  # node -> (timestamp, pid)
-        self.reverse_deleted: dict[str, int] = {}  # pid -> partition deletion timestamp
-        self.reverse: dict[str, dict[tuple, int]] = {}  # pid -> node -> timestamp
 
     def _put_profile(self, pid: str, ts: int, agg) -> None:
         cur = self.profiles.get(pid)
         if cur is None or ts > cur[0] or (ts == cur[0] and agg is None):
             self.profiles[pid] = (ts, agg)
 
-    def _delete_reverse(self, pid: str, ts: int) -> None:
-        self.reverse_deleted[pid] = max(ts, self.reverse_deleted.get(pid, -1))
-
     def apply(self, w) -> None:
         for ghost in w.ghosts:
             self._put_profile(ghost, 2 * w.ghost_version, None)
-            self._delete_reverse(ghost, 2 * w.ghost_version)
         if w.profile is None:
             self._put_profile(w.profile_id, 2 * w.version, None)
-            self._delete_reverse(w.profile_id, 2 * w.version)
             return
         ts = 2 * w.version + 1
         self._put_profile(w.profile_id, ts, w.profile)
-        self._delete_reverse(w.profile_id, 2 * w.version)
         for t, vs in w.profile.identifiers.items():
             for v in vs:
                 node = (t, v)
                 if node not in self.links or (ts, w.profile_id) > self.links[node]:
                     self.links[node] = (ts, w.profile_id)  # a tie goes to the larger value
-                rows = self.reverse.setdefault(w.profile_id, {})
-                rows[node] = max(ts, rows.get(node, -1))
 
     def view(self) -> dict[str, tuple[int, object]]:
         """Live rows: pid -> (version, aggregate)."""
@@ -82,10 +71,6 @@ class CassandraModel:
 
     def identity_links(self) -> dict[tuple, str]:
         return {node: pid for node, (_, pid) in self.links.items()}
-
-    def identifiers_of(self, pid: str) -> set[tuple]:
-        cut = self.reverse_deleted.get(pid, -1)
-        return {n for n, ts in self.reverse.get(pid, {}).items() if ts > cut}
 
 
 def oracle(evs) -> dict[str, tuple[int, object]]:

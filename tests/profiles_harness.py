@@ -9,7 +9,6 @@ import uuid
 from dataclasses import dataclass
 
 from k8s.topics import ensure_topics
-from local.flink_cluster import operator_counters
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
 from state.cassandra_schema import apply_schema
@@ -58,7 +57,6 @@ class ProfilesRun:
 class CassandraContents:
     profiles: dict  # pid -> (0, ProfileAggregate)
     links: dict  # (type, value) -> pid
-    reverse: dict  # pid -> set of (type, value)
 
 
 def read_cassandra(session, keyspace: str) -> CassandraContents:
@@ -67,10 +65,7 @@ def read_cassandra(session, keyspace: str) -> CassandraContents:
     profiles = {pid: (0, store.get(pid)) for pid in pids}
     links = {(r.identifier_type, r.identifier_value): r.profile_id for r in session.execute(
         f"SELECT identifier_type, identifier_value, profile_id FROM {keyspace}.identity_links")}
-    reverse: dict = {}
-    for r in session.execute(f"SELECT profile_id, identifier_type, identifier_value FROM {keyspace}.profile_identifiers"):
-        reverse.setdefault(r.profile_id, set()).add((r.identifier_type, r.identifier_value))
-    return CassandraContents(profiles, links, reverse)
+    return CassandraContents(profiles, links)
 
 
 def differences(got: CassandraContents, events: list[dict]) -> list[str]:
@@ -88,9 +83,6 @@ def differences(got: CassandraContents, events: list[dict]) -> list[str]:
     wrong_links = {n for n in set(owner) | set(got.links) if got.links.get(n) != owner.get(n)}
     if wrong_links:
         out.append(f"identity_links: {len(wrong_links)} of {len(owner)} differ, e.g. {sorted(wrong_links)[:2]}")
-    wrong_reverse = {pid for pid in set(members) | set(got.reverse) if got.reverse.get(pid, set()) != members.get(pid, set())}
-    if wrong_reverse:
-        out.append(f"profile_identifiers: {len(wrong_reverse)} profiles differ, e.g. {sorted(wrong_reverse)[:2]}")
     return out
 
 
@@ -112,22 +104,3 @@ def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict
             return diff, time.monotonic() - t0
         time.sleep(2)
 
-
-def counter_total(counters: dict[str, int], name: str) -> int:
-    """A user counter summed over operators and subtasks (``<operator>.<name>`` keys)."""
-    return sum(v for k, v in counters.items() if k.rsplit(".", 1)[-1] == name)
-
-
-def wait_for_counters(job_id: str, at_least: dict[str, int], also: list[str], timeout_s: float = 60) -> dict[str, int]:
-    """Counters once each of ``at_least`` reached its value (REST metrics lag by up to the
-    fetcher interval) and two reads in a row agree; the last read if time runs out."""
-    names = [*at_least, *also]
-    deadline = time.monotonic() + timeout_s
-    previous: dict[str, int] | None = None
-    while True:
-        counters = operator_counters(job_id, names)
-        reached = all(counter_total(counters, n) >= v for n, v in at_least.items())
-        if (reached and counters == previous) or time.monotonic() > deadline:
-            return counters
-        previous = counters
-        time.sleep(2)

@@ -9,14 +9,14 @@ import pytest
 
 from generator.produce import produce
 from generator.synth import generate
-from local.flink_cluster import cancel, submit, wait_state
+from local.flink_cluster import cancel, counter_total, submit, wait_for_counters, wait_state
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
 from models.identity import observation_of, resolve
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
-from tests.profiles_harness import ProfilesRun, counter_total, wait_for_counters, wait_until_cassandra_equals_oracle
+from tests.profiles_harness import ProfilesRun, wait_until_cassandra_equals_oracle
 
 pytestmark = pytest.mark.e2e
 

@@ -34,15 +34,12 @@ def _primary_key(table: str) -> str:
 def test_cql_file_parses_into_the_expected_statements():
     heads = [re.match(r"CREATE (KEYSPACE|TABLE) IF NOT EXISTS ([\w.]+)", s).group(1, 2) for s in STATEMENTS]
     assert heads == [("KEYSPACE", "journey"), ("TABLE", "journey.profiles"),
-                     ("TABLE", "journey.identity_links"), ("TABLE", "journey.profile_identifiers")]
+                     ("TABLE", "journey.identity_links")]
     assert all(p[0] == "journey" for p in TABLES.values())
     assert _primary_key("profiles") == "profile_id"
     assert _primary_key("identity_links") == "(identifier_type,identifier_value)"
-    assert _primary_key("profile_identifiers") == "profile_id,identifier_type,identifier_value"
     assert TABLES["identity_links"][2] == {"identifier_type": "text", "identifier_value": "text",
                                            "profile_id": "text", "version": "bigint"}
-    assert TABLES["profile_identifiers"][2] == {"profile_id": "text", "identifier_type": "text",
-                                                "identifier_value": "text", "version": "bigint"}
 
 
 def test_every_statement_is_if_not_exists():
@@ -101,7 +98,7 @@ def test_keyspace_override_rewrites_only_keyspace_names():
     moved = load_statements(keyspace="journey_test_abc")
     assert moved[0].startswith("CREATE KEYSPACE IF NOT EXISTS journey_test_abc WITH")
     assert all("journey." not in s.split("comment")[0] for s in moved)
-    assert [parse_create_table(s)[0] for s in moved[1:]] == ["journey_test_abc"] * 3
+    assert [parse_create_table(s)[0] for s in moved[1:]] == ["journey_test_abc"] * 2
     # string literals are left alone
     stmt = "CREATE TABLE IF NOT EXISTS journey.t (k text PRIMARY KEY) WITH comment = 'see journey.t'"
     assert rename_keyspace(stmt, "ks2").endswith("ks2.t (k text PRIMARY KEY) WITH comment = 'see journey.t'")

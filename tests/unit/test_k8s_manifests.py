@@ -163,6 +163,7 @@ def test_configmap_timings_equal_the_flink_configuration(config_map, flink_conf)
     assert int(config_map["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.fixed-delay.delay"])
     assert int(config_map["JOURNEY_RESTART_ATTEMPTS"]) == int(flink_conf["restart-strategy.fixed-delay.attempts"])
     assert config_map["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
+    assert config_map["JOURNEY_UNALIGNED_CHECKPOINTS"] == flink_conf["execution.checkpointing.unaligned.enabled"]
 
 
 def test_job_parallelism_env_equals_the_deployments_parallelism(deployment, main_container, config_map):
