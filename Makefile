@@ -3,14 +3,16 @@ SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := $(PY) local/stack.py
 
-.PHONY: help setup up down status reset topics demo ingest chaos test test-unit test-operator test-e2e bench clean
+.PHONY: help setup up down status reset topics demo ingest profiles chaos test test-unit test-operator test-e2e bench clean
 
 help:
-	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion job, print a summary"
+	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
 	@echo "make test    - setup if needed, then unit, operator (mini-cluster) and end-to-end (real stack) tests"
-	@echo "make bench   - ingestion throughput: Flink job (exactly-once) vs the same logic in a plain loop"
+	@echo "make bench   - ingestion and profiles throughput: Flink jobs (exactly-once) vs the same logic in a plain loop;"
+	@echo "               Cassandra writes per event, produce -> Cassandra latency p50/p99"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/)"
+	@echo "make ingest | profiles            - run the ingestion / identity+profiles job on the local cluster (unbounded)"
 
 setup:
 	@bash local/setup.sh
@@ -38,6 +40,9 @@ demo: setup
 ingest: up
 	@$(PY) -m local.run_ingestion
 
+profiles: up
+	@$(PY) -m local.run_profiles
+
 test: setup
 	@$(PY) -m pytest -ra
 
@@ -55,6 +60,7 @@ chaos: setup
 
 bench: setup
 	@$(PY) -m bench.ingest_bench
+	@$(PY) -m bench.profiles_bench
 
 clean: reset
 	rm -rf .venv .stack

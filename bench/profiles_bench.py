@@ -38,7 +38,8 @@ from confluent_kafka import Producer
 from generator.synth import generate
 from k8s.topics import ensure_topics
 from local import stack
-from local.flink_cluster import cancel, counter_total, rest, submit, wait_for_counters, wait_state
+from local.flink_cluster import (FlinkJobError, cancel, counter_total, job_state, rest, root_exception, submit,
+                                 wait_for_counters, wait_state)
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, canonical_profile_id
 from models.identity_router import IdentityRouter
@@ -136,9 +137,15 @@ class ProfilesJob:
 
     def wait_until(self, want: dict[str, int], timeout_s: float) -> float:
         deadline = time.time() + timeout_s
+        checked = time.time()
         while time.time() < deadline:
             if self.versions() == want:
                 return time.time()
+            if time.time() - checked > 5:  # fail fast, with the cause, if the job is not running
+                checked = time.time()
+                state = job_state(self.job_id)
+                if state != "RUNNING":
+                    raise FlinkJobError(f"job {self.job_id} is {state}: {root_exception(self.job_id)[:1000]}")
             time.sleep(0.2)
         got = self.versions()
         wrong = [p for p in want if got.get(p) != want[p]]

@@ -1,9 +1,11 @@
-"""``make demo``: the ingestion job end to end on the local stack, with a summary.
+"""``make demo``: the jobs end to end on the local stack, with a summary.
 
 Starts Kafka, Cassandra and the Flink cluster (if not running), creates the topics, generates
 seeded synthetic journeys with injected faults, produces them, runs the ingestion job on the
 cluster (bounded: it stops at the offsets present when it starts), reads the outputs with
-``read_committed`` and compares them with the generator's ground truth.
+``read_committed`` and compares them with the generator's ground truth. Then makes sure the
+identity + profiles job runs (unbounded; resumed from its checkpoint if it ran before) and
+waits until Cassandra holds this run's persons as an offline resolution says.
 """
 
 from __future__ import annotations
@@ -21,8 +23,12 @@ from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import REST, FlinkJobError, job_state, root_exception, submit
 from local.kafka_read import read_committed
+from local.run_profiles import ensure_profiles_job
 from models.avro_codec import SchemaCatalog
+from models.identity import IdentityRules, observation_of, resolve
+from models.profile import fold
 from state.cassandra_schema import apply_schema
+from state.profile_store import ProfileStore
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
@@ -74,23 +80,23 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--persons must be at least 1")
     seed = args.seed if args.seed is not None else int(time.time())
 
-    print("1/5 local stack (Kafka, Cassandra, Flink)")
+    print("1/7 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
-    print("2/5 topics:", ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
+    print("2/7 topics:", ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
           f"| Cassandra schema: {len(apply_schema('127.0.0.1'))} statements applied (keyspace journey)")
-    print(f"3/5 generating {args.persons} persons (seed {seed}) and producing to journey.events.*")
+    print(f"3/7 generating {args.persons} persons (seed {seed}) and producing to journey.events.*")
     ds = generate(seed=seed, persons=args.persons)
     out_dir = stack.STACK / "demo" / str(seed)
     ds.truth.write(out_dir / "truth.json")
     report = produce(ds, BOOTSTRAP, rate=args.rate)
     print(f"  produced {report.delivered} records in {report.elapsed_s:.1f}s; ground truth in {out_dir / 'truth.json'}")
-    print("4/5 running the ingestion job on the Flink cluster (exactly-once, bounded)")
+    print("4/7 running the ingestion job on the Flink cluster (exactly-once, bounded)")
     salt = demo_salt()
     t0 = time.monotonic()
     jid = run_job(salt)
     job_s = time.monotonic() - t0
-    print("5/5 reading journey.normalized and journey.dlq (read_committed)")
+    print("5/7 reading journey.normalized and journey.dlq (read_committed)")
     catalog = SchemaCatalog.load()
     ids = set(ds.truth.valid_event_ids)
     normalized = [catalog.decode(r.value)[1] for r in read_committed(BOOTSTRAP, "journey.normalized")]
@@ -105,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     dropped = report.delivered - len(mine) - len(dlq)
 
     s = ds.truth.summary()
+    ok = unique_ok and dlq_ok and dropped == s["duplicate"]
     print()
     print(f"  records produced       {report.delivered:>7}  (valid {s['valid']}, duplicates {s['duplicate']}, bad {s['bad']})")
     print(f"  normalized events out  {len(mine):>7}  expected {s['valid']:<6} {'OK' if unique_ok else 'MISMATCH'}")
@@ -119,9 +126,62 @@ def main(argv: list[str] | None = None) -> int:
         print("  a normalized event (email/phone only as salted hashes):")
         print("   ", json.dumps({k: sample[k] for k in ("event_id", "event_type", "channel", "identifiers")})[:400])
     print()
-    print(f"Flink web UI: {REST}  (job {jid}: {REST}/#/job/completed/{jid}/overview)")
+    print("6/7 identity + profiles job (unbounded)")
+    pjid, how = ensure_profiles_job()
+    print(f"  job {pjid} {how}; watch it at {REST}/#/job/running/{pjid}/overview")
+    print("7/7 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
+    ok = show_profiles(mine) and ok
+    print()
+    print(f"Flink web UI: {REST}  (ingestion {jid}: {REST}/#/job/completed/{jid}/overview; "
+          f"profiles {pjid} keeps running)")
     print("Stop the stack with `make down`; wipe its data with `make reset`.")
-    return 0 if unique_ok and dlq_ok and dropped == s["duplicate"] else 1
+    return 0 if ok else 1
+
+
+def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
+    """Poll Cassandra until every profile of an offline resolution of ``events`` is there with
+    the same identifiers, events, orders and revenue; print the result and a sample."""
+    rules = IdentityRules()
+    res = resolve([observation_of(e) for e in events], rules)
+    by_profile: dict[str, list[dict]] = {}
+    for e in events:
+        kept = sorted({n for n in observation_of(e).identifiers if not rules.is_blocked(n[1])}, key=rules.rank)
+        if kept:
+            by_profile.setdefault(res.profile_of[kept[0]], []).append(e)
+    want = {pid: fold(evs, pid) for pid, evs in by_profile.items()}
+    members = {pid: {t: sorted(v for tt, v in res.members[pid] if tt == t) for t, _ in res.members[pid]}
+               for pid in res.members}
+    t0 = time.monotonic()
+    with ProfileStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as store:
+        while True:
+            got = {pid: store.get(pid) for pid in res.members}
+            same = [pid for pid, p in got.items() if p is not None and _same(p, want.get(pid), members[pid])]
+            elapsed = time.monotonic() - t0
+            print(f"\r  {len(same)} of {len(res.members)} profiles equal the offline resolution  {elapsed:4.0f}s",
+                  end="" if sys.stdout.isatty() else "\n", flush=True)
+            if len(same) == len(res.members) or elapsed > timeout_s:
+                break
+            time.sleep(3)
+        print()
+        sample_id = max(want, key=lambda pid: (want[pid].orders, len(res.members[pid])))
+        sample = store.get(sample_id)
+    ok = len(same) == len(res.members)
+    merged = len({n for pid in res.members for n in res.members[pid]}) - len(res.members)
+    print(f"  profiles {len(res.members)} from {len(events)} events ({merged} identifiers merged into others, "
+          f"{len(res.refused)} links refused) {'OK' if ok else 'MISMATCH'}")
+    if sample is not None:
+        traits = sample.traits(as_of_ms=max(e["occurred_at"] for e in events))
+        print(f"  e.g. {sample.profile_id}: {dict((t, len(v)) for t, v in sample.identifiers.items())} identifiers, "
+              f"{sample.events} events, {sample.orders} orders, revenue {sample.revenue_cents / 100:.2f}, "
+              f"segment {traits.rfm_segment}, top categories {[c for c, _ in traits.top_categories[:3]]}")
+    return ok
+
+
+def _same(p, want, members: dict[str, list[str]]) -> bool:
+    ids = {t: sorted(v) for t, v in p.identifiers.items() if v}
+    if want is None:  # a profile with no event of its own (only linked identifiers)
+        return ids == members and p.events == 0
+    return (ids == members and (p.events, p.orders, p.revenue_cents) == (want.events, want.orders, want.revenue_cents))
 
 
 if __name__ == "__main__":

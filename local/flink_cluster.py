@@ -179,6 +179,15 @@ def stop_with_savepoint(job_id: str, directory: str, timeout_s: float = 120) -> 
     raise FlinkJobError(f"stop-with-savepoint of {job_id} did not complete in {timeout_s}s")
 
 
+def latest_checkpoint(job_id: str) -> Path | None:
+    """The newest complete retained checkpoint of a job on the local cluster, if any."""
+    from local.stack import DATA
+
+    base = DATA / "flink" / "checkpoints" / job_id
+    chks = [p for p in base.glob("chk-*") if (p / "_metadata").exists()]
+    return max(chks, key=lambda p: int(p.name.split("-")[1])) if chks else None
+
+
 def running_jobs() -> list[str]:
     return [j["id"] for j in rest("/jobs")["jobs"] if j["status"] == "RUNNING"]
 

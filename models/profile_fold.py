@@ -69,7 +69,8 @@ class FoldState:
     ghosts: tuple[str, ...] = ()
     component_events: int = 0
     folded: int = 0  # events in the atoms (= the profile aggregate's ``events``)
-    dirty: bool = False
+    dirty: bool = False  # changed since the last write was issued
+    writing: int | None = None  # version of a write issued and not yet confirmed by Cassandra
 
 
 @dataclass(frozen=True)

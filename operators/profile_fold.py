@@ -5,13 +5,17 @@ ValueState (:class:`models.profile_fold.FoldState`). Atoms that leave the profil
 split) go out on :data:`MOVED_TAG` to the feedback topic; the router brings them to their new
 profile.
 
-Writes are coalesced: the first command that makes a profile dirty registers a
-processing-time timer ``coalesce_ms`` later, and the timer writes the profile's current row
-(:meth:`state.profile_store.ProfileStore.write`) and waits for Cassandra before clearing the
-dirty flag. So there is one write per profile per window, not one per event, and a
-checkpoint never covers a lost write: if the job fails first, the restored state is still
-dirty with its timer pending (timers are checkpointed), and the rewrite is idempotent. A
-profile merged away is deleted in Cassandra and its Flink state cleared.
+Writes are coalesced and never block the operator on Cassandra: the first command that
+makes a profile dirty registers a processing-time timer ``coalesce_ms`` later; that timer
+issues the profile's current row (:meth:`state.profile_store.ProfileStore.write`, one
+asynchronous batch), clears ``dirty`` and records the version as ``writing``; a confirmation
+timer ``confirm_ms`` later clears ``writing`` once Cassandra acknowledged it (or checks again
+later). So there is one write per profile per window, not one per event, and a checkpoint
+never covers a lost write: a checkpoint taken while a write is unconfirmed holds
+``writing`` and the confirmation timer (timers are checkpointed); after a restore this
+operator instance has no record of that write, so the timer issues it again (idempotent).
+A failed write fails the job (restart from the last checkpoint, rewrite). A profile merged
+away is deleted in Cassandra and its Flink state cleared once the deletion is confirmed.
 
 Counters: ``commands``, ``events_folded``, ``states_merged``, ``atoms_evicted``,
 ``profile_writes``, ``profile_deletes``, ``cassandra_requests`` (one batch per written
@@ -31,15 +35,16 @@ from models.avro_codec import SchemaCatalog
 from models.profile_fold import FoldState, ProfileFold
 from operators.identity_router import BYTES, decode_command, encode_moved_state, node_key, node_of
 from state.mapstate import MapStateMapping, string_keyed_map_state
-from state.profile_store import ProfileStore
+from state.profile_store import ProfileStore, WriteTicket
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
 
 
 class FoldProfiles(KeyedProcessFunction):
-    def __init__(self, host: str, port: int, keyspace: str, coalesce_ms: int, half_life_ms: int) -> None:
+    def __init__(self, host: str, port: int, keyspace: str, coalesce_ms: int, half_life_ms: int,
+                 confirm_ms: int = 20) -> None:
         self.host, self.port, self.keyspace = host, port, keyspace
-        self.coalesce_ms, self.half_life_ms = coalesce_ms, half_life_ms
+        self.coalesce_ms, self.half_life_ms, self.confirm_ms = coalesce_ms, half_life_ms, confirm_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.atoms_state = runtime_context.get_map_state(string_keyed_map_state("profile-atoms"))
@@ -47,6 +52,7 @@ class FoldProfiles(KeyedProcessFunction):
         self.fold_state = runtime_context.get_state(ValueStateDescriptor("profile-fold", Types.PICKLED_BYTE_ARRAY()))
         self.catalog = SchemaCatalog.load()
         self.store = ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
+        self.inflight: dict[str, tuple[int, WriteTicket]] = {}  # this instance's unconfirmed writes
         group = runtime_context.get_metrics_group()
         self.metrics = {name: group.counter(name) for name in
                         ("commands", "events_folded", "states_merged", "atoms_evicted", "profile_writes",
@@ -74,10 +80,9 @@ class FoldProfiles(KeyedProcessFunction):
             m["events_folded"].inc()
         elif cmd.kind == "state":
             m["states_merged"].inc()
-        self.fold_state.update(pickle.dumps(fold.state, protocol=pickle.HIGHEST_PROTOCOL))
+        self._store_state(fold.state)
         if not was_dirty:
-            ctx.timer_service().register_processing_time_timer(
-                ctx.timer_service().current_processing_time() + self.coalesce_ms)
+            self._timer(ctx, self.coalesce_ms)
         for atom, aggregate in evicted:
             m["atoms_evicted"].inc()
             yield MOVED_TAG, encode_moved_state(atom, aggregate.to_dict(), cmd.profile_id)
@@ -85,20 +90,39 @@ class FoldProfiles(KeyedProcessFunction):
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         pid = ctx.get_current_key()
         fold = self._fold(pid)
-        if not fold.state.dirty:
-            return []
-        write = fold.flush()
-        before = self.store.mutations_issued
-        self.store.write(write)
-        self.store.flush()  # the write is done before the state says so
-        self.metrics["cassandra_requests"].inc()
-        self.metrics["cassandra_mutations"].inc(self.store.mutations_issued - before)
-        if write.profile is None:
-            self.metrics["profile_deletes"].inc()
+        st = fold.state
+        inflight = self.inflight.get(pid)
+        if inflight is not None:
+            version, ticket = inflight
+            if not ticket.done:
+                self._timer(ctx, self.confirm_ms)
+                return []
+            del self.inflight[pid]
+            if ticket.error is not None:
+                raise RuntimeError(f"Cassandra write of profile {pid} failed: {ticket.error}")
+            if st.writing == version:
+                st.writing = None
+        elif st.writing is not None and not st.dirty:
+            st.dirty = True  # restored with a write this instance never saw confirmed: issue it again
+        if st.dirty:
+            write = fold.flush()
+            before = self.store.mutations_issued
+            self.inflight[pid] = (write.version, self.store.write(write))
+            self.metrics["cassandra_requests"].inc()
+            self.metrics["cassandra_mutations"].inc(self.store.mutations_issued - before)
+            self.metrics["profile_deletes" if write.profile is None else "profile_writes"].inc()
+            st.writing = write.version
+            self._timer(ctx, self.confirm_ms)
+        if st.writing is None and not st.dirty and not st.members:
             if not self.atoms_state.is_empty():
                 raise RuntimeError(f"profile {pid} was merged away but still holds atoms")
-            self.fold_state.clear()  # nothing left behind
+            self.fold_state.clear()  # deleted in Cassandra: nothing left behind
         else:
-            self.metrics["profile_writes"].inc()
-            self.fold_state.update(pickle.dumps(fold.state, protocol=pickle.HIGHEST_PROTOCOL))
+            self._store_state(st)
         return []
+
+    def _timer(self, ctx, delay_ms: int) -> None:
+        ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + delay_ms)
+
+    def _store_state(self, state: FoldState) -> None:
+        self.fold_state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))

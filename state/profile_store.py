@@ -52,7 +52,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Sequence
 
@@ -269,7 +269,7 @@ class ProfileStore:
             return self._in_flight
 
     def _submit(self, stmt: PreparedStatement | BatchStatement, params: tuple | None, what: str,
-                mutations: int = 1) -> None:
+                mutations: int = 1, ticket: WriteTicket | None = None) -> None:
         with self._cond:
             while self._in_flight >= self._max_in_flight:
                 self._cond.wait()
@@ -280,18 +280,23 @@ class ProfileStore:
         try:
             future = self._session.execute_async(stmt, params)
         except Exception as exc:  # e.g. serialization of a bad value, or a shut-down session
-            self._on_error(exc, what)
+            self._on_error(exc, what, ticket)
             return
-        future.add_callbacks(self._on_success, self._on_error, errback_args=(what,))
+        future.add_callbacks(self._on_success, self._on_error, callback_args=(ticket,), errback_args=(what, ticket))
 
-    def _on_success(self, _result: Any) -> None:
+    def _on_success(self, _result: Any, ticket: WriteTicket | None = None) -> None:
         with self._cond:
             self._in_flight -= 1
+            if ticket is not None:
+                ticket.done = True
             self._cond.notify_all()
 
-    def _on_error(self, exc: BaseException, what: str) -> None:
+    def _on_error(self, exc: BaseException, what: str, ticket: WriteTicket | None = None) -> None:
         with self._cond:
             self._in_flight -= 1
+            if ticket is not None:
+                ticket.error = f"{what}: {type(exc).__name__}: {exc}"
+                ticket.done = True
             self.writes_failed += 1
             self._pending_failed += 1
             if self._first_error is None:
@@ -382,7 +387,7 @@ class ProfileStore:
         what = f"link {identifier_type}={identifier_value!r} -> {profile_id!r} version {version}"
         self._submit(self._link, (identifier_type, identifier_value, profile_id, version, version), what)
 
-    def write(self, w: ProfileWrite) -> None:
+    def write(self, w: ProfileWrite) -> WriteTicket:
         """Write one coalesced profile update of the streaming job: one request (asynchronous).
 
         With ``v = w.version`` (:func:`models.profile_fold.row_version`): the row (whose
@@ -393,7 +398,11 @@ class ProfileStore:
         deleted at ``2 * w.ghost_version``. All of it goes in one UNLOGGED batch: one round
         trip (the mutations stay independent; each is idempotent on its own, so a batch cut
         short by a failure is completed by the replay's rewrite).
+
+        Returns a :class:`WriteTicket` that says when this write completed (or failed),
+        without waiting for it.
         """
+        ticket = WriteTicket()
         batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self._consistency)
         for ghost in w.ghosts:
             batch.add(self._delete_profile, (_checked(2 * w.ghost_version), ghost))
@@ -407,7 +416,8 @@ class ProfileStore:
                     batch.add(self._link, (t, v, pid, w.version, ts))
             batch.add(self._upsert, self._row_values(w.profile, None, w.version) + (ts,))
         self._submit(batch, None, f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
-                     mutations=len(batch))
+                     mutations=len(batch), ticket=ticket)
+        return ticket
 
     # ------------------------------------------------------------------ reads
 
@@ -476,6 +486,15 @@ class ProfileStore:
                 value = value or 0
             kwargs[name] = value
         return ProfileAggregate(**kwargs)
+
+
+@dataclass
+class WriteTicket:
+    """Completion of one asynchronous write: ``done`` once Cassandra answered; ``error`` says
+    what failed (None: it succeeded). Updated from the driver's event-loop thread."""
+
+    done: bool = False
+    error: str | None = None
 
 
 def _check_version(version: int) -> None:

@@ -16,8 +16,8 @@ import pytest
 from generator.produce import produce
 from generator.synth import generate
 from local import stack
-from local.flink_cluster import (all_tasks_running, cancel, completed_checkpoints, stop_with_savepoint, submit,
-                                 wait_checkpoint, wait_state)
+from local.flink_cluster import (all_tasks_running, cancel, completed_checkpoints, latest_checkpoint,
+                                 stop_with_savepoint, submit, wait_checkpoint, wait_state)
 from local.kafka_read import read_committed
 from tests.ingestion_harness import Topics, compare_with_truth, wait_for_count
 
@@ -92,11 +92,9 @@ def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_n
 
 
 def _latest_checkpoint(job_id: str) -> str:
-    base = stack.DATA / "flink" / "checkpoints" / job_id
-    chks = sorted((p for p in base.glob("chk-*") if (p / "_metadata").exists()),
-                  key=lambda p: int(p.name.split("-")[1]))
-    assert chks, f"no retained checkpoint under {base}"
-    return str(chks[-1])
+    chk = latest_checkpoint(job_id)
+    assert chk is not None, f"no retained checkpoint of {job_id}"
+    return str(chk)
 
 
 @pytest.mark.chaos_long
