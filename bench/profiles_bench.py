@@ -35,7 +35,6 @@ from statistics import quantiles
 
 from confluent_kafka import Producer
 
-from generator.synth import generate
 from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import (FlinkJobError, cancel, counter_total, job_state, rest, root_exception, submit,
@@ -43,27 +42,14 @@ from local.flink_cluster import (FlinkJobError, cancel, counter_total, job_state
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, canonical_profile_id
 from models.identity_router import IdentityRouter
-from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile_fold import FoldState, ProfileFold, row_version
 from state.cassandra_schema import apply_schema, connect
 from tests.profile_oracle import oracle
+from tests.profiles_harness import normalized_records
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
-SALT = "bench-salt-0123456789abcdef"
 RULES = IdentityRules()
-
-
-def normalized_records(persons: int, seed: int) -> list[bytes]:
-    """NormalizedEvent bytes of a generated data set: valid, deduplicated, in generated order."""
-    ing = Ingestor(IngestSettings(SALT))
-    seen, out = set(), []
-    for i, r in enumerate(generate(seed=seed, persons=persons).records):
-        res = ing.process(SourceRecord(r.value, r.topic, 0, i, int(time.time() * 1000)))
-        if isinstance(res, Accepted) and res.event_id not in seen:
-            seen.add(res.event_id)
-            out.append(res.value)
-    return out
 
 
 def plain_loop(values: list[bytes]) -> dict:

@@ -8,13 +8,28 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from generator.synth import generate
 from k8s.topics import ensure_topics
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
+from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import assert_same, oracle
+
+
+def normalized_records(persons: int, seed: int, salt: str = "profiles-salt-0123456789") -> list[bytes]:
+    """NormalizedEvent bytes of a generated data set, as the ingestion logic makes them:
+    valid, deduplicated, in generated order (for feeding the profiles job directly)."""
+    ing = Ingestor(IngestSettings(salt))
+    seen, out = set(), []
+    for i, r in enumerate(generate(seed=seed, persons=persons).records):
+        res = ing.process(SourceRecord(r.value, r.topic, 0, i, int(time.time() * 1000)))
+        if isinstance(res, Accepted) and res.event_id not in seen:
+            seen.add(res.event_id)
+            out.append(res.value)
+    return out
 
 
 @dataclass(frozen=True)

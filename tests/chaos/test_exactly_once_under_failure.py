@@ -203,3 +203,56 @@ def test_arbitrary_bytes_never_crash_the_job_and_every_record_is_counted(local_s
                          "compared": len(normalized) + len(dlq), "mismatches": mismatches, "recovery_s": []})
     assert raws == expected
     assert sorted(catalog.decode(r.value)[1]["event_id"] for r in normalized) == truth.valid_event_ids
+
+
+def test_profiles_job_killed_twice_while_events_flow_ends_equal_to_the_oracle(local_stack, session, chaos_report):
+    """The identity + profiles job (feedback topic, Cassandra writes) with its TaskManagers
+    killed after completed checkpoints while normalized events flow: after the restarts the
+    job replays from the checkpoint, possibly in another interleaving of the input
+    partitions, and Cassandra must still equal the offline oracle exactly (no lost moved
+    state, no stale row from the failed attempts, links to the right profiles)."""
+    from confluent_kafka import Producer
+
+    from models.avro_codec import SchemaCatalog
+    from tests.profiles_harness import ProfilesRun, normalized_records, wait_until_cassandra_equals_oracle
+
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "pkill")
+    run = ProfilesRun.create(bootstrap, topics, session)
+    values = normalized_records(persons=150, seed=405)
+    errors: list[BaseException] = []
+
+    def feed() -> None:
+        try:
+            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+            for i, v in enumerate(values):
+                p.produce(topics.normalized, value=v, partition=i % 2)
+                if i % 50 == 0:
+                    p.poll(0)
+                    time.sleep(50 / 400)  # ~400 events/s
+            assert p.flush(60) == 0
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_RESTART_DELAY_MS="1000"), detached=True)
+    recoveries = []
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        for k in range(2):
+            wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
+            os.kill(stack.flink_pids("taskexecutor")[k % 2], signal.SIGKILL)
+            t0 = time.monotonic()
+            stack.flink_daemon("taskmanager.sh", "start")
+            recoveries.append(wait_recovered(job.job_id, t0))
+        feeder.join(timeout=300)
+        assert not errors, errors
+        events = [SchemaCatalog.load().decode(v)[1] for v in values]
+        diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
+    finally:
+        cancel(job.job_id)
+        session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
+    chaos_report.append({"scenario": "profiles: kill TaskManager x2", "faults": len(recoveries),
+                         "compared": len(values), "mismatches": len(diff), "recovery_s": recoveries})
+    assert diff == []
