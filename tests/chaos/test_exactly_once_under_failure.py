@@ -256,3 +256,69 @@ def test_profiles_job_killed_twice_while_events_flow_ends_equal_to_the_oracle(lo
     chaos_report.append({"scenario": "profiles: kill TaskManager x2", "faults": len(recoveries),
                          "compared": len(values), "mismatches": len(diff), "recovery_s": recoveries})
     assert diff == []
+
+
+def _checkpoint_stats(job_id: str) -> dict:
+    from local.flink_cluster import rest
+
+    ck = rest(f"/jobs/{job_id}/checkpoints")
+    return {"completed": ck["counts"]["completed"], "failed": ck["counts"]["failed"],
+            "max_duration_ms": ck["summary"]["end_to_end_duration"]["max"]}
+
+
+@pytest.mark.chaos_long
+def test_a_slow_python_operator_under_a_backlog_keeps_checkpoints_inside_the_timeout(local_stack, chaos_report):
+    """20 ms per record in a Python operator and a backlog of ~1,400 records (about 14 s of
+    work per subtask): unaligned checkpoints overtake the queued records, so every checkpoint
+    completes well inside a 10 s timeout while the backlog drains, and the output is exact."""
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "slow")
+    feed = Feed(bootstrap, topics, persons=20, seed=406)
+    feed.join()
+    timeout_ms = 10_000
+    job = submit("tests.chaos.slow_ingestion",
+                 topics.job_env(bootstrap, SLOW_MS="20", JOURNEY_CHECKPOINT_TIMEOUT_MS=str(timeout_ms)), detached=True)
+    t0 = time.monotonic()
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        wait_checkpoint(job.job_id, 0)
+        failed_at_start = _checkpoint_stats(job.job_id)["failed"]  # triggered before every task ran
+        wait_for_count(bootstrap, topics.normalized, len(feed.dataset.truth.valid_event_ids), 300)
+        drained_s = time.monotonic() - t0
+        stats = _checkpoint_stats(job.job_id)
+        cmp = compare_with_truth(feed.dataset, read_committed(bootstrap, topics.normalized),
+                                 read_committed(bootstrap, topics.dlq))
+    finally:
+        cancel(job.job_id)
+    chaos_report.append({"scenario": "slow operator 20 ms/record", "faults": 0, "compared": cmp.compared,
+                         "mismatches": cmp.mismatches, "recovery_s": []})
+    print(f"\nslow operator: backlog drained in {drained_s:.0f} s, checkpoints {stats}")
+    assert stats["completed"] >= 3 and stats["failed"] == failed_at_start
+    assert stats["max_duration_ms"] < timeout_ms / 2
+    assert cmp.mismatches == 0
+
+
+@pytest.mark.chaos_long
+def test_a_record_slower_than_the_checkpoint_timeout_fails_the_job_with_a_clear_message(local_stack):
+    """30 s per record against a 2 s checkpoint timeout: no checkpoint can complete. The job
+    must not sit RUNNING silently: after 3 expired checkpoints in a row (the tolerable-failure
+    threshold) it fails, and the reason names the checkpoint threshold. (With 4 s per record
+    every other checkpoint still completes: the job progresses and keeps running, rightly.)"""
+    from local.flink_cluster import rest
+
+    bootstrap = local_stack
+    topics = Topics.create(bootstrap, "stall")
+    Feed(bootstrap, topics, persons=2, seed=407).join()
+    job = submit("tests.chaos.slow_ingestion",
+                 topics.job_env(bootstrap, SLOW_MS="30000", JOURNEY_CHECKPOINT_TIMEOUT_MS="2000",
+                                JOURNEY_RESTART_ATTEMPTS="0"), detached=True)
+    try:
+        state = wait_state(job.job_id, {"FAILED"}, timeout_s=180)
+        entries = rest(f"/jobs/{job.job_id}/exceptions").get("exceptionHistory", {}).get("entries") or []
+        reason = "\n".join(e.get("stacktrace", "") for e in entries)
+    finally:
+        cancel(job.job_id)
+    assert state == "FAILED"
+    assert "Exceeded checkpoint tolerable failure threshold" in reason, reason[:3000]
+    stats = _checkpoint_stats(job.job_id)
+    assert stats["failed"] >= 3
