@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
@@ -60,8 +61,7 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from flink_jobs.env import make_env
-    from flink_jobs.kafka_io import check_against_broker, raw_kafka_source, sink_bytes
+    from flink_jobs.kafka_io import check_against_broker
 
     try:
         cfg = parse_args(argv)
@@ -73,12 +73,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingestion: cannot check the Kafka brokers at the configured bootstrap servers: {e}",
               file=sys.stderr)
         return 2
+    run(cfg)
+    return 0
+
+
+def run(cfg: IngestConfig, transform_raw: Callable[[DataStream], DataStream] | None = None) -> None:
+    """Kafka -> the ingestion operators -> Kafka, executed (blocks until the job ends).
+
+    ``transform_raw`` may put something in front of the operators (fault-injection tests).
+    """
+    from flink_jobs.env import make_env
+    from flink_jobs.kafka_io import raw_kafka_source, sink_bytes
+
     env, t_env = make_env(cfg)
-    streams = build_ingestion(raw_kafka_source(t_env, cfg), cfg)
+    raw = raw_kafka_source(t_env, cfg)
+    streams = build_ingestion(transform_raw(raw) if transform_raw else raw, cfg)
     sink_bytes(streams.normalized, cfg, cfg.output_topic)
     sink_bytes(streams.dead_letters, cfg, cfg.dlq_topic)
     env.execute(cfg.job_name)
-    return 0
 
 
 if __name__ == "__main__":
