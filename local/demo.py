@@ -134,7 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"Flink web UI: {REST}  (ingestion {jid}: {REST}/#/job/completed/{jid}/overview; "
           f"profiles {pjid} keeps running)")
-    print("Stop the stack with `make down`; wipe its data with `make reset`.")
+    print("The profiles job holds both task slots: stop the stack with `make down` before `make test`; "
+          "wipe its data with `make reset`.")
     return 0 if ok else 1
 
 

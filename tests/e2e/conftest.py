@@ -22,6 +22,14 @@ def local_stack():
         if not comp.healthy():
             comp.start()
             started.append(name)
+    from local.flink_cluster import rest
+
+    overview = rest("/overview")
+    if overview["slots-available"] < 2:
+        jobs = [f"{j['name']} ({j['jid']})" for j in rest("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
+        pytest.fail(f"the local Flink cluster has {overview['slots-available']} free slots, the end-to-end tests "
+                    f"need 2: cancel the running jobs first (web UI, or `make down`), e.g. the profiles job "
+                    f"`make demo` leaves running: {', '.join(jobs) or '-'}", pytrace=False)
     yield BOOTSTRAP
     for name in reversed(started):
         stack.COMPONENTS[name].stop()
