@@ -176,8 +176,9 @@ def probe_event(template: dict, cookie: str, n: int) -> dict:
 
 def latency_run(session, args) -> dict:
     """Produce -> visible in Cassandra, for new profiles and for updates, with the job idle."""
-    codec = SchemaCatalog.load().codec("NormalizedEvent")
-    template = SchemaCatalog.load().decode(normalized_records(1, 7)[0])[1]
+    catalog = SchemaCatalog.load()
+    codec = catalog.codec("NormalizedEvent")
+    template = catalog.decode(normalized_records(1, 7)[0])[1]
     job = ProfilesJob(session, args.checkpoint_ms, args.coalesce_ms)
     samples: dict[str, list[float]] = {"create": [], "update": []}
     try:

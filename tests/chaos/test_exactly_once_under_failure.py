@@ -248,7 +248,8 @@ def test_profiles_job_killed_twice_while_events_flow_ends_equal_to_the_oracle(lo
             recoveries.append(wait_recovered(job.job_id, t0))
         feeder.join(timeout=300)
         assert not errors, errors
-        events = [SchemaCatalog.load().decode(v)[1] for v in values]
+        catalog = SchemaCatalog.load()
+        events = [catalog.decode(v)[1] for v in values]
         diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
     finally:
         cancel(job.job_id)

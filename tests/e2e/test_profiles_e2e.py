@@ -41,7 +41,8 @@ def result(local_stack, session):
                    for t, v in [(t, v) for e in events[:40] for t, v in observation_of(e).identifiers]}
     finally:
         cancel(job.job_id)
-    identity_events = [SchemaCatalog.load().decode(r.value)[1] for r in read_committed(bootstrap, run.identity)]
+    catalog = SchemaCatalog.load()
+    identity_events = [catalog.decode(r.value)[1] for r in read_committed(bootstrap, run.identity)]
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
     return events, diff, seconds, counters, lookups, identity_events
 

@@ -26,13 +26,13 @@ FEEDBACK = "moves"
 def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -> None:
     evs = list(events())
     random.Random(3).shuffle(evs)
-    codec = SchemaCatalog.load().codec("NormalizedEvent")
+    catalog = SchemaCatalog.load()
+    codec = catalog.codec("NormalizedEvent")
     inputs = [("normalized", codec.encode(e)) for e in evs]
     # an evicted atom coming back on the feedback topic, and one the graph never saw
     inputs.append((FEEDBACK, encode_moved_state(("customer_id", "cus_shared_a"), {"events": 0}, "p-x")))
     inputs.append((FEEDBACK, encode_moved_state(("cookie_id", "never-seen"), {"events": 0}, "p-y")))
 
-    catalog = SchemaCatalog.load()
     router = IdentityRouter(IdentityRules())
     want_commands, want_identity = [], []
     for topic, value in inputs:
