@@ -88,8 +88,8 @@ class ProfilesJob:
         self.topic = f"{self.prefix}.normalized"
         self.keyspace = f"bench_{uuid.uuid4().hex[:10]}"
         self.session = session
-        ensure_topics(BOOTSTRAP, partitions=2,
-                      topics=(self.topic, f"{self.prefix}.identity", f"{self.prefix}.profile-moves"))
+        ensure_topics(BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves"))
+        ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{self.prefix}.identity",))
         apply_schema(session, keyspace=self.keyspace)
         self._by_ids = session.prepare(f"SELECT profile_id, version FROM {self.keyspace}.profiles WHERE profile_id IN ?")
         self.env = {

@@ -7,7 +7,7 @@ from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.kafka import DeliveryGuarantee, KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import StreamTableEnvironment
 
-from models.config import check_transaction_timeout
+from models.config import check_ordered_topic, check_transaction_timeout
 
 _SOURCE_TABLE = "kafka_raw_events"
 
@@ -82,10 +82,24 @@ def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -
     return min(values)
 
 
-def check_against_broker(cfg) -> None:
-    """The transaction-timeout guard with the brokers' real limit (raises ``ConfigError``)."""
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int | None:
+    """Number of partitions of ``topic`` (None: it does not exist)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic=topic, timeout=timeout_s)
+    t = meta.topics.get(topic)
+    if t is None or t.error is not None:
+        return None
+    return len(t.partitions)
+
+
+def check_against_broker(cfg, ordered_topics: tuple[str, ...] = ()) -> None:
+    """The transaction-timeout guard with the brokers' real limit, and the single-partition
+    check of ``ordered_topics`` (raises ``ConfigError``)."""
     check_transaction_timeout(cfg.transaction_timeout_ms, cfg.checkpoint_timeout_ms, cfg.restart_delay_ms,
                               broker_transaction_max_timeout_ms(cfg.bootstrap_servers))
+    for topic in ordered_topics:
+        check_ordered_topic(topic, topic_partitions(cfg.bootstrap_servers, topic))
 
 
 def bytes_sink(cfg, topic: str) -> KafkaSink:
@@ -110,6 +124,10 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
             .build())
 
 
-def sink_bytes(stream: DataStream, cfg, topic: str) -> None:
-    stream.sink_to(bytes_sink(cfg, topic)).name(f"kafka-sink: {topic}").uid(f"kafka-sink-{topic}")
+def sink_bytes(stream: DataStream, cfg, topic: str, parallelism: int | None = None) -> None:
+    """Exactly-once sink of ``stream`` to ``topic``; ``parallelism`` 1 keeps the stream's
+    order when it comes from a single subtask (forward, chained to it)."""
+    sink = stream.sink_to(bytes_sink(cfg, topic)).name(f"kafka-sink: {topic}").uid(f"kafka-sink-{topic}")
+    if parallelism is not None:
+        sink.set_parallelism(parallelism)
 

@@ -46,7 +46,11 @@ def build_profiles(source: DataStream, cfg: ProfilesConfig, rules: IdentityRules
               .process(FoldProfiles(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.coalesce_ms,
                                     cfg.half_life_ms), output_type=Types.STRING())
               .name("fold-profiles").uid("fold-profiles"))
-    return ProfileStreams(commands.get_side_output(IDENTITY_TAG), folded.get_side_output(MOVED_TAG))
+    # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
+    # chains to route-identity and keeps journey.identity in resolution order
+    identity_events = commands.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
+    moved = folded.get_side_output(MOVED_TAG).name("moved-atoms")
+    return ProfileStreams(identity_events, moved)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.parse_args(argv)
     try:
         cfg = ProfilesConfig.from_env()
-        check_against_broker(cfg)
+        check_against_broker(cfg, ordered_topics=(cfg.identity_topic,))
     except ConfigError as e:
         print(f"profiles: configuration error: {e}", file=sys.stderr)
         return 2
@@ -71,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     source = (raw_kafka_source(t_env, cfg, topic_pattern=cfg.source_topic_pattern())
               .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE).name("topic-and-value"))
     streams = build_profiles(source, cfg)
-    sink_bytes(streams.identity_events, cfg, cfg.identity_topic)
+    # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
+    sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)
     sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)
     env.execute(cfg.job_name)
     return 0

@@ -28,11 +28,19 @@ ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
 TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "journey.dlq": {"retention.ms": str(7 * 24 * 3600 * 1000)},
 }
+#: topics whose partition count is fixed by design, whatever ``--partitions`` says.
+#: journey.identity is a change log in resolution order: the last ``identifier_linked`` of an
+#: identifier is its profile, which holds only within one partition (the profiles job refuses
+#: to start on an identity topic with more)
+FIXED_PARTITIONS: dict[str, int] = {"journey.identity": 1}
 
 
 def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
                   topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0) -> list[str]:
-    """Create missing topics; returns the names created. Existing topics are left alone."""
+    """Create missing topics; returns the names created. Existing topics are left alone.
+
+    ``partitions`` applies to every topic but those in :data:`FIXED_PARTITIONS`.
+    """
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -40,8 +48,9 @@ def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
     missing = [t for t in topics if t not in existing]
     if not missing:
         return []
-    futures = admin.create_topics([NewTopic(t, partitions, replication, config=TOPIC_CONFIG.get(t, {}))
-                                   for t in missing], operation_timeout=timeout_s)
+    new = [NewTopic(t, FIXED_PARTITIONS.get(t, partitions), replication, config=TOPIC_CONFIG.get(t, {}))
+           for t in missing]
+    futures = admin.create_topics(new, operation_timeout=timeout_s)
     created = []
     for name, fut in futures.items():
         try:

@@ -188,6 +188,28 @@ def _parse(name: str, raw: str, typ: object) -> object:
     return raw
 
 
+def check_ordered_topic(topic: str, partitions: int | None) -> None:
+    """Refuse an ordered change-log topic that is missing or has more than one partition.
+
+    The profiles job writes ``journey.identity`` from its single identity subtask in
+    resolution order; consumers take an identifier's last ``identifier_linked`` as its
+    profile, which only holds within one partition.
+
+    >>> check_ordered_topic("journey.identity", 1)
+    >>> check_ordered_topic("journey.identity", 6)
+    Traceback (most recent call last):
+    ...
+    models.config.ConfigError: topic 'journey.identity' has 6 partitions; it must have exactly 1 ...
+    """
+    if partitions is None:
+        raise ConfigError(f"topic {topic!r} does not exist: create it with 1 partition "
+                          f"(python -m k8s.topics, or make topics locally)")
+    if partitions != 1:
+        raise ConfigError(f"topic {topic!r} has {partitions} partitions; it must have exactly 1 (an ordered "
+                          f"change log: an identifier's last identifier_linked is its profile only within one "
+                          f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics)")
+
+
 def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms: int,
                               restart_delay_ms: int, broker_max_ms: int) -> None:
     """Refuse Kafka transaction timeouts that can lose committed output.

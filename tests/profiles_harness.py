@@ -16,7 +16,8 @@ from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
-from tests.profile_oracle import assert_same, oracle
+from models.identity import observation_of, resolve
+from tests.profile_oracle import RULES, assert_same, oracle
 
 
 def normalized_records(persons: int, seed: int, salt: str = "profiles-salt-0123456789") -> list[bytes]:
@@ -43,7 +44,8 @@ class ProfilesRun:
     def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
         run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves",
                   f"it_{uuid.uuid4().hex[:10]}")
-        ensure_topics(bootstrap, partitions=2, topics=(run.identity, run.feedback))
+        ensure_topics(bootstrap, partitions=2, topics=(run.feedback,))
+        ensure_topics(bootstrap, partitions=1, topics=(run.identity,))  # an ordered change log
         apply_schema(session, keyspace=run.keyspace)
         return run
 
@@ -62,6 +64,13 @@ class ProfilesRun:
         }
         env.update(extra)
         return env
+
+    def identity_events(self, bootstrap: str) -> list[dict]:
+        """The committed journey.identity records, in the order they were written."""
+        catalog = SchemaCatalog.load()
+        records = read_committed(bootstrap, self.identity)
+        assert {r.partition for r in records} <= {0}, "journey.identity must be one partition"
+        return [catalog.decode(r.value)[1] for r in sorted(records, key=lambda r: r.offset)]
 
     def normalized_events(self, bootstrap: str) -> list[dict]:
         catalog = SchemaCatalog.load()
@@ -119,3 +128,30 @@ def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict
             return diff, time.monotonic() - t0
         time.sleep(2)
 
+
+
+def identity_differences(identity_events: list[dict], events: list[dict]) -> list[str]:
+    """Where the committed journey.identity log differs from the offline oracle ``resolve()``
+    over ``events`` (empty: equal). A consumer that keeps each identifier's last
+    ``identifier_linked`` must know every identifier's profile, and every refusal of the
+    oracle must be announced. A record of a failed attempt that leaked past a restart (or one
+    the restart lost) shows here as a wrong or missing profile."""
+    res = resolve([observation_of(e) for e in events], RULES)
+    last: dict[tuple[str, str], str] = {}
+    for e in identity_events:
+        if e["kind"] == "identifier_linked":
+            last[(e["identifier_type"], e["identifier_hash"])] = e["profile_id"]
+    out = []
+    wrong = {n for n in set(last) | set(res.profile_of) if last.get(n) != res.profile_of.get(n)}
+    if wrong:
+        out.append(f"journey.identity: {len(wrong)} of {len(res.profile_of)} identifiers end in the wrong profile, "
+                   f"e.g. {sorted(wrong)[:2]}")
+    refused = {(e["identifier_type"], e["identifier_hash"], e["reason"]) for e in identity_events
+               if e["kind"] == "link_refused"}
+    missing = {(r.b[0], r.b[1], r.reason) for r in res.refused} - refused
+    if missing:
+        out.append(f"journey.identity: {len(missing)} refused links not announced, e.g. {sorted(missing)[:2]}")
+    self_merges = [e for e in identity_events if e["kind"] == "profile_merged" and e["from_profile_id"] == e["profile_id"]]
+    if self_merges:
+        out.append(f"journey.identity: {len(self_merges)} profile_merged records name one profile twice")
+    return out
