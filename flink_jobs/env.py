@@ -36,7 +36,8 @@ def embedded_python_path() -> str:
 
 
 def make_env(cfg, python_mode: str = "thread") -> tuple[StreamExecutionEnvironment, StreamTableEnvironment]:
-    """Environment with EXACTLY_ONCE checkpoints every ``cfg.checkpoint_interval_ms``.
+    """Environment with EXACTLY_ONCE checkpoints every ``cfg.checkpoint_interval_ms`` and
+    failure-rate restarts.
 
     ``cfg`` is any config with the checkpoint/restart fields of
     :class:`models.config.IngestConfig`.
@@ -55,9 +56,16 @@ def make_env(cfg, python_mode: str = "thread") -> tuple[StreamExecutionEnvironme
     # barriers overtake buffered records: a checkpoint under backpressure (a backlog, a slow
     # Python operator downstream) completes in about the time of one record, not of the queue
     conf.set_string("execution.checkpointing.unaligned.enabled", "true" if cfg.unaligned_checkpoints else "false")
-    conf.set_string("restart-strategy.type", "fixed-delay")
-    conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
-    conf.set_string("restart-strategy.fixed-delay.delay", f"{cfg.restart_delay_ms} ms")
+    # failure-rate, not fixed-delay: a fixed number of attempts counts every failure over the
+    # job's whole life, so a long-running job would eventually fail for good after its
+    # N-th lost TaskManager; this gives up only on a crash loop (0 attempts: never restart)
+    if cfg.restart_attempts == 0:
+        conf.set_string("restart-strategy.type", "none")
+    else:
+        conf.set_string("restart-strategy.type", "failure-rate")
+        conf.set_string("restart-strategy.failure-rate.max-failures-per-interval", str(cfg.restart_attempts))
+        conf.set_string("restart-strategy.failure-rate.failure-rate-interval", f"{cfg.restart_interval_ms} ms")
+        conf.set_string("restart-strategy.failure-rate.delay", f"{cfg.restart_delay_ms} ms")
     conf.set_string("state.backend.type", "rocksdb" if cfg.rocksdb else "hashmap")
     if cfg.rocksdb:
         conf.set_string("execution.checkpointing.incremental", "true")

@@ -29,6 +29,14 @@ class FlinkJobSettings:
         Checkpoint barriers overtake records queued between operators, so checkpoints
         complete quickly under backpressure (a backlog, a slow Python operator). The queued
         records are stored in the checkpoint instead.
+    restart_attempts, restart_interval_ms, restart_delay_ms:
+        Failure-rate restarts: after a failure the job restarts ``restart_delay_ms`` later,
+        as long as it failed at most ``restart_attempts`` times within the last
+        ``restart_interval_ms``; faster than that (a crash loop) it fails for good. Unlike a
+        fixed number of attempts, failures spread out in time (a lost TaskManager now and
+        then, over months) never use the allowance up. A TaskManager loss can cost a few
+        attempts: the JobManager retries the lost slots until the heartbeat times out.
+        ``restart_attempts`` 0: never restart.
     transaction_timeout_ms:
         Kafka producer transaction timeout of the exactly-once sinks. Must exceed checkpoint
         timeout + restart delay (a transaction must outlive the slowest checkpoint plus a
@@ -45,6 +53,7 @@ class FlinkJobSettings:
     checkpoint_timeout_ms: int = 60_000
     restart_delay_ms: int = 5_000
     restart_attempts: int = 10
+    restart_interval_ms: int = 300_000
     rocksdb: bool = True
     unaligned_checkpoints: bool = True
     jars: tuple[str, ...] = field(default_factory=tuple)
@@ -53,9 +62,13 @@ class FlinkJobSettings:
     broker_transaction_max_timeout_ms: int = 900_000
 
     def __post_init__(self) -> None:
-        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms"):
+        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms",
+                     "restart_interval_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("restart_attempts", "restart_delay_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if not _PREFIX.match(self.transactional_id_prefix):
             raise ConfigError(f"transactional_id_prefix={self.transactional_id_prefix!r} must match {_PREFIX.pattern}")
         check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,

@@ -71,7 +71,7 @@ def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_n
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "tmkill")
     feed = Feed(bootstrap, topics, persons=450, seed=401)
-    job = submit("flink_jobs.ingestion", topics.job_env(bootstrap, JOURNEY_RESTART_DELAY_MS="1000"), detached=True)
+    job = submit("flink_jobs.ingestion", topics.job_env(bootstrap), detached=True)
     wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
     recoveries = []
     try:
@@ -91,6 +91,21 @@ def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_n
     assert mismatches == 0
 
 
+def kill_jobmanager_and_restart() -> float:
+    """SIGKILL the JobManager (no HA: its jobs are gone), start a new one and wait until it
+    answers; returns the monotonic time of the kill."""
+    for pid in stack.flink_pids("standalonesession"):
+        os.kill(pid, signal.SIGKILL)
+    t0 = time.monotonic()
+    time.sleep(2)
+    stack.flink_daemon("jobmanager.sh", "start")
+    deadline = time.monotonic() + 90
+    while not stack.COMPONENTS["flink"].healthy():
+        assert time.monotonic() < deadline, "JobManager did not come back"
+        time.sleep(1)
+    return t0
+
+
 def _latest_checkpoint(job_id: str) -> str:
     chk = latest_checkpoint(job_id)
     assert chk is not None, f"no retained checkpoint of {job_id}"
@@ -106,17 +121,8 @@ def test_jobmanager_killed_and_job_resumed_from_the_retained_checkpoint_is_exact
     job = submit("flink_jobs.ingestion", env, detached=True)
     wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
     wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
-    for pid in stack.flink_pids("standalonesession"):
-        os.kill(pid, signal.SIGKILL)
-    t0 = time.monotonic()
-    time.sleep(2)
-    checkpoint = _latest_checkpoint(job.job_id)
-    stack.flink_daemon("jobmanager.sh", "start")
-    deadline = time.monotonic() + 90
-    while not stack.COMPONENTS["flink"].healthy():
-        assert time.monotonic() < deadline, "JobManager did not come back"
-        time.sleep(1)
-    resumed = submit("flink_jobs.ingestion", env, detached=True, savepoint=checkpoint)
+    t0 = kill_jobmanager_and_restart()
+    resumed = submit("flink_jobs.ingestion", env, detached=True, savepoint=_latest_checkpoint(job.job_id))
     recovery = wait_recovered(resumed.job_id, t0)
     try:
         compared, mismatches = finish_and_compare(bootstrap, topics, feed, resumed.job_id)
@@ -205,57 +211,142 @@ def test_arbitrary_bytes_never_crash_the_job_and_every_record_is_counted(local_s
     assert sorted(catalog.decode(r.value)[1]["event_id"] for r in normalized) == truth.valid_event_ids
 
 
-def test_profiles_job_killed_twice_while_events_flow_ends_equal_to_the_oracle(local_stack, session, chaos_report):
-    """The identity + profiles job (feedback topic, Cassandra writes) with its TaskManagers
-    killed after completed checkpoints while normalized events flow: after the restarts the
-    job replays from the checkpoint, possibly in another interleaving of the input
-    partitions, and Cassandra must still equal the offline oracle exactly (no lost moved
-    state, no stale row from the failed attempts, links to the right profiles)."""
-    from confluent_kafka import Producer
+class NormalizedFeed:
+    """NormalizedEvent values of a generated data set, produced to the profiles job's input
+    at ``rate`` per second in the background (the ingestion job is not part of these runs:
+    its own scenarios above cover it)."""
 
-    from models.avro_codec import SchemaCatalog
-    from tests.profiles_harness import ProfilesRun, normalized_records, wait_until_cassandra_equals_oracle
+    def __init__(self, bootstrap: str, topic: str, persons: int, seed: int, rate: float = 400.0) -> None:
+        from tests.profiles_harness import normalized_records
 
-    bootstrap = local_stack
-    topics = Topics.create(bootstrap, "pkill")
-    run = ProfilesRun.create(bootstrap, topics, session)
-    values = normalized_records(persons=150, seed=405)
-    errors: list[BaseException] = []
+        self.values = normalized_records(persons=persons, seed=seed)
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, rate), daemon=True)
+        self._thread.start()
 
-    def feed() -> None:
+    def _run(self, bootstrap: str, topic: str, rate: float) -> None:
+        from confluent_kafka import Producer
+
         try:
             p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-            for i, v in enumerate(values):
-                p.produce(topics.normalized, value=v, partition=i % 2)
+            for i, v in enumerate(self.values):
+                p.produce(topic, value=v, partition=i % 2)
                 if i % 50 == 0:
                     p.poll(0)
-                    time.sleep(50 / 400)  # ~400 events/s
+                    time.sleep(50 / rate)
             assert p.flush(60) == 0
-        except BaseException as e:  # reported below
-            errors.append(e)
+        except BaseException as e:  # reported by join()
+            self.error = e
 
-    job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_RESTART_DELAY_MS="1000"), detached=True)
+    def join(self) -> None:
+        self._thread.join(timeout=300)
+        assert self.error is None, f"producing failed: {self.error}"
+
+
+def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedFeed) -> list[str]:
+    """After the feed ends: wait until Cassandra equals the oracle (profiles and identity
+    links), then compare the committed journey.identity log with it too."""
+    from models.avro_codec import SchemaCatalog
+    from tests.profiles_harness import identity_differences, wait_until_cassandra_equals_oracle
+
+    feed.join()
+    catalog = SchemaCatalog.load()
+    events = [catalog.decode(v)[1] for v in feed.values]
+    diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
+    return diff + identity_differences(run.identity_events(bootstrap), events)
+
+
+@pytest.fixture
+def profiles_run(local_stack, session):
+    """A profiles run of its own (input, identity and feedback topics, keyspace), dropped after."""
+    from tests.profiles_harness import ProfilesRun
+
+    run = ProfilesRun.create(local_stack, Topics.create(local_stack, "pchaos"), session)
+    yield run
+    session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
+
+
+def test_profiles_job_with_taskmanagers_killed_three_times_ends_equal_to_the_oracle(
+        local_stack, session, profiles_run, chaos_report):
+    """The identity + profiles job (feedback topic, Cassandra writes) with a TaskManager
+    killed after each of 3 completed checkpoints while normalized events flow: after the
+    restarts the job replays from the checkpoint, possibly in another interleaving of the
+    input partitions, and Cassandra and journey.identity must still equal the offline oracle
+    exactly (no lost moved state, no stale row from the failed attempts, links to the right
+    profiles, no identity record of a failed attempt)."""
+    bootstrap, run = local_stack, profiles_run
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
     recoveries = []
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
-        feeder = threading.Thread(target=feed, daemon=True)
-        feeder.start()
-        for k in range(2):
+        feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=405)
+        for k in range(3):
             wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
             os.kill(stack.flink_pids("taskexecutor")[k % 2], signal.SIGKILL)
             t0 = time.monotonic()
             stack.flink_daemon("taskmanager.sh", "start")
             recoveries.append(wait_recovered(job.job_id, t0))
-        feeder.join(timeout=300)
-        assert not errors, errors
-        catalog = SchemaCatalog.load()
-        events = [catalog.decode(v)[1] for v in values]
-        diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
+        diff = profiles_outputs_differences(bootstrap, session, run, feed)
     finally:
         cancel(job.job_id)
-        session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
-    chaos_report.append({"scenario": "profiles: kill TaskManager x2", "faults": len(recoveries),
-                         "compared": len(values), "mismatches": len(diff), "recovery_s": recoveries})
+    chaos_report.append({"scenario": "profiles: kill TaskManager x3", "faults": len(recoveries),
+                         "compared": len(feed.values), "mismatches": len(diff), "recovery_s": recoveries})
+    assert len(recoveries) == 3
+    assert diff == []
+
+
+@pytest.mark.chaos_long
+def test_profiles_job_resumed_from_the_retained_checkpoint_after_a_jobmanager_kill_is_exact(
+        local_stack, session, profiles_run, chaos_report):
+    """The JobManager is killed while events flow (its TaskManagers lose the job; their
+    last Cassandra writes may land after the kill); the job is resubmitted from the newest
+    retained checkpoint. Cassandra and journey.identity must equal the oracle."""
+    bootstrap, run = local_stack, profiles_run
+    env = run.job_env(bootstrap)
+    job = submit("flink_jobs.profiles", env, detached=True)
+    wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+    feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=408)
+    wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 2)
+    t0 = kill_jobmanager_and_restart()
+    resumed = submit("flink_jobs.profiles", env, detached=True, savepoint=_latest_checkpoint(job.job_id))
+    try:
+        recovery = wait_recovered(resumed.job_id, t0)
+        diff = profiles_outputs_differences(bootstrap, session, run, feed)
+    finally:
+        cancel(resumed.job_id)
+    chaos_report.append({"scenario": "profiles: kill JobManager, resume", "faults": 1, "compared": len(feed.values),
+                         "mismatches": len(diff), "recovery_s": [recovery]})
+    assert diff == []
+
+
+@pytest.mark.chaos_long
+def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_then_two_is_exact(
+        local_stack, session, profiles_run, chaos_report):
+    """Stop-with-savepoint (no drain) while events flow, so the savepoints hold unflushed
+    profiles with their pending coalescing timers, writes not yet confirmed and moved state
+    in the feedback topic; resume at parallelism 1, then again at 2 (keyed profile state
+    and timers are redistributed). Cassandra and journey.identity must equal the oracle."""
+    bootstrap, run = local_stack, profiles_run
+    savepoints = f"file://{stack.DATA / 'flink' / 'savepoints'}"
+    # a long coalescing window: profiles are still dirty, their timers pending, at each stop
+    env = dict(JOURNEY_PARALLELISM="2", JOURNEY_COALESCE_MS="3000")
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True)
+    wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+    feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=409)
+    recoveries = []
+    try:
+        for parallelism in ("1", "2"):
+            wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
+            t0 = time.monotonic()
+            path = stop_with_savepoint(job.job_id, savepoints)
+            env["JOURNEY_PARALLELISM"] = parallelism
+            job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True, savepoint=path)
+            recoveries.append(wait_recovered(job.job_id, t0))
+        diff = profiles_outputs_differences(bootstrap, session, run, feed)
+    finally:
+        cancel(job.job_id)
+    chaos_report.append({"scenario": "profiles: savepoint 2->1->2", "faults": 2, "compared": len(feed.values),
+                         "mismatches": len(diff), "recovery_s": recoveries})
     assert diff == []
 
 

@@ -200,3 +200,11 @@ def test_transaction_timeout_must_cover_checkpoint_timeout_plus_restart_delay() 
     with pytest.raises(ConfigError, match="transaction.max.timeout.ms"):
         check_transaction_timeout(1_000_000, 60_000, 5_000, 900_000)
     check_transaction_timeout(65_001, 60_000, 5_000, 900_000)
+
+
+def test_restart_settings_are_refused_when_negative_or_without_an_interval() -> None:
+    with pytest.raises(ConfigError, match="restart_attempts must not be negative"):
+        IngestConfig(pii_salt=SALT, restart_attempts=-1)
+    with pytest.raises(ConfigError, match="restart_interval_ms must be positive"):
+        IngestConfig(pii_salt=SALT, restart_interval_ms=0)
+    assert IngestConfig(pii_salt=SALT, restart_attempts=0).restart_attempts == 0  # never restart

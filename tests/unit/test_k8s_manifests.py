@@ -133,10 +133,11 @@ def test_flink_deployment_checkpoints_exactly_once_every_2_s_with_retained_rocks
         assert re.match(r"^(s3|file|gs|abfss|hdfs)://", flink_conf[key]), f"{key}={flink_conf[key]!r}"
 
 
-def test_flink_deployment_restarts_with_fixed_delay_10_times_5_s_apart(flink_conf):
-    assert flink_conf["restart-strategy.type"] == "fixed-delay"
-    assert int(flink_conf["restart-strategy.fixed-delay.attempts"]) == 10
-    assert duration_ms(flink_conf["restart-strategy.fixed-delay.delay"]) == 5_000
+def test_flink_deployment_restarts_5_s_apart_failing_only_on_more_than_10_failures_in_5_min(flink_conf):
+    assert flink_conf["restart-strategy.type"] == "failure-rate"
+    assert int(flink_conf["restart-strategy.failure-rate.max-failures-per-interval"]) == 10
+    assert duration_ms(flink_conf["restart-strategy.failure-rate.failure-rate-interval"]) == 300_000
+    assert duration_ms(flink_conf["restart-strategy.failure-rate.delay"]) == 5_000
 
 
 def test_flink_deployment_uses_the_images_python(flink_conf):
@@ -148,7 +149,7 @@ def test_flink_deployment_uses_the_images_python(flink_conf):
 def test_transaction_timeout_in_configmap_passes_the_jobs_guard_with_the_deployments_timings(config_map, flink_conf):
     tx = int(config_map["JOURNEY_TRANSACTION_TIMEOUT_MS"])
     checkpoint_timeout = duration_ms(flink_conf["execution.checkpointing.timeout"])
-    restart_delay = duration_ms(flink_conf["restart-strategy.fixed-delay.delay"])
+    restart_delay = duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
     broker_max = int(config_map["JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS"])
     check_transaction_timeout(tx, checkpoint_timeout, restart_delay, broker_max)  # raises if unsafe
     # and the guard would bite if someone raised the checkpoint timeout past it
@@ -160,8 +161,11 @@ def test_configmap_timings_equal_the_flink_configuration(config_map, flink_conf)
     # flink_jobs/env.py applies the JOURNEY_* values to the job, overriding the cluster's
     assert int(config_map["JOURNEY_CHECKPOINT_INTERVAL_MS"]) == duration_ms(flink_conf["execution.checkpointing.interval"])
     assert int(config_map["JOURNEY_CHECKPOINT_TIMEOUT_MS"]) == duration_ms(flink_conf["execution.checkpointing.timeout"])
-    assert int(config_map["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.fixed-delay.delay"])
-    assert int(config_map["JOURNEY_RESTART_ATTEMPTS"]) == int(flink_conf["restart-strategy.fixed-delay.attempts"])
+    assert int(config_map["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
+    assert int(config_map["JOURNEY_RESTART_ATTEMPTS"]) == int(
+        flink_conf["restart-strategy.failure-rate.max-failures-per-interval"])
+    assert int(config_map["JOURNEY_RESTART_INTERVAL_MS"]) == duration_ms(
+        flink_conf["restart-strategy.failure-rate.failure-rate-interval"])
     assert config_map["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
     assert config_map["JOURNEY_UNALIGNED_CHECKPOINTS"] == flink_conf["execution.checkpointing.unaligned.enabled"]
 
