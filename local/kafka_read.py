@@ -61,3 +61,18 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
                 for p in md.topics[topic].partitions}
     finally:
         c.close()
+
+
+def group_lag(bootstrap: str, group: str, topic: str) -> int:
+    """Records of ``topic`` past the offsets ``group`` committed (a Flink job commits its
+    source offsets on each completed checkpoint); a partition with no commit counts whole."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
+        lag = 0
+        for tp in c.committed(parts, timeout=10):
+            low, high = c.get_watermark_offsets(tp, timeout=10)
+            lag += high - (tp.offset if tp.offset >= 0 else low)
+        return lag
+    finally:
+        c.close()

@@ -322,23 +322,40 @@ def test_profiles_job_resumed_from_the_retained_checkpoint_after_a_jobmanager_ki
 @pytest.mark.chaos_long
 def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_then_two_is_exact(
         local_stack, session, profiles_run, chaos_report):
-    """Stop-with-savepoint (no drain) while events flow, so the savepoints hold unflushed
-    profiles with their pending coalescing timers, writes not yet confirmed and moved state
-    in the feedback topic; resume at parallelism 1, then again at 2 (keyed profile state
-    and timers are redistributed). Cassandra and journey.identity must equal the oracle."""
+    """Stop-with-savepoint (no drain) while events flow and resume at parallelism 1; once
+    every event is consumed, stop again and resume at 2. Profiles are written 10 s after
+    they change, so the second savepoint holds profiles newer than Cassandra, with their
+    coalescing timers pending: Cassandra differs from the oracle at that stop (checked), and
+    after it no event arrives, so only the restored state and timers, redistributed over two
+    subtasks, can make Cassandra (and journey.identity) equal to the oracle."""
+    from local.kafka_read import group_lag
+    from models.avro_codec import SchemaCatalog
+    from tests.profiles_harness import differences, read_cassandra
+
     bootstrap, run = local_stack, profiles_run
     savepoints = f"file://{stack.DATA / 'flink' / 'savepoints'}"
-    # a long coalescing window: profiles are still dirty, their timers pending, at each stop
-    env = dict(JOURNEY_PARALLELISM="2", JOURNEY_COALESCE_MS="3000")
+    env = dict(JOURNEY_PARALLELISM="2", JOURNEY_COALESCE_MS="10000")
+    group = run.job_env(bootstrap)["JOURNEY_GROUP_ID"]
     job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True)
     wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
     feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=409)
-    recoveries = []
+    recoveries, behind_at_stop = [], []
     try:
         for parallelism in ("1", "2"):
-            wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
+            if parallelism == "1":
+                wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
+            else:  # every event consumed and checkpointed: nothing new arrives after this stop
+                feed.join()
+                deadline = time.monotonic() + 180
+                while group_lag(bootstrap, group, run.topics.normalized) > 0:
+                    assert time.monotonic() < deadline, "the job did not consume its input"
+                    time.sleep(1)
             t0 = time.monotonic()
             path = stop_with_savepoint(job.job_id, savepoints)
+            if parallelism == "2":
+                catalog = SchemaCatalog.load()
+                events = [catalog.decode(v)[1] for v in feed.values]
+                behind_at_stop = differences(read_cassandra(session, run.keyspace), events)
             env["JOURNEY_PARALLELISM"] = parallelism
             job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True, savepoint=path)
             recoveries.append(wait_recovered(job.job_id, t0))
@@ -347,6 +364,8 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
         cancel(job.job_id)
     chaos_report.append({"scenario": "profiles: savepoint 2->1->2", "faults": 2, "compared": len(feed.values),
                          "mismatches": len(diff), "recovery_s": recoveries})
+    print(f"\nCassandra at the last stop (pending in the savepoint): {behind_at_stop}")
+    assert behind_at_stop, "the last savepoint should hold profile changes not yet in Cassandra"
     assert diff == []
 
 
