@@ -10,6 +10,7 @@ mismatch raises :class:`SchemaError` instead of leaving writers to fail later.
 Command line (``make up`` starts Cassandra first)::
 
     python -m state.cassandra_schema [--host 127.0.0.1] [--port 9042] [--keyspace journey]
+                                     [--replication '{"class": "NetworkTopologyStrategy", "dc1": 3}']
 
 From Python::
 
@@ -214,6 +215,58 @@ def rename_keyspace(statement: str, keyspace: str, original: str = DEFAULT_KEYSP
     return "".join(out)
 
 
+_REPLICATION = re.compile(r"(?is)(\bWITH\s+replication\s*=\s*)\{[^}]*\}")
+_STRATEGIES = ("SimpleStrategy", "NetworkTopologyStrategy")
+
+
+def replication_map(replication: dict[str, object]) -> str:
+    """A validated CQL replication map from a dict (the ``--replication`` JSON).
+
+    ``class`` is ``SimpleStrategy`` (with ``replication_factor``) or
+    ``NetworkTopologyStrategy`` (with a factor per data centre); factors are positive integers.
+
+    Examples
+    --------
+    >>> replication_map({"class": "NetworkTopologyStrategy", "dc1": 3})
+    "{'class': 'NetworkTopologyStrategy', 'dc1': '3'}"
+    >>> replication_map({"class": "NetworkTopologyStrategy"})
+    Traceback (most recent call last):
+    ...
+    ValueError: replication {'class': 'NetworkTopologyStrategy'}: NetworkTopologyStrategy needs a replication factor per data centre, e.g. {"class": "NetworkTopologyStrategy", "dc1": 3}
+    """
+    if not isinstance(replication, dict):
+        raise ValueError(f"replication {replication!r} must be a JSON object with a class")
+    cls = replication.get("class")
+    factors = {k: v for k, v in replication.items() if k != "class"}
+    if cls not in _STRATEGIES:
+        raise ValueError(f"replication {replication}: class must be one of {', '.join(_STRATEGIES)}")
+    if cls == "SimpleStrategy" and set(factors) != {"replication_factor"}:
+        raise ValueError(f"replication {replication}: SimpleStrategy takes exactly replication_factor")
+    if cls == "NetworkTopologyStrategy" and not factors:
+        raise ValueError(f"replication {replication}: NetworkTopologyStrategy needs a replication factor per "
+                         f'data centre, e.g. {{"class": "NetworkTopologyStrategy", "dc1": 3}}')
+    for name, factor in factors.items():
+        if not re.fullmatch(r"\w+", name) or not str(factor).isdigit() or int(str(factor)) < 1:
+            raise ValueError(f"replication {replication}: {name}={factor!r} must be a data centre name with a "
+                             f"positive integer factor")
+    entries = [f"'class': '{cls}'"] + [f"'{k}': '{int(str(v))}'" for k, v in factors.items()]
+    return "{" + ", ".join(entries) + "}"
+
+
+def set_replication(statement: str, replication: dict[str, object]) -> str:
+    """Replace the replication map of a ``CREATE KEYSPACE`` statement (others unchanged).
+
+    >>> set_replication("CREATE KEYSPACE IF NOT EXISTS journey WITH replication = "
+    ...                 "{'class': 'SimpleStrategy', 'replication_factor': 1} AND durable_writes = true",
+    ...                 {"class": "NetworkTopologyStrategy", "dc1": 3})
+    "CREATE KEYSPACE IF NOT EXISTS journey WITH replication = {'class': 'NetworkTopologyStrategy', 'dc1': '3'} AND durable_writes = true"
+    """
+    if not re.match(r"(?is)^\s*CREATE\s+KEYSPACE\b", statement):
+        return statement
+    cql = replication_map(replication)
+    return _REPLICATION.sub(lambda m: m.group(1) + cql, statement, count=1)
+
+
 def load_statements(cql_path: str | Path = DEFAULT_CQL_PATH, keyspace: str | None = None) -> list[str]:
     """Read the CQL file as statements, optionally moved to another keyspace.
 
@@ -318,7 +371,7 @@ def _verify_tables(session: Session, statements: list[str]) -> None:
 
 def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str | Path = DEFAULT_CQL_PATH, *,
                  keyspace: str | None = None, port: int = DEFAULT_PORT, agreement_timeout: float = 30.0,
-                 verify: bool = True) -> list[str]:
+                 verify: bool = True, replication: dict[str, object] | None = None) -> list[str]:
     """Run every statement of the CQL file, idempotently, waiting for schema agreement.
 
     Parameters
@@ -335,6 +388,10 @@ def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str 
         Seconds to wait for schema agreement after each statement.
     verify : bool
         Check afterwards that each table has the file's columns with the file's types.
+    replication : dict, optional
+        The keyspace's replication instead of the file's local ``SimpleStrategy``, RF 1 (see
+        :func:`replication_map`). Like every statement it applies only when the keyspace is
+        created; an existing keyspace keeps its replication (``ALTER KEYSPACE`` by hand).
 
     Returns
     -------
@@ -349,6 +406,8 @@ def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str 
         If agreement is not reached in time or an existing table differs from the file.
     """
     statements = load_statements(cql_path, keyspace)
+    if replication is not None:
+        statements = [set_replication(st, replication) for st in statements]
     owned = not isinstance(session_or_hosts, Session)
     session = connect(session_or_hosts, port) if owned else session_or_hosts
     try:
@@ -372,9 +431,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help="native port (default %(default)s)")
     ap.add_argument("--keyspace", default=DEFAULT_KEYSPACE, help="keyspace (default %(default)s)")
     ap.add_argument("--cql", default=str(DEFAULT_CQL_PATH), help="CQL file (default state/schema.cql)")
+    ap.add_argument("--replication", help="keyspace replication as JSON, e.g. "
+                    '\'{"class": "NetworkTopologyStrategy", "dc1": 3}\' (default: the file\'s SimpleStrategy, RF 1)')
     args = ap.parse_args(argv)
+    replication = None
+    if args.replication:
+        import json
+
+        try:
+            replication = json.loads(args.replication)
+            replication_map(replication)
+        except ValueError as exc:
+            print(f"error: --replication: {exc}", file=sys.stderr)
+            return 2
     try:
-        statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port)
+        statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port,
+                                  replication=replication)
     except CassandraUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

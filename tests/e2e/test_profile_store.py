@@ -229,6 +229,23 @@ def test_applying_the_schema_twice_is_fine(session, keyspace, store):
     assert cassandra_schema.main(["--port", str(stack.CASSANDRA_PORT), "--keyspace", keyspace]) == 0
 
 
+def test_the_command_line_creates_the_keyspace_with_the_replication_given(session):
+    """What the k8s schema Job does (NetworkTopologyStrategy), against the local node's data centre."""
+    ks = f"journey_test_{uuid.uuid4().hex[:12]}"
+    dc = next(iter(session.cluster.metadata.all_hosts()))
+    try:
+        assert cassandra_schema.main(["--port", str(stack.CASSANDRA_PORT), "--keyspace", ks, "--replication",
+                                      f'{{"class": "NetworkTopologyStrategy", "{dc.datacenter}": 1}}']) == 0
+        row = session.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one()
+        assert row.replication == {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy",
+                                   dc.datacenter: "1"}
+        tables = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))
+        assert {r.table_name for r in tables} == {"profiles", "identity_links"}
+    finally:
+        session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
+    assert cassandra_schema.main(["--keyspace", ks, "--replication", '{"class": "NetworkTopologyStrategy"}']) == 2
+
+
 def test_an_existing_table_that_differs_from_the_file_is_reported(session):
     ks = f"journey_test_{uuid.uuid4().hex[:12]}"
     session.execute(f"CREATE KEYSPACE {ks} WITH replication = {{'class': 'SimpleStrategy', 'replication_factor': 1}}")
