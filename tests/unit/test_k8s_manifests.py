@@ -19,11 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # runnable without a conftest/pyproject pythonpath setting
     sys.path.insert(0, str(ROOT))
 
-from k8s.topics import INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
+from k8s.topics import FIXED_PARTITIONS, INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
 from models.avro_codec import SchemaCatalog  # noqa: E402
-from models.config import ConfigError, IngestConfig, check_transaction_timeout  # noqa: E402
+from models.config import ConfigError, IngestConfig, ProfilesConfig, check_transaction_timeout  # noqa: E402
 from models.events import EVENT_TYPES, IDENTIFIER_TYPES, PAYLOAD_OF, validate_event  # noqa: E402
 from models.ingest import DEAD_LETTER_REASONS, Accepted, IngestSettings, Ingestor, SourceRecord  # noqa: E402
+from state.cassandra_schema import replication_map  # noqa: E402
 
 K8S = ROOT / "k8s"
 DOCS = ROOT / "docs" / "events.md"
@@ -37,10 +38,35 @@ def _docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
 
-def _one(kind: str) -> dict[str, Any]:
-    found = [d for p in MANIFESTS for d in _docs(p) if d.get("kind") == kind]
-    assert len(found) == 1, f"expected exactly one {kind} in k8s/*.yaml, found {len(found)}"
+def _all(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for p in MANIFESTS for d in _docs(p) if d.get("kind") == kind}
+
+
+def _one(kind: str, name: str | None = None) -> dict[str, Any]:
+    found = [d for n, d in _all(kind).items() if name is None or n == name]
+    assert len(found) == 1, f"expected exactly one {kind} {name or ''} in k8s/*.yaml, found {len(found)}"
     return found[0]
+
+
+#: the FlinkDeployments and the Python module each runs
+JOBS = {"journey-ingestion": "flink_jobs.ingestion", "journey-profiles": "flink_jobs.profiles"}
+
+
+def _main_container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers = deployment["spec"]["podTemplate"]["spec"]["containers"]
+    (c,) = [c for c in containers if c["name"] == "flink-main-container"]
+    return c
+
+
+def job_env(deployment: dict[str, Any]) -> dict[str, str]:
+    """The JOURNEY_* variables the job's pods get: the envFrom ConfigMaps in order (a later one
+    wins for a key in both, as in Kubernetes), then the container's plain ``env`` values."""
+    c = _main_container(deployment)
+    env: dict[str, str] = {}
+    for source in c.get("envFrom", []):
+        env.update(_one("ConfigMap", source["configMapRef"]["name"])["data"])
+    env.update({e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e})
+    return env
 
 
 _UNITS_MS = {"ms": 1, "s": 1000, "min": 60_000}
@@ -53,9 +79,9 @@ def duration_ms(value: object) -> int:
     return int(m.group(1)) * _UNITS_MS[m.group(2) or "ms"]
 
 
-@pytest.fixture(scope="module")
-def deployment() -> dict[str, Any]:
-    return _one("FlinkDeployment")
+@pytest.fixture(scope="module", params=sorted(JOBS))
+def deployment(request) -> dict[str, Any]:
+    return _one("FlinkDeployment", request.param)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +91,12 @@ def flink_conf(deployment) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def config_map() -> dict[str, str]:
-    return _one("ConfigMap")["data"]
+    return _one("ConfigMap", "journey-config")["data"]
+
+
+@pytest.fixture(scope="module")
+def env(deployment) -> dict[str, str]:
+    return job_env(deployment)
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +106,7 @@ def secret() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def main_container(deployment) -> dict[str, Any]:
-    containers = deployment["spec"]["podTemplate"]["spec"]["containers"]
-    (c,) = [c for c in containers if c["name"] == "flink-main-container"]
-    return c
+    return _main_container(deployment)
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +123,9 @@ def catalog() -> SchemaCatalog:
 
 def test_there_are_manifests_to_check():
     names = {p.name for p in MANIFESTS}
-    assert {"flinkdeployment-ingestion.yaml", "configmap.yaml", "secret.example.yaml", "topics-job.yaml"} <= names
+    assert {"flinkdeployment-ingestion.yaml", "configmap.yaml", "secret.example.yaml", "topics-job.yaml",
+            "flinkdeployment-profiles.yaml", "configmap-profiles.yaml", "cassandra-schema-job.yaml"} <= names
+    assert set(_all("FlinkDeployment")) == set(JOBS)
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.name)
@@ -107,7 +138,7 @@ def test_every_manifest_parses_as_kubernetes_objects(path):
         assert d["metadata"].get("namespace") == "journey", f"{path.name}: {d['kind']} not in namespace journey"
 
 
-def test_flink_deployment_runs_the_python_ingestion_job_in_application_mode(deployment):
+def test_flink_deployment_runs_its_python_job_in_application_mode(deployment):
     assert deployment["apiVersion"] == "flink.apache.org/v1beta1"
     spec = deployment["spec"]
     assert spec["flinkVersion"] == "v2_2"
@@ -115,7 +146,7 @@ def test_flink_deployment_runs_the_python_ingestion_job_in_application_mode(depl
     assert job["jarURI"] == "local:///opt/flink/opt/flink-python-2.2.1.jar"
     assert job["entryClass"] == "org.apache.flink.client.python.PythonDriver"
     args = job["args"]
-    assert args[args.index("-pym") + 1] == "flink_jobs.ingestion"
+    assert args[args.index("-pym") + 1] == JOBS[deployment["metadata"]["name"]]
     assert args[args.index("-pyfs") + 1] == "/opt/journey"
     assert job["upgradeMode"] == "savepoint"
     assert job["state"] == "running"
@@ -146,37 +177,39 @@ def test_flink_deployment_uses_the_images_python(flink_conf):
     assert "/opt/venv" in (K8S / "Dockerfile").read_text()
 
 
-def test_transaction_timeout_in_configmap_passes_the_jobs_guard_with_the_deployments_timings(config_map, flink_conf):
-    tx = int(config_map["JOURNEY_TRANSACTION_TIMEOUT_MS"])
+def test_transaction_timeout_in_configmap_passes_the_jobs_guard_with_the_deployments_timings(env, flink_conf):
+    tx = int(env["JOURNEY_TRANSACTION_TIMEOUT_MS"])
     checkpoint_timeout = duration_ms(flink_conf["execution.checkpointing.timeout"])
     restart_delay = duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
-    broker_max = int(config_map["JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS"])
+    broker_max = int(env["JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS"])
     check_transaction_timeout(tx, checkpoint_timeout, restart_delay, broker_max)  # raises if unsafe
     # and the guard would bite if someone raised the checkpoint timeout past it
     with pytest.raises(ConfigError):
         check_transaction_timeout(tx, tx, restart_delay, broker_max)
 
 
-def test_configmap_timings_equal_the_flink_configuration(config_map, flink_conf):
+def test_configmap_timings_equal_the_flink_configuration(env, flink_conf):
     # flink_jobs/env.py applies the JOURNEY_* values to the job, overriding the cluster's
-    assert int(config_map["JOURNEY_CHECKPOINT_INTERVAL_MS"]) == duration_ms(flink_conf["execution.checkpointing.interval"])
-    assert int(config_map["JOURNEY_CHECKPOINT_TIMEOUT_MS"]) == duration_ms(flink_conf["execution.checkpointing.timeout"])
-    assert int(config_map["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
-    assert int(config_map["JOURNEY_RESTART_ATTEMPTS"]) == int(
+    assert int(env["JOURNEY_CHECKPOINT_INTERVAL_MS"]) == duration_ms(flink_conf["execution.checkpointing.interval"])
+    assert int(env["JOURNEY_CHECKPOINT_TIMEOUT_MS"]) == duration_ms(flink_conf["execution.checkpointing.timeout"])
+    assert int(env["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
+    assert int(env["JOURNEY_RESTART_ATTEMPTS"]) == int(
         flink_conf["restart-strategy.failure-rate.max-failures-per-interval"])
-    assert int(config_map["JOURNEY_RESTART_INTERVAL_MS"]) == duration_ms(
+    assert int(env["JOURNEY_RESTART_INTERVAL_MS"]) == duration_ms(
         flink_conf["restart-strategy.failure-rate.failure-rate-interval"])
-    assert config_map["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
-    assert config_map["JOURNEY_UNALIGNED_CHECKPOINTS"] == flink_conf["execution.checkpointing.unaligned.enabled"]
+    assert env["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
+    assert env["JOURNEY_UNALIGNED_CHECKPOINTS"] == flink_conf["execution.checkpointing.unaligned.enabled"]
 
 
-def test_job_parallelism_env_equals_the_deployments_parallelism(deployment, main_container, config_map):
+def test_job_parallelism_env_equals_the_deployments_parallelism(deployment, main_container):
     env = {e["name"]: e for e in main_container.get("env", [])}
     assert int(env["JOURNEY_PARALLELISM"]["value"]) == deployment["spec"]["job"]["parallelism"]
-    assert "JOURNEY_PARALLELISM" not in config_map, "keep parallelism next to spec.job.parallelism only"
+    for name, cm in _all("ConfigMap").items():
+        assert "JOURNEY_PARALLELISM" not in cm["data"], f"{name}: keep parallelism next to spec.job.parallelism only"
 
 
-def test_pii_salt_comes_from_a_secret_never_from_the_configmap(main_container, config_map, secret):
+def test_pii_salt_comes_from_a_secret_never_from_the_configmap(config_map, secret):
+    main_container = _main_container(_one("FlinkDeployment", "journey-ingestion"))
     env = {e["name"]: e for e in main_container.get("env", [])}
     ref = env["JOURNEY_PII_SALT"]["valueFrom"]["secretKeyRef"]
     assert ref["name"] == secret["metadata"]["name"]
@@ -184,7 +217,9 @@ def test_pii_salt_comes_from_a_secret_never_from_the_configmap(main_container, c
     assert "JOURNEY_PII_SALT" not in config_map
     assert not any("salt" in k.lower() for k in config_map)
     (from_cm,) = [s["configMapRef"]["name"] for s in main_container["envFrom"] if "configMapRef" in s]
-    assert from_cm == _one("ConfigMap")["metadata"]["name"]
+    assert from_cm == "journey-config"
+    for name, cm in _all("ConfigMap").items():
+        assert not any("salt" in k.lower() for k in cm["data"]), name
 
 
 def test_example_secret_is_marked_as_an_example(secret):
@@ -194,17 +229,18 @@ def test_example_secret_is_marked_as_an_example(secret):
         assert "EXAMPLE" in value.upper()
 
 
-def test_configmap_keys_are_settings_the_code_reads(config_map):
-    known = {f"JOURNEY_{f.name.upper()}" for f in fields(IngestConfig)}
+def test_configmap_keys_are_settings_the_code_reads():
+    known = {f"JOURNEY_{f.name.upper()}" for cls in (IngestConfig, ProfilesConfig) for f in fields(cls)}
     flink_jobs_source = "\n".join(p.read_text() for p in (ROOT / "flink_jobs").glob("*.py"))
-    for key in config_map:
-        assert key.startswith("JOURNEY_"), key
-        assert key in known or key in flink_jobs_source, f"{key} is read by nothing"
+    for name, cm in _all("ConfigMap").items():
+        for key in cm["data"]:
+            assert key.startswith("JOURNEY_"), key
+            assert key in known or key in flink_jobs_source, f"{name}: {key} is read by nothing"
 
 
-def test_configmap_and_example_secret_make_a_valid_ingest_config(config_map, secret):
+def test_configmap_and_example_secret_make_a_valid_ingest_config(secret):
     (salt,) = secret["stringData"].values()
-    cfg = IngestConfig.from_env({**config_map, "JOURNEY_PII_SALT": salt})
+    cfg = IngestConfig.from_env({**job_env(_one("FlinkDeployment", "journey-ingestion")), "JOURNEY_PII_SALT": salt})
     assert cfg.bounded is False and cfg.rocksdb is True
     assert cfg.output_topic in OUTPUT_TOPICS and cfg.dlq_topic in OUTPUT_TOPICS
     assert all(re.fullmatch(cfg.input_topic_pattern, t) for t in INPUT_TOPICS)
@@ -223,8 +259,43 @@ def test_connector_jar_in_configmap_is_the_one_the_image_downloads(config_map):
         assert re.search(rf"^COPY .*\b{d}/ /opt/journey/{d}/", dockerfile, re.M), d
 
 
+def test_profiles_deployment_gets_a_valid_profiles_config_of_its_own():
+    ingestion, profiles = (job_env(_one("FlinkDeployment", n)) for n in ("journey-ingestion", "journey-profiles"))
+    cfg = ProfilesConfig.from_env(profiles)
+    assert cfg.bounded is False and cfg.rocksdb is True
+    assert re.fullmatch(cfg.input_topic_pattern, "journey.normalized")
+    assert not any(re.fullmatch(cfg.input_topic_pattern, t) for t in INPUT_TOPICS + tuple(OUTPUT_TOPICS)
+                   if t != "journey.normalized")
+    assert FIXED_PARTITIONS[cfg.identity_topic] == 1  # the ordered change log the job insists on
+    assert cfg.feedback_topic in OUTPUT_TOPICS
+    # the job's own Kafka ids: sharing them with ingestion would fence its transactions
+    for key in ("JOURNEY_GROUP_ID", "JOURNEY_TRANSACTIONAL_ID_PREFIX", "JOURNEY_JOB_NAME"):
+        assert profiles[key] != ingestion[key], key
+    # and its own state locations
+    confs = [_one("FlinkDeployment", n)["spec"]["flinkConfiguration"] for n in JOBS]
+    for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
+                "high-availability.storageDir"):
+        assert len({c[key] for c in confs}) == len(confs), key
+
+
+def test_cassandra_schema_job_creates_the_profiles_keyspace_with_network_topology_replication():
+    job = _one("Job", "journey-cassandra-schema")
+    (c,) = job["spec"]["template"]["spec"]["containers"]
+    argv = c.get("command", []) + c.get("args", [])
+    assert argv[argv.index("-m") + 1] == "state.cassandra_schema"
+    replication = json.loads(argv[argv.index("--replication") + 1])
+    replication_map(replication)  # raises if the CLI would refuse it
+    assert replication["class"] == "NetworkTopologyStrategy"
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"]}
+    profiles_cm = _one("ConfigMap", "journey-profiles-config")
+    for flag, var in (("--host", "CASSANDRA_HOST"), ("--port", "CASSANDRA_PORT"), ("--keyspace", "KEYSPACE")):
+        assert argv[argv.index(flag) + 1] == f"$({var})"
+        assert env[var]["name"] == "journey-profiles-config" and env[var]["key"] in profiles_cm["data"]
+    assert c["image"] == _one("FlinkDeployment", "journey-profiles")["spec"]["image"]
+
+
 def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(deployment, config_map):
-    job = _one("Job")
+    job = _one("Job", "journey-topics")
     assert job["apiVersion"] == "batch/v1"
     (c,) = job["spec"]["template"]["spec"]["containers"]
     argv = c.get("command", []) + c.get("args", [])
