@@ -29,6 +29,7 @@ from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, RefusedLink
 from models.identity_router import IdentityRouter, ProfileCommand, RouterStore
 from models.profile import ProfileAggregate
+from operators.counters import BufferedCounters
 from state.mapstate import CachedMapping, MapStateMapping, string_keyed_map_state
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
@@ -115,34 +116,38 @@ class RouteIdentity(KeyedProcessFunction):
         self.router = IdentityRouter(self.rules, store)
         self.catalog = SchemaCatalog.load()
         self.identity_codec = self.catalog.codec("IdentityEvent")
-        group = runtime_context.get_metrics_group()
-        self.metrics = {name: group.counter(name) for name in
-                        ("events", "unresolvable", "moved_states", "orphan_states", "commands", "identity_events")}
-        self.by_kind = {k: group.counter(f"identity_{k}") for k in ("created", "grown", "merged", "split", "refused")}
+        self.counters = BufferedCounters(runtime_context.get_metrics_group(), (
+            "events", "unresolvable", "moved_states", "orphan_states", "commands", "identity_events",
+            *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused"))))
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         topic, raw = value[0], bytes(value[1])
-        m = self.metrics
+        count = self.counters.inc
+        self.counters.tick(ctx.timer_service())
         if topic == self.feedback_topic:
-            m["moved_states"].inc()
+            count("moved_states")
             cmd = self.router.route_state(*decode_moved_state(raw))
             if cmd is None:
-                m["orphan_states"].inc()
+                count("orphan_states")
                 return
-            m["commands"].inc()
+            count("commands")
             yield encode_command(cmd)
             return
-        m["events"].inc()
+        count("events")
         _, event = self.catalog.decode(raw, expect="NormalizedEvent")
         routed = self.router.route_event(event, payload=raw)
         for c in routed.changes:
-            self.by_kind[c.kind].inc()
+            count(f"identity_{c.kind}")
         if not routed.resolved:
-            m["unresolvable"].inc()
+            count("unresolvable")
             return
+        count("identity_events", len(routed.identity_events))
         for ie in routed.identity_events:
-            m["identity_events"].inc()
             yield IDENTITY_TAG, self.identity_codec.encode(ie.to_record())
+        count("commands", len(routed.commands))
         for cmd in routed.commands:
-            m["commands"].inc()
             yield encode_command(cmd)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        self.counters.flush()  # the only timers here are the counters' (see BufferedCounters)
+        return []

@@ -33,6 +33,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.profile_fold import FoldState, ProfileFold
+from operators.counters import BufferedCounters
 from operators.identity_router import BYTES, decode_command, encode_moved_state, node_key, node_of
 from state.mapstate import MapStateMapping, string_keyed_map_state
 from state.profile_store import ProfileStore, WriteTicket
@@ -53,10 +54,9 @@ class FoldProfiles(KeyedProcessFunction):
         self.catalog = SchemaCatalog.load()
         self.store = ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
         self.inflight: dict[str, tuple[int, WriteTicket]] = {}  # this instance's unconfirmed writes
-        group = runtime_context.get_metrics_group()
-        self.metrics = {name: group.counter(name) for name in
-                        ("commands", "events_folded", "states_merged", "atoms_evicted", "profile_writes",
-                         "profile_deletes", "cassandra_requests", "cassandra_mutations")}
+        self.counters = BufferedCounters(runtime_context.get_metrics_group(), (
+            "commands", "events_folded", "states_merged", "atoms_evicted", "profile_writes", "profile_deletes",
+            "cassandra_requests", "cassandra_mutations"))
 
     def close(self) -> None:
         self.store.close()
@@ -71,23 +71,28 @@ class FoldProfiles(KeyedProcessFunction):
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         cmd = decode_command(value)
-        m = self.metrics
-        m["commands"].inc()
+        count = self.counters.inc
+        self.counters.tick(ctx.timer_service())
+        count("commands")
         fold = self._fold(cmd.profile_id)
         was_dirty = fold.state.dirty
         evicted = fold.apply(cmd)
         if cmd.kind == "event":
-            m["events_folded"].inc()
+            count("events_folded")
         elif cmd.kind == "state":
-            m["states_merged"].inc()
+            count("states_merged")
         self._store_state(fold.state)
         if not was_dirty:
             self._timer(ctx, self.coalesce_ms)
+        count("atoms_evicted", len(evicted))
         for atom, aggregate in evicted:
-            m["atoms_evicted"].inc()
             yield MOVED_TAG, encode_moved_state(atom, aggregate.to_dict(), cmd.profile_id)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        # a timer is a coalescing or confirmation timer of this key, or the counters' timer
+        # (BufferedCounters), registered on whatever key was current; for a profile with
+        # nothing to do the code below changes nothing
+        self.counters.flush()
         pid = ctx.get_current_key()
         fold = self._fold(pid)
         st = fold.state
@@ -108,9 +113,9 @@ class FoldProfiles(KeyedProcessFunction):
             write = fold.flush()
             before = self.store.mutations_issued
             self.inflight[pid] = (write.version, self.store.write(write))
-            self.metrics["cassandra_requests"].inc()
-            self.metrics["cassandra_mutations"].inc(self.store.mutations_issued - before)
-            self.metrics["profile_deletes" if write.profile is None else "profile_writes"].inc()
+            self.counters.inc("cassandra_requests")
+            self.counters.inc("cassandra_mutations", self.store.mutations_issued - before)
+            self.counters.inc("profile_deletes" if write.profile is None else "profile_writes")
             st.writing = write.version
             self._timer(ctx, self.confirm_ms)
         if st.writing is None and not st.dirty and not st.members:
