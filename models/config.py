@@ -220,7 +220,8 @@ def check_ordered_topic(topic: str, partitions: int | None) -> None:
     if partitions != 1:
         raise ConfigError(f"topic {topic!r} has {partitions} partitions; it must have exactly 1 (an ordered "
                           f"change log: an identifier's last identifier_linked is its profile only within one "
-                          f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics)")
+                          f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics; "
+                          f"on the local stack: make reset)")
 
 
 def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms: int,

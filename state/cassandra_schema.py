@@ -232,7 +232,7 @@ def replication_map(replication: dict[str, object]) -> str:
     >>> replication_map({"class": "NetworkTopologyStrategy"})
     Traceback (most recent call last):
     ...
-    ValueError: replication {'class': 'NetworkTopologyStrategy'}: NetworkTopologyStrategy needs a replication factor per data centre, e.g. {"class": "NetworkTopologyStrategy", "dc1": 3}
+    ValueError: replication {'class': 'NetworkTopologyStrategy'}: NetworkTopologyStrategy needs a ...
     """
     if not isinstance(replication, dict):
         raise ValueError(f"replication {replication!r} must be a JSON object with a class")
