@@ -5,8 +5,8 @@ profiles job it cost about 30 µs, as much as the rest of a small operator's wor
 operators call several per record. :class:`BufferedCounters` adds in a Python dict and
 pushes the sums to the Flink counters when ``interval_s`` has passed (checked with Python's
 clock, no JVM call) and from a processing-time timer, so the counts also arrive when the
-operator goes idle: the operator calls :meth:`tick` once per element or timer (which keeps
-one timer pending whenever counts may be waiting) and :meth:`flush` from ``on_timer``.
+operator goes idle: the operator calls :meth:`tick` once per element (which keeps one timer
+pending whenever counts may be waiting) and :meth:`on_timer` from its ``on_timer``.
 
 Counters are metrics, not results: a count not yet pushed when a TaskManager dies is lost
 with it, as Flink's own counters restart from zero after a failover.
@@ -41,27 +41,38 @@ class BufferedCounters:
         self._pending = dict.fromkeys(self._flink, 0)
         self._interval_s = interval_s
         self._last = time.monotonic()
-        self._timer_pending = False
+        self._timer_at: int | None = None  # the counters' pending timer, if any
 
     def inc(self, name: str, n: int = 1) -> None:
         self._pending[name] += n
 
     def flush(self) -> None:
-        """Push every pending count to Flink (call from ``on_timer``)."""
+        """Push every pending count to Flink now."""
         pending = self._pending
         for name, n in pending.items():
             if n:
                 self._flink[name].inc(n)
                 pending[name] = 0
         self._last = time.monotonic()
-        self._timer_pending = False
 
-    def tick(self, timer_service) -> None:
-        """Once per element or timer: push the counts if ``interval_s`` passed, and keep a
-        processing-time timer pending so the counts of the last elements are pushed too."""
+    def _flush_if_due(self) -> None:
         if time.monotonic() - self._last >= self._interval_s:
             self.flush()
-        if not self._timer_pending:
-            timer_service.register_processing_time_timer(
-                timer_service.current_processing_time() + int(self._interval_s * 1000))
-            self._timer_pending = True
+
+    def tick(self, timer_service) -> None:
+        """Once per element: push the counts if ``interval_s`` passed, and keep a
+        processing-time timer pending so the counts of the last elements are pushed too."""
+        self._flush_if_due()
+        if self._timer_at is None:
+            self._timer_at = timer_service.current_processing_time() + int(self._interval_s * 1000)
+            timer_service.register_processing_time_timer(self._timer_at)
+
+    def on_timer(self, timestamp: int) -> None:
+        """From the operator's ``on_timer`` (any timer): pushes when it is the counters' timer
+        (or a later one) and otherwise only if ``interval_s`` passed, so the operator's own
+        frequent timers do not push on every firing."""
+        if self._timer_at is not None and timestamp >= self._timer_at:
+            self.flush()
+            self._timer_at = None
+        else:
+            self._flush_if_due()

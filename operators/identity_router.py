@@ -149,5 +149,5 @@ class RouteIdentity(KeyedProcessFunction):
             yield encode_command(cmd)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
-        self.counters.flush()  # the only timers here are the counters' (see BufferedCounters)
+        self.counters.on_timer(timestamp)  # the only timers here are the counters'
         return []

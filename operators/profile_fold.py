@@ -92,7 +92,7 @@ class FoldProfiles(KeyedProcessFunction):
         # a timer is a coalescing or confirmation timer of this key, or the counters' timer
         # (BufferedCounters), registered on whatever key was current; for a profile with
         # nothing to do the code below changes nothing
-        self.counters.flush()
+        self.counters.on_timer(timestamp)
         pid = ctx.get_current_key()
         fold = self._fold(pid)
         st = fold.state

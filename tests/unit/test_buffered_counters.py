@@ -44,12 +44,15 @@ def test_counts_are_pushed_once_per_interval_and_by_the_timer_after_the_last_ele
         c.inc("events")
     assert group.counters["events"].n == 0  # nothing pushed inside the interval
     assert timers.registered == [1_000 + 3_600_000]  # one timer pending, not one per element
-    c.flush()  # what on_timer does when that timer fires
+    c.on_timer(timers.registered[0] - 1)  # another timer of the operator: not due, no push
+    assert group.counters["events"].n == 0
+    c.on_timer(timers.registered[0])  # the counters' timer
     assert (group.counters["events"].n, group.counters["events"].calls) == (1000, 1)
+    timers.now += 5_000
     c.tick(timers)
     c.inc("events", 5)
-    assert len(timers.registered) == 2  # a new timer for the counts after the flush
-    c.flush()
+    assert timers.registered[1:] == [6_000 + 3_600_000]  # a new timer for the counts after the push
+    c.on_timer(timers.registered[1])
     assert group.counters["events"].n == 1005
 
 
