@@ -25,24 +25,38 @@ pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
 RATE = 1500.0  # records/s produced while the job runs
 
 
-class Feed:
-    """Produce a generated dataset in the background at RATE while faults are injected."""
+class BackgroundProducer:
+    """Runs the subclass's ``_produce(*args)`` in a daemon thread while faults are injected;
+    :meth:`join` waits for it and fails the test with what went wrong there."""
 
-    def __init__(self, bootstrap: str, topics: Topics, persons: int, seed: int) -> None:
-        self.dataset = generate(seed=seed, persons=persons)
+    def _start(self, *args: object) -> None:
         self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(bootstrap, topics.prefix), daemon=True)
+        self._thread = threading.Thread(target=self._guarded, args=args, daemon=True)
         self._thread.start()
 
-    def _run(self, bootstrap: str, prefix: str) -> None:
+    def _guarded(self, *args: object) -> None:
         try:
-            produce(self.dataset, bootstrap, rate=RATE, progress=False, topic_prefix=prefix)
+            self._produce(*args)
         except BaseException as e:  # reported by join()
             self.error = e
+
+    def _produce(self, *args: object) -> None:
+        raise NotImplementedError
 
     def join(self) -> None:
         self._thread.join(timeout=300)
         assert self.error is None, f"producing failed: {self.error}"
+
+
+class Feed(BackgroundProducer):
+    """Produce a generated dataset in the background at RATE while faults are injected."""
+
+    def __init__(self, bootstrap: str, topics: Topics, persons: int, seed: int) -> None:
+        self.dataset = generate(seed=seed, persons=persons)
+        self._start(bootstrap, topics.prefix)
+
+    def _produce(self, bootstrap: str, prefix: str) -> None:
+        produce(self.dataset, bootstrap, rate=RATE, progress=False, topic_prefix=prefix)
 
 
 def finish_and_compare(bootstrap: str, topics: Topics, feed: Feed, job_id: str) -> tuple[int, int]:
@@ -211,7 +225,7 @@ def test_arbitrary_bytes_never_crash_the_job_and_every_record_is_counted(local_s
     assert sorted(catalog.decode(r.value)[1]["event_id"] for r in normalized) == truth.valid_event_ids
 
 
-class NormalizedFeed:
+class NormalizedFeed(BackgroundProducer):
     """NormalizedEvent values of a generated data set, produced to the profiles job's input
     at ``rate`` per second in the background (the ingestion job is not part of these runs:
     its own scenarios above cover it)."""
@@ -220,38 +234,34 @@ class NormalizedFeed:
         from tests.profiles_harness import normalized_records
 
         self.values = normalized_records(persons=persons, seed=seed)
-        self.error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, args=(bootstrap, topic, rate), daemon=True)
-        self._thread.start()
+        self._start(bootstrap, topic, rate)
 
-    def _run(self, bootstrap: str, topic: str, rate: float) -> None:
+    def _produce(self, bootstrap: str, topic: str, rate: float) -> None:
         from confluent_kafka import Producer
 
-        try:
-            p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-            for i, v in enumerate(self.values):
-                p.produce(topic, value=v, partition=i % 2)
-                if i % 50 == 0:
-                    p.poll(0)
-                    time.sleep(50 / rate)
-            assert p.flush(60) == 0
-        except BaseException as e:  # reported by join()
-            self.error = e
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        for i, v in enumerate(self.values):
+            p.produce(topic, value=v, partition=i % 2)
+            if i % 50 == 0:
+                p.poll(0)
+                time.sleep(50 / rate)
+        assert p.flush(60) == 0
 
-    def join(self) -> None:
-        self._thread.join(timeout=300)
-        assert self.error is None, f"producing failed: {self.error}"
+    def events(self) -> list[dict]:
+        """The produced values, decoded (what the oracle takes)."""
+        from models.avro_codec import SchemaCatalog
+
+        catalog = SchemaCatalog.load()
+        return [catalog.decode(v)[1] for v in self.values]
 
 
 def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedFeed) -> list[str]:
     """After the feed ends: wait until Cassandra equals the oracle (profiles and identity
     links), then compare the committed journey.identity log with it too."""
-    from models.avro_codec import SchemaCatalog
     from tests.profiles_harness import identity_differences, wait_until_cassandra_equals_oracle
 
     feed.join()
-    catalog = SchemaCatalog.load()
-    events = [catalog.decode(v)[1] for v in feed.values]
+    events = feed.events()
     diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
     return diff + identity_differences(run.identity_events(bootstrap), events)
 
@@ -329,7 +339,6 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
     after it no event arrives, so only the restored state and timers, redistributed over two
     subtasks, can make Cassandra (and journey.identity) equal to the oracle."""
     from local.kafka_read import group_lag
-    from models.avro_codec import SchemaCatalog
     from tests.profiles_harness import differences, read_cassandra
 
     bootstrap, run = local_stack, profiles_run
@@ -353,9 +362,7 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
             t0 = time.monotonic()
             path = stop_with_savepoint(job.job_id, savepoints)
             if parallelism == "2":
-                catalog = SchemaCatalog.load()
-                events = [catalog.decode(v)[1] for v in feed.values]
-                behind_at_stop = differences(read_cassandra(session, run.keyspace), events)
+                behind_at_stop = differences(read_cassandra(session, run.keyspace), feed.events())
             env["JOURNEY_PARALLELISM"] = parallelism
             job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True, savepoint=path)
             recoveries.append(wait_recovered(job.job_id, t0))
