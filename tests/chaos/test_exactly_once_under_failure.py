@@ -333,8 +333,9 @@ def test_profiles_job_resumed_from_the_retained_checkpoint_after_a_jobmanager_ki
 def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_then_two_is_exact(
         local_stack, session, profiles_run, chaos_report):
     """Stop-with-savepoint (no drain) while events flow and resume at parallelism 1; once
-    every event is consumed, stop again and resume at 2. Profiles are written 10 s after
-    they change, so the second savepoint holds profiles newer than Cassandra, with their
+    every event is consumed, stop again and resume at 2. Profiles are written 60 s after
+    they change (far longer than it takes to see the input consumed, even on a loaded
+    machine where checkpoints commit the offsets late), so the second savepoint holds profiles newer than Cassandra, with their
     coalescing timers pending: Cassandra differs from the oracle at that stop (checked), and
     after it no event arrives, so only the restored state and timers, redistributed over two
     subtasks, can make Cassandra (and journey.identity) equal to the oracle."""
@@ -343,7 +344,7 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
 
     bootstrap, run = local_stack, profiles_run
     savepoints = f"file://{stack.DATA / 'flink' / 'savepoints'}"
-    env = dict(JOURNEY_PARALLELISM="2", JOURNEY_COALESCE_MS="10000")
+    env = dict(JOURNEY_PARALLELISM="2", JOURNEY_COALESCE_MS="60000")
     group = run.job_env(bootstrap)["JOURNEY_GROUP_ID"]
     job = submit("flink_jobs.profiles", run.job_env(bootstrap, **env), detached=True)
     wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
