@@ -2,6 +2,8 @@
 SHELL := /bin/bash
 PY    := .venv/bin/python
 STACK := $(PY) local/stack.py
+# the test suite's own stack (conftest.py): .stack/test, every port + 10000
+TEST_STACK_ENV := JOURNEY_STACK_DIR=$(CURDIR)/.stack/test JOURNEY_STACK_PORT_OFFSET=10000
 
 .PHONY: help setup up down status reset topics demo ingest profiles chaos test test-unit test-operator test-e2e bench clean
 
@@ -11,7 +13,8 @@ help:
 	@echo "make bench   - ingestion and profiles throughput: Flink jobs (exactly-once) vs the same logic in a plain loop;"
 	@echo "               Cassandra writes per event, produce -> Cassandra latency p50/p99"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
-	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/)"
+	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
+	@echo "                                    and wipe the tests' own stack in .stack/test)"
 	@echo "make ingest | profiles            - run the ingestion / identity+profiles job on the local cluster (unbounded)"
 
 setup:
@@ -24,12 +27,14 @@ up: setup
 
 down:
 	@if [ -x $(PY) ]; then $(STACK) down; else python3 local/stack.py down; fi
+	@if [ -d .stack/test/run ]; then $(TEST_STACK_ENV) $$( [ -x $(PY) ] && echo $(PY) || echo python3 ) local/stack.py down >/dev/null; fi
 
 status:
 	@$(STACK) status
 
 reset:
 	@if [ -x $(PY) ]; then $(STACK) reset; else python3 local/stack.py reset; fi
+	@if [ -d .stack/test ]; then $(TEST_STACK_ENV) $$( [ -x $(PY) ] && echo $(PY) || echo python3 ) local/stack.py reset >/dev/null; fi
 
 topics:
 	@$(PY) -m k8s.topics

@@ -14,7 +14,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.stack import FLINK_REST_PORT, LOGS, ROOT, flink_env
+from local.stack import CASSANDRA_PORT, FLINK_REST_PORT, KAFKA_PORT, LOGS, ROOT, flink_env
 
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
@@ -32,6 +32,16 @@ def rest(path: str, method: str = "GET", body: dict | None = None, timeout: floa
     return json.loads(raw) if raw else {}
 
 
+def stack_job_env(job_env: dict[str, str] | None = None) -> dict[str, str]:
+    """``job_env`` with this stack's Kafka and Cassandra addresses unless already given, so a
+    job submitted to a stack (the demo's, or the tests' own on other ports) uses its servers."""
+    env = dict(job_env or {})
+    env.setdefault("JOURNEY_BOOTSTRAP_SERVERS", f"127.0.0.1:{KAFKA_PORT}")
+    env.setdefault("JOURNEY_CASSANDRA_HOST", "127.0.0.1")
+    env.setdefault("JOURNEY_CASSANDRA_PORT", str(CASSANDRA_PORT))
+    return env
+
+
 @dataclass
 class Submission:
     job_id: str
@@ -46,7 +56,7 @@ def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached:
     ``savepoint`` restores from a savepoint or retained checkpoint path.
     """
     env = flink_env()
-    env.update(job_env)
+    env.update(stack_job_env(job_env))
     env["PYTHONPATH"] = str(ROOT)
     py = str(ROOT / ".venv" / "bin" / "python")
     flink = Path(env["FLINK_HOME"]) / "bin" / "flink"

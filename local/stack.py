@@ -11,6 +11,11 @@ Usage::
 
 Every component has a start, a health check with a time limit, and a stop. On failure the
 tail of the component's log is printed and the exit code is non-zero.
+
+Several stacks can run side by side: ``JOURNEY_STACK_DIR`` moves the data, logs and pid files
+and ``JOURNEY_STACK_PORT_OFFSET`` shifts every port. The test suite runs its own stack this
+way (``.stack/test``, ports + 10000: Kafka 19092, Cassandra 19042, Flink 18081), so ``make
+test`` never touches what ``make demo`` built. Downloaded jars stay in ``.stack/lib``.
 """
 
 from __future__ import annotations
@@ -32,25 +37,44 @@ from pathlib import Path
 from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = Path(os.environ.get("JOURNEY_STACK_DIR", ROOT / ".stack"))
-LIB = STACK / "lib"
+STACK = Path(os.environ.get("JOURNEY_STACK_DIR", ROOT / ".stack")).resolve()
+LIB = ROOT / ".stack" / "lib"  # shared by every stack of the checkout
 DATA = STACK / "data"
 LOGS = STACK / "logs"
 RUN = STACK / "run"
 CONF = STACK / "conf"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
 
-KAFKA_PORT, KAFKA_CONTROLLER_PORT = 9092, 9093
-CASSANDRA_PORT, CASSANDRA_STORAGE_PORT = 9042, 7000
-FLINK_REST_PORT = 8081
+
+
+def _port_offset() -> int:
+    raw = os.environ.get("JOURNEY_STACK_PORT_OFFSET", "0")
+    try:
+        offset = int(raw)
+    except ValueError:
+        raise SystemExit(f"JOURNEY_STACK_PORT_OFFSET={raw!r} is not an integer") from None
+    if not 0 <= offset <= 50000:
+        raise SystemExit(f"JOURNEY_STACK_PORT_OFFSET={offset} must be within 0..50000")
+    return offset
+
+
+PORT_OFFSET = _port_offset()
+KAFKA_PORT, KAFKA_CONTROLLER_PORT = 9092 + PORT_OFFSET, 9093 + PORT_OFFSET
+CASSANDRA_PORT, CASSANDRA_STORAGE_PORT = 9042 + PORT_OFFSET, 7000 + PORT_OFFSET
+CASSANDRA_JMX_PORT = 7199 + PORT_OFFSET
+FLINK_REST_PORT, FLINK_RPC_PORT = 8081 + PORT_OFFSET, 6123 + PORT_OFFSET
+# Thread mode embeds one CPython per TaskManager process: one TaskManager per core uses the
+# machine (two GILs on two cores), and every job the project runs at once gets a slot in each
+# (ingestion and profiles today; sessions/carts and segments/scores next): see _flink_config_yaml.
 FLINK_TASK_MANAGERS = 2
+FLINK_SLOTS_PER_TASK_MANAGER = 4
 
 CASSANDRA_JVM_OPTS = [
     "-Xms1G", "-Xmx1G", "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled",
     "-Djdk.attach.allowAttachSelf=true",
     "-Dio.netty.tryReflectionSetAccessible=true",
     "-Dcassandra-foreground=yes",
-    "-Dcassandra.jmx.local.port=7199",
+    f"-Dcassandra.jmx.local.port={CASSANDRA_JMX_PORT}",
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.initial_token=0",
     "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
@@ -305,7 +329,7 @@ def _kafka_start() -> None:
                                     "-c", str(props)], capture_output=True, text=True)
         if fmt.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
-    _say("starting kafka (KRaft) on 127.0.0.1:9092")
+    _say(f"starting kafka (KRaft) on 127.0.0.1:{KAFKA_PORT}")
     pid = _spawn("kafka", jvm + ["kafka.Kafka", str(props)])
     _wait("kafka", _kafka_healthy, 90, pid, LOGS / "kafka.out")
 
@@ -384,7 +408,7 @@ memtable_allocation_type: heap_buffers
            f"-Dcassandra.logdir={LOGS}",
            f"-Dlogback.configurationFile={conf / 'logback.xml'}",
            "-cp", f"{lib}/*", "org.apache.cassandra.service.CassandraDaemon"]
-    _say("starting cassandra on 127.0.0.1:9042 (takes ~30-60 s)")
+    _say(f"starting cassandra on 127.0.0.1:{CASSANDRA_PORT} (takes ~30-60 s)")
     pid = _spawn("cassandra", cmd)
     _wait("cassandra", _cassandra_healthy, 180, pid, LOGS / "cassandra.log")
 
@@ -414,10 +438,15 @@ def _flink_config_yaml(python: str) -> str:
     default = _flink_home() / "conf" / "config.yaml"
     base = yaml.safe_load(default.read_text()) if default.exists() else {}
     ours = {
-        "jobmanager": {"bind-host": "127.0.0.1", "rpc": {"address": "localhost", "port": 6123},
+        "jobmanager": {"bind-host": "127.0.0.1", "rpc": {"address": "localhost", "port": FLINK_RPC_PORT},
                        "memory": {"process": {"size": "1024m"}}},
-        "taskmanager": {"bind-host": "127.0.0.1", "host": "localhost", "numberOfTaskSlots": 1,
-                        "memory": {"process": {"size": "2560m"}, "managed": {"fraction": 0.2}}},
+        # one slot per job and TaskManager: every job at parallelism 2 gets a subtask in each
+        # TaskManager (= each core); Python work of all jobs on a TaskManager shares its GIL
+        "taskmanager": {"bind-host": "127.0.0.1", "host": "localhost",
+                        "numberOfTaskSlots": FLINK_SLOTS_PER_TASK_MANAGER,
+                        "memory": {"process": {"size": "3072m"}, "managed": {"fraction": 0.25}},
+                        # spread a job's subtasks over both TaskManagers instead of filling one first
+                        "load-balance": {"mode": "SLOTS"}},
         "parallelism": {"default": 2},
         # notice a killed TaskManager within seconds (defaults: 10 s interval, 50 s timeout)
         "heartbeat": {"interval": 2000, "timeout": 10000},
@@ -529,9 +558,8 @@ def _flink_start() -> None:
         if p.exists():
             p.chmod(p.stat().st_mode | 0o111)
     _say(f"starting flink standalone cluster, web UI http://127.0.0.1:{FLINK_REST_PORT}")
-    # Two TaskManagers with one slot each rather than one with two: thread mode embeds one
-    # CPython per TaskManager process, so two processes are two GILs and use both cores
-    # (bench/: the same job's steady-state throughput with 1x2 vs 2x1 slots).
+    # Two TaskManagers rather than one with all slots: thread mode embeds one CPython per
+    # TaskManager process, so two processes are two GILs and use both cores.
     for script in ("jobmanager.sh", *["taskmanager.sh"] * FLINK_TASK_MANAGERS):
         flink_daemon(script, "start", env)
     logs = sorted((LOGS / "flink").glob("*standalonesession*.log"))
@@ -610,7 +638,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.action == "reset":
             for n in reversed(names):
                 COMPONENTS[n].stop()
-            for d in (DATA, LOGS, CONF):
+            for d in (DATA, LOGS, CONF, STACK / "jobs"):  # jobs: the records of local/jobs.py
                 shutil.rmtree(d, ignore_errors=True)
             _say("stack stopped, data and logs removed")
     except StackError as e:

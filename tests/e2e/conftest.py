@@ -1,4 +1,8 @@
-"""The real local stack for end-to-end tests: started here if it is not running, stopped after."""
+"""The real local stack for end-to-end tests: started here if it is not running, stopped after.
+
+It is the test suite's own stack (``.stack/test``, ports + 10000; see the root conftest.py),
+not the one ``make demo`` leaves running.
+"""
 
 from __future__ import annotations
 
@@ -25,11 +29,12 @@ def local_stack():
     from local.flink_cluster import rest
 
     overview = rest("/overview")
-    if overview["slots-available"] < 2:
+    if overview["slots-available"] < 4:
         jobs = [f"{j['name']} ({j['jid']})" for j in rest("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
-        pytest.fail(f"the local Flink cluster has {overview['slots-available']} free slots, the end-to-end tests "
-                    f"need 2: cancel the running jobs first (web UI, or `make down`), e.g. the profiles job "
-                    f"`make demo` leaves running: {', '.join(jobs) or '-'}", pytrace=False)
+        pytest.fail(f"the test stack's Flink cluster ({stack.FLINK_REST_PORT}) has {overview['slots-available']} "
+                    f"free slots, the end-to-end tests need 4 (two jobs at parallelism 2): cancel the jobs left "
+                    f"running by an interrupted test run (web UI) or stop the test stack "
+                    f"(`make down`): {', '.join(jobs) or '-'}", pytrace=False)
     yield BOOTSTRAP
     for name in reversed(started):
         stack.COMPONENTS[name].stop()

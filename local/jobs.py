@@ -1,0 +1,241 @@
+"""The project's long-running jobs on the local cluster, started so that no event is processed twice.
+
+Where the exactly-once guarantee lives across the project's own commands (``make demo``, a
+second ``make demo``, ``make ingest``, ``make profiles``, ``make down`` / ``make up``):
+
+* **Inside a job**: Flink's exactly-once checkpoints (Kafka transactions committed with each
+  checkpoint, source offsets and dedupe / identity / profile state in the same checkpoint).
+* **Between runs of a job**: the job's state. Every command goes through :func:`ensure_job`,
+  which leaves a running job alone, or else resumes it from its newest retained checkpoint (or
+  a savepoint given by the user). There is one ingestion job and one profiles job per stack,
+  both unbounded; ``make demo`` feeds the running ingestion job instead of starting a bounded
+  one whose state (and final offsets) would end with it.
+* **When the state is gone** (checkpoints deleted, a new checkout on an old stack): a fresh
+  start would re-read what the lost state had already processed (the committed consumer
+  offsets lag, and the dedupe state is empty) and emit it again. :func:`ensure_job` refuses it
+  when the job's consumer group has committed offsets or its output topics hold records, and
+  says what to do: resume from a savepoint, or ``make reset`` to start the stack over.
+
+Jobs are recorded (``.stack/jobs/<job name>.json``, newest last) only once every task runs;
+a job that fails to start is cancelled and reported with its root cause, never recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from local import stack
+from local.flink_cluster import (FlinkJobError, cancel, latest_checkpoint, rest, root_exception, stack_job_env,
+                                 submit)
+from models.config import IngestConfig, ProfilesConfig
+
+ACTIVE_STATES = {"CREATED", "INITIALIZING", "RUNNING", "RESTARTING", "RECONCILING"}
+
+
+class AlreadyProcessed(FlinkJobError):
+    """A fresh start would process input again that a job with lost state already processed."""
+
+
+def demo_salt() -> str:
+    """A per-stack random PII salt kept in ``.stack/`` (a secret in k8s; never a constant in code)."""
+    path = stack.STACK / "demo-pii-salt"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(24))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How to run one of the project's jobs and what proves it already processed input."""
+
+    module: str
+    config: Callable[[dict[str, str]], object]
+    outputs: Callable[[object], tuple[str, ...]]
+
+
+KINDS: dict[str, JobKind] = {
+    "ingestion": JobKind("flink_jobs.ingestion", lambda env: IngestConfig.from_env(env),
+                         lambda cfg: (cfg.output_topic, cfg.dlq_topic)),  # type: ignore[attr-defined]
+    "profiles": JobKind("flink_jobs.profiles", lambda env: ProfilesConfig.from_env(env),
+                        lambda cfg: (cfg.identity_topic,)),  # type: ignore[attr-defined]
+}
+
+
+def _record_path(job_name: str) -> Path:
+    return stack.STACK / "jobs" / f"{job_name}.json"
+
+
+def recorded_jobs(job_name: str) -> list[str]:
+    """Ids of the jobs started under ``job_name`` on this stack that reached RUNNING, oldest first."""
+    path = _record_path(job_name)
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text())["jobs"])
+
+
+def _record(job_name: str, job_id: str) -> None:
+    path = _record_path(job_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"jobs": [*recorded_jobs(job_name), job_id]}, indent=1))
+    tmp.replace(path)
+
+
+def newest_checkpoint(job_name: str) -> Path | None:
+    """The newest retained checkpoint of the newest recorded job that has one.
+
+    A job resumed from a checkpoint and stopped before its own first checkpoint committed
+    nothing (its Kafka transactions commit with checkpoints), so its predecessor's checkpoint
+    is still the right place to resume from.
+    """
+    for job_id in reversed(recorded_jobs(job_name)):
+        chk = latest_checkpoint(job_id)
+        if chk is not None:
+            return chk
+    return None
+
+
+def active_job(job_name: str) -> tuple[str, str] | None:
+    """(id, state) of the job named ``job_name`` that is running or about to, if any."""
+    for j in rest("/jobs/overview")["jobs"]:
+        if j["name"] == job_name and j["state"] in ACTIVE_STATES:
+            return j["jid"], j["state"]
+    return None
+
+
+def processed_before(bootstrap: str, group_id: str, outputs: tuple[str, ...]) -> list[str]:
+    """Evidence that a job with this consumer group and these output topics ran before."""
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    evidence: list[str] = []
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        offsets = admin.list_consumer_group_offsets([_group_request(group_id)])[group_id].result()
+        committed = [tp for tp in offsets.topic_partitions if tp.offset >= 0]
+        if committed:
+            evidence.append(f"consumer group {group_id!r} has committed offsets on "
+                            f"{len({tp.topic for tp in committed})} topic(s)")
+    except Exception:  # no such group: nothing committed
+        pass
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"journey-probe-{time.time_ns()}"})
+    try:
+        md = c.list_topics(timeout=10)
+        for topic in outputs:
+            if topic not in md.topics:
+                continue
+            held = sum(max(0, hi - lo) for lo, hi in
+                       (c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                        for p in md.topics[topic].partitions))
+            if held:
+                evidence.append(f"output topic {topic!r} has {held} offsets written")
+    finally:
+        c.close()
+    return evidence
+
+
+def _group_request(group_id: str):
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    return ConsumerGroupTopicPartitions(group_id)
+
+
+def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
+    """Until every task of the job runs; a job that fails or stalls (no slots) is cancelled."""
+    deadline = time.monotonic() + timeout_s
+    state, waiting = "?", "?"
+    while time.monotonic() < deadline:
+        job = rest(f"/jobs/{job_id}")
+        state = job["state"]
+        if state in ("FAILED", "CANCELED", "FINISHED"):
+            raise FlinkJobError(f"job {job_id} ended {state} while starting: {root_exception(job_id)}")
+        waiting = ", ".join(f"{v['name']}: {v['status']}" for v in job["vertices"] if v["status"] != "RUNNING")
+        if state == "RUNNING" and not waiting:
+            return
+        time.sleep(1)
+    cancel(job_id)
+    overview = rest("/overview")
+    raise FlinkJobError(f"job {job_id} not running after {timeout_s:.0f}s (state {state}; waiting: {waiting}); "
+                        f"cancelled. Free slots: {overview['slots-available']} of {overview['slots-total']}. "
+                        f"{root_exception(job_id)}")
+
+
+def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str | None = None,
+               allow_fresh: bool = False, progress: Callable[[str], None] = lambda s: None) -> tuple[str, str]:
+    """Make sure the job runs with its state; returns (job id, "running" | "resumed" | "started").
+
+    Parameters
+    ----------
+    kind:
+        ``"ingestion"`` or ``"profiles"``.
+    job_env:
+        ``JOURNEY_*`` settings of the job (the stack's Kafka and Cassandra addresses and, for
+        ingestion, the stack's PII salt are added unless given).
+    savepoint:
+        Resume from this savepoint or checkpoint path instead of the newest retained checkpoint.
+    allow_fresh:
+        Start without state even though the job processed input before (it will emit that
+        input again); only for when that is what you want.
+
+    Raises
+    ------
+    AlreadyProcessed
+        No state to resume from, but the job's consumer group or outputs show earlier runs.
+    FlinkJobError
+        The submission failed or the job did not get all its tasks running.
+    """
+    spec = KINDS[kind]
+    env = stack_job_env(job_env)
+    if kind == "ingestion":
+        env.setdefault("JOURNEY_PII_SALT", demo_salt())
+    cfg = spec.config(env)
+    name = cfg.job_name  # type: ignore[attr-defined]
+    active = active_job(name)
+    if active is not None:
+        return active[0], "running"
+    restore = savepoint or newest_checkpoint(name)
+    if restore is None and not allow_fresh:
+        evidence = processed_before(cfg.bootstrap_servers, cfg.group_id, spec.outputs(cfg))  # type: ignore[attr-defined]
+        if evidence:
+            raise AlreadyProcessed(
+                f"{name} has no checkpoint or savepoint to resume from, but it ran before here: "
+                f"{'; '.join(evidence)}. A fresh start would emit already processed events again. "
+                f"Resume from a savepoint (--savepoint PATH), or wipe the local stack with `make reset`.")
+    progress(f"{'resuming' if restore else 'starting'} {name}" + (f" from {restore}" if restore else ""))
+    sub = submit(spec.module, env, detached=True, savepoint=str(restore) if restore else None)
+    wait_all_tasks_running(sub.job_id)
+    _record(name, sub.job_id)
+    return sub.job_id, "resumed" if restore else "started"
+
+
+def main_for(kind: str, argv: list[str] | None, doc: str) -> int:
+    """The ``make ingest`` / ``make profiles`` command line."""
+    import argparse
+    import os
+    import sys
+
+    ap = argparse.ArgumentParser(description=doc)
+    ap.add_argument("--savepoint", help="resume from this savepoint or retained checkpoint path")
+    ap.add_argument("--allow-fresh-start", action="store_true",
+                    help="start without state although the job processed input before (emits it again)")
+    args = ap.parse_args(argv)
+    for name in ("kafka", "cassandra", "flink"):
+        stack.COMPONENTS[name].start()
+    job_env = {k: v for k, v in os.environ.items() if k.startswith("JOURNEY_")}
+    try:
+        jid, how = ensure_job(kind, job_env, savepoint=args.savepoint, allow_fresh=args.allow_fresh_start,
+                              progress=lambda s: print(f"  {s}", flush=True))
+    except FlinkJobError as e:
+        print(f"{kind}: {e}", file=sys.stderr)
+        return 2
+    from local.flink_cluster import REST
+
+    print(f"{kind} job {jid} {how}: {REST}/#/job/running/{jid}/overview")
+    return 0
