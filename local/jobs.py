@@ -132,13 +132,26 @@ def processed_before(bootstrap: str, group_id: str, outputs: tuple[str, ...]) ->
             if topic not in md.topics:
                 continue
             held = sum(max(0, hi - lo) for lo, hi in
-                       (c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                        for p in md.topics[topic].partitions))
+                       (_watermarks(c, TopicPartition(topic, p)) for p in md.topics[topic].partitions))
             if held:
                 evidence.append(f"output topic {topic!r} has {held} offsets written")
     finally:
         c.close()
     return evidence
+
+
+def _watermarks(consumer, tp, timeout_s: float = 20) -> tuple[int, int]:
+    """(low, high) offsets of a partition; retried while a new topic's leader is elected."""
+    from confluent_kafka import KafkaException
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return consumer.get_watermark_offsets(tp, timeout=10)
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 def _group_request(group_id: str):
@@ -168,7 +181,8 @@ def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
 
 
 def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str | None = None,
-               allow_fresh: bool = False, progress: Callable[[str], None] = lambda s: None) -> tuple[str, str]:
+               allow_fresh: bool = False, progress: Callable[[str], None] = lambda s: None,
+               start_timeout_s: float = 180) -> tuple[str, str]:
     """Make sure the job runs with its state; returns (job id, "running" | "resumed" | "started").
 
     Parameters
@@ -183,6 +197,8 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
     allow_fresh:
         Start without state even though the job processed input before (it will emit that
         input again); only for when that is what you want.
+    start_timeout_s:
+        How long the job may take to get every task running before it is cancelled.
 
     Raises
     ------
@@ -210,7 +226,7 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
                 f"Resume from a savepoint (--savepoint PATH), or wipe the local stack with `make reset`.")
     progress(f"{'resuming' if restore else 'starting'} {name}" + (f" from {restore}" if restore else ""))
     sub = submit(spec.module, env, detached=True, savepoint=str(restore) if restore else None)
-    wait_all_tasks_running(sub.job_id)
+    wait_all_tasks_running(sub.job_id, start_timeout_s)
     _record(name, sub.job_id)
     return sub.job_id, "resumed" if restore else "started"
 

@@ -2,8 +2,10 @@
 
 Each Kafka value is ``C3 01`` + the 8-byte little-endian CRC-64-AVRO fingerprint of the
 writer schema's parsing canonical form + the Avro binary body (the Avro specification's
-*single-object encoding*). A consumer looks the fingerprint up in :class:`SchemaCatalog` and
-decodes without guessing; an unknown fingerprint is an explicit error, not a crash.
+*single-object encoding*, byte for byte what Java's ``BinaryMessageEncoder`` writes and
+``BinaryMessageDecoder`` reads; ``tests/unit/test_avro_interop.py`` checks it against that
+reference). A consumer looks the fingerprint up in :class:`SchemaCatalog` and decodes without
+guessing; an unknown fingerprint is an explicit error, not a crash.
 
 Examples
 --------
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import io
 import json
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,10 +98,39 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
-def _crc64_fingerprint(schema: dict[str, Any]) -> bytes:
-    canonical = to_parsing_canonical_form(schema)
-    value = int(fingerprint(canonical, "CRC-64-AVRO"), 16)
-    return struct.pack("<Q", value)
+def crc64_fingerprint(schema: Any) -> bytes:
+    """The 8 fingerprint bytes of a single-object header, in the order they go on the wire.
+
+    Parameters
+    ----------
+    schema : Any
+        An Avro schema as parsed JSON (a record dict, a primitive name, a union list, ...).
+
+    Returns
+    -------
+    bytes
+        The CRC-64-AVRO fingerprint of the schema's Parsing Canonical Form, little-endian, as
+        the specification and Java's ``BinaryMessageEncoder`` write it. Java's
+        ``SchemaNormalization.parsingFingerprint64`` is the same number as a signed long:
+        ``int.from_bytes(crc64_fingerprint(s), "little", signed=True)``.
+
+    Notes
+    -----
+    fastavro's ``fingerprint(..., "CRC-64-AVRO")`` already returns these 8 bytes, little-endian,
+    as hex: they are used as they are. Reading that hex as a number and packing it again
+    reverses them (the header Java's ``BinaryMessageDecoder`` cannot read).
+
+    Examples
+    --------
+    The specification's test data gives 7195948357588979594 (``0x63dd24e7cc258f8a``) for
+    ``"null"``:
+
+    >>> (MAGIC + crc64_fingerprint("null")).hex(" ")
+    'c3 01 8a 8f 25 cc e7 24 dd 63'
+    >>> int.from_bytes(crc64_fingerprint("null"), "little", signed=True)
+    7195948357588979594
+    """
+    return bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
 
 
 class SchemaCatalog:
@@ -111,7 +141,7 @@ class SchemaCatalog:
         self._by_fp: dict[bytes, Codec] = {}
         for raw in schemas.values():
             parsed = fastavro.parse_schema(_without_logical_types(raw))
-            codec = Codec(raw["name"], parsed, _crc64_fingerprint(raw))
+            codec = Codec(raw["name"], parsed, crc64_fingerprint(raw))
             self._by_name[codec.name] = codec
             self._by_fp[codec.fingerprint] = codec
 

@@ -25,6 +25,7 @@ from generator.produce import produce
 from generator.synth import generate
 from local import stack
 from local.jobs import AlreadyProcessed, ensure_job, recorded_jobs
+from local.flink_cluster import FlinkJobError, rest
 from local.kafka_read import read_committed
 from models.avro_codec import SchemaCatalog
 from tests.ingestion_harness import Topics, wait_for_count
@@ -52,6 +53,7 @@ def sequence(local_stack, session):
     # `make demo` again: new events, the jobs found running
     produce(batches[1], bootstrap, progress=False, topic_prefix=topics.prefix)
     ensure_both()
+    overview = rest("/overview")
     valid = sum(len(b.truth.valid_event_ids) for b in batches[:2])
     wait_for_count(bootstrap, topics.normalized, valid, 240)
     time.sleep(3)  # a few checkpoints more, so the restart below has something to resume from
@@ -76,11 +78,11 @@ def sequence(local_stack, session):
 
         cancel(ensure_job(kind, env)[0])
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
-    return batches, normalized, dlq, diff, seconds, how, str(refused.value), topics
+    return batches, normalized, dlq, diff, seconds, how, str(refused.value), topics, overview
 
 
 def test_the_jobs_are_started_once_then_found_running_then_resumed_from_their_checkpoints(sequence) -> None:
-    *_, how, _, topics = sequence
+    *_, how, _, topics, _ = sequence
     assert how == {"ingestion": ["started", "running", "resumed"], "profiles": ["started", "running", "resumed"]}
     assert len(recorded_jobs(f"test-ingestion-{topics.prefix}")) == 2
 
@@ -111,3 +113,19 @@ def test_a_fresh_start_over_already_processed_input_is_refused_with_what_to_do(s
     assert "no checkpoint or savepoint to resume from" in refused
     assert "consumer group" in refused and "has committed offsets" in refused
     assert "--savepoint" in refused and "make reset" in refused
+
+
+def test_both_jobs_run_at_once_with_slots_left_for_the_stages_to_come(sequence) -> None:
+    overview = sequence[-1]
+    # ingestion and profiles at parallelism 2 each; sessions/carts and segments/scores to come
+    assert overview["slots-available"] >= 4, overview
+
+
+def test_a_job_that_cannot_get_its_slots_is_cancelled_and_never_recorded(local_stack) -> None:
+    topics = Topics.create(local_stack, "noslot")
+    env = topics.job_env(local_stack, JOURNEY_PARALLELISM="64")
+    with pytest.raises(FlinkJobError, match="not running after"):
+        ensure_job("ingestion", env, start_timeout_s=25)
+    assert recorded_jobs(env["JOURNEY_JOB_NAME"]) == []
+    assert not [j for j in rest("/jobs/overview")["jobs"]
+                if j["name"] == env["JOURNEY_JOB_NAME"] and j["state"] not in ("CANCELED", "FAILED")]
