@@ -5,6 +5,13 @@ Usage::
     python -m generator --persons 200 --seed 7 --out .stack/gen \\
         [--bootstrap 127.0.0.1:9092] [--rate 5000] [--no-produce] [--no-progress]
 
+A history dataset for a backfill (docs/operations.md, "History backfill"): a calendar from
+2010-12-01 over a year, for backfill topics bounded at 1990-01-01, all sent to one topic::
+
+    python -m generator --persons 200 --seed 7 --out .stack/backfill \\
+        --base-time-ms 1291161600000 --days 365 --min-valid-timestamp-ms 631152000000 \\
+        --topic journey.events.backfill
+
 Writes ``<out>/truth.json`` (see :meth:`generator.synth.GroundTruth.to_json`) before producing,
 so the truth exists even if producing fails. Exit status 0 on success, 1 if producing failed,
 2 for bad arguments.
@@ -13,11 +20,13 @@ so the truth exists even if producing fails. Exit status 0 on success, 1 if prod
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
 
 from generator.synth import DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS, generate
+from models.events import iso_utc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-produce", action="store_true", help="only generate and write truth.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--base-time-ms", type=int, default=DEFAULT_BASE_TIME_MS,
-                   help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21)")
+                   help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21); "
+                        "not before --min-valid-timestamp-ms")
+    p.add_argument("--days", type=int, default=14, help="length of the calendar in days (default %(default)s)")
+    p.add_argument("--min-valid-timestamp-ms", type=int, default=MIN_VALID_TIMESTAMP_MS,
+                   help="lower bound of occurred_at of the ingestion the dataset is for, epoch ms (default "
+                        "%(default)s = 2000-01-01, the live topics' JOURNEY_MIN_VALID_TIMESTAMP_MS); for history "
+                        "before it, the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics")
+    p.add_argument("--topic", default=None,
+                   help="produce every record to this one topic (e.g. the backfill topic journey.events.backfill) "
+                        "instead of journey.events.<channel>")
     p.add_argument("--bad-ratio", type=float, default=0.02, help="bad records per valid event (default %(default)s)")
     p.add_argument("--dup-ratio", type=float, default=0.03, help="duplicates per valid event (default %(default)s)")
     p.add_argument("--late-ratio", type=float, default=0.02, help="fraction of late events (default %(default)s)")
@@ -56,8 +74,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be in [0, 1), got {v}")
     if not 0.0 <= args.dup_ratio <= 1.0:
         parser.error(f"--dup-ratio must be in [0, 1], got {args.dup_ratio}")
-    if args.base_time_ms < MIN_VALID_TIMESTAMP_MS:
-        parser.error(f"--base-time-ms must be after 2000-01-01 ({MIN_VALID_TIMESTAMP_MS}), got {args.base_time_ms}")
+    if args.days < 1:
+        parser.error(f"--days must be at least 1, got {args.days}")
+    if args.min_valid_timestamp_ms < 0:
+        parser.error(f"--min-valid-timestamp-ms must be >= 0 (ingestion never accepts events before the Unix "
+                     f"epoch), got {args.min_valid_timestamp_ms}")
+    if args.base_time_ms < args.min_valid_timestamp_ms:
+        parser.error(f"--base-time-ms {args.base_time_ms} ({iso_utc(args.base_time_ms)}) is before "
+                     f"--min-valid-timestamp-ms {args.min_valid_timestamp_ms} "
+                     f"({iso_utc(args.min_valid_timestamp_ms)}): ingestion would dead-letter every event; for "
+                     f"history, pass the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics as "
+                     f"--min-valid-timestamp-ms and produce to a backfill topic with --topic")
+    if args.topic is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", args.topic):
+        parser.error(f"--topic {args.topic!r} is not a valid Kafka topic name")
     if not args.no_produce and not args.bootstrap.strip():
         parser.error("--bootstrap must not be empty (or pass --no-produce)")
     if args.out.exists() and not args.out.is_dir():
@@ -65,7 +94,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, failed: bool = False) -> str:
+def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, failed: bool = False,
+             params: dict[str, Any] | None = None) -> str:
     """One paragraph: records per kind, per error type and per topic, and what was produced.
 
     Parameters
@@ -78,6 +108,9 @@ def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, fail
         The produce report, ``None`` if nothing was produced.
     failed : bool
         Producing was attempted and failed.
+    params : dict or None
+        :attr:`generator.synth.GroundTruth.params`; a history dataset (lower bound before
+        2000-01-01) gets a sentence on the ingestion settings it needs.
     """
     bad = ", ".join(f"{k}={v}" for k, v in summary["bad_by_error_type"].items())
     topics = ", ".join(f"{k}={v}" for k, v in summary["topics"].items())
@@ -87,6 +120,11 @@ def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, fail
             f"{summary['carts']} carts ({summary['carts_purchased']} purchased, {summary['carts_abandoned']} not), "
             f"{summary['late_events']} late and {summary['out_of_order_events']} out-of-order events, "
             f"{summary['erased_persons']} erasure requests. Ground truth: {truth_path}.")
+    bound = (params or {}).get("min_valid_timestamp_ms", MIN_VALID_TIMESTAMP_MS)
+    if bound < MIN_VALID_TIMESTAMP_MS:
+        text += (f" History from {iso_utc(params['base_time_ms'])} (invalid timestamps planted against "
+                 f"{iso_utc(bound)}): ingest it from a topic matching JOURNEY_BACKFILL_TOPIC_PATTERN with "
+                 f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound}.")
     if failed:
         return text + " Producing FAILED."
     if report is None:
@@ -100,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         dataset = generate(args.seed, args.persons, base_time_ms=args.base_time_ms, bad_ratio=args.bad_ratio,
-                           dup_ratio=args.dup_ratio, late_ratio=args.late_ratio)
+                           dup_ratio=args.dup_ratio, late_ratio=args.late_ratio, days=args.days,
+                           min_valid_timestamp_ms=args.min_valid_timestamp_ms)
     except ValueError as e:  # a combination parse_args does not check (e.g. a calendar reaching 2100)
         build_parser().error(str(e))
     truth_path = dataset.truth.write(args.out / "truth.json")
@@ -108,12 +147,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.no_produce:
         from generator.produce import ProduceError, produce
         try:
-            report = produce(dataset, args.bootstrap, rate=args.rate, progress=not args.no_progress)
+            report = produce(dataset, args.bootstrap, rate=args.rate, progress=not args.no_progress,
+                             topic=args.topic)
         except (ProduceError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
-            print(describe(dataset.summary(), truth_path, None, failed=True), file=sys.stderr)
+            print(describe(dataset.summary(), truth_path, None, failed=True, params=dataset.truth.params),
+                  file=sys.stderr)
             return 1
-    print(describe(dataset.summary(), truth_path, report))
+    print(describe(dataset.summary(), truth_path, report, params=dataset.truth.params))
     return 0
 
 

@@ -4,7 +4,9 @@ Records are produced with an idempotent producer (``acks=all``, ``enable.idempot
 ``linger.ms=5``) so retries neither duplicate nor reorder within a partition: the only
 duplicates on the topics are the ones the dataset planted. Kafka timestamps are left to the
 producer (``CreateTime`` = wall clock at produce time), which is what ingestion judges
-``occurred_at`` against.
+``occurred_at`` against; also for history datasets (never the historical time: the broker's
+time-based retention would delete such records within days). A history dataset goes to one
+backfill topic (``topic=``, e.g. ``journey.events.backfill``; docs/operations.md).
 
 Examples
 --------
@@ -16,6 +18,7 @@ True
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,9 +28,12 @@ from confluent_kafka import Producer
 from tqdm import tqdm
 
 from generator.synth import Dataset, GeneratedRecord
+from models.events import iso_utc
 
 #: Ingestion rejects events more than this after the Kafka timestamp (``IngestSettings`` default).
 DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
+#: A legal Kafka topic name.
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 class ProduceError(RuntimeError):
@@ -77,20 +83,32 @@ def check_produce_time(dataset: Dataset, now_ms: int,
     Raises
     ------
     ValueError
-        If the latest valid ``occurred_at`` is beyond ``now_ms + max_future_skew_ms``.
+        If the latest valid ``occurred_at`` is beyond ``now_ms + max_future_skew_ms``. How far
+        in the past the events are does not matter here: that is the lower bound's business
+        (the live bound or the backfill bound the dataset was generated for).
+
+    Examples
+    --------
+    >>> from generator.synth import generate
+    >>> history = generate(1, 2, base_time_ms=883_612_800_000, min_valid_timestamp_ms=631_152_000_000)  # 1998
+    >>> check_produce_time(history, now_ms=1_790_000_000_000)
+    >>> check_produce_time(history, now_ms=883_612_800_000)
+    Traceback (most recent call last):
+    ...
+    ValueError: the dataset's latest valid event occurs at ... (1998-...), more than 86400000 ms after now ...
     """
     latest = dataset.max_valid_occurred_at_ms
     if latest is not None and latest > now_ms + max_future_skew_ms:
         raise ValueError(
-            f"the dataset's latest valid event occurs at {latest} ms, more than {max_future_skew_ms} ms after "
-            f"now ({now_ms} ms): ingestion would dead-letter valid events as invalid_timestamp; "
-            f"generate with an earlier base_time_ms")
+            f"the dataset's latest valid event occurs at {latest} ms ({iso_utc(latest)}), more than "
+            f"{max_future_skew_ms} ms after now ({now_ms} ms, {iso_utc(now_ms)}): ingestion would dead-letter "
+            f"valid events as invalid_timestamp; generate with an earlier base_time_ms")
 
 
 def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progress: bool = True, *,
             config: Mapping[str, Any] | None = None, flush_timeout_s: float = 120.0,
             producer_factory: Callable[[dict[str, Any]], Any] | None = None,
-            topic_prefix: str = "journey") -> ProduceReport:
+            topic_prefix: str = "journey", topic: str | None = None) -> ProduceReport:
     """Produce every record of ``dataset`` in order and wait until all are acknowledged.
 
     Parameters
@@ -113,6 +131,9 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
     topic_prefix : str, keyword-only
         Replaces the leading ``journey`` of every topic (``journey.events.web`` ->
         ``<prefix>.events.web``), so tests can use topics of their own.
+    topic : str or None, keyword-only
+        Send every record to this one topic instead (a backfill topic for a history
+        dataset); keys still keep each person's records in order.
 
     Returns
     -------
@@ -122,18 +143,23 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
     Raises
     ------
     ValueError
-        For a non-positive ``rate``, or a dataset whose events would be judged from the future.
+        For a non-positive ``rate``, an invalid ``topic`` or one given with ``topic_prefix``, or a
+        dataset whose events would be judged from the future.
     ProduceError
         If the broker is unreachable, a topic does not exist, or any record was not delivered.
     """
     if rate is not None and not rate > 0:
         raise ValueError(f"rate must be positive records/s or None, got {rate!r}")
+    if topic is not None and (not TOPIC_NAME.match(topic) or topic_prefix != "journey"):
+        raise ValueError(f"topic={topic!r} must be a valid Kafka topic name and not combined with topic_prefix")
     check_produce_time(dataset, int(time.time() * 1000))
     conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
                             "linger.ms": 5, "message.timeout.ms": 60_000, "client.id": "journey-generator"}
     conf.update(config or {})
     producer = (producer_factory or Producer)(conf)
     def target_topic(rec: GeneratedRecord) -> str:
+        if topic is not None:
+            return topic
         return topic_prefix + rec.topic[len("journey"):] if rec.topic.startswith("journey.") else rec.topic
 
     _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap)

@@ -14,6 +14,12 @@ ingestion pipeline must survive:
 * **bad records** -- one kind per dead-letter error type (``models.ingest.DEAD_LETTER_REASONS``),
   each with the error the ingestion stage must report.
 
+A dataset targets one lower bound of ``occurred_at`` (``min_valid_timestamp_ms``, by default
+ingestion's live bound 2000-01-01): its valid events occur after it and its ``invalid_timestamp``
+records are impossible under it. History datasets (a ``base_time_ms`` in 2010 or the 1990s) pass
+the bound of the backfill topics they are meant for (``JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS``,
+docs/operations.md).
+
 Everything is drawn from one ``random.Random(seed)``: the same arguments give the same bytes on
 every run and every machine. Nothing is checked against the ingestion code here; the unit tests
 run every record through :class:`models.ingest.Ingestor` independently.
@@ -40,11 +46,12 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, SchemaCatalog
-from models.events import CHANNELS, EVENT_TYPES, PAYLOAD_OF
+from models.events import CHANNELS, EVENT_TYPES, PAYLOAD_OF, iso_utc
 from models.ingest import DEAD_LETTER_REASONS
 from models.normalize import normalize_email, normalize_phone
 
@@ -55,7 +62,8 @@ DAY_MS = 24 * HOUR_MS
 
 #: 2026-09-21T14:13:20Z, the default start of the synthetic calendar.
 DEFAULT_BASE_TIME_MS = 1_790_000_000_000
-#: 2000-01-01T00:00:00Z; ingestion rejects anything earlier.
+#: 2000-01-01T00:00:00Z: ingestion's lower bound on live topics (``JOURNEY_MIN_VALID_TIMESTAMP_MS``),
+#: the default for the datasets. History datasets pass the backfill bound instead.
 MIN_VALID_TIMESTAMP_MS = 946_684_800_000
 #: 2100-01-01T00:00:00Z, used for the far-future invalid timestamp.
 YEAR_2100_MS = 4_102_444_800_000
@@ -611,8 +619,10 @@ class _Synth:
     """One generation run; all randomness comes from ``self.rng``."""
 
     def __init__(self, seed: int, persons: int, base_time_ms: int, days: int, bad_ratio: float,
-                 dup_ratio: float, late_ratio: float, reorder_ratio: float) -> None:
+                 dup_ratio: float, late_ratio: float, reorder_ratio: float,
+                 min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS) -> None:
         self.seed = seed
+        self.min_valid = min_valid_timestamp_ms
         self.n_persons = persons
         self.base = base_time_ms
         self.days = days
@@ -1204,8 +1214,7 @@ class _Synth:
             ev = {**base, "identifiers": ids}
             return self.codec.encode(ev), variant, ev
         if error_type == "invalid_timestamp":
-            ts, variant = rng.choice(((5, "epoch_5ms"), (YEAR_2100_MS, "year_2100"),
-                                      (MIN_VALID_TIMESTAMP_MS - DAY_MS, "year_1999")))
+            ts, variant = rng.choice(invalid_timestamps(self.min_valid))
             ev = {**base, "occurred_at": ts}
             return self.codec.encode(ev), variant, ev
         if error_type == "payload_mismatch":
@@ -1364,7 +1373,7 @@ class _Synth:
             seed=self.seed,
             params={"persons": self.n_persons, "base_time_ms": self.base, "days": self.days,
                     "bad_ratio": self.bad_ratio, "dup_ratio": self.dup_ratio, "late_ratio": self.late_ratio,
-                    "reorder_ratio": self.reorder_ratio},
+                    "reorder_ratio": self.reorder_ratio, "min_valid_timestamp_ms": self.min_valid},
             persons=[p.truth for p in self.persons],
             valid_event_ids=sorted(ev.event_id for ev in events),
             duplicates=dups,
@@ -1379,9 +1388,45 @@ class _Synth:
         return Dataset(records, truth)
 
 
+def invalid_timestamps(min_valid_timestamp_ms: int) -> tuple[tuple[int, str], ...]:
+    """The ``(occurred_at, variant)`` choices of ``invalid_timestamp`` bad records for a lower bound.
+
+    Each is impossible under that bound whatever the Kafka timestamp before 2099: before the
+    bound (if there is room before it), before the Unix epoch (for any bound but the default,
+    whose datasets keep their bytes), or in the year 2100 (beyond any future skew).
+
+    Parameters
+    ----------
+    min_valid_timestamp_ms : int
+        The lower bound of ``occurred_at`` the dataset targets (>= 0).
+
+    Returns
+    -------
+    tuple of (int, str)
+
+    Examples
+    --------
+    >>> [v for _, v in invalid_timestamps(MIN_VALID_TIMESTAMP_MS)]
+    ['epoch_5ms', 'year_2100', 'year_1999']
+    >>> [v for _, v in invalid_timestamps(631_152_000_000)]  # a 1990-01-01 backfill bound
+    ['epoch_5ms', 'year_2100', 'year_1989', 'before_epoch']
+    >>> invalid_timestamps(0)
+    ((4102444800000, 'year_2100'), (-86400000, 'before_epoch'))
+    """
+    lo = min_valid_timestamp_ms
+    choices: list[tuple[int, str]] = [(5, "epoch_5ms")] if lo > 5 else []
+    choices.append((YEAR_2100_MS, "year_2100"))
+    if lo >= DAY_MS:
+        year = datetime.fromtimestamp((lo - DAY_MS) / 1000, tz=timezone.utc).year
+        choices.append((lo - DAY_MS, f"year_{year}"))
+    if lo != MIN_VALID_TIMESTAMP_MS:
+        choices.append((-DAY_MS, "before_epoch"))
+    return tuple(choices)
+
+
 def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, bad_ratio: float = 0.02,
              dup_ratio: float = 0.03, late_ratio: float = 0.02, *, reorder_ratio: float = 0.03,
-             days: int = 14) -> Dataset:
+             days: int = 14, min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS) -> Dataset:
     """Generate a deterministic synthetic dataset with ground truth.
 
     Parameters
@@ -1392,10 +1437,11 @@ def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, 
         Number of planted persons (at least 1). Every behaviour appears once ``persons >= 5``;
         all 17 event types and 5 channels appear for ``persons >= 50`` (erasures need 20).
     base_time_ms : int
-        Start of the synthetic calendar (epoch ms). Events occur over ``days`` days after it
-        (a person's last sessions may spill over by a few days). It must be far enough in the
-        past for the dataset to be produced now: ingestion rejects events more than its future
-        skew (24 h by default) after the Kafka timestamp.
+        Start of the synthetic calendar (epoch ms), at or after ``min_valid_timestamp_ms``.
+        Events occur over ``days`` days after it (a person's last sessions may spill over by a
+        few days). It must be far enough in the past for the dataset to be produced now:
+        ingestion rejects events more than its future skew (24 h by default) after the Kafka
+        timestamp.
     bad_ratio : float
         Bad records per valid event, in [0, 1); when positive, at least one of each of the
         eight dead-letter error types is generated (they cycle through the types).
@@ -1408,6 +1454,11 @@ def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, 
         Probability that a pair of adjacent events of a session is swapped, in [0, 1).
     days : int, keyword-only
         Length of the calendar, at least 1.
+    min_valid_timestamp_ms : int, keyword-only
+        The lower bound of ``occurred_at`` of the ingestion the dataset is meant for (epoch
+        ms, >= 0): by default the live bound 2000-01-01; for history before it, the backfill
+        bound (``JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS``). The ``invalid_timestamp`` bad
+        records are impossible under it (:func:`invalid_timestamps`).
 
     Returns
     -------
@@ -1423,8 +1474,16 @@ def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, 
         raise ValueError(f"seed must be an int, got {seed!r}")
     if isinstance(persons, bool) or not isinstance(persons, int) or persons < 1:
         raise ValueError(f"persons must be a positive int, got {persons!r}")
-    if not isinstance(base_time_ms, int) or base_time_ms < MIN_VALID_TIMESTAMP_MS:
-        raise ValueError(f"base_time_ms must be an epoch-ms int after 2000-01-01, got {base_time_ms!r}")
+    if isinstance(min_valid_timestamp_ms, bool) or not isinstance(min_valid_timestamp_ms, int) \
+            or min_valid_timestamp_ms < 0:
+        raise ValueError(f"min_valid_timestamp_ms must be an epoch-ms int >= 0 (ingestion never accepts events "
+                         f"before the Unix epoch), got {min_valid_timestamp_ms!r}")
+    if isinstance(base_time_ms, bool) or not isinstance(base_time_ms, int) or base_time_ms < min_valid_timestamp_ms:
+        raise ValueError(f"base_time_ms must be an epoch-ms int at or after min_valid_timestamp_ms="
+                         f"{min_valid_timestamp_ms} ({iso_utc(min_valid_timestamp_ms)}), got {base_time_ms!r}"
+                         + (f" ({iso_utc(base_time_ms)}); for history, pass the lower bound of the backfill topics "
+                            f"(JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS) as min_valid_timestamp_ms"
+                            if isinstance(base_time_ms, int) and base_time_ms >= 0 else ""))
     if base_time_ms + (days + 30) * DAY_MS >= YEAR_2100_MS:
         raise ValueError(f"base_time_ms={base_time_ms} is too close to the year 2100")
     for name, value, upper in (("bad_ratio", bad_ratio, 1.0), ("late_ratio", late_ratio, 1.0),
@@ -1436,4 +1495,4 @@ def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, 
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive int, got {days!r}")
     return _Synth(seed, persons, base_time_ms, days, float(bad_ratio), float(dup_ratio), float(late_ratio),
-                  float(reorder_ratio)).run()
+                  float(reorder_ratio), min_valid_timestamp_ms).run()

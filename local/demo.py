@@ -24,7 +24,7 @@ from local import stack
 from local.flink_cluster import REST, FlinkJobError
 from local.jobs import ensure_job
 from local.kafka_read import read_committed
-from models.avro_codec import SchemaCatalog
+from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
 from state.cassandra_schema import apply_schema
@@ -62,9 +62,21 @@ def wait_for_outputs(catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[b
 
 
 def _read_mine(catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[bytes]) -> tuple[list[dict], list[dict]]:
-    normalized = (catalog.decode(r.value)[1] for r in read_committed(BOOTSTRAP, "journey.normalized"))
-    dead = (catalog.decode(r.value)[1] for r in read_committed(BOOTSTRAP, "journey.dlq"))
+    normalized = _decodable(catalog, "journey.normalized")
+    dead = _decodable(catalog, "journey.dlq")
     return [e for e in normalized if e["event_id"] in event_ids], [d for d in dead if d["raw"] in bad_raw]
+
+
+def _decodable(catalog: SchemaCatalog, topic: str) -> list[dict]:
+    """The topic's records this code can decode (a stack may hold records of older runs in a
+    format this version no longer writes; they are not this run's anyway)."""
+    out = []
+    for r in read_committed(BOOTSTRAP, topic):
+        try:
+            out.append(catalog.decode(r.value)[1])
+        except DecodeError:
+            continue
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,8 +6,10 @@ second ``make demo``, ``make ingest``, ``make profiles``, ``make down`` / ``make
 * **Inside a job**: Flink's exactly-once checkpoints (Kafka transactions committed with each
   checkpoint, source offsets and dedupe / identity / profile state in the same checkpoint).
 * **Between runs of a job**: the job's state. Every command goes through :func:`ensure_job`,
-  which leaves a running job alone, or else resumes it from its newest retained checkpoint (or
-  a savepoint given by the user). There is one ingestion job and one profiles job per stack,
+  which leaves a running job alone, or else resumes it from where the last recorded run
+  stopped (:func:`restore_point`: the savepoint it was stopped with, or its newest retained
+  checkpoint), or from a savepoint given by the user. ``--restart`` stops a running job with a
+  savepoint and resumes it from there (new settings or code). There is one ingestion job and one profiles job per stack,
   both unbounded; ``make demo`` feeds the running ingestion job instead of starting a bounded
   one whose state (and final offsets) would end with it.
 * **When the state is gone** (checkpoints deleted, a new checkout on an old stack): a fresh
@@ -31,7 +33,7 @@ from typing import Callable
 
 from local import stack
 from local.flink_cluster import (FlinkJobError, cancel, latest_checkpoint, rest, root_exception, stack_job_env,
-                                 submit)
+                                 stop_with_savepoint, submit)
 from models.config import IngestConfig, ProfilesConfig
 
 ACTIVE_STATES = {"CREATED", "INITIALIZING", "RUNNING", "RESTARTING", "RECONCILING"}
@@ -72,33 +74,47 @@ def _record_path(job_name: str) -> Path:
     return stack.STACK / "jobs" / f"{job_name}.json"
 
 
+def _records(job_name: str) -> list[dict[str, str | None]]:
+    """The jobs started under ``job_name`` on this stack that reached RUNNING, oldest first:
+    ``id``, ``restored_from`` (checkpoint or savepoint path, None for a fresh start) and
+    ``stopped_with`` (the savepoint it was stopped with, if it was)."""
+    path = _record_path(job_name)
+    legacy = stack.STACK / "demo" / "profiles-job"  # where make profiles kept its last job before
+    jobs: list[dict[str, str | None]] = []
+    if job_name == "journey-profiles" and legacy.exists():
+        jobs.append({"id": legacy.read_text().strip(), "restored_from": None, "stopped_with": None})
+    if path.exists():
+        jobs += json.loads(path.read_text())["jobs"]
+    return jobs
+
+
 def recorded_jobs(job_name: str) -> list[str]:
     """Ids of the jobs started under ``job_name`` on this stack that reached RUNNING, oldest first."""
-    path = _record_path(job_name)
-    if not path.exists():
-        return []
-    return list(json.loads(path.read_text())["jobs"])
+    return [str(j["id"]) for j in _records(job_name)]
 
 
-def _record(job_name: str, job_id: str) -> None:
+def _write_records(job_name: str, jobs: list[dict[str, str | None]]) -> None:
     path = _record_path(job_name)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"jobs": [*recorded_jobs(job_name), job_id]}, indent=1))
+    tmp.write_text(json.dumps({"jobs": jobs}, indent=1))
     tmp.replace(path)
 
 
-def newest_checkpoint(job_name: str) -> Path | None:
-    """The newest retained checkpoint of the newest recorded job that has one.
-
-    A job resumed from a checkpoint and stopped before its own first checkpoint committed
-    nothing (its Kafka transactions commit with checkpoints), so its predecessor's checkpoint
-    is still the right place to resume from.
+def restore_point(job_name: str) -> str | None:
+    """Where the job's state continues: for the newest recorded job, the savepoint it was
+    stopped with, else its newest retained checkpoint, else what it was itself restored from
+    (it stopped before its first checkpoint, so it committed nothing: its Kafka transactions
+    commit with checkpoints); None if no recorded job has any.
     """
-    for job_id in reversed(recorded_jobs(job_name)):
-        chk = latest_checkpoint(job_id)
+    for job in reversed(_records(job_name)):
+        if job.get("stopped_with"):
+            return str(job["stopped_with"])
+        chk = latest_checkpoint(str(job["id"]))
         if chk is not None:
-            return chk
+            return str(chk)
+        if job.get("restored_from"):
+            return str(job["restored_from"])
     return None
 
 
@@ -182,7 +198,7 @@ def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
 
 def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str | None = None,
                allow_fresh: bool = False, progress: Callable[[str], None] = lambda s: None,
-               start_timeout_s: float = 180) -> tuple[str, str]:
+               start_timeout_s: float = 180, restart: bool = False) -> tuple[str, str]:
     """Make sure the job runs with its state; returns (job id, "running" | "resumed" | "started").
 
     Parameters
@@ -199,6 +215,9 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
         input again); only for when that is what you want.
     start_timeout_s:
         How long the job may take to get every task running before it is cancelled.
+    restart:
+        Stop a running job with a savepoint and resume it from there (new code or settings:
+        the local form of a savepoint upgrade).
 
     Raises
     ------
@@ -214,9 +233,18 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
     cfg = spec.config(env)
     name = cfg.job_name  # type: ignore[attr-defined]
     active = active_job(name)
-    if active is not None:
+    if active is not None and restart:
+        progress(f"stopping {name} ({active[0]}) with a savepoint")
+        stopped_with = stop_with_savepoint(active[0], f"file://{stack.DATA / 'flink' / 'savepoints'}")
+        jobs = _records(name)
+        for job in jobs:
+            if job["id"] == active[0]:
+                job["stopped_with"] = stopped_with
+        _write_records(name, jobs)
+        savepoint = savepoint or stopped_with
+    elif active is not None:
         return active[0], "running"
-    restore = savepoint or newest_checkpoint(name)
+    restore = savepoint or restore_point(name)
     if restore is None and not allow_fresh:
         evidence = processed_before(cfg.bootstrap_servers, cfg.group_id, spec.outputs(cfg))  # type: ignore[attr-defined]
         if evidence:
@@ -227,7 +255,7 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
     progress(f"{'resuming' if restore else 'starting'} {name}" + (f" from {restore}" if restore else ""))
     sub = submit(spec.module, env, detached=True, savepoint=str(restore) if restore else None)
     wait_all_tasks_running(sub.job_id, start_timeout_s)
-    _record(name, sub.job_id)
+    _write_records(name, [*_records(name), {"id": sub.job_id, "restored_from": restore, "stopped_with": None}])
     return sub.job_id, "resumed" if restore else "started"
 
 
@@ -239,6 +267,8 @@ def main_for(kind: str, argv: list[str] | None, doc: str) -> int:
 
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--savepoint", help="resume from this savepoint or retained checkpoint path")
+    ap.add_argument("--restart", action="store_true",
+                    help="stop the running job with a savepoint and resume it from there (new settings or code)")
     ap.add_argument("--allow-fresh-start", action="store_true",
                     help="start without state although the job processed input before (emits it again)")
     args = ap.parse_args(argv)
@@ -247,7 +277,7 @@ def main_for(kind: str, argv: list[str] | None, doc: str) -> int:
     job_env = {k: v for k, v in os.environ.items() if k.startswith("JOURNEY_")}
     try:
         jid, how = ensure_job(kind, job_env, savepoint=args.savepoint, allow_fresh=args.allow_fresh_start,
-                              progress=lambda s: print(f"  {s}", flush=True))
+                              progress=lambda s: print(f"  {s}", flush=True), restart=args.restart)
     except FlinkJobError as e:
         print(f"{kind}: {e}", file=sys.stderr)
         return 2

@@ -14,6 +14,15 @@ from typing import Mapping
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
+#: 2000-01-01T00:00:00Z: the default lower bound of ``occurred_at`` on live topics.
+DEFAULT_MIN_VALID_TIMESTAMP_MS = 946_684_800_000
+#: Lower bounds below this (1973-03-03T09:46:40Z, other than 0) are refused as epoch seconds.
+SECONDS_SUSPECT_BELOW_MS = 100_000_000_000
+#: 2100-01-01T00:00:00Z: lower bounds from here on are refused (every event would be rejected).
+LOWER_BOUND_CEILING_MS = 4_102_444_800_000
+#: The live input topics, which a backfill pattern must never loosen.
+LIVE_INPUT_TOPICS: tuple[str, ...] = tuple(f"journey.events.{c}" for c in ("web", "app", "crm", "pos", "email"))
+
 
 class ConfigError(ValueError):
     """A configuration value is missing or out of range; the message names the setting."""
@@ -89,6 +98,18 @@ class IngestConfig(FlinkJobSettings):
     pii_salt:
         Secret salt for hashing email and phone. Required, at least 16 characters; never
         a default in code (from a secret in k8s, from ``.stack/`` in the local demo).
+    min_valid_timestamp_ms:
+        Lower bound of ``occurred_at`` (epoch ms, inclusive) on live topics; protects live
+        traffic from zeroed or reset clocks. Default 2000-01-01T00:00:00Z.
+    max_future_skew_ms:
+        How far ``occurred_at`` may be after the Kafka record timestamp, on every topic.
+    backfill_topic_pattern, backfill_min_valid_timestamp_ms:
+        History backfill (docs/operations.md): on input topics whose whole name matches the
+        regex ``backfill_topic_pattern``, ``occurred_at`` is bounded below by
+        ``backfill_min_valid_timestamp_ms`` instead of ``min_valid_timestamp_ms``. Both or
+        neither; the pattern must not match the live ``journey.events.<channel>`` topics nor
+        the output topics. ``occurred_at`` is never accepted before the Unix epoch, and the
+        future bound applies to backfill topics as to live ones.
     """
 
     pii_salt: str = ""
@@ -100,8 +121,10 @@ class IngestConfig(FlinkJobSettings):
     job_name: str = "journey-ingestion"
     dedupe_ttl_ms: int = 24 * 3600 * 1000
     max_future_skew_ms: int = 24 * 3600 * 1000
-    min_valid_timestamp_ms: int = 946_684_800_000  # 2000-01-01T00:00:00Z
+    min_valid_timestamp_ms: int = DEFAULT_MIN_VALID_TIMESTAMP_MS  # 2000-01-01T00:00:00Z
     default_country_code: str = "1"
+    backfill_topic_pattern: str = ""
+    backfill_min_valid_timestamp_ms: int | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -119,6 +142,9 @@ class IngestConfig(FlinkJobSettings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
+        check_time_bounds(self.min_valid_timestamp_ms, self.backfill_topic_pattern,
+                          self.backfill_min_valid_timestamp_ms, input_topic_pattern=self.input_topic_pattern,
+                          output_topics=(self.output_topic, self.dlq_topic))
 
 
 
@@ -190,6 +216,8 @@ def _parse(name: str, raw: str, typ: object) -> object:
     try:
         if t == "int":
             return int(raw)
+        if t == "int | None":
+            return int(raw) if raw.strip() else None
         if t == "bool":
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
@@ -197,7 +225,9 @@ def _parse(name: str, raw: str, typ: object) -> object:
         if t.startswith("tuple"):
             return tuple(p for p in raw.split(";") if p)
     except ValueError:
-        raise ConfigError(f"JOURNEY_{name.upper()}={raw!r} is not a valid {t}") from None
+        hint = (" (epoch milliseconds, UTC: 1990-01-01 is 631152000000; date -u -d 1990-01-01 +%s000 prints it)"
+                if name.endswith("_timestamp_ms") else "")
+        raise ConfigError(f"JOURNEY_{name.upper()}={raw!r} is not a valid {t}{hint}") from None
     return raw
 
 
@@ -244,3 +274,123 @@ def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms
         raise ConfigError(
             f"transaction_timeout_ms={transaction_timeout_ms} is above the broker's "
             f"transaction.max.timeout.ms={broker_max_ms}: the producer would be refused at start")
+
+
+def _iso(ms: int) -> str:
+    from models.events import iso_utc  # local: models.events pulls in the Avro codec
+
+    return iso_utc(ms)
+
+
+def check_lower_bound(setting: str, value: int) -> None:
+    """Refuse a lower bound of ``occurred_at`` that cannot be meant.
+
+    Parameters
+    ----------
+    setting : str
+        The ``JOURNEY_*`` variable the value came from (named in the error).
+    value : int
+        Epoch milliseconds; 0 (the Unix epoch) is the most permissive bound there is.
+
+    Raises
+    ------
+    ConfigError
+        If the value is negative (before the Unix epoch), looks like epoch seconds (between
+        1 and 99999999999 ms, i.e. before 1973-03-03), or is 2100-01-01 or later.
+
+    Examples
+    --------
+    >>> check_lower_bound("JOURNEY_MIN_VALID_TIMESTAMP_MS", 631_152_000_000)  # 1990-01-01
+    >>> check_lower_bound("JOURNEY_MIN_VALID_TIMESTAMP_MS", 0)  # anything since the epoch
+    >>> check_lower_bound("JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", 631_152_000)
+    Traceback (most recent call last):
+    ...
+    models.config.ConfigError: JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS=631152000
+    (1970-01-08T07:19:12Z) looks like epoch seconds: in milliseconds that is 631152000000
+    (1990-01-01T00:00:00Z); use 0 to accept everything since the Unix epoch
+    """
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{setting}={value!r} must be an int of epoch milliseconds")
+    if value < 0:
+        raise ConfigError(f"{setting}={value} ({_iso(value)}) is before the Unix epoch: negative timestamps are "
+                          f"never accepted; use 0 to accept everything since 1970-01-01T00:00:00Z")
+    if 0 < value < SECONDS_SUSPECT_BELOW_MS:
+        raise ConfigError(f"{setting}={value} ({_iso(value)}) looks like epoch seconds: in milliseconds that is "
+                          f"{value * 1000} ({_iso(value * 1000)}); use 0 to accept everything since the Unix epoch")
+    if value >= LOWER_BOUND_CEILING_MS:
+        raise ConfigError(f"{setting}={value} ({_iso(value)}) is 2100-01-01 or later: every event would be "
+                          f"dead-lettered (epoch microseconds? the setting is in milliseconds)")
+
+
+def check_time_bounds(min_valid_timestamp_ms: int, backfill_topic_pattern: str,
+                      backfill_min_valid_timestamp_ms: int | None, *, input_topic_pattern: str | None = None,
+                      output_topics: tuple[str, ...] = ()) -> None:
+    r"""Refuse time bounds of ingestion that are nonsense or would loosen live traffic.
+
+    Parameters
+    ----------
+    min_valid_timestamp_ms : int
+        Lower bound on live topics (``JOURNEY_MIN_VALID_TIMESTAMP_MS``).
+    backfill_topic_pattern : str
+        Regex over whole topic names (``JOURNEY_BACKFILL_TOPIC_PATTERN``); ``""`` for none.
+    backfill_min_valid_timestamp_ms : int or None
+        Lower bound on backfill topics (``JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS``).
+    input_topic_pattern : str or None, keyword-only
+        The job's subscription. A backfill pattern naming one topic must name one it reads.
+    output_topics : tuple of str, keyword-only
+        Topics the job writes; a backfill pattern must not match them.
+
+    Raises
+    ------
+    ConfigError
+        Naming the ``JOURNEY_*`` variable: a lower bound refused by :func:`check_lower_bound`;
+        a pattern without a bound or a bound without a pattern; a pattern that is not a regex
+        or matches a live ``journey.events.<channel>`` topic or an output topic; a single backfill
+        topic the input pattern does not subscribe to. A backfill bound after the live one is
+        fine: the earliest real date of a 2010 history is a tighter check than 2000-01-01.
+
+    Examples
+    --------
+    >>> check_time_bounds(946_684_800_000, r"journey\.events\.backfill", 631_152_000_000,
+    ...                   input_topic_pattern=r"journey\.events\..*")
+    >>> check_time_bounds(946_684_800_000, r"journey\.events\..*", 0)
+    Traceback (most recent call last):
+    ...
+    models.config.ConfigError: JOURNEY_BACKFILL_TOPIC_PATTERN='journey\\.events\\..*' matches the live
+    topic journey.events.web: ...
+    """
+    check_lower_bound("JOURNEY_MIN_VALID_TIMESTAMP_MS", min_valid_timestamp_ms)
+    pattern, bound = backfill_topic_pattern, backfill_min_valid_timestamp_ms
+    if not pattern:
+        if bound is not None:
+            raise ConfigError(f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound} is set but "
+                              f"JOURNEY_BACKFILL_TOPIC_PATTERN is not: the bound would apply to no topic; set the "
+                              f"pattern of the backfill topics (e.g. journey\\.events\\.backfill)")
+        return
+    if bound is None:
+        raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} needs JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS: "
+                          f"the earliest real date of the history, in epoch ms (e.g. 631152000000 = 1990-01-01; "
+                          f"0 accepts anything since 1970, including zeroed dates)")
+    check_lower_bound("JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", bound)
+    try:
+        regex = re.compile(pattern)
+    except re.error as e:
+        raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} is not a regex: {e}") from None
+    for topic in LIVE_INPUT_TOPICS:
+        if regex.fullmatch(topic):
+            raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} matches the live topic {topic}: live "
+                              f"traffic would lose its lower bound; produce history to topics of its own (e.g. "
+                              f"journey.events.backfill), or lower JOURNEY_MIN_VALID_TIMESTAMP_MS for a whole job")
+    for topic in output_topics:
+        if regex.fullmatch(topic):
+            raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} matches the output topic {topic}")
+    single = pattern.replace("\\.", ".")
+    if input_topic_pattern and _TOPIC.match(single) and regex.fullmatch(single):
+        try:
+            subscribed = re.fullmatch(input_topic_pattern, single)
+        except re.error:
+            subscribed = True  # reported by the input_topic_pattern check
+        if not subscribed:
+            raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} names the topic {single}, which "
+                              f"JOURNEY_INPUT_TOPIC_PATTERN={input_topic_pattern!r} does not subscribe to: its records "
+                              f"would never be read; name it journey.events.<something> or widen the input pattern")

@@ -9,12 +9,18 @@ Every input ends in exactly one of: :class:`Accepted` (then deduplicated downstr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from models.avro_codec import DecodeError, SchemaCatalog
-from models.events import IDENTIFIER_TYPES, Rejection, validate_event
+from models.config import DEFAULT_MIN_VALID_TIMESTAMP_MS, check_time_bounds
+from models.events import IDENTIFIER_TYPES, MIN_TIMESTAMP_SETTING, Rejection, validate_event
 from models.normalize import normalize_identifiers
+
+#: Where dead-letter details send an operator who wants to load history.
+BACKFILL_DOCS = "docs/operations.md#history-backfill"
+BACKFILL_MIN_SETTING = "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS"
 
 DEAD_LETTER_REASONS: tuple[str, ...] = (
     "not_single_object_encoded", "unknown_schema", "malformed_avro", "missing_event_id",
@@ -47,19 +53,74 @@ class DeadLettered:
 
 
 @dataclass(frozen=True)
+class TopicBounds:
+    """The lower bound of ``occurred_at`` on one input topic, and how to talk about it.
+
+    Attributes
+    ----------
+    min_ts_ms : int
+        Epoch ms, inclusive.
+    setting : str
+        The ``JOURNEY_*`` variable it comes from.
+    advice : str
+        What a dead-letter detail suggests when an event is older than the bound.
+    """
+
+    min_ts_ms: int
+    setting: str
+    advice: str
+
+
+@dataclass(frozen=True)
 class IngestSettings:
-    """The subset of :class:`models.config.IngestConfig` that the pure logic needs."""
+    r"""The subset of :class:`models.config.IngestConfig` that the pure logic needs.
+
+    Validated like the config (:func:`models.config.check_time_bounds`).
+
+    Examples
+    --------
+    >>> s = IngestSettings("x" * 16, backfill_topic_pattern=r"journey\.events\.backfill",
+    ...                    backfill_min_valid_timestamp_ms=631_152_000_000)
+    >>> s.bounds_for("journey.events.backfill").min_ts_ms, s.bounds_for("journey.events.web").min_ts_ms
+    (631152000000, 946684800000)
+    """
 
     pii_salt: str
     default_country_code: str = "1"
-    min_valid_timestamp_ms: int = 946_684_800_000
+    min_valid_timestamp_ms: int = DEFAULT_MIN_VALID_TIMESTAMP_MS
     max_future_skew_ms: int = 24 * 3600 * 1000
     job_name: str = "journey-ingestion"
+    backfill_topic_pattern: str = ""
+    backfill_min_valid_timestamp_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        check_time_bounds(self.min_valid_timestamp_ms, self.backfill_topic_pattern,
+                          self.backfill_min_valid_timestamp_ms)
 
     @classmethod
     def of(cls, cfg: Any) -> "IngestSettings":
         return cls(cfg.pii_salt, cfg.default_country_code, cfg.min_valid_timestamp_ms,
-                   cfg.max_future_skew_ms, cfg.job_name)
+                   cfg.max_future_skew_ms, cfg.job_name, cfg.backfill_topic_pattern,
+                   cfg.backfill_min_valid_timestamp_ms)
+
+    def bounds_for(self, topic: str) -> TopicBounds:
+        """The lower bound of ``occurred_at`` for records of ``topic``.
+
+        Backfill topics (whole name matching ``backfill_topic_pattern``) get the backfill
+        bound, every other topic the live one.
+        """
+        if self.backfill_topic_pattern and re.fullmatch(self.backfill_topic_pattern, topic):
+            assert self.backfill_min_valid_timestamp_ms is not None  # check_time_bounds
+            return TopicBounds(self.backfill_min_valid_timestamp_ms, BACKFILL_MIN_SETTING,
+                               f"{topic} is a backfill topic (JOURNEY_BACKFILL_TOPIC_PATTERN); if this history is "
+                               f"real, lower {BACKFILL_MIN_SETTING} to its earliest date ({BACKFILL_DOCS})")
+        if self.backfill_topic_pattern:
+            where = (f"{topic} is a live topic (it does not match JOURNEY_BACKFILL_TOPIC_PATTERN="
+                     f"{self.backfill_topic_pattern!r}); produce history to a backfill topic")
+        else:
+            where = (f"{topic} is a live topic; to load older history, produce it to a backfill topic and set "
+                     f"JOURNEY_BACKFILL_TOPIC_PATTERN and {BACKFILL_MIN_SETTING}")
+        return TopicBounds(self.min_valid_timestamp_ms, MIN_TIMESTAMP_SETTING, f"{where} ({BACKFILL_DOCS})")
 
 
 class Ingestor:
@@ -70,6 +131,7 @@ class Ingestor:
         self.catalog = catalog or SchemaCatalog.load()
         self._normalized = self.catalog.codec("NormalizedEvent")
         self._dead_letter = self.catalog.codec("DeadLetter")
+        self._bounds: dict[str, TopicBounds] = {}  # per topic: a handful, looked up once each
 
     def decode_validate(self, rec: SourceRecord) -> dict[str, Any] | Rejection:
         """The decoded ``Event`` if it is valid, else the reason to dead-letter it.
@@ -83,7 +145,11 @@ class Ingestor:
         except DecodeError as e:
             return Rejection(e.error_type, e.detail)
         s = self.settings
-        why = validate_event(event, rec.timestamp_ms, s.min_valid_timestamp_ms, s.max_future_skew_ms)
+        bounds = self._bounds.get(rec.topic)
+        if bounds is None:
+            bounds = self._bounds[rec.topic] = s.bounds_for(rec.topic)
+        why = validate_event(event, rec.timestamp_ms, bounds.min_ts_ms, s.max_future_skew_ms,
+                             min_setting=bounds.setting, advice=bounds.advice)
         if why is not None:
             return why
         ids, warnings = normalize_identifiers(event["identifiers"], s.pii_salt, s.default_country_code)

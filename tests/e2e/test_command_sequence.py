@@ -3,8 +3,9 @@
 The sequence a user goes through with the README's commands: a first ``make demo`` (the
 ingestion and profiles jobs started through ``local.jobs.ensure_job``), a second one with new
 events (the jobs found running), ``make down`` / ``make up`` with events arriving while the
-cluster is down (the jobs resumed from their retained checkpoints), and ``make ingest`` on a
-stack whose job state was lost (refused). The committed outputs must then hold every unique
+cluster is down (the jobs resumed from their retained checkpoints), a restart with new
+settings (stopped with a savepoint, resumed from it), and ``make ingest`` on a stack whose
+job state was lost (refused). The committed outputs must then hold every unique
 valid event of all three batches exactly once (the generators' ground truth), the dead
 letters one for one, and Cassandra must equal the offline oracle over those events (an event
 folded twice would show in its profile's counts).
@@ -62,6 +63,10 @@ def sequence(local_stack, session):
     produce(batches[2], bootstrap, progress=False, topic_prefix=topics.prefix)
     stack.COMPONENTS["flink"].start()
     ensure_both()
+    # new settings: `make ingest` / `make profiles` with --restart (stop with savepoint, resume)
+    time.sleep(2)
+    for kind, env in (("ingestion", ingest_env), ("profiles", profiles_env)):
+        how[kind].append(ensure_job(kind, {**env, "JOURNEY_CHECKPOINT_INTERVAL_MS": "1500"}, restart=True)[1])
     # the same job on a stack that lost its state (another job name: no recorded job to resume)
     with pytest.raises(AlreadyProcessed) as refused:
         ensure_job("ingestion", {**ingest_env, "JOURNEY_JOB_NAME": f"{topics.prefix}-lost-state"})
@@ -81,10 +86,11 @@ def sequence(local_stack, session):
     return batches, normalized, dlq, diff, seconds, how, str(refused.value), topics, overview
 
 
-def test_the_jobs_are_started_once_then_found_running_then_resumed_from_their_checkpoints(sequence) -> None:
+def test_the_jobs_are_started_once_then_found_running_then_resumed_from_checkpoint_and_savepoint(sequence) -> None:
     *_, how, _, topics, _ = sequence
-    assert how == {"ingestion": ["started", "running", "resumed"], "profiles": ["started", "running", "resumed"]}
-    assert len(recorded_jobs(f"test-ingestion-{topics.prefix}")) == 2
+    assert how == {"ingestion": ["started", "running", "resumed", "resumed"],
+                   "profiles": ["started", "running", "resumed", "resumed"]}
+    assert len(recorded_jobs(f"test-ingestion-{topics.prefix}")) == 3
 
 
 def test_every_valid_event_of_every_batch_is_normalized_exactly_once(sequence) -> None:
