@@ -52,7 +52,7 @@ test: setup
 	@$(PY) -m pytest -ra
 
 test-unit: setup
-	@$(PY) -m pytest -ra tests/unit models generator
+	@$(PY) -m pytest -ra tests/unit models generator state
 
 test-operator: setup
 	@$(PY) -m pytest -ra -m operator tests/operator

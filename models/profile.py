@@ -10,6 +10,13 @@ Money is kept in integer cents so sums are exact. Category affinity decays expon
 with a half-life; it is stored as ``sum(weight * 2 ** ((t - DECAY_EPOCH_MS) / half_life))``,
 a plain sum that merges by addition, and is scaled to "now" only when read.
 
+Traits that downstream readers get from plain CQL (recency, purchase days, average spends,
+normalized top categories; ``docs/profiles.md``) are a function of the aggregate, computed
+as of its last event by :meth:`ProfileAggregate.stored_traits` whenever the row is written;
+they are never merged themselves. What they need beyond the other fields is the spend per
+UTC purchase day (``purchase_day_cents``), which merges by addition per day like the
+channel counts.
+
 Fields (all required; see :class:`ProfileAggregate`):
 
 =====================  =====================================  ==========================
@@ -29,13 +36,17 @@ channel_counts         {channel: events}                      sum per key
 category_affinity      {category: decayed weight sum}         sum per key
 consent                {purpose: (granted, at_ms, event_id)}  last writer wins
 crm_attributes         {name: (value, at_ms, event_id)}       last writer wins
+purchase_day_cents     {UTC day number: order cents that day} sum per key
 =====================  =====================================  ==========================
+
+A UTC day number is ``occurred_at // DAY_MS`` (days since 1970-01-01, UTC).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -60,6 +71,7 @@ TOP_CATEGORIES = 5
 RFM_SEGMENTS: tuple[str, ...] = ("prospect", "new", "active", "loyal", "at_risk")
 
 _N = TypeVar("_N", int, float)
+_K = TypeVar("_K", str, int)
 
 
 @dataclass(frozen=True)
@@ -68,7 +80,8 @@ class ProfileAggregate:
 
     Instances are immutable by convention: no method mutates ``self``, an argument or a
     container of either; every operation returns a new aggregate with fresh containers whose
-    keys are sorted (so :meth:`to_dict` output is canonical).
+    keys are sorted when the operands' are (every constructor here sorts them; :meth:`to_dict`
+    output is canonical in any case).
 
     Examples
     --------
@@ -96,6 +109,25 @@ class ProfileAggregate:
     category_affinity: dict[str, float] = field(default_factory=dict)
     consent: dict[str, tuple[bool, int, str]] = field(default_factory=dict)
     crm_attributes: dict[str, tuple[str, int, str]] = field(default_factory=dict)
+    purchase_day_cents: dict[int, int] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Unpickle, giving fields that a pickle from an older version lacks their default.
+
+        Flink state holds pickled aggregates; one written before ``purchase_day_cents``
+        existed loads with ``{}`` (its earlier orders are then missing from the day map).
+
+        Examples
+        --------
+        >>> old = ProfileAggregate.__new__(ProfileAggregate)
+        >>> old.__setstate__({"profile_id": "p1", "events": 2})
+        >>> (old.events, old.orders, old.purchase_day_cents) == (2, 0, {})
+        True
+        """
+        for f in fields(self):
+            if f.name not in state:
+                state[f.name] = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------ construction
 
@@ -131,7 +163,9 @@ class ProfileAggregate:
         * first/last seen: ``occurred_at``; ``events``: 1;
         * ``purchase`` and ``store_purchase``: one order of ``total`` converted to cents
           exactly through :class:`decimal.Decimal` (half-cents round half to even),
-          first/last order time ``occurred_at``;
+          first/last order time ``occurred_at``, and ``purchase_day_cents`` =
+          ``{occurred_at // DAY_MS: cents}`` (the order's UTC day; a zero total still
+          makes it a purchase day);
         * ``channel_counts``: ``{channel: 1}``;
         * category affinity: ``product_view`` weighs ``1 + min(dwell_ms / 60000, 2)``,
           ``add_to_cart`` 3, each order line item ``5 * quantity`` for its category; a weight
@@ -170,6 +204,8 @@ class ProfileAggregate:
         >>> a = ProfileAggregate.from_event(ev, "p1")
         >>> (a.orders, a.revenue_cents, a.first_order_ms == a.last_order_ms == DECAY_EPOCH_MS)
         (1, 1999, True)
+        >>> a.purchase_day_cents  # 2020-01-01 is day 18262 since 1970-01-01
+        {18262: 1999}
         >>> a.category_affinity  # at the decay epoch the factor is exactly 1
         {'books': 5.0, 'shoes': 15.0}
         >>> a.identifiers
@@ -222,6 +258,7 @@ class ProfileAggregate:
             category_affinity={c: w * factor for c, w in sorted(weights.items())},
             consent=consent,
             crm_attributes=crm,
+            purchase_day_cents={} if order_ms is None else {order_ms // DAY_MS: revenue_cents},
         )
 
     # ------------------------------------------------------------------ the monoid
@@ -232,8 +269,10 @@ class ProfileAggregate:
         Identifier tuples are unioned (sorted, deduplicated); times take min/max with ``None``
         as absent; counts and money add; per-key maps add per key; ``consent`` and
         ``crm_attributes`` keep, per key, the entry with the greatest ``(at_ms, event_id)``,
-        ties on both broken by the value itself. Category affinity is a float sum, so it is
-        associative only up to rounding (relative error around 1e-16).
+        ties on both broken by the value itself. ``purchase_day_cents`` adds per day (exact
+        integers), so the purchase days of a merge are the union of both sides' days.
+        Category affinity is a float sum, so it is associative only up to rounding (relative
+        error around 1e-16).
 
         Parameters
         ----------
@@ -272,6 +311,7 @@ class ProfileAggregate:
             category_affinity=_add(self.category_affinity, other.category_affinity),
             consent=_last_writer_wins(self.consent, other.consent),
             crm_attributes=_last_writer_wins(self.crm_attributes, other.crm_attributes),
+            purchase_day_cents=_add(self.purchase_day_cents, other.purchase_day_cents),
         )
 
     # ------------------------------------------------------------------ reading
@@ -324,10 +364,60 @@ class ProfileAggregate:
             rfm_segment=rfm_segment(self.orders, recency),
         )
 
+    def stored_traits(self) -> StoredTraits:
+        """The traits stored as columns of the profile row, as of the profile's last event.
+
+        "As of the last event" means at ``last_seen_ms``, the greatest ``occurred_at`` of the
+        events folded in (event time, any event type): the result is a function of the set
+        of events only, never of the arrival order or the wall clock. Definitions, units and
+        rounding are those of :class:`StoredTraits` (and ``docs/profiles.md``).
+
+        Returns
+        -------
+        StoredTraits
+
+        Examples
+        --------
+        >>> day = DAY_MS
+        >>> evs = [_example_event("e1", "purchase", DECAY_EPOCH_MS + 10 * 3_600_000, total=10.0),
+        ...        _example_event("e2", "purchase", DECAY_EPOCH_MS + 20 * 3_600_000, total=5.0),  # same UTC day
+        ...        _example_event("e3", "purchase", DECAY_EPOCH_MS + 3 * day, total=20.0, items=[("books", 1)]),
+        ...        _example_event("e4", "page_view", DECAY_EPOCH_MS + 4 * day + 12 * 3_600_000)]
+        >>> t = fold(evs, "p1").stored_traits()
+        >>> (t.recency_days, t.purchase_days)
+        (1.5, 2)
+        >>> (t.avg_order_value_cents, t.avg_day_spend_cents, t.repeat_day_spend_cents)
+        (Decimal('1166.67'), Decimal('1750.00'), Decimal('2000.00'))
+        >>> [(c, round(s, 4)) for c, s in t.top_categories]  # two shoe orders, 3 days later one book order
+        [('shoes', 0.6544), ('books', 0.3456)]
+        >>> ProfileAggregate.empty("p1").stored_traits()
+        StoredTraits(recency_days=None, purchase_days=0, avg_order_value_cents=None, avg_day_spend_cents=None, repeat_day_spend_cents=None, top_categories=())
+        """
+        days = len(self.purchase_day_cents)
+        recency = None
+        if self.last_order_ms is not None and self.last_seen_ms is not None:
+            recency = (self.last_seen_ms - self.last_order_ms) / DAY_MS
+        repeat = None
+        if days >= 2:
+            first_day = min(self.purchase_day_cents)
+            repeat = cents_quotient(self.revenue_cents - self.purchase_day_cents[first_day], days - 1)
+        # the decay factor to last_seen is common to every category: it cancels in the shares
+        total = math.fsum(self.category_affinity.values())
+        shares = sorted(((c, v / total) for c, v in self.category_affinity.items()),
+                        key=lambda cs: (-cs[1], cs[0])) if total > 0 else []
+        return StoredTraits(
+            recency_days=recency,
+            purchase_days=days,
+            avg_order_value_cents=cents_quotient(self.revenue_cents, self.orders) if self.orders else None,
+            avg_day_spend_cents=cents_quotient(self.revenue_cents, days) if days else None,
+            repeat_day_spend_cents=repeat,
+            top_categories=tuple(shares[:TOP_CATEGORIES]),
+        )
+
     # ------------------------------------------------------------------ serialization
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (for Flink state and Cassandra): tuples become lists.
+        """A JSON-able dict (for Flink state and Cassandra): tuples become lists, day numbers strings.
 
         Keys are exactly the field names; ``from_dict(to_dict(x)) == x``.
 
@@ -360,6 +450,7 @@ class ProfileAggregate:
             "category_affinity": dict(sorted(self.category_affinity.items())),
             "consent": {p: [g, at, eid] for p, (g, at, eid) in sorted(self.consent.items())},
             "crm_attributes": {k: [v, at, eid] for k, (v, at, eid) in sorted(self.crm_attributes.items())},
+            "purchase_day_cents": {str(day): c for day, c in sorted(self.purchase_day_cents.items())},
         }
 
     @classmethod
@@ -399,6 +490,8 @@ class ProfileAggregate:
                      for p, (g, at, eid) in sorted((d.get("consent") or {}).items())},
             crm_attributes={str(k): (str(v), int(at), str(eid))
                             for k, (v, at, eid) in sorted((d.get("crm_attributes") or {}).items())},
+            purchase_day_cents={day: c for day, c in sorted(
+                (int(day), int(c)) for day, c in (d.get("purchase_day_cents") or {}).items())},
         )
 
 
@@ -475,7 +568,85 @@ class ProfileTraits:
         return self.consent.get(purpose, False)
 
 
+@dataclass(frozen=True)
+class StoredTraits:
+    """Traits of a profile as of its last event (``last_seen``), one per ``journey.profiles`` column.
+
+    Money is in cents; an average is the exact quotient rounded half to even to 0.01 cent
+    (:func:`cents_quotient`). A "purchase day" is a UTC calendar day (``occurred_at //
+    DAY_MS``) with at least one ``purchase`` or ``store_purchase``. The other RFM inputs are
+    columns of the aggregate already: ``orders`` (frequency in orders), ``revenue_cents``
+    (monetary total), ``first_order`` / ``last_order`` and ``purchase_day_cents``.
+
+    Attributes
+    ----------
+    recency_days : float or None
+        ``(last_seen_ms - last_order_ms) / 86_400_000``: fractional days from the last order
+        to the last event, never negative (the double nearest the exact quotient); ``None``
+        without orders.
+    purchase_days : int
+        Distinct UTC days with an order (frequency as BG/NBD counts it, plus one: BG/NBD's
+        ``frequency`` is ``purchase_days - 1``); 0 without orders.
+    avg_order_value_cents : Decimal or None
+        ``revenue_cents / orders`` (AOV); ``None`` without orders.
+    avg_day_spend_cents : Decimal or None
+        ``revenue_cents / purchase_days``: mean spend per purchase day; ``None`` without orders.
+    repeat_day_spend_cents : Decimal or None
+        ``(revenue_cents - spend on the first purchase day) / (purchase_days - 1)``: mean spend
+        per repeat purchase day (the Gamma-Gamma model's input); ``None`` with fewer than two
+        purchase days.
+    top_categories : tuple of (str, float)
+        Up to :data:`TOP_CATEGORIES` ``(category, share)``: the category's affinity divided by
+        the sum of all its categories' affinities, both decayed to ``last_seen`` (so in [0, 1]
+        and summing to at most 1); highest first, ties by name; empty without any category.
+    """
+
+    recency_days: float | None
+    purchase_days: int
+    avg_order_value_cents: Decimal | None
+    avg_day_spend_cents: Decimal | None
+    repeat_day_spend_cents: Decimal | None
+    top_categories: tuple[tuple[str, float], ...]
+
+
 # ---------------------------------------------------------------------- module functions
+
+
+def cents_quotient(numerator_cents: int, denominator: int) -> Decimal:
+    """``numerator_cents / denominator`` rounded half to even to two decimals (0.01 cent), exactly.
+
+    Integer arithmetic only (no float, no decimal context), so the result is the exact
+    quotient correctly rounded whatever its size.
+
+    Parameters
+    ----------
+    numerator_cents : int
+        An amount in cents.
+    denominator : int
+        A positive count (orders, days).
+
+    Returns
+    -------
+    Decimal
+        With exponent -2, e.g. ``Decimal('1666.67')``.
+
+    Raises
+    ------
+    ValueError
+        If ``denominator`` is not positive.
+
+    Examples
+    --------
+    >>> cents_quotient(5000, 3), cents_quotient(1, 8), cents_quotient(3, 8), cents_quotient(7, 1)
+    (Decimal('1666.67'), Decimal('0.12'), Decimal('0.38'), Decimal('7.00'))
+    """
+    if denominator <= 0:
+        raise ValueError(f"denominator must be positive, got {denominator}")
+    q, r = divmod(numerator_cents * 100, denominator)
+    if 2 * r > denominator or (2 * r == denominator and q % 2 == 1):
+        q += 1
+    return Decimal(f"{q}E-2")
+
 
 
 def fold(events: Iterable[Mapping[str, Any]], profile_id: str,
@@ -595,10 +766,25 @@ def _union(a: Mapping[str, tuple[str, ...]], b: Mapping[str, tuple[str, ...]]) -
     return {t: tuple(sorted(set(a.get(t, ())) | set(b.get(t, ())))) for t in sorted(a.keys() | b.keys())}
 
 
-def _add(a: Mapping[str, _N], b: Mapping[str, _N]) -> dict[str, _N]:
-    # a value missing on one side is taken as is (never ``0 + v``), which keeps sums exact
-    return {k: a[k] + b[k] if k in a and k in b else a.get(k, b.get(k))  # type: ignore[misc]
-            for k in sorted(a.keys() | b.keys())}
+def _add(a: Mapping[_K, _N], b: Mapping[_K, _N]) -> dict[_K, _N]:
+    # A value missing on one side is taken as is (never ``0 + v``), which keeps sums exact.
+    # Linear in the larger side, which is copied (an atom's map; the other is usually one
+    # event's): keys stay sorted when both inputs are, re-sorted only if a new key lands
+    # before the larger side's last key (x + y == y + x exactly, also for floats).
+    big, small = (a, b) if len(a) >= len(b) else (b, a)
+    out = dict(big)
+    if not small:
+        return out
+    last = next(reversed(out)) if out else None
+    resort = False
+    for k, v in small.items():
+        if k in out:
+            out[k] = out[k] + v  # type: ignore[operator]
+        else:
+            resort = resort or (last is not None and k < last)  # type: ignore[operator]
+            out[k] = v
+            last = k if not resort else last
+    return dict(sorted(out.items())) if resort else out
 
 
 def _lww_key(entry: tuple[Any, int, str]) -> tuple[int, str, Any]:

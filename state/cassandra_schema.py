@@ -3,7 +3,10 @@
 The CQL file is split into statements (comments stripped, ``;`` outside string literals ends a
 statement) and run in order; every statement is ``IF NOT EXISTS``, so applying it twice is a
 no-op. After each DDL statement the cluster's schema agreement is awaited. Because
-``IF NOT EXISTS`` silently keeps a table that already exists with an *older* definition, the
+``IF NOT EXISTS`` silently keeps a table that already exists with an *older* definition, an
+existing table that lacks columns of the file (and otherwise agrees with it: same types, same
+primary key columns) gets them with ``ALTER TABLE ... ADD``, decided from
+``system_schema.columns`` so that applying again adds nothing (:func:`missing_columns`). The
 tables are then checked against the file (every column present with the same type); a
 mismatch raises :class:`SchemaError` instead of leaving writers to fail later.
 
@@ -28,7 +31,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cassandra import ConsistencyLevel
+from cassandra import ConsistencyLevel, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -344,6 +347,109 @@ def parse_create_table(statement: str) -> tuple[str | None, str, dict[str, str]]
     return keyspace, table, columns
 
 
+def primary_key_columns(statement: str) -> set[str]:
+    """Columns of the primary key of a ``CREATE TABLE`` (inline or ``PRIMARY KEY (...)``).
+
+    Examples
+    --------
+    >>> sorted(primary_key_columns("CREATE TABLE ks.t (a text, b int, c int, PRIMARY KEY ((a, b), c))"))
+    ['a', 'b', 'c']
+    >>> primary_key_columns("CREATE TABLE ks.t (k text PRIMARY KEY, v int)")
+    {'k'}
+    """
+    parsed = parse_create_table(statement)
+    if parsed is None:
+        return set()
+    m = _CREATE_TABLE.match(statement)
+    assert m is not None
+    body = m.group(3)
+    out: set[str] = set()
+    for part in _split_top_level(body):
+        clause = re.match(r"(?is)^PRIMARY\s+KEY\s*\((.*)\)", part)
+        if clause:
+            out.update(c.strip().strip('"') for c in re.split(r"[(),]", clause.group(1)) if c.strip())
+        elif re.search(r"(?i)\bPRIMARY\s+KEY\b", part):
+            out.add(part.split()[0].strip('"'))
+    return out & set(parsed[2])
+
+
+def missing_columns(statement: str, actual: dict[str, str]) -> dict[str, str] | None:
+    """Columns of a ``CREATE TABLE`` that an existing table lacks and that may be added.
+
+    Parameters
+    ----------
+    statement : str
+        A ``CREATE TABLE`` statement of the file.
+    actual : dict of str to str
+        The existing table's ``{column: type}`` (types as ``system_schema.columns`` gives them).
+
+    Returns
+    -------
+    dict of str to str or None
+        ``{column: type}`` to add with ``ALTER TABLE ... ADD`` (empty: nothing to do), in the
+        file's order; ``None`` if the table is not a predecessor of the file's (a column of
+        another type, or a primary key column missing): nothing is added then, and the
+        verification reports the differences.
+
+    Examples
+    --------
+    >>> stmt = "CREATE TABLE IF NOT EXISTS ks.t (k text PRIMARY KEY, a bigint, m map<date, bigint>)"
+    >>> missing_columns(stmt, {"k": "text", "a": "bigint"})
+    {'m': 'map<date,bigint>'}
+    >>> missing_columns(stmt, {"k": "text", "a": "bigint", "m": "map<date, bigint>"})
+    {}
+    >>> missing_columns(stmt, {"k": "text", "a": "int"}) is None  # another type
+    True
+    >>> missing_columns(stmt, {"id": "uuid", "a": "bigint"}) is None  # another key
+    True
+    """
+    parsed = parse_create_table(statement)
+    if parsed is None:
+        return {}
+    expected = parsed[2]
+    have = {c: re.sub(r"\s+", "", t).lower() for c, t in actual.items()}
+    if any(c in have and have[c] != t for c, t in expected.items()):
+        return None
+    if any(c not in have for c in primary_key_columns(statement)):
+        return None
+    return {c: t for c, t in expected.items() if c not in have}
+
+
+def _table_columns(session: Session, keyspace: str, table: str) -> dict[str, str]:
+    rows = session.execute(
+        "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
+        (keyspace, table))
+    return {r.column_name: r.type for r in rows}
+
+
+def _run_ddl(session: Session, stmt: str, agreement_timeout: float) -> None:
+    result = session.execute(stmt, timeout=max(agreement_timeout, 10.0))
+    if not result.response_future.is_schema_agreed:
+        if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=agreement_timeout):
+            raise SchemaError(f"no schema agreement within {agreement_timeout} s after: {stmt[:80]}...")
+
+
+def _add_missing_columns(session: Session, statements: list[str], agreement_timeout: float) -> list[str]:
+    """``ALTER TABLE ... ADD`` every column of the file an existing table lacks; returns those statements."""
+    executed = []
+    for stmt in statements:
+        parsed = parse_create_table(stmt)
+        if parsed is None or parsed[0] is None:
+            continue
+        keyspace, table, _ = parsed
+        for col, ctype in (missing_columns(stmt, _table_columns(session, keyspace, table)) or {}).items():
+            alter = f"ALTER TABLE {keyspace}.{table} ADD {col} {ctype}"
+            try:
+                _run_ddl(session, alter, agreement_timeout)
+            except InvalidRequest:
+                # another process added it in the meantime: fine if it is there now (verified later)
+                if col not in _table_columns(session, keyspace, table):
+                    raise
+                continue
+            executed.append(alter)
+    return executed
+
+
 # ------------------------------------------------------------------ applying
 
 
@@ -366,12 +472,14 @@ def _verify_tables(session: Session, statements: list[str]) -> None:
                 problems.append(f"{keyspace}.{table}: column {col} is {actual[col]}, the file says {ctype}")
     if problems:
         raise SchemaError("the existing schema differs from the CQL file (IF NOT EXISTS keeps existing "
-                          "tables as they are; migrate them explicitly): " + "; ".join(problems))
+                          "tables as they are, and missing columns are only added to a table whose other "
+                          "columns and key agree with the file; migrate it explicitly): " + "; ".join(problems))
 
 
 def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str | Path = DEFAULT_CQL_PATH, *,
                  keyspace: str | None = None, port: int = DEFAULT_PORT, agreement_timeout: float = 30.0,
-                 verify: bool = True, replication: dict[str, object] | None = None) -> list[str]:
+                 verify: bool = True, replication: dict[str, object] | None = None,
+                 add_columns: bool = True) -> list[str]:
     """Run every statement of the CQL file, idempotently, waiting for schema agreement.
 
     Parameters
@@ -392,11 +500,14 @@ def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str 
         The keyspace's replication instead of the file's local ``SimpleStrategy``, RF 1 (see
         :func:`replication_map`). Like every statement it applies only when the keyspace is
         created; an existing keyspace keeps its replication (``ALTER KEYSPACE`` by hand).
+    add_columns : bool
+        Add the columns of the file that an existing table lacks (``ALTER TABLE ... ADD``,
+        only where :func:`missing_columns` allows it: same types and primary key otherwise).
 
     Returns
     -------
     list of str
-        The statements executed.
+        The statements executed: the file's, then any ``ALTER TABLE ... ADD``.
 
     Raises
     ------
@@ -412,16 +523,14 @@ def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str 
     session = connect(session_or_hosts, port) if owned else session_or_hosts
     try:
         for stmt in statements:
-            result = session.execute(stmt, timeout=max(agreement_timeout, 10.0))
-            if not result.response_future.is_schema_agreed:
-                if not session.cluster.control_connection.wait_for_schema_agreement(wait_time=agreement_timeout):
-                    raise SchemaError(f"no schema agreement within {agreement_timeout} s after: {stmt[:80]}...")
+            _run_ddl(session, stmt, agreement_timeout)
+        added = _add_missing_columns(session, statements, agreement_timeout) if add_columns else []
         if verify:
             _verify_tables(session, statements)
     finally:
         if owned:
             session.cluster.shutdown()
-    return statements
+    return statements + added
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -454,8 +563,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     tables = [p[1] for p in map(parse_create_table, statements) if p]
+    added = [s.split(" ADD ", 1)[1] for s in statements if s.startswith("ALTER TABLE ")]
     print(f"schema applied to {args.host}:{args.port}, keyspace {args.keyspace}: "
-          f"{len(statements)} statements, tables {', '.join(tables)}")
+          f"{len(statements)} statements, tables {', '.join(tables)}"
+          + (f"; columns added: {', '.join(added)}" if added else ""))
     return 0
 
 

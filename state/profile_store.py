@@ -21,9 +21,15 @@ stored as salted hashes: hash them the way the ingestion stage does before looki
 
 Reading with plain CQL (cqlsh, Spark, another service) works too; ``version`` orders a
 row's updates (see "Writing" below; ``writetime(<column>)`` is ``2 * version + 1``), consent / crm_attributes
-values are JSON arrays ``[granted|value, at_ms, event_id]``::
+values are JSON arrays ``[granted|value, at_ms, event_id]``. Every row also carries its traits
+as of its last event (recency, purchase days, average spends in cents, top categories
+normalized to [0, 1]: :data:`TRAIT_COLUMNS`, defined in ``docs/profiles.md``), written with
+the row at the same timestamp, so a reader needs no Python::
 
     SELECT * FROM journey.profiles WHERE profile_id = 'p:customer_id:C-1001';
+    SELECT orders, purchase_days, revenue_cents, avg_order_value_cents, repeat_day_spend_cents,
+           recency_days, last_seen, top_categories
+      FROM journey.profiles WHERE profile_id = 'p-1b86c9d9528f4064e291';
     SELECT profile_id FROM journey.identity_links
      WHERE identifier_type = 'email_hash' AND identifier_value = '5f0c...';
 
@@ -59,12 +65,13 @@ from typing import Any, Sequence
 from cassandra import ConsistencyLevel
 from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
+from cassandra.util import Date
 
-from models.profile import ProfileAggregate
+from models.profile import ProfileAggregate, StoredTraits
 from models.profile_fold import ProfileWrite
 from state.cassandra_schema import DEFAULT_HOST, DEFAULT_KEYSPACE, DEFAULT_PORT, connect
 
-__all__ = ["FIELD_TO_COLUMN", "ProfileStore", "ProfileStoreError"]
+__all__ = ["FIELD_TO_COLUMN", "TRAIT_COLUMNS", "ProfileStore", "ProfileStoreError"]
 
 # ProfileAggregate field -> journey.profiles column (the *_ms fields are timestamp columns).
 FIELD_TO_COLUMN: dict[str, str] = {
@@ -81,7 +88,11 @@ FIELD_TO_COLUMN: dict[str, str] = {
     "category_affinity": "category_affinity",
     "consent": "consent",
     "crm_attributes": "crm_attributes",
+    "purchase_day_cents": "purchase_day_cents",  # map<date, bigint>: UTC day -> cents
 }
+#: Columns of the :class:`models.profile.StoredTraits` of the row's profile (same names), derived
+#: at each write; :meth:`ProfileStore.get` does not read them (they follow from the aggregate).
+TRAIT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(StoredTraits))
 TIMESTAMP_FIELDS = frozenset(f for f, c in FIELD_TO_COLUMN.items() if f.endswith("_ms"))
 JSON_TUPLE_FIELDS = frozenset({"consent", "crm_attributes"})
 META_COLUMNS = ("version", "updated_by_event")
@@ -169,7 +180,7 @@ class ProfileStore:
         self.writes_failed = 0
         self.peak_in_flight = 0
 
-        self._columns = [*FIELD_TO_COLUMN.values(), *META_COLUMNS]
+        self._columns = [*FIELD_TO_COLUMN.values(), *TRAIT_COLUMNS, *META_COLUMNS]
         ks = keyspace
         self._upsert = self._prepare(
             f"INSERT INTO {ks}.profiles ({', '.join(self._columns)}) "
@@ -349,7 +360,8 @@ class ProfileStore:
         Notes
         -----
         Every column is written, including nulls and whole maps (a map write replaces the map
-        as of this version), so the row equals the aggregate at the newest version.
+        as of this version), so the row equals the aggregate at the newest version, and the
+        trait columns are :meth:`models.profile.ProfileAggregate.stored_traits` of it.
         """
         version = profile.events if version is None else version
         if not isinstance(version, int) or version < 0:
@@ -367,6 +379,14 @@ class ProfileStore:
                 value = {t: list(vs) for t, vs in value.items()}
             elif name in JSON_TUPLE_FIELDS:
                 value = {k: _json_tuple(v) for k, v in value.items()}
+            elif name == "purchase_day_cents":
+                value = {Date(day): cents for day, cents in value.items()}  # an int would be read as raw CQL
+            values.append(value)
+        traits = profile.stored_traits()
+        for name in TRAIT_COLUMNS:
+            value = getattr(traits, name)
+            if name == "top_categories":
+                value = [tuple(pair) for pair in value] or None  # no categories: null, like an empty collection
             values.append(value)
         return tuple(values) + (version, updated_by_event)
 
@@ -482,6 +502,8 @@ class ProfileStore:
                 value = {k: tuple(json.loads(v)) for k, v in (value or {}).items()}
             elif name in ("channel_counts", "category_affinity"):
                 value = dict(value or {})
+            elif name == "purchase_day_cents":
+                value = {d.days_from_epoch: int(c) for d, c in (value or {}).items()}
             elif name in ("events", "orders", "revenue_cents"):
                 value = value or 0
             kwargs[name] = value

@@ -119,7 +119,8 @@ def assert_same(got: dict, want: dict) -> None:
         gv, g = got[pid]
         assert gv == version, pid
         for f in ("identifiers", "first_seen_ms", "last_seen_ms", "events", "orders", "revenue_cents",
-                  "first_order_ms", "last_order_ms", "channel_counts", "consent", "crm_attributes"):
+                  "first_order_ms", "last_order_ms", "channel_counts", "consent", "crm_attributes",
+                  "purchase_day_cents"):
             assert getattr(g, f) == getattr(agg, f), (pid, f, getattr(g, f), getattr(agg, f))
         assert set(g.category_affinity) == set(agg.category_affinity)
         for k, v in agg.category_affinity.items():

@@ -51,6 +51,7 @@ def full_profile(profile_id: str, events: int = 42, **changes) -> ProfileAggrega
         category_affinity={"shoes": 0.1 + 0.2, "books": 12345.678901234567, "tiny": 5e-324},
         consent={"marketing": (True, 1_700_000_000_001, "e-7"), "personalization": (False, 1_699_999_000_002, "e-2")},
         crm_attributes={"tier": ("gold ✓", 1_700_000_000_003, "e-9"), "name": ('O\'Brien "Al"', 1, "e-1")},
+        purchase_day_cents={-1: 1, 19_675: 12_345_678_000, 19_676: 900},  # UTC day numbers (date keys)
     )
     base.update(changes)
     return ProfileAggregate(**base)
@@ -134,7 +135,8 @@ def test_stale_write_does_not_overwrite_newer_row(store, session, keyspace, orde
     stale = full_profile(pid, events=5, orders=1, revenue_cents=1, last_order_ms=None,
                          identifiers={"customer_id": ("C-OLD",), "loyalty_id": ("L-9",)},
                          channel_counts={"web": 5, "email": 2}, category_affinity={"toys": 1.0},
-                         consent={"marketing": (False, 1, "e-0")}, crm_attributes={})
+                         consent={"marketing": (False, 1, "e-0")}, crm_attributes={},
+                         purchase_day_cents={19_000: 1})
     writes = [newer, stale] if order == "newer_first" else [stale, newer]
     for p in writes:
         store.upsert_profile(p, updated_by_event=f"e-{p.events}")

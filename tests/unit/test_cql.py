@@ -12,7 +12,7 @@ import pytest
 from models.profile import ProfileAggregate
 from state.cassandra_schema import (DEFAULT_CQL_PATH, load_statements, parse_create_table, rename_keyspace,
                                     split_statements)
-from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS
+from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, TRAIT_COLUMNS
 
 STATEMENTS = load_statements()
 TABLES = {p[1]: p for p in map(parse_create_table, STATEMENTS) if p is not None}
@@ -69,7 +69,9 @@ def _expected_cql_type(tp: typing.Any, name: str) -> str:
     if tp is int:
         return "bigint"
     if origin is dict:
-        value = args[1]
+        key, value = args
+        if key is int:  # UTC day numbers (purchase_day_cents) are CQL dates
+            return f"map<date,{_expected_cql_type(value, '')}>"
         if typing.get_origin(value) is tuple:
             # identifiers: tuple[str, ...] -> frozen list; consent / crm: fixed tuple -> JSON text
             return "map<text,frozen<list<text>>>" if args[1] == tuple[str, ...] else "map<text,text>"
@@ -90,8 +92,8 @@ def test_profile_table_has_a_column_for_every_profile_aggregate_field():
         if typing.get_origin(tp) in (typing.Union, types.UnionType):
             tp = next(a for a in typing.get_args(tp) if a is not type(None))
         assert columns[column] == _expected_cql_type(tp, f.name), f"{f.name}: {columns[column]}"
-    # ... and nothing else besides the row metadata
-    assert set(columns) == set(FIELD_TO_COLUMN.values()) | set(META_COLUMNS)
+    # ... and nothing else besides the row metadata and the derived traits (tests/unit/test_profile_traits.py)
+    assert set(columns) == set(FIELD_TO_COLUMN.values()) | set(META_COLUMNS) | set(TRAIT_COLUMNS)
 
 
 def test_keyspace_override_rewrites_only_keyspace_names():
