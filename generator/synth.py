@@ -53,7 +53,7 @@ from typing import Any, Callable, Literal
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, SchemaCatalog
 from models.events import CHANNELS, EVENT_TYPES, PAYLOAD_OF, iso_utc
 from models.ingest import DEAD_LETTER_REASONS
-from models.normalize import normalize_email, normalize_phone
+from models.normalize import normalize_phone
 
 SECOND_MS = 1_000
 MINUTE_MS = 60 * SECOND_MS

@@ -27,8 +27,8 @@ from local.kafka_read import read_committed
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
-from state.cassandra_schema import apply_schema
-from state.profile_store import ProfileStore
+from state.cassandra_schema import apply_schema, connect
+from state.profile_store import TRAIT_COLUMNS, ProfileStore
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
@@ -171,7 +171,15 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
         print()
         sample_id = max(want, key=lambda pid: (want[pid].orders, len(res.members[pid])))
         sample = store.get(sample_id)
+        cql = (f"SELECT {', '.join(TRAIT_COLUMNS)} FROM journey.profiles WHERE profile_id = %s")
+        plain = connect("127.0.0.1", stack.CASSANDRA_PORT)  # a plain cassandra-driver session, no project code
+        try:
+            row = plain.execute(cql, (sample_id,)).one()
+        finally:
+            plain.cluster.shutdown()
     ok = len(same) == len(res.members)
+    traits_ok = row is not None and _cql_traits(row) == _cql_traits(want[sample_id].stored_traits())
+    ok = ok and traits_ok
     merged = len({n for pid in res.members for n in res.members[pid]}) - len(res.members)
     print(f"  profiles {len(res.members)} from {len(events)} events ({merged} identifiers merged into others, "
           f"{len(res.refused)} links refused) {'OK' if ok else 'MISMATCH'}")
@@ -180,7 +188,24 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
         print(f"  e.g. {sample.profile_id}: {dict((t, len(v)) for t, v in sample.identifiers.items())} identifiers, "
               f"{sample.events} events, {sample.orders} orders, revenue {sample.revenue_cents / 100:.2f}, "
               f"segment {traits.rfm_segment}, top categories {[c for c, _ in traits.top_categories[:3]]}")
+    print(f"  its traits read with plain CQL ({'equal to' if traits_ok else 'DIFFERENT from'} the offline fold; "
+          f"columns in docs/profiles.md):")
+    print(f"    {cql.replace('%s', repr(sample_id))}")
+    if row is not None:
+        for name, value in _cql_traits(row).items():
+            print(f"    {name:<24} {value}")
     return ok
+
+
+def _cql_traits(traits) -> dict[str, object]:
+    """The trait columns of a CQL row or a :class:`StoredTraits`, in one comparable form."""
+    out: dict[str, object] = {}
+    for name in TRAIT_COLUMNS:
+        value = getattr(traits, name)
+        if name == "top_categories":
+            value = [(c, round(v, 4)) for c, v in (value or ())]
+        out[name] = value
+    return out
 
 
 def _same(p, want, members: dict[str, list[str]]) -> bool:

@@ -59,7 +59,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any, Sequence
 
 from cassandra import ConsistencyLevel

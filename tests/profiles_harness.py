@@ -6,6 +6,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections import defaultdict
+from functools import lru_cache
+from typing import Any
 from dataclasses import dataclass
 
 from generator.synth import generate
@@ -18,6 +21,20 @@ from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from models.identity import observation_of, resolve
 from tests.profile_oracle import RULES, assert_same, oracle
+
+
+@lru_cache(maxsize=4)
+def generated_by_person(seed: int, persons: int, days: int, salt: str = "traits-salt-0123456789") -> dict[str, tuple[dict[str, Any], ...]]:
+    """Valid events of a generated data set, normalized by the ingestion logic, by planted person."""
+    catalog = SchemaCatalog.load()
+    ingestor = Ingestor(IngestSettings(salt), catalog)
+    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in generate(seed=seed, persons=persons, days=days).records:
+        if r.kind == "valid":
+            res = ingestor.process(SourceRecord(r.value, r.topic, 0, 0, 1_900_000_000_000))
+            assert isinstance(res, Accepted), res
+            by_person[r.person_id].append(catalog.decode(res.value)[1])
+    return {p: tuple(evs) for p, evs in by_person.items()}
 
 
 def normalized_records(persons: int, seed: int, salt: str = "profiles-salt-0123456789") -> list[bytes]:

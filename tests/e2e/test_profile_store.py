@@ -17,7 +17,7 @@ from local import stack
 from models.profile import IDENTIFIER_TYPES, ProfileAggregate
 from models.profile_fold import ProfileWrite, row_version
 from state import cassandra_schema
-from state.cassandra_schema import CassandraUnavailableError, SchemaError, apply_schema, connect
+from state.cassandra_schema import CassandraUnavailableError, SchemaError, apply_schema
 from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, ProfileStore, ProfileStoreError
 
 pytestmark = pytest.mark.e2e

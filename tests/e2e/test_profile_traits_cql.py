@@ -13,20 +13,17 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections import defaultdict
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
-from generator.synth import generate
-from models.avro_codec import SchemaCatalog
-from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import ProfileAggregate, fold
 from models.profile_fold import ProfileWrite, row_version
 from state.cassandra_schema import SchemaError, apply_schema
 from state.profile_store import ProfileStore
+from tests.profiles_harness import generated_by_person
 from tests.traits_oracle import differences, expected_traits, raw_event
 
 pytestmark = pytest.mark.e2e
@@ -59,18 +56,6 @@ CREATE TABLE {ks}.profiles (
 ) WITH comment = 'Unified customer profile (ProfileAggregate); cells written USING TIMESTAMP version'"""
 
 
-def _events_by_person(seed: int, persons: int, days: int) -> dict[str, list[dict[str, Any]]]:
-    catalog = SchemaCatalog.load()
-    ingestor = Ingestor(IngestSettings("traits-cql-salt-0123456789"), catalog)
-    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in generate(seed=seed, persons=persons, days=days).records:
-        if r.kind == "valid":
-            res = ingestor.process(SourceRecord(r.value, r.topic, 0, 0, 1_900_000_000_000))
-            assert isinstance(res, Accepted), res
-            by_person[r.person_id].append(catalog.decode(res.value)[1])
-    return dict(by_person)
-
-
 def _merged_profile(events: list[dict[str, Any]], pid: str, rnd: random.Random) -> ProfileAggregate:
     """Shuffled events folded into up to three partial profiles, merged as identity merges do."""
     evs = list(events)
@@ -91,7 +76,7 @@ def written(session, keyspace) -> dict[str, list[dict[str, Any]]]:
     rnd = random.Random(2024)
     out = {}
     store = ProfileStore(session, keyspace)
-    for i, (person, events) in enumerate(sorted(_events_by_person(seed=5, persons=30, days=60).items())):
+    for i, (person, events) in enumerate(sorted(generated_by_person(5, 30, 60, salt="traits-cql-salt-0123456789").items())):
         pid = f"p-traits-{i:03d}-{uuid.uuid4().hex[:6]}"
         agg = _merged_profile(events, pid, rnd)
         store.write(ProfileWrite(pid, row_version(len(events), agg.events), agg, (), row_version(len(events), 0)))

@@ -11,7 +11,6 @@ import pickle
 import random
 from collections import defaultdict
 from decimal import Decimal
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +18,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from generator.synth import generate
-from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.identity_router import IdentityRouter
-from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import ProfileAggregate, StoredTraits, fold
 from models.profile_fold import FoldState, ProfileFold
 from state.cassandra_schema import load_statements, parse_create_table
 from state.profile_store import TRAIT_COLUMNS
 from tests import profile_oracle
 from tests.profile_oracle import CassandraModel
+from tests.profiles_harness import generated_by_person
 from tests.traits_oracle import differences, expected_traits, raw_event
 
 DAY = 86_400_000
@@ -236,20 +233,6 @@ class Pipeline:
             self._flush(self.flush_probability)
         self._flush(1.0)
         return {pid: agg for pid, (_, agg) in self.db.view().items()}
-
-
-@lru_cache(maxsize=4)
-def generated_by_person(seed: int, persons: int, days: int) -> dict[str, tuple[dict[str, Any], ...]]:
-    """Valid events of a generated data set, normalized by the ingestion logic, by planted person."""
-    catalog = SchemaCatalog.load()
-    ingestor = Ingestor(IngestSettings("traits-salt-0123456789"), catalog)
-    by_person: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in generate(seed=seed, persons=persons, days=days).records:
-        if r.kind == "valid":
-            res = ingestor.process(SourceRecord(r.value, r.topic, 0, 0, 1_900_000_000_000))
-            assert isinstance(res, Accepted), res
-            by_person[r.person_id].append(catalog.decode(res.value)[1])
-    return {p: tuple(evs) for p, evs in by_person.items()}
 
 
 def profile_of_person(events: tuple[dict[str, Any], ...], links: dict[tuple[str, str], str]) -> str:
