@@ -25,17 +25,19 @@ a job that fails to start is cancelled and reported with its root cause, never r
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypeVar
 
 from local import stack
 from local.flink_cluster import (FlinkJobError, cancel, latest_checkpoint, rest, root_exception, stack_job_env,
                                  stop_with_savepoint, submit)
 from models.config import IngestConfig, ProfilesConfig
 
+T = TypeVar("T")
 ACTIVE_STATES = {"CREATED", "INITIALIZING", "RUNNING", "RESTARTING", "RECONCILING"}
 
 
@@ -59,13 +61,16 @@ class JobKind:
 
     module: str
     config: Callable[[dict[str, str]], object]
+    inputs: Callable[[object], str]  # the regex of the topics the job reads
     outputs: Callable[[object], tuple[str, ...]]
 
 
 KINDS: dict[str, JobKind] = {
     "ingestion": JobKind("flink_jobs.ingestion", lambda env: IngestConfig.from_env(env),
+                         lambda cfg: cfg.input_topic_pattern,  # type: ignore[attr-defined]
                          lambda cfg: (cfg.output_topic, cfg.dlq_topic)),  # type: ignore[attr-defined]
     "profiles": JobKind("flink_jobs.profiles", lambda env: ProfilesConfig.from_env(env),
+                        lambda cfg: cfg.source_topic_pattern(),  # type: ignore[attr-defined]
                         lambda cfg: (cfg.identity_topic,)),  # type: ignore[attr-defined]
 }
 
@@ -126,29 +131,30 @@ def active_job(job_name: str) -> tuple[str, str] | None:
     return None
 
 
-def processed_before(bootstrap: str, group_id: str, outputs: tuple[str, ...]) -> list[str]:
-    """Evidence that a job with this consumer group and these output topics ran before."""
+def processed_before(bootstrap: str, group_id: str, input_pattern: str, outputs: tuple[str, ...]) -> list[str]:
+    """Evidence that a job with this consumer group, input topics and output topics ran before.
+
+    Reads the group's committed offsets with a plain consumer (``committed()`` does not join
+    the group), and the output topics' watermarks.
+    """
     from confluent_kafka import Consumer, TopicPartition
-    from confluent_kafka.admin import AdminClient
 
     evidence: list[str] = []
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    try:
-        offsets = admin.list_consumer_group_offsets([_group_request(group_id)])[group_id].result()
-        committed = [tp for tp in offsets.topic_partitions if tp.offset >= 0]
-        if committed:
-            evidence.append(f"consumer group {group_id!r} has committed offsets on "
-                            f"{len({tp.topic for tp in committed})} topic(s)")
-    except Exception:  # no such group: nothing committed
-        pass
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"journey-probe-{time.time_ns()}"})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
     try:
         md = c.list_topics(timeout=10)
+        inputs = [TopicPartition(t, p) for t in sorted(md.topics) if re.fullmatch(input_pattern, t)
+                  for p in md.topics[t].partitions]
+        committed = [tp for tp in _retried(lambda: c.committed(inputs, timeout=10)) if tp.offset >= 0] if inputs else []
+        if committed:
+            evidence.append(f"consumer group {group_id!r} has committed offsets on "
+                            f"{len({tp.topic for tp in committed})} input topic(s)")
         for topic in outputs:
             if topic not in md.topics:
                 continue
             held = sum(max(0, hi - lo) for lo, hi in
-                       (_watermarks(c, TopicPartition(topic, p)) for p in md.topics[topic].partitions))
+                       (_retried(lambda tp=TopicPartition(topic, p): c.get_watermark_offsets(tp, timeout=10))
+                        for p in md.topics[topic].partitions))
             if held:
                 evidence.append(f"output topic {topic!r} has {held} offsets written")
     finally:
@@ -156,24 +162,19 @@ def processed_before(bootstrap: str, group_id: str, outputs: tuple[str, ...]) ->
     return evidence
 
 
-def _watermarks(consumer, tp, timeout_s: float = 20) -> tuple[int, int]:
-    """(low, high) offsets of a partition; retried while a new topic's leader is elected."""
+def _retried(call: Callable[[], T], timeout_s: float = 30) -> T:
+    """``call()``, retried while the broker is not ready for it yet (a new topic's leader being
+    elected, the group coordinator loading after a start)."""
     from confluent_kafka import KafkaException
 
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return consumer.get_watermark_offsets(tp, timeout=10)
+            return call()
         except KafkaException:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-
-
-def _group_request(group_id: str):
-    from confluent_kafka import ConsumerGroupTopicPartitions
-
-    return ConsumerGroupTopicPartitions(group_id)
 
 
 def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
@@ -246,7 +247,8 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
         return active[0], "running"
     restore = savepoint or restore_point(name)
     if restore is None and not allow_fresh:
-        evidence = processed_before(cfg.bootstrap_servers, cfg.group_id, spec.outputs(cfg))  # type: ignore[attr-defined]
+        evidence = processed_before(cfg.bootstrap_servers, cfg.group_id,  # type: ignore[attr-defined]
+                                    spec.inputs(cfg), spec.outputs(cfg))
         if evidence:
             raise AlreadyProcessed(
                 f"{name} has no checkpoint or savepoint to resume from, but it ran before here: "
