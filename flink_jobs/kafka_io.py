@@ -16,13 +16,11 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def raw_kafka_source(t_env: StreamTableEnvironment, cfg, event_time: bool = False,
-                     topic_pattern: str | None = None) -> DataStream:
-    """Rows of ``RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
+def raw_kafka_source(t_env: StreamTableEnvironment, cfg, topic_pattern: str | None = None) -> DataStream:
+    """Rows of ``operators.ingest.RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
 
-    With ``event_time`` the Kafka timestamp is also the records' event time (rowtime column
-    ``ts`` appended, watermarks 1 s behind, idle partitions skipped after 2 s), for operators
-    that use event-time timers. ``topic_pattern`` overrides ``cfg.input_topic_pattern``.
+    ``topic_pattern`` overrides ``cfg.input_topic_pattern``. No watermarks: the jobs use
+    processing-time timers only.
 
     The DataStream KafkaSource of PyFlink only hands over values, so this uses the Kafka
     table connector with the ``raw`` format and metadata columns, then converts to a stream.
@@ -41,10 +39,7 @@ def raw_kafka_source(t_env: StreamTableEnvironment, cfg, event_time: bool = Fals
     }
     if cfg.bounded:
         options["scan.bounded.mode"] = "latest-offset"
-    if event_time:
-        options["scan.watermark.idle-timeout"] = "2 s"
     with_clause = ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
-    watermark = ",\n  WATERMARK FOR `ts` AS `ts` - INTERVAL '1' SECOND" if event_time else ""
     t_env.execute_sql(f"DROP TEMPORARY TABLE IF EXISTS {_SOURCE_TABLE}")
     t_env.execute_sql(f"""
 CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
@@ -52,7 +47,7 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
   `offset` BIGINT METADATA VIRTUAL,
-  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL{watermark}
+  `ts` TIMESTAMP_LTZ(3) METADATA FROM 'timestamp' VIRTUAL
 ) WITH (
   {with_clause}
 )""")
@@ -62,7 +57,7 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
     table = t_env.sql_query(f"""
 SELECT `value`, `topic`, `partition`, `offset`,
        CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), `ts`) AS BIGINT) * 1000
-         + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms{", `ts`" if event_time else ""}
+         + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms
 FROM {_SOURCE_TABLE}""")
     return t_env.to_data_stream(table)
 

@@ -1,7 +1,8 @@
 """Seeded synthetic customer-journey data with ground truth, and a Kafka producer for it.
 
-:func:`generator.synth.generate` builds a :class:`generator.synth.Dataset` (records in
-production order plus a :class:`generator.synth.GroundTruth`) from a seed, without any I/O;
+:func:`generator.dataset.generate` (re-exported by :mod:`generator.synth`) builds a
+:class:`generator.dataset.Dataset` (records in production order plus a
+:class:`generator.truth.GroundTruth`) from a seed, without any I/O;
 :func:`generator.produce.produce` sends a dataset to Kafka. ``python -m generator`` does both.
 
 Nothing is imported eagerly here, so ``import generator`` has no side effects and does not
@@ -10,4 +11,5 @@ need confluent-kafka.
 
 from __future__ import annotations
 
-__all__ = ["synth", "produce"]
+__all__ = ["synth", "produce", "dataset", "truth", "records", "persons", "journeys", "sessions", "carts", "actions",
+           "faults", "bad_records", "encoding", "context", "catalog", "timing"]

@@ -12,7 +12,7 @@ A history dataset for a backfill (docs/operations.md, "History backfill"): a cal
         --base-time-ms 1291161600000 --days 365 --min-valid-timestamp-ms 631152000000 \\
         --topic journey.events.backfill
 
-Writes ``<out>/truth.json`` (see :meth:`generator.synth.GroundTruth.to_json`) before producing,
+Writes ``<out>/truth.json`` (see :meth:`generator.truth.GroundTruth.to_json`) before producing,
 so the truth exists even if producing fails. Exit status 0 on success, 1 if producing failed,
 2 for bad arguments.
 """
@@ -25,7 +25,9 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from generator.synth import DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS, generate
+from generator.dataset import DEFAULT_BAD_RATIO, DEFAULT_DAYS, DEFAULT_DUP_RATIO, DEFAULT_LATE_RATIO, generate
+from generator.timing import DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS
+from models.config import DEFAULT_BOOTSTRAP_SERVERS
 from models.events import iso_utc
 
 
@@ -37,14 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--persons", type=int, required=True, help="number of planted persons (>= 1)")
     p.add_argument("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
     p.add_argument("--out", type=Path, required=True, help="directory for truth.json (created if missing)")
-    p.add_argument("--bootstrap", default="127.0.0.1:9092", help="Kafka bootstrap servers (default %(default)s)")
+    p.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP_SERVERS,
+                   help="Kafka bootstrap servers (default %(default)s)")
     p.add_argument("--rate", type=float, default=None, help="records per second (default: flat out)")
     p.add_argument("--no-produce", action="store_true", help="only generate and write truth.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--base-time-ms", type=int, default=DEFAULT_BASE_TIME_MS,
                    help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21); "
                         "not before --min-valid-timestamp-ms")
-    p.add_argument("--days", type=int, default=14, help="length of the calendar in days (default %(default)s)")
+    p.add_argument("--days", type=int, default=DEFAULT_DAYS,
+                   help="length of the calendar in days (default %(default)s)")
     p.add_argument("--min-valid-timestamp-ms", type=int, default=MIN_VALID_TIMESTAMP_MS,
                    help="lower bound of occurred_at of the ingestion the dataset is for, epoch ms (default "
                         "%(default)s = 2000-01-01, the live topics' JOURNEY_MIN_VALID_TIMESTAMP_MS); for history "
@@ -52,9 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topic", default=None,
                    help="produce every record to this one topic (e.g. the backfill topic journey.events.backfill) "
                         "instead of journey.events.<channel>")
-    p.add_argument("--bad-ratio", type=float, default=0.02, help="bad records per valid event (default %(default)s)")
-    p.add_argument("--dup-ratio", type=float, default=0.03, help="duplicates per valid event (default %(default)s)")
-    p.add_argument("--late-ratio", type=float, default=0.02, help="fraction of late events (default %(default)s)")
+    p.add_argument("--bad-ratio", type=float, default=DEFAULT_BAD_RATIO,
+                   help="bad records per valid event (default %(default)s)")
+    p.add_argument("--dup-ratio", type=float, default=DEFAULT_DUP_RATIO,
+                   help="duplicates per valid event (default %(default)s)")
+    p.add_argument("--late-ratio", type=float, default=DEFAULT_LATE_RATIO,
+                   help="fraction of late events (default %(default)s)")
     return p
 
 
@@ -101,7 +108,7 @@ def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, fail
     Parameters
     ----------
     summary : dict
-        :meth:`generator.synth.GroundTruth.summary`.
+        :meth:`generator.truth.GroundTruth.summary`.
     truth_path : Path
         Where ``truth.json`` was written.
     report : ProduceReport or None
@@ -109,7 +116,7 @@ def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, fail
     failed : bool
         Producing was attempted and failed.
     params : dict or None
-        :attr:`generator.synth.GroundTruth.params`; a history dataset (lower bound before
+        :attr:`generator.truth.GroundTruth.params`; a history dataset (lower bound before
         2000-01-01) gets a sentence on the ingestion settings it needs.
     """
     bad = ", ".join(f"{k}={v}" for k, v in summary["bad_by_error_type"].items())

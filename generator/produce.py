@@ -27,11 +27,12 @@ from typing import Any, Callable, Mapping
 from confluent_kafka import Producer
 from tqdm import tqdm
 
-from generator.synth import Dataset, GeneratedRecord
+from generator.dataset import Dataset
+from generator.records import GeneratedRecord
+from models.config import DEFAULT_MAX_FUTURE_SKEW_MS
 from models.events import iso_utc
 
-#: Ingestion rejects events more than this after the Kafka timestamp (``IngestSettings`` default).
-DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
+__all__ = ["DEFAULT_MAX_FUTURE_SKEW_MS", "ProduceError", "ProduceReport", "check_produce_time", "produce"]
 #: A legal Kafka topic name.
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -78,7 +79,8 @@ def check_produce_time(dataset: Dataset, now_ms: int,
     now_ms : int
         The Kafka timestamp the records will get (wall clock now).
     max_future_skew_ms : int
-        Ingestion's tolerance for ``occurred_at`` after the Kafka timestamp.
+        Ingestion's tolerance for ``occurred_at`` after the Kafka timestamp (by default
+        :data:`models.config.DEFAULT_MAX_FUTURE_SKEW_MS`, ingestion's default).
 
     Raises
     ------

@@ -8,8 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-#: input topics, one per channel (the ingestion job subscribes to ``journey\\.events\\..*``)
-INPUT_TOPICS: tuple[str, ...] = tuple(f"journey.events.{c}" for c in ("web", "app", "crm", "pos", "email"))
+from models import contract
+from models.config import DEFAULT_BOOTSTRAP_SERVERS
+
+#: input topics, one per channel of the Event schema (:data:`models.contract.INPUT_TOPICS`; the
+#: ingestion job subscribes to ``journey\\.events\\..*``)
+INPUT_TOPICS: tuple[str, ...] = contract.INPUT_TOPICS
 #: output topics with the schema (schemas/*.avsc record name) each carries
 OUTPUT_TOPICS: dict[str, str] = {
     "journey.normalized": "NormalizedEvent",
@@ -64,7 +68,7 @@ def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description="Create the project's Kafka topics (idempotent).")
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
+    ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP_SERVERS)
     ap.add_argument("--partitions", type=int, default=2)
     ap.add_argument("--replication", type=int, default=1)
     args = ap.parse_args(argv)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from local.polling import WaitTimeout, steady, wait_until
 from local.stack import CASSANDRA_PORT, FLINK_REST_PORT, KAFKA_PORT, LOGS, ROOT, flink_env
 
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
@@ -85,16 +85,18 @@ def job_state(job_id: str) -> str:
 
 
 def wait_state(job_id: str, states: set[str], timeout_s: float = 300) -> str:
-    deadline = time.monotonic() + timeout_s
-    state = "?"
-    while time.monotonic() < deadline:
+    """Wait until the job is in one of ``states``; returns the state. FlinkJobError if it fails
+    or is cancelled first (unless awaited) or on timeout."""
+    def state_of_job() -> str:
         state = job_state(job_id)
-        if state in states:
-            return state
         if state in {"FAILED", "CANCELED"} - states:
             raise FlinkJobError(f"job {job_id} is {state}: {root_exception(job_id)}")
-        time.sleep(1)
-    raise FlinkJobError(f"job {job_id} not in {states} after {timeout_s}s (state {state})")
+        return state
+
+    try:
+        return wait_until(state_of_job, timeout_s, 1, f"job {job_id} in {states}", until=states.__contains__)
+    except WaitTimeout as e:
+        raise FlinkJobError(f"job {job_id} not in {states} after {timeout_s}s (state {e.last})") from None
 
 
 def root_exception(job_id: str) -> str:
@@ -142,15 +144,12 @@ def wait_for_counters(job_id: str, at_least: dict[str, int], also: list[str] = (
     """:func:`operator_counters` once each of ``at_least`` reached its value and two reads in a
     row agree (REST metrics lag behind by the fetcher interval); the last read on timeout."""
     names = [*at_least, *also]
-    deadline = time.monotonic() + timeout_s
-    previous: dict[str, int] | None = None
-    while True:
-        counters = operator_counters(job_id, names)
-        reached = all(counter_total(counters, n) >= v for n, v in at_least.items())
-        if (reached and counters == previous) or time.monotonic() > deadline:
-            return counters
-        previous = counters
-        time.sleep(2)
+    try:
+        return wait_until(lambda: operator_counters(job_id, names), timeout_s, 2,
+                          f"job {job_id}: counters {at_least}, two equal reads",
+                          until=steady(lambda c: all(counter_total(c, n) >= v for n, v in at_least.items())))
+    except WaitTimeout as e:
+        return e.last
 
 
 def completed_checkpoints(job_id: str) -> int:
@@ -159,13 +158,11 @@ def completed_checkpoints(job_id: str) -> int:
 
 def wait_checkpoint(job_id: str, after: int, timeout_s: float = 120) -> int:
     """Wait until more than ``after`` checkpoints completed; returns the new count."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        n = completed_checkpoints(job_id)
-        if n > after:
-            return n
-        time.sleep(0.3)
-    raise FlinkJobError(f"job {job_id}: no checkpoint beyond {after} within {timeout_s}s")
+    try:
+        return wait_until(lambda: completed_checkpoints(job_id), timeout_s, 0.3,
+                          f"job {job_id}: checkpoint {after + 1}", until=lambda n: n > after)
+    except WaitTimeout:
+        raise FlinkJobError(f"job {job_id}: no checkpoint beyond {after} within {timeout_s}s") from None
 
 
 def all_tasks_running(job_id: str) -> bool:
@@ -177,16 +174,15 @@ def stop_with_savepoint(job_id: str, directory: str, timeout_s: float = 120) -> 
     """Stop the job with a savepoint (no drain); returns the savepoint path."""
     trigger = rest(f"/jobs/{job_id}/stop", method="POST",
                    body={"drain": False, "targetDirectory": directory})["request-id"]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        st = rest(f"/jobs/{job_id}/savepoints/{trigger}")
-        if st["status"]["id"] == "COMPLETED":
-            op = st.get("operation", {})
-            if "location" in op:
-                return op["location"]
-            raise FlinkJobError(f"stop-with-savepoint of {job_id} failed: {op.get('failure-cause')}")
-        time.sleep(0.5)
-    raise FlinkJobError(f"stop-with-savepoint of {job_id} did not complete in {timeout_s}s")
+    try:
+        st = wait_until(lambda: rest(f"/jobs/{job_id}/savepoints/{trigger}"), timeout_s, 0.5,
+                        f"stop-with-savepoint of {job_id}", until=lambda st: st["status"]["id"] == "COMPLETED")
+    except WaitTimeout:
+        raise FlinkJobError(f"stop-with-savepoint of {job_id} did not complete in {timeout_s}s") from None
+    op = st.get("operation", {})
+    if "location" in op:
+        return op["location"]
+    raise FlinkJobError(f"stop-with-savepoint of {job_id} failed: {op.get('failure-cause')}")
 
 
 def latest_checkpoint(job_id: str) -> Path | None:
@@ -196,8 +192,3 @@ def latest_checkpoint(job_id: str) -> Path | None:
     base = DATA / "flink" / "checkpoints" / job_id
     chks = [p for p in base.glob("chk-*") if (p / "_metadata").exists()]
     return max(chks, key=lambda p: int(p.name.split("-")[1])) if chks else None
-
-
-def running_jobs() -> list[str]:
-    return [j["id"] for j in rest("/jobs")["jobs"] if j["status"] == "RUNNING"]
-

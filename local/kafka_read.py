@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from local.polling import WaitTimeout, wait_until
+
 
 @dataclass(frozen=True)
 class Record:
@@ -34,19 +36,23 @@ def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
         c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in parts])
         pending = set(parts)
         out: list[Record] = []
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} not at end after {timeout_s}s")
+
+        def poll_once() -> set[int]:
+            """Take one record or end-of-partition event (blocks up to 0.5 s); the partitions left."""
             m = c.poll(0.5)
-            if m is None:
-                continue
-            if m.error():
-                if m.error().code() == -191:  # _PARTITION_EOF
-                    pending.discard(m.partition())
-                    continue
-                raise RuntimeError(f"reading {topic}: {m.error()}")
-            out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+            if m is not None and m.error():
+                if m.error().code() != -191:  # _PARTITION_EOF
+                    raise RuntimeError(f"reading {topic}: {m.error()}")
+                pending.discard(m.partition())
+            elif m is not None:
+                out.append(Record(m.topic(), m.partition(), m.offset(), m.key(), m.value()))
+            return pending
+
+        try:
+            wait_until(poll_once, timeout_s, 0, f"every partition of {topic} read to its end",
+                       until=lambda left: not left)
+        except WaitTimeout:
+            raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} not at end after {timeout_s}s") from None
         return out
     finally:
         c.close()

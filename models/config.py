@@ -11,17 +11,32 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Mapping
 
+from models.contract import INPUT_TOPICS
+from models.profile import DEFAULT_HALF_LIFE_MS
+
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 
+# Defaults shared with the pure ingestion logic (models.ingest.IngestSettings), the generator
+# and the producer: defined here once, imported there.
 #: 2000-01-01T00:00:00Z: the default lower bound of ``occurred_at`` on live topics.
 DEFAULT_MIN_VALID_TIMESTAMP_MS = 946_684_800_000
+#: 24 h: how far ``occurred_at`` may be after the Kafka record timestamp by default.
+DEFAULT_MAX_FUTURE_SKEW_MS = 24 * 3600 * 1000
+#: Country code given to national phone numbers (E.164) by default.
+DEFAULT_COUNTRY_CODE = "1"
+#: Default Kafka bootstrap servers (the local stack).
+DEFAULT_BOOTSTRAP_SERVERS = "127.0.0.1:9092"
+#: Name of the ingestion job (also the ``job`` of its dead letters).
+INGESTION_JOB_NAME = "journey-ingestion"
+#: Name of the identity + profiles job.
+PROFILES_JOB_NAME = "journey-profiles"
 #: Lower bounds below this (1973-03-03T09:46:40Z, other than 0) are refused as epoch seconds.
 SECONDS_SUSPECT_BELOW_MS = 100_000_000_000
 #: 2100-01-01T00:00:00Z: lower bounds from here on are refused (every event would be rejected).
 LOWER_BOUND_CEILING_MS = 4_102_444_800_000
-#: The live input topics, which a backfill pattern must never loosen.
-LIVE_INPUT_TOPICS: tuple[str, ...] = tuple(f"journey.events.{c}" for c in ("web", "app", "crm", "pos", "email"))
+#: The live input topics, which a backfill pattern must never loosen (:data:`models.contract.INPUT_TOPICS`).
+LIVE_INPUT_TOPICS: tuple[str, ...] = INPUT_TOPICS
 
 
 class ConfigError(ValueError):
@@ -53,7 +68,7 @@ class FlinkJobSettings:
         below the broker's ``transaction.max.timeout.ms`` (900000 on the local broker).
     """
 
-    bootstrap_servers: str = "127.0.0.1:9092"
+    bootstrap_servers: str = DEFAULT_BOOTSTRAP_SERVERS
     group_id: str = "journey"
     job_name: str = "journey"
     bounded: bool = False
@@ -116,13 +131,13 @@ class IngestConfig(FlinkJobSettings):
     input_topic_pattern: str = r"journey\.events\..*"
     output_topic: str = "journey.normalized"
     dlq_topic: str = "journey.dlq"
-    group_id: str = "journey-ingestion"
-    transactional_id_prefix: str = "journey-ingestion"
-    job_name: str = "journey-ingestion"
+    group_id: str = INGESTION_JOB_NAME
+    transactional_id_prefix: str = INGESTION_JOB_NAME
+    job_name: str = INGESTION_JOB_NAME
     dedupe_ttl_ms: int = 24 * 3600 * 1000
-    max_future_skew_ms: int = 24 * 3600 * 1000
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
     min_valid_timestamp_ms: int = DEFAULT_MIN_VALID_TIMESTAMP_MS  # 2000-01-01T00:00:00Z
-    default_country_code: str = "1"
+    default_country_code: str = DEFAULT_COUNTRY_CODE
     backfill_topic_pattern: str = ""
     backfill_min_valid_timestamp_ms: int | None = None
 
@@ -164,14 +179,14 @@ class ProfilesConfig(FlinkJobSettings):
     input_topic_pattern: str = r"journey\.normalized"
     identity_topic: str = "journey.identity"
     feedback_topic: str = "journey.profile-moves"
-    group_id: str = "journey-profiles"
-    job_name: str = "journey-profiles"
-    transactional_id_prefix: str = "journey-profiles"
+    group_id: str = PROFILES_JOB_NAME
+    job_name: str = PROFILES_JOB_NAME
+    transactional_id_prefix: str = PROFILES_JOB_NAME
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
-    half_life_ms: int = 30 * 24 * 3600 * 1000
+    half_life_ms: int = DEFAULT_HALF_LIFE_MS
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -29,12 +29,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from models import contract
 from models.avro_codec import short_name
 
-IDENTIFIER_TYPES: tuple[str, ...] = ("customer_id", "email", "phone", "device_id", "cookie_id", "loyalty_id")
-CHANNELS: tuple[str, ...] = ("web", "app", "crm", "pos", "email")
+# The contract's constants live in models.contract (read from schemas/event.avsc); the names
+# this module always exported stay.
+#: Identifier types of a produced ``Event`` (raw email and phone): :data:`models.contract.RAW_IDENTIFIER_TYPES`.
+#: After ingestion, identifiers are :data:`models.contract.HASHED_IDENTIFIER_TYPES`.
+IDENTIFIER_TYPES: tuple[str, ...] = contract.RAW_IDENTIFIER_TYPES
+CHANNELS: tuple[str, ...] = contract.CHANNELS
+EVENT_TYPES: tuple[str, ...] = contract.EVENT_TYPES
 
-#: event_type -> the payload record it must carry
+#: event_type -> the payload record it must carry (a rule the schema cannot express; keys are
+#: exactly :data:`EVENT_TYPES`, values the ``payload`` union's records: tests/unit/test_contract.py)
 PAYLOAD_OF: dict[str, str] = {
     "page_view": "PageView",
     "product_view": "ProductView",
@@ -54,7 +61,6 @@ PAYLOAD_OF: dict[str, str] = {
     "consent_update": "ConsentUpdate",
     "erasure_request": "ErasureRequest",
 }
-EVENT_TYPES: tuple[str, ...] = tuple(PAYLOAD_OF)
 
 #: 1970-01-01T00:00:00Z. ``occurred_at`` before it (negative) is never valid, whatever the settings.
 UNIX_EPOCH_MS = 0

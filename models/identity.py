@@ -49,7 +49,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, MutableMapping
 
-#: identifier types of a NormalizedEvent, highest priority first (decides the canonical id)
+#: identifier types of a NormalizedEvent, highest priority first (decides the canonical id): a
+#: policy over :data:`models.contract.HASHED_IDENTIFIER_TYPES`, whose every type it must rank
+#: (tests/unit/test_contract.py)
 DEFAULT_PRIORITY: tuple[str, ...] = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "cookie_id")
 DEFAULT_BLOCKED_VALUES: frozenset[str] = frozenset({"", "null", "none", "nil", "anonymous", "undefined", "unknown", "n/a", "na", "-"})
 

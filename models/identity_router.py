@@ -40,11 +40,11 @@ Examples
 >>> r = IdentityRouter(IdentityRules())
 >>> out = r.route_event({"event_id": "e1", "occurred_at": 5,
 ...                      "identifiers": {"cookie_id": "ck1", "customer_id": None}}, payload="E1")
->>> [(c.kind, c.version, c.atom, c.members) for c in out.commands]
+>>> [(c.kind.value, c.version, c.atom, c.members) for c in out.commands]
 [('event', 1, ('cookie_id', 'ck1'), (('cookie_id', 'ck1'),))]
 >>> out = r.route_event({"event_id": "e2", "occurred_at": 6,
 ...                      "identifiers": {"cookie_id": "ck1", "customer_id": "c1"}}, payload="E2")
->>> [(c.kind, c.evict, c.members) for c in out.commands]  # the cookie profile merges into c1's
+>>> [(c.kind.value, c.evict, c.members) for c in out.commands]  # the cookie profile merges into c1's
 [('touch', (('cookie_id', 'ck1'),), ()), ('event', (), (('customer_id', 'c1'), ('cookie_id', 'ck1')))]
 >>> [e.kind for e in out.identity_events]
 ['identifier_linked', 'identifier_linked', 'profile_merged']
@@ -55,10 +55,19 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, Mapping, MutableMapping
 
 from models.identity import (IdentityRules, IncrementalResolver, Node, ProfileChange, ResolverStore,
                              canonical_profile_id, observation_of)
+
+
+class CommandKind(StrEnum):
+    """What a :class:`ProfileCommand` asks of its profile (see the module docs)."""
+
+    EVENT = "event"
+    STATE = "state"
+    TOUCH = "touch"
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,12 @@ class ProfileCommand:
     """One instruction for the profile operator's key ``profile_id`` (see the module docs).
 
     ``members`` and ``ghosts`` are set only when they changed (``members == ()``: the profile
-    was merged away or split up and must be deleted).
+    was merged away or split up and must be deleted). The wire form between the operators
+    is :mod:`models.profile_commands`.
     """
 
     profile_id: str
-    kind: str  # "event" | "state" | "touch"
+    kind: CommandKind
     version: int
     atom: Node | None = None
     payload: Any = None  # "event": the event as the caller passed it; "state": the moved aggregate
@@ -154,11 +164,11 @@ class IdentityRouter:
         commands = []
         for pid in sorted(set(evict) | set(live)):
             commands.append(ProfileCommand(
-                pid, "event" if pid == owner else "touch", version,
-                atom if pid == owner else None, payload if pid == owner else None,
-                changed_members.get(pid), tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
-                ghosts if pid in live else None))
-        commands.sort(key=lambda c: (c.kind == "event", c.profile_id))
+                profile_id=pid, kind=CommandKind.EVENT if pid == owner else CommandKind.TOUCH, version=version,
+                atom=atom if pid == owner else None, payload=payload if pid == owner else None,
+                members=changed_members.get(pid), evict=tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
+                ghosts=ghosts if pid in live else None))
+        commands.sort(key=lambda c: (c.kind is CommandKind.EVENT, c.profile_id))
         return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
 
     def route_state(self, atom: Node, aggregate: Any) -> ProfileCommand | None:
@@ -167,7 +177,8 @@ class IdentityRouter:
         pid = self.store.profile_of.get(atom)
         if pid is None:
             return None
-        return ProfileCommand(pid, "state", self.resolver.version_of(atom), atom, aggregate)
+        return ProfileCommand(profile_id=pid, kind=CommandKind.STATE, version=self.resolver.version_of(atom),
+                              atom=atom, payload=aggregate)
 
 
 def _sorted_members(members: frozenset[Node], resolver: IncrementalResolver) -> tuple[Node, ...]:

@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from models import contract
 from models.avro_codec import DecodeError, SchemaCatalog
-from models.config import DEFAULT_MIN_VALID_TIMESTAMP_MS, check_time_bounds
+from models.config import (DEFAULT_COUNTRY_CODE, DEFAULT_MAX_FUTURE_SKEW_MS, DEFAULT_MIN_VALID_TIMESTAMP_MS,
+                           INGESTION_JOB_NAME, check_time_bounds)
 from models.events import IDENTIFIER_TYPES, MIN_TIMESTAMP_SETTING, Rejection, validate_event
 from models.normalize import normalize_identifiers
 
@@ -22,10 +24,8 @@ from models.normalize import normalize_identifiers
 BACKFILL_DOCS = "docs/operations.md#history-backfill"
 BACKFILL_MIN_SETTING = "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS"
 
-DEAD_LETTER_REASONS: tuple[str, ...] = (
-    "not_single_object_encoded", "unknown_schema", "malformed_avro", "missing_event_id",
-    "missing_identifiers", "invalid_timestamp", "payload_mismatch", "invalid_field",
-)
+#: Why a record is dead-lettered: the DeadLetter ``ErrorType`` symbols (:data:`models.contract.DEAD_LETTER_REASONS`).
+DEAD_LETTER_REASONS: tuple[str, ...] = contract.DEAD_LETTER_REASONS
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,8 @@ class TopicBounds:
 class IngestSettings:
     r"""The subset of :class:`models.config.IngestConfig` that the pure logic needs.
 
-    Validated like the config (:func:`models.config.check_time_bounds`).
+    Validated like the config (:func:`models.config.check_time_bounds`); the defaults are the
+    config's (``models.config.DEFAULT_*``).
 
     Examples
     --------
@@ -86,10 +87,10 @@ class IngestSettings:
     """
 
     pii_salt: str
-    default_country_code: str = "1"
+    default_country_code: str = DEFAULT_COUNTRY_CODE
     min_valid_timestamp_ms: int = DEFAULT_MIN_VALID_TIMESTAMP_MS
-    max_future_skew_ms: int = 24 * 3600 * 1000
-    job_name: str = "journey-ingestion"
+    max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS
+    job_name: str = INGESTION_JOB_NAME
     backfill_topic_pattern: str = ""
     backfill_min_valid_timestamp_ms: int | None = None
 

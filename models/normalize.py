@@ -26,9 +26,13 @@ import hmac
 import re
 from typing import Any
 
+from models.contract import PLAIN_IDENTIFIER_TYPES
+
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_JUNK = re.compile(r"[\s().\-/]")
-PLAIN_ID_TYPES: tuple[str, ...] = ("customer_id", "device_id", "cookie_id", "loyalty_id")
+#: Identifiers passed on as they are (:data:`models.contract.PLAIN_IDENTIFIER_TYPES`); the PII
+#: types (email, phone) are normalized and hashed by :func:`normalize_identifiers`.
+PLAIN_ID_TYPES: tuple[str, ...] = PLAIN_IDENTIFIER_TYPES
 
 
 def normalize_email(raw: str | None) -> str | None:

@@ -26,8 +26,7 @@ profile_id             canonical profile id                   the surviving id (
 identifiers            {type: sorted tuple of values}         union per type
 first_seen_ms          min occurred_at                        min
 last_seen_ms           max occurred_at                        max
-events                 events folded in (also the row         sum
-                       version for Cassandra USING TIMESTAMP)
+events                 events folded in                       sum
 orders                 purchase + store_purchase events       sum
 revenue_cents          sum of order totals, in cents          sum
 first_order_ms         min occurred_at of an order (or None)  min (None = absent)
@@ -40,6 +39,10 @@ purchase_day_cents     {UTC day number: order cents that day} sum per key
 =====================  =====================================  ==========================
 
 A UTC day number is ``occurred_at // DAY_MS`` (days since 1970-01-01, UTC).
+
+``events`` is not the Cassandra row version: the profiles job writes each row at
+:func:`models.profile_fold.row_version` (``component_events * 2**31 + events_folded``), at
+``USING TIMESTAMP 2 * version + 1``.
 """
 
 from __future__ import annotations
@@ -50,9 +53,12 @@ from dataclasses import MISSING, dataclass, field, fields
 from decimal import Decimal
 from typing import Any, TypeVar
 
+from models.contract import HASHED_IDENTIFIER_TYPES
+
 DECAY_EPOCH_MS = 1_577_836_800_000  # 2020-01-01T00:00:00Z
 DEFAULT_HALF_LIFE_MS = 30 * 24 * 3600 * 1000
-IDENTIFIER_TYPES: tuple[str, ...] = ("customer_id", "email_hash", "phone_hash", "device_id", "cookie_id", "loyalty_id")
+#: Identifier types of a NormalizedEvent (:data:`models.contract.HASHED_IDENTIFIER_TYPES`).
+IDENTIFIER_TYPES: tuple[str, ...] = HASHED_IDENTIFIER_TYPES
 
 DAY_MS = 24 * 3600 * 1000
 #: Event types that are orders (both carry a ``journey.v1.Purchase`` payload).

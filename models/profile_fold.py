@@ -20,17 +20,19 @@ another arrival order.
 
 Examples
 --------
->>> from models.identity_router import ProfileCommand
+>>> from models.identity_router import CommandKind, ProfileCommand
 >>> state = FoldState()
 >>> f = ProfileFold("p-1", {}, state)
 >>> ev = {"event_id": "e1", "event_type": "page_view", "channel": "web", "occurred_at": 1_700_000_000_000,
 ...       "identifiers": {"cookie_id": "ck1"}, "payload": ("journey.v1.PageView", {"url": "/"})}
->>> f.apply(ProfileCommand("p-1", "event", 1, ("cookie_id", "ck1"), ev, members=(("cookie_id", "ck1"),)))
+>>> f.apply(ProfileCommand(profile_id="p-1", kind=CommandKind.EVENT, version=1, atom=("cookie_id", "ck1"),
+...                        payload=ev, members=(("cookie_id", "ck1"),)))
 []
 >>> w = f.flush()
 >>> (w.profile.events, w.profile.identifiers, w.version == row_version(1, 1), state.dirty)
 (1, {'cookie_id': ('ck1',)}, True, False)
->>> f.apply(ProfileCommand("p-1", "touch", 2, members=(), evict=(("cookie_id", "ck1"),)))[0][1].events
+>>> f.apply(ProfileCommand(profile_id="p-1", kind=CommandKind.TOUCH, version=2, members=(),
+...                        evict=(("cookie_id", "ck1"),)))[0][1].events
 1
 >>> f.flush().profile is None  # merged away: delete the row
 True
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping, MutableMapping
 
 from models.identity import Node
-from models.identity_router import ProfileCommand
+from models.identity_router import CommandKind, ProfileCommand
 from models.profile import DEFAULT_HALF_LIFE_MS, ProfileAggregate
 
 FOLDED_BITS = 31
@@ -112,14 +114,13 @@ class ProfileFold:
             st.ghosts = tuple(cmd.ghosts)
         evicted = [(n, self.atoms.pop(n)) for n in cmd.evict if n in self.atoms]
         st.folded -= sum(agg.events for _, agg in evicted)
-        if cmd.kind == "event":
+        kind = CommandKind(cmd.kind)
+        if kind is CommandKind.EVENT:
             delta = ProfileAggregate.from_event(self.decode(cmd.payload), pid, self.half_life_ms)
-        elif cmd.kind == "state":
+        elif kind is CommandKind.STATE:
             delta = cmd.payload if isinstance(cmd.payload, ProfileAggregate) else ProfileAggregate.from_dict(cmd.payload)
-        elif cmd.kind == "touch":
-            delta = None
         else:
-            raise ValueError(f"unknown command kind {cmd.kind!r}")
+            delta = None
         if delta is not None:
             before = self.atoms.get(cmd.atom)
             self.atoms[cmd.atom] = delta if before is None else before.merge(delta, pid)

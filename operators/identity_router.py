@@ -3,11 +3,12 @@
 Keyed by one constant key: the identity graph is global (a link can join any two
 identifiers), so it runs as one subtask. It keeps identifiers and counts only; profile data
 is in the profile operator, partitioned by profile id. State lives in Flink MapStates
-through :class:`state.mapstate.MapStateMapping` (string keys).
+through :class:`state.mapstate.MapStateMapping` (string keys, state records as values:
+:data:`state.records.ROUTER_CODECS`).
 
-Input: ``(topic, value)`` from the job's Kafka source, either a NormalizedEvent (Avro) or,
-from the feedback topic, an atom's aggregate that a profile evicted (JSON, see
-:func:`encode_moved_state`). Output: :data:`COMMAND_TYPE` tuples keyed by profile id, and
+Input: ``(topic, value)`` from the job's Kafka source, either a NormalizedEvent or, from the
+feedback topic, a ``MovedState`` (an atom's aggregate that a profile evicted). Output:
+:data:`COMMAND_TYPE` tuples keyed by profile id (:mod:`models.profile_commands`), and
 ``journey.identity`` records (Avro ``IdentityEvent``) on :data:`IDENTITY_TAG`.
 
 Counters: ``events``, ``unresolvable`` (all identifiers blocked), ``moved_states``,
@@ -18,7 +19,6 @@ shared with another deployment; dropped), ``commands``, ``identity_events`` and
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
 from typing import Any, Iterable
 
@@ -26,77 +26,19 @@ from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 
 from models.avro_codec import SchemaCatalog
-from models.identity import IdentityRules, RefusedLink
-from models.identity_router import IdentityRouter, ProfileCommand, RouterStore
-from models.profile import ProfileAggregate
+from models.identity import IdentityRules
+from models.identity_router import IdentityRouter, RouterStore
+from models.profile_commands import decode_moved_state, encode_command
 from operators.counters import BufferedCounters
 from state.mapstate import CachedMapping, MapStateMapping, string_keyed_map_state
+from state.records import ROUTER_CODECS, ROUTER_KEYS, node_key, node_of
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-#: (profile id, kind, version, JSON of atom/members/evict/ghosts/aggregate, event bytes or empty)
+#: (profile id, kind, version, JSON of atom/members/evict/ghosts, event or aggregate bytes)
 COMMAND_TYPE = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), BYTES])
 SOURCE_TYPE = Types.TUPLE([Types.STRING(), BYTES])  # (topic, value)
 IDENTITY_TAG = OutputTag("identity-events", BYTES)
 IDENTITY_KEY = "identity-graph"
-
-
-def encode_command(cmd: ProfileCommand) -> tuple:
-    body: dict[str, Any] = {}
-    if cmd.atom is not None:
-        body["atom"] = cmd.atom
-    if cmd.members is not None:
-        body["members"] = cmd.members
-    if cmd.evict:
-        body["evict"] = cmd.evict
-    if cmd.ghosts is not None:
-        body["ghosts"] = cmd.ghosts
-    if cmd.kind == "state":
-        body["aggregate"] = cmd.payload.to_dict() if isinstance(cmd.payload, ProfileAggregate) else cmd.payload
-    payload = cmd.payload if cmd.kind == "event" else b""
-    return cmd.profile_id, cmd.kind, cmd.version, json.dumps(body, separators=(",", ":")), payload
-
-
-def decode_command(t: tuple) -> ProfileCommand:
-    pid, kind, version, body_json, payload = t
-    body = json.loads(body_json)
-    nodes = (lambda key: None if key not in body else tuple(tuple(n) for n in body[key]))
-    return ProfileCommand(
-        pid, kind, version, tuple(body["atom"]) if "atom" in body else None,
-        bytes(payload) if kind == "event" else body.get("aggregate"),
-        nodes("members"), nodes("evict") or (), tuple(body["ghosts"]) if "ghosts" in body else None)
-
-
-def encode_moved_state(atom: tuple[str, str], aggregate: dict[str, Any], from_profile: str) -> bytes:
-    """A feedback-topic record: an atom's aggregate leaving ``from_profile``."""
-    return json.dumps({"atom": atom, "aggregate": aggregate, "from": from_profile},
-                      separators=(",", ":")).encode()
-
-
-def decode_moved_state(value: bytes) -> tuple[tuple[str, str], dict[str, Any]]:
-    d = json.loads(value)
-    return tuple(d["atom"]), d["aggregate"]
-
-
-def node_key(node: tuple[str, str]) -> str:
-    return json.dumps(node)
-
-
-def node_of(key: str) -> tuple[str, str]:
-    t, v = json.loads(key)
-    return t, v
-
-
-def _link_key(link: RefusedLink) -> str:
-    return json.dumps([link.a, link.b, link.reason])
-
-
-def _link_of(key: str) -> RefusedLink:
-    a, b, reason = json.loads(key)
-    return RefusedLink(tuple(a), tuple(b), reason)
-
-
-#: per RouterStore field: how its keys become MapState string keys (default: a node)
-_KEY_CODECS = {"members": (str, str), "refused": (_link_key, _link_of)}
 
 
 class RouteIdentity(KeyedProcessFunction):
@@ -106,12 +48,12 @@ class RouteIdentity(KeyedProcessFunction):
         self.cache_entries = cache_entries
 
     def open(self, runtime_context: RuntimeContext) -> None:
-        # one constant key, one subtask: a write-through cache in front of each MapState is
-        # safe (see CachedMapping) and saves most state reads of the union-find walks
+        # one constant key, one subtask: a write-through cache of decoded values in front of
+        # each MapState is safe (see CachedMapping) and saves most state reads and decodes
         store = RouterStore(**{
             f.name: CachedMapping(MapStateMapping(
                 runtime_context.get_map_state(string_keyed_map_state(f"identity-{f.name}")),
-                *_KEY_CODECS.get(f.name, (node_key, node_of))), self.cache_entries)
+                ROUTER_CODECS[f.name], *ROUTER_KEYS.get(f.name, (node_key, node_of))), self.cache_entries)
             for f in fields(RouterStore)})
         self.router = IdentityRouter(self.rules, store)
         self.catalog = SchemaCatalog.load()
@@ -126,7 +68,8 @@ class RouteIdentity(KeyedProcessFunction):
         self.counters.tick(ctx.timer_service())
         if topic == self.feedback_topic:
             count("moved_states")
-            cmd = self.router.route_state(*decode_moved_state(raw))
+            atom, aggregate, _ = decode_moved_state(raw)
+            cmd = self.router.route_state(atom, aggregate)
             if cmd is None:
                 count("orphan_states")
                 return

@@ -1,7 +1,8 @@
 """Profiles keyed by canonical profile id: fold the router's commands, write Cassandra coalesced.
 
 Logic in :mod:`models.profile_fold`. Per profile: a MapState of atom aggregates and one
-ValueState (:class:`models.profile_fold.FoldState`). Atoms that leave the profile (merge or
+ValueState (:class:`models.profile_fold.FoldState`), both as state records
+(:mod:`state.records`). Atoms that leave the profile (merge or
 split) go out on :data:`MOVED_TAG` to the feedback topic; the router brings them to their new
 profile.
 
@@ -24,19 +25,20 @@ profile) and ``cassandra_mutations`` (rows, links and deletions in those batches
 
 from __future__ import annotations
 
-import pickle
 from typing import Any, Iterable
 
-from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
+from operators.identity_router import BYTES
+from models.identity_router import CommandKind
+from models.profile_commands import decode_command, encode_moved_state
 from models.profile_fold import FoldState, ProfileFold
 from operators.counters import BufferedCounters
-from operators.identity_router import BYTES, decode_command, encode_moved_state, node_key, node_of
-from state.mapstate import MapStateMapping, string_keyed_map_state
+from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
 from state.profile_store import ProfileStore, WriteTicket
+from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
 
@@ -49,8 +51,8 @@ class FoldProfiles(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.atoms_state = runtime_context.get_map_state(string_keyed_map_state("profile-atoms"))
-        self.atoms = MapStateMapping(self.atoms_state, node_key, node_of)
-        self.fold_state = runtime_context.get_state(ValueStateDescriptor("profile-fold", Types.PICKLED_BYTE_ARRAY()))
+        self.atoms = MapStateMapping(self.atoms_state, AGGREGATE_CODEC, node_key, node_of)
+        self.fold_state = runtime_context.get_state(ValueStateDescriptor("profile-fold", STATE_VALUE))
         self.catalog = SchemaCatalog.load()
         self.store = ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
         self.inflight: dict[str, tuple[int, WriteTicket]] = {}  # this instance's unconfirmed writes
@@ -66,7 +68,7 @@ class FoldProfiles(KeyedProcessFunction):
 
     def _fold(self, pid: str) -> ProfileFold:
         raw = self.fold_state.value()
-        state = FoldState() if raw is None else pickle.loads(raw)
+        state = FoldState() if raw is None else FOLD_STATE_CODEC.decode(raw)
         return ProfileFold(pid, self.atoms, state, self.half_life_ms, self._decode)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
@@ -77,16 +79,16 @@ class FoldProfiles(KeyedProcessFunction):
         fold = self._fold(cmd.profile_id)
         was_dirty = fold.state.dirty
         evicted = fold.apply(cmd)
-        if cmd.kind == "event":
+        if cmd.kind is CommandKind.EVENT:
             count("events_folded")
-        elif cmd.kind == "state":
+        elif cmd.kind is CommandKind.STATE:
             count("states_merged")
         self._store_state(fold.state)
         if not was_dirty:
             self._timer(ctx, self.coalesce_ms)
         count("atoms_evicted", len(evicted))
         for atom, aggregate in evicted:
-            yield MOVED_TAG, encode_moved_state(atom, aggregate.to_dict(), cmd.profile_id)
+            yield MOVED_TAG, encode_moved_state(atom, aggregate, cmd.profile_id)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         # a timer is a coalescing or confirmation timer of this key, or the counters' timer
@@ -130,4 +132,4 @@ class FoldProfiles(KeyedProcessFunction):
         ctx.timer_service().register_processing_time_timer(ctx.timer_service().current_processing_time() + delay_ms)
 
     def _store_state(self, state: FoldState) -> None:
-        self.fold_state.update(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
+        self.fold_state.update(FOLD_STATE_CODEC.encode(state))

@@ -1,8 +1,9 @@
 """A ``MutableMapping`` over a PyFlink ``MapState``, so pure models can keep state in Flink.
 
-Keys are stored as strings (``encode``/``decode``): a pickled key would become a Java
+Keys are stored as strings (``encode``/``decode``): a byte-array key would become a Java
 ``byte[]``, which the heap state backend compares by identity, so lookups would miss.
-Values are pickled. Values are never ``None`` in our stores, so ``None`` means absent.
+Values are state records (:mod:`state.records`): bytes in Flink, model values here
+(``codec``). Values are never ``None`` in our stores, so ``None`` means absent.
 """
 
 from __future__ import annotations
@@ -10,34 +11,48 @@ from __future__ import annotations
 from collections.abc import MutableMapping
 from typing import Any, Callable, Iterator
 
+from cachetools import LRUCache
 from pyflink.common import Types
 from pyflink.datastream.state import MapState, MapStateDescriptor
 
+from state.records import StateCodec
+
+#: Flink type of every state value. The value is the ``bytes`` of a state record; Flink stores
+#: it as a Java ``byte[]`` (the Python side wraps the bytes object in pickle's framing for
+#: bytes, no class involved). Kept from the release that pickled model objects into the same
+#: type, so its savepoints restore (their values are read once by state.records, then
+#: rewritten as records). PRIMITIVE_ARRAY(BYTE) is no alternative: thread mode's state
+#: converter turns it into a tuple of ints.
+STATE_VALUE = Types.PICKLED_BYTE_ARRAY()
+
 
 def string_keyed_map_state(name: str) -> MapStateDescriptor:
-    """String keys, pickled values (tuples, frozensets and dicts of the models)."""
-    return MapStateDescriptor(name, Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+    """String keys, state-record bytes as values."""
+    return MapStateDescriptor(name, Types.STRING(), STATE_VALUE)
 
 
 class MapStateMapping(MutableMapping):
-    def __init__(self, state: MapState, encode: Callable[[Any], str] = str,
+    """``key -> value`` over a MapState of ``encode(key) -> codec.encode(value)``."""
+
+    def __init__(self, state: MapState, codec: StateCodec[Any], encode: Callable[[Any], str] = str,
                  decode: Callable[[str], Any] = str) -> None:
         self._state = state
+        self._codec = codec
         self._enc = encode
         self._dec = decode
 
     def __getitem__(self, key: Any) -> Any:
-        value = self._state.get(self._enc(key))
-        if value is None:
+        raw = self._state.get(self._enc(key))
+        if raw is None:
             raise KeyError(key)
-        return value
+        return self._codec.decode(raw)
 
     def get(self, key: Any, default: Any = None) -> Any:
-        value = self._state.get(self._enc(key))
-        return default if value is None else value
+        raw = self._state.get(self._enc(key))
+        return default if raw is None else self._codec.decode(raw)
 
     def __setitem__(self, key: Any, value: Any) -> None:
-        self._state.put(self._enc(key), value)
+        self._state.put(self._enc(key), self._codec.encode(value))
 
     def __delitem__(self, key: Any) -> None:
         k = self._enc(key)
@@ -47,13 +62,13 @@ class MapStateMapping(MutableMapping):
 
     def pop(self, key: Any, *default: Any) -> Any:
         k = self._enc(key)
-        value = self._state.get(k)
-        if value is None:
+        raw = self._state.get(k)
+        if raw is None:
             if default:
                 return default[0]
             raise KeyError(key)
         self._state.remove(k)
-        return value
+        return self._codec.decode(raw)
 
     def __contains__(self, key: object) -> bool:
         return self._state.contains(self._enc(key))
@@ -66,6 +81,7 @@ class MapStateMapping(MutableMapping):
 
 
 _ABSENT = object()
+_NOT_CACHED = object()
 
 
 class CachedMapping(MutableMapping):
@@ -75,36 +91,32 @@ class CachedMapping(MutableMapping):
     lifetime, as for the identity router (one constant key, one subtask): every write goes
     to the state and the cache, so the cache never disagrees with the state; after a
     restore Flink builds a new operator instance and so an empty cache. Absent keys are
-    cached too (new identifiers are looked up before they are added). Iteration and length
-    go to the state.
+    cached too (new identifiers are looked up before they are added), so a second look-up
+    of a key that is not there does not read the state either. Iteration and length go to
+    the state. The cache is a :class:`cachetools.LRUCache` of ``max_entries`` (at least 1).
 
     >>> m = CachedMapping({}, max_entries=2)
     >>> m["a"] = 1; m["b"] = 2; m["c"] = 3
     >>> (m["a"], len(m._cache), "z" in m)
     (1, 2, False)
+    >>> backing = {"k": 1}
+    >>> m = CachedMapping(backing)
+    >>> (m["k"], m.pop("k"), "k" in m, "k" in backing, m.get("k", "gone"))
+    (1, 1, False, False, 'gone')
     """
 
     def __init__(self, backing: MutableMapping, max_entries: int = 100_000) -> None:
-        from collections import OrderedDict
-
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries}")
         self._backing = backing
-        self._cache: OrderedDict = OrderedDict()
-        self._max = max_entries
-
-    def _remember(self, key: Any, value: Any) -> None:
-        cache = self._cache
-        cache[key] = value
-        cache.move_to_end(key)
-        if len(cache) > self._max:
-            cache.popitem(last=False)
+        #: key -> value, or _ABSENT for a key known not to be in the backing mapping
+        self._cache: LRUCache = LRUCache(maxsize=max_entries)
 
     def get(self, key: Any, default: Any = None) -> Any:
-        value = self._cache.get(key, _ABSENT)
-        if value is _ABSENT:
+        value = self._cache.get(key, _NOT_CACHED)  # a hit counts as a use (LRU order)
+        if value is _NOT_CACHED:
             value = self._backing.get(key, _ABSENT)
-            self._remember(key, value)
-        else:
-            self._cache.move_to_end(key)
+            self._cache[key] = value
         return default if value is _ABSENT else value
 
     def __getitem__(self, key: Any) -> Any:
@@ -118,11 +130,11 @@ class CachedMapping(MutableMapping):
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._backing[key] = value
-        self._remember(key, value)
+        self._cache[key] = value
 
     def __delitem__(self, key: Any) -> None:
         del self._backing[key]
-        self._remember(key, _ABSENT)
+        self._cache[key] = _ABSENT
 
     def pop(self, key: Any, *default: Any) -> Any:
         value = self.get(key, _ABSENT)

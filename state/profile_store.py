@@ -19,14 +19,17 @@ stored as salted hashes: hash them the way the ingestion stage does before looki
         same = store.get(p.profile_id)                            # by canonical id
         store.identifiers_of(p.profile_id)      # {"customer_id": ["C-1001"], "email_hash": [...]}
 
-Reading with plain CQL (cqlsh, Spark, another service) works too; ``version`` orders a
-row's updates (see "Writing" below; ``writetime(<column>)`` is ``2 * version + 1``), consent / crm_attributes
-values are JSON arrays ``[granted|value, at_ms, event_id]``. Every row also carries its traits
-as of its last event (recency, purchase days, average spends in cents, top categories
-normalized to [0, 1]: :data:`TRAIT_COLUMNS`, defined in ``docs/profiles.md``), written with
-the row at the same timestamp, so a reader needs no Python::
+A canonical profile id is ``p-`` and 20 hex digits (:func:`models.identity.canonical_profile_id`:
+SHA-256 of the profile's highest-priority identifier), so look profiles up by an identifier
+unless you have the id. Reading with plain CQL (cqlsh, Spark, another service) works too;
+``version`` orders a row's updates (see "Writing" below; ``writetime(<column>)`` is
+``2 * version + 1``), consent / crm_attributes values are JSON arrays
+``[granted|value, at_ms, event_id]``. Every row also carries its traits as of its last event
+(recency, purchase days, average spends in cents, top categories normalized to [0, 1]:
+:data:`TRAIT_COLUMNS`, defined in ``docs/profiles.md``), written with the row at the same
+timestamp, so a reader needs no Python::
 
-    SELECT * FROM journey.profiles WHERE profile_id = 'p:customer_id:C-1001';
+    SELECT * FROM journey.profiles WHERE profile_id = 'p-1b86c9d9528f4064e291';
     SELECT orders, purchase_days, revenue_cents, avg_order_value_cents, repeat_day_spend_cents,
            recency_days, last_seen, top_categories
       FROM journey.profiles WHERE profile_id = 'p-1b86c9d9528f4064e291';
@@ -41,16 +44,21 @@ row version of :func:`models.profile_fold.row_version` (``component_events * 2**
 events_folded``; the ``version`` column holds it): timestamp ``2 * version + 1`` for rows
 and links, ``2 * version`` for deletions. A replay rewrites identical cells, and a stale
 write (lower version) loses to the newer row whatever the arrival order (on equal timestamps
-Cassandra lets a deletion win, then the larger value). :meth:`upsert_profile` and
-:meth:`link` take the timestamp directly (tools, tests). Never write these tables without
-``USING TIMESTAMP``: a wall-clock timestamp (microseconds since 1970, ~1.7e15) would beat
-every later version.
+Cassandra lets a deletion win, then the larger value). :meth:`ProfileStore.write` is the only
+write path (tools and tests use it too). Never write these tables at any other timestamp: a
+cell at ``version`` instead of ``2 * version + 1`` is ordered wrongly against the job's
+writes and deletions, and a wall-clock timestamp (microseconds since 1970, ~1.7e15) would
+beat every later version.
 
 Writes are asynchronous with at most ``max_in_flight`` requests outstanding (the caller
-blocks when the window is full: back-pressure). :meth:`ProfileStore.flush` waits for all and
-raises the first failure; call it before a Flink checkpoint completes (``snapshot_state``),
-so a checkpoint never covers a lost write: a restart replays from the previous checkpoint
-and the idempotent writes make that replay harmless. Read-your-writes needs a ``flush()``.
+blocks when the window is full: back-pressure). :meth:`ProfileStore.write` returns a
+:class:`WriteTicket` that says when Cassandra answered. The profiles operator
+(``operators/profile_fold.py``) keeps each issued write in its Flink state (``writing``)
+until its ticket confirms it, and a checkpoint taken before that holds the write as
+unconfirmed: after a restore it is issued again (idempotent), so a checkpoint never covers
+a lost write; a failed write fails the job. :meth:`ProfileStore.flush` waits for every
+outstanding write and raises the first failure (``close()``, tools, tests);
+read-your-writes needs a ``flush()``.
 """
 
 from __future__ import annotations
@@ -95,7 +103,9 @@ FIELD_TO_COLUMN: dict[str, str] = {
 TRAIT_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(StoredTraits))
 TIMESTAMP_FIELDS = frozenset(f for f, c in FIELD_TO_COLUMN.items() if f.endswith("_ms"))
 JSON_TUPLE_FIELDS = frozenset({"consent", "crm_attributes"})
-META_COLUMNS = ("version", "updated_by_event")
+#: Columns written besides the aggregate and its traits. (Keyspaces created before this version
+#: also hold ``updated_by_event``, always null and no longer written: see state/schema.cql.)
+META_COLUMNS = ("version",)
 
 _EPOCH = datetime(1970, 1, 1)
 _KEYSPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
@@ -342,36 +352,9 @@ class ProfileStore:
 
     # ------------------------------------------------------------------ writes
 
-    def upsert_profile(self, profile: ProfileAggregate, *, updated_by_event: str | None = None,
-                       version: int | None = None) -> None:
-        """Write the whole profile row ``USING TIMESTAMP profile.events`` (asynchronously).
-
-        Parameters
-        ----------
-        profile : ProfileAggregate
-            The aggregate; ``profile.events`` is the row version (monotone, reproduced by a
-            replay), so a stale write with a lower version never overwrites a newer row.
-        updated_by_event : str, optional
-            Id of the last event folded in (stored for tracing; None writes null).
-        version : int, optional
-            The row version instead of ``profile.events`` (the streaming job passes one that
-            also grows across merges and splits).
-
-        Notes
-        -----
-        Every column is written, including nulls and whole maps (a map write replaces the map
-        as of this version), so the row equals the aggregate at the newest version, and the
-        trait columns are :meth:`models.profile.ProfileAggregate.stored_traits` of it.
-        """
-        version = profile.events if version is None else version
-        if not isinstance(version, int) or version < 0:
-            raise ValueError(f"profile {profile.profile_id!r}: events (the row version) must be an int >= 0, "
-                             f"got {version!r}")
-        self._submit(self._upsert, self._row_values(profile, updated_by_event, version) + (version,),
-                     f"upsert profile {profile.profile_id!r} version {version}")
-
     @staticmethod
-    def _row_values(profile: ProfileAggregate, updated_by_event: str | None, version: int) -> tuple:
+    def _row_values(profile: ProfileAggregate, version: int) -> tuple:
+        """The values of ``self._columns`` for ``profile`` at ``version`` (every column, nulls included)."""
         values: list[Any] = []
         for name in FIELD_TO_COLUMN:
             value = getattr(profile, name)
@@ -388,24 +371,7 @@ class ProfileStore:
             if name == "top_categories":
                 value = [tuple(pair) for pair in value] or None  # no categories: null, like an empty collection
             values.append(value)
-        return tuple(values) + (version, updated_by_event)
-
-    def link(self, identifier_type: str, identifier_value: str, profile_id: str, version: int) -> None:
-        """Record identifier -> profile in ``identity_links``, ``USING TIMESTAMP version``.
-
-        Parameters
-        ----------
-        identifier_type, identifier_value : str
-            The identifier (email / phone values are salted hashes).
-        profile_id : str
-            Canonical profile id it belongs to.
-        version : int
-            Monotone version reproduced by replays (e.g. the profile's event count). Moving an
-            identifier to a surviving profile needs a higher version than its previous link.
-        """
-        _check_version(version)
-        what = f"link {identifier_type}={identifier_value!r} -> {profile_id!r} version {version}"
-        self._submit(self._link, (identifier_type, identifier_value, profile_id, version, version), what)
+        return tuple(values) + (version,)
 
     def write(self, w: ProfileWrite) -> WriteTicket:
         """Write one coalesced profile update of the streaming job: one request (asynchronous).
@@ -417,7 +383,10 @@ class ProfileStore:
         the profiles they moved to, at higher timestamps). Every id in ``w.ghosts`` is
         deleted at ``2 * w.ghost_version``. All of it goes in one UNLOGGED batch: one round
         trip (the mutations stay independent; each is idempotent on its own, so a batch cut
-        short by a failure is completed by the replay's rewrite).
+        short by a failure is completed by the replay's rewrite). Every column of the row is
+        written, nulls and whole maps included (a map write replaces the map as of this
+        version), so the row equals ``w.profile`` and its trait columns are
+        :meth:`models.profile.ProfileAggregate.stored_traits` of it.
 
         Returns a :class:`WriteTicket` that says when this write completed (or failed),
         without waiting for it.
@@ -434,7 +403,7 @@ class ProfileStore:
             for t, values in w.profile.identifiers.items():
                 for v in values:
                     batch.add(self._link, (t, v, pid, w.version, ts))
-            batch.add(self._upsert, self._row_values(w.profile, None, w.version) + (ts,))
+            batch.add(self._upsert, self._row_values(w.profile, w.version) + (ts,))
         self._submit(batch, None, f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
                      mutations=len(batch), ticket=ticket)
         return ticket

@@ -4,7 +4,6 @@ settings for them, and the comparison of the committed outputs with the generato
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ from dataclasses import dataclass
 from generator.synth import Dataset
 from k8s.topics import ensure_topics
 from local.kafka_read import Record, read_committed
+from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
 from models.events import CHANNELS
 
@@ -49,13 +49,13 @@ class Topics:
 
 
 def wait_for_count(bootstrap: str, topic: str, count: int, timeout_s: float) -> list[Record]:
-    """Re-read ``topic`` (read_committed) until it holds ``count`` records or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        recs = read_committed(bootstrap, topic)
-        if len(recs) >= count or time.monotonic() > deadline:
-            return recs
-        time.sleep(2)
+    """Re-read ``topic`` (read_committed) until it holds ``count`` records or time runs out
+    (then the last read: the caller's comparison shows what is missing)."""
+    try:
+        return wait_until(lambda: read_committed(bootstrap, topic), timeout_s, 2, f"{count} records in {topic}",
+                          until=lambda recs: len(recs) >= count)
+    except WaitTimeout as e:
+        return e.last
 
 
 @dataclass(frozen=True)

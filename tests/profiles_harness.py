@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from generator.synth import generate
 from k8s.topics import ensure_topics
 from local.kafka_read import read_committed
+from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
@@ -132,18 +133,22 @@ def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict
     """Poll until Cassandra equals the oracle and stays equal for ``settle_s`` (no late
     overwrite); returns the last differences (empty: converged) and the seconds it took."""
     t0 = time.monotonic()
-    deadline = t0 + timeout_s
-    while True:
+    converged = 0.0
+
+    def settled_differences() -> list[str]:
+        nonlocal converged
         diff = differences(read_cassandra(session, keyspace), events)
         if not diff:
             converged = time.monotonic() - t0
             time.sleep(settle_s)
             diff = differences(read_cassandra(session, keyspace), events)
-            if not diff:
-                return [], converged
-        if time.monotonic() > deadline:
-            return diff, time.monotonic() - t0
-        time.sleep(2)
+        return diff
+
+    try:
+        wait_until(settled_differences, timeout_s, 2, f"{keyspace} equal to the oracle", until=lambda diff: not diff)
+    except WaitTimeout as e:
+        return e.last, time.monotonic() - t0
+    return [], converged
 
 
 

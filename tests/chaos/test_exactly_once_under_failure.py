@@ -19,6 +19,7 @@ from local import stack
 from local.flink_cluster import (all_tasks_running, cancel, completed_checkpoints, latest_checkpoint,
                                  stop_with_savepoint, submit, wait_checkpoint, wait_state)
 from local.kafka_read import read_committed
+from local.polling import wait_until
 from tests.ingestion_harness import Topics, compare_with_truth, wait_for_count
 
 pytestmark = [pytest.mark.e2e, pytest.mark.chaos]
@@ -72,13 +73,10 @@ def finish_and_compare(bootstrap: str, topics: Topics, feed: Feed, job_id: str) 
 
 
 def wait_recovered(job_id: str, since: float, timeout_s: float = 120) -> float:
-    deadline = time.monotonic() + timeout_s
-    time.sleep(1)
-    while time.monotonic() < deadline:
-        if all_tasks_running(job_id):
-            return time.monotonic() - since
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not recover within {timeout_s}s")
+    """Seconds from ``since`` until every task of the job runs again (TimeoutError after ``timeout_s``)."""
+    time.sleep(1)  # the restart has begun: tasks still RUNNING from before the fault do not count
+    wait_until(lambda: all_tasks_running(job_id), timeout_s - 1, 0.5, f"job {job_id} recovered (all tasks RUNNING)")
+    return time.monotonic() - since
 
 
 def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_nothing(local_stack, chaos_report):
@@ -113,10 +111,7 @@ def kill_jobmanager_and_restart() -> float:
     t0 = time.monotonic()
     time.sleep(2)
     stack.flink_daemon("jobmanager.sh", "start")
-    deadline = time.monotonic() + 90
-    while not stack.COMPONENTS["flink"].healthy():
-        assert time.monotonic() < deadline, "JobManager did not come back"
-        time.sleep(1)
+    wait_until(stack.COMPONENTS["flink"].healthy, 90, 1, "the restarted JobManager answering")
     return t0
 
 
@@ -356,10 +351,8 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
                 wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
             else:  # every event consumed and checkpointed: nothing new arrives after this stop
                 feed.join()
-                deadline = time.monotonic() + 180
-                while group_lag(bootstrap, group, run.topics.normalized) > 0:
-                    assert time.monotonic() < deadline, "the job did not consume its input"
-                    time.sleep(1)
+                wait_until(lambda: group_lag(bootstrap, group, run.topics.normalized), 180, 1,
+                           "the job's input consumed (group lag 0)", until=lambda lag: lag == 0)
             t0 = time.monotonic()
             path = stop_with_savepoint(job.job_id, savepoints)
             if parallelism == "2":

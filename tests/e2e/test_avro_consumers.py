@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 from fastavro.schema import expand_schema
 
+from local.polling import wait_until
 from models.avro_codec import SCHEMA_DIR, SchemaCatalog
 from tests.interop.avro_reference import (
     differences,
@@ -107,12 +108,8 @@ def test_the_topic_holds_the_aborted_record_first_so_read_committed_matters(even
                          "isolation.level": "read_uncommitted", "enable.auto.commit": False})
     try:
         consumer.assign([TopicPartition(event_topic.name, 0, 0)])
-        msg = None
-        for _ in range(int(TIMEOUT_S)):
-            msg = consumer.poll(1.0)
-            if msg is not None and not msg.error():
-                break
-        assert msg is not None and not msg.error(), "nothing to read at offset 0"
+        msg = wait_until(lambda: consumer.poll(1.0), TIMEOUT_S, 0, f"a record at offset 0 of {event_topic.name}",
+                         until=lambda m: m is not None and not m.error())
         assert (msg.offset(), msg.value()) == (0, EVENT.encode(event_topic.aborted))
     finally:
         consumer.close()

@@ -20,6 +20,7 @@ from generator.produce import produce
 from generator.synth import Dataset, generate
 from local.flink_cluster import cancel, operator_counters, submit, wait_state
 from local.kafka_read import Record, read_committed
+from local.polling import WaitTimeout, steady, wait_until
 from models.avro_codec import SchemaCatalog
 from tests.ingestion_harness import SALT, Topics, compare_with_truth, wait_for_count
 
@@ -67,16 +68,14 @@ def _stable_counters(job_id: str, produced: int, timeout_s: float = 90) -> dict[
     Metrics reach the REST API with a few seconds' delay: wait until ``received`` has seen
     every produced record and two reads in a row agree.
     """
-    last: dict[str, int] = {}
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        raw = operator_counters(job_id, COUNTERS)
-        now = {k.split(".", 1)[1]: v for k, v in raw.items()}
-        if now and now == last and now.get("received", 0) >= produced:
-            return now
-        last = now
-        time.sleep(2)
-    return last
+    def read() -> dict[str, int]:
+        return {k.split(".", 1)[1]: v for k, v in operator_counters(job_id, COUNTERS).items()}
+
+    try:
+        return wait_until(read, timeout_s, 2, f"counters of {job_id} with received >= {produced}, two equal reads",
+                          until=steady(lambda now: bool(now) and now.get("received", 0) >= produced))
+    except WaitTimeout as e:
+        return e.last
 
 
 def _decode(records: list[Record]) -> list[dict]:

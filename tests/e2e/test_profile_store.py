@@ -1,7 +1,9 @@
 """ProfileStore and the CQL schema against the REAL local Cassandra (started if not running).
 
 The schema is applied into a keyspace of this module's own (``journey_test_<random>``), which
-is dropped at the end. Profiles are built with the ProfileAggregate constructor only.
+is dropped at the end. Profiles are built with the ProfileAggregate constructor only and
+written through ``ProfileStore.write``, the profiles job's one write path (row and links at
+``2 * row_version + 1``).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def store(session, keyspace):
 
 
 def _pid() -> str:
-    return f"p:{uuid.uuid4().hex[:12]}"
+    return f"p-{uuid.uuid4().hex[:20]}"  # the shape of a canonical profile id
 
 
 def full_profile(profile_id: str, events: int = 42, **changes) -> ProfileAggregate:
@@ -57,6 +59,13 @@ def full_profile(profile_id: str, events: int = 42, **changes) -> ProfileAggrega
     return ProfileAggregate(**base)
 
 
+def _as_job(p: ProfileAggregate, component_events: int | None = None) -> ProfileWrite:
+    """The write the profiles job issues for ``p`` as the whole of its identity component
+    (``ProfileFold.flush``): version ``row_version(component events, p.events)``."""
+    ce = p.events if component_events is None else component_events
+    return ProfileWrite(p.profile_id, row_version(ce, p.events), p, (), row_version(ce, 0))
+
+
 def _raw(session, keyspace: str, profile_id: str):
     columns = ", ".join([*FIELD_TO_COLUMN.values(), *META_COLUMNS])  # CQL has no "SELECT *, f(x)"
     return session.execute(
@@ -70,7 +79,8 @@ def _raw(session, keyspace: str, profile_id: str):
 def test_round_trip_of_every_field(store, session, keyspace):
     p = full_profile(_pid())
     assert all(getattr(p, f.name) != f.default for f in dataclasses.fields(p) if f.default is not dataclasses.MISSING)
-    store.upsert_profile(p, updated_by_event="e-42")
+    w = _as_job(p)
+    store.write(w)
     store.flush()
     got = store.get(p.profile_id)
     assert got == p
@@ -78,14 +88,14 @@ def test_round_trip_of_every_field(store, session, keyspace):
         assert type(getattr(got, f.name)) is type(getattr(p, f.name)), f.name
     assert got.consent["marketing"] == (True, 1_700_000_000_001, "e-7")
     row = _raw(session, keyspace, p.profile_id)
-    assert (row.version, row.wt_events, row.wt_version, row.updated_by_event) == (42, 42, 42, "e-42")
+    assert (row.version, row.wt_events, row.wt_version) == (w.version, 2 * w.version + 1, 2 * w.version + 1)
     assert row.consent["marketing"] == '[true,1700000000001,"e-7"]'
     assert store.writes_issued == 1 and store.writes_failed == 0
 
 
 def test_round_trip_of_an_empty_profile(store):
     p = ProfileAggregate(profile_id=_pid())  # all defaults: None timestamps, empty maps, events 0
-    store.upsert_profile(p)
+    store.write(_as_job(p))
     store.flush()
     assert store.get(p.profile_id) == p
 
@@ -95,7 +105,7 @@ def test_timestamps_round_trip_at_millisecond_precision(store, ms):
     # the driver turns timestamps into naive UTC datetimes through a float: at year 9999 it
     # returns ...59.998993; the store rounds to the nearest millisecond.
     p = ProfileAggregate(profile_id=_pid(), first_seen_ms=ms, last_seen_ms=ms, events=1)
-    store.upsert_profile(p)
+    store.write(_as_job(p))
     store.flush()
     assert store.get(p.profile_id) == p
 
@@ -107,9 +117,7 @@ def test_get_by_each_identifier_type(store):
     pid = _pid()
     identifiers = {t: (f"{t}-{uuid.uuid4().hex[:8]}",) for t in IDENTIFIER_TYPES}
     p = full_profile(pid, identifiers=identifiers)
-    store.upsert_profile(p)
-    for t, (value,) in identifiers.items():
-        store.link(t, value, pid, p.events)
+    store.write(_as_job(p))  # the row and a link per identifier, in one batch
     store.flush()
     for t, (value,) in identifiers.items():
         assert store.get(identifier_type=t, identifier_value=value) == p, t
@@ -131,7 +139,7 @@ def test_get_by_each_identifier_type(store):
 @pytest.mark.parametrize("order", ["newer_first", "stale_first"])
 def test_stale_write_does_not_overwrite_newer_row(store, session, keyspace, order):
     pid = _pid()
-    newer = full_profile(pid, events=10)
+    newer = full_profile(pid, events=10, identifiers={"customer_id": ("C-1001",), "cookie_id": (f"ck-{pid}",)})
     stale = full_profile(pid, events=5, orders=1, revenue_cents=1, last_order_ms=None,
                          identifiers={"customer_id": ("C-OLD",), "loyalty_id": ("L-9",)},
                          channel_counts={"web": 5, "email": 2}, category_affinity={"toys": 1.0},
@@ -139,32 +147,31 @@ def test_stale_write_does_not_overwrite_newer_row(store, session, keyspace, orde
                          purchase_day_cents={19_000: 1})
     writes = [newer, stale] if order == "newer_first" else [stale, newer]
     for p in writes:
-        store.upsert_profile(p, updated_by_event=f"e-{p.events}")
+        store.write(_as_job(p))
         store.flush()  # one at a time: the outcome must not depend on arrival order
     assert store.get(pid) == newer  # maps are replaced as of the newer version, not merged
     row = _raw(session, keyspace, pid)
-    assert (row.version, row.wt_events, row.updated_by_event) == (10, 10, "e-10")
-    # same for links: a stale link does not move an identifier back
-    store.link("cookie_id", f"ck-{pid}", pid, 10)
-    store.flush()
-    store.link("cookie_id", f"ck-{pid}", "p:someone-else", 9)
+    v = row_version(10, 10)
+    assert (row.version, row.wt_events) == (v, 2 * v + 1)
+    # same for links: a stale write of another profile claiming the identifier does not move it
+    other = full_profile(_pid(), events=9, identifiers={"cookie_id": (f"ck-{pid}",)})
+    store.write(_as_job(other))
     store.flush()
     assert store.get(identifier_type="cookie_id", identifier_value=f"ck-{pid}") == newer
 
 
 def test_replay_of_same_version_rewrites_identical_row(store, session, keyspace):
-    p = full_profile(_pid(), events=7)
-    store.upsert_profile(p, updated_by_event="e-7")
-    store.link("customer_id", "C-replay", p.profile_id, 7)
+    customer = f"C-replay-{uuid.uuid4().hex[:8]}"
+    p = full_profile(_pid(), events=7, identifiers={"customer_id": (customer,), "cookie_id": ("ck-replay",)})
+    store.write(_as_job(p))
     store.flush()
     first = _raw(session, keyspace, p.profile_id)
     for _ in range(3):  # a replay from an older checkpoint re-sends the same writes
-        store.upsert_profile(p, updated_by_event="e-7")
-        store.link("customer_id", "C-replay", p.profile_id, 7)
+        store.write(_as_job(p))
     store.flush()
     assert _raw(session, keyspace, p.profile_id) == first
     assert store.get(p.profile_id) == p
-    assert store.get(identifier_type="customer_id", identifier_value="C-replay") == p
+    assert store.get(identifier_type="customer_id", identifier_value=customer) == p
 
 
 # ---------------------------------------------------------------------------- merges
@@ -220,7 +227,7 @@ def test_streaming_writes_follow_merges_and_splits_and_a_stale_replay_loses(stor
 
 def test_applying_the_schema_twice_is_fine(session, keyspace, store):
     p = full_profile(_pid())
-    store.upsert_profile(p)
+    store.write(_as_job(p))
     store.flush()
     statements = apply_schema(session, keyspace=keyspace)  # second time (the fixture was first)
     assert len(statements) == 3
@@ -294,7 +301,7 @@ def test_max_in_flight_bounds_concurrency(session, keyspace):
     store = ProfileStore(counting, keyspace, max_in_flight=8)
     ids = [_pid() for _ in range(500)]
     for i, pid in enumerate(ids):
-        store.upsert_profile(full_profile(pid, events=i + 1))
+        store.write(_as_job(full_profile(pid, events=i + 1)))  # one batch (one request) per profile
         assert counting.outstanding <= 8 and store.in_flight <= 8
     store.flush()
     assert counting.calls == store.writes_issued == 500
@@ -309,14 +316,16 @@ def test_max_in_flight_bounds_concurrency(session, keyspace):
 
 def test_flush_raises_the_first_write_error_clearly(store):
     good = full_profile(_pid())
-    store.upsert_profile(full_profile("p:bad-value", channel_counts={"web": "many"}))  # fails binding
-    store.upsert_profile(good)
-    store.upsert_profile(full_profile("x" * 70_000))  # key too long: fails on the server
-    with pytest.raises(ProfileStoreError, match=r"2 Cassandra write\(s\).*failed.*first: upsert profile 'p:bad-value'"):
+    with pytest.raises(TypeError, match="channel_counts"):  # a value of the wrong type fails binding, at once
+        store.write(_as_job(full_profile("p:bad-value", channel_counts={"web": "many"})))
+    store.write(_as_job(full_profile("x" * 70_000)))  # key too long: fails on the server
+    store.write(_as_job(good))
+    with pytest.raises(ProfileStoreError, match=r"1 Cassandra write\(s\).*failed.*first: write profile 'xxxxxxxxxx"):
         store.flush()
     store.flush()  # the failure was reported once; the store keeps working
     assert store.get(good.profile_id) == good
-    assert store.writes_failed == 2
+    assert store.get("p:bad-value") is None
+    assert store.writes_failed == 1
 
 
 def test_clear_error_when_cassandra_is_unreachable(capsys):

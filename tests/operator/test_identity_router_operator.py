@@ -12,9 +12,10 @@ from pyflink.common import Types
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
-from models.identity_router import IdentityRouter
-from operators.identity_router import (COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity,
-                                       decode_command, decode_moved_state, encode_command, encode_moved_state)
+from models.identity_router import CommandKind, IdentityRouter
+from models.profile import ProfileAggregate
+from models.profile_commands import decode_command, decode_moved_state, encode_command, encode_moved_state
+from operators.identity_router import COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
 from tests.operator.mini_cluster import thread_mode_env
 from tests.profile_oracle import events
 
@@ -30,14 +31,15 @@ def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -
     codec = catalog.codec("NormalizedEvent")
     inputs = [("normalized", codec.encode(e)) for e in evs]
     # an evicted atom coming back on the feedback topic, and one the graph never saw
-    inputs.append((FEEDBACK, encode_moved_state(("customer_id", "cus_shared_a"), {"events": 0}, "p-x")))
-    inputs.append((FEEDBACK, encode_moved_state(("cookie_id", "never-seen"), {"events": 0}, "p-y")))
+    moved = ProfileAggregate(profile_id="p-x", events=1, orders=1, revenue_cents=250)
+    inputs.append((FEEDBACK, encode_moved_state(("customer_id", "cus_shared_a"), moved, "p-x")))
+    inputs.append((FEEDBACK, encode_moved_state(("cookie_id", "never-seen"), moved, "p-y")))
 
     router = IdentityRouter(IdentityRules())
     want_commands, want_identity = [], []
     for topic, value in inputs:
         if topic == FEEDBACK:
-            atom, aggregate = decode_moved_state(value)
+            atom, aggregate, _ = decode_moved_state(value)
             cmd = router.route_state(atom, aggregate)
             want_commands += [decode_command(encode_command(cmd))] if cmd else []
         else:
@@ -66,4 +68,6 @@ def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -
     assert got_commands == want_commands
     assert got_identity == want_identity
     assert len(want_commands) > len(evs)  # touches and evictions besides one command per event
-    assert any(c.kind == "state" for c in got_commands) and any(c.evict for c in got_commands)
+    states = [c for c in got_commands if c.kind is CommandKind.STATE]
+    assert states and any(c.evict for c in got_commands)
+    assert all(c.payload == moved for c in states)  # the aggregate's state record arrives intact

@@ -1,0 +1,154 @@
+"""Journeys: which sessions a person has, in which order, and when.
+
+:func:`plan` lists a person's sessions: a signup first, then the sessions that link every
+identifier they have (the "core") interleaved with sessions typical of their behaviour
+(browsing, bargain hunting, loyal buying, cart abandoning, offline shopping), and for some
+an erasure request last. :func:`play` runs them at random start times over the calendar, at
+least :data:`generator.timing.SESSION_GAP_MS` apart. :func:`play_journeys` plants every
+person and plays their journey.
+
+Examples
+--------
+>>> from generator.context import Generation
+>>> g = Generation(seed=5, persons=6, base_time_ms=1_790_000_000_000, days=3, bad_ratio=0.0, dup_ratio=0.0,
+...                late_ratio=0.0, reorder_ratio=0.0)
+>>> events = play_journeys(g)
+>>> sorted({p.truth.behaviour for p in g.persons}) == sorted(BEHAVIOURS)
+True
+>>> events == sorted(events, key=lambda e: (e.occurred_at, e.person, e.pos))
+True
+>>> all(p.events[0].event_type in ("page_view", "product_view", "search") for p in g.persons)  # signup first
+True
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from generator.context import Generation
+from generator.encoding import JourneyEvent
+from generator.persons import BEHAVIOUR_WEIGHTS, Person, make_person
+from generator.sessions import (anon_cookie_session, app_first_session, app_session, consent_session,
+                                cookie_login_session, crm_session, email_session, erasure_session, push_session,
+                                signup_session, store_session, web_session)
+from generator.timing import DAY_MS, HOUR_MS, SESSION_GAP_MS
+from generator.truth import BEHAVIOURS
+
+#: A session to play: start time -> time of its last event.
+Session = Callable[[int], int]
+
+
+def interleave(g: Generation, a: list[Session], b: list[Session]) -> list[Session]:
+    """Random merge keeping the order within ``a`` and within ``b``."""
+    out: list[Session] = []
+    i = j = 0
+    while i < len(a) or j < len(b):
+        left_a, left_b = len(a) - i, len(b) - j
+        if left_b == 0 or (left_a and g.rng.random() < left_a / (left_a + left_b)):
+            out.append(a[i])
+            i += 1
+        else:
+            out.append(b[j])
+            j += 1
+    return out
+
+
+def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
+    """The sessions of ``p``'s journey, in order (``erase``: end with an erasure request)."""
+    rng, tr = g.rng, p.truth
+    core: list[Session] = [lambda t: crm_session(g, p, t)]
+    for c in tr.cookie_ids[1:]:
+        core += [lambda t, c=c: anon_cookie_session(g, p, t, c), lambda t, c=c: cookie_login_session(g, p, t, c)]
+    for d in tr.device_ids:
+        core.append(lambda t, d=d: app_first_session(g, p, t, d))
+    core.append(lambda t: consent_session(g, p, t))
+    if tr.loyalty_id is not None:
+        first_buy = tr.behaviour == "offline_shopper" or rng.random() < 0.5
+        core.append(lambda t, b=first_buy: store_session(g, p, t, purchase=b, with_phone=True))
+
+    beh: list[Session] = []
+    kind = tr.behaviour
+    if kind == "browser":
+        beh += [lambda t: web_session(g, p, t, long_dwell=True, anonymous=rng.random() < 0.3)
+                for _ in range(rng.randint(3, 6))]
+        if rng.random() < 0.3:
+            beh.append(lambda t: web_session(g, p, t, cart="open", long_dwell=True))
+        beh += [lambda t: app_session(g, p, t) for _ in range(rng.randint(0, 2))]
+        beh += [lambda t: email_session(g, p, t, click=False) for _ in range(rng.randint(1, 3))]
+        if rng.random() < 0.4:
+            beh.append(lambda t: email_session(g, p, t, click=True, visit=True))
+    elif kind == "bargain_hunter":
+        beh += [lambda t: web_session(g, p, t, bargain=True) for _ in range(rng.randint(2, 4))]
+        outcomes = ["purchase"] + [rng.choice(("purchase", "checkout", "open", "open"))
+                                   for _ in range(rng.randint(1, 2))]
+        rng.shuffle(outcomes)
+        beh += [lambda t, o=o: web_session(g, p, t, cart=o, bargain=True) for o in outcomes]
+        beh += [lambda t: email_session(g, p, t, click=True, visit=True, bargain=True)
+                for _ in range(rng.randint(2, 4))]
+        beh += [lambda t: push_session(g, p, t, bargain=True) for _ in range(rng.randint(0, 2))]
+    elif kind == "loyal_buyer":
+        for _ in range(rng.randint(3, 6)):
+            if rng.random() < 0.5:
+                beh.append(lambda t: web_session(g, p, t, cart="purchase"))
+            else:
+                beh.append(lambda t: app_session(g, p, t, cart="purchase"))
+        beh += [lambda t: app_session(g, p, t) for _ in range(rng.randint(1, 3))]
+        beh += [lambda t: push_session(g, p, t) for _ in range(rng.randint(1, 3))]
+        beh += [lambda t: email_session(g, p, t, click=rng.random() < 0.3) for _ in range(rng.randint(1, 3))]
+        if tr.loyalty_id is not None:
+            beh += [lambda t: store_session(g, p, t, purchase=True, with_phone=rng.random() < 0.3)
+                    for _ in range(rng.randint(1, 2))]
+    elif kind == "cart_abandoner":
+        outcomes = ["checkout"] + [rng.choice(("open", "checkout")) for _ in range(rng.randint(1, 3))]
+        rng.shuffle(outcomes)
+        for o in outcomes:
+            if rng.random() < 0.7:
+                beh.append(lambda t, o=o: web_session(g, p, t, cart=o, anonymous=rng.random() < 0.4))
+            else:
+                beh.append(lambda t, o=o: app_session(g, p, t, cart=o))
+        beh += [lambda t: web_session(g, p, t) for _ in range(rng.randint(1, 2))]
+        beh += [lambda t: email_session(g, p, t, click=True, visit=rng.random() < 0.5)
+                for _ in range(rng.randint(1, 2))]
+    else:  # offline_shopper
+        beh += [lambda t: store_session(g, p, t, purchase=rng.random() < 0.75, with_phone=rng.random() < 0.3)
+                for _ in range(rng.randint(2, 5))]
+        beh.append(lambda t: web_session(g, p, t))
+        beh += [lambda t: email_session(g, p, t, click=False) for _ in range(rng.randint(1, 2))]
+        beh.append(lambda t: crm_session(g, p, t))
+    rng.shuffle(beh)
+    sessions = [lambda t: signup_session(g, p, t)] + interleave(g, core, beh)
+    if erase:
+        sessions.append(lambda t: erasure_session(g, p, t))
+    return sessions
+
+
+def play(g: Generation, p: Person, sessions: list[Session]) -> None:
+    """Run the sessions at increasing start times, at least :data:`generator.timing.SESSION_GAP_MS` apart."""
+    horizon = g.days * DAY_MS
+    starts = sorted(g.rng.randrange(0, horizon) for _ in sessions)
+    end = None
+    for start, session in zip(starts, sessions, strict=True):
+        t = g.base + start
+        if end is not None:
+            t = max(t, end + SESSION_GAP_MS + g.rng.randrange(0, HOUR_MS))
+        end = session(t)
+    p.truth.sessions = len(sessions)
+
+
+def play_journeys(g: Generation) -> list[JourneyEvent]:
+    """Plant ``g.n_persons`` persons (every behaviour once, if there are enough; 2 % erased from
+    20 persons on), play their journeys, and return every event in event-time order."""
+    rng = g.rng
+    behaviours = list(BEHAVIOURS[: min(g.n_persons, len(BEHAVIOURS))])
+    behaviours += rng.choices(BEHAVIOURS, weights=BEHAVIOUR_WEIGHTS, k=g.n_persons - len(behaviours))
+    rng.shuffle(behaviours)
+    n_erase = round(g.n_persons * 0.02) if g.n_persons >= 20 else 0
+    n_erase = max(n_erase, 1) if g.n_persons >= 20 else 0
+    erased = set(rng.sample(range(g.n_persons), n_erase))
+    for i, b in enumerate(behaviours):
+        p = make_person(g, i, b)
+        g.persons.append(p)
+        play(g, p, plan(g, p, i in erased))
+    events = [ev for p in g.persons for ev in p.events]
+    events.sort(key=lambda e: (e.occurred_at, e.person, e.pos))
+    return events

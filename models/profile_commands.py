@@ -1,0 +1,123 @@
+"""The protocol between the identity router and the profile fold, and the feedback topic's records.
+
+The router sends :class:`~models.identity_router.ProfileCommand` s to the profile operator,
+keyed by profile id, as :func:`encode_command` tuples (``COMMAND_TYPE`` in the operators):
+``(profile id, kind, version, JSON body, payload bytes)``. The JSON body carries the atom,
+the new members, the evicted identifiers and the ghost ids; the payload is the event's
+``NormalizedEvent`` bytes (``event``) or the moved atom's aggregate as a
+``journey.state.ProfileAggregate`` state record (``state``). These tuples only travel
+between two operators of one job (never into a savepoint: savepoints are aligned).
+
+Atoms that leave a profile go to the feedback topic (``journey.profile-moves``) as
+``journey.v1.MovedState`` records (``schemas/moved_state.avsc``), single-object encoded like
+every topic of the project, and come back through the router (:func:`decode_moved_state`).
+Records that the release before MovedState wrote (JSON) and an upgrade left unread on the
+topic are still read.
+
+Examples
+--------
+>>> from models.identity_router import CommandKind, ProfileCommand
+>>> from models.profile import ProfileAggregate
+>>> cmd = ProfileCommand(profile_id="p-1", kind=CommandKind.STATE, version=3, atom=("cookie_id", "ck1"),
+...                      payload=ProfileAggregate(profile_id="p-1", events=2))
+>>> decode_command(encode_command(cmd)) == cmd
+True
+>>> moved = encode_moved_state(("cookie_id", "ck1"), ProfileAggregate(profile_id="p-1", events=2), "p-1")
+>>> atom, aggregate, from_profile = decode_moved_state(moved)
+>>> legacy = b'{"atom":["cookie_id","ck1"],"aggregate":{"profile_id":"p-1","events":2},"from":"p-1"}'
+>>> decode_moved_state(legacy)[1] == decode_moved_state(moved)[1]
+True
+>>> (atom, decode_command(encode_command(ProfileCommand(profile_id="p-2", kind=CommandKind.STATE, version=4, atom=atom,
+...                                                     payload=aggregate))).payload.events)
+(('cookie_id', 'ck1'), 2)
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from models.avro_codec import Codec, SchemaCatalog
+from models.identity import Node
+from models.identity_router import CommandKind, ProfileCommand
+from models.profile import ProfileAggregate
+
+
+def _aggregate_codec():
+    from state.records import AGGREGATE_CODEC  # the state record of an aggregate (state/ imports models/)
+
+    return AGGREGATE_CODEC
+
+
+def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes]:
+    """The command as a Flink tuple (see the module docs)."""
+    body: dict[str, Any] = {}
+    if cmd.atom is not None:
+        body["atom"] = cmd.atom
+    if cmd.members is not None:
+        body["members"] = cmd.members
+    if cmd.evict:
+        body["evict"] = cmd.evict
+    if cmd.ghosts is not None:
+        body["ghosts"] = cmd.ghosts
+    kind = CommandKind(cmd.kind)
+    if kind is CommandKind.EVENT:
+        payload = bytes(cmd.payload)
+    elif kind is CommandKind.STATE:
+        payload = (_aggregate_codec().encode(cmd.payload) if isinstance(cmd.payload, ProfileAggregate)
+                   else bytes(cmd.payload))
+    else:
+        payload = b""
+    return cmd.profile_id, kind.value, cmd.version, json.dumps(body, separators=(",", ":")), payload
+
+
+def decode_command(t: tuple) -> ProfileCommand:
+    """A command from :func:`encode_command`; a ``state`` payload becomes a ProfileAggregate."""
+    pid, kind_name, version, body_json, payload = t
+    kind = CommandKind(kind_name)
+    body = json.loads(body_json)
+
+    def nodes(key: str) -> tuple[Node, ...] | None:
+        return None if key not in body else tuple((n[0], n[1]) for n in body[key])
+
+    if kind is CommandKind.EVENT:
+        value: Any = bytes(payload)
+    elif kind is CommandKind.STATE:
+        value = _aggregate_codec().decode(bytes(payload))
+    else:
+        value = None
+    return ProfileCommand(profile_id=pid, kind=kind, version=version,
+                          atom=(body["atom"][0], body["atom"][1]) if "atom" in body else None,
+                          payload=value, members=nodes("members"), evict=nodes("evict") or (),
+                          ghosts=tuple(body["ghosts"]) if "ghosts" in body else None)
+
+
+@functools.lru_cache(maxsize=1)
+def _catalog() -> SchemaCatalog:
+    return SchemaCatalog.load()
+
+
+def _moved_codec() -> Codec:
+    return _catalog().codec("MovedState")
+
+
+def encode_moved_state(atom: Node, aggregate: ProfileAggregate, from_profile: str) -> bytes:
+    """A feedback-topic value: an atom's aggregate leaving ``from_profile``."""
+    return _moved_codec().encode({"atom_type": atom[0], "atom_value": atom[1], "from_profile_id": from_profile,
+                                  "aggregate": _aggregate_codec().encode(aggregate)})
+
+
+def decode_moved_state(value: bytes) -> tuple[Node, bytes, str]:
+    """(atom, the aggregate's state record bytes, the profile it left) of a feedback-topic value.
+
+    The aggregate stays encoded: the router only reads the atom and passes the bytes on in a
+    ``state`` command.
+    """
+    value = bytes(value)
+    if value[:1] == b"{":  # JSON of the release before MovedState, left on the topic by an upgrade
+        d = json.loads(value)
+        aggregate = _aggregate_codec().encode(ProfileAggregate.from_dict(d["aggregate"]))
+        return (d["atom"][0], d["atom"][1]), aggregate, d["from"]
+    rec = _catalog().decode(value, expect="MovedState")[1]
+    return (rec["atom_type"], rec["atom_value"]), bytes(rec["aggregate"]), rec["from_profile_id"]
