@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
@@ -28,6 +29,7 @@ from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
 from operators.identity_router import COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
 from operators.profile_fold import MOVED_TAG, FoldProfiles
+from state.sinks import CassandraSink, ProfileSink
 
 
 @dataclass(frozen=True)
@@ -36,15 +38,20 @@ class ProfileStreams:
     moved_atoms: DataStream  # feedback records -> cfg.feedback_topic
 
 
-def build_profiles(source: DataStream, cfg: ProfilesConfig, rules: IdentityRules | None = None) -> ProfileStreams:
-    """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic."""
+def build_profiles(source: DataStream, cfg: ProfilesConfig, sink: Callable[[], ProfileSink] | None = None,
+                   rules: IdentityRules | None = None) -> ProfileStreams:
+    """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
+
+    ``sink`` builds the profile store on each subtask (default: Cassandra as ``cfg`` says;
+    tests pass :class:`state.sinks.RecordingSink`).
+    """
+    sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     commands = (source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
                 .process(RouteIdentity(rules or IdentityRules(), cfg.feedback_topic), output_type=COMMAND_TYPE)
                 .name("route-identity").uid("route-identity")
                 .set_parallelism(1))
     folded = (commands.key_by(lambda c: c[0], key_type=Types.STRING())
-              .process(FoldProfiles(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.coalesce_ms,
-                                    cfg.half_life_ms), output_type=Types.STRING())
+              .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms), output_type=Types.STRING())
               .name("fold-profiles").uid("fold-profiles"))
     # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
     # chains to route-identity and keeps journey.identity in resolution order

@@ -8,7 +8,7 @@ wrong record, or an invalid field value. Each builder draws one of several varia
 
 Examples
 --------
->>> from models.ingest import DEAD_LETTER_REASONS
+>>> from models.contract import DEAD_LETTER_REASONS
 >>> sorted(BUILDERS) == sorted(DEAD_LETTER_REASONS)  # one builder per error type
 True
 >>> from generator.context import Generation

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from models.ingest import DEAD_LETTER_REASONS
+from models.contract import DEAD_LETTER_REASONS
 
 #: Version of the ``truth.json`` document (:meth:`GroundTruth.to_json`).
 TRUTH_FORMAT_VERSION = 1

@@ -72,7 +72,8 @@ class FoldState:
     component_events: int = 0
     folded: int = 0  # events in the atoms (= the profile aggregate's ``events``)
     dirty: bool = False  # changed since the last write was issued
-    writing: int | None = None  # version of a write issued and not yet confirmed by Cassandra
+    writing: int | None = None  # version of a write issued and not yet confirmed by the sink
+    timers: tuple[int, ...] = ()  # pending lifecycle timers (models.write_lifecycle)
 
 
 @dataclass(frozen=True)

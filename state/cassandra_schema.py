@@ -1,14 +1,19 @@
 """Apply ``state/schema.cql`` to Cassandra, idempotently.
 
-The CQL file is split into statements (comments stripped, ``;`` outside string literals ends a
-statement) and run in order; every statement is ``IF NOT EXISTS``, so applying it twice is a
-no-op. After each DDL statement the cluster's schema agreement is awaited. Because
-``IF NOT EXISTS`` silently keeps a table that already exists with an *older* definition, an
-existing table that lacks columns of the file (and otherwise agrees with it: same types, same
-primary key columns) gets them with ``ALTER TABLE ... ADD``, decided from
-``system_schema.columns`` so that applying again adds nothing (:func:`missing_columns`). The
-tables are then checked against the file (every column present with the same type); a
-mismatch raises :class:`SchemaError` instead of leaving writers to fail later.
+The CQL file is split into statements by its layout rule (:func:`split_statements`: whole-line
+``--`` comments dropped, a ``;`` at the end of a line ends a statement; comments after code go
+to Cassandra, whose own parser skips them) and run in order; every statement is
+``IF NOT EXISTS``, so applying it twice is a no-op. After each DDL statement the cluster's
+schema agreement is awaited. Because ``IF NOT EXISTS`` silently keeps a table that already
+exists with an *older* definition, an existing table that lacks columns of the file (and
+otherwise agrees with it: same types, same primary key) gets them with ``ALTER TABLE ... ADD``,
+decided from the table as Cassandra has it -- the driver's schema metadata,
+``cluster.metadata.keyspaces[ks].tables[t]`` -- so that applying again adds nothing
+(:func:`missing_columns`). The tables are then checked against the file (every column present
+with the same type, the same primary key); a mismatch raises :class:`SchemaError` instead of
+leaving writers to fail later. The file's side is read from its ``CREATE TABLE`` column lists
+(:func:`parse_create_table`), which needs no Cassandra (the unit tests check the columns
+against the models with it).
 
 Command line (``make up`` starts Cassandra first)::
 
@@ -31,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cassandra import ConsistencyLevel, InvalidRequest
+from cassandra import ConsistencyLevel, DriverException, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
@@ -107,115 +112,81 @@ def connect(hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT,
             f"`make up` (or `python local/stack.py up cassandra`) and retry.") from exc
 
 
-# ------------------------------------------------------------------ parsing the CQL file
-
-
-def _segments(text: str) -> list[tuple[str, str]]:
-    """Split CQL text into ``(kind, chunk)`` pieces, kind being "code", "literal" or "comment".
-
-    One left-to-right scan, so a quote inside a comment or ``--`` / ``;`` inside a literal are
-    not misread; ``''`` inside a literal is an escaped quote.
-    """
-    out: list[tuple[str, str]] = []
-    i, n, start = 0, len(text), 0
-
-    def emit(kind: str, a: int, b: int) -> None:
-        if a < b:
-            out.append((kind, text[a:b]))
-
-    while i < n:
-        two = text[i:i + 2]
-        if text[i] == "'":
-            j = i + 1
-            while True:
-                j = text.find("'", j)
-                if j < 0:
-                    raise SchemaError(f"unterminated string literal at offset {i}")
-                if text[j + 1:j + 2] == "'":
-                    j += 2
-                    continue
-                break
-            emit("code", start, i)
-            emit("literal", i, j + 1)
-            i = start = j + 1
-        elif two in ("--", "//", "/*"):
-            if two == "/*":
-                j = text.find("*/", i + 2)
-                if j < 0:
-                    raise SchemaError(f"unterminated /* comment at offset {i}")
-                j += 2
-            else:
-                j = text.find("\n", i)
-                j = n if j < 0 else j
-            emit("code", start, i)
-            emit("comment", i, j)
-            i = start = j
-        else:
-            i += 1
-    emit("code", start, n)
-    return out
+# ------------------------------------------------------------------ the CQL file: statements
 
 
 def split_statements(text: str) -> list[str]:
-    """Split CQL text into statements without comments or the trailing ``;``.
+    """Split the text of a CQL file of ours into statements, by its layout rule.
+
+    The rule (``state/schema.cql`` follows it): a line whose first non-blank characters are
+    ``--`` is a comment and is dropped; a statement ends with the ``;`` that ends a line
+    (trailing blanks aside), and that ``;`` is removed. Everything else is kept as written,
+    including comments after code (``col text,  -- why``), which Cassandra's own parser skips
+    when the statement runs; a ``;`` elsewhere in a line (in a string literal) does not end a
+    statement. So no CQL is lexed here, and statements stay readable as the file has them.
 
     Parameters
     ----------
     text : str
-        CQL source: ``--``, ``//`` and ``/* */`` comments, ``'...'`` literals (``''`` escapes).
+        The file's text.
 
     Returns
     -------
     list of str
-        Non-empty statements, whitespace-normalised to single spaces outside literals.
+        Non-empty statements without the final ``;``, stripped.
+
+    Raises
+    ------
+    SchemaError
+        If text follows the last statement without a ``;`` ending its line.
 
     Examples
     --------
-    >>> split_statements("-- c; not a statement\\nCREATE TABLE a.b (k text PRIMARY KEY)"
-    ...                  " WITH comment = 'x; y';  ;\\n/* z; */ DROP TABLE a.b")
-    ["CREATE TABLE a.b (k text PRIMARY KEY) WITH comment = 'x; y'", 'DROP TABLE a.b']
+    >>> split_statements("-- a comment; not a statement\\nCREATE TABLE a.b (\\n  k text PRIMARY KEY  -- key\\n)"
+    ...                  " WITH comment = 'x; y';\\n\\nDROP TABLE a.b;\\n")
+    ["CREATE TABLE a.b (\\n  k text PRIMARY KEY  -- key\\n) WITH comment = 'x; y'", 'DROP TABLE a.b']
     """
     statements: list[str] = []
     current: list[str] = []
-    for kind, chunk in _segments(text):
-        if kind == "literal":
-            current.append(chunk)
+    for line in text.splitlines():
+        if line.lstrip().startswith("--"):
             continue
-        if kind == "comment":
-            current.append(" ")
-            continue
-        parts = chunk.split(";")
-        for k, part in enumerate(parts):
-            current.append(re.sub(r"\s+", " ", part))
-            if k < len(parts) - 1:
-                statements.append("".join(current).strip())
-                current = []
-    statements.append("".join(current).strip())
+        code = line.rstrip()
+        current.append(code)
+        if code.endswith(";"):
+            statements.append("\n".join(current)[:-1].strip())
+            current = []
+    rest = "\n".join(current).strip()
+    if rest:
+        raise SchemaError(f"the CQL text ends without a ';' at the end of a line after: {rest[:80]!r}")
     return [s for s in statements if s]
 
 
-def rename_keyspace(statement: str, keyspace: str, original: str = DEFAULT_KEYSPACE) -> str:
-    """Rewrite ``original`` as ``keyspace`` where it names the keyspace (outside literals).
+_HEAD = r"(?i)^(\s*(?:CREATE|ALTER|DROP)\s+{kind}\s+(?:IF\s+(?:NOT\s+)?EXISTS\s+)?){ks}"
 
-    Handles ``CREATE KEYSPACE [IF NOT EXISTS] <ks>`` and qualified names ``<ks>.<table>``.
+
+def rename_keyspace(statement: str, keyspace: str, original: str = DEFAULT_KEYSPACE) -> str:
+    """Rewrite the keyspace a statement of ours creates or alters, ``original`` -> ``keyspace``.
+
+    By the file's rule, the keyspace is named at the head of each statement and nowhere else:
+    ``CREATE KEYSPACE [IF NOT EXISTS] <ks>`` or ``CREATE TABLE [IF NOT EXISTS] <ks>.<table>``
+    (or ``ALTER`` / ``DROP``); nothing else in the statement (literals, comments) changes.
 
     Examples
     --------
     >>> rename_keyspace("CREATE TABLE IF NOT EXISTS journey.t (k text PRIMARY KEY) "
     ...                 "WITH comment = 'journey.t'", "journey_test")
     "CREATE TABLE IF NOT EXISTS journey_test.t (k text PRIMARY KEY) WITH comment = 'journey.t'"
+    >>> rename_keyspace("CREATE KEYSPACE journey\\n  WITH replication = {}", "ks2")
+    'CREATE KEYSPACE ks2\\n  WITH replication = {}'
     """
     if not _KEYSPACE_NAME.match(keyspace):
         raise ValueError(f"invalid keyspace name {keyspace!r} (letters, digits, _; at most 48)")
     ks = re.escape(original)
-    keyspace_decl = re.compile(rf"(?i)(\bKEYSPACE\s+(?:IF\s+NOT\s+EXISTS\s+)?){ks}\b")
-    qualified = re.compile(rf"(?i)(?<![\w.]){ks}(?=\s*\.)")
-    out = []
-    for kind, chunk in _segments(statement):
-        if kind == "code":
-            chunk = qualified.sub(keyspace, keyspace_decl.sub(rf"\g<1>{keyspace}", chunk))
-        out.append(chunk)
-    return "".join(out)
+    for kind, after in (("KEYSPACE", r"\b"), ("TABLE", r"(?=\s*\.)")):
+        statement = re.sub(_HEAD.format(kind=kind, ks=ks) + after, lambda m: m.group(1) + keyspace, statement,
+                           count=1)
+    return statement
 
 
 _REPLICATION = re.compile(r"(?is)(\bWITH\s+replication\s*=\s*)\{[^}]*\}")
@@ -290,24 +261,43 @@ def load_statements(cql_path: str | Path = DEFAULT_CQL_PATH, keyspace: str | Non
     return statements
 
 
-_CREATE_TABLE = re.compile(
-    r"(?is)^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(\w+)\.)?(\w+)\s*\((.*)\)")
+# ------------------------------------------------------------------ the file's tables
 
 
-def _split_top_level(body: str) -> list[str]:
-    parts, depth, buf = [], 0, []
-    for ch in body:
+_CREATE_TABLE = re.compile(r"(?is)^\s*CREATE\s+TABLE\s+(?:IF\s+NOT\s+EXISTS\s+)?(?:(\w+)\.)?(\w+)\s*\(")
+
+
+def _table_definition(statement: str) -> tuple[str | None, str, list[str]] | None:
+    """Keyspace, table and the top-level entries of a ``CREATE TABLE``'s column list.
+
+    Comments after code (``--``) are dropped line by line first (the column list holds no
+    string literals); the list ends at the parenthesis that closes it; entries are split at
+    commas outside ``<>`` and ``()`` (``map<text, bigint>``, ``PRIMARY KEY ((a, b), c)``).
+    """
+    code = "\n".join(line.split("--", 1)[0] for line in statement.splitlines())
+    m = _CREATE_TABLE.match(code)
+    if m is None:
+        return None
+    entries, depth, buf = [], 0, []
+    for ch in code[m.end():]:
         if ch in "<(":
             depth += 1
         elif ch in ">)":
             depth -= 1
+            if depth < 0:  # the parenthesis that closes the column list
+                break
         if ch == "," and depth == 0:
-            parts.append("".join(buf).strip())
+            entries.append("".join(buf))
             buf = []
         else:
             buf.append(ch)
-    parts.append("".join(buf).strip())
-    return [p for p in parts if p]
+    entries.append("".join(buf))
+    return m.group(1), m.group(2), [" ".join(e.split()) for e in entries if e.strip()]
+
+
+def _normal_type(cql_type: str) -> str:
+    """A CQL type as compared here: lower case, no blanks (``map<text,frozen<list<text>>>``)."""
+    return re.sub(r"\s+", "", cql_type).lower()
 
 
 def parse_create_table(statement: str) -> tuple[str | None, str, dict[str, str]] | None:
@@ -321,29 +311,20 @@ def parse_create_table(statement: str) -> tuple[str | None, str, dict[str, str]]
     >>> parse_create_table("CREATE TABLE IF NOT EXISTS ks.t (k text PRIMARY KEY, "
     ...                    "m map<text, frozen<list<text>>>) WITH comment = 'c'")
     ('ks', 't', {'k': 'text', 'm': 'map<text,frozen<list<text>>>'})
+    >>> parse_create_table("CREATE TABLE t (\\n  a int,  -- the (first, only) column\\n  PRIMARY KEY (a)\\n)")
+    (None, 't', {'a': 'int'})
     """
-    m = _CREATE_TABLE.match(statement)
-    if m is None:
+    parsed = _table_definition(statement)
+    if parsed is None:
         return None
-    keyspace, table, rest = m.group(1), m.group(2), m.group(3)
-    # rest may run past the column list (e.g. "... ) WITH CLUSTERING ORDER BY (a ASC)"): cut at
-    # the parenthesis that closes the column list.
-    depth, end = 1, len(rest)
-    for i, ch in enumerate(rest):
-        if ch == "(":
-            depth += 1
-        elif ch == ")":
-            depth -= 1
-            if depth == 0:
-                end = i
-                break
+    keyspace, table, entries = parsed
     columns: dict[str, str] = {}
-    for part in _split_top_level(rest[:end]):
-        if re.match(r"(?i)^PRIMARY\s+KEY\b", part):
+    for entry in entries:
+        if re.match(r"(?i)^PRIMARY\s+KEY\b", entry):
             continue
-        name, _, ctype = part.partition(" ")
+        name, _, ctype = entry.partition(" ")
         ctype = re.sub(r"(?i)\s+(PRIMARY\s+KEY|STATIC)\b.*$", "", ctype)
-        columns[name.strip('"')] = re.sub(r"\s+", "", ctype).lower()
+        columns[name.strip('"')] = _normal_type(ctype)
     return keyspace, table, columns
 
 
@@ -357,23 +338,21 @@ def primary_key_columns(statement: str) -> set[str]:
     >>> primary_key_columns("CREATE TABLE ks.t (k text PRIMARY KEY, v int)")
     {'k'}
     """
-    parsed = parse_create_table(statement)
+    parsed = _table_definition(statement)
     if parsed is None:
         return set()
-    m = _CREATE_TABLE.match(statement)
-    assert m is not None
-    body = m.group(3)
     out: set[str] = set()
-    for part in _split_top_level(body):
-        clause = re.match(r"(?is)^PRIMARY\s+KEY\s*\((.*)\)", part)
+    for entry in parsed[2]:
+        clause = re.match(r"(?is)^PRIMARY\s+KEY\s*\((.*)\)", entry)
         if clause:
             out.update(c.strip().strip('"') for c in re.split(r"[(),]", clause.group(1)) if c.strip())
-        elif re.search(r"(?i)\bPRIMARY\s+KEY\b", part):
-            out.add(part.split()[0].strip('"'))
-    return out & set(parsed[2])
+        elif re.search(r"(?i)\bPRIMARY\s+KEY\b", entry):
+            out.add(entry.split()[0].strip('"'))
+    return out
 
 
-def missing_columns(statement: str, actual: dict[str, str]) -> dict[str, str] | None:
+def missing_columns(statement: str, actual: dict[str, str],
+                    actual_key: set[str] | None = None) -> dict[str, str] | None:
     """Columns of a ``CREATE TABLE`` that an existing table lacks and that may be added.
 
     Parameters
@@ -381,20 +360,22 @@ def missing_columns(statement: str, actual: dict[str, str]) -> dict[str, str] | 
     statement : str
         A ``CREATE TABLE`` statement of the file.
     actual : dict of str to str
-        The existing table's ``{column: type}`` (types as ``system_schema.columns`` gives them).
+        The existing table's ``{column: type}`` (types as Cassandra reports them).
+    actual_key : set of str, optional
+        The existing table's primary key columns, if known: they must be the file's.
 
     Returns
     -------
     dict of str to str or None
         ``{column: type}`` to add with ``ALTER TABLE ... ADD`` (empty: nothing to do), in the
         file's order; ``None`` if the table is not a predecessor of the file's (a column of
-        another type, or a primary key column missing): nothing is added then, and the
-        verification reports the differences.
+        another type, or another primary key): nothing is added then, and the verification
+        reports the differences.
 
     Examples
     --------
     >>> stmt = "CREATE TABLE IF NOT EXISTS ks.t (k text PRIMARY KEY, a bigint, m map<date, bigint>)"
-    >>> missing_columns(stmt, {"k": "text", "a": "bigint"})
+    >>> missing_columns(stmt, {"k": "text", "a": "bigint"}, {"k"})
     {'m': 'map<date,bigint>'}
     >>> missing_columns(stmt, {"k": "text", "a": "bigint", "m": "map<date, bigint>"})
     {}
@@ -402,24 +383,38 @@ def missing_columns(statement: str, actual: dict[str, str]) -> dict[str, str] | 
     True
     >>> missing_columns(stmt, {"id": "uuid", "a": "bigint"}) is None  # another key
     True
+    >>> missing_columns(stmt, {"k": "text", "a": "bigint"}, {"k", "a"}) is None  # another key
+    True
     """
     parsed = parse_create_table(statement)
     if parsed is None:
         return {}
     expected = parsed[2]
-    have = {c: re.sub(r"\s+", "", t).lower() for c, t in actual.items()}
+    have = {c: _normal_type(t) for c, t in actual.items()}
     if any(c in have and have[c] != t for c, t in expected.items()):
         return None
-    if any(c not in have for c in primary_key_columns(statement)):
+    key = primary_key_columns(statement)
+    if any(c not in have for c in key) or (actual_key is not None and set(actual_key) != key):
         return None
     return {c: t for c, t in expected.items() if c not in have}
 
 
-def _table_columns(session: Session, keyspace: str, table: str) -> dict[str, str]:
-    rows = session.execute(
-        "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
-        (keyspace, table))
-    return {r.column_name: r.type for r in rows}
+# ------------------------------------------------------------------ the live tables (driver metadata)
+
+
+def _live_table(session: Session, keyspace: str, table: str) -> tuple[dict[str, str], set[str]] | None:
+    """``({column: type}, primary key columns)`` of a table as Cassandra has it now, from the
+    driver's schema metadata (refreshed first); None if there is no such table."""
+    cluster = session.cluster
+    try:
+        cluster.refresh_table_metadata(keyspace, table)  # an absent table is no error: the metadata tells
+    except DriverException as exc:
+        raise SchemaError(f"could not read the definition of {keyspace}.{table} from Cassandra: {exc}") from exc
+    ks = cluster.metadata.keyspaces.get(keyspace)
+    meta = ks.tables.get(table) if ks is not None else None
+    if meta is None:
+        return None
+    return ({name: col.cql_type for name, col in meta.columns.items()}, {col.name for col in meta.primary_key})
 
 
 def _run_ddl(session: Session, stmt: str, agreement_timeout: float) -> None:
@@ -437,13 +432,17 @@ def _add_missing_columns(session: Session, statements: list[str], agreement_time
         if parsed is None or parsed[0] is None:
             continue
         keyspace, table, _ = parsed
-        for col, ctype in (missing_columns(stmt, _table_columns(session, keyspace, table)) or {}).items():
+        live = _live_table(session, keyspace, table)
+        if live is None:
+            continue
+        for col, ctype in (missing_columns(stmt, *live) or {}).items():
             alter = f"ALTER TABLE {keyspace}.{table} ADD {col} {ctype}"
             try:
                 _run_ddl(session, alter, agreement_timeout)
             except InvalidRequest:
                 # another process added it in the meantime: fine if it is there now (verified later)
-                if col not in _table_columns(session, keyspace, table):
+                now = _live_table(session, keyspace, table)
+                if now is None or col not in now[0]:
                     raise
                 continue
             executed.append(alter)
@@ -454,22 +453,27 @@ def _add_missing_columns(session: Session, statements: list[str], agreement_time
 
 
 def _verify_tables(session: Session, statements: list[str]) -> None:
-    """Raise SchemaError if a table in the database lacks a column of the file or types differ."""
+    """Raise SchemaError if a table in the database lacks a column of the file, types differ,
+    or its primary key is not the file's."""
     problems = []
     for stmt in statements:
         parsed = parse_create_table(stmt)
         if parsed is None:
             continue
         keyspace, table, expected = parsed
-        rows = session.execute(
-            "SELECT column_name, type FROM system_schema.columns WHERE keyspace_name = %s AND table_name = %s",
-            (keyspace, table))
-        actual = {r.column_name: re.sub(r"\s+", "", r.type).lower() for r in rows}
+        live = _live_table(session, keyspace or "", table)
+        if live is None:
+            problems.append(f"{keyspace}.{table}: table missing")
+            continue
+        actual = {c: _normal_type(t) for c, t in live[0].items()}
         for col, ctype in expected.items():
             if col not in actual:
                 problems.append(f"{keyspace}.{table}: column {col} ({ctype}) missing")
             elif actual[col] != ctype:
                 problems.append(f"{keyspace}.{table}: column {col} is {actual[col]}, the file says {ctype}")
+        key = primary_key_columns(stmt)
+        if live[1] != key:
+            problems.append(f"{keyspace}.{table}: primary key is {sorted(live[1])}, the file says {sorted(key)}")
     if problems:
         raise SchemaError("the existing schema differs from the CQL file (IF NOT EXISTS keeps existing "
                           "tables as they are, and missing columns are only added to a table whose other "

@@ -267,12 +267,14 @@ def aggregate_of_record(rec: dict[str, Any]) -> ProfileAggregate:
 
 def fold_state_record(st: FoldState) -> dict[str, Any]:
     return {"members": [node_record(n) for n in st.members], "ghosts": list(st.ghosts),
-            "component_events": st.component_events, "folded": st.folded, "dirty": st.dirty, "writing": st.writing}
+            "component_events": st.component_events, "folded": st.folded, "dirty": st.dirty, "writing": st.writing,
+            "timers": list(st.timers)}
 
 
 def fold_state_of_record(rec: dict[str, Any]) -> FoldState:
-    return FoldState(tuple(node_of_record(n) for n in rec["members"]), tuple(rec["ghosts"]),
-                     rec["component_events"], rec["folded"], rec["dirty"], rec["writing"])
+    return FoldState(members=tuple(node_of_record(n) for n in rec["members"]), ghosts=tuple(rec["ghosts"]),
+                     component_events=rec["component_events"], folded=rec["folded"], dirty=rec["dirty"],
+                     writing=rec["writing"], timers=tuple(rec["timers"]))
 
 
 class StateCodec(Generic[T]):

@@ -10,8 +10,8 @@ import typing
 import pytest
 
 from models.profile import ProfileAggregate
-from state.cassandra_schema import (DEFAULT_CQL_PATH, load_statements, parse_create_table, rename_keyspace,
-                                    split_statements)
+from state.cassandra_schema import (DEFAULT_CQL_PATH, SchemaError, load_statements, missing_columns,
+                                    parse_create_table, primary_key_columns, rename_keyspace, split_statements)
 from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, TRAIT_COLUMNS
 
 STATEMENTS = load_statements()
@@ -22,7 +22,7 @@ def _primary_key(table: str) -> str:
     stmt = next(s for s in STATEMENTS if re.search(rf"\bjourney\.{table}\b", s))
     m = re.search(r"PRIMARY KEY \(", stmt)
     if m is None:  # inline "col type PRIMARY KEY"
-        return re.search(r"(\w+) \w+ PRIMARY KEY", stmt).group(1)
+        return re.search(r"(\w+)\s+\w+\s+PRIMARY KEY", stmt).group(1)
     depth, start = 1, m.end()
     for i in range(start, len(stmt)):
         depth += {"(": 1, ")": -1}.get(stmt[i], 0)
@@ -99,7 +99,7 @@ def test_profile_table_has_a_column_for_every_profile_aggregate_field():
 
 def test_keyspace_override_rewrites_only_keyspace_names():
     moved = load_statements(keyspace="journey_test_abc")
-    assert moved[0].startswith("CREATE KEYSPACE IF NOT EXISTS journey_test_abc WITH")
+    assert re.match(r"CREATE KEYSPACE IF NOT EXISTS journey_test_abc\s+WITH\b", moved[0])
     assert all("journey." not in s.split("comment")[0] for s in moved)
     assert [parse_create_table(s)[0] for s in moved[1:]] == ["journey_test_abc"] * 2
     # string literals are left alone
@@ -109,8 +109,34 @@ def test_keyspace_override_rewrites_only_keyspace_names():
         load_statements(keyspace="bad-name; DROP")
 
 
-def test_split_respects_comments_and_literals():
-    text = ("-- it's a comment; with a quote\nCREATE TABLE a.b (k text PRIMARY KEY) WITH comment = 'x; -- y''s';"
-            "/* block; */ // line; \n;DROP TABLE a.b")
-    assert split_statements(text) == ["CREATE TABLE a.b (k text PRIMARY KEY) WITH comment = 'x; -- y''s'",
-                                      "DROP TABLE a.b"]
+def test_split_follows_the_files_layout_rule():
+    """Whole-line comments dropped (a ';' in them is nothing); a statement ends only with a ';' that
+    ends a line, so ';' in a literal does not; comments after code stay (Cassandra skips them)."""
+    text = ("-- it's a comment; with a quote\nCREATE TABLE a.b (\n  k text PRIMARY KEY,  -- the key; (really)\n"
+            "  v int\n) WITH comment = 'x; -- y''s';\n   -- indented comment;\nDROP TABLE a.b;  \n")
+    assert split_statements(text) == [
+        "CREATE TABLE a.b (\n  k text PRIMARY KEY,  -- the key; (really)\n  v int\n) WITH comment = 'x; -- y''s'",
+        "DROP TABLE a.b"]
+    assert parse_create_table(split_statements(text)[0]) == ("a", "b", {"k": "text", "v": "int"})
+    with pytest.raises(SchemaError, match="without a ';'"):
+        split_statements("CREATE TABLE a.b (k text PRIMARY KEY); DROP TABLE a.b")
+
+
+def test_comments_left_in_the_files_statements_follow_code_on_column_lines():
+    """What reading the column lists relies on: a '--' inside a statement starts a comment after
+    a column definition, never inside a string literal."""
+    for stmt in STATEMENTS:
+        for line in stmt.splitlines():
+            if "--" in line:
+                assert re.match(r"^\s+\w+\s+\S", line) and "'" not in line, line
+
+
+def test_table_definitions_of_the_file_and_what_an_older_table_may_get():
+    profiles = next(s for s in STATEMENTS if parse_create_table(s) and parse_create_table(s)[1] == "profiles")
+    assert primary_key_columns(profiles) == {"profile_id"}
+    columns = parse_create_table(profiles)[2]
+    older = {c: t for c, t in columns.items() if c not in ("purchase_days", "top_categories")}
+    assert missing_columns(profiles, older, {"profile_id"}) == {
+        "purchase_days": "bigint", "top_categories": "frozen<list<frozen<tuple<text,double>>>>"}
+    assert missing_columns(profiles, {**older, "orders": "int"}, {"profile_id"}) is None  # another type
+    assert missing_columns(profiles, older, {"profile_id", "version"}) is None  # another key

@@ -259,6 +259,15 @@ def test_connector_jar_in_configmap_is_the_one_the_image_downloads(config_map):
         assert re.search(rf"^COPY .*\b{d}/ /opt/journey/{d}/", dockerfile, re.M), d
 
 
+def test_the_image_installs_every_package_the_jobs_import_at_the_projects_pins():
+    dockerfile = (K8S / "Dockerfile").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    pins = dict(re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",$', pyproject.split("[project.optional-dependencies]")[0], re.M))
+    # what the jobs need at run time on a TaskManager (tqdm and PyYAML serve the local tools)
+    for package in ("apache-flink", "river", "cassandra-driver", "cachetools", "fastavro", "confluent-kafka"):
+        assert f"{package}=={pins[package]}" in dockerfile, f"k8s/Dockerfile does not install {package}=={pins[package]}"
+
+
 def test_profiles_deployment_gets_a_valid_profiles_config_of_its_own():
     ingestion, profiles = (job_env(_one("FlinkDeployment", n)) for n in ("journey-ingestion", "journey-profiles"))
     cfg = ProfilesConfig.from_env(profiles)

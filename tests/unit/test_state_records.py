@@ -17,7 +17,7 @@ from fastavro.utils import generate_many
 from models.avro_codec import DecodeError, crc64_fingerprint
 from models.identity import IdentityRules
 from models.identity_router import IdentityRouter
-from models.profile import ProfileAggregate, fold
+from models.profile import fold
 from models.profile_fold import FoldState
 from state import records
 from state.records import (AGGREGATE_CODEC, FOLD_STATE_CODEC, ROUTER_CODECS, STATE_SCHEMA_DIR, StateSchemas,

@@ -1,0 +1,134 @@
+"""Where the profile operator writes profiles: injected, so the same operator runs against
+Cassandra in production and against a recording store in tests.
+
+The operator takes a *factory* (picklable: Flink ships it to the TaskManagers) and calls it
+in ``open()``; the store it returns has ``write(ProfileWrite) -> ticket`` (a ticket has
+``done`` and ``error``, set when the store answered), ``mutations_issued`` and ``close()``.
+
+* :class:`CassandraSink`: :class:`state.profile_store.ProfileStore` on a cluster.
+* :class:`RecordingSink`: every write appended as one JSON line to a file, answered at once
+  (or failing once on purpose, to force a restore in a test); :func:`read_recorded` gives
+  each profile's row as Cassandra's ``USING TIMESTAMP`` rules would leave it.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from models.profile import ProfileAggregate
+>>> from models.profile_fold import ProfileWrite
+>>> path = pathlib.Path(tempfile.mkdtemp()) / "writes.jsonl"
+>>> store = RecordingSink(str(path))()
+>>> t = store.write(ProfileWrite("p-1", 5, ProfileAggregate(profile_id="p-1", events=2), ("p-0",), 3))
+>>> t.done, t.error
+(True, None)
+>>> rows = read_recorded(path)
+>>> rows["p-1"][1].events, rows["p-0"]
+(2, (3, None))
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from models.profile import ProfileAggregate
+from models.profile_fold import ProfileWrite
+
+
+class Ticket(Protocol):
+    done: bool
+    error: str | None
+
+
+class ProfileSink(Protocol):
+    mutations_issued: int
+
+    def write(self, w: ProfileWrite) -> Ticket: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class CassandraSink:
+    """Factory of the production sink: :class:`~state.profile_store.ProfileStore` on a cluster."""
+
+    host: str
+    port: int
+    keyspace: str
+
+    def __call__(self) -> ProfileSink:
+        from state.profile_store import ProfileStore
+
+        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
+
+
+@dataclass
+class _Answered:
+    done: bool = True
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class RecordingSink:
+    """Factory of a store that appends each write to ``path`` (JSON lines) and answers at once.
+
+    ``fail_write`` > 0: the write with that number (counted over the file) is answered with
+    an error, once (a marker file beside ``path`` remembers it), so the operator fails and
+    the job restores from its last checkpoint.
+    """
+
+    path: str
+    fail_write: int = 0
+
+    def __call__(self) -> ProfileSink:
+        return _Recording(Path(self.path), self.fail_write)
+
+
+class _Recording:
+    def __init__(self, path: Path, fail_write: int) -> None:
+        self.path, self.fail_write = path, fail_write
+        self.mutations_issued = 0
+
+    def write(self, w: ProfileWrite) -> Ticket:
+        self.mutations_issued += 1 + len(w.ghosts)
+        line = json.dumps({"profile_id": w.profile_id, "version": w.version, "ghosts": list(w.ghosts),
+                           "ghost_version": w.ghost_version,
+                           "profile": None if w.profile is None else w.profile.to_dict()})
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        if self.fail_write:
+            marker = self.path.with_suffix(".failed")
+            with open(self.path) as f:
+                written = sum(1 for _ in f)
+            if written >= self.fail_write and not marker.exists():
+                marker.write_text(str(written))
+                return _Answered(True, "injected failure (RecordingSink.fail_write)")
+        return _Answered()
+
+    def close(self) -> None:
+        pass
+
+
+def read_recorded(path: Path) -> dict[str, tuple[int, ProfileAggregate | None]]:
+    """Each profile's ``(version, row)`` after all recorded writes, by Cassandra's rules: a row
+    written at ``2v + 1``, deleted at ``2v`` (ghosts at ``2 * ghost_version``); the highest
+    timestamp wins (row None: deleted)."""
+    best: dict[str, tuple[int, Any]] = {}
+
+    def put(pid: str, ts: int, value: Any) -> None:
+        if pid not in best or ts >= best[pid][0]:
+            best[pid] = (ts, value)
+
+    for line in Path(path).read_text().splitlines():
+        w = json.loads(line)
+        for ghost in w["ghosts"]:
+            put(ghost, 2 * w["ghost_version"], None)
+        if w["profile"] is None:
+            put(w["profile_id"], 2 * w["version"], None)
+        else:
+            put(w["profile_id"], 2 * w["version"] + 1, ProfileAggregate.from_dict(w["profile"]))
+    return {pid: (ts // 2, value) for pid, (ts, value) in best.items()}

@@ -1,0 +1,203 @@
+"""The write lifecycle (models/write_lifecycle.py) under any interleaving of changes, timers,
+sink answers, failed writes, checkpoints and restores: once everything has been answered, the
+sink holds the profile's last state, and no state and no timer is left behind.
+
+The simulation plays the operator (operators/profile_fold.py) around the pure functions: one
+profile, a sink that applies writes by version (``USING TIMESTAMP``), Flink's checkpoints
+(the profile's state with its pending timers, the commands' offsets) and restores (state and
+timers from the checkpoint, this instance's tickets lost, commands after the checkpoint
+replayed, writes already sent still arriving or lost).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.profile_fold import FoldState
+from models.write_lifecycle import Sent, Step, WriteFailed, fired, issued, on_change, step, waiting
+
+COALESCE, CONFIRM = 50, 7
+MEMBERS = (("cookie_id", "ck1"),)
+
+
+@dataclass
+class Ticket:
+    version: int
+    row: int | None  # the profile's content (None: delete)
+    done: bool = False
+    error: str | None = None
+
+
+@dataclass
+class Sim:
+    state: FoldState | None = field(default_factory=lambda: FoldState(members=MEMBERS))
+    now: int = 0
+    commands: list[bool] = field(default_factory=list)  # True: merged away (members cleared)
+    sent: tuple[int, Ticket] | None = None  # this instance's unconfirmed write
+    in_flight: list[Ticket] = field(default_factory=list)
+    sink: dict[str, int | None] = field(default_factory=lambda: {"version": -1, "row": None})
+    checkpoint: tuple[FoldState | None, int] = (None, 0)
+    registered: list[int] = field(default_factory=list)  # Flink's timers of this key
+
+    def __post_init__(self) -> None:
+        self.checkpoint = (copy.deepcopy(self.state), 0)
+
+    # --- the operator
+    def command(self, away: bool, number: int | None = None) -> None:
+        """Apply command ``number`` (1-based; a new one if None). Its version is its number,
+        as the router's component event count only grows."""
+        if number is None:
+            self.commands.append(away)
+            number = len(self.commands)
+        st = self.state if self.state is not None else FoldState()
+        self._register(on_change(st, self.now, COALESCE))
+        st.dirty = True  # ProfileFold.apply
+        st.folded = number
+        st.members = () if away else MEMBERS
+        self.state = st
+
+    def fire_due(self) -> None:
+        for at in sorted(t for t in self.registered if t <= self.now):
+            self.registered.remove(at)
+            self._on_timer(at)
+
+    def _on_timer(self, at: int) -> None:
+        st = self.state if self.state is not None else FoldState()
+        if not fired(st, at):
+            return
+        sent = None if self.sent is None else Sent(self.sent[0], self.sent[1].done, self.sent[1].error)
+        if sent is not None and sent.done:
+            self.sent = None
+        what = step(st, sent)  # may raise WriteFailed
+        if what is Step.WAIT:
+            self._register(waiting(st, self.now, CONFIRM))
+        elif what is Step.ISSUE:
+            st.dirty = False  # ProfileFold.flush
+            ticket = Ticket(st.folded, st.folded if st.members else None)
+            self.in_flight.append(ticket)
+            self.sent = (ticket.version, ticket)
+            self._register(issued(st, ticket.version, self.now, CONFIRM))
+        if what is Step.CLEAR:
+            self.state = None
+        else:
+            self.state = st
+
+    def _register(self, at: int | None) -> None:
+        if at is not None:
+            self.registered.append(at)
+
+    # --- the world around it
+    def answer(self, ok: bool) -> None:
+        if not self.in_flight:
+            return
+        t = self.in_flight.pop(0)
+        t.done, t.error = True, None if ok else "timeout"
+        if ok and t.version >= self.sink["version"]:  # USING TIMESTAMP: the higher version wins
+            self.sink = {"version": t.version, "row": t.row}
+
+    def take_checkpoint(self) -> None:
+        self.checkpoint = (copy.deepcopy(self.state), len(self.commands))
+
+    def restore(self) -> None:
+        state, offset = self.checkpoint
+        self.state = copy.deepcopy(state)
+        self.registered = list(state.timers) if state is not None else []
+        self.sent = None
+        for number, away in enumerate(self.commands[offset:], start=offset + 1):
+            self.command(away, number)
+
+    def safely(self, action) -> None:
+        try:
+            action()
+        except WriteFailed:
+            self.restore()
+
+    def drain(self) -> None:
+        for _ in range(10_000):
+            if not self.registered and not self.in_flight:
+                return
+            self.now += 1
+            while self.in_flight and self.in_flight[0].done is False:
+                self.answer(True)
+            self.safely(self.fire_due)
+        raise AssertionError("the lifecycle did not settle")
+
+
+ACTIONS = st.lists(st.one_of(
+    st.tuples(st.just("change"), st.booleans()),
+    st.tuples(st.just("tick"), st.integers(1, 60)),
+    st.tuples(st.just("answer"), st.booleans()),
+    st.tuples(st.just("checkpoint"), st.none()),
+    st.tuples(st.just("restore"), st.none()),
+), max_size=60)
+
+
+def play(actions) -> Sim:
+    sim = Sim()
+    for kind, arg in actions:
+        if kind == "change":
+            sim.command(away=arg)
+        elif kind == "tick":
+            sim.now += arg
+            sim.safely(sim.fire_due)
+        elif kind == "answer":
+            sim.answer(arg)
+        elif kind == "checkpoint":
+            sim.take_checkpoint()
+        else:
+            sim.restore()
+    sim.drain()
+    return sim
+
+
+@settings(max_examples=400, deadline=None)
+@given(ACTIONS)
+def test_after_everything_is_answered_the_sink_holds_the_last_state_and_nothing_is_left(actions) -> None:
+    sim = play(actions)
+    folded = len(sim.commands)
+    away = bool(sim.commands) and sim.commands[-1]
+    if folded:
+        assert sim.sink["version"] == folded, "the last change was never written"
+        assert sim.sink["row"] == (None if away else folded)
+    if away or not folded:
+        assert sim.state is None or (not folded and sim.state == FoldState(members=MEMBERS)), \
+            "a profile merged away keeps state"
+    else:
+        assert sim.state is not None
+        assert (sim.state.dirty, sim.state.writing, sim.state.timers) == (False, None, ())
+    assert sim.registered == [] and sim.sent is None
+
+
+def test_a_write_unconfirmed_at_a_checkpoint_is_issued_again_after_the_restore() -> None:
+    sim = Sim()
+    sim.command(away=False)
+    sim.now += COALESCE
+    sim.fire_due()  # issues version 1
+    assert sim.state.writing == 1 and len(sim.in_flight) == 1
+    sim.take_checkpoint()  # holds writing=1 and the confirmation timer
+    sim.in_flight.clear()  # the write is lost with the crash
+    sim.restore()
+    sim.drain()
+    assert sim.sink == {"version": 1, "row": 1}
+
+
+def test_a_failed_write_fails_the_operator() -> None:
+    st_ = FoldState(members=MEMBERS, writing=3)
+    try:
+        step(st_, Sent(3, done=True, error="unavailable"))
+    except WriteFailed as e:
+        assert "version 3" in str(e)
+    else:
+        raise AssertionError("a failed write must fail the job")
+
+
+def test_changes_while_dirty_arm_no_second_timer_and_foreign_timers_are_ignored() -> None:
+    st_ = FoldState(members=MEMBERS)
+    assert on_change(st_, 0, COALESCE) == COALESCE
+    st_.dirty = True
+    assert on_change(st_, 10, COALESCE) is None
+    assert fired(st_, 999) is False and st_.timers == (COALESCE,)
