@@ -5,11 +5,12 @@ STACK := $(PY) local/stack.py
 # the test suite's own stack (conftest.py): .stack/test, every port + 10000
 TEST_STACK_ENV := JOURNEY_STACK_DIR=$(CURDIR)/.stack/test JOURNEY_STACK_PORT_OFFSET=10000
 
-.PHONY: help setup up down status reset topics demo ingest profiles chaos test test-unit test-operator test-e2e bench clean
+.PHONY: help setup up down status reset topics demo ingest profiles chaos lint test test-unit test-operator test-e2e bench clean
 
 help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
-	@echo "make test    - setup if needed, then unit, operator (mini-cluster) and end-to-end (real stack) tests"
+	@echo "make test    - setup if needed, lint (ruff check, ruff format --check, mypy), then unit, operator"
+	@echo "               (mini-cluster) and end-to-end (real stack) tests"
 	@echo "make bench   - ingestion and profiles throughput: Flink jobs (exactly-once) vs the same logic in a plain loop;"
 	@echo "               Cassandra writes per event, produce -> Cassandra latency p50/p99"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
@@ -48,11 +49,16 @@ ingest: up
 profiles: up
 	@$(PY) -m local.run_profiles
 
-test: setup
+lint: setup
+	@$(PY) -m ruff check .
+	@$(PY) -m ruff format --check .
+	@$(PY) -m mypy
+
+test: lint
 	@$(PY) -m pytest -ra
 
 test-unit: setup
-	@$(PY) -m pytest -ra tests/unit models generator state
+	@$(PY) -m pytest -ra tests/unit models generator state operators
 
 test-operator: setup
 	@$(PY) -m pytest -ra -m operator tests/operator

@@ -55,8 +55,14 @@ def plain_loop(records, now_ms: int) -> dict:
         else:
             dlq += 1
     dt = time.perf_counter() - t0
-    return {"records": len(records), "seconds": dt, "records_per_s": len(records) / dt,
-            "normalized": out, "dead_lettered": dlq, "duplicates": dup}
+    return {
+        "records": len(records),
+        "seconds": dt,
+        "records_per_s": len(records) / dt,
+        "normalized": out,
+        "dead_lettered": dlq,
+        "duplicates": dup,
+    }
 
 
 def pipeline(ds, checkpoint_ms: int) -> dict:
@@ -66,13 +72,20 @@ def pipeline(ds, checkpoint_ms: int) -> dict:
     ensure_topics(BOOTSTRAP, partitions=2, topics=(*inputs, out_topic, dlq_topic))
     produce(ds, BOOTSTRAP, progress=True, topic_prefix=prefix)
     t0 = time.monotonic()
-    sub = submit("flink_jobs.ingestion", {
-        "JOURNEY_PII_SALT": SALT,
-        "JOURNEY_INPUT_TOPIC_PATTERN": re.escape(prefix) + r"\.events\..*",
-        "JOURNEY_OUTPUT_TOPIC": out_topic, "JOURNEY_DLQ_TOPIC": dlq_topic,
-        "JOURNEY_GROUP_ID": prefix, "JOURNEY_TRANSACTIONAL_ID_PREFIX": prefix,
-        "JOURNEY_JOB_NAME": f"bench-{prefix}", "JOURNEY_CHECKPOINT_INTERVAL_MS": str(checkpoint_ms),
-    }, args=["--bounded"])
+    sub = submit(
+        "flink_jobs.ingestion",
+        {
+            "JOURNEY_PII_SALT": SALT,
+            "JOURNEY_INPUT_TOPIC_PATTERN": re.escape(prefix) + r"\.events\..*",
+            "JOURNEY_OUTPUT_TOPIC": out_topic,
+            "JOURNEY_DLQ_TOPIC": dlq_topic,
+            "JOURNEY_GROUP_ID": prefix,
+            "JOURNEY_TRANSACTIONAL_ID_PREFIX": prefix,
+            "JOURNEY_JOB_NAME": f"bench-{prefix}",
+            "JOURNEY_CHECKPOINT_INTERVAL_MS": str(checkpoint_ms),
+        },
+        args=["--bounded"],
+    )
     wall = time.monotonic() - t0
     job = rest(f"/jobs/{sub.job_id}")
     running_ms = job["timestamps"]["RUNNING"]
@@ -82,10 +95,19 @@ def pipeline(ds, checkpoint_ms: int) -> dict:
     n_out = len(read_committed(BOOTSTRAP, out_topic))
     n_dlq = len(read_committed(BOOTSTRAP, dlq_topic))
     n = len(ds.records)
-    return {"job_id": sub.job_id, "records": n, "running_seconds": run_s, "records_per_s": n / run_s,
-            "submit_to_finish_seconds": wall, "records_per_s_incl_submit": n / wall,
-            "normalized": n_out, "dead_lettered": n_dlq, "checkpoints_completed": ckpts.get("completed"),
-            "checkpoint_interval_ms": checkpoint_ms, "parallelism": 2}
+    return {
+        "job_id": sub.job_id,
+        "records": n,
+        "running_seconds": run_s,
+        "records_per_s": n / run_s,
+        "submit_to_finish_seconds": wall,
+        "records_per_s_incl_submit": n / wall,
+        "normalized": n_out,
+        "dead_lettered": n_dlq,
+        "checkpoints_completed": ckpts.get("completed"),
+        "checkpoint_interval_ms": checkpoint_ms,
+        "parallelism": 2,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,8 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("kafka", "flink"):
         stack.COMPONENTS[name].start()
     ds = generate(seed=424242, persons=args.persons)
-    print(f"{len(ds.records)} records ({ds.truth.summary()['duplicate']} duplicates, "
-          f"{ds.truth.summary()['bad']} bad)")
+    print(f"{len(ds.records)} records ({ds.truth.summary()['duplicate']} duplicates, {ds.truth.summary()['bad']} bad)")
     loop = plain_loop(ds.records, int(time.time() * 1000))
     print(f"plain Python loop: {loop['records_per_s']:>10,.0f} records/s ({loop['seconds']:.2f}s)")
     small_ds = generate(seed=424243, persons=max(1, args.persons // 4))
@@ -105,23 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     small = pipeline(small_ds, args.checkpoint_ms)
     print(f"pipeline run 2/2: {len(ds.records)} records")
     pipe = pipeline(ds, args.checkpoint_ms)
-    assert pipe["normalized"] == loop["normalized"] and pipe["dead_lettered"] == loop["dead_lettered"], \
+    assert pipe["normalized"] == loop["normalized"] and pipe["dead_lettered"] == loop["dead_lettered"], (
         f"pipeline and loop disagree: {pipe} vs {loop}"
+    )
     extra_s = pipe["running_seconds"] - small["running_seconds"]
     marginal = (pipe["records"] - small["records"]) / extra_s if extra_s > 0 else float("nan")
     startup_s = small["running_seconds"] - small["records"] / marginal if extra_s > 0 else float("nan")
     ratio = pipe["records_per_s"] / loop["records_per_s"]
     marginal_ratio = marginal / loop["records_per_s"]
-    print(f"Flink pipeline   : {pipe['records_per_s']:>10,.0f} records/s over {pipe['running_seconds']:.1f}s RUNNING "
-          f"({pipe['records_per_s_incl_submit']:,.0f}/s incl. {pipe['submit_to_finish_seconds']:.1f}s submit-to-finish), "
-          f"{pipe['checkpoints_completed']} exactly-once checkpoints")
+    print(
+        f"Flink pipeline   : {pipe['records_per_s']:>10,.0f} records/s over {pipe['running_seconds']:.1f}s RUNNING "
+        f"({pipe['records_per_s_incl_submit']:,.0f}/s incl. {pipe['submit_to_finish_seconds']:.1f}s submit-to-finish), "
+        f"{pipe['checkpoints_completed']} exactly-once checkpoints"
+    )
     print(f"Flink marginal   : {marginal:>10,.0f} records/s (steady state; fixed start-up ~{startup_s:.1f}s)")
     print(f"ratio pipeline / plain loop: {ratio:.2f} overall, {marginal_ratio:.2f} steady state")
-    report = {"benchmark": "ingestion", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-              "plain_loop": loop, "pipeline": pipe, "pipeline_small": small,
-              "pipeline_marginal_records_per_s": marginal, "pipeline_fixed_startup_seconds": startup_s,
-              "ratio_pipeline_to_loop": ratio, "ratio_marginal_to_loop": marginal_ratio}
+    report = {
+        "benchmark": "ingestion",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "plain_loop": loop,
+        "pipeline": pipe,
+        "pipeline_small": small,
+        "pipeline_marginal_records_per_s": marginal,
+        "pipeline_fixed_startup_seconds": startup_s,
+        "ratio_pipeline_to_loop": ratio,
+        "ratio_marginal_to_loop": marginal_ratio,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {RESULTS / 'latest.json'}")

@@ -37,8 +37,17 @@ from confluent_kafka import Producer
 
 from k8s.topics import ensure_topics
 from local import stack
-from local.flink_cluster import (FlinkJobError, cancel, counter_total, job_state, rest, root_exception, submit,
-                                 wait_for_counters, wait_state)
+from local.flink_cluster import (
+    FlinkJobError,
+    cancel,
+    counter_total,
+    job_state,
+    rest,
+    root_exception,
+    submit,
+    wait_for_counters,
+    wait_state,
+)
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, canonical_profile_id
 from models.identity_router import IdentityRouter
@@ -56,7 +65,7 @@ def plain_loop(values: list[bytes]) -> dict:
     catalog = SchemaCatalog.load()
     router = IdentityRouter(RULES)
     folds: dict[str, tuple[dict, FoldState]] = {}
-    decode = (lambda b: catalog.decode(b, expect="NormalizedEvent")[1])  # noqa: E731  (as the job: bytes travel)
+    decode = lambda b: catalog.decode(b, expect="NormalizedEvent")[1]  # noqa: E731  (as the job: bytes travel)
 
     def apply(cmd) -> list:
         atoms, state = folds.setdefault(cmd.profile_id, ({}, FoldState()))
@@ -91,13 +100,19 @@ class ProfilesJob:
         ensure_topics(BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves"))
         ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{self.prefix}.identity",))
         apply_schema(session, keyspace=self.keyspace)
-        self._by_ids = session.prepare(f"SELECT profile_id, version FROM {self.keyspace}.profiles WHERE profile_id IN ?")
+        self._by_ids = session.prepare(
+            f"SELECT profile_id, version FROM {self.keyspace}.profiles WHERE profile_id IN ?"
+        )
         self.env = {
             "JOURNEY_INPUT_TOPIC_PATTERN": self.topic.replace(".", r"\."),
-            "JOURNEY_IDENTITY_TOPIC": f"{self.prefix}.identity", "JOURNEY_FEEDBACK_TOPIC": f"{self.prefix}.profile-moves",
-            "JOURNEY_GROUP_ID": self.prefix, "JOURNEY_TRANSACTIONAL_ID_PREFIX": self.prefix,
-            "JOURNEY_JOB_NAME": f"bench-profiles-{self.prefix}", "JOURNEY_KEYSPACE": self.keyspace,
-            "JOURNEY_CHECKPOINT_INTERVAL_MS": str(checkpoint_ms), "JOURNEY_COALESCE_MS": str(coalesce_ms),
+            "JOURNEY_IDENTITY_TOPIC": f"{self.prefix}.identity",
+            "JOURNEY_FEEDBACK_TOPIC": f"{self.prefix}.profile-moves",
+            "JOURNEY_GROUP_ID": self.prefix,
+            "JOURNEY_TRANSACTIONAL_ID_PREFIX": self.prefix,
+            "JOURNEY_JOB_NAME": f"bench-profiles-{self.prefix}",
+            "JOURNEY_KEYSPACE": self.keyspace,
+            "JOURNEY_CHECKPOINT_INTERVAL_MS": str(checkpoint_ms),
+            "JOURNEY_COALESCE_MS": str(coalesce_ms),
         }
         self.producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
         self.job_id: str | None = None
@@ -135,12 +150,20 @@ class ProfilesJob:
             time.sleep(0.2)
         got = self.versions()
         wrong = [p for p in want if got.get(p) != want[p]]
-        raise AssertionError(f"Cassandra did not reach the oracle in {timeout_s}s: {len(wrong)} of {len(want)} "
-                             f"profiles differ, {len(set(got) - set(want))} extra")
+        raise AssertionError(
+            f"Cassandra did not reach the oracle in {timeout_s}s: {len(wrong)} of {len(want)} "
+            f"profiles differ, {len(set(got) - set(want))} extra"
+        )
 
     def counters(self) -> dict[str, int]:
-        names = ["events_folded", "cassandra_requests", "cassandra_mutations", "profile_writes", "profile_deletes",
-                 "atoms_evicted"]
+        names = [
+            "events_folded",
+            "cassandra_requests",
+            "cassandra_mutations",
+            "profile_writes",
+            "profile_deletes",
+            "atoms_evicted",
+        ]
         c = wait_for_counters(self.job_id, {"events_folded": 1}, names[1:])
         return {n: counter_total(c, n) for n in names}
 
@@ -162,11 +185,16 @@ def backlog_run(session, values: list[bytes], args) -> dict:
         job.stop()
     seconds = done - running
     folded = max(1, counters["events_folded"])
-    return {"records": len(values), "profiles": len(want), "running_to_all_visible_seconds": seconds,
-            "records_per_s": len(values) / seconds, "counters": counters,
-            "cassandra_requests_per_event": counters["cassandra_requests"] / folded,
-            "cassandra_mutations_per_event": counters["cassandra_mutations"] / folded,
-            "profile_rows_written_per_event": (counters["profile_writes"] + counters["profile_deletes"]) / folded}
+    return {
+        "records": len(values),
+        "profiles": len(want),
+        "running_to_all_visible_seconds": seconds,
+        "records_per_s": len(values) / seconds,
+        "counters": counters,
+        "cassandra_requests_per_event": counters["cassandra_requests"] / folded,
+        "cassandra_mutations_per_event": counters["cassandra_mutations"] / folded,
+        "profile_rows_written_per_event": (counters["profile_writes"] + counters["profile_deletes"]) / folded,
+    }
 
 
 def probe_event(template: dict, cookie: str, n: int) -> dict:
@@ -235,8 +263,10 @@ def main(argv: list[str] | None = None) -> int:
         small_values = normalized_records(max(1, args.persons // 4), 515152)
         print(f"{len(values)} normalized events ({len(small_values)} in the quarter-size run)")
         loop = plain_loop(values)
-        print(f"plain Python loop : {loop['records_per_s']:>9,.0f} events/s ({loop['seconds']:.2f}s, "
-              f"{loop['profiles']} profiles)")
+        print(
+            f"plain Python loop : {loop['records_per_s']:>9,.0f} events/s ({loop['seconds']:.2f}s, "
+            f"{loop['profiles']} profiles)"
+        )
         print("pipeline run 1/2 (quarter size) ...", flush=True)
         small = backlog_run(session, small_values, args)
         print("pipeline run 2/2 ...", flush=True)
@@ -244,27 +274,42 @@ def main(argv: list[str] | None = None) -> int:
         assert pipe["profiles"] == loop["profiles"], f"pipeline and loop disagree: {pipe} vs {loop}"
         extra_s = pipe["running_to_all_visible_seconds"] - small["running_to_all_visible_seconds"]
         marginal = (pipe["records"] - small["records"]) / extra_s if extra_s > 0 else float("nan")
-        print(f"Flink pipeline    : {pipe['records_per_s']:>9,.0f} events/s, RUNNING -> all {pipe['profiles']} "
-              f"profiles in Cassandra equal the oracle: {pipe['running_to_all_visible_seconds']:.1f}s")
+        print(
+            f"Flink pipeline    : {pipe['records_per_s']:>9,.0f} events/s, RUNNING -> all {pipe['profiles']} "
+            f"profiles in Cassandra equal the oracle: {pipe['running_to_all_visible_seconds']:.1f}s"
+        )
         print(f"Flink marginal    : {marginal:>9,.0f} events/s (steady state)")
-        print(f"ratio pipeline / plain loop: {pipe['records_per_s'] / loop['records_per_s']:.2f} overall, "
-              f"{marginal / loop['records_per_s']:.2f} steady state")
-        print(f"Cassandra writes  : {pipe['cassandra_requests_per_event']:.3f} requests (batches), "
-              f"{pipe['cassandra_mutations_per_event']:.3f} mutations and {pipe['profile_rows_written_per_event']:.3f} "
-              f"profile rows per event (coalesce {args.coalesce_ms} ms)")
+        print(
+            f"ratio pipeline / plain loop: {pipe['records_per_s'] / loop['records_per_s']:.2f} overall, "
+            f"{marginal / loop['records_per_s']:.2f} steady state"
+        )
+        print(
+            f"Cassandra writes  : {pipe['cassandra_requests_per_event']:.3f} requests (batches), "
+            f"{pipe['cassandra_mutations_per_event']:.3f} mutations and {pipe['profile_rows_written_per_event']:.3f} "
+            f"profile rows per event (coalesce {args.coalesce_ms} ms)"
+        )
         print(f"latency probes ({args.probes} per phase at {args.probe_rate}/s) ...", flush=True)
         lat = latency_run(session, args)
         for phase, s in lat.items():
-            print(f"produce -> visible ({phase}): p50 {s['p50_ms']:,.0f} ms, p99 {s['p99_ms']:,.0f} ms, "
-                  f"max {s['max_ms']:,.0f} ms")
+            print(
+                f"produce -> visible ({phase}): p50 {s['p50_ms']:,.0f} ms, p99 {s['p99_ms']:,.0f} ms, "
+                f"max {s['max_ms']:,.0f} ms"
+            )
     finally:
         session.cluster.shutdown()
-    report = {"benchmark": "profiles", "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-              "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
-              "settings": vars(args), "plain_loop": loop, "pipeline": pipe, "pipeline_small": small,
-              "pipeline_marginal_records_per_s": marginal,
-              "ratio_pipeline_to_loop": pipe["records_per_s"] / loop["records_per_s"],
-              "ratio_marginal_to_loop": marginal / loop["records_per_s"], "latency": lat}
+    report = {
+        "benchmark": "profiles",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": __import__("os").cpu_count(), "python": platform.python_version()},
+        "settings": vars(args),
+        "plain_loop": loop,
+        "pipeline": pipe,
+        "pipeline_small": small,
+        "pipeline_marginal_records_per_s": marginal,
+        "ratio_pipeline_to_loop": pipe["records_per_s"] / loop["records_per_s"],
+        "ratio_marginal_to_loop": marginal / loop["records_per_s"],
+        "latency": lat,
+    }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "profiles.json").write_text(json.dumps(report, indent=2))
     print(f"wrote {RESULTS / 'profiles.json'}")

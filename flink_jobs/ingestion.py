@@ -33,11 +33,17 @@ class IngestionStreams:
 def build_ingestion(raw: DataStream, cfg: IngestConfig) -> IngestionStreams:
     """Wire the ingestion operators onto a stream of ``RAW_RECORD_TYPE`` rows."""
     settings = IngestSettings.of(cfg)
-    normalized = (raw.process(DecodeValidateNormalize(settings), output_type=KEYED_EVENT_TYPE)
-                  .name("decode-validate-normalize").uid("decode-validate-normalize"))
-    unique = (normalized.key_by(lambda kv: kv[0], key_type=Types.STRING())
-              .process(DedupeByEventId(cfg.dedupe_ttl_ms), output_type=BYTES)
-              .name("dedupe-by-event-id").uid("dedupe-by-event-id"))
+    normalized = (
+        raw.process(DecodeValidateNormalize(settings), output_type=KEYED_EVENT_TYPE)
+        .name("decode-validate-normalize")
+        .uid("decode-validate-normalize")
+    )
+    unique = (
+        normalized.key_by(lambda kv: kv[0], key_type=Types.STRING())
+        .process(DedupeByEventId(cfg.dedupe_ttl_ms), output_type=BYTES)
+        .name("dedupe-by-event-id")
+        .uid("dedupe-by-event-id")
+    )
     return IngestionStreams(unique, normalized.get_side_output(DLQ_TAG))
 
 
@@ -57,7 +63,7 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
         overrides["job_name"] = args.job_name
     if args.no_rocksdb:
         overrides["rocksdb"] = False
-    return IngestConfig.from_env(**overrides)
+    return IngestConfig.from_env(None, **overrides)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,8 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ingestion: configuration error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # broker unreachable: say so before Flink hides it in a stack trace
-        print(f"ingestion: cannot check the Kafka brokers at the configured bootstrap servers: {e}",
-              file=sys.stderr)
+        print(f"ingestion: cannot check the Kafka brokers at the configured bootstrap servers: {e}", file=sys.stderr)
         return 2
     run(cfg)
     return 0

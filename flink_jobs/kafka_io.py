@@ -91,8 +91,12 @@ def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int
 def check_against_broker(cfg, ordered_topics: tuple[str, ...] = ()) -> None:
     """The transaction-timeout guard with the brokers' real limit, and the single-partition
     check of ``ordered_topics`` (raises ``ConfigError``)."""
-    check_transaction_timeout(cfg.transaction_timeout_ms, cfg.checkpoint_timeout_ms, cfg.restart_delay_ms,
-                              broker_transaction_max_timeout_ms(cfg.bootstrap_servers))
+    check_transaction_timeout(
+        cfg.transaction_timeout_ms,
+        cfg.checkpoint_timeout_ms,
+        cfg.restart_delay_ms,
+        broker_transaction_max_timeout_ms(cfg.bootstrap_servers),
+    )
     for topic in ordered_topics:
         check_ordered_topic(topic, topic_partitions(cfg.bootstrap_servers, topic))
 
@@ -102,21 +106,29 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
 
     Refuses (``ConfigError``) a transaction timeout that could lose output.
     """
-    check_transaction_timeout(cfg.transaction_timeout_ms, cfg.checkpoint_timeout_ms,
-                              cfg.restart_delay_ms, cfg.broker_transaction_max_timeout_ms)
-    serializer = (KafkaRecordSerializationSchema.builder()
-                  .set_topic(topic)
-                  .set_value_serialization_schema(ByteArraySchema())
-                  .build())
-    return (KafkaSink.builder()
-            .set_bootstrap_servers(cfg.bootstrap_servers)
-            .set_record_serializer(serializer)
-            .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
-            .set_transactional_id_prefix(f"{cfg.transactional_id_prefix}-{topic}")
-            .set_property("transaction.timeout.ms", str(cfg.transaction_timeout_ms))
-            .set_property("enable.idempotence", "true")
-            .set_property("acks", "all")
-            .build())
+    check_transaction_timeout(
+        cfg.transaction_timeout_ms,
+        cfg.checkpoint_timeout_ms,
+        cfg.restart_delay_ms,
+        cfg.broker_transaction_max_timeout_ms,
+    )
+    serializer = (
+        KafkaRecordSerializationSchema.builder()
+        .set_topic(topic)
+        .set_value_serialization_schema(ByteArraySchema())
+        .build()
+    )
+    return (
+        KafkaSink.builder()
+        .set_bootstrap_servers(cfg.bootstrap_servers)
+        .set_record_serializer(serializer)
+        .set_delivery_guarantee(DeliveryGuarantee.EXACTLY_ONCE)
+        .set_transactional_id_prefix(f"{cfg.transactional_id_prefix}-{topic}")
+        .set_property("transaction.timeout.ms", str(cfg.transaction_timeout_ms))
+        .set_property("enable.idempotence", "true")
+        .set_property("acks", "all")
+        .build()
+    )
 
 
 def sink_bytes(stream: DataStream, cfg, topic: str, parallelism: int | None = None) -> None:
@@ -125,4 +137,3 @@ def sink_bytes(stream: DataStream, cfg, topic: str, parallelism: int | None = No
     sink = stream.sink_to(bytes_sink(cfg, topic)).name(f"kafka-sink: {topic}").uid(f"kafka-sink-{topic}")
     if parallelism is not None:
         sink.set_parallelism(parallelism)
-

@@ -38,21 +38,31 @@ class ProfileStreams:
     moved_atoms: DataStream  # feedback records -> cfg.feedback_topic
 
 
-def build_profiles(source: DataStream, cfg: ProfilesConfig, sink: Callable[[], ProfileSink] | None = None,
-                   rules: IdentityRules | None = None) -> ProfileStreams:
+def build_profiles(
+    source: DataStream,
+    cfg: ProfilesConfig,
+    sink: Callable[[], ProfileSink] | None = None,
+    rules: IdentityRules | None = None,
+) -> ProfileStreams:
     """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
 
     ``sink`` builds the profile store on each subtask (default: Cassandra as ``cfg`` says;
     tests pass :class:`state.sinks.RecordingSink`).
     """
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
-    commands = (source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-                .process(RouteIdentity(rules or IdentityRules(), cfg.feedback_topic), output_type=COMMAND_TYPE)
-                .name("route-identity").uid("route-identity")
-                .set_parallelism(1))
-    folded = (commands.key_by(lambda c: c[0], key_type=Types.STRING())
-              .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms), output_type=Types.STRING())
-              .name("fold-profiles").uid("fold-profiles"))
+    commands = (
+        source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
+        .process(RouteIdentity(rules or IdentityRules(), cfg.feedback_topic), output_type=COMMAND_TYPE)
+        .name("route-identity")
+        .uid("route-identity")
+        .set_parallelism(1)
+    )
+    folded = (
+        commands.key_by(lambda c: c[0], key_type=Types.STRING())
+        .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms), output_type=Types.STRING())
+        .name("fold-profiles")
+        .uid("fold-profiles")
+    )
     # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
     # chains to route-identity and keeps journey.identity in resolution order
     identity_events = commands.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
@@ -66,8 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     from flink_jobs.env import make_env
     from flink_jobs.kafka_io import check_against_broker, raw_kafka_source, sink_bytes
 
-    ap = argparse.ArgumentParser(description="Journey identity + profiles job (config from JOURNEY_* env vars). "
-                                             "Unbounded: stop it with a savepoint or cancel it.")
+    ap = argparse.ArgumentParser(
+        description="Journey identity + profiles job (config from JOURNEY_* env vars). "
+        "Unbounded: stop it with a savepoint or cancel it."
+    )
     ap.parse_args(argv)
     try:
         cfg = ProfilesConfig.from_env()
@@ -79,8 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"profiles: cannot check the Kafka brokers at the configured bootstrap servers: {e}", file=sys.stderr)
         return 2
     env, t_env = make_env(cfg)
-    source = (raw_kafka_source(t_env, cfg, topic_pattern=cfg.source_topic_pattern())
-              .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE).name("topic-and-value"))
+    source = (
+        raw_kafka_source(t_env, cfg, topic_pattern=cfg.source_topic_pattern())
+        .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE)
+        .name("topic-and-value")
+    )
     streams = build_profiles(source, cfg)
     # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)

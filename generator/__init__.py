@@ -11,5 +11,21 @@ need confluent-kafka.
 
 from __future__ import annotations
 
-__all__ = ["synth", "produce", "dataset", "truth", "records", "persons", "journeys", "sessions", "carts", "actions",
-           "faults", "bad_records", "encoding", "context", "catalog", "timing"]
+__all__ = [
+    "synth",
+    "produce",
+    "dataset",
+    "truth",
+    "records",
+    "persons",
+    "journeys",
+    "sessions",
+    "carts",
+    "actions",
+    "faults",
+    "bad_records",
+    "encoding",
+    "context",
+    "catalog",
+    "timing",
+]

@@ -33,35 +33,53 @@ from models.events import iso_utc
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m generator``."""
-    p = argparse.ArgumentParser(prog="python -m generator",
-                                description="Generate seeded synthetic journey events with ground truth "
-                                            "and produce them to journey.events.<channel>.")
+    p = argparse.ArgumentParser(
+        prog="python -m generator",
+        description="Generate seeded synthetic journey events with ground truth "
+        "and produce them to journey.events.<channel>.",
+    )
     p.add_argument("--persons", type=int, required=True, help="number of planted persons (>= 1)")
     p.add_argument("--seed", type=int, required=True, help="random seed (same seed, same bytes)")
     p.add_argument("--out", type=Path, required=True, help="directory for truth.json (created if missing)")
-    p.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP_SERVERS,
-                   help="Kafka bootstrap servers (default %(default)s)")
+    p.add_argument(
+        "--bootstrap", default=DEFAULT_BOOTSTRAP_SERVERS, help="Kafka bootstrap servers (default %(default)s)"
+    )
     p.add_argument("--rate", type=float, default=None, help="records per second (default: flat out)")
     p.add_argument("--no-produce", action="store_true", help="only generate and write truth.json")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--base-time-ms", type=int, default=DEFAULT_BASE_TIME_MS,
-                   help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21); "
-                        "not before --min-valid-timestamp-ms")
-    p.add_argument("--days", type=int, default=DEFAULT_DAYS,
-                   help="length of the calendar in days (default %(default)s)")
-    p.add_argument("--min-valid-timestamp-ms", type=int, default=MIN_VALID_TIMESTAMP_MS,
-                   help="lower bound of occurred_at of the ingestion the dataset is for, epoch ms (default "
-                        "%(default)s = 2000-01-01, the live topics' JOURNEY_MIN_VALID_TIMESTAMP_MS); for history "
-                        "before it, the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics")
-    p.add_argument("--topic", default=None,
-                   help="produce every record to this one topic (e.g. the backfill topic journey.events.backfill) "
-                        "instead of journey.events.<channel>")
-    p.add_argument("--bad-ratio", type=float, default=DEFAULT_BAD_RATIO,
-                   help="bad records per valid event (default %(default)s)")
-    p.add_argument("--dup-ratio", type=float, default=DEFAULT_DUP_RATIO,
-                   help="duplicates per valid event (default %(default)s)")
-    p.add_argument("--late-ratio", type=float, default=DEFAULT_LATE_RATIO,
-                   help="fraction of late events (default %(default)s)")
+    p.add_argument(
+        "--base-time-ms",
+        type=int,
+        default=DEFAULT_BASE_TIME_MS,
+        help="start of the synthetic calendar, epoch ms (default %(default)s = 2026-09-21); "
+        "not before --min-valid-timestamp-ms",
+    )
+    p.add_argument(
+        "--days", type=int, default=DEFAULT_DAYS, help="length of the calendar in days (default %(default)s)"
+    )
+    p.add_argument(
+        "--min-valid-timestamp-ms",
+        type=int,
+        default=MIN_VALID_TIMESTAMP_MS,
+        help="lower bound of occurred_at of the ingestion the dataset is for, epoch ms (default "
+        "%(default)s = 2000-01-01, the live topics' JOURNEY_MIN_VALID_TIMESTAMP_MS); for history "
+        "before it, the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics",
+    )
+    p.add_argument(
+        "--topic",
+        default=None,
+        help="produce every record to this one topic (e.g. the backfill topic journey.events.backfill) "
+        "instead of journey.events.<channel>",
+    )
+    p.add_argument(
+        "--bad-ratio", type=float, default=DEFAULT_BAD_RATIO, help="bad records per valid event (default %(default)s)"
+    )
+    p.add_argument(
+        "--dup-ratio", type=float, default=DEFAULT_DUP_RATIO, help="duplicates per valid event (default %(default)s)"
+    )
+    p.add_argument(
+        "--late-ratio", type=float, default=DEFAULT_LATE_RATIO, help="fraction of late events (default %(default)s)"
+    )
     return p
 
 
@@ -84,14 +102,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     if args.days < 1:
         parser.error(f"--days must be at least 1, got {args.days}")
     if args.min_valid_timestamp_ms < 0:
-        parser.error(f"--min-valid-timestamp-ms must be >= 0 (ingestion never accepts events before the Unix "
-                     f"epoch), got {args.min_valid_timestamp_ms}")
+        parser.error(
+            f"--min-valid-timestamp-ms must be >= 0 (ingestion never accepts events before the Unix "
+            f"epoch), got {args.min_valid_timestamp_ms}"
+        )
     if args.base_time_ms < args.min_valid_timestamp_ms:
-        parser.error(f"--base-time-ms {args.base_time_ms} ({iso_utc(args.base_time_ms)}) is before "
-                     f"--min-valid-timestamp-ms {args.min_valid_timestamp_ms} "
-                     f"({iso_utc(args.min_valid_timestamp_ms)}): ingestion would dead-letter every event; for "
-                     f"history, pass the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics as "
-                     f"--min-valid-timestamp-ms and produce to a backfill topic with --topic")
+        parser.error(
+            f"--base-time-ms {args.base_time_ms} ({iso_utc(args.base_time_ms)}) is before "
+            f"--min-valid-timestamp-ms {args.min_valid_timestamp_ms} "
+            f"({iso_utc(args.min_valid_timestamp_ms)}): ingestion would dead-letter every event; for "
+            f"history, pass the JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS of the backfill topics as "
+            f"--min-valid-timestamp-ms and produce to a backfill topic with --topic"
+        )
     if args.topic is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", args.topic):
         parser.error(f"--topic {args.topic!r} is not a valid Kafka topic name")
     if not args.no_produce and not args.bootstrap.strip():
@@ -101,8 +123,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, failed: bool = False,
-             params: dict[str, Any] | None = None) -> str:
+def describe(
+    summary: dict[str, Any],
+    truth_path: Path,
+    report: Any | None,
+    failed: bool = False,
+    params: dict[str, Any] | None = None,
+) -> str:
     """One paragraph: records per kind, per error type and per topic, and what was produced.
 
     Parameters
@@ -121,45 +148,58 @@ def describe(summary: dict[str, Any], truth_path: Path, report: Any | None, fail
     """
     bad = ", ".join(f"{k}={v}" for k, v in summary["bad_by_error_type"].items())
     topics = ", ".join(f"{k}={v}" for k, v in summary["topics"].items())
-    text = (f"Generated {summary['records']} records for {summary['persons']} persons: "
-            f"{summary['valid']} valid, {summary['duplicate']} duplicates and {summary['bad']} bad ({bad}). "
-            f"Per topic: {topics}. "
-            f"{summary['carts']} carts ({summary['carts_purchased']} purchased, {summary['carts_abandoned']} not), "
-            f"{summary['late_events']} late and {summary['out_of_order_events']} out-of-order events, "
-            f"{summary['erased_persons']} erasure requests. Ground truth: {truth_path}.")
+    text = (
+        f"Generated {summary['records']} records for {summary['persons']} persons: "
+        f"{summary['valid']} valid, {summary['duplicate']} duplicates and {summary['bad']} bad ({bad}). "
+        f"Per topic: {topics}. "
+        f"{summary['carts']} carts ({summary['carts_purchased']} purchased, {summary['carts_abandoned']} not), "
+        f"{summary['late_events']} late and {summary['out_of_order_events']} out-of-order events, "
+        f"{summary['erased_persons']} erasure requests. Ground truth: {truth_path}."
+    )
     bound = (params or {}).get("min_valid_timestamp_ms", MIN_VALID_TIMESTAMP_MS)
     if bound < MIN_VALID_TIMESTAMP_MS:
-        text += (f" History from {iso_utc(params['base_time_ms'])} (invalid timestamps planted against "
-                 f"{iso_utc(bound)}): ingest it from a topic matching JOURNEY_BACKFILL_TOPIC_PATTERN with "
-                 f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound}.")
+        text += (
+            f" History from {iso_utc(params['base_time_ms'])} (invalid timestamps planted against "
+            f"{iso_utc(bound)}): ingest it from a topic matching JOURNEY_BACKFILL_TOPIC_PATTERN with "
+            f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound}."
+        )
     if failed:
         return text + " Producing FAILED."
     if report is None:
         return text + " Not produced (--no-produce)."
-    return text + (f" Produced {report.delivered} records in {report.elapsed_s:.1f} s "
-                   f"({report.records_per_s:.0f} records/s).")
+    return text + (
+        f" Produced {report.delivered} records in {report.elapsed_s:.1f} s ({report.records_per_s:.0f} records/s)."
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m generator``; returns the exit status."""
     args = parse_args(argv)
     try:
-        dataset = generate(args.seed, args.persons, base_time_ms=args.base_time_ms, bad_ratio=args.bad_ratio,
-                           dup_ratio=args.dup_ratio, late_ratio=args.late_ratio, days=args.days,
-                           min_valid_timestamp_ms=args.min_valid_timestamp_ms)
+        dataset = generate(
+            args.seed,
+            args.persons,
+            base_time_ms=args.base_time_ms,
+            bad_ratio=args.bad_ratio,
+            dup_ratio=args.dup_ratio,
+            late_ratio=args.late_ratio,
+            days=args.days,
+            min_valid_timestamp_ms=args.min_valid_timestamp_ms,
+        )
     except ValueError as e:  # a combination parse_args does not check (e.g. a calendar reaching 2100)
         build_parser().error(str(e))
     truth_path = dataset.truth.write(args.out / "truth.json")
     report = None
     if not args.no_produce:
         from generator.produce import ProduceError, produce
+
         try:
-            report = produce(dataset, args.bootstrap, rate=args.rate, progress=not args.no_progress,
-                             topic=args.topic)
+            report = produce(dataset, args.bootstrap, rate=args.rate, progress=not args.no_progress, topic=args.topic)
         except (ProduceError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
-            print(describe(dataset.summary(), truth_path, None, failed=True, params=dataset.truth.params),
-                  file=sys.stderr)
+            print(
+                describe(dataset.summary(), truth_path, None, failed=True, params=dataset.truth.params), file=sys.stderr
+            )
             return 1
     print(describe(dataset.summary(), truth_path, report, params=dataset.truth.params))
     return 0

@@ -46,11 +46,27 @@ def event_context(g: Generation, p: Person, channel: str, device: str | None = N
     return {"source": "crm-sync"}
 
 
-def emit(g: Generation, p: Person, t: int, event_type: str, channel: str, ids: Ids, payload: dict[str, Any],
-         device: str | None = None) -> JourneyEvent:
+def emit(
+    g: Generation,
+    p: Person,
+    t: int,
+    event_type: str,
+    channel: str,
+    ids: Ids,
+    payload: dict[str, Any],
+    device: str | None = None,
+) -> JourneyEvent:
     """Append an event of ``p`` at ``t`` (its payload record named after ``event_type``)."""
-    ev = JourneyEvent(p.index, len(p.events), event_type, channel, t, ids,
-                      (NAMESPACE + PAYLOAD_OF[event_type], payload), event_context(g, p, channel, device))
+    ev = JourneyEvent(
+        p.index,
+        len(p.events),
+        event_type,
+        channel,
+        t,
+        ids,
+        (NAMESPACE + PAYLOAD_OF[event_type], payload),
+        event_context(g, p, channel, device),
+    )
     p.events.append(ev)
     return ev
 
@@ -63,13 +79,32 @@ def app_open_payload(g: Generation, p: Person, device: str) -> dict[str, Any]:
 def page_view(g: Generation, p: Person, t: int, ids: Ids, referrer: str | None = None) -> None:
     """A web page view of a random section of the shop at ``t``."""
     section = g.rng.choice(("", "new", "sale", "c/" + g.rng.choice(CATEGORIES)[0], "help/shipping"))
-    emit(g, p, t, "page_view", "web", ids, {
-        "url": f"https://shop.example.com/{section}", "referrer": referrer,
-        "title": section.split("/")[-1].replace("-", " ").title() or "Home"})
+    emit(
+        g,
+        p,
+        t,
+        "page_view",
+        "web",
+        ids,
+        {
+            "url": f"https://shop.example.com/{section}",
+            "referrer": referrer,
+            "title": section.split("/")[-1].replace("-", " ").title() or "Home",
+        },
+    )
 
 
-def views(g: Generation, p: Person, t: int, channel: str, ids: Ids, n: int, bargain: bool = False,
-          long_dwell: bool = False, device: str | None = None) -> int:
+def views(
+    g: Generation,
+    p: Person,
+    t: int,
+    channel: str,
+    ids: Ids,
+    n: int,
+    bargain: bool = False,
+    long_dwell: bool = False,
+    device: str | None = None,
+) -> int:
     """``n`` product views (some preceded by a search); returns the time after the last."""
     rng = g.rng
     for _ in range(n):
@@ -81,13 +116,20 @@ def views(g: Generation, p: Person, t: int, channel: str, ids: Ids, n: int, barg
         t = g.step(t)
         prod = g.product(bargain)
         dwell = rng.randint(40_000, 220_000) if long_dwell else rng.randint(2_000, 25_000 if bargain else 60_000)
-        emit(g, p, t, "product_view", channel, ids, {"product_id": prod.product_id, "category": prod.category,
-                                                     "price": prod.price, "dwell_ms": dwell}, device)
+        emit(
+            g,
+            p,
+            t,
+            "product_view",
+            channel,
+            ids,
+            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
+            device,
+        )
         t += dwell
     return t
 
 
-def identify(g: Generation, p: Person, t: int, channel: str, method: str, ids: Ids,
-             device: str | None = None) -> None:
+def identify(g: Generation, p: Person, t: int, channel: str, method: str, ids: Ids, device: str | None = None) -> None:
     """An ``identify`` (login, signup, ...) linking the identifiers in ``ids``."""
     emit(g, p, t, "identify", channel, ids, {"method": method}, device)

@@ -84,32 +84,60 @@ def base_event(g: Generation, p: Person, t: int, event_id: str) -> RawEvent:
     """A valid raw event for ``p`` to be broken by a bad-record builder."""
     tr = p.truth
     prod = g.product()
-    return {"event_id": event_id, "event_type": "product_view", "channel": "web", "occurred_at": t,
-            "schema_version": SCHEMA_VERSION,
-            "identifiers": identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0]),
-            "context": {"user_agent": p.user_agent},
-            "payload": (NAMESPACE + "ProductView", {"product_id": prod.product_id, "category": prod.category,
-                                                    "price": prod.price, "dwell_ms": 12_000})}
+    return {
+        "event_id": event_id,
+        "event_type": "product_view",
+        "channel": "web",
+        "occurred_at": t,
+        "schema_version": SCHEMA_VERSION,
+        "identifiers": identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0]),
+        "context": {"user_agent": p.user_agent},
+        "payload": (
+            NAMESPACE + "ProductView",
+            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": 12_000},
+        ),
+    }
 
 
 def cart_event(g: Generation, base: RawEvent, qty: int, price: float) -> RawEvent:
     """``base`` made an ``add_to_cart`` of ``qty`` at ``price``."""
     prod = g.product()
-    return {**base, "event_type": "add_to_cart",
-            "payload": (NAMESPACE + "CartChange", {"cart_id": f"cart-{g.seed}-bad-{g.next('badcart'):05d}",
-                                                   "product_id": prod.product_id, "category": prod.category,
-                                                   "quantity": qty, "unit_price": price})}
+    return {
+        **base,
+        "event_type": "add_to_cart",
+        "payload": (
+            NAMESPACE + "CartChange",
+            {
+                "cart_id": f"cart-{g.seed}-bad-{g.next('badcart'):05d}",
+                "product_id": prod.product_id,
+                "category": prod.category,
+                "quantity": qty,
+                "unit_price": price,
+            },
+        ),
+    }
 
 
 def purchase_event(g: Generation, base: RawEvent, qty: int, price: float) -> RawEvent:
     """``base`` made a ``purchase`` of ``qty`` at ``price``."""
     prod = g.product()
-    return {**base, "event_type": "purchase",
-            "payload": (NAMESPACE + "Purchase", {
-                "order_id": f"ord-{g.seed}-bad-{g.next('badorder'):05d}", "cart_id": None,
-                "currency": CURRENCY, "total": money(qty * price),
-                "items": [{"product_id": prod.product_id, "category": prod.category, "quantity": qty,
-                           "unit_price": price}], "store_id": None})}
+    return {
+        **base,
+        "event_type": "purchase",
+        "payload": (
+            NAMESPACE + "Purchase",
+            {
+                "order_id": f"ord-{g.seed}-bad-{g.next('badorder'):05d}",
+                "cart_id": None,
+                "currency": CURRENCY,
+                "total": money(qty * price),
+                "items": [
+                    {"product_id": prod.product_id, "category": prod.category, "quantity": qty, "unit_price": price}
+                ],
+                "store_id": None,
+            },
+        ),
+    }
 
 
 def decode_error(g: Generation, data: bytes) -> str | None:
@@ -145,10 +173,18 @@ def _unknown_schema(g: Generation, base: RawEvent, t: int) -> BadValue:
     rng = g.rng
     body = g.codec.encode(base)[HEADER_LEN:]
     if rng.random() < 0.25:
-        dl = g.catalog.codec("DeadLetter").encode({
-            "raw": b"x", "error_type": "malformed_avro", "error_detail": "synthetic",
-            "source_topic": topic_of("web"), "source_partition": 0, "source_offset": rng.randint(0, 10**6),
-            "source_timestamp": t, "job": INGESTION_JOB_NAME})
+        dl = g.catalog.codec("DeadLetter").encode(
+            {
+                "raw": b"x",
+                "error_type": "malformed_avro",
+                "error_detail": "synthetic",
+                "source_topic": topic_of("web"),
+                "source_partition": 0,
+                "source_offset": rng.randint(0, 10**6),
+                "source_timestamp": t,
+                "job": INGESTION_JOB_NAME,
+            }
+        )
         return dl, "other_project_schema", None
     while True:
         data = MAGIC + rng.randbytes(8) + body
@@ -185,8 +221,10 @@ def _missing_identifiers(g: Generation, base: RawEvent, t: int) -> BadValue:
     ids, variant = {
         0: (identifiers(), "all_null"),
         1: (identifiers(customer_id="", cookie_id="   "), "blank_strings"),
-        2: (identifiers(email=rng.choice(("john.doe(at)example.com", "not-an-email", "jane@localhost"))),
-            "only_unparseable_email"),
+        2: (
+            identifiers(email=rng.choice(("john.doe(at)example.com", "not-an-email", "jane@localhost"))),
+            "only_unparseable_email",
+        ),
         3: (identifiers(phone=rng.choice(("12", "call me", "555"))), "only_unparseable_phone"),
     }[v]
     ev = {**base, "identifiers": ids}
@@ -202,13 +240,14 @@ def _invalid_timestamp(g: Generation, base: RawEvent, t: int) -> BadValue:
 def _payload_mismatch(g: Generation, base: RawEvent, t: int) -> BadValue:
     v = g.rng.randrange(3)
     if v == 0:
-        ev = {**base, "event_type": "purchase",
-              "payload": (NAMESPACE + "Search", {"query": "shoes", "results": 4})}
+        ev = {**base, "event_type": "purchase", "payload": (NAMESPACE + "Search", {"query": "shoes", "results": 4})}
         variant = "purchase_with_search"
     elif v == 1:
-        ev = {**base, "event_type": "add_to_cart",
-              "payload": (NAMESPACE + "PageView",
-                          {"url": "https://shop.example.com/", "referrer": None, "title": None})}
+        ev = {
+            **base,
+            "event_type": "add_to_cart",
+            "payload": (NAMESPACE + "PageView", {"url": "https://shop.example.com/", "referrer": None, "title": None}),
+        }
         variant = "add_to_cart_with_page_view"
     else:
         ev = {**purchase_event(g, base, 1, 9.99), "event_type": "store_purchase"}

@@ -51,9 +51,18 @@ class Generation:
         Every online cart, in the order they were played.
     """
 
-    def __init__(self, seed: int, persons: int, base_time_ms: int, days: int, bad_ratio: float,
-                 dup_ratio: float, late_ratio: float, reorder_ratio: float,
-                 min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS) -> None:
+    def __init__(
+        self,
+        seed: int,
+        persons: int,
+        base_time_ms: int,
+        days: int,
+        bad_ratio: float,
+        dup_ratio: float,
+        late_ratio: float,
+        reorder_ratio: float,
+        min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS,
+    ) -> None:
         self.seed = seed
         self.min_valid = min_valid_timestamp_ms
         self.n_persons = persons

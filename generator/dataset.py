@@ -72,10 +72,18 @@ class Dataset:
         return max(times) if times else None
 
 
-def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, bad_ratio: float = DEFAULT_BAD_RATIO,
-             dup_ratio: float = DEFAULT_DUP_RATIO, late_ratio: float = DEFAULT_LATE_RATIO, *,
-             reorder_ratio: float = DEFAULT_REORDER_RATIO, days: int = DEFAULT_DAYS,
-             min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS) -> Dataset:
+def generate(
+    seed: int,
+    persons: int,
+    base_time_ms: int = DEFAULT_BASE_TIME_MS,
+    bad_ratio: float = DEFAULT_BAD_RATIO,
+    dup_ratio: float = DEFAULT_DUP_RATIO,
+    late_ratio: float = DEFAULT_LATE_RATIO,
+    *,
+    reorder_ratio: float = DEFAULT_REORDER_RATIO,
+    days: int = DEFAULT_DAYS,
+    min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS,
+) -> Dataset:
     """Generate a deterministic synthetic dataset with ground truth.
 
     Parameters
@@ -123,28 +131,50 @@ def generate(seed: int, persons: int, base_time_ms: int = DEFAULT_BASE_TIME_MS, 
         raise ValueError(f"seed must be an int, got {seed!r}")
     if isinstance(persons, bool) or not isinstance(persons, int) or persons < 1:
         raise ValueError(f"persons must be a positive int, got {persons!r}")
-    if isinstance(min_valid_timestamp_ms, bool) or not isinstance(min_valid_timestamp_ms, int) \
-            or min_valid_timestamp_ms < 0:
-        raise ValueError(f"min_valid_timestamp_ms must be an epoch-ms int >= 0 (ingestion never accepts events "
-                         f"before the Unix epoch), got {min_valid_timestamp_ms!r}")
+    if (
+        isinstance(min_valid_timestamp_ms, bool)
+        or not isinstance(min_valid_timestamp_ms, int)
+        or min_valid_timestamp_ms < 0
+    ):
+        raise ValueError(
+            f"min_valid_timestamp_ms must be an epoch-ms int >= 0 (ingestion never accepts events "
+            f"before the Unix epoch), got {min_valid_timestamp_ms!r}"
+        )
     if isinstance(base_time_ms, bool) or not isinstance(base_time_ms, int) or base_time_ms < min_valid_timestamp_ms:
-        raise ValueError(f"base_time_ms must be an epoch-ms int at or after min_valid_timestamp_ms="
-                         f"{min_valid_timestamp_ms} ({iso_utc(min_valid_timestamp_ms)}), got {base_time_ms!r}"
-                         + (f" ({iso_utc(base_time_ms)}); for history, pass the lower bound of the backfill topics "
-                            f"(JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS) as min_valid_timestamp_ms"
-                            if isinstance(base_time_ms, int) and base_time_ms >= 0 else ""))
+        raise ValueError(
+            f"base_time_ms must be an epoch-ms int at or after min_valid_timestamp_ms="
+            f"{min_valid_timestamp_ms} ({iso_utc(min_valid_timestamp_ms)}), got {base_time_ms!r}"
+            + (
+                f" ({iso_utc(base_time_ms)}); for history, pass the lower bound of the backfill topics "
+                f"(JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS) as min_valid_timestamp_ms"
+                if isinstance(base_time_ms, int) and base_time_ms >= 0
+                else ""
+            )
+        )
     if base_time_ms + (days + 30) * DAY_MS >= YEAR_2100_MS:
         raise ValueError(f"base_time_ms={base_time_ms} is too close to the year 2100")
-    for name, value, upper in (("bad_ratio", bad_ratio, 1.0), ("late_ratio", late_ratio, 1.0),
-                               ("reorder_ratio", reorder_ratio, 1.0)):
+    for name, value, upper in (
+        ("bad_ratio", bad_ratio, 1.0),
+        ("late_ratio", late_ratio, 1.0),
+        ("reorder_ratio", reorder_ratio, 1.0),
+    ):
         if not isinstance(value, (int, float)) or not 0.0 <= value < upper:
             raise ValueError(f"{name} must be in [0, {upper}), got {value!r}")
     if not isinstance(dup_ratio, (int, float)) or not 0.0 <= dup_ratio <= 1.0:
         raise ValueError(f"dup_ratio must be in [0, 1], got {dup_ratio!r}")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive int, got {days!r}")
-    g = Generation(seed, persons, base_time_ms, days, float(bad_ratio), float(dup_ratio), float(late_ratio),
-                   float(reorder_ratio), min_valid_timestamp_ms)
+    g = Generation(
+        seed,
+        persons,
+        base_time_ms,
+        days,
+        float(bad_ratio),
+        float(dup_ratio),
+        float(late_ratio),
+        float(reorder_ratio),
+        min_valid_timestamp_ms,
+    )
     return _run(g)
 
 
@@ -161,9 +191,18 @@ def _run(g: Generation) -> Dataset:
     record_of: dict[int, PendingRecord] = {}  # id(event) -> its valid record
     for ev in events:
         person = g.persons[ev.person]
-        rec = PendingRecord(ev.prod_ms, len(pending), "valid", topic_of(ev.channel), person.key, ev.value,
-                            event_id=ev.event_id, person_id=person.truth.person_id, event_type=ev.event_type,
-                            occurred_at=ev.occurred_at)
+        rec = PendingRecord(
+            ev.prod_ms,
+            len(pending),
+            "valid",
+            topic_of(ev.channel),
+            person.key,
+            ev.value,
+            event_id=ev.event_id,
+            person_id=person.truth.person_id,
+            event_type=ev.event_type,
+            occurred_at=ev.occurred_at,
+        )
         pending.append(rec)
         record_of[id(ev)] = rec
     pending += duplicates(g, events, record_of, seq=len(pending))
@@ -174,8 +213,13 @@ def _run(g: Generation) -> Dataset:
     return Dataset([r.generated() for r in pending], _ground_truth(g, pending, events, out_of_order, late))
 
 
-def _ground_truth(g: Generation, pending: list[PendingRecord], events: list[JourneyEvent],
-                  out_of_order: list[JourneyEvent], late: list[JourneyEvent]) -> GroundTruth:
+def _ground_truth(
+    g: Generation,
+    pending: list[PendingRecord],
+    events: list[JourneyEvent],
+    out_of_order: list[JourneyEvent],
+    late: list[JourneyEvent],
+) -> GroundTruth:
     """The truth of a run, from its records in production order."""
     # lateness as produced: latest occurred_at among valid records produced before it
     stream_latest: int | None = None
@@ -187,25 +231,50 @@ def _ground_truth(g: Generation, pending: list[PendingRecord], events: list[Jour
             continue
         index_of[r.event_id] = r.index
         mine = person_latest.get(r.person_id, r.occurred_at)
-        lateness[r.event_id] = (max(stream_latest or r.occurred_at, r.occurred_at) - r.occurred_at,
-                                max(mine, r.occurred_at) - r.occurred_at)
+        lateness[r.event_id] = (
+            max(stream_latest or r.occurred_at, r.occurred_at) - r.occurred_at,
+            max(mine, r.occurred_at) - r.occurred_at,
+        )
         stream_latest = r.occurred_at if stream_latest is None else max(stream_latest, r.occurred_at)
         person_latest[r.person_id] = max(mine, r.occurred_at)
-    late_truth = sorted((LateEventTruth(ev.event_id, g.persons[ev.person].truth.person_id, index_of[ev.event_id],
-                                        ev.occurred_at, *lateness[ev.event_id]) for ev in late),
-                        key=lambda e: e.record_index)
-    dups = [DuplicateTruth(r.event_id or "", r.index, r.original.index if r.original else -1)
-            for r in pending if r.kind == "duplicate"]
-    bad = [BadRecordTruth(r.index, r.error_type or "", r.variant, r.topic, r.event_id, r.value)
-           for r in pending if r.kind == "bad"]
+    late_truth = sorted(
+        (
+            LateEventTruth(
+                ev.event_id,
+                g.persons[ev.person].truth.person_id,
+                index_of[ev.event_id],
+                ev.occurred_at,
+                *lateness[ev.event_id],
+            )
+            for ev in late
+        ),
+        key=lambda e: e.record_index,
+    )
+    dups = [
+        DuplicateTruth(r.event_id or "", r.index, r.original.index if r.original else -1)
+        for r in pending
+        if r.kind == "duplicate"
+    ]
+    bad = [
+        BadRecordTruth(r.index, r.error_type or "", r.variant, r.topic, r.event_id, r.value)
+        for r in pending
+        if r.kind == "bad"
+    ]
     topic_counts = Counter(r.topic for r in pending)
     type_counts = Counter(ev.event_type for ev in events)
     channel_counts = Counter(ev.channel for ev in events)
     return GroundTruth(
         seed=g.seed,
-        params={"persons": g.n_persons, "base_time_ms": g.base, "days": g.days,
-                "bad_ratio": g.bad_ratio, "dup_ratio": g.dup_ratio, "late_ratio": g.late_ratio,
-                "reorder_ratio": g.reorder_ratio, "min_valid_timestamp_ms": g.min_valid},
+        params={
+            "persons": g.n_persons,
+            "base_time_ms": g.base,
+            "days": g.days,
+            "bad_ratio": g.bad_ratio,
+            "dup_ratio": g.dup_ratio,
+            "late_ratio": g.late_ratio,
+            "reorder_ratio": g.reorder_ratio,
+            "min_valid_timestamp_ms": g.min_valid,
+        },
         persons=[p.truth for p in g.persons],
         valid_event_ids=sorted(ev.event_id for ev in events),
         duplicates=dups,

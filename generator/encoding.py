@@ -83,9 +83,16 @@ class JourneyEvent:
 
 def event_record(ev: JourneyEvent) -> dict[str, Any]:
     """The ``Event`` record of a journey event, for the codec."""
-    return {"event_id": ev.event_id, "event_type": ev.event_type, "channel": ev.channel,
-            "occurred_at": ev.occurred_at, "schema_version": SCHEMA_VERSION, "identifiers": ev.identifiers,
-            "context": ev.context, "payload": ev.payload}
+    return {
+        "event_id": ev.event_id,
+        "event_type": ev.event_type,
+        "channel": ev.channel,
+        "occurred_at": ev.occurred_at,
+        "schema_version": SCHEMA_VERSION,
+        "identifiers": ev.identifiers,
+        "context": ev.context,
+        "payload": ev.payload,
+    }
 
 
 def number_and_encode(events: list[JourneyEvent], seed: int, codec: Codec) -> None:

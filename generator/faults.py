@@ -103,8 +103,11 @@ def make_late(g: Generation, events: list[JourneyEvent], swapped: set[int]) -> l
         if id(ev) in targets:
             continue
         j = bisect.bisect_right(occurred, ev.occurred_at + rng.randint(MIN_LATENESS_MS, MAX_LATENESS_MS)) - 1
-        while j >= 0 and occurred[j] >= ev.occurred_at + MIN_LATENESS_MS and (
-                id(events[j]) in swapped or id(events[j]) in late_ids):
+        while (
+            j >= 0
+            and occurred[j] >= ev.occurred_at + MIN_LATENESS_MS
+            and (id(events[j]) in swapped or id(events[j]) in late_ids)
+        ):
             j -= 1
         if j < 0 or occurred[j] < ev.occurred_at + MIN_LATENESS_MS:
             continue
@@ -115,8 +118,9 @@ def make_late(g: Generation, events: list[JourneyEvent], swapped: set[int]) -> l
     return late
 
 
-def duplicates(g: Generation, events: list[JourneyEvent], record_of: dict[int, PendingRecord],
-               seq: int) -> list[PendingRecord]:
+def duplicates(
+    g: Generation, events: list[JourneyEvent], record_of: dict[int, PendingRecord], seq: int
+) -> list[PendingRecord]:
     """Byte copies of ``g.dup_ratio`` of the valid records (each copied once), some time after the original.
 
     ``record_of`` maps ``id(event)`` to its valid record; ``seq`` is the first sequence number.
@@ -126,10 +130,21 @@ def duplicates(g: Generation, events: list[JourneyEvent], record_of: dict[int, P
     n_dup = min(round(g.dup_ratio * len(events)), len(events))
     for ev in rng.sample(events, n_dup):
         orig = record_of[id(ev)]
-        out.append(PendingRecord(orig.prod_ms + rng.randint(MIN_DUP_DELAY_MS, MAX_DUP_DELAY_MS), seq + len(out),
-                                 "duplicate", orig.topic, orig.key, orig.value, original=orig,
-                                 event_id=orig.event_id, person_id=orig.person_id, event_type=orig.event_type,
-                                 occurred_at=orig.occurred_at))
+        out.append(
+            PendingRecord(
+                orig.prod_ms + rng.randint(MIN_DUP_DELAY_MS, MAX_DUP_DELAY_MS),
+                seq + len(out),
+                "duplicate",
+                orig.topic,
+                orig.key,
+                orig.value,
+                original=orig,
+                event_id=orig.event_id,
+                person_id=orig.person_id,
+                event_type=orig.event_type,
+                occurred_at=orig.occurred_at,
+            )
+        )
     return out
 
 
@@ -154,10 +169,20 @@ def bad_records(g: Generation, n_valid: int, seq: int) -> list[PendingRecord]:
         value, variant, raw_event = bad_value(g, error_type, p, t, event_id)
         decodable = raw_event is not None
         eid = raw_event["event_id"] if raw_event is not None and raw_event["event_id"].strip() else None
-        out.append(PendingRecord(t + rng.randrange(0, MAX_PRODUCE_JITTER_MS), seq + len(out), "bad",
-                                 topic_of(rng.choice(CHANNELS)), p.key if decodable else None, value,
-                                 error_type=error_type, variant=variant, event_id=eid,
-                                 person_id=p.truth.person_id if decodable else None,
-                                 event_type=raw_event["event_type"] if raw_event is not None else None,
-                                 occurred_at=raw_event["occurred_at"] if raw_event is not None else None))
+        out.append(
+            PendingRecord(
+                t + rng.randrange(0, MAX_PRODUCE_JITTER_MS),
+                seq + len(out),
+                "bad",
+                topic_of(rng.choice(CHANNELS)),
+                p.key if decodable else None,
+                value,
+                error_type=error_type,
+                variant=variant,
+                event_id=eid,
+                person_id=p.truth.person_id if decodable else None,
+                event_type=raw_event["event_type"] if raw_event is not None else None,
+                occurred_at=raw_event["occurred_at"] if raw_event is not None else None,
+            )
+        )
     return out

@@ -28,9 +28,20 @@ from typing import Callable
 from generator.context import Generation
 from generator.encoding import JourneyEvent
 from generator.persons import BEHAVIOUR_WEIGHTS, Person, make_person
-from generator.sessions import (anon_cookie_session, app_first_session, app_session, consent_session,
-                                cookie_login_session, crm_session, email_session, erasure_session, push_session,
-                                signup_session, store_session, web_session)
+from generator.sessions import (
+    anon_cookie_session,
+    app_first_session,
+    app_session,
+    consent_session,
+    cookie_login_session,
+    crm_session,
+    email_session,
+    erasure_session,
+    push_session,
+    signup_session,
+    store_session,
+    web_session,
+)
 from generator.timing import DAY_MS, HOUR_MS, SESSION_GAP_MS
 from generator.truth import BEHAVIOURS
 
@@ -69,8 +80,10 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
     beh: list[Session] = []
     kind = tr.behaviour
     if kind == "browser":
-        beh += [lambda t: web_session(g, p, t, long_dwell=True, anonymous=rng.random() < 0.3)
-                for _ in range(rng.randint(3, 6))]
+        beh += [
+            lambda t: web_session(g, p, t, long_dwell=True, anonymous=rng.random() < 0.3)
+            for _ in range(rng.randint(3, 6))
+        ]
         if rng.random() < 0.3:
             beh.append(lambda t: web_session(g, p, t, cart="open", long_dwell=True))
         beh += [lambda t: app_session(g, p, t) for _ in range(rng.randint(0, 2))]
@@ -79,12 +92,14 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
             beh.append(lambda t: email_session(g, p, t, click=True, visit=True))
     elif kind == "bargain_hunter":
         beh += [lambda t: web_session(g, p, t, bargain=True) for _ in range(rng.randint(2, 4))]
-        outcomes = ["purchase"] + [rng.choice(("purchase", "checkout", "open", "open"))
-                                   for _ in range(rng.randint(1, 2))]
+        outcomes = ["purchase"] + [
+            rng.choice(("purchase", "checkout", "open", "open")) for _ in range(rng.randint(1, 2))
+        ]
         rng.shuffle(outcomes)
         beh += [lambda t, o=o: web_session(g, p, t, cart=o, bargain=True) for o in outcomes]
-        beh += [lambda t: email_session(g, p, t, click=True, visit=True, bargain=True)
-                for _ in range(rng.randint(2, 4))]
+        beh += [
+            lambda t: email_session(g, p, t, click=True, visit=True, bargain=True) for _ in range(rng.randint(2, 4))
+        ]
         beh += [lambda t: push_session(g, p, t, bargain=True) for _ in range(rng.randint(0, 2))]
     elif kind == "loyal_buyer":
         for _ in range(rng.randint(3, 6)):
@@ -96,8 +111,10 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
         beh += [lambda t: push_session(g, p, t) for _ in range(rng.randint(1, 3))]
         beh += [lambda t: email_session(g, p, t, click=rng.random() < 0.3) for _ in range(rng.randint(1, 3))]
         if tr.loyalty_id is not None:
-            beh += [lambda t: store_session(g, p, t, purchase=True, with_phone=rng.random() < 0.3)
-                    for _ in range(rng.randint(1, 2))]
+            beh += [
+                lambda t: store_session(g, p, t, purchase=True, with_phone=rng.random() < 0.3)
+                for _ in range(rng.randint(1, 2))
+            ]
     elif kind == "cart_abandoner":
         outcomes = ["checkout"] + [rng.choice(("open", "checkout")) for _ in range(rng.randint(1, 3))]
         rng.shuffle(outcomes)
@@ -107,11 +124,14 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
             else:
                 beh.append(lambda t, o=o: app_session(g, p, t, cart=o))
         beh += [lambda t: web_session(g, p, t) for _ in range(rng.randint(1, 2))]
-        beh += [lambda t: email_session(g, p, t, click=True, visit=rng.random() < 0.5)
-                for _ in range(rng.randint(1, 2))]
+        beh += [
+            lambda t: email_session(g, p, t, click=True, visit=rng.random() < 0.5) for _ in range(rng.randint(1, 2))
+        ]
     else:  # offline_shopper
-        beh += [lambda t: store_session(g, p, t, purchase=rng.random() < 0.75, with_phone=rng.random() < 0.3)
-                for _ in range(rng.randint(2, 5))]
+        beh += [
+            lambda t: store_session(g, p, t, purchase=rng.random() < 0.75, with_phone=rng.random() < 0.3)
+            for _ in range(rng.randint(2, 5))
+        ]
         beh.append(lambda t: web_session(g, p, t))
         beh += [lambda t: email_session(g, p, t, click=False) for _ in range(rng.randint(1, 2))]
         beh.append(lambda t: crm_session(g, p, t))

@@ -82,22 +82,33 @@ def make_person(g: Generation, index: int, behaviour: str) -> Person:
         return f"{rng.choice(AREA_CODES)}{rng.randint(200, 999)}{rng.randint(0, 9999):04d}"
 
     email = g.unique(make_email)
-    loyalty = (behaviour == "offline_shopper" or rng.random() < (0.5 if behaviour == "loyal_buyer" else 0.15))
+    loyalty = behaviour == "offline_shopper" or rng.random() < (0.5 if behaviour == "loyal_buyer" else 0.15)
     phone_digits = g.unique(make_phone) if loyalty or rng.random() < 0.85 else None
     devices = [g.unique(lambda: g.uuid().upper()) for _ in range(1 if rng.random() < 0.65 else 2)]
-    cookies = [g.unique(lambda: "ck." + g.uuid().replace("-", ""))
-               for _ in range(1 if rng.random() < 0.6 else 2)]
+    cookies = [g.unique(lambda: "ck." + g.uuid().replace("-", "")) for _ in range(1 if rng.random() < 0.6 else 2)]
     loyalty_id = g.unique(lambda: f"LOY{rng.randint(10**9, 10**10 - 1)}") if loyalty else None
     truth = PersonTruth(
-        person_id=person_id, behaviour=behaviour, customer_id=customer_id,
-        email=email, email_variants=[],
+        person_id=person_id,
+        behaviour=behaviour,
+        customer_id=customer_id,
+        email=email,
+        email_variants=[],
         phone=normalize_phone(phone_digits, PHONE_COUNTRY_CODE) if phone_digits else None,
-        phone_variants=[], device_ids=devices, cookie_ids=cookies, loyalty_id=loyalty_id,
+        phone_variants=[],
+        device_ids=devices,
+        cookie_ids=cookies,
+        loyalty_id=loyalty_id,
     )
-    return Person(index=index, truth=truth, key=person_id.encode(),
-                  device_os={d: rng.choice(("ios", "android")) for d in devices},
-                  user_agent=rng.choice(USER_AGENTS), locale=rng.choice(LOCALES), home_store=rng.choice(STORES),
-                  phone_digits=phone_digits)
+    return Person(
+        index=index,
+        truth=truth,
+        key=person_id.encode(),
+        device_os={d: rng.choice(("ios", "android")) for d in devices},
+        user_agent=rng.choice(USER_AGENTS),
+        locale=rng.choice(LOCALES),
+        home_store=rng.choice(STORES),
+        phone_digits=phone_digits,
+    )
 
 
 def raw_email(g: Generation, p: Person) -> str:
@@ -105,8 +116,16 @@ def raw_email(g: Generation, p: Person) -> str:
     e = p.truth.email
     local, domain = e.split("@")
     style = g.rng.randrange(8)
-    raw = (e, e, e, e.upper(), f"  {e} ", f"{local.capitalize()}@{domain.upper()}",
-           f"\t{local.title()}@{domain.capitalize()}", f" {e.upper()}\n")[style]
+    raw = (
+        e,
+        e,
+        e,
+        e.upper(),
+        f"  {e} ",
+        f"{local.capitalize()}@{domain.upper()}",
+        f"\t{local.title()}@{domain.capitalize()}",
+        f" {e.upper()}\n",
+    )[style]
     if raw not in p.truth.email_variants:
         p.truth.email_variants.append(raw)
     return raw
@@ -118,8 +137,18 @@ def raw_phone(g: Generation, p: Person) -> str | None:
     if d is None:
         return None
     a, b, c = d[:3], d[3:6], d[6:]
-    raw = g.rng.choice((f"({a}) {b}-{c}", f"+1 {a} {b} {c}", f"{a}.{b}.{c}", f"{a}{b}{c}",
-                        f"+1-{a}-{b}-{c}", f"001 {a} {b} {c}", f"{a}-{b}-{c}", f"+1 ({a}) {b}-{c}"))
+    raw = g.rng.choice(
+        (
+            f"({a}) {b}-{c}",
+            f"+1 {a} {b} {c}",
+            f"{a}.{b}.{c}",
+            f"{a}{b}{c}",
+            f"+1-{a}-{b}-{c}",
+            f"001 {a} {b} {c}",
+            f"{a}-{b}-{c}",
+            f"+1 ({a}) {b}-{c}",
+        )
+    )
     if raw not in p.truth.phone_variants:
         p.truth.phone_variants.append(raw)
     return raw

@@ -68,8 +68,7 @@ class ProduceReport:
         return self.delivered / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
 
-def check_produce_time(dataset: Dataset, now_ms: int,
-                       max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> None:
+def check_produce_time(dataset: Dataset, now_ms: int, max_future_skew_ms: int = DEFAULT_MAX_FUTURE_SKEW_MS) -> None:
     """Refuse a dataset whose valid events would be rejected as from the future.
 
     Parameters
@@ -104,13 +103,22 @@ def check_produce_time(dataset: Dataset, now_ms: int,
         raise ValueError(
             f"the dataset's latest valid event occurs at {latest} ms ({iso_utc(latest)}), more than "
             f"{max_future_skew_ms} ms after now ({now_ms} ms, {iso_utc(now_ms)}): ingestion would dead-letter "
-            f"valid events as invalid_timestamp; generate with an earlier base_time_ms")
+            f"valid events as invalid_timestamp; generate with an earlier base_time_ms"
+        )
 
 
-def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progress: bool = True, *,
-            config: Mapping[str, Any] | None = None, flush_timeout_s: float = 120.0,
-            producer_factory: Callable[[dict[str, Any]], Any] | None = None,
-            topic_prefix: str = "journey", topic: str | None = None) -> ProduceReport:
+def produce(
+    dataset: Dataset,
+    bootstrap: str,
+    rate: float | None = None,
+    progress: bool = True,
+    *,
+    config: Mapping[str, Any] | None = None,
+    flush_timeout_s: float = 120.0,
+    producer_factory: Callable[[dict[str, Any]], Any] | None = None,
+    topic_prefix: str = "journey",
+    topic: str | None = None,
+) -> ProduceReport:
     """Produce every record of ``dataset`` in order and wait until all are acknowledged.
 
     Parameters
@@ -155,14 +163,21 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
     if topic is not None and (not TOPIC_NAME.match(topic) or topic_prefix != "journey"):
         raise ValueError(f"topic={topic!r} must be a valid Kafka topic name and not combined with topic_prefix")
     check_produce_time(dataset, int(time.time() * 1000))
-    conf: dict[str, Any] = {"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                            "linger.ms": 5, "message.timeout.ms": 60_000, "client.id": "journey-generator"}
+    conf: dict[str, Any] = {
+        "bootstrap.servers": bootstrap,
+        "acks": "all",
+        "enable.idempotence": True,
+        "linger.ms": 5,
+        "message.timeout.ms": 60_000,
+        "client.id": "journey-generator",
+    }
     conf.update(config or {})
     producer = (producer_factory or Producer)(conf)
+
     def target_topic(rec: GeneratedRecord) -> str:
         if topic is not None:
             return topic
-        return topic_prefix + rec.topic[len("journey"):] if rec.topic.startswith("journey.") else rec.topic
+        return topic_prefix + rec.topic[len("journey") :] if rec.topic.startswith("journey.") else rec.topic
 
     _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap)
 
@@ -200,13 +215,13 @@ def produce(dataset: Dataset, bootstrap: str, rate: float | None = None, progres
         bar.close()
     elapsed = time.monotonic() - start
     if remaining:
-        raise ProduceError(f"{remaining} of {total} records were still undelivered after a {flush_timeout_s} s flush "
-                           f"to {bootstrap}")
+        raise ProduceError(
+            f"{remaining} of {total} records were still undelivered after a {flush_timeout_s} s flush to {bootstrap}"
+        )
     if errors:
         shown = "; ".join(errors[:5])
         raise ProduceError(f"{len(errors)} of {total} records failed delivery to {bootstrap} (first: {shown})")
-    return ProduceReport(total=total, delivered=delivered, per_topic=dict(sorted(per_topic.items())),
-                         elapsed_s=elapsed)
+    return ProduceReport(total=total, delivered=delivered, per_topic=dict(sorted(per_topic.items())), elapsed_s=elapsed)
 
 
 def _check_topics(producer: Any, topics: list[str], bootstrap: str, timeout_s: float = 10.0) -> None:
@@ -217,5 +232,7 @@ def _check_topics(producer: Any, topics: list[str], bootstrap: str, timeout_s: f
         raise ProduceError(f"cannot reach Kafka at {bootstrap} within {timeout_s} s: {e}") from None
     missing = [t for t in topics if t not in md.topics or md.topics[t].error is not None]
     if missing:
-        raise ProduceError(f"topics missing on {bootstrap}: {', '.join(missing)} (the broker does not auto-create "
-                           f"topics; create them first)")
+        raise ProduceError(
+            f"topics missing on {bootstrap}: {', '.join(missing)} (the broker does not auto-create "
+            f"topics; create them first)"
+        )

@@ -105,6 +105,14 @@ class PendingRecord:
 
     def generated(self) -> GeneratedRecord:
         """The record as handed out."""
-        return GeneratedRecord(topic=self.topic, key=self.key, value=self.value, kind=self.kind,
-                               event_id=self.event_id, expected_error=self.error_type, person_id=self.person_id,
-                               event_type=self.event_type, occurred_at=self.occurred_at)
+        return GeneratedRecord(
+            topic=self.topic,
+            key=self.key,
+            value=self.value,
+            kind=self.kind,
+            event_id=self.event_id,
+            expected_error=self.error_type,
+            person_id=self.person_id,
+            event_type=self.event_type,
+            occurred_at=self.occurred_at,
+        )

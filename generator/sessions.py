@@ -41,12 +41,25 @@ def signup_session(g: Generation, p: Person, t: int) -> int:
     page_view(g, p, t, anon, g.rng.choice(REFERRERS))
     t = views(g, p, t, "web", anon, g.rng.randint(1, 3))
     t = g.step(t)
-    identify(g, p, t, "web", g.rng.choice(("signup", "login", "newsletter")),
-             identifiers(customer_id=tr.customer_id, email=raw_email(g, p), cookie_id=tr.cookie_ids[0]))
+    identify(
+        g,
+        p,
+        t,
+        "web",
+        g.rng.choice(("signup", "login", "newsletter")),
+        identifiers(customer_id=tr.customer_id, email=raw_email(g, p), cookie_id=tr.cookie_ids[0]),
+    )
     if g.rng.random() < 0.3:
         t = g.step(t)
-        emit(g, p, t, "consent_update", "web", identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0]),
-             {"purpose": "marketing", "granted": g.rng.random() < 0.7})
+        emit(
+            g,
+            p,
+            t,
+            "consent_update",
+            "web",
+            identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0]),
+            {"purpose": "marketing", "granted": g.rng.random() < 0.7},
+        )
     known = identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0])
     return views(g, p, t, "web", known, g.rng.randint(0, 2))
 
@@ -55,8 +68,11 @@ def crm_session(g: Generation, p: Person, t: int) -> int:
     """A CRM update carrying the account, email and phone, and CRM attributes."""
     tr = p.truth
     ids = identifiers(customer_id=tr.customer_id, email=raw_email(g, p), phone=raw_phone(g, p))
-    attributes = {"tier": g.rng.choice(("bronze", "silver", "gold")), "city": g.rng.choice(CITIES),
-                  "preferred_store": p.home_store}
+    attributes = {
+        "tier": g.rng.choice(("bronze", "silver", "gold")),
+        "city": g.rng.choice(CITIES),
+        "preferred_store": p.home_store,
+    }
     emit(g, p, t, "crm_update", "crm", ids, {"attributes": attributes})
     return t
 
@@ -82,8 +98,15 @@ def app_first_session(g: Generation, p: Person, t: int, device: str) -> int:
     tr = p.truth
     emit(g, p, t, "app_open", "app", identifiers(device_id=device), app_open_payload(g, p, device), device)
     t = g.step(t)
-    identify(g, p, t, "app", g.rng.choice(("login", "login", "signup")),
-             identifiers(customer_id=tr.customer_id, email=raw_email(g, p), device_id=device), device)
+    identify(
+        g,
+        p,
+        t,
+        "app",
+        g.rng.choice(("login", "login", "signup")),
+        identifiers(customer_id=tr.customer_id, email=raw_email(g, p), device_id=device),
+        device,
+    )
     known = identifiers(customer_id=tr.customer_id, device_id=device)
     return views(g, p, t, "app", known, g.rng.randint(0, 2), device=device)
 
@@ -100,8 +123,7 @@ def consent_session(g: Generation, p: Person, t: int) -> int:
         device = g.rng.choice(tr.device_ids)
         ids, channel = identifiers(customer_id=tr.customer_id, device_id=device), "app"
     for purpose in g.rng.sample(("personalization", "marketing", "analytics"), g.rng.randint(1, 3)):
-        emit(g, p, t, "consent_update", channel, ids,
-             {"purpose": purpose, "granted": g.rng.random() < 0.75}, device)
+        emit(g, p, t, "consent_update", channel, ids, {"purpose": purpose, "granted": g.rng.random() < 0.75}, device)
         t = g.step(t)
     return t
 
@@ -119,18 +141,40 @@ def store_session(g: Generation, p: Person, t: int, purchase: bool, with_phone: 
     if purchase:
         t = g.step(t, 30 * SECOND_MS, 200 * SECOND_MS)
         buyer = identifiers(loyalty_id=tr.loyalty_id, phone=raw_phone(g, p) if with_phone else None)
-        emit(g, p, t, "store_purchase", "pos", buyer, {
-            "order_id": f"so-{g.seed}-{g.next('store_order'):07d}", "cart_id": None, "currency": CURRENCY,
-            "total": total, "items": [{"product_id": pr.product_id, "category": pr.category, "quantity": q,
-                                       "unit_price": pr.price} for pr, q in items],
-            "store_id": store})
+        emit(
+            g,
+            p,
+            t,
+            "store_purchase",
+            "pos",
+            buyer,
+            {
+                "order_id": f"so-{g.seed}-{g.next('store_order'):07d}",
+                "cart_id": None,
+                "currency": CURRENCY,
+                "total": total,
+                "items": [
+                    {"product_id": pr.product_id, "category": pr.category, "quantity": q, "unit_price": pr.price}
+                    for pr, q in items
+                ],
+                "store_id": store,
+            },
+        )
         tr.store_orders += 1
         tr.revenue = money(tr.revenue + total)
     return t
 
 
-def web_session(g: Generation, p: Person, t: int, cart: str | None = None, bargain: bool = False,
-                long_dwell: bool = False, anonymous: bool = False, referrer: str | None = None) -> int:
+def web_session(
+    g: Generation,
+    p: Person,
+    t: int,
+    cart: str | None = None,
+    bargain: bool = False,
+    long_dwell: bool = False,
+    anonymous: bool = False,
+    referrer: str | None = None,
+) -> int:
     """A web visit on one of the person's cookies, logged in unless ``anonymous``.
 
     ``cart``: play a cart with this outcome (:func:`generator.carts.play_cart`) at the end.
@@ -165,9 +209,16 @@ def push_session(g: Generation, p: Person, t: int, bargain: bool = False) -> int
     tr = p.truth
     device = g.rng.choice(tr.device_ids)
     ids = identifiers(customer_id=tr.customer_id, device_id=device)
-    emit(g, p, t, "push_open", "app", ids, {"campaign_id": g.rng.choice(CAMPAIGNS),
-                                            "message_id": f"push-{g.seed}-{g.next('push'):07d}",
-                                            "link_url": None}, device)
+    emit(
+        g,
+        p,
+        t,
+        "push_open",
+        "app",
+        ids,
+        {"campaign_id": g.rng.choice(CAMPAIGNS), "message_id": f"push-{g.seed}-{g.next('push'):07d}", "link_url": None},
+        device,
+    )
     t = g.step(t)
     return app_session(g, p, t, bargain=bargain)
 
@@ -176,14 +227,28 @@ def email_session(g: Generation, p: Person, t: int, click: bool, visit: bool = F
     """Email open (and click, and the resulting site visit)."""
     campaign = g.rng.choice(CAMPAIGNS)
     message = f"msg-{g.seed}-{g.next('message'):07d}"
-    emit(g, p, t, "email_open", "email", identifiers(email=raw_email(g, p)),
-         {"campaign_id": campaign, "message_id": message, "link_url": None})
+    emit(
+        g,
+        p,
+        t,
+        "email_open",
+        "email",
+        identifiers(email=raw_email(g, p)),
+        {"campaign_id": campaign, "message_id": message, "link_url": None},
+    )
     if not click:
         return t
     t = g.step(t)
     link = f"https://shop.example.com/{'sale' if bargain else 'new'}?utm_campaign={campaign}"
-    emit(g, p, t, "email_click", "email", identifiers(email=raw_email(g, p)),
-         {"campaign_id": campaign, "message_id": message, "link_url": link})
+    emit(
+        g,
+        p,
+        t,
+        "email_click",
+        "email",
+        identifiers(email=raw_email(g, p)),
+        {"campaign_id": campaign, "message_id": message, "link_url": link},
+    )
     if visit:
         t = g.step(t)
         t = web_session(g, p, t, bargain=bargain, referrer=link)
@@ -194,10 +259,16 @@ def erasure_session(g: Generation, p: Person, t: int) -> int:
     """An erasure request (GDPR or CCPA): the person's last event."""
     tr = p.truth
     channel = g.rng.choice(("crm", "web"))
-    emit(g, p, t, "erasure_request", channel,
-         identifiers(customer_id=tr.customer_id, email=raw_email(g, p),
-                     cookie_id=tr.cookie_ids[0] if channel == "web" else None),
-         {"request_id": f"er-{g.seed}-{g.next('erasure'):05d}",
-          "regulation": g.rng.choice(("gdpr", "ccpa"))})
+    emit(
+        g,
+        p,
+        t,
+        "erasure_request",
+        channel,
+        identifiers(
+            customer_id=tr.customer_id, email=raw_email(g, p), cookie_id=tr.cookie_ids[0] if channel == "web" else None
+        ),
+        {"request_id": f"er-{g.seed}-{g.next('erasure'):05d}", "regulation": g.rng.choice(("gdpr", "ccpa"))},
+    )
     tr.erased = True
     return t

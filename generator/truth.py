@@ -300,9 +300,16 @@ class GroundTruth:
         """
         bad: dict[str, list[dict[str, Any]]] = {}
         for t, items in self.bad_by_error_type().items():
-            bad[t] = [{"record_index": b.record_index, "variant": b.variant, "topic": b.topic,
-                       "event_id": b.event_id, "raw_b64": base64.b64encode(b.raw).decode("ascii")}
-                      for b in items]
+            bad[t] = [
+                {
+                    "record_index": b.record_index,
+                    "variant": b.variant,
+                    "topic": b.topic,
+                    "event_id": b.event_id,
+                    "raw_b64": base64.b64encode(b.raw).decode("ascii"),
+                }
+                for b in items
+            ]
         return {
             "format_version": TRUTH_FORMAT_VERSION,
             "seed": self.seed,
@@ -332,13 +339,18 @@ class GroundTruth:
         """
         if doc.get("format_version") != TRUTH_FORMAT_VERSION:
             raise ValueError(f"truth format_version {doc.get('format_version')!r} is not {TRUTH_FORMAT_VERSION}")
-        bad = [BadRecordTruth(b["record_index"], t, b["variant"], b["topic"], b["event_id"],
-                              base64.b64decode(b["raw_b64"]))
-               for t, items in doc["bad_records"].items() for b in items]
+        bad = [
+            BadRecordTruth(
+                b["record_index"], t, b["variant"], b["topic"], b["event_id"], base64.b64decode(b["raw_b64"])
+            )
+            for t, items in doc["bad_records"].items()
+            for b in items
+        ]
         bad.sort(key=lambda b: b.record_index)
         s = doc["summary"]
         return cls(
-            seed=doc["seed"], params=dict(doc["params"]),
+            seed=doc["seed"],
+            params=dict(doc["params"]),
             persons=[PersonTruth(**p) for p in doc["persons"]],
             valid_event_ids=list(doc["valid_event_ids"]),
             duplicates=[DuplicateTruth(**d) for d in doc["duplicates"]],
@@ -346,7 +358,8 @@ class GroundTruth:
             carts=[CartTruth(**c) for c in doc["carts"]],
             late_events=[LateEventTruth(**e) for e in doc["late_events"]],
             out_of_order_event_ids=list(doc["out_of_order_event_ids"]),
-            topic_counts=dict(s["topics"]), event_type_counts=dict(s["event_types"]),
+            topic_counts=dict(s["topics"]),
+            event_type_counts=dict(s["event_types"]),
             channel_counts=dict(s["channels"]),
         )
 

@@ -39,8 +39,13 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
 FIXED_PARTITIONS: dict[str, int] = {"journey.identity": 1}
 
 
-def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
-                  topics: tuple[str, ...] = ALL_TOPICS, timeout_s: float = 30.0) -> list[str]:
+def ensure_topics(
+    bootstrap: str,
+    partitions: int = 2,
+    replication: int = 1,
+    topics: tuple[str, ...] = ALL_TOPICS,
+    timeout_s: float = 30.0,
+) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left alone.
 
     ``partitions`` applies to every topic but those in :data:`FIXED_PARTITIONS`.
@@ -52,8 +57,9 @@ def ensure_topics(bootstrap: str, partitions: int = 2, replication: int = 1,
     missing = [t for t in topics if t not in existing]
     if not missing:
         return []
-    new = [NewTopic(t, FIXED_PARTITIONS.get(t, partitions), replication, config=TOPIC_CONFIG.get(t, {}))
-           for t in missing]
+    new = [
+        NewTopic(t, FIXED_PARTITIONS.get(t, partitions), replication, config=TOPIC_CONFIG.get(t, {})) for t in missing
+    ]
     futures = admin.create_topics(new, operation_timeout=timeout_s)
     created = []
     for name, fut in futures.items():

@@ -33,8 +33,9 @@ from state.profile_store import TRAIT_COLUMNS, ProfileStore
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
 
-def wait_for_outputs(catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[bytes],
-                     timeout_s: float = 600) -> tuple[list[dict], list[dict], float]:
+def wait_for_outputs(
+    catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[bytes], timeout_s: float = 600
+) -> tuple[list[dict], list[dict], float]:
     """Read journey.normalized and journey.dlq (read_committed) until they hold this run's
     events and dead letters; then once more two checkpoints later, so that anything extra (a
     duplicate) would show. Returns (this run's events, this run's dead letters, seconds)."""
@@ -92,16 +93,20 @@ def main(argv: list[str] | None = None) -> int:
     print("1/7 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
-    print("2/7 topics:", ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
-          f"| Cassandra schema: {len(apply_schema('127.0.0.1', port=stack.CASSANDRA_PORT))} statements applied (keyspace journey)")
+    print(
+        "2/7 topics:",
+        ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
+        f"| Cassandra schema: {len(apply_schema('127.0.0.1', port=stack.CASSANDRA_PORT))} statements applied (keyspace journey)",
+    )
     print(f"3/7 generating {args.persons} persons (seed {seed}) and producing to journey.events.*")
     ds = generate(seed=seed, persons=args.persons)
     out_dir = stack.STACK / "demo" / str(seed)
     ds.truth.write(out_dir / "truth.json")
     report = produce(ds, BOOTSTRAP, rate=args.rate)
     print(f"  produced {report.delivered} records in {report.elapsed_s:.1f}s; ground truth in {out_dir / 'truth.json'}")
-    print("4/7 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint "
-          "if it ran before)")
+    print(
+        "4/7 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
+    )
     jid, how = ensure_job("ingestion", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {jid} {how}; watch it at {REST}/#/job/running/{jid}/overview")
     print("5/7 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
@@ -117,13 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     s = ds.truth.summary()
     ok = unique_ok and dlq_ok and dropped == s["duplicate"]
     print()
-    print(f"  records produced       {report.delivered:>7}  (valid {s['valid']}, duplicates {s['duplicate']}, bad {s['bad']})")
+    print(
+        f"  records produced       {report.delivered:>7}  (valid {s['valid']}, duplicates {s['duplicate']}, bad {s['bad']})"
+    )
     print(f"  normalized events out  {len(mine):>7}  expected {s['valid']:<6} {'OK' if unique_ok else 'MISMATCH'}")
     print(f"  dead-lettered          {len(dlq):>7}  expected {s['bad']:<6} {'OK' if dlq_ok else 'MISMATCH'}")
     for reason, n in sorted(want_reasons.items()):
         print(f"    {reason:<26} {got_reasons.get(reason, 0):>5}  expected {n}")
-    print(f"  duplicates dropped     {dropped:>7}  expected {s['duplicate']:<6} {'OK' if dropped == s['duplicate'] else 'MISMATCH'}")
-    print(f"  persons / carts        {s['persons']} / {s['carts']} ({s['carts_abandoned']} abandoned); late events {s['late_events']}")
+    print(
+        f"  duplicates dropped     {dropped:>7}  expected {s['duplicate']:<6} {'OK' if dropped == s['duplicate'] else 'MISMATCH'}"
+    )
+    print(
+        f"  persons / carts        {s['persons']} / {s['carts']} ({s['carts_abandoned']} abandoned); late events {s['late_events']}"
+    )
     print(f"  time to all outputs    {job_s:7.1f}s  (from the job's start or resume)")
     if mine:
         sample = next((e for e in mine if e["identifiers"]["email_hash"]), mine[0])
@@ -136,11 +147,15 @@ def main(argv: list[str] | None = None) -> int:
     print("7/7 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
     ok = show_profiles(mine) and ok
     print()
-    print(f"Flink web UI: {REST}  (ingestion {jid} and profiles {pjid} keep running: a later "
-          f"`make demo`, `make ingest` or `make profiles` finds them, or resumes them from their "
-          f"checkpoints after `make down` / `make up`)")
-    print("`make test` runs on a stack of its own and leaves this one alone; `make down` stops this one, "
-          "`make reset` wipes it.")
+    print(
+        f"Flink web UI: {REST}  (ingestion {jid} and profiles {pjid} keep running: a later "
+        f"`make demo`, `make ingest` or `make profiles` finds them, or resumes them from their "
+        f"checkpoints after `make down` / `make up`)"
+    )
+    print(
+        "`make test` runs on a stack of its own and leaves this one alone; `make down` stops this one, "
+        "`make reset` wipes it."
+    )
     return 0 if ok else 1
 
 
@@ -155,23 +170,27 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
         if kept:
             by_profile.setdefault(res.profile_of[kept[0]], []).append(e)
     want = {pid: fold(evs, pid) for pid, evs in by_profile.items()}
-    members = {pid: {t: sorted(v for tt, v in res.members[pid] if tt == t) for t, _ in res.members[pid]}
-               for pid in res.members}
+    members = {
+        pid: {t: sorted(v for tt, v in res.members[pid] if tt == t) for t, _ in res.members[pid]} for pid in res.members
+    }
     t0 = time.monotonic()
     with ProfileStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as store:
         while True:
             got = {pid: store.get(pid) for pid in res.members}
             same = [pid for pid, p in got.items() if p is not None and _same(p, want.get(pid), members[pid])]
             elapsed = time.monotonic() - t0
-            print(f"\r  {len(same)} of {len(res.members)} profiles equal the offline resolution  {elapsed:4.0f}s",
-                  end="" if sys.stdout.isatty() else "\n", flush=True)
+            print(
+                f"\r  {len(same)} of {len(res.members)} profiles equal the offline resolution  {elapsed:4.0f}s",
+                end="" if sys.stdout.isatty() else "\n",
+                flush=True,
+            )
             if len(same) == len(res.members) or elapsed > timeout_s:
                 break
             time.sleep(3)
         print()
         sample_id = max(want, key=lambda pid: (want[pid].orders, len(res.members[pid])))
         sample = store.get(sample_id)
-        cql = (f"SELECT {', '.join(TRAIT_COLUMNS)} FROM journey.profiles WHERE profile_id = %s")
+        cql = f"SELECT {', '.join(TRAIT_COLUMNS)} FROM journey.profiles WHERE profile_id = %s"
         plain = connect("127.0.0.1", stack.CASSANDRA_PORT)  # a plain cassandra-driver session, no project code
         try:
             row = plain.execute(cql, (sample_id,)).one()
@@ -181,15 +200,21 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
     traits_ok = row is not None and _cql_traits(row) == _cql_traits(want[sample_id].stored_traits())
     ok = ok and traits_ok
     merged = len({n for pid in res.members for n in res.members[pid]}) - len(res.members)
-    print(f"  profiles {len(res.members)} from {len(events)} events ({merged} identifiers merged into others, "
-          f"{len(res.refused)} links refused) {'OK' if ok else 'MISMATCH'}")
+    print(
+        f"  profiles {len(res.members)} from {len(events)} events ({merged} identifiers merged into others, "
+        f"{len(res.refused)} links refused) {'OK' if ok else 'MISMATCH'}"
+    )
     if sample is not None:
         traits = sample.traits(as_of_ms=max(e["occurred_at"] for e in events))
-        print(f"  e.g. {sample.profile_id}: {dict((t, len(v)) for t, v in sample.identifiers.items())} identifiers, "
-              f"{sample.events} events, {sample.orders} orders, revenue {sample.revenue_cents / 100:.2f}, "
-              f"segment {traits.rfm_segment}, top categories {[c for c, _ in traits.top_categories[:3]]}")
-    print(f"  its traits read with plain CQL ({'equal to' if traits_ok else 'DIFFERENT from'} the offline fold; "
-          f"columns in docs/profiles.md):")
+        print(
+            f"  e.g. {sample.profile_id}: {dict((t, len(v)) for t, v in sample.identifiers.items())} identifiers, "
+            f"{sample.events} events, {sample.orders} orders, revenue {sample.revenue_cents / 100:.2f}, "
+            f"segment {traits.rfm_segment}, top categories {[c for c, _ in traits.top_categories[:3]]}"
+        )
+    print(
+        f"  its traits read with plain CQL ({'equal to' if traits_ok else 'DIFFERENT from'} the offline fold; "
+        f"columns in docs/profiles.md):"
+    )
     print(f"    {cql.replace('%s', repr(sample_id))}")
     if row is not None:
         for name, value in _cql_traits(row).items():
@@ -212,7 +237,7 @@ def _same(p, want, members: dict[str, list[str]]) -> bool:
     ids = {t: sorted(v) for t, v in p.identifiers.items() if v}
     if want is None:  # a profile with no event of its own (only linked identifiers)
         return ids == members and p.events == 0
-    return (ids == members and (p.events, p.orders, p.revenue_cents) == (want.events, want.orders, want.revenue_cents))
+    return ids == members and (p.events, p.orders, p.revenue_cents) == (want.events, want.orders, want.revenue_cents)
 
 
 if __name__ == "__main__":

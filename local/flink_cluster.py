@@ -25,8 +25,7 @@ class FlinkJobError(RuntimeError):
 
 def rest(path: str, method: str = "GET", body: dict | None = None, timeout: float = 10) -> dict:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(REST + path, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(REST + path, data=data, method=method, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         raw = r.read()
     return json.loads(raw) if raw else {}
@@ -48,8 +47,14 @@ class Submission:
     output: str
 
 
-def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached: bool = False,
-           timeout_s: float = 900, savepoint: str | None = None) -> Submission:
+def submit(
+    module: str,
+    job_env: dict[str, str],
+    args: list[str] = (),
+    detached: bool = False,
+    timeout_s: float = 900,
+    savepoint: str | None = None,
+) -> Submission:
     """``flink run -pym <module>`` on the standalone cluster; blocks until the job ends unless detached.
 
     ``job_env`` carries the job's JOURNEY_* settings (the client process reads them);
@@ -75,8 +80,10 @@ def submit(module: str, job_env: dict[str, str], args: list[str] = (), detached:
     m = re.search(r"JobID ([0-9a-f]{32})", out)
     if proc.returncode != 0 or m is None:
         causes = [ln.strip() for ln in out.splitlines() if "Caused by" in ln or "Error:" in ln]
-        raise FlinkJobError(f"flink run -pym {module} failed (exit {proc.returncode}); "
-                            f"causes: {causes[-4:] or out[-1500:]}; full output in {log}")
+        raise FlinkJobError(
+            f"flink run -pym {module} failed (exit {proc.returncode}); "
+            f"causes: {causes[-4:] or out[-1500:]}; full output in {log}"
+        )
     return Submission(m.group(1), out)
 
 
@@ -87,6 +94,7 @@ def job_state(job_id: str) -> str:
 def wait_state(job_id: str, states: set[str], timeout_s: float = 300) -> str:
     """Wait until the job is in one of ``states``; returns the state. FlinkJobError if it fails
     or is cancelled first (unless awaited) or on timeout."""
+
     def state_of_job() -> str:
         state = job_state(job_id)
         if state in {"FAILED", "CANCELED"} - states:
@@ -127,7 +135,7 @@ def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
         base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
         wanted = [m["id"] for m in rest(base) if m["id"].rsplit(".", 1)[-1] in names]
         for i in range(0, len(wanted), 20):
-            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i:i + 20])
+            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i : i + 20])
             for m in rest(f"{base}?get={query}"):
                 key = m["id"].split(".", 1)[1]  # drop the subtask index
                 totals[key] = totals.get(key, 0) + int(float(m["value"]))
@@ -139,15 +147,20 @@ def counter_total(counters: dict[str, int], name: str) -> int:
     return sum(v for k, v in counters.items() if k.rsplit(".", 1)[-1] == name)
 
 
-def wait_for_counters(job_id: str, at_least: dict[str, int], also: list[str] = (),
-                      timeout_s: float = 60) -> dict[str, int]:
+def wait_for_counters(
+    job_id: str, at_least: dict[str, int], also: list[str] = (), timeout_s: float = 60
+) -> dict[str, int]:
     """:func:`operator_counters` once each of ``at_least`` reached its value and two reads in a
     row agree (REST metrics lag behind by the fetcher interval); the last read on timeout."""
     names = [*at_least, *also]
     try:
-        return wait_until(lambda: operator_counters(job_id, names), timeout_s, 2,
-                          f"job {job_id}: counters {at_least}, two equal reads",
-                          until=steady(lambda c: all(counter_total(c, n) >= v for n, v in at_least.items())))
+        return wait_until(
+            lambda: operator_counters(job_id, names),
+            timeout_s,
+            2,
+            f"job {job_id}: counters {at_least}, two equal reads",
+            until=steady(lambda c: all(counter_total(c, n) >= v for n, v in at_least.items())),
+        )
     except WaitTimeout as e:
         return e.last
 
@@ -159,8 +172,13 @@ def completed_checkpoints(job_id: str) -> int:
 def wait_checkpoint(job_id: str, after: int, timeout_s: float = 120) -> int:
     """Wait until more than ``after`` checkpoints completed; returns the new count."""
     try:
-        return wait_until(lambda: completed_checkpoints(job_id), timeout_s, 0.3,
-                          f"job {job_id}: checkpoint {after + 1}", until=lambda n: n > after)
+        return wait_until(
+            lambda: completed_checkpoints(job_id),
+            timeout_s,
+            0.3,
+            f"job {job_id}: checkpoint {after + 1}",
+            until=lambda n: n > after,
+        )
     except WaitTimeout:
         raise FlinkJobError(f"job {job_id}: no checkpoint beyond {after} within {timeout_s}s") from None
 
@@ -172,11 +190,17 @@ def all_tasks_running(job_id: str) -> bool:
 
 def stop_with_savepoint(job_id: str, directory: str, timeout_s: float = 120) -> str:
     """Stop the job with a savepoint (no drain); returns the savepoint path."""
-    trigger = rest(f"/jobs/{job_id}/stop", method="POST",
-                   body={"drain": False, "targetDirectory": directory})["request-id"]
+    trigger = rest(f"/jobs/{job_id}/stop", method="POST", body={"drain": False, "targetDirectory": directory})[
+        "request-id"
+    ]
     try:
-        st = wait_until(lambda: rest(f"/jobs/{job_id}/savepoints/{trigger}"), timeout_s, 0.5,
-                        f"stop-with-savepoint of {job_id}", until=lambda st: st["status"]["id"] == "COMPLETED")
+        st = wait_until(
+            lambda: rest(f"/jobs/{job_id}/savepoints/{trigger}"),
+            timeout_s,
+            0.5,
+            f"stop-with-savepoint of {job_id}",
+            until=lambda st: st["status"]["id"] == "COMPLETED",
+        )
     except WaitTimeout:
         raise FlinkJobError(f"stop-with-savepoint of {job_id} did not complete in {timeout_s}s") from None
     op = st.get("operation", {})

@@ -33,8 +33,16 @@ from pathlib import Path
 from typing import Callable, TypeVar
 
 from local import stack
-from local.flink_cluster import (FlinkJobError, cancel, latest_checkpoint, rest, root_exception, stack_job_env,
-                                 stop_with_savepoint, submit)
+from local.flink_cluster import (
+    FlinkJobError,
+    cancel,
+    latest_checkpoint,
+    rest,
+    root_exception,
+    stack_job_env,
+    stop_with_savepoint,
+    submit,
+)
 from models.config import IngestConfig, ProfilesConfig
 
 T = TypeVar("T")
@@ -66,12 +74,18 @@ class JobKind:
 
 
 KINDS: dict[str, JobKind] = {
-    "ingestion": JobKind("flink_jobs.ingestion", lambda env: IngestConfig.from_env(env),
-                         lambda cfg: cfg.input_topic_pattern,  # type: ignore[attr-defined]
-                         lambda cfg: (cfg.output_topic, cfg.dlq_topic)),  # type: ignore[attr-defined]
-    "profiles": JobKind("flink_jobs.profiles", lambda env: ProfilesConfig.from_env(env),
-                        lambda cfg: cfg.source_topic_pattern(),  # type: ignore[attr-defined]
-                        lambda cfg: (cfg.identity_topic,)),  # type: ignore[attr-defined]
+    "ingestion": JobKind(
+        "flink_jobs.ingestion",
+        lambda env: IngestConfig.from_env(env),
+        lambda cfg: cfg.input_topic_pattern,  # type: ignore[attr-defined]
+        lambda cfg: (cfg.output_topic, cfg.dlq_topic),
+    ),  # type: ignore[attr-defined]
+    "profiles": JobKind(
+        "flink_jobs.profiles",
+        lambda env: ProfilesConfig.from_env(env),
+        lambda cfg: cfg.source_topic_pattern(),  # type: ignore[attr-defined]
+        lambda cfg: (cfg.identity_topic,),
+    ),  # type: ignore[attr-defined]
 }
 
 
@@ -143,18 +157,28 @@ def processed_before(bootstrap: str, group_id: str, input_pattern: str, outputs:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
     try:
         md = c.list_topics(timeout=10)
-        inputs = [TopicPartition(t, p) for t in sorted(md.topics) if re.fullmatch(input_pattern, t)
-                  for p in md.topics[t].partitions]
+        inputs = [
+            TopicPartition(t, p)
+            for t in sorted(md.topics)
+            if re.fullmatch(input_pattern, t)
+            for p in md.topics[t].partitions
+        ]
         committed = [tp for tp in _retried(lambda: c.committed(inputs, timeout=10)) if tp.offset >= 0] if inputs else []
         if committed:
-            evidence.append(f"consumer group {group_id!r} has committed offsets on "
-                            f"{len({tp.topic for tp in committed})} input topic(s)")
+            evidence.append(
+                f"consumer group {group_id!r} has committed offsets on "
+                f"{len({tp.topic for tp in committed})} input topic(s)"
+            )
         for topic in outputs:
             if topic not in md.topics:
                 continue
-            held = sum(max(0, hi - lo) for lo, hi in
-                       (_retried(lambda tp=TopicPartition(topic, p): c.get_watermark_offsets(tp, timeout=10))
-                        for p in md.topics[topic].partitions))
+            held = sum(
+                max(0, hi - lo)
+                for lo, hi in (
+                    _retried(lambda tp=TopicPartition(topic, p): c.get_watermark_offsets(tp, timeout=10))
+                    for p in md.topics[topic].partitions
+                )
+            )
             if held:
                 evidence.append(f"output topic {topic!r} has {held} offsets written")
     finally:
@@ -192,14 +216,22 @@ def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
         time.sleep(1)
     cancel(job_id)
     overview = rest("/overview")
-    raise FlinkJobError(f"job {job_id} not running after {timeout_s:.0f}s (state {state}; waiting: {waiting}); "
-                        f"cancelled. Free slots: {overview['slots-available']} of {overview['slots-total']}. "
-                        f"{root_exception(job_id)}")
+    raise FlinkJobError(
+        f"job {job_id} not running after {timeout_s:.0f}s (state {state}; waiting: {waiting}); "
+        f"cancelled. Free slots: {overview['slots-available']} of {overview['slots-total']}. "
+        f"{root_exception(job_id)}"
+    )
 
 
-def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str | None = None,
-               allow_fresh: bool = False, progress: Callable[[str], None] = lambda s: None,
-               start_timeout_s: float = 180, restart: bool = False) -> tuple[str, str]:
+def ensure_job(
+    kind: str,
+    job_env: dict[str, str] | None = None,
+    savepoint: str | None = None,
+    allow_fresh: bool = False,
+    progress: Callable[[str], None] = lambda s: None,
+    start_timeout_s: float = 180,
+    restart: bool = False,
+) -> tuple[str, str]:
     """Make sure the job runs with its state; returns (job id, "running" | "resumed" | "started").
 
     Parameters
@@ -247,13 +279,18 @@ def ensure_job(kind: str, job_env: dict[str, str] | None = None, savepoint: str 
         return active[0], "running"
     restore = savepoint or restore_point(name)
     if restore is None and not allow_fresh:
-        evidence = processed_before(cfg.bootstrap_servers, cfg.group_id,  # type: ignore[attr-defined]
-                                    spec.inputs(cfg), spec.outputs(cfg))
+        evidence = processed_before(
+            cfg.bootstrap_servers,
+            cfg.group_id,  # type: ignore[attr-defined]
+            spec.inputs(cfg),
+            spec.outputs(cfg),
+        )
         if evidence:
             raise AlreadyProcessed(
                 f"{name} has no checkpoint or savepoint to resume from, but it ran before here: "
                 f"{'; '.join(evidence)}. A fresh start would emit already processed events again. "
-                f"Resume from a savepoint (--savepoint PATH), or wipe the local stack with `make reset`.")
+                f"Resume from a savepoint (--savepoint PATH), or wipe the local stack with `make reset`."
+            )
     progress(f"{'resuming' if restore else 'starting'} {name}" + (f" from {restore}" if restore else ""))
     sub = submit(spec.module, env, detached=True, savepoint=str(restore) if restore else None)
     wait_all_tasks_running(sub.job_id, start_timeout_s)
@@ -269,17 +306,29 @@ def main_for(kind: str, argv: list[str] | None, doc: str) -> int:
 
     ap = argparse.ArgumentParser(description=doc)
     ap.add_argument("--savepoint", help="resume from this savepoint or retained checkpoint path")
-    ap.add_argument("--restart", action="store_true",
-                    help="stop the running job with a savepoint and resume it from there (new settings or code)")
-    ap.add_argument("--allow-fresh-start", action="store_true",
-                    help="start without state although the job processed input before (emits it again)")
+    ap.add_argument(
+        "--restart",
+        action="store_true",
+        help="stop the running job with a savepoint and resume it from there (new settings or code)",
+    )
+    ap.add_argument(
+        "--allow-fresh-start",
+        action="store_true",
+        help="start without state although the job processed input before (emits it again)",
+    )
     args = ap.parse_args(argv)
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     job_env = {k: v for k, v in os.environ.items() if k.startswith("JOURNEY_")}
     try:
-        jid, how = ensure_job(kind, job_env, savepoint=args.savepoint, allow_fresh=args.allow_fresh_start,
-                              progress=lambda s: print(f"  {s}", flush=True), restart=args.restart)
+        jid, how = ensure_job(
+            kind,
+            job_env,
+            savepoint=args.savepoint,
+            allow_fresh=args.allow_fresh_start,
+            progress=lambda s: print(f"  {s}", flush=True),
+            restart=args.restart,
+        )
     except FlinkJobError as e:
         print(f"{kind}: {e}", file=sys.stderr)
         return 2

@@ -25,9 +25,16 @@ def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
     Stops when each partition reports end-of-partition (at the LSO, so open transactions are
     not waited for). Raises ``TimeoutError`` if that takes longer than ``timeout_s``.
     """
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"reader-{time.time_ns()}",
-                  "isolation.level": "read_committed", "enable.auto.commit": False,
-                  "enable.partition.eof": True, "auto.offset.reset": "earliest"})
+    c = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"reader-{time.time_ns()}",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+        }
+    )
     try:
         md = c.list_topics(topic, timeout=10)
         if topic not in md.topics or md.topics[topic].error is not None:
@@ -49,8 +56,9 @@ def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
             return pending
 
         try:
-            wait_until(poll_once, timeout_s, 0, f"every partition of {topic} read to its end",
-                       until=lambda left: not left)
+            wait_until(
+                poll_once, timeout_s, 0, f"every partition of {topic} read to its end", until=lambda left: not left
+            )
         except WaitTimeout:
             raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} not at end after {timeout_s}s") from None
         return out
@@ -63,8 +71,9 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"offsets-{time.time_ns()}"})
     try:
         md = c.list_topics(topic, timeout=10)
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                for p in md.topics[topic].partitions}
+        return {
+            p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in md.topics[topic].partitions
+        }
     finally:
         c.close()
 

@@ -59,9 +59,17 @@ class WaitTimeout(TimeoutError):
         super().__init__(f"{what}: not reached after {timeout_s:g} s (last value: {shown})")
 
 
-def wait_until(check: Callable[[], T], timeout_s: float, interval_s: float = 1.0, what: str = "a condition", *,
-               until: Callable[[T], Any] = bool, retry_on: tuple[type[BaseException], ...] = (),
-               clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> T:
+def wait_until(
+    check: Callable[[], T],
+    timeout_s: float,
+    interval_s: float = 1.0,
+    what: str = "a condition",
+    *,
+    until: Callable[[T], Any] = bool,
+    retry_on: tuple[type[BaseException], ...] = (),
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
     """Call ``check`` until ``until(value)`` holds; return that value.
 
     Parameters

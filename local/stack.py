@@ -46,7 +46,6 @@ CONF = STACK / "conf"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
 
 
-
 def _port_offset() -> int:
     raw = os.environ.get("JOURNEY_STACK_PORT_OFFSET", "0")
     try:
@@ -70,35 +69,60 @@ FLINK_TASK_MANAGERS = 2
 FLINK_SLOTS_PER_TASK_MANAGER = 4
 
 CASSANDRA_JVM_OPTS = [
-    "-Xms1G", "-Xmx1G", "-XX:+UseG1GC", "-XX:+ParallelRefProcEnabled",
+    "-Xms1G",
+    "-Xmx1G",
+    "-XX:+UseG1GC",
+    "-XX:+ParallelRefProcEnabled",
     "-Djdk.attach.allowAttachSelf=true",
     "-Dio.netty.tryReflectionSetAccessible=true",
     "-Dcassandra-foreground=yes",
     f"-Dcassandra.jmx.local.port={CASSANDRA_JMX_PORT}",
     "-Dcassandra.skip_wait_for_gossip_to_settle=0",
     "-Dcassandra.initial_token=0",
-    "--add-exports", "java.base/jdk.internal.misc=ALL-UNNAMED",
-    "--add-exports", "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
-    "--add-exports", "java.rmi/sun.rmi.registry=ALL-UNNAMED",
-    "--add-exports", "java.rmi/sun.rmi.server=ALL-UNNAMED",
-    "--add-exports", "java.sql/java.sql=ALL-UNNAMED",
-    "--add-exports", "java.base/java.lang.ref=ALL-UNNAMED",
-    "--add-exports", "jdk.unsupported/sun.misc=ALL-UNNAMED",
-    "--add-exports", "jdk.attach/sun.tools.attach=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang.module=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.loader=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.reflect=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.math=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.module=ALL-UNNAMED",
-    "--add-opens", "java.base/jdk.internal.util.jar=ALL-UNNAMED",
-    "--add-opens", "jdk.management/com.sun.management.internal=ALL-UNNAMED",
-    "--add-opens", "java.base/sun.nio.ch=ALL-UNNAMED",
-    "--add-opens", "java.base/java.io=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang.reflect=ALL-UNNAMED",
-    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
-    "--add-opens", "java.base/java.util=ALL-UNNAMED",
-    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/jdk.internal.misc=ALL-UNNAMED",
+    "--add-exports",
+    "java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED",
+    "--add-exports",
+    "java.rmi/sun.rmi.registry=ALL-UNNAMED",
+    "--add-exports",
+    "java.rmi/sun.rmi.server=ALL-UNNAMED",
+    "--add-exports",
+    "java.sql/java.sql=ALL-UNNAMED",
+    "--add-exports",
+    "java.base/java.lang.ref=ALL-UNNAMED",
+    "--add-exports",
+    "jdk.unsupported/sun.misc=ALL-UNNAMED",
+    "--add-exports",
+    "jdk.attach/sun.tools.attach=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang.module=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.loader=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.reflect=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.math=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.module=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/jdk.internal.util.jar=ALL-UNNAMED",
+    "--add-opens",
+    "jdk.management/com.sun.management.internal=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.io=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang.reflect=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.util=ALL-UNNAMED",
+    "--add-opens",
+    "java.base/java.nio=ALL-UNNAMED",
 ]
 
 
@@ -195,8 +219,9 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
     LOGS.mkdir(parents=True, exist_ok=True)
     RUN.mkdir(parents=True, exist_ok=True)
     log = open(LOGS / f"{name}.out", "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=ROOT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=ROOT, env=env, start_new_session=True
+    )
     (RUN / f"{name}.pid").write_text(str(proc.pid))
     return proc.pid
 
@@ -224,8 +249,10 @@ def _kill(name: str, timeout: float = 30.0) -> None:
 
 def _ensure_port_free(name: str, port: int) -> None:
     if port_open(port):
-        raise StackError(f"port {port} needed by {name} is in use by another process "
-                         f"(not started by this stack): stop it or free the port")
+        raise StackError(
+            f"port {port} needed by {name} is in use by another process "
+            f"(not started by this stack): stop it or free the port"
+        )
 
 
 # ---------------------------------------------------------------- components
@@ -280,53 +307,71 @@ def _kafka_start() -> None:
         return
     java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     props = conf / "server.properties"
-    props.write_text("\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-        f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        f"log.dirs={data}",
-        "num.partitions=2",
-        "auto.create.topics.enable=false",
-        "offsets.topic.replication.factor=1",
-        "offsets.topic.num.partitions=4",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "transaction.state.log.num.partitions=4",
-        "share.coordinator.state.topic.replication.factor=1",
-        "share.coordinator.state.topic.min.isr=1",
-        "group.initial.rebalance.delay.ms=0",
-        # the Flink sink's transaction.timeout.ms must stay below this (guarded in code)
-        "transaction.max.timeout.ms=900000",
-        "log.retention.hours=168",
-        "",
-    ]))
-    (conf / "log4j2.properties").write_text("\n".join([
-        "rootLogger.level=INFO",
-        "rootLogger.appenderRef.file.ref=file",
-        "appender.file.type=File",
-        "appender.file.name=file",
-        f"appender.file.fileName={LOGS / 'kafka.log'}",
-        "appender.file.layout.type=PatternLayout",
-        "appender.file.layout.pattern=[%d] %p %m (%c)%n",
-        "logger.kafka.name=kafka",
-        "logger.kafka.level=WARN",
-        "logger.org.name=org.apache.kafka",
-        "logger.org.level=WARN",
-        "",
-    ]))
+    props.write_text(
+        "\n".join(
+            [
+                "process.roles=broker,controller",
+                "node.id=1",
+                f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                "controller.listener.names=CONTROLLER",
+                "inter.broker.listener.name=PLAINTEXT",
+                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"log.dirs={data}",
+                "num.partitions=2",
+                "auto.create.topics.enable=false",
+                "offsets.topic.replication.factor=1",
+                "offsets.topic.num.partitions=4",
+                "transaction.state.log.replication.factor=1",
+                "transaction.state.log.min.isr=1",
+                "transaction.state.log.num.partitions=4",
+                "share.coordinator.state.topic.replication.factor=1",
+                "share.coordinator.state.topic.min.isr=1",
+                "group.initial.rebalance.delay.ms=0",
+                # the Flink sink's transaction.timeout.ms must stay below this (guarded in code)
+                "transaction.max.timeout.ms=900000",
+                "log.retention.hours=168",
+                "",
+            ]
+        )
+    )
+    (conf / "log4j2.properties").write_text(
+        "\n".join(
+            [
+                "rootLogger.level=INFO",
+                "rootLogger.appenderRef.file.ref=file",
+                "appender.file.type=File",
+                "appender.file.name=file",
+                f"appender.file.fileName={LOGS / 'kafka.log'}",
+                "appender.file.layout.type=PatternLayout",
+                "appender.file.layout.pattern=[%d] %p %m (%c)%n",
+                "logger.kafka.name=kafka",
+                "logger.kafka.level=WARN",
+                "logger.org.name=org.apache.kafka",
+                "logger.org.level=WARN",
+                "",
+            ]
+        )
+    )
     cp = f"{lib}/*"
-    jvm = [java, "-Xms512m", "-Xmx1G", f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
-           "-Dkafka.logs.dir=" + str(LOGS), "-cp", cp]
+    jvm = [
+        java,
+        "-Xms512m",
+        "-Xmx1G",
+        f"-Dlog4j2.configurationFile={conf / 'log4j2.properties'}",
+        "-Dkafka.logs.dir=" + str(LOGS),
+        "-cp",
+        cp,
+    ]
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run(jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                    "-c", str(props)], capture_output=True, text=True)
+        fmt = subprocess.run(
+            jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            capture_output=True,
+            text=True,
+        )
         if fmt.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
     _say(f"starting kafka (KRaft) on 127.0.0.1:{KAFKA_PORT}")
@@ -367,11 +412,11 @@ def _cassandra_start() -> None:
 cluster_name: journey-local
 num_tokens: 1
 partitioner: org.apache.cassandra.dht.Murmur3Partitioner
-data_file_directories: [{data / 'data'}]
-commitlog_directory: {data / 'commitlog'}
-saved_caches_directory: {data / 'saved_caches'}
-hints_directory: {data / 'hints'}
-cdc_raw_directory: {data / 'cdc_raw'}
+data_file_directories: [{data / "data"}]
+commitlog_directory: {data / "commitlog"}
+saved_caches_directory: {data / "saved_caches"}
+hints_directory: {data / "hints"}
+cdc_raw_directory: {data / "cdc_raw"}
 commitlog_sync: periodic
 commitlog_sync_period: 10000ms
 seed_provider:
@@ -395,19 +440,25 @@ memtable_allocation_type: heap_buffers
     (conf / "logback.xml").write_text(f"""\
 <configuration>
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">
-    <file>{LOGS / 'cassandra.log'}</file>
+    <file>{LOGS / "cassandra.log"}</file>
     <encoder><pattern>%-5level [%thread] %date{{ISO8601}} %F:%L - %msg%n</pattern></encoder>
   </appender>
   <root level="INFO"><appender-ref ref="FILE"/></root>
 </configuration>
 """)
     jamm = next(lib.glob("jamm-*.jar"))
-    cmd = [java, *CASSANDRA_JVM_OPTS, f"-javaagent:{jamm}",
-           f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
-           f"-Dcassandra.storagedir={data}",
-           f"-Dcassandra.logdir={LOGS}",
-           f"-Dlogback.configurationFile={conf / 'logback.xml'}",
-           "-cp", f"{lib}/*", "org.apache.cassandra.service.CassandraDaemon"]
+    cmd = [
+        java,
+        *CASSANDRA_JVM_OPTS,
+        f"-javaagent:{jamm}",
+        f"-Dcassandra.config=file://{conf / 'cassandra.yaml'}",
+        f"-Dcassandra.storagedir={data}",
+        f"-Dcassandra.logdir={LOGS}",
+        f"-Dlogback.configurationFile={conf / 'logback.xml'}",
+        "-cp",
+        f"{lib}/*",
+        "org.apache.cassandra.service.CassandraDaemon",
+    ]
     _say(f"starting cassandra on 127.0.0.1:{CASSANDRA_PORT} (takes ~30-60 s)")
     pid = _spawn("cassandra", cmd)
     _wait("cassandra", _cassandra_healthy, 180, pid, LOGS / "cassandra.log")
@@ -438,22 +489,32 @@ def _flink_config_yaml(python: str) -> str:
     default = _flink_home() / "conf" / "config.yaml"
     base = yaml.safe_load(default.read_text()) if default.exists() else {}
     ours = {
-        "jobmanager": {"bind-host": "127.0.0.1", "rpc": {"address": "localhost", "port": FLINK_RPC_PORT},
-                       "memory": {"process": {"size": "1024m"}}},
+        "jobmanager": {
+            "bind-host": "127.0.0.1",
+            "rpc": {"address": "localhost", "port": FLINK_RPC_PORT},
+            "memory": {"process": {"size": "1024m"}},
+        },
         # one slot per job and TaskManager: every job at parallelism 2 gets a subtask in each
         # TaskManager (= each core); Python work of all jobs on a TaskManager shares its GIL
-        "taskmanager": {"bind-host": "127.0.0.1", "host": "localhost",
-                        "numberOfTaskSlots": FLINK_SLOTS_PER_TASK_MANAGER,
-                        "memory": {"process": {"size": "3072m"}, "managed": {"fraction": 0.25}},
-                        # spread a job's subtasks over both TaskManagers instead of filling one first
-                        "load-balance": {"mode": "SLOTS"}},
+        "taskmanager": {
+            "bind-host": "127.0.0.1",
+            "host": "localhost",
+            "numberOfTaskSlots": FLINK_SLOTS_PER_TASK_MANAGER,
+            "memory": {"process": {"size": "3072m"}, "managed": {"fraction": 0.25}},
+            # spread a job's subtasks over both TaskManagers instead of filling one first
+            "load-balance": {"mode": "SLOTS"},
+        },
         "parallelism": {"default": 2},
         # notice a killed TaskManager within seconds (defaults: 10 s interval, 50 s timeout)
         "heartbeat": {"interval": 2000, "timeout": 10000},
         "rest": {"address": "127.0.0.1", "bind-address": "127.0.0.1", "port": FLINK_REST_PORT},
         "python": {"executable": python, "client": {"executable": python}},
-        "execution": {"checkpointing": {"dir": f"file://{DATA / 'flink' / 'checkpoints'}",
-                                        "savepoint-dir": f"file://{DATA / 'flink' / 'savepoints'}"}},
+        "execution": {
+            "checkpointing": {
+                "dir": f"file://{DATA / 'flink' / 'checkpoints'}",
+                "savepoint-dir": f"file://{DATA / 'flink' / 'savepoints'}",
+            }
+        },
         "state": {"backend": {"type": "rocksdb"}},
     }
     return yaml.safe_dump(_deep_merge(base, ours), sort_keys=False)
@@ -483,29 +544,39 @@ def flink_env() -> dict[str, str]:
     (conf / "config.yaml").write_text(_flink_config_yaml(py))
 
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
-        (conf / name).write_text("\n".join([
-            "rootLogger.level=INFO",
-            "rootLogger.appenderRef.file.ref=MainAppender",
-            "appender.main.name=MainAppender",
-            "appender.main.type=File",
-            "appender.main.append=true",
-            "appender.main.fileName=${sys:log.file}",
-            "appender.main.layout.type=PatternLayout",
-            "appender.main.layout.pattern=%d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n",
-            "logger.kafka.name=org.apache.kafka",
-            "logger.kafka.level=WARN",
-            "logger.kafkashaded.name=org.apache.flink.kafka.shaded.org.apache.kafka",
-            "logger.kafkashaded.level=WARN",
-            "",
-        ]))
+        (conf / name).write_text(
+            "\n".join(
+                [
+                    "rootLogger.level=INFO",
+                    "rootLogger.appenderRef.file.ref=MainAppender",
+                    "appender.main.name=MainAppender",
+                    "appender.main.type=File",
+                    "appender.main.append=true",
+                    "appender.main.fileName=${sys:log.file}",
+                    "appender.main.layout.type=PatternLayout",
+                    "appender.main.layout.pattern=%d{yyyy-MM-dd HH:mm:ss,SSS} %-5p %-60c %x - %m%n",
+                    "logger.kafka.name=org.apache.kafka",
+                    "logger.kafka.level=WARN",
+                    "logger.kafkashaded.name=org.apache.flink.kafka.shaded.org.apache.kafka",
+                    "logger.kafkashaded.level=WARN",
+                    "",
+                ]
+            )
+        )
     env = dict(os.environ)
     # Python workers (thread mode embeds CPython in the TaskManager) import the project and
     # the venv's packages from here
     site = [p for p in sys.path if p.startswith(sys.prefix) and p.endswith("site-packages")]
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *site])
-    env.update({"FLINK_CONF_DIR": str(conf), "FLINK_LOG_DIR": str(LOGS / "flink"),
-                "FLINK_LIB_DIR": str(_flink_lib_dir()),
-                "FLINK_PID_DIR": str(RUN), "FLINK_HOME": str(_flink_home())})
+    env.update(
+        {
+            "FLINK_CONF_DIR": str(conf),
+            "FLINK_LOG_DIR": str(LOGS / "flink"),
+            "FLINK_LIB_DIR": str(_flink_lib_dir()),
+            "FLINK_PID_DIR": str(RUN),
+            "FLINK_HOME": str(_flink_home()),
+        }
+    )
     return env
 
 
@@ -529,8 +600,13 @@ def _flink_running() -> bool:
 def flink_daemon(script: str, action: str, env: dict[str, str] | None = None, check: bool = True) -> None:
     """Run pyflink's ``bin/<script> <action>`` (jobmanager.sh / taskmanager.sh, start / stop)."""
     env = env or flink_env()
-    r = subprocess.run(["bash", str(Path(env["FLINK_HOME"]) / "bin" / script), action], env=env,
-                       capture_output=True, text=True, cwd=ROOT)
+    r = subprocess.run(
+        ["bash", str(Path(env["FLINK_HOME"]) / "bin" / script), action],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if check and r.returncode != 0:
         raise StackError(f"{script} {action} failed:\n{r.stdout}\n{r.stderr}")
 
@@ -578,10 +654,10 @@ def _flink_stop() -> None:
 
 COMPONENTS: dict[str, Component] = {
     "kafka": Component("kafka", _kafka_start, _kafka_stop, _kafka_healthy, f"127.0.0.1:{KAFKA_PORT}"),
-    "cassandra": Component("cassandra", _cassandra_start, _cassandra_stop, _cassandra_healthy,
-                           f"127.0.0.1:{CASSANDRA_PORT}"),
-    "flink": Component("flink", _flink_start, _flink_stop, _flink_healthy,
-                       f"http://127.0.0.1:{FLINK_REST_PORT}"),
+    "cassandra": Component(
+        "cassandra", _cassandra_start, _cassandra_stop, _cassandra_healthy, f"127.0.0.1:{CASSANDRA_PORT}"
+    ),
+    "flink": Component("flink", _flink_start, _flink_stop, _flink_healthy, f"http://127.0.0.1:{FLINK_REST_PORT}"),
 }
 
 
@@ -599,9 +675,20 @@ def fetch() -> None:
         _say(f"fetching {name} jars from Maven Central")
         tmp = LIB / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        r = subprocess.run([mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-                            f"-DoutputDirectory={tmp}", "-DincludeScope=runtime"],
-                           capture_output=True, text=True)
+        r = subprocess.run(
+            [
+                mvn,
+                "-q",
+                "-B",
+                "-f",
+                str(pom),
+                "dependency:copy-dependencies",
+                f"-DoutputDirectory={tmp}",
+                "-DincludeScope=runtime",
+            ],
+            capture_output=True,
+            text=True,
+        )
         if r.returncode != 0:
             raise StackError(f"maven fetch of {name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         tmp.rename(out)

@@ -77,8 +77,9 @@ class Codec:
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
         try:
-            record = fastavro.schemaless_reader(buf, self.schema, None, return_record_name=True,
-                                                return_record_name_override=True)
+            record = fastavro.schemaless_reader(
+                buf, self.schema, None, return_record_name=True, return_record_name_override=True
+            )
         except Exception as e:  # fastavro raises EOFError, UnicodeDecodeError, IndexError, ...
             raise DecodeError("malformed_avro", f"{type(e).__name__}: {e}") from None
         if buf.tell() != len(data):
@@ -165,11 +166,14 @@ class SchemaCatalog:
         (and, with ``expect``, for a record of another schema).
         """
         if len(data) < HEADER_LEN or data[:2] != MAGIC:
-            raise DecodeError("not_single_object_encoded",
-                              f"value of {len(data)} bytes does not start with C3 01 + fingerprint")
+            raise DecodeError(
+                "not_single_object_encoded", f"value of {len(data)} bytes does not start with C3 01 + fingerprint"
+            )
         codec = self._by_fp.get(bytes(data[2:HEADER_LEN]))
         if codec is None or (expect is not None and codec.name != expect):
-            raise DecodeError("unknown_schema",
-                              f"fingerprint {bytes(data[2:HEADER_LEN]).hex()} is not "
-                              f"{'a known schema' if codec is None else 'the ' + expect + ' schema'}")
+            raise DecodeError(
+                "unknown_schema",
+                f"fingerprint {bytes(data[2:HEADER_LEN]).hex()} is not "
+                f"{'a known schema' if codec is None else f'the {expect} schema'}",
+            )
         return codec.name, codec.decode_body(bytes(data))

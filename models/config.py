@@ -86,8 +86,13 @@ class FlinkJobSettings:
     broker_transaction_max_timeout_ms: int = 900_000
 
     def __post_init__(self) -> None:
-        for name in ("parallelism", "checkpoint_interval_ms", "checkpoint_timeout_ms", "transaction_timeout_ms",
-                     "restart_interval_ms"):
+        for name in (
+            "parallelism",
+            "checkpoint_interval_ms",
+            "checkpoint_timeout_ms",
+            "transaction_timeout_ms",
+            "restart_interval_ms",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("restart_attempts", "restart_delay_ms"):
@@ -95,8 +100,12 @@ class FlinkJobSettings:
                 raise ConfigError(f"{name} must not be negative, got {getattr(self, name)}")
         if not _PREFIX.match(self.transactional_id_prefix):
             raise ConfigError(f"transactional_id_prefix={self.transactional_id_prefix!r} must match {_PREFIX.pattern}")
-        check_transaction_timeout(self.transaction_timeout_ms, self.checkpoint_timeout_ms,
-                                  self.restart_delay_ms, self.broker_transaction_max_timeout_ms)
+        check_transaction_timeout(
+            self.transaction_timeout_ms,
+            self.checkpoint_timeout_ms,
+            self.restart_delay_ms,
+            self.broker_transaction_max_timeout_ms,
+        )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object):
@@ -157,10 +166,13 @@ class IngestConfig(FlinkJobSettings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
-        check_time_bounds(self.min_valid_timestamp_ms, self.backfill_topic_pattern,
-                          self.backfill_min_valid_timestamp_ms, input_topic_pattern=self.input_topic_pattern,
-                          output_topics=(self.output_topic, self.dlq_topic))
-
+        check_time_bounds(
+            self.min_valid_timestamp_ms,
+            self.backfill_topic_pattern,
+            self.backfill_min_valid_timestamp_ms,
+            input_topic_pattern=self.input_topic_pattern,
+            output_topics=(self.output_topic, self.dlq_topic),
+        )
 
 
 @dataclass(frozen=True)
@@ -191,8 +203,10 @@ class ProfilesConfig(FlinkJobSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.bounded:
-            raise ConfigError("the profiles job cannot run bounded: it reads its own feedback topic, "
-                              "which never ends (stop it with a savepoint instead)")
+            raise ConfigError(
+                "the profiles job cannot run bounded: it reads its own feedback topic, "
+                "which never ends (stop it with a savepoint instead)"
+            )
         for name in ("cassandra_port", "coalesce_ms", "half_life_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -205,8 +219,10 @@ class ProfilesConfig(FlinkJobSettings):
             raise ConfigError("identity_topic and feedback_topic must differ")
         try:
             if re.fullmatch(self.input_topic_pattern, self.feedback_topic):
-                raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} matches the feedback topic "
-                                  f"{self.feedback_topic!r}")
+                raise ConfigError(
+                    f"input_topic_pattern={self.input_topic_pattern!r} matches the feedback topic "
+                    f"{self.feedback_topic!r}"
+                )
         except re.error as e:
             raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
 
@@ -240,8 +256,11 @@ def _parse(name: str, raw: str, typ: object) -> object:
         if t.startswith("tuple"):
             return tuple(p for p in raw.split(";") if p)
     except ValueError:
-        hint = (" (epoch milliseconds, UTC: 1990-01-01 is 631152000000; date -u -d 1990-01-01 +%s000 prints it)"
-                if name.endswith("_timestamp_ms") else "")
+        hint = (
+            " (epoch milliseconds, UTC: 1990-01-01 is 631152000000; date -u -d 1990-01-01 +%s000 prints it)"
+            if name.endswith("_timestamp_ms")
+            else ""
+        )
         raise ConfigError(f"JOURNEY_{name.upper()}={raw!r} is not a valid {t}{hint}") from None
     return raw
 
@@ -260,17 +279,21 @@ def check_ordered_topic(topic: str, partitions: int | None) -> None:
     models.config.ConfigError: topic 'journey.identity' has 6 partitions; it must have exactly 1 ...
     """
     if partitions is None:
-        raise ConfigError(f"topic {topic!r} does not exist: create it with 1 partition "
-                          f"(python -m k8s.topics, or make topics locally)")
+        raise ConfigError(
+            f"topic {topic!r} does not exist: create it with 1 partition (python -m k8s.topics, or make topics locally)"
+        )
     if partitions != 1:
-        raise ConfigError(f"topic {topic!r} has {partitions} partitions; it must have exactly 1 (an ordered "
-                          f"change log: an identifier's last identifier_linked is its profile only within one "
-                          f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics; "
-                          f"on the local stack: make reset)")
+        raise ConfigError(
+            f"topic {topic!r} has {partitions} partitions; it must have exactly 1 (an ordered "
+            f"change log: an identifier's last identifier_linked is its profile only within one "
+            f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics; "
+            f"on the local stack: make reset)"
+        )
 
 
-def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms: int,
-                              restart_delay_ms: int, broker_max_ms: int) -> None:
+def check_transaction_timeout(
+    transaction_timeout_ms: int, checkpoint_timeout_ms: int, restart_delay_ms: int, broker_max_ms: int
+) -> None:
     """Refuse Kafka transaction timeouts that can lose committed output.
 
     >>> check_transaction_timeout(300_000, 60_000, 5_000, 900_000)
@@ -284,11 +307,13 @@ def check_transaction_timeout(transaction_timeout_ms: int, checkpoint_timeout_ms
         raise ConfigError(
             f"transaction_timeout_ms={transaction_timeout_ms} must be above checkpoint_timeout_ms + "
             f"restart_delay_ms = {floor} ... otherwise Kafka aborts transactions that Flink still "
-            f"expects to commit after a slow checkpoint or a restart")
+            f"expects to commit after a slow checkpoint or a restart"
+        )
     if transaction_timeout_ms > broker_max_ms:
         raise ConfigError(
             f"transaction_timeout_ms={transaction_timeout_ms} is above the broker's "
-            f"transaction.max.timeout.ms={broker_max_ms}: the producer would be refused at start")
+            f"transaction.max.timeout.ms={broker_max_ms}: the producer would be refused at start"
+        )
 
 
 def _iso(ms: int) -> str:
@@ -327,19 +352,30 @@ def check_lower_bound(setting: str, value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"{setting}={value!r} must be an int of epoch milliseconds")
     if value < 0:
-        raise ConfigError(f"{setting}={value} ({_iso(value)}) is before the Unix epoch: negative timestamps are "
-                          f"never accepted; use 0 to accept everything since 1970-01-01T00:00:00Z")
+        raise ConfigError(
+            f"{setting}={value} ({_iso(value)}) is before the Unix epoch: negative timestamps are "
+            f"never accepted; use 0 to accept everything since 1970-01-01T00:00:00Z"
+        )
     if 0 < value < SECONDS_SUSPECT_BELOW_MS:
-        raise ConfigError(f"{setting}={value} ({_iso(value)}) looks like epoch seconds: in milliseconds that is "
-                          f"{value * 1000} ({_iso(value * 1000)}); use 0 to accept everything since the Unix epoch")
+        raise ConfigError(
+            f"{setting}={value} ({_iso(value)}) looks like epoch seconds: in milliseconds that is "
+            f"{value * 1000} ({_iso(value * 1000)}); use 0 to accept everything since the Unix epoch"
+        )
     if value >= LOWER_BOUND_CEILING_MS:
-        raise ConfigError(f"{setting}={value} ({_iso(value)}) is 2100-01-01 or later: every event would be "
-                          f"dead-lettered (epoch microseconds? the setting is in milliseconds)")
+        raise ConfigError(
+            f"{setting}={value} ({_iso(value)}) is 2100-01-01 or later: every event would be "
+            f"dead-lettered (epoch microseconds? the setting is in milliseconds)"
+        )
 
 
-def check_time_bounds(min_valid_timestamp_ms: int, backfill_topic_pattern: str,
-                      backfill_min_valid_timestamp_ms: int | None, *, input_topic_pattern: str | None = None,
-                      output_topics: tuple[str, ...] = ()) -> None:
+def check_time_bounds(
+    min_valid_timestamp_ms: int,
+    backfill_topic_pattern: str,
+    backfill_min_valid_timestamp_ms: int | None,
+    *,
+    input_topic_pattern: str | None = None,
+    output_topics: tuple[str, ...] = (),
+) -> None:
     r"""Refuse time bounds of ingestion that are nonsense or would loosen live traffic.
 
     Parameters
@@ -378,14 +414,18 @@ def check_time_bounds(min_valid_timestamp_ms: int, backfill_topic_pattern: str,
     pattern, bound = backfill_topic_pattern, backfill_min_valid_timestamp_ms
     if not pattern:
         if bound is not None:
-            raise ConfigError(f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound} is set but "
-                              f"JOURNEY_BACKFILL_TOPIC_PATTERN is not: the bound would apply to no topic; set the "
-                              f"pattern of the backfill topics (e.g. journey\\.events\\.backfill)")
+            raise ConfigError(
+                f"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS={bound} is set but "
+                f"JOURNEY_BACKFILL_TOPIC_PATTERN is not: the bound would apply to no topic; set the "
+                f"pattern of the backfill topics (e.g. journey\\.events\\.backfill)"
+            )
         return
     if bound is None:
-        raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} needs JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS: "
-                          f"the earliest real date of the history, in epoch ms (e.g. 631152000000 = 1990-01-01; "
-                          f"0 accepts anything since 1970, including zeroed dates)")
+        raise ConfigError(
+            f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} needs JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS: "
+            f"the earliest real date of the history, in epoch ms (e.g. 631152000000 = 1990-01-01; "
+            f"0 accepts anything since 1970, including zeroed dates)"
+        )
     check_lower_bound("JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", bound)
     try:
         regex = re.compile(pattern)
@@ -393,19 +433,24 @@ def check_time_bounds(min_valid_timestamp_ms: int, backfill_topic_pattern: str,
         raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} is not a regex: {e}") from None
     for topic in LIVE_INPUT_TOPICS:
         if regex.fullmatch(topic):
-            raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} matches the live topic {topic}: live "
-                              f"traffic would lose its lower bound; produce history to topics of its own (e.g. "
-                              f"journey.events.backfill), or lower JOURNEY_MIN_VALID_TIMESTAMP_MS for a whole job")
+            raise ConfigError(
+                f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} matches the live topic {topic}: live "
+                f"traffic would lose its lower bound; produce history to topics of its own (e.g. "
+                f"journey.events.backfill), or lower JOURNEY_MIN_VALID_TIMESTAMP_MS for a whole job"
+            )
     for topic in output_topics:
         if regex.fullmatch(topic):
             raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} matches the output topic {topic}")
     single = pattern.replace("\\.", ".")
     if input_topic_pattern and _TOPIC.match(single) and regex.fullmatch(single):
+        subscribed: object
         try:
             subscribed = re.fullmatch(input_topic_pattern, single)
         except re.error:
             subscribed = True  # reported by the input_topic_pattern check
         if not subscribed:
-            raise ConfigError(f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} names the topic {single}, which "
-                              f"JOURNEY_INPUT_TOPIC_PATTERN={input_topic_pattern!r} does not subscribe to: its records "
-                              f"would never be read; name it journey.events.<something> or widen the input pattern")
+            raise ConfigError(
+                f"JOURNEY_BACKFILL_TOPIC_PATTERN={pattern!r} names the topic {single}, which "
+                f"JOURNEY_INPUT_TOPIC_PATTERN={input_topic_pattern!r} does not subscribe to: its records "
+                f"would never be read; name it journey.events.<something> or widen the input pattern"
+            )

@@ -43,8 +43,9 @@ def schema(stem: str) -> dict[str, Any]:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FileNotFoundError(f"schema {path} is missing: the contract constants are read from schemas/ "
-                                f"next to models/") from None
+        raise FileNotFoundError(
+            f"schema {path} is missing: the contract constants are read from schemas/ next to models/"
+        ) from None
 
 
 def _named_types(node: Any) -> Iterator[dict[str, Any]]:
@@ -98,8 +99,9 @@ def union_records(stem: str, field: str) -> tuple[str, ...]:
     """Short names of the record branches of a top-level union field, in schema order."""
     for f in schema(stem)["fields"]:
         if f["name"] == field:
-            return tuple(b["name"].rsplit(".", 1)[-1] for b in f["type"]
-                         if isinstance(b, dict) and b.get("type") == "record")
+            return tuple(
+                b["name"].rsplit(".", 1)[-1] for b in f["type"] if isinstance(b, dict) and b.get("type") == "record"
+            )
     raise KeyError(f"schemas/{stem}.avsc has no field {field!r}")
 
 

@@ -110,8 +110,15 @@ def _unit_hint(ts: int, lo: int, hi: int) -> str:
     return ""
 
 
-def check_occurred_at(ts: object, kafka_timestamp_ms: int, min_ts_ms: int, max_future_skew_ms: int, *,
-                      min_setting: str = MIN_TIMESTAMP_SETTING, advice: str = "") -> Rejection | None:
+def check_occurred_at(
+    ts: object,
+    kafka_timestamp_ms: int,
+    min_ts_ms: int,
+    max_future_skew_ms: int,
+    *,
+    min_setting: str = MIN_TIMESTAMP_SETTING,
+    advice: str = "",
+) -> Rejection | None:
     """Judge ``occurred_at`` against the time bounds of the record's topic.
 
     Parameters
@@ -161,26 +168,38 @@ def check_occurred_at(ts: object, kafka_timestamp_ms: int, min_ts_ms: int, max_f
         return Rejection("invalid_timestamp", f"occurred_at is {type(ts).__name__}, expected epoch ms")
     hi = kafka_timestamp_ms + max_future_skew_ms
     if ts < UNIX_EPOCH_MS:
-        return Rejection("invalid_timestamp",
-                         f"occurred_at={ts} ({iso_utc(ts)}) is before the Unix epoch {iso_utc(UNIX_EPOCH_MS)}: "
-                         f"negative timestamps are never accepted, whatever the settings")
+        return Rejection(
+            "invalid_timestamp",
+            f"occurred_at={ts} ({iso_utc(ts)}) is before the Unix epoch {iso_utc(UNIX_EPOCH_MS)}: "
+            f"negative timestamps are never accepted, whatever the settings",
+        )
     if ts < min_ts_ms:
-        detail = (f"occurred_at={ts} ({iso_utc(ts)}) is before the lower bound {min_ts_ms} ({iso_utc(min_ts_ms)}) "
-                  f"set by {min_setting}{_unit_hint(ts, min_ts_ms, hi)}")
+        detail = (
+            f"occurred_at={ts} ({iso_utc(ts)}) is before the lower bound {min_ts_ms} ({iso_utc(min_ts_ms)}) "
+            f"set by {min_setting}{_unit_hint(ts, min_ts_ms, hi)}"
+        )
         return Rejection("invalid_timestamp", f"{detail}; {advice}" if advice else detail)
     if ts > hi:
-        return Rejection("invalid_timestamp",
-                         f"occurred_at={ts} ({iso_utc(ts)}) is {ts - kafka_timestamp_ms} ms after the Kafka record "
-                         f"timestamp {kafka_timestamp_ms} ({iso_utc(kafka_timestamp_ms)}), more than "
-                         f"{FUTURE_SKEW_SETTING}={max_future_skew_ms} allows{_unit_hint(ts, min_ts_ms, hi)}: "
-                         f"a producer clock running ahead or a wrong time unit (raise {FUTURE_SKEW_SETTING} only "
-                         f"for clocks known to run ahead)")
+        return Rejection(
+            "invalid_timestamp",
+            f"occurred_at={ts} ({iso_utc(ts)}) is {ts - kafka_timestamp_ms} ms after the Kafka record "
+            f"timestamp {kafka_timestamp_ms} ({iso_utc(kafka_timestamp_ms)}), more than "
+            f"{FUTURE_SKEW_SETTING}={max_future_skew_ms} allows{_unit_hint(ts, min_ts_ms, hi)}: "
+            f"a producer clock running ahead or a wrong time unit (raise {FUTURE_SKEW_SETTING} only "
+            f"for clocks known to run ahead)",
+        )
     return None
 
 
-def validate_event(event: dict[str, Any], kafka_timestamp_ms: int, min_ts_ms: int,
-                   max_future_skew_ms: int, *, min_setting: str = MIN_TIMESTAMP_SETTING,
-                   advice: str = "") -> Rejection | None:
+def validate_event(
+    event: dict[str, Any],
+    kafka_timestamp_ms: int,
+    min_ts_ms: int,
+    max_future_skew_ms: int,
+    *,
+    min_setting: str = MIN_TIMESTAMP_SETTING,
+    advice: str = "",
+) -> Rejection | None:
     """Check the rules of the contract that the Avro schema cannot express.
 
     The time bounds are those of :func:`check_occurred_at` (``min_setting`` and ``advice``
@@ -192,8 +211,14 @@ def validate_event(event: dict[str, Any], kafka_timestamp_ms: int, min_ts_ms: in
     ids = event.get("identifiers") or {}
     if not any(_non_blank(ids.get(t)) for t in IDENTIFIER_TYPES):
         return Rejection("missing_identifiers", "no non-empty identifier of any type")
-    why = check_occurred_at(event.get("occurred_at"), kafka_timestamp_ms, min_ts_ms, max_future_skew_ms,
-                            min_setting=min_setting, advice=advice)
+    why = check_occurred_at(
+        event.get("occurred_at"),
+        kafka_timestamp_ms,
+        min_ts_ms,
+        max_future_skew_ms,
+        min_setting=min_setting,
+        advice=advice,
+    )
     if why is not None:
         return why
     name, payload = event["payload"]
@@ -213,8 +238,10 @@ def _check_payload(kind: str, p: dict[str, Any]) -> Rejection | None:
     if kind == "Purchase":
         for i, item in enumerate(p["items"]):
             if item["quantity"] <= 0 or item["unit_price"] < 0 or not math.isfinite(item["unit_price"]):
-                return Rejection("invalid_field", f"Purchase.items[{i}] has quantity {item['quantity']} "
-                                                  f"and unit_price {item['unit_price']}")
+                return Rejection(
+                    "invalid_field",
+                    f"Purchase.items[{i}] has quantity {item['quantity']} and unit_price {item['unit_price']}",
+                )
     if kind == "CartChange" and p["quantity"] <= 0:
         return Rejection("invalid_field", f"CartChange.quantity={p['quantity']} must be positive")
     return None

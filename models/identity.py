@@ -53,7 +53,9 @@ from typing import Any, Iterable, Mapping, MutableMapping
 #: policy over :data:`models.contract.HASHED_IDENTIFIER_TYPES`, whose every type it must rank
 #: (tests/unit/test_contract.py)
 DEFAULT_PRIORITY: tuple[str, ...] = ("customer_id", "loyalty_id", "email_hash", "phone_hash", "device_id", "cookie_id")
-DEFAULT_BLOCKED_VALUES: frozenset[str] = frozenset({"", "null", "none", "nil", "anonymous", "undefined", "unknown", "n/a", "na", "-"})
+DEFAULT_BLOCKED_VALUES: frozenset[str] = frozenset(
+    {"", "null", "none", "nil", "anonymous", "undefined", "unknown", "n/a", "na", "-"}
+)
 
 Node = tuple[str, str]  # (identifier type, value)
 
@@ -145,8 +147,9 @@ class UnionFind:
     streaming operator); plain dicts by default.
     """
 
-    def __init__(self, parent: MutableMapping[Node, Node] | None = None,
-                 size: MutableMapping[Node, int] | None = None) -> None:
+    def __init__(
+        self, parent: MutableMapping[Node, Node] | None = None, size: MutableMapping[Node, int] | None = None
+    ) -> None:
         self.parent: MutableMapping[Node, Node] = {} if parent is None else parent
         self.size: MutableMapping[Node, int] = {} if size is None else size
 
@@ -217,8 +220,11 @@ def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolu
         for x, y in ((a, b), (b, a)):
             if x[0] not in unique and y[0] in unique:
                 anchors.setdefault(free.find(x), {}).setdefault(y[0], set()).add(y[1])
-    ambiguous = {root: next(t for t in rules.unique_types if len(by_type.get(t, ())) > 1)
-                 for root, by_type in anchors.items() if any(len(vs) > 1 for vs in by_type.values())}
+    ambiguous = {
+        root: next(t for t in rules.unique_types if len(by_type.get(t, ())) > 1)
+        for root, by_type in anchors.items()
+        if any(len(vs) > 1 for vs in by_type.values())
+    }
     accepted: list[tuple[Node, Node]] = []
     for a, b in anchored:
         if a[0] in unique and b[0] in unique:
@@ -244,9 +250,9 @@ def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolu
             uf.union(a, b)
         groups = uf.groups()
         bad: dict[Node, str] = {}
-        for root, members in groups.items():
+        for root, group_nodes in groups.items():
             for t in rules.unique_types:
-                if len({v for typ, v in members if typ == t}) > 1:
+                if len({v for typ, v in group_nodes if typ == t}) > 1:
                     bad[root] = t
                     break
         if not bad:

@@ -58,8 +58,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Mapping, MutableMapping
 
-from models.identity import (IdentityRules, IncrementalResolver, Node, ProfileChange, ResolverStore,
-                             canonical_profile_id, observation_of)
+from models.identity import (
+    IdentityRules,
+    IncrementalResolver,
+    Node,
+    ProfileChange,
+    ResolverStore,
+    canonical_profile_id,
+    observation_of,
+)
 
 
 class CommandKind(StrEnum):
@@ -149,6 +156,7 @@ class IdentityRouter:
         if changes or roots_before != {root}:
             for c in changes:
                 if c.kind in ("created", "grown"):
+                    assert c.into is not None  # created and grown changes name their profile
                     changed_members[c.into] = _sorted_members(store.members[c.into], resolver)
                 elif c.kind in ("merged", "split"):
                     old = c.from_ids[0]
@@ -163,11 +171,18 @@ class IdentityRouter:
         live = store.live[root]
         commands = []
         for pid in sorted(set(evict) | set(live)):
-            commands.append(ProfileCommand(
-                profile_id=pid, kind=CommandKind.EVENT if pid == owner else CommandKind.TOUCH, version=version,
-                atom=atom if pid == owner else None, payload=payload if pid == owner else None,
-                members=changed_members.get(pid), evict=tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
-                ghosts=ghosts if pid in live else None))
+            commands.append(
+                ProfileCommand(
+                    profile_id=pid,
+                    kind=CommandKind.EVENT if pid == owner else CommandKind.TOUCH,
+                    version=version,
+                    atom=atom if pid == owner else None,
+                    payload=payload if pid == owner else None,
+                    members=changed_members.get(pid),
+                    evict=tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
+                    ghosts=ghosts if pid in live else None,
+                )
+            )
         commands.sort(key=lambda c: (c.kind is CommandKind.EVENT, c.profile_id))
         return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
 
@@ -177,16 +192,18 @@ class IdentityRouter:
         pid = self.store.profile_of.get(atom)
         if pid is None:
             return None
-        return ProfileCommand(profile_id=pid, kind=CommandKind.STATE, version=self.resolver.version_of(atom),
-                              atom=atom, payload=aggregate)
+        return ProfileCommand(
+            profile_id=pid, kind=CommandKind.STATE, version=self.resolver.version_of(atom), atom=atom, payload=aggregate
+        )
 
 
 def _sorted_members(members: frozenset[Node], resolver: IncrementalResolver) -> tuple[Node, ...]:
     return tuple(sorted(members, key=resolver.rules.rank))
 
 
-def identity_events(changes: tuple[ProfileChange, ...], event: Mapping[str, Any],
-                    profile_of: Mapping[Node, str]) -> tuple[IdentityEvent, ...]:
+def identity_events(
+    changes: tuple[ProfileChange, ...], event: Mapping[str, Any], profile_of: Mapping[Node, str]
+) -> tuple[IdentityEvent, ...]:
     """``journey.identity`` records for one event's resolution changes.
 
     ``identifier_linked`` for every identifier that joined a profile (created, grown, or moved
@@ -198,13 +215,26 @@ def identity_events(changes: tuple[ProfileChange, ...], event: Mapping[str, Any]
     eid, at = event["event_id"], event["occurred_at"]
     for c in changes:
         if c.kind in ("created", "grown"):
+            assert c.into is not None
             for t, v in sorted(c.members):
-                out.append(IdentityEvent("identifier_linked", c.into, c.kind, eid, at,
-                                         identifier_type=t, identifier_hash=v))
+                out.append(
+                    IdentityEvent("identifier_linked", c.into, c.kind, eid, at, identifier_type=t, identifier_hash=v)
+                )
         elif c.kind == "merged":
+            assert c.into is not None
             out.append(IdentityEvent("profile_merged", c.into, "linked", eid, at, from_profile_id=c.from_ids[0]))
         elif c.kind == "refused":
             link = c.link
-            out.append(IdentityEvent("link_refused", profile_of[link.a], link.reason, eid, at,
-                                     identifier_type=link.b[0], identifier_hash=link.b[1]))
+            assert link is not None  # a refusal names its link
+            out.append(
+                IdentityEvent(
+                    "link_refused",
+                    profile_of[link.a],
+                    link.reason,
+                    eid,
+                    at,
+                    identifier_type=link.b[0],
+                    identifier_hash=link.b[1],
+                )
+            )
     return tuple(out)

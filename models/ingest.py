@@ -15,8 +15,13 @@ from typing import Any
 
 from models import contract
 from models.avro_codec import DecodeError, SchemaCatalog
-from models.config import (DEFAULT_COUNTRY_CODE, DEFAULT_MAX_FUTURE_SKEW_MS, DEFAULT_MIN_VALID_TIMESTAMP_MS,
-                           INGESTION_JOB_NAME, check_time_bounds)
+from models.config import (
+    DEFAULT_COUNTRY_CODE,
+    DEFAULT_MAX_FUTURE_SKEW_MS,
+    DEFAULT_MIN_VALID_TIMESTAMP_MS,
+    INGESTION_JOB_NAME,
+    check_time_bounds,
+)
 from models.events import IDENTIFIER_TYPES, MIN_TIMESTAMP_SETTING, Rejection, validate_event
 from models.normalize import normalize_identifiers
 
@@ -95,14 +100,21 @@ class IngestSettings:
     backfill_min_valid_timestamp_ms: int | None = None
 
     def __post_init__(self) -> None:
-        check_time_bounds(self.min_valid_timestamp_ms, self.backfill_topic_pattern,
-                          self.backfill_min_valid_timestamp_ms)
+        check_time_bounds(
+            self.min_valid_timestamp_ms, self.backfill_topic_pattern, self.backfill_min_valid_timestamp_ms
+        )
 
     @classmethod
     def of(cls, cfg: Any) -> "IngestSettings":
-        return cls(cfg.pii_salt, cfg.default_country_code, cfg.min_valid_timestamp_ms,
-                   cfg.max_future_skew_ms, cfg.job_name, cfg.backfill_topic_pattern,
-                   cfg.backfill_min_valid_timestamp_ms)
+        return cls(
+            cfg.pii_salt,
+            cfg.default_country_code,
+            cfg.min_valid_timestamp_ms,
+            cfg.max_future_skew_ms,
+            cfg.job_name,
+            cfg.backfill_topic_pattern,
+            cfg.backfill_min_valid_timestamp_ms,
+        )
 
     def bounds_for(self, topic: str) -> TopicBounds:
         """The lower bound of ``occurred_at`` for records of ``topic``.
@@ -112,15 +124,22 @@ class IngestSettings:
         """
         if self.backfill_topic_pattern and re.fullmatch(self.backfill_topic_pattern, topic):
             assert self.backfill_min_valid_timestamp_ms is not None  # check_time_bounds
-            return TopicBounds(self.backfill_min_valid_timestamp_ms, BACKFILL_MIN_SETTING,
-                               f"{topic} is a backfill topic (JOURNEY_BACKFILL_TOPIC_PATTERN); if this history is "
-                               f"real, lower {BACKFILL_MIN_SETTING} to its earliest date ({BACKFILL_DOCS})")
+            return TopicBounds(
+                self.backfill_min_valid_timestamp_ms,
+                BACKFILL_MIN_SETTING,
+                f"{topic} is a backfill topic (JOURNEY_BACKFILL_TOPIC_PATTERN); if this history is "
+                f"real, lower {BACKFILL_MIN_SETTING} to its earliest date ({BACKFILL_DOCS})",
+            )
         if self.backfill_topic_pattern:
-            where = (f"{topic} is a live topic (it does not match JOURNEY_BACKFILL_TOPIC_PATTERN="
-                     f"{self.backfill_topic_pattern!r}); produce history to a backfill topic")
+            where = (
+                f"{topic} is a live topic (it does not match JOURNEY_BACKFILL_TOPIC_PATTERN="
+                f"{self.backfill_topic_pattern!r}); produce history to a backfill topic"
+            )
         else:
-            where = (f"{topic} is a live topic; to load older history, produce it to a backfill topic and set "
-                     f"JOURNEY_BACKFILL_TOPIC_PATTERN and {BACKFILL_MIN_SETTING}")
+            where = (
+                f"{topic} is a live topic; to load older history, produce it to a backfill topic and set "
+                f"JOURNEY_BACKFILL_TOPIC_PATTERN and {BACKFILL_MIN_SETTING}"
+            )
         return TopicBounds(self.min_valid_timestamp_ms, MIN_TIMESTAMP_SETTING, f"{where} ({BACKFILL_DOCS})")
 
 
@@ -149,8 +168,14 @@ class Ingestor:
         bounds = self._bounds.get(rec.topic)
         if bounds is None:
             bounds = self._bounds[rec.topic] = s.bounds_for(rec.topic)
-        why = validate_event(event, rec.timestamp_ms, bounds.min_ts_ms, s.max_future_skew_ms,
-                             min_setting=bounds.setting, advice=bounds.advice)
+        why = validate_event(
+            event,
+            rec.timestamp_ms,
+            bounds.min_ts_ms,
+            s.max_future_skew_ms,
+            min_setting=bounds.setting,
+            advice=bounds.advice,
+        )
         if why is not None:
             return why
         ids, warnings = normalize_identifiers(event["identifiers"], s.pii_salt, s.default_country_code)
@@ -179,16 +204,21 @@ class Ingestor:
         return Accepted(out["event_id"], self._normalized.encode(out), tuple(warnings))
 
     def dead_letter(self, rec: SourceRecord, why: Rejection) -> DeadLettered:
-        return DeadLettered(why.error_type, self._dead_letter.encode({
-            "raw": bytes(rec.value),
-            "error_type": why.error_type,
-            "error_detail": why.detail[:2000],
-            "source_topic": rec.topic,
-            "source_partition": rec.partition,
-            "source_offset": rec.offset,
-            "source_timestamp": rec.timestamp_ms,
-            "job": self.settings.job_name,
-        }))
+        return DeadLettered(
+            why.error_type,
+            self._dead_letter.encode(
+                {
+                    "raw": bytes(rec.value),
+                    "error_type": why.error_type,
+                    "error_detail": why.detail[:2000],
+                    "source_topic": rec.topic,
+                    "source_partition": rec.partition,
+                    "source_offset": rec.offset,
+                    "source_timestamp": rec.timestamp_ms,
+                    "job": self.settings.job_name,
+                }
+            ),
+        )
 
     def process(self, rec: SourceRecord) -> Accepted | DeadLettered:
         """All of the stateless stage for one record."""

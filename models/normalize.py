@@ -68,7 +68,9 @@ def pii_hash(kind: str, value: str, salt: str) -> str:
     return hmac.new(salt.encode(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
 
 
-def normalize_identifiers(ids: dict[str, Any], salt: str, default_country_code: str) -> tuple[dict[str, str | None], list[str]]:
+def normalize_identifiers(
+    ids: dict[str, Any], salt: str, default_country_code: str
+) -> tuple[dict[str, str | None], list[str]]:
     """Map raw identifiers to ``HashedIdentifiers``; returns (identifiers, warnings).
 
     Blank plain identifiers become ``None``. An email or phone that cannot be normalized is

@@ -132,7 +132,7 @@ class ProfileAggregate:
         """
         for f in fields(self):
             if f.name not in state:
-                state[f.name] = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+                state[f.name] = f.default_factory() if f.default is MISSING else f.default  # type: ignore[operator]
         self.__dict__.update(state)
 
     # ------------------------------------------------------------------ construction
@@ -160,8 +160,9 @@ class ProfileAggregate:
         return cls(profile_id)
 
     @classmethod
-    def from_event(cls, event: Mapping[str, Any], profile_id: str,
-                   half_life_ms: int = DEFAULT_HALF_LIFE_MS) -> ProfileAggregate:
+    def from_event(
+        cls, event: Mapping[str, Any], profile_id: str, half_life_ms: int = DEFAULT_HALF_LIFE_MS
+    ) -> ProfileAggregate:
         """The aggregate of exactly one decoded ``NormalizedEvent``.
 
         * identifiers: every non-``None`` value of ``event["identifiers"]`` (types of
@@ -227,7 +228,9 @@ class ProfileAggregate:
         raw_payload = event.get("payload")
         payload: Mapping[str, Any] = (raw_payload[1] if isinstance(raw_payload, tuple) else raw_payload) or {}
         ids = event.get("identifiers") or {}
-        identifiers = {t: (str(ids[t]),) for t in sorted(IDENTIFIER_TYPES) if ids.get(t) is not None}
+        identifiers: dict[str, tuple[str, ...]] = {
+            t: (str(ids[t]),) for t in sorted(IDENTIFIER_TYPES) if ids.get(t) is not None
+        }
 
         orders, revenue_cents, order_ms = 0, 0, None
         weights: dict[str, float] = {}
@@ -409,8 +412,11 @@ class ProfileAggregate:
             repeat = cents_quotient(self.revenue_cents - self.purchase_day_cents[first_day], days - 1)
         # the decay factor to last_seen is common to every category: it cancels in the shares
         total = math.fsum(self.category_affinity.values())
-        shares = sorted(((c, v / total) for c, v in self.category_affinity.items()),
-                        key=lambda cs: (-cs[1], cs[0])) if total > 0 else []
+        shares = (
+            sorted(((c, v / total) for c, v in self.category_affinity.items()), key=lambda cs: (-cs[1], cs[0]))
+            if total > 0
+            else []
+        )
         return StoredTraits(
             recency_days=recency,
             purchase_days=days,
@@ -492,12 +498,17 @@ class ProfileAggregate:
             last_order_ms=_opt_int(d.get("last_order_ms")),
             channel_counts={str(c): int(n) for c, n in sorted((d.get("channel_counts") or {}).items())},
             category_affinity={str(c): float(v) for c, v in sorted((d.get("category_affinity") or {}).items())},
-            consent={str(p): (bool(g), int(at), str(eid))
-                     for p, (g, at, eid) in sorted((d.get("consent") or {}).items())},
-            crm_attributes={str(k): (str(v), int(at), str(eid))
-                            for k, (v, at, eid) in sorted((d.get("crm_attributes") or {}).items())},
-            purchase_day_cents={day: c for day, c in sorted(
-                (int(day), int(c)) for day, c in (d.get("purchase_day_cents") or {}).items())},
+            consent={
+                str(p): (bool(g), int(at), str(eid)) for p, (g, at, eid) in sorted((d.get("consent") or {}).items())
+            },
+            crm_attributes={
+                str(k): (str(v), int(at), str(eid))
+                for k, (v, at, eid) in sorted((d.get("crm_attributes") or {}).items())
+            },
+            purchase_day_cents={
+                day: c
+                for day, c in sorted((int(day), int(c)) for day, c in (d.get("purchase_day_cents") or {}).items())
+            },
         )
 
 
@@ -654,9 +665,9 @@ def cents_quotient(numerator_cents: int, denominator: int) -> Decimal:
     return Decimal(f"{q}E-2")
 
 
-
-def fold(events: Iterable[Mapping[str, Any]], profile_id: str,
-         half_life_ms: int = DEFAULT_HALF_LIFE_MS) -> ProfileAggregate:
+def fold(
+    events: Iterable[Mapping[str, Any]], profile_id: str, half_life_ms: int = DEFAULT_HALF_LIFE_MS
+) -> ProfileAggregate:
     """Merge of :meth:`ProfileAggregate.from_event` over ``events`` (empty: :meth:`~ProfileAggregate.empty`).
 
     Parameters
@@ -785,9 +796,9 @@ def _add(a: Mapping[_K, _N], b: Mapping[_K, _N]) -> dict[_K, _N]:
     resort = False
     for k, v in small.items():
         if k in out:
-            out[k] = out[k] + v  # type: ignore[operator]
+            out[k] = out[k] + v
         else:
-            resort = resort or (last is not None and k < last)  # type: ignore[operator]
+            resort = resort or (last is not None and k < last)
             out[k] = v
             last = k if not resort else last
     return dict(sorted(out.items())) if resort else out
@@ -798,8 +809,7 @@ def _lww_key(entry: tuple[Any, int, str]) -> tuple[int, str, Any]:
     return at_ms, event_id, value
 
 
-def _last_writer_wins(a: Mapping[str, tuple[Any, int, str]],
-                      b: Mapping[str, tuple[Any, int, str]]) -> dict[str, Any]:
+def _last_writer_wins(a: Mapping[str, tuple[Any, int, str]], b: Mapping[str, tuple[Any, int, str]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k in sorted(a.keys() | b.keys()):
         x, y = a.get(k), b.get(k)
@@ -807,25 +817,54 @@ def _last_writer_wins(a: Mapping[str, tuple[Any, int, str]],
     return out
 
 
-def _example_event(event_id: str, event_type: str, occurred_at: int, channel: str = "web",
-                   total: float = 0.0, items: list[tuple[str, int]] | None = None,
-                   granted: bool = True, dwell_ms: int = 0) -> dict[str, Any]:
+def _example_event(
+    event_id: str,
+    event_type: str,
+    occurred_at: int,
+    channel: str = "web",
+    total: float = 0.0,
+    items: list[tuple[str, int]] | None = None,
+    granted: bool = True,
+    dwell_ms: int = 0,
+) -> dict[str, Any]:
     """A small hand-made ``NormalizedEvent`` for the doctests (not part of the API)."""
     ids = {t: None for t in IDENTIFIER_TYPES} | {"customer_id": "c-1", "cookie_id": "ck-1"}
     if event_type in ORDER_EVENT_TYPES:
-        lines = [{"product_id": f"sku-{i}", "category": c, "quantity": q, "unit_price": 1.0}
-                 for i, (c, q) in enumerate(items if items is not None else [("shoes", 1)])]
-        payload: tuple[str, dict[str, Any]] = ("journey.v1.Purchase", {
-            "order_id": f"o-{event_id}", "cart_id": None, "currency": "USD", "total": total,
-            "items": lines, "store_id": None})
+        lines = [
+            {"product_id": f"sku-{i}", "category": c, "quantity": q, "unit_price": 1.0}
+            for i, (c, q) in enumerate(items if items is not None else [("shoes", 1)])
+        ]
+        payload: tuple[str, dict[str, Any]] = (
+            "journey.v1.Purchase",
+            {
+                "order_id": f"o-{event_id}",
+                "cart_id": None,
+                "currency": "USD",
+                "total": total,
+                "items": lines,
+                "store_id": None,
+            },
+        )
     elif event_type == "product_view":
-        payload = ("journey.v1.ProductView", {"product_id": "sku-0", "category": "shoes", "price": 1.0,
-                                              "dwell_ms": dwell_ms})
+        payload = (
+            "journey.v1.ProductView",
+            {"product_id": "sku-0", "category": "shoes", "price": 1.0, "dwell_ms": dwell_ms},
+        )
     elif event_type == "consent_update":
         payload = ("journey.v1.ConsentUpdate", {"purpose": "marketing", "granted": granted})
     else:
         payload = ("journey.v1.PageView", {"url": "https://shop.example.com/", "referrer": None, "title": None})
-    return {"event_id": event_id, "event_type": event_type, "channel": channel, "occurred_at": occurred_at,
-            "schema_version": 1, "identifiers": ids, "context": {}, "payload": payload,
-            "source_topic": f"journey.events.{channel}", "source_partition": 0, "source_offset": 0,
-            "warnings": []}
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "channel": channel,
+        "occurred_at": occurred_at,
+        "schema_version": 1,
+        "identifiers": ids,
+        "context": {},
+        "payload": payload,
+        "source_topic": f"journey.events.{channel}",
+        "source_partition": 0,
+        "source_offset": 0,
+        "warnings": [],
+    }

@@ -65,8 +65,9 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes]:
     if kind is CommandKind.EVENT:
         payload = bytes(cmd.payload)
     elif kind is CommandKind.STATE:
-        payload = (_aggregate_codec().encode(cmd.payload) if isinstance(cmd.payload, ProfileAggregate)
-                   else bytes(cmd.payload))
+        payload = (
+            _aggregate_codec().encode(cmd.payload) if isinstance(cmd.payload, ProfileAggregate) else bytes(cmd.payload)
+        )
     else:
         payload = b""
     return cmd.profile_id, kind.value, cmd.version, json.dumps(body, separators=(",", ":")), payload
@@ -87,10 +88,16 @@ def decode_command(t: tuple) -> ProfileCommand:
         value = _aggregate_codec().decode(bytes(payload))
     else:
         value = None
-    return ProfileCommand(profile_id=pid, kind=kind, version=version,
-                          atom=(body["atom"][0], body["atom"][1]) if "atom" in body else None,
-                          payload=value, members=nodes("members"), evict=nodes("evict") or (),
-                          ghosts=tuple(body["ghosts"]) if "ghosts" in body else None)
+    return ProfileCommand(
+        profile_id=pid,
+        kind=kind,
+        version=version,
+        atom=(body["atom"][0], body["atom"][1]) if "atom" in body else None,
+        payload=value,
+        members=nodes("members"),
+        evict=nodes("evict") or (),
+        ghosts=tuple(body["ghosts"]) if "ghosts" in body else None,
+    )
 
 
 @functools.lru_cache(maxsize=1)
@@ -104,8 +111,14 @@ def _moved_codec() -> Codec:
 
 def encode_moved_state(atom: Node, aggregate: ProfileAggregate, from_profile: str) -> bytes:
     """A feedback-topic value: an atom's aggregate leaving ``from_profile``."""
-    return _moved_codec().encode({"atom_type": atom[0], "atom_value": atom[1], "from_profile_id": from_profile,
-                                  "aggregate": _aggregate_codec().encode(aggregate)})
+    return _moved_codec().encode(
+        {
+            "atom_type": atom[0],
+            "atom_value": atom[1],
+            "from_profile_id": from_profile,
+            "aggregate": _aggregate_codec().encode(aggregate),
+        }
+    )
 
 
 def decode_moved_state(value: bytes) -> tuple[Node, bytes, str]:

@@ -97,9 +97,14 @@ class ProfileFold:
     of the atoms, usually one to three) is computed when the row is written.
     """
 
-    def __init__(self, profile_id: str, atoms: MutableMapping[Node, ProfileAggregate], state: FoldState,
-                 half_life_ms: int = DEFAULT_HALF_LIFE_MS,
-                 decode: Callable[[Any], Mapping[str, Any]] = lambda e: e) -> None:
+    def __init__(
+        self,
+        profile_id: str,
+        atoms: MutableMapping[Node, ProfileAggregate],
+        state: FoldState,
+        half_life_ms: int = DEFAULT_HALF_LIFE_MS,
+        decode: Callable[[Any], Mapping[str, Any]] = lambda e: e,
+    ) -> None:
         self.profile_id, self.atoms, self.state = profile_id, atoms, state
         self.half_life_ms, self.decode = half_life_ms, decode
 
@@ -119,10 +124,13 @@ class ProfileFold:
         if kind is CommandKind.EVENT:
             delta = ProfileAggregate.from_event(self.decode(cmd.payload), pid, self.half_life_ms)
         elif kind is CommandKind.STATE:
-            delta = cmd.payload if isinstance(cmd.payload, ProfileAggregate) else ProfileAggregate.from_dict(cmd.payload)
+            delta = (
+                cmd.payload if isinstance(cmd.payload, ProfileAggregate) else ProfileAggregate.from_dict(cmd.payload)
+            )
         else:
             delta = None
         if delta is not None:
+            assert cmd.atom is not None, f"{kind.value} command without an atom"
             before = self.atoms.get(cmd.atom)
             self.atoms[cmd.atom] = delta if before is None else before.merge(delta, pid)
             st.folded += delta.events
@@ -150,5 +158,6 @@ class ProfileFold:
         profile = self.profile()
         if profile.events != st.folded:
             raise AssertionError(f"profile {self.profile_id}: atoms hold {profile.events} events, counted {st.folded}")
-        return ProfileWrite(self.profile_id, row_version(st.component_events, st.folded), profile,
-                            st.ghosts, ghost_version)
+        return ProfileWrite(
+            self.profile_id, row_version(st.component_events, st.folded), profile, st.ghosts, ghost_version
+        )

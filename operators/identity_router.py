@@ -50,17 +50,34 @@ class RouteIdentity(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         # one constant key, one subtask: a write-through cache of decoded values in front of
         # each MapState is safe (see CachedMapping) and saves most state reads and decodes
-        store = RouterStore(**{
-            f.name: CachedMapping(MapStateMapping(
-                runtime_context.get_map_state(string_keyed_map_state(f"identity-{f.name}")),
-                ROUTER_CODECS[f.name], *ROUTER_KEYS.get(f.name, (node_key, node_of))), self.cache_entries)
-            for f in fields(RouterStore)})
+        store = RouterStore(
+            **{
+                f.name: CachedMapping(
+                    MapStateMapping(
+                        runtime_context.get_map_state(string_keyed_map_state(f"identity-{f.name}")),
+                        ROUTER_CODECS[f.name],
+                        *ROUTER_KEYS.get(f.name, (node_key, node_of)),
+                    ),
+                    self.cache_entries,
+                )
+                for f in fields(RouterStore)
+            }
+        )
         self.router = IdentityRouter(self.rules, store)
         self.catalog = SchemaCatalog.load()
         self.identity_codec = self.catalog.codec("IdentityEvent")
-        self.counters = BufferedCounters(runtime_context.get_metrics_group(), (
-            "events", "unresolvable", "moved_states", "orphan_states", "commands", "identity_events",
-            *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused"))))
+        self.counters = BufferedCounters(
+            runtime_context.get_metrics_group(),
+            (
+                "events",
+                "unresolvable",
+                "moved_states",
+                "orphan_states",
+                "commands",
+                "identity_events",
+                *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused")),
+            ),
+        )
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         topic, raw = value[0], bytes(value[1])

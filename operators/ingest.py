@@ -22,8 +22,10 @@ from models.ingest import DEAD_LETTER_REASONS, IngestSettings, Ingestor, SourceR
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 DLQ_TAG = OutputTag("dead-letter", BYTES)
 #: Kafka source rows as the job hands them over: value, topic, partition, offset, timestamp ms
-RAW_RECORD_TYPE = Types.ROW_NAMED(["value", "topic", "partition", "offset", "timestamp_ms"],
-                                  [BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()])
+RAW_RECORD_TYPE = Types.ROW_NAMED(
+    ["value", "topic", "partition", "offset", "timestamp_ms"],
+    [BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
+)
 KEYED_EVENT_TYPE = Types.TUPLE([Types.STRING(), BYTES])
 
 

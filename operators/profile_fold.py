@@ -60,8 +60,14 @@ class FoldProfiles(KeyedProcessFunction):
         Emit the lifecycle report on :data:`REPORT_TAG` (tests).
     """
 
-    def __init__(self, sink: Callable[[], ProfileSink], coalesce_ms: int, half_life_ms: int,
-                 confirm_ms: int = 20, report: bool = False) -> None:
+    def __init__(
+        self,
+        sink: Callable[[], ProfileSink],
+        coalesce_ms: int,
+        half_life_ms: int,
+        confirm_ms: int = 20,
+        report: bool = False,
+    ) -> None:
         self.sink = sink
         self.coalesce_ms, self.half_life_ms, self.confirm_ms = coalesce_ms, half_life_ms, confirm_ms
         self.report = report
@@ -73,9 +79,19 @@ class FoldProfiles(KeyedProcessFunction):
         self.catalog = SchemaCatalog.load()
         self.store = self.sink()
         self.sent: dict[str, tuple[int, Ticket]] = {}  # this instance's unconfirmed writes
-        self.counters = BufferedCounters(runtime_context.get_metrics_group(), (
-            "commands", "events_folded", "states_merged", "atoms_evicted", "profile_writes", "profile_deletes",
-            "cassandra_requests", "cassandra_mutations"))
+        self.counters = BufferedCounters(
+            runtime_context.get_metrics_group(),
+            (
+                "commands",
+                "events_folded",
+                "states_merged",
+                "atoms_evicted",
+                "profile_writes",
+                "profile_deletes",
+                "cassandra_requests",
+                "cassandra_mutations",
+            ),
+        )
 
     def close(self) -> None:
         self.store.close()

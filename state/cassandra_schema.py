@@ -66,10 +66,15 @@ def _as_hosts(hosts: str | Sequence[str]) -> list[str]:
     return [hosts] if isinstance(hosts, str) else list(hosts)
 
 
-def connect(hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-            connect_timeout: float = 5.0, request_timeout: float = 10.0,
-            consistency: int = ConsistencyLevel.LOCAL_QUORUM,
-            protocol_version: int = PROTOCOL_VERSION) -> Session:
+def connect(
+    hosts: str | Sequence[str] = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    *,
+    connect_timeout: float = 5.0,
+    request_timeout: float = 10.0,
+    consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+    protocol_version: int = PROTOCOL_VERSION,
+) -> Session:
     """Open a session (no default keyspace) or raise a clear error.
 
     Parameters
@@ -97,11 +102,18 @@ def connect(hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT,
         If no host answers; the message names the address and suggests ``make up``.
     """
     host_list = _as_hosts(hosts)
-    profile = ExecutionProfile(load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
-                               consistency_level=consistency, request_timeout=request_timeout)
-    cluster = Cluster(host_list, port=port, protocol_version=protocol_version,
-                      execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-                      connect_timeout=connect_timeout)
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
+        consistency_level=consistency,
+        request_timeout=request_timeout,
+    )
+    cluster = Cluster(
+        host_list,
+        port=port,
+        protocol_version=protocol_version,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        connect_timeout=connect_timeout,
+    )
     try:
         return cluster.connect()
     except (NoHostAvailable, OSError) as exc:
@@ -109,7 +121,8 @@ def connect(hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT,
         where = ", ".join(f"{h}:{port}" for h in host_list)
         raise CassandraUnavailableError(
             f"Cassandra is not reachable at {where} ({exc}). Start the local stack with "
-            f"`make up` (or `python local/stack.py up cassandra`) and retry.") from exc
+            f"`make up` (or `python local/stack.py up cassandra`) and retry."
+        ) from exc
 
 
 # ------------------------------------------------------------------ the CQL file: statements
@@ -184,8 +197,7 @@ def rename_keyspace(statement: str, keyspace: str, original: str = DEFAULT_KEYSP
         raise ValueError(f"invalid keyspace name {keyspace!r} (letters, digits, _; at most 48)")
     ks = re.escape(original)
     for kind, after in (("KEYSPACE", r"\b"), ("TABLE", r"(?=\s*\.)")):
-        statement = re.sub(_HEAD.format(kind=kind, ks=ks) + after, lambda m: m.group(1) + keyspace, statement,
-                           count=1)
+        statement = re.sub(_HEAD.format(kind=kind, ks=ks) + after, lambda m: m.group(1) + keyspace, statement, count=1)
     return statement
 
 
@@ -217,12 +229,16 @@ def replication_map(replication: dict[str, object]) -> str:
     if cls == "SimpleStrategy" and set(factors) != {"replication_factor"}:
         raise ValueError(f"replication {replication}: SimpleStrategy takes exactly replication_factor")
     if cls == "NetworkTopologyStrategy" and not factors:
-        raise ValueError(f"replication {replication}: NetworkTopologyStrategy needs a replication factor per "
-                         f'data centre, e.g. {{"class": "NetworkTopologyStrategy", "dc1": 3}}')
+        raise ValueError(
+            f"replication {replication}: NetworkTopologyStrategy needs a replication factor per "
+            f'data centre, e.g. {{"class": "NetworkTopologyStrategy", "dc1": 3}}'
+        )
     for name, factor in factors.items():
         if not re.fullmatch(r"\w+", name) or not str(factor).isdigit() or int(str(factor)) < 1:
-            raise ValueError(f"replication {replication}: {name}={factor!r} must be a data centre name with a "
-                             f"positive integer factor")
+            raise ValueError(
+                f"replication {replication}: {name}={factor!r} must be a data centre name with a "
+                f"positive integer factor"
+            )
     entries = [f"'class': '{cls}'"] + [f"'{k}': '{int(str(v))}'" for k, v in factors.items()]
     return "{" + ", ".join(entries) + "}"
 
@@ -278,8 +294,9 @@ def _table_definition(statement: str) -> tuple[str | None, str, list[str]] | Non
     m = _CREATE_TABLE.match(code)
     if m is None:
         return None
-    entries, depth, buf = [], 0, []
-    for ch in code[m.end():]:
+    entries: list[str] = []
+    depth, buf = 0, []  # type: tuple[int, list[str]]
+    for ch in code[m.end() :]:
         if ch in "<(":
             depth += 1
         elif ch in ">)":
@@ -351,8 +368,9 @@ def primary_key_columns(statement: str) -> set[str]:
     return out
 
 
-def missing_columns(statement: str, actual: dict[str, str],
-                    actual_key: set[str] | None = None) -> dict[str, str] | None:
+def missing_columns(
+    statement: str, actual: dict[str, str], actual_key: set[str] | None = None
+) -> dict[str, str] | None:
     """Columns of a ``CREATE TABLE`` that an existing table lacks and that may be added.
 
     Parameters
@@ -432,6 +450,7 @@ def _add_missing_columns(session: Session, statements: list[str], agreement_time
         if parsed is None or parsed[0] is None:
             continue
         keyspace, table, _ = parsed
+        assert keyspace is not None
         live = _live_table(session, keyspace, table)
         if live is None:
             continue
@@ -475,15 +494,24 @@ def _verify_tables(session: Session, statements: list[str]) -> None:
         if live[1] != key:
             problems.append(f"{keyspace}.{table}: primary key is {sorted(live[1])}, the file says {sorted(key)}")
     if problems:
-        raise SchemaError("the existing schema differs from the CQL file (IF NOT EXISTS keeps existing "
-                          "tables as they are, and missing columns are only added to a table whose other "
-                          "columns and key agree with the file; migrate it explicitly): " + "; ".join(problems))
+        raise SchemaError(
+            "the existing schema differs from the CQL file (IF NOT EXISTS keeps existing "
+            "tables as they are, and missing columns are only added to a table whose other "
+            "columns and key agree with the file; migrate it explicitly): " + "; ".join(problems)
+        )
 
 
-def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str | Path = DEFAULT_CQL_PATH, *,
-                 keyspace: str | None = None, port: int = DEFAULT_PORT, agreement_timeout: float = 30.0,
-                 verify: bool = True, replication: dict[str, object] | None = None,
-                 add_columns: bool = True) -> list[str]:
+def apply_schema(
+    session_or_hosts: Session | str | Sequence[str],
+    cql_path: str | Path = DEFAULT_CQL_PATH,
+    *,
+    keyspace: str | None = None,
+    port: int = DEFAULT_PORT,
+    agreement_timeout: float = 30.0,
+    verify: bool = True,
+    replication: dict[str, object] | None = None,
+    add_columns: bool = True,
+) -> list[str]:
     """Run every statement of the CQL file, idempotently, waiting for schema agreement.
 
     Parameters
@@ -524,7 +552,7 @@ def apply_schema(session_or_hosts: Session | str | Sequence[str], cql_path: str 
     if replication is not None:
         statements = [set_replication(st, replication) for st in statements]
     owned = not isinstance(session_or_hosts, Session)
-    session = connect(session_or_hosts, port) if owned else session_or_hosts
+    session: Session = connect(session_or_hosts, port) if owned else session_or_hosts
     try:
         for stmt in statements:
             _run_ddl(session, stmt, agreement_timeout)
@@ -544,8 +572,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=DEFAULT_PORT, help="native port (default %(default)s)")
     ap.add_argument("--keyspace", default=DEFAULT_KEYSPACE, help="keyspace (default %(default)s)")
     ap.add_argument("--cql", default=str(DEFAULT_CQL_PATH), help="CQL file (default state/schema.cql)")
-    ap.add_argument("--replication", help="keyspace replication as JSON, e.g. "
-                    '\'{"class": "NetworkTopologyStrategy", "dc1": 3}\' (default: the file\'s SimpleStrategy, RF 1)')
+    ap.add_argument(
+        "--replication",
+        help="keyspace replication as JSON, e.g. "
+        '\'{"class": "NetworkTopologyStrategy", "dc1": 3}\' (default: the file\'s SimpleStrategy, RF 1)',
+    )
     args = ap.parse_args(argv)
     replication = None
     if args.replication:
@@ -558,8 +589,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --replication: {exc}", file=sys.stderr)
             return 2
     try:
-        statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port,
-                                  replication=replication)
+        statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port, replication=replication)
     except CassandraUnavailableError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -568,9 +598,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     tables = [p[1] for p in map(parse_create_table, statements) if p]
     added = [s.split(" ADD ", 1)[1] for s in statements if s.startswith("ALTER TABLE ")]
-    print(f"schema applied to {args.host}:{args.port}, keyspace {args.keyspace}: "
-          f"{len(statements)} statements, tables {', '.join(tables)}"
-          + (f"; columns added: {', '.join(added)}" if added else ""))
+    print(
+        f"schema applied to {args.host}:{args.port}, keyspace {args.keyspace}: "
+        f"{len(statements)} statements, tables {', '.join(tables)}"
+        + (f"; columns added: {', '.join(added)}" if added else "")
+    )
     return 0
 
 

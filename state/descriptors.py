@@ -21,14 +21,16 @@ def dedupe_seen(ttl_ms: int) -> ValueStateDescriptor:
     exist inside a TaskManager in thread mode (the job fails in ``open()``). The Java side
     only reads ``query_time_after_num_entries`` and keeps its own periodic default (30 days).
     """
-    ttl = (StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
-           .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-           .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-           .disable_cleanup_in_background()  # so no default strategy is built (see above)
-           .cleanup_full_snapshot()
-           .cleanup_incrementally(10, False)
-           .cleanup_in_rocksdb_compact_filter(1000, Duration(None))
-           .build())
+    ttl = (
+        StateTtlConfig.new_builder(Time.milliseconds(ttl_ms))
+        .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+        .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+        .disable_cleanup_in_background()  # so no default strategy is built (see above)
+        .cleanup_full_snapshot()
+        .cleanup_incrementally(10, False)
+        .cleanup_in_rocksdb_compact_filter(1000, Duration(None))
+        .build()
+    )
     desc = ValueStateDescriptor(DEDUPE_STATE, Types.BOOLEAN())
     desc.enable_time_to_live(ttl)
     return desc

@@ -34,8 +34,13 @@ def string_keyed_map_state(name: str) -> MapStateDescriptor:
 class MapStateMapping(MutableMapping):
     """``key -> value`` over a MapState of ``encode(key) -> codec.encode(value)``."""
 
-    def __init__(self, state: MapState, codec: StateCodec[Any], encode: Callable[[Any], str] = str,
-                 decode: Callable[[str], Any] = str) -> None:
+    def __init__(
+        self,
+        state: MapState,
+        codec: StateCodec[Any],
+        encode: Callable[[Any], str] = str,
+        decode: Callable[[str], Any] = str,
+    ) -> None:
         self._state = state
         self._codec = codec
         self._enc = encode

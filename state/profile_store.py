@@ -135,7 +135,8 @@ def _check_fields_mapped() -> None:
     if missing:
         raise ProfileStoreError(
             f"ProfileAggregate fields {missing} have no column in journey.profiles: add them to "
-            "state/schema.cql and FIELD_TO_COLUMN (state/profile_store.py) so they are not dropped")
+            "state/schema.cql and FIELD_TO_COLUMN (state/profile_store.py) so they are not dropped"
+        )
 
 
 class ProfileStore:
@@ -169,8 +170,14 @@ class ProfileStore:
     thread and only update counters. Only prepared statements are used.
     """
 
-    def __init__(self, session: Session, keyspace: str = DEFAULT_KEYSPACE, max_in_flight: int = 64, *,
-                 consistency: int = ConsistencyLevel.LOCAL_QUORUM) -> None:
+    def __init__(
+        self,
+        session: Session,
+        keyspace: str = DEFAULT_KEYSPACE,
+        max_in_flight: int = 64,
+        *,
+        consistency: int = ConsistencyLevel.LOCAL_QUORUM,
+    ) -> None:
         _check_fields_mapped()
         if not _KEYSPACE_NAME.match(keyspace):
             raise ValueError(f"invalid keyspace name {keyspace!r}")
@@ -194,23 +201,39 @@ class ProfileStore:
         ks = keyspace
         self._upsert = self._prepare(
             f"INSERT INTO {ks}.profiles ({', '.join(self._columns)}) "
-            f"VALUES ({', '.join('?' * len(self._columns))}) USING TIMESTAMP ?", consistency, write=True)
+            f"VALUES ({', '.join('?' * len(self._columns))}) USING TIMESTAMP ?",
+            consistency,
+            write=True,
+        )
         self._select = self._prepare(
-            f"SELECT {', '.join(FIELD_TO_COLUMN.values())} FROM {ks}.profiles WHERE profile_id = ?", consistency)
+            f"SELECT {', '.join(FIELD_TO_COLUMN.values())} FROM {ks}.profiles WHERE profile_id = ?", consistency
+        )
         self._link = self._prepare(
             f"INSERT INTO {ks}.identity_links (identifier_type, identifier_value, profile_id, version) "
-            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?", consistency, write=True)
+            "VALUES (?, ?, ?, ?) USING TIMESTAMP ?",
+            consistency,
+            write=True,
+        )
         self._lookup = self._prepare(
-            f"SELECT profile_id, version FROM {ks}.identity_links "
-            "WHERE identifier_type = ? AND identifier_value = ?", consistency)
+            f"SELECT profile_id, version FROM {ks}.identity_links WHERE identifier_type = ? AND identifier_value = ?",
+            consistency,
+        )
         self._delete_profile = self._prepare(
-            f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True)
+            f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
     @classmethod
-    def connect(cls, hosts: str | Sequence[str] = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                keyspace: str = DEFAULT_KEYSPACE, max_in_flight: int = 64, **connect_kwargs: Any) -> "ProfileStore":
+    def connect(
+        cls,
+        hosts: str | Sequence[str] = DEFAULT_HOST,
+        port: int = DEFAULT_PORT,
+        *,
+        keyspace: str = DEFAULT_KEYSPACE,
+        max_in_flight: int = 64,
+        **connect_kwargs: Any,
+    ) -> "ProfileStore":
         """Connect to Cassandra and build a store that owns (and :meth:`close` shuts down) the cluster.
 
         Parameters
@@ -270,7 +293,8 @@ class ProfileStore:
             raise ProfileStoreError(
                 f"cannot prepare {cql.split(' WHERE')[0][:90]}...: {type(exc).__name__}: {exc}. Is the schema "
                 f"applied to keyspace {self._keyspace!r}? To apply it: python -m state.cassandra_schema "
-                f"--keyspace {self._keyspace}") from exc
+                f"--keyspace {self._keyspace}"
+            ) from exc
         stmt.consistency_level = consistency
         # Fixed USING TIMESTAMP makes every write safe to retry or speculatively execute.
         stmt.is_idempotent = write
@@ -289,8 +313,14 @@ class ProfileStore:
         with self._cond:
             return self._in_flight
 
-    def _submit(self, stmt: PreparedStatement | BatchStatement, params: tuple | None, what: str,
-                mutations: int = 1, ticket: WriteTicket | None = None) -> None:
+    def _submit(
+        self,
+        stmt: PreparedStatement | BatchStatement,
+        params: tuple | None,
+        what: str,
+        mutations: int = 1,
+        ticket: WriteTicket | None = None,
+    ) -> None:
         with self._cond:
             while self._in_flight >= self._max_in_flight:
                 self._cond.wait()
@@ -348,7 +378,8 @@ class ProfileStore:
             what, exc = first
             raise ProfileStoreError(
                 f"{failed} Cassandra write(s) to keyspace {self._keyspace!r} failed since the last flush; "
-                f"first: {what}: {type(exc).__name__}: {exc}") from exc
+                f"first: {what}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     # ------------------------------------------------------------------ writes
 
@@ -404,8 +435,13 @@ class ProfileStore:
                 for v in values:
                     batch.add(self._link, (t, v, pid, w.version, ts))
             batch.add(self._upsert, self._row_values(w.profile, w.version) + (ts,))
-        self._submit(batch, None, f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
-                     mutations=len(batch), ticket=ticket)
+        self._submit(
+            batch,
+            None,
+            f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
+            mutations=len(batch),
+            ticket=ticket,
+        )
         return ticket
 
     # ------------------------------------------------------------------ reads
@@ -414,11 +450,13 @@ class ProfileStore:
         try:
             return self._session.execute(stmt, params)
         except Exception as exc:
-            raise ProfileStoreError(f"reading {what} from keyspace {self._keyspace!r} failed: "
-                                    f"{type(exc).__name__}: {exc}") from exc
+            raise ProfileStoreError(
+                f"reading {what} from keyspace {self._keyspace!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
-    def get(self, profile_id: str | None = None, *, identifier_type: str | None = None,
-            identifier_value: str | None = None) -> ProfileAggregate | None:
+    def get(
+        self, profile_id: str | None = None, *, identifier_type: str | None = None, identifier_value: str | None = None
+    ) -> ProfileAggregate | None:
         """Read a profile by canonical id, or by any of its identifiers.
 
         Parameters
@@ -439,8 +477,9 @@ class ProfileStore:
         elif identifier_type is None or identifier_value is None:
             raise ValueError("pass either profile_id or both identifier_type and identifier_value")
         else:
-            link = self._read(self._lookup, (identifier_type, identifier_value),
-                              f"identity link {identifier_type}").one()
+            link = self._read(
+                self._lookup, (identifier_type, identifier_value), f"identity link {identifier_type}"
+            ).one()
             if link is None:
                 return None
             profile_id = link.profile_id

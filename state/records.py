@@ -150,10 +150,12 @@ class RecordCodec:
         fp = data[2:HEADER_LEN]
         writer = self._writers.get(fp)
         if writer is None:
-            raise DecodeError("unknown_schema",
-                              f"state value written with schema {fp.hex()}, which is neither the current {self.name} "
-                              f"schema nor one in {STATE_SCHEMA_DIR / 'history'}: restore with the release that "
-                              f"wrote it, or add its schema to the history")
+            raise DecodeError(
+                "unknown_schema",
+                f"state value written with schema {fp.hex()}, which is neither the current {self.name} "
+                f"schema nor one in {STATE_SCHEMA_DIR / 'history'}: restore with the release that "
+                f"wrote it, or add its schema to the history",
+            )
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
         reader = None if fp == self.fingerprint else self._parsed
@@ -167,8 +169,9 @@ class StateSchemas:
         self.directory = directory
         raw = json.loads((directory / "state.avsc").read_text())
         self.named = _named_types(raw if isinstance(raw, list) else [raw])
-        self.history: list[dict[str, Any]] = [json.loads(p.read_text())
-                                              for p in sorted((directory / "history").glob("*.avsc"))]
+        self.history: list[dict[str, Any]] = [
+            json.loads(p.read_text()) for p in sorted((directory / "history").glob("*.avsc"))
+        ]
         self._codecs: dict[str, RecordCodec] = {}
 
     def records(self) -> list[str]:
@@ -234,7 +237,9 @@ def link_of(key: str) -> RefusedLink:
 
 #: per RouterStore field: how its keys become MapState string keys (default: a node)
 ROUTER_KEYS: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
-    "members": (str, str), "refused": (link_key, link_of)}
+    "members": (str, str),
+    "refused": (link_key, link_of),
+}
 
 
 # ------------------------------------------------------------------ model <-> record
@@ -251,30 +256,46 @@ def node_of_record(rec: dict[str, str]) -> Node:
 def aggregate_record(agg: ProfileAggregate) -> dict[str, Any]:
     """A :class:`~models.profile.ProfileAggregate` as a ``journey.state.ProfileAggregate`` record."""
     d = agg.to_dict()
-    d["consent"] = {p: {"granted": g, "stamp": {"at_ms": at, "event_id": eid}} for p, (g, at, eid) in d["consent"].items()}
-    d["crm_attributes"] = {k: {"value": v, "stamp": {"at_ms": at, "event_id": eid}}
-                           for k, (v, at, eid) in d["crm_attributes"].items()}
+    d["consent"] = {
+        p: {"granted": g, "stamp": {"at_ms": at, "event_id": eid}} for p, (g, at, eid) in d["consent"].items()
+    }
+    d["crm_attributes"] = {
+        k: {"value": v, "stamp": {"at_ms": at, "event_id": eid}} for k, (v, at, eid) in d["crm_attributes"].items()
+    }
     return d
 
 
 def aggregate_of_record(rec: dict[str, Any]) -> ProfileAggregate:
     d = dict(rec)
     d["consent"] = {p: [c["granted"], c["stamp"]["at_ms"], c["stamp"]["event_id"]] for p, c in rec["consent"].items()}
-    d["crm_attributes"] = {k: [c["value"], c["stamp"]["at_ms"], c["stamp"]["event_id"]]
-                           for k, c in rec["crm_attributes"].items()}
+    d["crm_attributes"] = {
+        k: [c["value"], c["stamp"]["at_ms"], c["stamp"]["event_id"]] for k, c in rec["crm_attributes"].items()
+    }
     return ProfileAggregate.from_dict(d)
 
 
 def fold_state_record(st: FoldState) -> dict[str, Any]:
-    return {"members": [node_record(n) for n in st.members], "ghosts": list(st.ghosts),
-            "component_events": st.component_events, "folded": st.folded, "dirty": st.dirty, "writing": st.writing,
-            "timers": list(st.timers)}
+    return {
+        "members": [node_record(n) for n in st.members],
+        "ghosts": list(st.ghosts),
+        "component_events": st.component_events,
+        "folded": st.folded,
+        "dirty": st.dirty,
+        "writing": st.writing,
+        "timers": list(st.timers),
+    }
 
 
 def fold_state_of_record(rec: dict[str, Any]) -> FoldState:
-    return FoldState(members=tuple(node_of_record(n) for n in rec["members"]), ghosts=tuple(rec["ghosts"]),
-                     component_events=rec["component_events"], folded=rec["folded"], dirty=rec["dirty"],
-                     writing=rec["writing"], timers=tuple(rec["timers"]))
+    return FoldState(
+        members=tuple(node_of_record(n) for n in rec["members"]),
+        ghosts=tuple(rec["ghosts"]),
+        component_events=rec["component_events"],
+        folded=rec["folded"],
+        dirty=rec["dirty"],
+        writing=rec["writing"],
+        timers=tuple(rec["timers"]),
+    )
 
 
 class StateCodec(Generic[T]):
@@ -288,8 +309,13 @@ class StateCodec(Generic[T]):
         The model value as that record, and back.
     """
 
-    def __init__(self, record: str, to_record: Callable[[T], dict[str, Any]],
-                 from_record: Callable[[dict[str, Any]], T], directory: Path = STATE_SCHEMA_DIR) -> None:
+    def __init__(
+        self,
+        record: str,
+        to_record: Callable[[T], dict[str, Any]],
+        from_record: Callable[[dict[str, Any]], T],
+        directory: Path = STATE_SCHEMA_DIR,
+    ) -> None:
         self.record, self.directory = record, directory
         self.to_record, self.from_record = to_record, from_record
         self._codec: RecordCodec | None = None
@@ -312,10 +338,10 @@ class StateCodec(Generic[T]):
         """The model value of a state value: a state record's bytes, or a value of the release
         before state records (a model object Flink already unpickled, or pickle bytes)."""
         if not isinstance(data, (bytes, bytearray)):
-            return data  # type: ignore[no-any-return]
+            return data
         data = bytes(data)
         if data[:1] == b"\x80":
-            return legacy_pickle(data)  # type: ignore[no-any-return]
+            return legacy_pickle(data)
         return self.from_record(self.codec.decode(data))
 
 
@@ -333,9 +359,16 @@ def legacy_pickle(data: bytes) -> Any:
 
 
 class _SafeUnpickler(pickle.Unpickler):
-    _ALLOWED = {("models.profile", "ProfileAggregate"), ("models.profile_fold", "FoldState"),
-                ("builtins", "frozenset"), ("builtins", "set"), ("builtins", "tuple"), ("builtins", "dict"),
-                ("builtins", "list"), ("models.identity", "RefusedLink")}
+    _ALLOWED = {
+        ("models.profile", "ProfileAggregate"),
+        ("models.profile_fold", "FoldState"),
+        ("builtins", "frozenset"),
+        ("builtins", "set"),
+        ("builtins", "tuple"),
+        ("builtins", "dict"),
+        ("builtins", "list"),
+        ("models.identity", "RefusedLink"),
+    }
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
@@ -349,22 +382,30 @@ def _sorted_nodes(nodes: Iterable[Node]) -> list[dict[str, str]]:
 
 #: the identity router's MapState values by RouterStore field
 ROUTER_CODECS: dict[str, StateCodec[Any]] = {
-    "parent": StateCodec("RouterParent", lambda n: {"parent": node_record(n)},
-                         lambda r: node_of_record(r["parent"])),
+    "parent": StateCodec("RouterParent", lambda n: {"parent": node_record(n)}, lambda r: node_of_record(r["parent"])),
     "size": StateCodec("ComponentSize", lambda n: {"size": n}, lambda r: r["size"]),
-    "signatures": StateCodec("ComponentSignatures",
-                             lambda sigs: {"signatures": sorted(([node_record(n) for n in sig] for sig in sigs),
-                                                                key=lambda s: [(n["type"], n["value"]) for n in s])},
-                             lambda r: frozenset(tuple(node_of_record(n) for n in sig) for sig in r["signatures"])),
+    "signatures": StateCodec(
+        "ComponentSignatures",
+        lambda sigs: {
+            "signatures": sorted(
+                ([node_record(n) for n in sig] for sig in sigs), key=lambda s: [(n["type"], n["value"]) for n in s]
+            )
+        },
+        lambda r: frozenset(tuple(node_of_record(n) for n in sig) for sig in r["signatures"]),
+    ),
     "events": StateCodec("ComponentEvents", lambda n: {"events": n}, lambda r: r["events"]),
     "profile_of": StateCodec("ProfileOf", lambda pid: {"profile_id": pid}, lambda r: r["profile_id"]),
-    "members": StateCodec("ProfileMembers", lambda ms: {"members": _sorted_nodes(ms)},
-                          lambda r: frozenset(node_of_record(n) for n in r["members"])),
+    "members": StateCodec(
+        "ProfileMembers",
+        lambda ms: {"members": _sorted_nodes(ms)},
+        lambda r: frozenset(node_of_record(n) for n in r["members"]),
+    ),
     "refused": StateCodec("RefusedFlag", lambda b: {"refused": bool(b)}, lambda r: r["refused"]),
     "live": StateCodec("LiveProfiles", lambda pids: {"profile_ids": list(pids)}, lambda r: tuple(r["profile_ids"])),
 }
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)
 FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_record, fold_state_of_record)
+
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m state.records --freeze``: copy every current state record's standalone

@@ -93,9 +93,15 @@ class _Recording:
 
     def write(self, w: ProfileWrite) -> Ticket:
         self.mutations_issued += 1 + len(w.ghosts)
-        line = json.dumps({"profile_id": w.profile_id, "version": w.version, "ghosts": list(w.ghosts),
-                           "ghost_version": w.ghost_version,
-                           "profile": None if w.profile is None else w.profile.to_dict()})
+        line = json.dumps(
+            {
+                "profile_id": w.profile_id,
+                "version": w.version,
+                "ghosts": list(w.ghosts),
+                "ghost_version": w.ghost_version,
+                "profile": None if w.profile is None else w.profile.to_dict(),
+            }
+        )
         with open(self.path, "a") as f:
             f.write(line + "\n")
             f.flush()

@@ -52,8 +52,13 @@ def wait_for_count(bootstrap: str, topic: str, count: int, timeout_s: float) -> 
     """Re-read ``topic`` (read_committed) until it holds ``count`` records or time runs out
     (then the last read: the caller's comparison shows what is missing)."""
     try:
-        return wait_until(lambda: read_committed(bootstrap, topic), timeout_s, 2, f"{count} records in {topic}",
-                          until=lambda recs: len(recs) >= count)
+        return wait_until(
+            lambda: read_committed(bootstrap, topic),
+            timeout_s,
+            2,
+            f"{count} records in {topic}",
+            until=lambda recs: len(recs) >= count,
+        )
     except WaitTimeout as e:
         return e.last
 

@@ -30,9 +30,14 @@ def events() -> tuple[dict, ...]:
     # two customers sharing a tablet: the later event splits the tablet off the first customer
     template = next(e for e in out if e["event_type"] == "page_view")
     # (and anonymous browsing on the tablet: an atom of its own that must move with the split)
-    for n, ids in enumerate([{"device_id": "tablet-1"}, {"customer_id": "cus_shared_a", "device_id": "tablet-1"},
-                             {"device_id": "tablet-1", "cookie_id": "tablet-cookie"},
-                             {"customer_id": "cus_shared_b", "device_id": "tablet-1"}]):
+    for n, ids in enumerate(
+        [
+            {"device_id": "tablet-1"},
+            {"customer_id": "cus_shared_a", "device_id": "tablet-1"},
+            {"device_id": "tablet-1", "cookie_id": "tablet-cookie"},
+            {"customer_id": "cus_shared_b", "device_id": "tablet-1"},
+        ]
+    ):
         ids = {k: None for k in template["identifiers"]} | ids
         out.append({**template, "event_id": f"shared-{n}", "identifiers": ids})
     return tuple(out)
@@ -118,12 +123,21 @@ def assert_same(got: dict, want: dict) -> None:
     for pid, (version, agg) in want.items():
         gv, g = got[pid]
         assert gv == version, pid
-        for f in ("identifiers", "first_seen_ms", "last_seen_ms", "events", "orders", "revenue_cents",
-                  "first_order_ms", "last_order_ms", "channel_counts", "consent", "crm_attributes",
-                  "purchase_day_cents"):
+        for f in (
+            "identifiers",
+            "first_seen_ms",
+            "last_seen_ms",
+            "events",
+            "orders",
+            "revenue_cents",
+            "first_order_ms",
+            "last_order_ms",
+            "channel_counts",
+            "consent",
+            "crm_attributes",
+            "purchase_day_cents",
+        ):
             assert getattr(g, f) == getattr(agg, f), (pid, f, getattr(g, f), getattr(agg, f))
         assert set(g.category_affinity) == set(agg.category_affinity)
         for k, v in agg.category_affinity.items():
             assert math.isclose(g.category_affinity[k], v, rel_tol=1e-9), (pid, k)
-
-

@@ -25,7 +25,9 @@ from tests.profile_oracle import RULES, assert_same, oracle
 
 
 @lru_cache(maxsize=4)
-def generated_by_person(seed: int, persons: int, days: int, salt: str = "traits-salt-0123456789") -> dict[str, tuple[dict[str, Any], ...]]:
+def generated_by_person(
+    seed: int, persons: int, days: int, salt: str = "traits-salt-0123456789"
+) -> dict[str, tuple[dict[str, Any], ...]]:
     """Valid events of a generated data set, normalized by the ingestion logic, by planted person."""
     catalog = SchemaCatalog.load()
     ingestor = Ingestor(IngestSettings(salt), catalog)
@@ -60,8 +62,7 @@ class ProfilesRun:
 
     @classmethod
     def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
-        run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves",
-                  f"it_{uuid.uuid4().hex[:10]}")
+        run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
         ensure_topics(bootstrap, partitions=2, topics=(run.feedback,))
         ensure_topics(bootstrap, partitions=1, topics=(run.identity,))  # an ordered change log
         apply_schema(session, keyspace=run.keyspace)
@@ -105,8 +106,10 @@ def read_cassandra(session, keyspace: str) -> CassandraContents:
     store = ProfileStore(session, keyspace)
     pids = [r.profile_id for r in session.execute(f"SELECT profile_id FROM {keyspace}.profiles")]
     profiles = {pid: (0, store.get(pid)) for pid in pids}
-    links = {(r.identifier_type, r.identifier_value): r.profile_id for r in session.execute(
-        f"SELECT identifier_type, identifier_value, profile_id FROM {keyspace}.identity_links")}
+    links = {
+        (r.identifier_type, r.identifier_value): r.profile_id
+        for r in session.execute(f"SELECT identifier_type, identifier_value, profile_id FROM {keyspace}.identity_links")
+    }
     return CassandraContents(profiles, links)
 
 
@@ -115,8 +118,9 @@ def differences(got: CassandraContents, events: list[dict]) -> list[str]:
     want = oracle(events)
     out = []
     try:
-        assert_same({pid: (0, agg) for pid, (_, agg) in got.profiles.items()},
-                    {pid: (0, agg) for pid, (_, agg) in want.items()})
+        assert_same(
+            {pid: (0, agg) for pid, (_, agg) in got.profiles.items()}, {pid: (0, agg) for pid, (_, agg) in want.items()}
+        )
     except AssertionError as e:
         missing, extra = set(want) - set(got.profiles), set(got.profiles) - set(want)
         out.append(f"profiles: {len(missing)} missing, {len(extra)} extra, first difference: {e!r:.300}")
@@ -128,8 +132,9 @@ def differences(got: CassandraContents, events: list[dict]) -> list[str]:
     return out
 
 
-def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict], timeout_s: float,
-                                       settle_s: float = 3.0) -> tuple[list[str], float]:
+def wait_until_cassandra_equals_oracle(
+    session, keyspace: str, events: list[dict], timeout_s: float, settle_s: float = 3.0
+) -> tuple[list[str], float]:
     """Poll until Cassandra equals the oracle and stays equal for ``settle_s`` (no late
     overwrite); returns the last differences (empty: converged) and the seconds it took."""
     t0 = time.monotonic()
@@ -151,7 +156,6 @@ def wait_until_cassandra_equals_oracle(session, keyspace: str, events: list[dict
     return [], converged
 
 
-
 def identity_differences(identity_events: list[dict], events: list[dict]) -> list[str]:
     """Where the committed journey.identity log differs from the offline oracle ``resolve()``
     over ``events`` (empty: equal). A consumer that keeps each identifier's last
@@ -166,14 +170,21 @@ def identity_differences(identity_events: list[dict], events: list[dict]) -> lis
     out = []
     wrong = {n for n in set(last) | set(res.profile_of) if last.get(n) != res.profile_of.get(n)}
     if wrong:
-        out.append(f"journey.identity: {len(wrong)} of {len(res.profile_of)} identifiers end in the wrong profile, "
-                   f"e.g. {sorted(wrong)[:2]}")
-    refused = {(e["identifier_type"], e["identifier_hash"], e["reason"]) for e in identity_events
-               if e["kind"] == "link_refused"}
+        out.append(
+            f"journey.identity: {len(wrong)} of {len(res.profile_of)} identifiers end in the wrong profile, "
+            f"e.g. {sorted(wrong)[:2]}"
+        )
+    refused = {
+        (e["identifier_type"], e["identifier_hash"], e["reason"])
+        for e in identity_events
+        if e["kind"] == "link_refused"
+    }
     missing = {(r.b[0], r.b[1], r.reason) for r in res.refused} - refused
     if missing:
         out.append(f"journey.identity: {len(missing)} refused links not announced, e.g. {sorted(missing)[:2]}")
-    self_merges = [e for e in identity_events if e["kind"] == "profile_merged" and e["from_profile_id"] == e["profile_id"]]
+    self_merges = [
+        e for e in identity_events if e["kind"] == "profile_merged" and e["from_profile_id"] == e["profile_id"]
+    ]
     if self_merges:
         out.append(f"journey.identity: {len(self_merges)} profile_merged records name one profile twice")
     return out

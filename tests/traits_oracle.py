@@ -64,12 +64,17 @@ class ExpectedTraits:
 
     def as_columns(self) -> dict[str, Any]:
         """The column values as a plain-CQL reader gets them (``top_categories`` None when empty)."""
-        return {"orders": self.orders, "revenue_cents": self.revenue_cents,
-                "purchase_day_cents": dict(self.purchase_day_cents), "recency_days": self.recency_days,
-                "purchase_days": self.purchase_days, "avg_order_value_cents": self.avg_order_value_cents,
-                "avg_day_spend_cents": self.avg_day_spend_cents,
-                "repeat_day_spend_cents": self.repeat_day_spend_cents,
-                "top_categories": list(self.top_categories) or None}
+        return {
+            "orders": self.orders,
+            "revenue_cents": self.revenue_cents,
+            "purchase_day_cents": dict(self.purchase_day_cents),
+            "recency_days": self.recency_days,
+            "purchase_days": self.purchase_days,
+            "avg_order_value_cents": self.avg_order_value_cents,
+            "avg_day_spend_cents": self.avg_day_spend_cents,
+            "repeat_day_spend_cents": self.repeat_day_spend_cents,
+            "top_categories": list(self.top_categories) or None,
+        }
 
 
 def utc_day(ms: int) -> date:
@@ -194,8 +199,15 @@ def differences(want: ExpectedTraits, got: Mapping[str, Any], rel_tol: float = 1
     """
     out = []
     cols = want.as_columns()
-    for name in ("orders", "revenue_cents", "purchase_days", "recency_days", "avg_order_value_cents",
-                 "avg_day_spend_cents", "repeat_day_spend_cents"):
+    for name in (
+        "orders",
+        "revenue_cents",
+        "purchase_days",
+        "recency_days",
+        "avg_order_value_cents",
+        "avg_day_spend_cents",
+        "repeat_day_spend_cents",
+    ):
         if name in got and (got[name] != cols[name] or type(got[name]) is not type(cols[name])):
             out.append(f"{name}: got {got[name]!r}, want {cols[name]!r}")
     if "purchase_day_cents" in got:
@@ -236,27 +248,59 @@ def _top_differences(want: ExpectedTraits, got: list, rel_tol: float) -> list[st
     return out
 
 
-def raw_event(event_id: str, event_type: str, occurred_at: int, channel: str = "web", total: float = 0.0,
-              items: list[tuple[str, int]] | None = None, category: str = "shoes", dwell_ms: int = 0,
-              **identifiers: str) -> dict[str, Any]:
+def raw_event(
+    event_id: str,
+    event_type: str,
+    occurred_at: int,
+    channel: str = "web",
+    total: float = 0.0,
+    items: list[tuple[str, int]] | None = None,
+    category: str = "shoes",
+    dwell_ms: int = 0,
+    **identifiers: str,
+) -> dict[str, Any]:
     """A hand-made decoded ``NormalizedEvent`` (tests' own builder, independent of models/)."""
     ids = {t: None for t in ("customer_id", "email_hash", "phone_hash", "device_id", "cookie_id", "loyalty_id")}
     ids.update(identifiers or {"cookie_id": "ck-1"})
     if event_type in ORDER_TYPES:
-        lines = [{"product_id": f"sku-{c}", "category": c, "quantity": q, "unit_price": 1.0}
-                 for c, q in (items if items is not None else [("shoes", 1)])]
-        payload: tuple[str, dict[str, Any]] = ("journey.v1.Purchase", {
-            "order_id": f"o-{event_id}", "cart_id": None, "currency": "USD", "total": total, "items": lines,
-            "store_id": None})
+        lines = [
+            {"product_id": f"sku-{c}", "category": c, "quantity": q, "unit_price": 1.0}
+            for c, q in (items if items is not None else [("shoes", 1)])
+        ]
+        payload: tuple[str, dict[str, Any]] = (
+            "journey.v1.Purchase",
+            {
+                "order_id": f"o-{event_id}",
+                "cart_id": None,
+                "currency": "USD",
+                "total": total,
+                "items": lines,
+                "store_id": None,
+            },
+        )
     elif event_type == "product_view":
-        payload = ("journey.v1.ProductView", {"product_id": "sku", "category": category, "price": 1.0,
-                                              "dwell_ms": dwell_ms})
+        payload = (
+            "journey.v1.ProductView",
+            {"product_id": "sku", "category": category, "price": 1.0, "dwell_ms": dwell_ms},
+        )
     elif event_type == "add_to_cart":
-        payload = ("journey.v1.CartChange", {"cart_id": "c", "product_id": "sku", "category": category,
-                                             "quantity": 1, "unit_price": 1.0})
+        payload = (
+            "journey.v1.CartChange",
+            {"cart_id": "c", "product_id": "sku", "category": category, "quantity": 1, "unit_price": 1.0},
+        )
     else:
         payload = ("journey.v1.PageView", {"url": "https://shop.example.com/", "referrer": None, "title": None})
-    return {"event_id": event_id, "event_type": event_type, "channel": channel, "occurred_at": occurred_at,
-            "schema_version": 1, "identifiers": ids, "context": {}, "payload": payload,
-            "source_topic": f"journey.events.{channel}", "source_partition": 0, "source_offset": 0,
-            "warnings": []}
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "channel": channel,
+        "occurred_at": occurred_at,
+        "schema_version": 1,
+        "identifiers": ids,
+        "context": {},
+        "payload": payload,
+        "source_topic": f"journey.events.{channel}",
+        "source_partition": 0,
+        "source_offset": 0,
+        "warnings": [],
+    }

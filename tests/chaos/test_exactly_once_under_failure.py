@@ -16,8 +16,16 @@ import pytest
 from generator.produce import produce
 from generator.synth import generate
 from local import stack
-from local.flink_cluster import (all_tasks_running, cancel, completed_checkpoints, latest_checkpoint,
-                                 stop_with_savepoint, submit, wait_checkpoint, wait_state)
+from local.flink_cluster import (
+    all_tasks_running,
+    cancel,
+    completed_checkpoints,
+    latest_checkpoint,
+    stop_with_savepoint,
+    submit,
+    wait_checkpoint,
+    wait_state,
+)
 from local.kafka_read import read_committed
 from local.polling import wait_until
 from tests.ingestion_harness import Topics, compare_with_truth, wait_for_count
@@ -67,8 +75,9 @@ def finish_and_compare(bootstrap: str, topics: Topics, feed: Feed, job_id: str) 
     wait_for_count(bootstrap, topics.dlq, len(truth.bad_records), 60)
     time.sleep(4)  # more checkpoints: late duplicates would show now
     cancel(job_id)
-    cmp = compare_with_truth(feed.dataset, read_committed(bootstrap, topics.normalized),
-                             read_committed(bootstrap, topics.dlq))
+    cmp = compare_with_truth(
+        feed.dataset, read_committed(bootstrap, topics.normalized), read_committed(bootstrap, topics.dlq)
+    )
     return cmp.compared, cmp.mismatches
 
 
@@ -97,8 +106,15 @@ def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_n
         compared, mismatches = finish_and_compare(bootstrap, topics, feed, job.job_id)
     finally:
         cancel(job.job_id)
-    chaos_report.append({"scenario": "kill TaskManager x3", "faults": len(recoveries), "compared": compared,
-                         "mismatches": mismatches, "recovery_s": recoveries})
+    chaos_report.append(
+        {
+            "scenario": "kill TaskManager x3",
+            "faults": len(recoveries),
+            "compared": compared,
+            "mismatches": mismatches,
+            "recovery_s": recoveries,
+        }
+    )
     assert len(recoveries) == 3
     assert mismatches == 0
 
@@ -137,8 +153,15 @@ def test_jobmanager_killed_and_job_resumed_from_the_retained_checkpoint_is_exact
         compared, mismatches = finish_and_compare(bootstrap, topics, feed, resumed.job_id)
     finally:
         cancel(resumed.job_id)
-    chaos_report.append({"scenario": "kill JobManager, resume checkpoint", "faults": 1, "compared": compared,
-                         "mismatches": mismatches, "recovery_s": [recovery]})
+    chaos_report.append(
+        {
+            "scenario": "kill JobManager, resume checkpoint",
+            "faults": 1,
+            "compared": compared,
+            "mismatches": mismatches,
+            "recovery_s": [recovery],
+        }
+    )
     assert mismatches == 0
 
 
@@ -155,16 +178,27 @@ def test_savepoint_resume_at_parallelism_one_then_two_is_exact(local_stack, chao
         wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
         t0 = time.monotonic()
         path = stop_with_savepoint(job.job_id, f"file://{savepoints}")
-        job = submit("flink_jobs.ingestion", topics.job_env(bootstrap, JOURNEY_PARALLELISM=parallelism),
-                     detached=True, savepoint=path)
+        job = submit(
+            "flink_jobs.ingestion",
+            topics.job_env(bootstrap, JOURNEY_PARALLELISM=parallelism),
+            detached=True,
+            savepoint=path,
+        )
         recoveries.append(wait_recovered(job.job_id, t0))
         assert Path(path.removeprefix("file:")).exists()
     try:
         compared, mismatches = finish_and_compare(bootstrap, topics, feed, job.job_id)
     finally:
         cancel(job.job_id)
-    chaos_report.append({"scenario": "savepoint 2->1->2", "faults": 2, "compared": compared,
-                         "mismatches": mismatches, "recovery_s": recoveries})
+    chaos_report.append(
+        {
+            "scenario": "savepoint 2->1->2",
+            "faults": 2,
+            "compared": compared,
+            "mismatches": mismatches,
+            "recovery_s": recoveries,
+        }
+    )
     assert mismatches == 0
 
 
@@ -214,8 +248,15 @@ def test_arbitrary_bytes_never_crash_the_job_and_every_record_is_counted(local_s
     want = Counter(truth.valid_event_ids)
     mismatches = sum(((Counter(raws) - Counter(expected)) + (Counter(expected) - Counter(raws))).values())
     mismatches += sum(((ids - want) + (want - ids)).values())
-    chaos_report.append({"scenario": "fuzzed values through the job", "faults": len(values),
-                         "compared": len(normalized) + len(dlq), "mismatches": mismatches, "recovery_s": []})
+    chaos_report.append(
+        {
+            "scenario": "fuzzed values through the job",
+            "faults": len(values),
+            "compared": len(normalized) + len(dlq),
+            "mismatches": mismatches,
+            "recovery_s": [],
+        }
+    )
     assert raws == expected
     assert sorted(catalog.decode(r.value)[1]["event_id"] for r in normalized) == truth.valid_event_ids
 
@@ -272,7 +313,8 @@ def profiles_run(local_stack, session):
 
 
 def test_profiles_job_with_taskmanagers_killed_three_times_ends_equal_to_the_oracle(
-        local_stack, session, profiles_run, chaos_report):
+    local_stack, session, profiles_run, chaos_report
+):
     """The identity + profiles job (feedback topic, Cassandra writes) with a TaskManager
     killed after each of 3 completed checkpoints while normalized events flow: after the
     restarts the job replays from the checkpoint, possibly in another interleaving of the
@@ -294,15 +336,23 @@ def test_profiles_job_with_taskmanagers_killed_three_times_ends_equal_to_the_ora
         diff = profiles_outputs_differences(bootstrap, session, run, feed)
     finally:
         cancel(job.job_id)
-    chaos_report.append({"scenario": "profiles: kill TaskManager x3", "faults": len(recoveries),
-                         "compared": len(feed.values), "mismatches": len(diff), "recovery_s": recoveries})
+    chaos_report.append(
+        {
+            "scenario": "profiles: kill TaskManager x3",
+            "faults": len(recoveries),
+            "compared": len(feed.values),
+            "mismatches": len(diff),
+            "recovery_s": recoveries,
+        }
+    )
     assert len(recoveries) == 3
     assert diff == []
 
 
 @pytest.mark.chaos_long
 def test_profiles_job_resumed_from_the_retained_checkpoint_after_a_jobmanager_kill_is_exact(
-        local_stack, session, profiles_run, chaos_report):
+    local_stack, session, profiles_run, chaos_report
+):
     """The JobManager is killed while events flow (its TaskManagers lose the job; their
     last Cassandra writes may land after the kill); the job is resubmitted from the newest
     retained checkpoint. Cassandra and journey.identity must equal the oracle."""
@@ -319,14 +369,22 @@ def test_profiles_job_resumed_from_the_retained_checkpoint_after_a_jobmanager_ki
         diff = profiles_outputs_differences(bootstrap, session, run, feed)
     finally:
         cancel(resumed.job_id)
-    chaos_report.append({"scenario": "profiles: kill JobManager, resume", "faults": 1, "compared": len(feed.values),
-                         "mismatches": len(diff), "recovery_s": [recovery]})
+    chaos_report.append(
+        {
+            "scenario": "profiles: kill JobManager, resume",
+            "faults": 1,
+            "compared": len(feed.values),
+            "mismatches": len(diff),
+            "recovery_s": [recovery],
+        }
+    )
     assert diff == []
 
 
 @pytest.mark.chaos_long
 def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_then_two_is_exact(
-        local_stack, session, profiles_run, chaos_report):
+    local_stack, session, profiles_run, chaos_report
+):
     """Stop-with-savepoint (no drain) while events flow and resume at parallelism 1; once
     every event is consumed, stop again and resume at 2. Profiles are written 60 s after
     they change (far longer than it takes to see the input consumed, even on a loaded
@@ -351,8 +409,13 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
                 wait_checkpoint(job.job_id, completed_checkpoints(job.job_id) + 1)
             else:  # every event consumed and checkpointed: nothing new arrives after this stop
                 feed.join()
-                wait_until(lambda: group_lag(bootstrap, group, run.topics.normalized), 180, 1,
-                           "the job's input consumed (group lag 0)", until=lambda lag: lag == 0)
+                wait_until(
+                    lambda: group_lag(bootstrap, group, run.topics.normalized),
+                    180,
+                    1,
+                    "the job's input consumed (group lag 0)",
+                    until=lambda lag: lag == 0,
+                )
             t0 = time.monotonic()
             path = stop_with_savepoint(job.job_id, savepoints)
             if parallelism == "2":
@@ -363,8 +426,15 @@ def test_profiles_job_stopped_with_savepoints_and_resumed_at_parallelism_one_the
         diff = profiles_outputs_differences(bootstrap, session, run, feed)
     finally:
         cancel(job.job_id)
-    chaos_report.append({"scenario": "profiles: savepoint 2->1->2", "faults": 2, "compared": len(feed.values),
-                         "mismatches": len(diff), "recovery_s": recoveries})
+    chaos_report.append(
+        {
+            "scenario": "profiles: savepoint 2->1->2",
+            "faults": 2,
+            "compared": len(feed.values),
+            "mismatches": len(diff),
+            "recovery_s": recoveries,
+        }
+    )
     print(f"\nCassandra at the last stop (pending in the savepoint): {behind_at_stop}")
     assert behind_at_stop, "the last savepoint should hold profile changes not yet in Cassandra"
     assert diff == []
@@ -374,8 +444,11 @@ def _checkpoint_stats(job_id: str) -> dict:
     from local.flink_cluster import rest
 
     ck = rest(f"/jobs/{job_id}/checkpoints")
-    return {"completed": ck["counts"]["completed"], "failed": ck["counts"]["failed"],
-            "max_duration_ms": ck["summary"]["end_to_end_duration"]["max"]}
+    return {
+        "completed": ck["counts"]["completed"],
+        "failed": ck["counts"]["failed"],
+        "max_duration_ms": ck["summary"]["end_to_end_duration"]["max"],
+    }
 
 
 @pytest.mark.chaos_long
@@ -388,8 +461,11 @@ def test_a_slow_python_operator_under_a_backlog_keeps_checkpoints_inside_the_tim
     feed = Feed(bootstrap, topics, persons=20, seed=406)
     feed.join()
     timeout_ms = 10_000
-    job = submit("tests.chaos.slow_ingestion",
-                 topics.job_env(bootstrap, SLOW_MS="20", JOURNEY_CHECKPOINT_TIMEOUT_MS=str(timeout_ms)), detached=True)
+    job = submit(
+        "tests.chaos.slow_ingestion",
+        topics.job_env(bootstrap, SLOW_MS="20", JOURNEY_CHECKPOINT_TIMEOUT_MS=str(timeout_ms)),
+        detached=True,
+    )
     t0 = time.monotonic()
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
@@ -398,12 +474,20 @@ def test_a_slow_python_operator_under_a_backlog_keeps_checkpoints_inside_the_tim
         wait_for_count(bootstrap, topics.normalized, len(feed.dataset.truth.valid_event_ids), 300)
         drained_s = time.monotonic() - t0
         stats = _checkpoint_stats(job.job_id)
-        cmp = compare_with_truth(feed.dataset, read_committed(bootstrap, topics.normalized),
-                                 read_committed(bootstrap, topics.dlq))
+        cmp = compare_with_truth(
+            feed.dataset, read_committed(bootstrap, topics.normalized), read_committed(bootstrap, topics.dlq)
+        )
     finally:
         cancel(job.job_id)
-    chaos_report.append({"scenario": "slow operator 20 ms/record", "faults": 0, "compared": cmp.compared,
-                         "mismatches": cmp.mismatches, "recovery_s": []})
+    chaos_report.append(
+        {
+            "scenario": "slow operator 20 ms/record",
+            "faults": 0,
+            "compared": cmp.compared,
+            "mismatches": cmp.mismatches,
+            "recovery_s": [],
+        }
+    )
     print(f"\nslow operator: backlog drained in {drained_s:.0f} s, checkpoints {stats}")
     assert stats["completed"] >= 3 and stats["failed"] == failed_at_start
     assert stats["max_duration_ms"] < timeout_ms / 2
@@ -421,9 +505,11 @@ def test_a_record_slower_than_the_checkpoint_timeout_fails_the_job_with_a_clear_
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "stall")
     Feed(bootstrap, topics, persons=2, seed=407).join()
-    job = submit("tests.chaos.slow_ingestion",
-                 topics.job_env(bootstrap, SLOW_MS="30000", JOURNEY_CHECKPOINT_TIMEOUT_MS="2000",
-                                JOURNEY_RESTART_ATTEMPTS="0"), detached=True)
+    job = submit(
+        "tests.chaos.slow_ingestion",
+        topics.job_env(bootstrap, SLOW_MS="30000", JOURNEY_CHECKPOINT_TIMEOUT_MS="2000", JOURNEY_RESTART_ATTEMPTS="0"),
+        detached=True,
+    )
     try:
         state = wait_state(job.job_id, {"FAILED"}, timeout_s=180)
         entries = rest(f"/jobs/{job.job_id}/exceptions").get("exceptionHistory", {}).get("entries") or []

@@ -31,10 +31,13 @@ def local_stack():
     overview = rest("/overview")
     if overview["slots-available"] < 4:
         jobs = [f"{j['name']} ({j['jid']})" for j in rest("/jobs/overview")["jobs"] if j["state"] == "RUNNING"]
-        pytest.fail(f"the test stack's Flink cluster ({stack.FLINK_REST_PORT}) has {overview['slots-available']} "
-                    f"free slots, the end-to-end tests need 4 (two jobs at parallelism 2): cancel the jobs left "
-                    f"running by an interrupted test run (web UI) or stop the test stack "
-                    f"(`make down`): {', '.join(jobs) or '-'}", pytrace=False)
+        pytest.fail(
+            f"the test stack's Flink cluster ({stack.FLINK_REST_PORT}) has {overview['slots-available']} "
+            f"free slots, the end-to-end tests need 4 (two jobs at parallelism 2): cancel the jobs left "
+            f"running by an interrupted test run (web UI) or stop the test stack "
+            f"(`make down`): {', '.join(jobs) or '-'}",
+            pytrace=False,
+        )
     yield BOOTSTRAP
     for name in reversed(started):
         stack.COMPONENTS[name].stop()

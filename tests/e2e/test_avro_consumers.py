@@ -67,8 +67,9 @@ def event_topic(local_stack: str) -> Iterator[EventTopic]:
     groups = [f"{name}-java", f"{name}-python", f"{name}-check"]
     try:
         examples = {r["event_id"]: r for kind, r in documented_examples(DOCS.read_text()) if kind == "Event"}
-        topic = EventTopic(local_stack, name, examples["web-0001"],
-                           [examples["web-0012"], examples["web-0007"], examples["crm-0013"]])
+        topic = EventTopic(
+            local_stack, name, examples["web-0001"], [examples["web-0012"], examples["web-0007"], examples["crm-0013"]]
+        )
         producer = Producer({"bootstrap.servers": local_stack, "transactional.id": f"{name}-producer"})
         producer.init_transactions(30)
         producer.begin_transaction()
@@ -104,24 +105,46 @@ def _assert_prints_the_committed_records(program: str, stdout: str, topic: Event
 
 
 def test_the_topic_holds_the_aborted_record_first_so_read_committed_matters(event_topic: EventTopic) -> None:
-    consumer = Consumer({"bootstrap.servers": event_topic.bootstrap, "group.id": f"{event_topic.name}-check",
-                         "isolation.level": "read_uncommitted", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": event_topic.bootstrap,
+            "group.id": f"{event_topic.name}-check",
+            "isolation.level": "read_uncommitted",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         consumer.assign([TopicPartition(event_topic.name, 0, 0)])
-        msg = wait_until(lambda: consumer.poll(1.0), TIMEOUT_S, 0, f"a record at offset 0 of {event_topic.name}",
-                         until=lambda m: m is not None and not m.error())
+        msg = wait_until(
+            lambda: consumer.poll(1.0),
+            TIMEOUT_S,
+            0,
+            f"a record at offset 0 of {event_topic.name}",
+            until=lambda m: m is not None and not m.error(),
+        )
         assert (msg.offset(), msg.value()) == (0, EVENT.encode(event_topic.aborted))
     finally:
         consumer.close()
 
 
 def test_java_consumer_of_the_docs_prints_the_committed_project_records_field_for_field(
-        event_topic: EventTopic, tmp_path: Path) -> None:
+    event_topic: EventTopic, tmp_path: Path
+) -> None:
     source = tmp_path / "JourneyTopicReader.java"
     source.write_text(snippet(DOCS.read_text(), "java-consumer"))
-    stdout = run_java_source(source, [event_topic.bootstrap, event_topic.name, str(EVENT_SCHEMA_FILE),
-                                      f"{event_topic.name}-java", str(len(event_topic.committed))],
-                             reference_classpath(kafka_clients=True), TIMEOUT_S, cwd=tmp_path)
+    stdout = run_java_source(
+        source,
+        [
+            event_topic.bootstrap,
+            event_topic.name,
+            str(EVENT_SCHEMA_FILE),
+            f"{event_topic.name}-java",
+            str(len(event_topic.committed)),
+        ],
+        reference_classpath(kafka_clients=True),
+        TIMEOUT_S,
+        cwd=tmp_path,
+    )
     print(stdout)  # shown by pytest -rP, and on failure
     _assert_prints_the_committed_records("the Java consumer", stdout, event_topic)
 
@@ -135,17 +158,28 @@ def test_python_consumer_of_the_docs_uses_only_confluent_kafka_and_fastavro() ->
 
 
 def test_python_consumer_of_the_docs_prints_the_committed_project_records_field_for_field(
-        event_topic: EventTopic, tmp_path: Path) -> None:
+    event_topic: EventTopic, tmp_path: Path
+) -> None:
     script = tmp_path / "journey_topic_reader.py"
     script.write_text(snippet(DOCS.read_text(), "python-consumer"))
     # -I: no PYTHONPATH, no script or working directory on sys.path, so nothing of the project
-    cmd = [sys.executable, "-I", str(script), event_topic.bootstrap, event_topic.name, str(EVENT_SCHEMA_FILE),
-           f"{event_topic.name}-python", str(len(event_topic.committed))]
+    cmd = [
+        sys.executable,
+        "-I",
+        str(script),
+        event_topic.bootstrap,
+        event_topic.name,
+        str(EVENT_SCHEMA_FILE),
+        f"{event_topic.name}-python",
+        str(len(event_topic.committed)),
+    ]
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S, cwd=tmp_path)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"the Python consumer did not finish in {TIMEOUT_S:.0f} s\nstdout:\n{e.stdout}\n"
-                    f"stderr:\n{e.stderr}", pytrace=False)
+        pytest.fail(
+            f"the Python consumer did not finish in {TIMEOUT_S:.0f} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}",
+            pytrace=False,
+        )
     assert r.returncode == 0, f"the Python consumer exited with {r.returncode}:\n{r.stderr[-4000:]}"
     print(r.stdout)
     _assert_prints_the_committed_records("the Python consumer", r.stdout, event_topic)

@@ -88,8 +88,10 @@ def sequence(local_stack, session):
 
 def test_the_jobs_are_started_once_then_found_running_then_resumed_from_checkpoint_and_savepoint(sequence) -> None:
     *_, how, _, topics, _ = sequence
-    assert how == {"ingestion": ["started", "running", "resumed", "resumed"],
-                   "profiles": ["started", "running", "resumed", "resumed"]}
+    assert how == {
+        "ingestion": ["started", "running", "resumed", "resumed"],
+        "profiles": ["started", "running", "resumed", "resumed"],
+    }
     assert len(recorded_jobs(f"test-ingestion-{topics.prefix}")) == 3
 
 
@@ -133,5 +135,8 @@ def test_a_job_that_cannot_get_its_slots_is_cancelled_and_never_recorded(local_s
     with pytest.raises(FlinkJobError, match="not running after"):
         ensure_job("ingestion", env, start_timeout_s=25)
     assert recorded_jobs(env["JOURNEY_JOB_NAME"]) == []
-    assert not [j for j in rest("/jobs/overview")["jobs"]
-                if j["name"] == env["JOURNEY_JOB_NAME"] and j["state"] not in ("CANCELED", "FAILED")]
+    assert not [
+        j
+        for j in rest("/jobs/overview")["jobs"]
+        if j["name"] == env["JOURNEY_JOB_NAME"] and j["state"] not in ("CANCELED", "FAILED")
+    ]

@@ -68,12 +68,18 @@ def _stable_counters(job_id: str, produced: int, timeout_s: float = 90) -> dict[
     Metrics reach the REST API with a few seconds' delay: wait until ``received`` has seen
     every produced record and two reads in a row agree.
     """
+
     def read() -> dict[str, int]:
         return {k.split(".", 1)[1]: v for k, v in operator_counters(job_id, COUNTERS).items()}
 
     try:
-        return wait_until(read, timeout_s, 2, f"counters of {job_id} with received >= {produced}, two equal reads",
-                          until=steady(lambda now: bool(now) and now.get("received", 0) >= produced))
+        return wait_until(
+            read,
+            timeout_s,
+            2,
+            f"counters of {job_id} with received >= {produced}, two equal reads",
+            until=steady(lambda now: bool(now) and now.get("received", 0) >= produced),
+        )
     except WaitTimeout as e:
         return e.last
 
@@ -131,8 +137,9 @@ def test_normalized_events_point_back_at_a_source_record_with_the_same_event_id(
 
 def test_raw_email_and_phone_never_leave_ingestion_only_their_salted_hashes(run: Run) -> None:
     blob = b"".join(r.value for r in run.normalized)
-    hashes = {e["identifiers"]["email_hash"] for e in _decode(run.normalized)} | \
-             {e["identifiers"]["phone_hash"] for e in _decode(run.normalized)}
+    hashes = {e["identifiers"]["email_hash"] for e in _decode(run.normalized)} | {
+        e["identifiers"]["phone_hash"] for e in _decode(run.normalized)
+    }
     seen_any = False
     for p in run.dataset.truth.persons:
         for raw in [*p.email_variants, *p.phone_variants, p.email or "", p.phone or ""]:

@@ -16,12 +16,19 @@ from local.stack import ROOT
 pytestmark = pytest.mark.e2e
 
 
-def run_job(local_stack: str, module: str = "flink_jobs.ingestion", args: tuple[str, ...] = ("--bounded",),
-            **env: str) -> subprocess.CompletedProcess:
-    full = {**os.environ, "PYTHONPATH": str(ROOT), "JOURNEY_PII_SALT": "guard-test-salt-0123456",
-            "JOURNEY_BOOTSTRAP_SERVERS": local_stack, **env}
-    return subprocess.run([sys.executable, "-m", module, *args], env=full, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+def run_job(
+    local_stack: str, module: str = "flink_jobs.ingestion", args: tuple[str, ...] = ("--bounded",), **env: str
+) -> subprocess.CompletedProcess:
+    full = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "JOURNEY_PII_SALT": "guard-test-salt-0123456",
+        "JOURNEY_BOOTSTRAP_SERVERS": local_stack,
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], env=full, cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_job_refuses_a_transaction_timeout_below_checkpoint_timeout_plus_restart_delay(local_stack) -> None:
@@ -32,8 +39,9 @@ def test_job_refuses_a_transaction_timeout_below_checkpoint_timeout_plus_restart
 
 def test_job_refuses_a_transaction_timeout_above_the_brokers_maximum(local_stack) -> None:
     # the config object allows it (its own default ceiling is raised), the running broker does not
-    r = run_job(local_stack, JOURNEY_TRANSACTION_TIMEOUT_MS="1000000",
-                JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS="2000000")
+    r = run_job(
+        local_stack, JOURNEY_TRANSACTION_TIMEOUT_MS="1000000", JOURNEY_BROKER_TRANSACTION_MAX_TIMEOUT_MS="2000000"
+    )
     assert r.returncode == 2
     assert "above the broker's transaction.max.timeout.ms=900000" in r.stderr
 
@@ -52,7 +60,8 @@ def test_job_says_so_when_the_brokers_cannot_be_reached(local_stack) -> None:
 
 @pytest.mark.parametrize("partitions", [None, 2])
 def test_profiles_job_refuses_an_identity_topic_that_is_missing_or_has_more_than_one_partition(
-        local_stack, partitions) -> None:
+    local_stack, partitions
+) -> None:
     import uuid
 
     from k8s.topics import ensure_topics

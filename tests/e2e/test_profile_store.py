@@ -40,8 +40,12 @@ def full_profile(profile_id: str, events: int = 42, **changes) -> ProfileAggrega
     """A profile with every field set to a non-default value."""
     base = dict(
         profile_id=profile_id,
-        identifiers={"customer_id": ("C-1001",), "email_hash": ("3f9a…e1", "a7c2…09"),
-                     "device_id": ("dev-1",), "cookie_id": ()},
+        identifiers={
+            "customer_id": ("C-1001",),
+            "email_hash": ("3f9a…e1", "a7c2…09"),
+            "device_id": ("dev-1",),
+            "cookie_id": (),
+        },
         first_seen_ms=1_699_999_000_001,
         last_seen_ms=1_700_000_000_123,
         events=events,
@@ -70,7 +74,9 @@ def _raw(session, keyspace: str, profile_id: str):
     columns = ", ".join([*FIELD_TO_COLUMN.values(), *META_COLUMNS])  # CQL has no "SELECT *, f(x)"
     return session.execute(
         f"SELECT {columns}, writetime(events) AS wt_events, writetime(version) AS wt_version "
-        f"FROM {keyspace}.profiles WHERE profile_id = %s", (profile_id,)).one()
+        f"FROM {keyspace}.profiles WHERE profile_id = %s",
+        (profile_id,),
+    ).one()
 
 
 # ---------------------------------------------------------------------------- round trip
@@ -140,11 +146,19 @@ def test_get_by_each_identifier_type(store):
 def test_stale_write_does_not_overwrite_newer_row(store, session, keyspace, order):
     pid = _pid()
     newer = full_profile(pid, events=10, identifiers={"customer_id": ("C-1001",), "cookie_id": (f"ck-{pid}",)})
-    stale = full_profile(pid, events=5, orders=1, revenue_cents=1, last_order_ms=None,
-                         identifiers={"customer_id": ("C-OLD",), "loyalty_id": ("L-9",)},
-                         channel_counts={"web": 5, "email": 2}, category_affinity={"toys": 1.0},
-                         consent={"marketing": (False, 1, "e-0")}, crm_attributes={},
-                         purchase_day_cents={19_000: 1})
+    stale = full_profile(
+        pid,
+        events=5,
+        orders=1,
+        revenue_cents=1,
+        last_order_ms=None,
+        identifiers={"customer_id": ("C-OLD",), "loyalty_id": ("L-9",)},
+        channel_counts={"web": 5, "email": 2},
+        category_affinity={"toys": 1.0},
+        consent={"marketing": (False, 1, "e-0")},
+        crm_attributes={},
+        purchase_day_cents={19_000: 1},
+    )
     writes = [newer, stale] if order == "newer_first" else [stale, newer]
     for p in writes:
         store.write(_as_job(p))
@@ -194,20 +208,25 @@ def test_streaming_writes_follow_merges_and_splits_and_a_stale_replay_loses(stor
 
     # a's identifiers merge into b (one event: 3 + 5 + 1 = 9 events in the component); the
     # device leaves b in the same change (a split); the ghost id is deleted by b's write
-    merged = full_profile(survivor, events=8, identifiers={"customer_id": ("C-b",), "email_hash": ("h-a",),
-                                                            "cookie_id": ("ck-a", "ck-g")})
+    merged = full_profile(
+        survivor, events=8, identifiers={"customer_id": ("C-b",), "email_hash": ("h-a",), "cookie_id": ("ck-a", "ck-g")}
+    )
     _write(store, loser, row_version(9, 0))
     _write(store, survivor, row_version(9, 8), merged, ghosts=(ghost,), ghost_version=row_version(9, 0))
 
     assert store.get(loser) is None and store.identifiers_of(loser) == {}
     assert store.get(ghost) is None and store.identifiers_of(ghost) == {}
     assert store.get(survivor) == merged
-    assert store.identifiers_of(survivor) == {"cookie_id": ["ck-a", "ck-g"], "customer_id": ["C-b"],
-                                              "email_hash": ["h-a"]}  # d-1 is gone (split)
+    assert store.identifiers_of(survivor) == {
+        "cookie_id": ["ck-a", "ck-g"],
+        "customer_id": ["C-b"],
+        "email_hash": ["h-a"],
+    }  # d-1 is gone (split)
     for t, v in [("email_hash", "h-a"), ("cookie_id", "ck-a"), ("cookie_id", "ck-g")]:
         assert store.get(identifier_type=t, identifier_value=v) == merged  # links moved, not shadowed
-    row = session.execute(f"SELECT version, writetime(events) AS wt FROM {keyspace}.profiles "
-                          f"WHERE profile_id = %s", (survivor,)).one()
+    row = session.execute(
+        f"SELECT version, writetime(events) AS wt FROM {keyspace}.profiles WHERE profile_id = %s", (survivor,)
+    ).one()
     assert (row.version, row.wt) == (row_version(9, 8), 2 * row_version(9, 8) + 1)
 
     # replays of older writes (lower versions) change nothing
@@ -243,11 +262,21 @@ def test_the_command_line_creates_the_keyspace_with_the_replication_given(sessio
     ks = f"journey_test_{uuid.uuid4().hex[:12]}"
     dc = next(iter(session.cluster.metadata.all_hosts()))
     try:
-        assert cassandra_schema.main(["--port", str(stack.CASSANDRA_PORT), "--keyspace", ks, "--replication",
-                                      f'{{"class": "NetworkTopologyStrategy", "{dc.datacenter}": 1}}']) == 0
+        assert (
+            cassandra_schema.main(
+                [
+                    "--port",
+                    str(stack.CASSANDRA_PORT),
+                    "--keyspace",
+                    ks,
+                    "--replication",
+                    f'{{"class": "NetworkTopologyStrategy", "{dc.datacenter}": 1}}',
+                ]
+            )
+            == 0
+        )
         row = session.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one()
-        assert row.replication == {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy",
-                                   dc.datacenter: "1"}
+        assert row.replication == {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", dc.datacenter: "1"}
         tables = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))
         assert {r.table_name for r in tables} == {"profiles", "identity_links"}
     finally:
@@ -309,8 +338,11 @@ def test_max_in_flight_bounds_concurrency(session, keyspace):
     assert counting.peak > 1  # really asynchronous, not one at a time
     assert store.in_flight == 0 and counting.outstanding == 0
     rows = execute_concurrent_with_args(
-        session, session.prepare(f"SELECT events FROM {keyspace}.profiles WHERE profile_id = ?"),
-        [(pid,) for pid in ids], concurrency=50)
+        session,
+        session.prepare(f"SELECT events FROM {keyspace}.profiles WHERE profile_id = ?"),
+        [(pid,) for pid in ids],
+        concurrency=50,
+    )
     assert [r.result_or_exc.one().events for r in rows] == list(range(1, 501))
 
 

@@ -32,11 +32,16 @@ def result(local_stack, session):
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
         events = run.normalized_events(bootstrap)
         diff, seconds = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=240)
-        counters = wait_for_counters(job.job_id, {"events": len(events), "events_folded": 1, "states_merged": 1},
-                                     ["moved_states", "atoms_evicted", "orphan_states", "unresolvable"])
+        counters = wait_for_counters(
+            job.job_id,
+            {"events": len(events), "events_folded": 1, "states_merged": 1},
+            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable"],
+        )
         store = ProfileStore(session, run.keyspace)
-        lookups = {(t, v): store.get(identifier_type=t, identifier_value=v)
-                   for t, v in [(t, v) for e in events[:40] for t, v in observation_of(e).identifiers]}
+        lookups = {
+            (t, v): store.get(identifier_type=t, identifier_value=v)
+            for t, v in [(t, v) for e in events[:40] for t, v in observation_of(e).identifiers]
+        }
     finally:
         cancel(job.job_id)
     identity_events = run.identity_events(bootstrap)

@@ -36,8 +36,12 @@ from local.flink_cluster import cancel, stop_with_savepoint, wait_state
 from local.kafka_read import group_lag
 from local.polling import wait_until
 from tests.ingestion_harness import Topics
-from tests.profiles_harness import (ProfilesRun, identity_differences, normalized_records,
-                                    wait_until_cassandra_equals_oracle)
+from tests.profiles_harness import (
+    ProfilesRun,
+    identity_differences,
+    normalized_records,
+    wait_until_cassandra_equals_oracle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -49,8 +53,10 @@ ROOT = stack.ROOT
 def checkout(commit: str, into: Path) -> Path:
     """``commit`` of this repository as a plain folder, sharing this checkout's venv and jars."""
     have = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
-    assert have.returncode == 0, (f"commit {commit} is not in this clone (a shallow clone?): the upgrade test "
-                                  f"needs the history; `git fetch --unshallow`")
+    assert have.returncode == 0, (
+        f"commit {commit} is not in this clone (a shallow clone?): the upgrade test "
+        f"needs the history; `git fetch --unshallow`"
+    )
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
@@ -74,8 +80,9 @@ def _in(code_dir: Path, script: str, *args: str) -> str:
     """Run ``script`` with ``code_dir``'s code (on the tests' stack: the environment carries
     JOURNEY_STACK_DIR and JOURNEY_STACK_PORT_OFFSET); returns its stdout."""
     env = dict(os.environ, PYTHONPATH=str(code_dir))
-    r = subprocess.run([sys.executable, "-c", script, *args], cwd=code_dir, env=env, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-c", script, *args], cwd=code_dir, env=env, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, f"in {code_dir}: {script}\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}"
     return r.stdout
 
@@ -87,18 +94,27 @@ def flink_from(code_dir: Path) -> None:
 
 
 def apply_schema_from(code_dir: Path, keyspace: str) -> None:
-    _in(code_dir, "import sys\n"
-                  "from local import stack\n"
-                  "from state.cassandra_schema import apply_schema\n"
-                  "apply_schema('127.0.0.1', keyspace=sys.argv[1], port=stack.CASSANDRA_PORT)", keyspace)
+    _in(
+        code_dir,
+        "import sys\n"
+        "from local import stack\n"
+        "from state.cassandra_schema import apply_schema\n"
+        "apply_schema('127.0.0.1', keyspace=sys.argv[1], port=stack.CASSANDRA_PORT)",
+        keyspace,
+    )
 
 
 def submit_from(code_dir: Path, job_env: dict[str, str], savepoint: str | None = None) -> str:
-    out = _in(code_dir, "import json, sys\n"
-                        "from local.flink_cluster import submit\n"
-                        "s = submit('flink_jobs.profiles', json.loads(sys.argv[1]), detached=True, "
-                        "savepoint=sys.argv[2] or None)\n"
-                        "print('JOB', s.job_id)", json.dumps(job_env), savepoint or "")
+    out = _in(
+        code_dir,
+        "import json, sys\n"
+        "from local.flink_cluster import submit\n"
+        "s = submit('flink_jobs.profiles', json.loads(sys.argv[1]), detached=True, "
+        "savepoint=sys.argv[2] or None)\n"
+        "print('JOB', s.job_id)",
+        json.dumps(job_env),
+        savepoint or "",
+    )
     return next(line.split()[1] for line in out.splitlines() if line.startswith("JOB "))
 
 
@@ -115,8 +131,9 @@ def upgrade(old: Path, new: Path, bootstrap: str, session) -> tuple[list[str], l
     from models.avro_codec import SchemaCatalog
 
     topics = Topics.create(bootstrap, "upgrade")
-    run = ProfilesRun(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves",
-                      f"it_{uuid.uuid4().hex[:10]}")
+    run = ProfilesRun(
+        topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}"
+    )
     ensure_topics(bootstrap, partitions=2, topics=(run.feedback,))
     ensure_topics(bootstrap, partitions=1, topics=(run.identity,))
     apply_schema_from(old, run.keyspace)  # the keyspace as the old release created it
@@ -136,8 +153,13 @@ def upgrade(old: Path, new: Path, bootstrap: str, session) -> tuple[list[str], l
         assert diff == [], f"the old code did not reach the oracle over its part: {diff}"
         # every input consumed before the stop (the moved atoms are all folded: Cassandra equals the
         # oracle; the feedback topic's lag never reaches 0, its transaction markers count in it)
-        wait_until(lambda: group_lag(bootstrap, group, topics.normalized), 120, 1, "the input consumed",
-                   until=lambda lag: lag == 0)
+        wait_until(
+            lambda: group_lag(bootstrap, group, topics.normalized),
+            120,
+            1,
+            "the input consumed",
+            until=lambda lag: lag == 0,
+        )
         savepoint = stop_with_savepoint(job, f"file://{stack.DATA / 'flink' / 'savepoints'}")
     except BaseException:
         cancel(job)
@@ -164,7 +186,8 @@ def flink_restored(local_stack):
 
 
 def test_a_savepoint_of_the_release_that_pickled_its_state_restores_into_this_one(
-        flink_restored, session, tmp_path) -> None:
+    flink_restored, session, tmp_path
+) -> None:
     old = checkout(PREVIOUS_RELEASE, tmp_path / "previous")
     assert "PICKLED_BYTE_ARRAY" in (old / "state" / "mapstate.py").read_text()  # it is the pickling release
     diff, identity, seconds = upgrade(old, ROOT, flink_restored, session)
@@ -173,7 +196,8 @@ def test_a_savepoint_of_the_release_that_pickled_its_state_restores_into_this_on
 
 
 def test_a_state_record_with_a_new_field_restores_a_savepoint_written_before_it(
-        flink_restored, session, tmp_path) -> None:
+    flink_restored, session, tmp_path
+) -> None:
     evolved = copy_of_this_checkout(tmp_path / "evolved")
     path = evolved / "schemas" / "state" / "state.avsc"
     schemas = json.loads(path.read_text())
@@ -182,8 +206,10 @@ def test_a_state_record_with_a_new_field_restores_a_savepoint_written_before_it(
             s["fields"].append({"name": "upgrade_note", "type": "string", "default": "added later"})
     path.write_text(json.dumps(schemas, indent=1))
     _in(evolved, "from state.records import main; main(['--freeze'])")
-    assert _in(evolved, "from state.records import state_schemas, unfrozen; print(unfrozen(state_schemas()))"
-               ).strip() == "[]"
+    assert (
+        _in(evolved, "from state.records import state_schemas, unfrozen; print(unfrozen(state_schemas()))").strip()
+        == "[]"
+    )
     diff, identity, seconds = upgrade(ROOT, evolved, flink_restored, session)
     assert diff == [], f"not equal after {seconds:.0f} s: {diff}"
     assert identity == []

@@ -56,12 +56,17 @@ def reference_classpath(*, kafka_clients: bool = False) -> str:
         A ``java -cp`` value.
     """
     if shutil.which("java") is None:
-        pytest.fail("java is not on PATH: the Avro interop tests run the Java reference; run `make setup` "
-                    "(it installs Java 17)", pytrace=False)
+        pytest.fail(
+            "java is not on PATH: the Avro interop tests run the Java reference; run `make setup` "
+            "(it installs Java 17)",
+            pytrace=False,
+        )
     if not list(AVRO_LIB.glob("avro-*.jar")):
-        pytest.fail(f"the Avro Java reference (org.apache.avro:avro, local/maven/avro/pom.xml) is missing "
-                    f"from {AVRO_LIB}: run `make setup` (or `.venv/bin/python local/stack.py fetch`)",
-                    pytrace=False)
+        pytest.fail(
+            f"the Avro Java reference (org.apache.avro:avro, local/maven/avro/pom.xml) is missing "
+            f"from {AVRO_LIB}: run `make setup` (or `.venv/bin/python local/stack.py fetch`)",
+            pytrace=False,
+        )
     entries = [f"{AVRO_LIB}/*"]
     if kafka_clients:
         jars = sorted(KAFKA_LIB.glob("kafka-clients-*.jar"))
@@ -71,8 +76,7 @@ def reference_classpath(*, kafka_clients: bool = False) -> str:
     return ":".join(entries)
 
 
-def run_java_source(source: Path, args: list[str], classpath: str, timeout_s: float,
-                    cwd: Path | None = None) -> str:
+def run_java_source(source: Path, args: list[str], classpath: str, timeout_s: float, cwd: Path | None = None) -> str:
     """Run a single-file Java program with the source launcher and return its stdout.
 
     Parameters
@@ -97,8 +101,10 @@ def run_java_source(source: Path, args: list[str], classpath: str, timeout_s: fl
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, cwd=cwd)
     except subprocess.TimeoutExpired as e:
-        pytest.fail(f"{source.name} did not finish in {timeout_s:.0f} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}",
-                    pytrace=False)
+        pytest.fail(
+            f"{source.name} did not finish in {timeout_s:.0f} s\nstdout:\n{e.stdout}\nstderr:\n{e.stderr}",
+            pytrace=False,
+        )
     if r.returncode != 0:
         pytest.fail(f"{source.name} exited with {r.returncode}\nstderr:\n{r.stderr[-4000:]}", pytrace=False)
     return r.stdout
@@ -156,10 +162,20 @@ class RecordFactory:
     _LONGS = (0, -1, 1, 2**63 - 1, -(2**63), 2**31, -(2**31) - 1)
     _TIMESTAMPS = (1_767_263_400_000, 0, -1, 946_684_800_000, 253_402_300_799_999)
     _DOUBLES = (0.0, 129.99, -1.5, 1e308, 5e-324, -2.2250738585072014e-308, 1 / 3)
-    _STRINGS = ("", "ascii", "Ünïcødé ß", "日本語テキスト", "cart 🛒 emoji", 'quote " backslash \\ slash /',
-                "line\nbreak\ttab\rcr", "nul \x00 byte", "\u2028\u2029", "é" * 40)
+    _STRINGS = (
+        "",
+        "ascii",
+        "Ünïcødé ß",
+        "日本語テキスト",
+        "cart 🛒 emoji",
+        'quote " backslash \\ slash /',
+        "line\nbreak\ttab\rcr",
+        "nul \x00 byte",
+        "\u2028\u2029",
+        "é" * 40,
+    )
     _BYTES = (b"", bytes(range(256)), b"\x00", b"\xc3\x01", b"\xff" * 3)
-    _ALPHABET = "abcxyzABCXYZ0189 -_.@:/\"\\\n\tßéü日本🛒\x00\x7f"
+    _ALPHABET = 'abcxyzABCXYZ0189 -_.@:/"\\\n\tßéü日本🛒\x00\x7f'
 
     def __init__(self, schema: Any, seed: int) -> None:
         self.schema = expand_schema(schema)

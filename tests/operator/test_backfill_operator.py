@@ -44,29 +44,61 @@ def ms(iso: str) -> int:
 
 
 SINCE_1990 = ms("1990-01-01")
-CONFIG = IngestConfig(pii_salt=SALT, rocksdb=False, backfill_topic_pattern=r"journey\.events\.backfill",
-                      backfill_min_valid_timestamp_ms=SINCE_1990)
+CONFIG = IngestConfig(
+    pii_salt=SALT,
+    rocksdb=False,
+    backfill_topic_pattern=r"journey\.events\.backfill",
+    backfill_min_valid_timestamp_ms=SINCE_1990,
+)
 
 
 def purchase(event_id: str, occurred_at: int) -> dict[str, Any]:
     return {
-        "event_id": event_id, "event_type": "store_purchase", "channel": "pos", "occurred_at": occurred_at,
+        "event_id": event_id,
+        "event_type": "store_purchase",
+        "channel": "pos",
+        "occurred_at": occurred_at,
         "schema_version": 1,
-        "identifiers": {"customer_id": "13047", "email": " Old.Customer@Example.COM ", "phone": None,
-                        "device_id": None, "cookie_id": None, "loyalty_id": None},
+        "identifiers": {
+            "customer_id": "13047",
+            "email": " Old.Customer@Example.COM ",
+            "phone": None,
+            "device_id": None,
+            "cookie_id": None,
+            "loyalty_id": None,
+        },
         "context": {"source": "order-history"},
-        "payload": ("journey.v1.Purchase", {
-            "order_id": event_id.replace("hist", "inv"), "cart_id": None, "currency": "GBP", "total": 22.0,
-            "items": [{"product_id": "84406B", "category": "home", "quantity": 8, "unit_price": 2.75},
-                      {"product_id": "22752", "category": "home", "quantity": 2, "unit_price": 0.0}],
-            "store_id": "uk-online"}),
+        "payload": (
+            "journey.v1.Purchase",
+            {
+                "order_id": event_id.replace("hist", "inv"),
+                "cart_id": None,
+                "currency": "GBP",
+                "total": 22.0,
+                "items": [
+                    {"product_id": "84406B", "category": "home", "quantity": 8, "unit_price": 2.75},
+                    {"product_id": "22752", "category": "home", "quantity": 2, "unit_price": 0.0},
+                ],
+                "store_id": "uk-online",
+            },
+        ),
     }
 
 
 #: hand-made history on the backfill topic, all accepted
-HISTORY = {f"hist-{k:02d}": ms(when) for k, when in enumerate((
-    "1990-01-01T00:00:00", "1998-03-14T10:00:00", "1999-12-31T23:59:59.999", "2003-07-01T09:30:00.250",
-    "2010-12-01T08:26:00", "2011-12-09T12:50:00"))}
+HISTORY = {
+    f"hist-{k:02d}": ms(when)
+    for k, when in enumerate(
+        (
+            "1990-01-01T00:00:00",
+            "1998-03-14T10:00:00",
+            "1999-12-31T23:59:59.999",
+            "2003-07-01T09:30:00.250",
+            "2010-12-01T08:26:00",
+            "2011-12-09T12:50:00",
+        )
+    )
+}
 #: hand-made records that must be dead-lettered: (topic, occurred_at, what the detail must say)
 IMPOSSIBLE = {
     "bad-live-1998": (LIVE_TOPIC, ms("1998-03-14T10:00:00"), "set by JOURNEY_MIN_VALID_TIMESTAMP_MS"),
@@ -80,8 +112,9 @@ IMPOSSIBLE = {
 
 @pytest.fixture(scope="module")
 def dataset():
-    return generate(seed=2010, persons=6, base_time_ms=ms("2010-12-01"), days=373,
-                    min_valid_timestamp_ms=SINCE_1990, bad_ratio=0.05)
+    return generate(
+        seed=2010, persons=6, base_time_ms=ms("2010-12-01"), days=373, min_valid_timestamp_ms=SINCE_1990, bad_ratio=0.05
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +137,8 @@ def outputs(rows) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     env = thread_mode_env(parallelism=2)
     streams = build_ingestion(env.from_collection(rows, type_info=RAW_RECORD_TYPE), CONFIG)
     tagged = streams.normalized.map(lambda v: ("out", b64encode(v).decode()), output_type=TAGGED).union(
-        streams.dead_letters.map(lambda v: ("dlq", b64encode(v).decode()), output_type=TAGGED))
+        streams.dead_letters.map(lambda v: ("dlq", b64encode(v).decode()), output_type=TAGGED)
+    )
     out: list[dict[str, Any]] = []
     dlq: list[dict[str, Any]] = []
     with tagged.execute_and_collect("operator-test-backfill") as results:
@@ -150,16 +184,20 @@ def test_historical_events_come_out_as_the_pure_ingestion_normalizes_them(rows, 
 def test_impossible_timestamps_and_the_generators_bad_records_are_dead_lettered_by_reason(dataset, outputs) -> None:
     _, dlq = outputs
     want = Counter((b.raw, b.error_type) for b in dataset.truth.bad_records)
-    want += Counter((EVENT.encode(purchase(event_id, when)), "invalid_timestamp")
-                    for event_id, (_, when, _) in IMPOSSIBLE.items())
+    want += Counter(
+        (EVENT.encode(purchase(event_id, when)), "invalid_timestamp") for event_id, (_, when, _) in IMPOSSIBLE.items()
+    )
     assert Counter((d["raw"], d["error_type"]) for d in dlq) == want
     planted = {b.variant for b in dataset.truth.bad_records if b.error_type == "invalid_timestamp"}
     assert planted and planted <= {"epoch_5ms", "year_1989", "before_epoch", "year_2100"}
 
 
 def test_dead_letters_of_impossible_history_say_which_bound_was_violated(outputs) -> None:
-    by_id = {CATALOG.decode(d["raw"], expect="Event")[1]["event_id"]: d for d in outputs[1]
-             if d["raw"][:2] == b"\xc3\x01" and d["error_type"] == "invalid_timestamp"}
+    by_id = {
+        CATALOG.decode(d["raw"], expect="Event")[1]["event_id"]: d
+        for d in outputs[1]
+        if d["raw"][:2] == b"\xc3\x01" and d["error_type"] == "invalid_timestamp"
+    }
     for event_id, (topic, _, says) in IMPOSSIBLE.items():
         assert by_id[event_id]["source_topic"] == topic
         assert says in by_id[event_id]["error_detail"], by_id[event_id]["error_detail"]

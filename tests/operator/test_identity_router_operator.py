@@ -48,15 +48,20 @@ def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -
             want_identity += [ie.to_record() for ie in routed.identity_events]
 
     env = thread_mode_env(parallelism=1)  # one channel per output: order is kept
-    commands = (env.from_collection([(t, b64encode(v).decode()) for t, v in inputs],
-                                    type_info=Types.TUPLE([Types.STRING(), Types.STRING()]))
-                .map(lambda r: (r[0], b64decode(r[1])), output_type=SOURCE_TYPE)  # bytes can't be a collection
-                .key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-                .process(RouteIdentity(IdentityRules(), FEEDBACK), output_type=COMMAND_TYPE))
+    commands = (
+        env.from_collection(
+            [(t, b64encode(v).decode()) for t, v in inputs], type_info=Types.TUPLE([Types.STRING(), Types.STRING()])
+        )
+        .map(lambda r: (r[0], b64decode(r[1])), output_type=SOURCE_TYPE)  # bytes can't be a collection
+        .key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
+        .process(RouteIdentity(IdentityRules(), FEEDBACK), output_type=COMMAND_TYPE)
+    )
     as_text = Types.TUPLE([Types.STRING(), Types.STRING()])
-    both = (commands.map(lambda c: ("command", b64encode(pickle.dumps(tuple(c))).decode()), output_type=as_text)
-            .union(commands.get_side_output(IDENTITY_TAG)
-                   .map(lambda b: ("identity", b64encode(bytes(b)).decode()), output_type=as_text)))
+    both = commands.map(lambda c: ("command", b64encode(pickle.dumps(tuple(c))).decode()), output_type=as_text).union(
+        commands.get_side_output(IDENTITY_TAG).map(
+            lambda b: ("identity", b64encode(bytes(b)).decode()), output_type=as_text
+        )
+    )
     got_commands, got_identity = [], []
     with both.execute_and_collect("operator-test-router") as results:
         for kind, text in results:

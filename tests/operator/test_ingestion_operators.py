@@ -28,7 +28,8 @@ def run_ingestion(rows: list[Row]) -> tuple[list[bytes], list[bytes]]:
     cfg = IngestConfig(pii_salt=SALT, rocksdb=False)
     streams = build_ingestion(env.from_collection(rows, type_info=RAW_RECORD_TYPE), cfg)
     tagged = streams.normalized.map(lambda v: ("out", b64encode(v).decode()), output_type=TAGGED).union(
-        streams.dead_letters.map(lambda v: ("dlq", b64encode(v).decode()), output_type=TAGGED))
+        streams.dead_letters.map(lambda v: ("dlq", b64encode(v).decode()), output_type=TAGGED)
+    )
     out: list[bytes] = []
     dlq: list[bytes] = []
     with tagged.execute_and_collect("operator-test-ingestion") as results:

@@ -56,8 +56,16 @@ def commands_of(evs) -> list[tuple]:
     out = []
     for c in sim.commands:
         if c.kind is CommandKind.EVENT:
-            c = ProfileCommand(profile_id=c.profile_id, kind=c.kind, version=c.version, atom=c.atom,
-                               payload=codec.encode(c.payload), members=c.members, evict=c.evict, ghosts=c.ghosts)
+            c = ProfileCommand(
+                profile_id=c.profile_id,
+                kind=c.kind,
+                version=c.version,
+                atom=c.atom,
+                payload=codec.encode(c.payload),
+                members=c.members,
+                evict=c.evict,
+                ghosts=c.ghosts,
+            )
         out.append(encode_command(c))
     return out
 
@@ -71,33 +79,56 @@ def _slow_ticks(c: tuple) -> tuple:
 
 
 def test_fold_operator_with_a_failed_write_restores_and_leaves_rows_equal_to_the_oracle_and_nothing_behind(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     evs = list(events())
     commands = commands_of(evs)
     assert any(c[1] == "state" for c in commands) and any('"members":[]' in c[3] for c in commands)
     ticks = [(TICK, "touch", 1, '{"members":[]}', b"")] * TICKS
-    rows = [(pid, kind, version, body, b64encode(payload).decode()) for pid, kind, version, body, payload
-            in commands + ticks]
+    rows = [
+        (pid, kind, version, body, b64encode(payload).decode())
+        for pid, kind, version, body, payload in commands + ticks
+    ]
 
     writes = tmp_path / "writes.jsonl"
-    env = thread_mode_env(parallelism=2, settings={
-        "execution.checkpointing.interval": "200 ms", "execution.checkpointing.min-pause": "50 ms",
-        "restart-strategy.type": "fixed-delay", "restart-strategy.fixed-delay.attempts": "3",
-        "restart-strategy.fixed-delay.delay": "500 ms"})
+    env = thread_mode_env(
+        parallelism=2,
+        settings={
+            "execution.checkpointing.interval": "200 ms",
+            "execution.checkpointing.min-pause": "50 ms",
+            "restart-strategy.type": "fixed-delay",
+            "restart-strategy.fixed-delay.attempts": "3",
+            "restart-strategy.fixed-delay.delay": "500 ms",
+        },
+    )
     as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING()])
-    folded = (env.from_collection(rows, type_info=as_text).set_parallelism(1)
-              .map(lambda r: (r[0], r[1], r[2], r[3], b64decode(r[4])), output_type=COMMAND_TYPE).set_parallelism(1)
-              .map(_slow_ticks, output_type=COMMAND_TYPE).set_parallelism(1)
-              .key_by(lambda c: c[0], key_type=Types.STRING())
-              .process(FoldProfiles(RecordingSink(str(writes), fail_write=40), coalesce_ms=50,
-                                    half_life_ms=30 * 24 * 3600 * 1000, confirm_ms=10, report=True),
-                       output_type=Types.STRING())
-              .name("fold-profiles").uid("fold-profiles"))
+    folded = (
+        env.from_collection(rows, type_info=as_text)
+        .set_parallelism(1)
+        .map(lambda r: (r[0], r[1], r[2], r[3], b64decode(r[4])), output_type=COMMAND_TYPE)
+        .set_parallelism(1)
+        .map(_slow_ticks, output_type=COMMAND_TYPE)
+        .set_parallelism(1)
+        .key_by(lambda c: c[0], key_type=Types.STRING())
+        .process(
+            FoldProfiles(
+                RecordingSink(str(writes), fail_write=40),
+                coalesce_ms=50,
+                half_life_ms=30 * 24 * 3600 * 1000,
+                confirm_ms=10,
+                report=True,
+            ),
+            output_type=Types.STRING(),
+        )
+        .name("fold-profiles")
+        .uid("fold-profiles")
+    )
     report_type = Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.INT()])
     # PyFlink runs only side outputs the graph consumes: the moved atoms go nowhere here (the
     # commands above already hold their arrival as "state" commands)
-    dropped_moves = (folded.get_side_output(MOVED_TAG).filter(lambda _: False)
-                     .map(lambda _: ("", False, 0), output_type=report_type))
+    dropped_moves = (
+        folded.get_side_output(MOVED_TAG).filter(lambda _: False).map(lambda _: ("", False, 0), output_type=report_type)
+    )
     last: dict[str, tuple[bool, int]] = {}
     with folded.get_side_output(REPORT_TAG).union(dropped_moves).execute_and_collect("operator-test-fold") as results:
         for pid, holds_state, timers in results:

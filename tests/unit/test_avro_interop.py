@@ -61,39 +61,84 @@ SPEC_FINGERPRINTS: tuple[tuple[str, str, str, int], ...] = (
     ("016", "[  ]", "[]", -1241056759729112623),
     ("017", '[ "int"  ]', '["int"]', -5232228896498058493),
     ("018", '[ "int" , {"type":"boolean"} ]', '["int","boolean"]', 5392556393470105090),
-    ("019", '{"fields":[], "type":"record", "name":"foo"}',
-     '{"name":"foo","type":"record","fields":[]}', -4824392279771201922),
-    ("020", '{"fields":[], "type":"record", "name":"foo", "namespace":"x.y"}',
-     '{"name":"x.y.foo","type":"record","fields":[]}', 5916914534497305771),
-    ("021", '{"fields":[], "type":"record", "name":"a.b.foo", "namespace":"x.y"}',
-     '{"name":"a.b.foo","type":"record","fields":[]}', -4616218487480524110),
-    ("022", '{"fields":[], "type":"record", "name":"foo", "doc":"Useful info"}',
-     '{"name":"foo","type":"record","fields":[]}', -4824392279771201922),
-    ("023", '{"fields":[], "type":"record", "name":"foo", "aliases":["foo","bar"]}',
-     '{"name":"foo","type":"record","fields":[]}', -4824392279771201922),
-    ("024", '{"fields":[], "type":"record", "name":"foo", "doc":"foo", "aliases":["foo","bar"]}',
-     '{"name":"foo","type":"record","fields":[]}', -4824392279771201922),
-    ("025", '{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}',
-     '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}', 7843277075252814651),
-    ("026", '{ "fields":[{"type":"boolean", "aliases":[], "name":"f1", "default":"true"},\n'
-            '            {"order":"descending","name":"f2","doc":"Hello","type":"int"}],\n'
-            '  "type":"record", "name":"foo"\n}',
-     '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"},{"name":"f2","type":"int"}]}',
-     -4860222112080293046),
-    ("027", '{"type":"enum", "name":"foo", "symbols":["A1"]}',
-     '{"name":"foo","type":"enum","symbols":["A1"]}', -6342190197741309591),
-    ("028", '{"namespace":"x.y.z", "type":"enum", "name":"foo", "doc":"foo bar", "symbols":["A1", "A2"]}',
-     '{"name":"x.y.z.foo","type":"enum","symbols":["A1","A2"]}', -4448647247586288245),
-    ("029", '{"name":"foo","type":"fixed","size":15}',
-     '{"name":"foo","type":"fixed","size":15}', 1756455273707447556),
-    ("030", '{"namespace":"x.y.z", "type":"fixed", "name":"foo", "doc":"foo bar", "size":32}',
-     '{"name":"x.y.z.foo","type":"fixed","size":32}', -3064184465700546786),
+    (
+        "019",
+        '{"fields":[], "type":"record", "name":"foo"}',
+        '{"name":"foo","type":"record","fields":[]}',
+        -4824392279771201922,
+    ),
+    (
+        "020",
+        '{"fields":[], "type":"record", "name":"foo", "namespace":"x.y"}',
+        '{"name":"x.y.foo","type":"record","fields":[]}',
+        5916914534497305771,
+    ),
+    (
+        "021",
+        '{"fields":[], "type":"record", "name":"a.b.foo", "namespace":"x.y"}',
+        '{"name":"a.b.foo","type":"record","fields":[]}',
+        -4616218487480524110,
+    ),
+    (
+        "022",
+        '{"fields":[], "type":"record", "name":"foo", "doc":"Useful info"}',
+        '{"name":"foo","type":"record","fields":[]}',
+        -4824392279771201922,
+    ),
+    (
+        "023",
+        '{"fields":[], "type":"record", "name":"foo", "aliases":["foo","bar"]}',
+        '{"name":"foo","type":"record","fields":[]}',
+        -4824392279771201922,
+    ),
+    (
+        "024",
+        '{"fields":[], "type":"record", "name":"foo", "doc":"foo", "aliases":["foo","bar"]}',
+        '{"name":"foo","type":"record","fields":[]}',
+        -4824392279771201922,
+    ),
+    (
+        "025",
+        '{"fields":[{"type":{"type":"boolean"}, "name":"f1"}], "type":"record", "name":"foo"}',
+        '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"}]}',
+        7843277075252814651,
+    ),
+    (
+        "026",
+        '{ "fields":[{"type":"boolean", "aliases":[], "name":"f1", "default":"true"},\n'
+        '            {"order":"descending","name":"f2","doc":"Hello","type":"int"}],\n'
+        '  "type":"record", "name":"foo"\n}',
+        '{"name":"foo","type":"record","fields":[{"name":"f1","type":"boolean"},{"name":"f2","type":"int"}]}',
+        -4860222112080293046,
+    ),
+    (
+        "027",
+        '{"type":"enum", "name":"foo", "symbols":["A1"]}',
+        '{"name":"foo","type":"enum","symbols":["A1"]}',
+        -6342190197741309591,
+    ),
+    (
+        "028",
+        '{"namespace":"x.y.z", "type":"enum", "name":"foo", "doc":"foo bar", "symbols":["A1", "A2"]}',
+        '{"name":"x.y.z.foo","type":"enum","symbols":["A1","A2"]}',
+        -4448647247586288245,
+    ),
+    ("029", '{"name":"foo","type":"fixed","size":15}', '{"name":"foo","type":"fixed","size":15}', 1756455273707447556),
+    (
+        "030",
+        '{"namespace":"x.y.z", "type":"fixed", "name":"foo", "doc":"foo bar", "size":32}',
+        '{"name":"x.y.z.foo","type":"fixed","size":32}',
+        -3064184465700546786,
+    ),
     ("031", '{ "items":{"type":"null"}, "type":"array"}', '{"type":"array","items":"null"}', -589620603366471059),
     ("032", '{ "values":"string", "type":"map"}', '{"type":"map","values":"string"}', -8732877298790414990),
-    ("033", '{"name":"PigValue","type":"record",\n'
-            '   "fields":[{"name":"value", "type":["null", "int", "long", "PigValue"]}]}',
-     '{"name":"PigValue","type":"record","fields":[{"name":"value","type":["null","int","long","PigValue"]}]}',
-     -1759257747318642341),
+    (
+        "033",
+        '{"name":"PigValue","type":"record",\n'
+        '   "fields":[{"name":"value", "type":["null", "int", "long", "PigValue"]}]}',
+        '{"name":"PigValue","type":"record","fields":[{"name":"value","type":["null","int","long","PigValue"]}]}',
+        -1759257747318642341,
+    ),
 )
 
 #: Inputs fastavro's parser refuses (Java's accepts them); their canonical form is used instead.
@@ -127,9 +172,15 @@ def _case(file: Path) -> Case:
         pairs.append((record, _avro_json_of_project_record(factory.schema, record)))
     pairs += [factory.record() for _ in range(GENERATED_PER_SCHEMA)]
     assert factory.covered == factory.choices(), f"{file.name}: raise GENERATED_PER_SCHEMA"
-    return Case(file, raw["name"], factory.schema, [r for r, _ in pairs],
-                [json.dumps(j, ensure_ascii=False) for _, j in pairs],
-                [codec.encode(r) for r, _ in pairs], len(examples))
+    return Case(
+        file,
+        raw["name"],
+        factory.schema,
+        [r for r, _ in pairs],
+        [json.dumps(j, ensure_ascii=False) for _, j in pairs],
+        [codec.encode(r) for r, _ in pairs],
+        len(examples),
+    )
 
 
 def _avro_json_of_project_record(schema: Any, value: Any) -> Any:
@@ -162,8 +213,14 @@ def _holds(branch: Any, value: Any) -> bool:
         return _holds(t, value)
     if isinstance(value, bool):
         return t == "boolean"
-    allowed = {int: ("int", "long"), float: ("float", "double"), str: ("string", "enum"), bytes: ("bytes", "fixed"),
-               list: ("array",), dict: ("map", "record")}[type(value)]
+    allowed = {
+        int: ("int", "long"),
+        float: ("float", "double"),
+        str: ("string", "enum"),
+        bytes: ("bytes", "fixed"),
+        list: ("array",),
+        dict: ("map", "record"),
+    }[type(value)]
     return t in allowed and (t != "enum" or value in branch["symbols"])
 
 
@@ -179,8 +236,10 @@ def reference(cases: dict[str, Case], tmp_path_factory: pytest.TempPathFactory) 
     request = {
         "seed": SEED,
         "random_records": RANDOM_PER_SCHEMA,
-        "schemas": [{"file": str(c.file), "avro_json": c.avro_json,
-                     "single_object_hex": [v.hex() for v in c.project_values]} for c in cases.values()],
+        "schemas": [
+            {"file": str(c.file), "avro_json": c.avro_json, "single_object_hex": [v.hex() for v in c.project_values]}
+            for c in cases.values()
+        ],
     }
     path = tmp_path_factory.mktemp("avro-interop") / "request.json"
     path.write_text(json.dumps(request))
@@ -198,15 +257,19 @@ def _fail_on_differences(what: str, found: list[str]) -> None:
 
 # --- the specification ---------------------------------------------------------------------
 
-@pytest.mark.parametrize("case, schema, canonical, fingerprint64", SPEC_FINGERPRINTS,
-                         ids=[c[0] for c in SPEC_FINGERPRINTS])
+
+@pytest.mark.parametrize(
+    "case, schema, canonical, fingerprint64", SPEC_FINGERPRINTS, ids=[c[0] for c in SPEC_FINGERPRINTS]
+)
 def test_fingerprint_is_the_specifications_crc64_avro_test_vector_written_little_endian(
-        case: str, schema: str, canonical: str, fingerprint64: int) -> None:
+    case: str, schema: str, canonical: str, fingerprint64: int
+) -> None:
     parsed = json.loads(schema if case not in FASTAVRO_REFUSES else canonical)
     assert to_parsing_canonical_form(parsed) == canonical
     fp = crc64_fingerprint(parsed)
-    assert int.from_bytes(fp, "little", signed=True) == fingerprint64, \
+    assert int.from_bytes(fp, "little", signed=True) == fingerprint64, (
         f"case {case}: got {fp.hex(' ')}, the specification's bytes are {fingerprint64.to_bytes(8, 'little', signed=True).hex(' ')}"
+    )
 
 
 def test_single_object_headers_are_the_ones_of_the_specification_and_the_avro_projects_tests() -> None:
@@ -219,23 +282,27 @@ def test_single_object_headers_are_the_ones_of_the_specification_and_the_avro_pr
 
 # --- the Java reference --------------------------------------------------------------------
 
+
 def test_every_schema_has_the_fingerprint_and_header_of_the_java_reference(
-        cases: dict[str, Case], reference: dict[str, Any]) -> None:
+    cases: dict[str, Case], reference: dict[str, Any]
+) -> None:
     for name, case in cases.items():
         java = reference[name]
         codec = CATALOG.codec(name)
         assert codec.fingerprint == java["fingerprint64"].to_bytes(8, "little", signed=True), name
         java_headers = {bytes.fromhex(e["hex"])[:HEADER_LEN] for e in java["encoded"] if "hex" in e}
         java_headers |= {bytes.fromhex(e["hex"])[:HEADER_LEN] for e in java["random"]}
-        assert java_headers == {MAGIC + codec.fingerprint}, \
-            f"{name}: BinaryMessageEncoder writes {sorted(h.hex(' ') for h in java_headers)}, " \
+        assert java_headers == {MAGIC + codec.fingerprint}, (
+            f"{name}: BinaryMessageEncoder writes {sorted(h.hex(' ') for h in java_headers)}, "
             f"the project {(MAGIC + codec.fingerprint).hex(' ')}"
+        )
         assert {v[:HEADER_LEN] for v in case.project_values} == {MAGIC + codec.fingerprint}
 
 
 @pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=[p.stem for p in SCHEMA_FILES])
 def test_records_encoded_by_java_reference_decode_in_project_field_for_field(
-        schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]) -> None:
+    schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]
+) -> None:
     name = json.loads(schema_file.read_text())["name"]
     case, java = cases[name], reference[name]
     assert len(java["encoded"]) == len(case.records)
@@ -255,15 +322,18 @@ def test_records_encoded_by_java_reference_decode_in_project_field_for_field(
 
 @pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=[p.stem for p in SCHEMA_FILES])
 def test_records_encoded_by_project_decode_in_java_reference_field_for_field(
-        schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]) -> None:
+    schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]
+) -> None:
     name = json.loads(schema_file.read_text())["name"]
     case, java = cases[name], reference[name]
     assert len(java["decoded"]) == len(case.records)
     found = []
     for i, (record, decoded) in enumerate(zip(case.records, java["decoded"])):
         if "error" in decoded:
-            found.append(f"record {i}: BinaryMessageDecoder refused the project's value "
-                         f"{case.project_values[i][:HEADER_LEN].hex(' ')} ...: {decoded['error']}")
+            found.append(
+                f"record {i}: BinaryMessageDecoder refused the project's value "
+                f"{case.project_values[i][:HEADER_LEN].hex(' ')} ...: {decoded['error']}"
+            )
             continue
         read_back = from_avro_json(case.expanded_schema, json.loads(decoded["avro_json"]))
         found += [f"record {i}: {d}" for d in differences(record, read_back)]
@@ -272,7 +342,8 @@ def test_records_encoded_by_project_decode_in_java_reference_field_for_field(
 
 @pytest.mark.parametrize("schema_file", SCHEMA_FILES, ids=[p.stem for p in SCHEMA_FILES])
 def test_random_records_of_the_java_reference_decode_in_project_field_for_field(
-        schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]) -> None:
+    schema_file: Path, cases: dict[str, Case], reference: dict[str, Any]
+) -> None:
     name = json.loads(schema_file.read_text())["name"]
     case, java = cases[name], reference[name]
     assert len(java["random"]) == RANDOM_PER_SCHEMA
@@ -289,7 +360,8 @@ def test_random_records_of_the_java_reference_decode_in_project_field_for_field(
 
 
 def test_documented_events_written_by_the_java_reference_are_accepted_by_ingestion(
-        cases: dict[str, Case], reference: dict[str, Any]) -> None:
+    cases: dict[str, Case], reference: dict[str, Any]
+) -> None:
     case = cases["Event"]
     assert case.documented == 17
     ingestor = Ingestor(IngestSettings("interop-test-salt-0123456789"), CATALOG)
@@ -297,14 +369,13 @@ def test_documented_events_written_by_the_java_reference_are_accepted_by_ingesti
         value = bytes.fromhex(reference["Event"]["encoded"][i]["hex"])
         event_time = case.records[i]["occurred_at"]
         result = ingestor.process(SourceRecord(value, "journey.events.web", 0, i, event_time + 1000))
-        assert isinstance(result, Accepted), \
+        assert isinstance(result, Accepted), (
             f"{case.records[i]['event_id']} from BinaryMessageEncoder: {CATALOG.decode(result.value)[1]}"
+        )
 
 
-def test_fingerprint_table_of_the_docs_gives_the_java_references_signed_longs(
-        reference: dict[str, Any]) -> None:
-    rows = re.findall(r"^\| `(\w+)` \| `schemas/[\w.]+` \| `([0-9a-f]{16})` \| `(-?\d+)` \|$",
-                      DOCS.read_text(), re.M)
+def test_fingerprint_table_of_the_docs_gives_the_java_references_signed_longs(reference: dict[str, Any]) -> None:
+    rows = re.findall(r"^\| `(\w+)` \| `schemas/[\w.]+` \| `([0-9a-f]{16})` \| `(-?\d+)` \|$", DOCS.read_text(), re.M)
     assert {name for name, _, _ in rows} == set(reference)
     for name, hex_bytes, signed in rows:
         assert int(signed) == reference[name]["fingerprint64"], f"docs/events.md row {name}"

@@ -52,15 +52,31 @@ SINCE_EPOCH = IngestSettings(SALT, backfill_topic_pattern=BACKFILL_PATTERN, back
 def purchase(event_id: str, occurred_at: int, total: float = 15.3) -> dict[str, Any]:
     """A store purchase as a retailer's order history would carry it."""
     return {
-        "event_id": event_id, "event_type": "store_purchase", "channel": "pos", "occurred_at": occurred_at,
+        "event_id": event_id,
+        "event_type": "store_purchase",
+        "channel": "pos",
+        "occurred_at": occurred_at,
         "schema_version": 1,
-        "identifiers": {"customer_id": "17850", "email": None, "phone": None, "device_id": None,
-                        "cookie_id": None, "loyalty_id": None},
+        "identifiers": {
+            "customer_id": "17850",
+            "email": None,
+            "phone": None,
+            "device_id": None,
+            "cookie_id": None,
+            "loyalty_id": None,
+        },
         "context": {"source": "order-history"},
-        "payload": ("journey.v1.Purchase", {
-            "order_id": f"5{event_id[-5:]}", "cart_id": None, "currency": "GBP", "total": total,
-            "items": [{"product_id": "85123A", "category": "home", "quantity": 6, "unit_price": 2.55}],
-            "store_id": "uk-online"}),
+        "payload": (
+            "journey.v1.Purchase",
+            {
+                "order_id": f"5{event_id[-5:]}",
+                "cart_id": None,
+                "currency": "GBP",
+                "total": total,
+                "items": [{"product_id": "85123A", "category": "home", "quantity": 6, "unit_price": 2.55}],
+                "store_id": "uk-online",
+            },
+        ),
     }
 
 
@@ -81,24 +97,35 @@ def occurred_at_out(result: Accepted | DeadLettered) -> int:
 # ----------------------------------------------------------------------------- validation
 
 
-@pytest.mark.parametrize("when", ["2010-12-01T08:26:00", "2011-12-09T12:50:00", "1998-03-14T10:00:00",
-                                  "1990-01-01T00:00:00", "1999-12-31T23:59:59.999"])
+@pytest.mark.parametrize(
+    "when",
+    [
+        "2010-12-01T08:26:00",
+        "2011-12-09T12:50:00",
+        "1998-03-14T10:00:00",
+        "1990-01-01T00:00:00",
+        "1999-12-31T23:59:59.999",
+    ],
+)
 def test_real_order_history_passes_a_backfill_topic_with_occurred_at_unchanged(when: str) -> None:
     assert occurred_at_out(ingest(BACKFILL, purchase("hist-00001", ms(when)), BACKFILL_TOPIC)) == ms(when)
 
 
 def test_an_order_of_2010_12_01_passes_a_backfill_topic_bounded_at_2010_12_01_to_the_millisecond() -> None:
-    settings = IngestSettings(SALT, backfill_topic_pattern=BACKFILL_PATTERN,
-                              backfill_min_valid_timestamp_ms=ms("2010-12-01"))
-    assert occurred_at_out(ingest(settings, purchase("hist-00002", ms("2010-12-01")), BACKFILL_TOPIC)) == \
-        ms("2010-12-01")
+    settings = IngestSettings(
+        SALT, backfill_topic_pattern=BACKFILL_PATTERN, backfill_min_valid_timestamp_ms=ms("2010-12-01")
+    )
+    assert occurred_at_out(ingest(settings, purchase("hist-00002", ms("2010-12-01")), BACKFILL_TOPIC)) == ms(
+        "2010-12-01"
+    )
     dl = dead_letter(ingest(settings, purchase("hist-00003", ms("2010-12-01") - 1), BACKFILL_TOPIC))
     assert dl["error_type"] == "invalid_timestamp"
     assert "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS" in dl["error_detail"]
 
 
-def test_1990s_history_accepted_on_a_backfill_topic_is_dead_lettered_by_the_default_config_saying_how_to_load_it(
-        ) -> None:
+def test_1990s_history_accepted_on_a_backfill_topic_is_dead_lettered_by_the_default_config_saying_how_to_load_it() -> (
+    None
+):
     event = purchase("hist-01998", ms("1998-03-14T10:00:00"))
     assert occurred_at_out(ingest(BACKFILL, event, BACKFILL_TOPIC)) == event["occurred_at"]
     dl = dead_letter(ingest(DEFAULT, event, BACKFILL_TOPIC))
@@ -121,8 +148,10 @@ def test_history_on_a_live_topic_keeps_the_live_bound_when_backfill_topics_are_c
 @pytest.mark.parametrize("topic", ["journey.events.backfill2", "xjourney.events.backfill", "journey.events.web"])
 def test_the_backfill_bound_applies_only_to_topics_matching_the_whole_pattern(topic: str) -> None:
     assert BACKFILL.bounds_for(topic).min_ts_ms == MIN_VALID_TIMESTAMP_MS
-    assert dead_letter(ingest(BACKFILL, purchase("hist-00004", ms("1995-05-05")), topic))["error_type"] == \
-        "invalid_timestamp"
+    assert (
+        dead_letter(ingest(BACKFILL, purchase("hist-00004", ms("1995-05-05")), topic))["error_type"]
+        == "invalid_timestamp"
+    )
 
 
 def test_history_older_than_the_backfill_bound_is_dead_lettered_saying_which_setting_to_lower() -> None:
@@ -135,9 +164,10 @@ def test_history_older_than_the_backfill_bound_is_dead_lettered_saying_which_set
 
 @pytest.mark.parametrize("settings", [DEFAULT, BACKFILL, SINCE_EPOCH], ids=["default", "since-1990", "since-epoch"])
 @pytest.mark.parametrize("topic", [LIVE_TOPIC, BACKFILL_TOPIC])
-@pytest.mark.parametrize("occurred_at", [-1, -ms("2000-01-01"), -(2 ** 63)], ids=["1ms", "1940", "min-long"])
+@pytest.mark.parametrize("occurred_at", [-1, -ms("2000-01-01"), -(2**63)], ids=["1ms", "1940", "min-long"])
 def test_an_event_before_the_unix_epoch_is_dead_lettered_under_every_config(
-        settings: IngestSettings, topic: str, occurred_at: int) -> None:
+    settings: IngestSettings, topic: str, occurred_at: int
+) -> None:
     dl = dead_letter(ingest(settings, purchase("hist-00005", occurred_at), topic))
     assert dl["error_type"] == "invalid_timestamp"
     assert "before the Unix epoch" in dl["error_detail"] and "never accepted" in dl["error_detail"]
@@ -146,7 +176,8 @@ def test_an_event_before_the_unix_epoch_is_dead_lettered_under_every_config(
 @pytest.mark.parametrize("settings", [DEFAULT, BACKFILL, SINCE_EPOCH], ids=["default", "since-1990", "since-epoch"])
 @pytest.mark.parametrize("topic", [LIVE_TOPIC, BACKFILL_TOPIC])
 def test_an_event_beyond_the_future_skew_of_the_kafka_timestamp_is_dead_lettered_under_every_config(
-        settings: IngestSettings, topic: str) -> None:
+    settings: IngestSettings, topic: str
+) -> None:
     just_beyond = purchase("hist-00006", NOW + settings.max_future_skew_ms + 1)
     dl = dead_letter(ingest(settings, just_beyond, topic))
     assert dl["error_type"] == "invalid_timestamp"
@@ -176,61 +207,132 @@ def test_an_occurred_at_in_epoch_seconds_is_dead_lettered_with_a_unit_hint() -> 
 
 def test_by_default_there_are_no_backfill_topics_and_live_topics_keep_the_2000_bound() -> None:
     cfg = IngestConfig(pii_salt=SALT)
-    assert (cfg.min_valid_timestamp_ms, cfg.backfill_topic_pattern, cfg.backfill_min_valid_timestamp_ms) == \
-        (ms("2000-01-01"), "", None)
+    assert (cfg.min_valid_timestamp_ms, cfg.backfill_topic_pattern, cfg.backfill_min_valid_timestamp_ms) == (
+        ms("2000-01-01"),
+        "",
+        None,
+    )
     assert IngestSettings.of(cfg).bounds_for(BACKFILL_TOPIC).min_ts_ms == ms("2000-01-01")
 
 
 def test_backfill_settings_are_read_from_the_environment_and_reach_the_ingestion_settings() -> None:
-    cfg = IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, "JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN,
-                                 "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": str(SINCE_1990)})
+    cfg = IngestConfig.from_env(
+        {
+            "JOURNEY_PII_SALT": SALT,
+            "JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN,
+            "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": str(SINCE_1990),
+        }
+    )
     assert (cfg.backfill_topic_pattern, cfg.backfill_min_valid_timestamp_ms) == (BACKFILL_PATTERN, SINCE_1990)
     settings = IngestSettings.of(cfg)
     assert settings.bounds_for(BACKFILL_TOPIC).min_ts_ms == SINCE_1990
     assert settings.bounds_for("journey.events.web").min_ts_ms == ms("2000-01-01")
-    empty = IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, "JOURNEY_BACKFILL_TOPIC_PATTERN": "",
-                                   "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": ""})
+    empty = IngestConfig.from_env(
+        {"JOURNEY_PII_SALT": SALT, "JOURNEY_BACKFILL_TOPIC_PATTERN": "", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": ""}
+    )
     assert (empty.backfill_topic_pattern, empty.backfill_min_valid_timestamp_ms) == ("", None)
 
 
 def test_a_whole_job_lowered_to_the_epoch_accepts_1970_but_still_refuses_negative_timestamps() -> None:
-    settings = IngestSettings.of(IngestConfig.from_env({"JOURNEY_PII_SALT": SALT,
-                                                        "JOURNEY_MIN_VALID_TIMESTAMP_MS": "0"}))
+    settings = IngestSettings.of(
+        IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, "JOURNEY_MIN_VALID_TIMESTAMP_MS": "0"})
+    )
     assert occurred_at_out(ingest(settings, purchase("hist-00011", 1), LIVE_TOPIC)) == 1
     dl = dead_letter(ingest(settings, purchase("hist-00012", -1), LIVE_TOPIC))
     assert "before the Unix epoch" in dl["error_detail"]
 
 
-@pytest.mark.parametrize("env, variable, message", [
-    ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "-1"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "before the Unix epoch"),
-    ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "946684800"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "looks like epoch seconds"),
-    ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "946684800000000"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "2100-01-01 or later"),
-    ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "2000-01-01"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "epoch milliseconds"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN}, "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
-     "the earliest real date"),
-    ({"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "631152000000"}, "JOURNEY_BACKFILL_TOPIC_PATTERN", "no topic"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN, "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "-86400000"},
-     "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", "before the Unix epoch"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN, "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "631152000"},
-     "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", "631152000000 (1990-01-01T00:00:00Z)"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN, "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "1990-01-01"},
-     "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS", "631152000000"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.events\..*", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
-     "JOURNEY_BACKFILL_TOPIC_PATTERN", "matches the live topic journey.events.web"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": ".*", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
-     "JOURNEY_BACKFILL_TOPIC_PATTERN", "live traffic would lose its lower bound"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.(normalized|history)",
-      "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
-     "JOURNEY_BACKFILL_TOPIC_PATTERN", "matches the output topic journey.normalized"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": "journey.events.(backfill", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
-     "JOURNEY_BACKFILL_TOPIC_PATTERN", "is not a regex"),
-    ({"JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.backfill", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
-     "JOURNEY_INPUT_TOPIC_PATTERN", "would never be read"),
-], ids=["negative", "seconds", "microseconds", "iso-date", "pattern-without-bound", "bound-without-pattern",
-        "backfill-negative", "backfill-seconds", "backfill-iso-date", "matches-live-topics",
-        "matches-everything", "matches-output", "not-a-regex", "not-subscribed"])
-def test_nonsense_time_bounds_are_refused_naming_the_variable(env: dict[str, str], variable: str,
-                                                             message: str) -> None:
+@pytest.mark.parametrize(
+    "env, variable, message",
+    [
+        ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "-1"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "before the Unix epoch"),
+        ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "946684800"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "looks like epoch seconds"),
+        (
+            {"JOURNEY_MIN_VALID_TIMESTAMP_MS": "946684800000000"},
+            "JOURNEY_MIN_VALID_TIMESTAMP_MS",
+            "2100-01-01 or later",
+        ),
+        ({"JOURNEY_MIN_VALID_TIMESTAMP_MS": "2000-01-01"}, "JOURNEY_MIN_VALID_TIMESTAMP_MS", "epoch milliseconds"),
+        (
+            {"JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN},
+            "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
+            "the earliest real date",
+        ),
+        ({"JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "631152000000"}, "JOURNEY_BACKFILL_TOPIC_PATTERN", "no topic"),
+        (
+            {
+                "JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN,
+                "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "-86400000",
+            },
+            "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
+            "before the Unix epoch",
+        ),
+        (
+            {
+                "JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN,
+                "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "631152000",
+            },
+            "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
+            "631152000000 (1990-01-01T00:00:00Z)",
+        ),
+        (
+            {
+                "JOURNEY_BACKFILL_TOPIC_PATTERN": BACKFILL_PATTERN,
+                "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "1990-01-01",
+            },
+            "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
+            "631152000000",
+        ),
+        (
+            {"JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.events\..*", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
+            "JOURNEY_BACKFILL_TOPIC_PATTERN",
+            "matches the live topic journey.events.web",
+        ),
+        (
+            {"JOURNEY_BACKFILL_TOPIC_PATTERN": ".*", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
+            "JOURNEY_BACKFILL_TOPIC_PATTERN",
+            "live traffic would lose its lower bound",
+        ),
+        (
+            {
+                "JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.(normalized|history)",
+                "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0",
+            },
+            "JOURNEY_BACKFILL_TOPIC_PATTERN",
+            "matches the output topic journey.normalized",
+        ),
+        (
+            {
+                "JOURNEY_BACKFILL_TOPIC_PATTERN": "journey.events.(backfill",
+                "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0",
+            },
+            "JOURNEY_BACKFILL_TOPIC_PATTERN",
+            "is not a regex",
+        ),
+        (
+            {"JOURNEY_BACKFILL_TOPIC_PATTERN": r"journey\.backfill", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS": "0"},
+            "JOURNEY_INPUT_TOPIC_PATTERN",
+            "would never be read",
+        ),
+    ],
+    ids=[
+        "negative",
+        "seconds",
+        "microseconds",
+        "iso-date",
+        "pattern-without-bound",
+        "bound-without-pattern",
+        "backfill-negative",
+        "backfill-seconds",
+        "backfill-iso-date",
+        "matches-live-topics",
+        "matches-everything",
+        "matches-output",
+        "not-a-regex",
+        "not-subscribed",
+    ],
+)
+def test_nonsense_time_bounds_are_refused_naming_the_variable(env: dict[str, str], variable: str, message: str) -> None:
     with pytest.raises(ConfigError) as e:
         IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, **env})
     assert variable in str(e.value) and message in str(e.value), str(e.value)
@@ -270,8 +372,10 @@ def test_a_generated_2010_history_is_ingested_from_a_backfill_topic_exactly_as_l
         if r.kind == "bad":
             if not isinstance(out, DeadLettered) or out.error_type != r.expected_error:
                 wrong.append((r.expected_error, out))
-        elif not isinstance(out, Accepted) or \
-                CATALOG.decode(out.value, expect="NormalizedEvent")[1]["occurred_at"] != r.occurred_at:
+        elif (
+            not isinstance(out, Accepted)
+            or CATALOG.decode(out.value, expect="NormalizedEvent")[1]["occurred_at"] != r.occurred_at
+        ):
             wrong.append((r.event_id, out))
     assert wrong == []
     valid = [r.occurred_at for r in history.records if r.kind == "valid"]
@@ -279,7 +383,8 @@ def test_a_generated_2010_history_is_ingested_from_a_backfill_topic_exactly_as_l
 
 
 def test_a_history_datasets_invalid_timestamps_are_impossible_under_its_bound_and_include_pre_epoch(
-        history: Any) -> None:
+    history: Any,
+) -> None:
     assert history.truth.params["min_valid_timestamp_ms"] == SINCE_1990
     choices = dict((v, t) for t, v in invalid_timestamps(SINCE_1990))
     assert choices["before_epoch"] < 0 and choices["year_1989"] < SINCE_1990 and choices["year_2100"] > NOW + DAY_MS
@@ -336,9 +441,21 @@ def test_produce_sends_a_history_dataset_to_one_backfill_topic_keyed_by_person(h
 
 
 def test_generator_cli_makes_history_for_a_backfill_bound_and_refuses_it_without_one(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    argv = ["--persons", "3", "--seed", "4", "--out", str(tmp_path), "--no-produce", "--base-time-ms",
-            str(ms("1998-03-01")), "--days", "400"]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        "--persons",
+        "3",
+        "--seed",
+        "4",
+        "--out",
+        str(tmp_path),
+        "--no-produce",
+        "--base-time-ms",
+        str(ms("1998-03-01")),
+        "--days",
+        "400",
+    ]
     with pytest.raises(SystemExit) as exc:
         parse_args(argv)
     assert exc.value.code == 2
@@ -362,16 +479,23 @@ def _backfill_section(text: str) -> str:
 
 
 def test_operations_doc_names_only_settings_the_jobs_read(operations: str) -> None:
-    known = {f"JOURNEY_{f.name.upper()}" for cls in (FlinkJobSettings, IngestConfig, ProfilesConfig)
-             for f in fields(cls)}
+    known = {
+        f"JOURNEY_{f.name.upper()}" for cls in (FlinkJobSettings, IngestConfig, ProfilesConfig) for f in fields(cls)
+    }
     named = set(re.findall(r"JOURNEY_[A-Z_]+[A-Z]", operations))
-    assert {"JOURNEY_BACKFILL_TOPIC_PATTERN", "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
-            "JOURNEY_MIN_VALID_TIMESTAMP_MS", "JOURNEY_MAX_FUTURE_SKEW_MS", "JOURNEY_DEDUPE_TTL_MS"} <= named
+    assert {
+        "JOURNEY_BACKFILL_TOPIC_PATTERN",
+        "JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS",
+        "JOURNEY_MIN_VALID_TIMESTAMP_MS",
+        "JOURNEY_MAX_FUTURE_SKEW_MS",
+        "JOURNEY_DEDUPE_TTL_MS",
+    } <= named
     assert named <= known, named - known
 
 
 def test_operations_doc_worked_example_configures_a_valid_backfill_and_generates_history(
-        operations: str, tmp_path: Path) -> None:
+    operations: str, tmp_path: Path
+) -> None:
     section = _backfill_section(operations)
     block = re.search(r"<!-- backfill-example -->\s*```bash\n(.*?)\n```", section, re.S)
     assert block, "docs/operations.md: the worked example is marked <!-- backfill-example -->"
@@ -380,12 +504,17 @@ def test_operations_doc_worked_example_configures_a_valid_backfill_and_generates
     cfg = IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, **env})
     settings = IngestSettings.of(cfg)
     (gen,) = [shlex.split(line) for line in script.splitlines() if "-m generator" in line]
-    args = parse_args(gen[gen.index("generator") + 1:])
+    args = parse_args(gen[gen.index("generator") + 1 :])
     assert args.topic and re.fullmatch(cfg.input_topic_pattern, args.topic)
-    assert settings.bounds_for(args.topic).min_ts_ms == cfg.backfill_min_valid_timestamp_ms == \
-        args.min_valid_timestamp_ms < args.base_time_ms
-    ds = generate(args.seed, 2, base_time_ms=args.base_time_ms, days=args.days,
-                  min_valid_timestamp_ms=args.min_valid_timestamp_ms)
+    assert (
+        settings.bounds_for(args.topic).min_ts_ms
+        == cfg.backfill_min_valid_timestamp_ms
+        == args.min_valid_timestamp_ms
+        < args.base_time_ms
+    )
+    ds = generate(
+        args.seed, 2, base_time_ms=args.base_time_ms, days=args.days, min_valid_timestamp_ms=args.min_valid_timestamp_ms
+    )
     ingestor = Ingestor(settings, CATALOG)
     for r in ds.records:
         out = ingestor.process(SourceRecord(r.value, args.topic, 0, 0, NOW))

@@ -10,8 +10,16 @@ import typing
 import pytest
 
 from models.profile import ProfileAggregate
-from state.cassandra_schema import (DEFAULT_CQL_PATH, SchemaError, load_statements, missing_columns,
-                                    parse_create_table, primary_key_columns, rename_keyspace, split_statements)
+from state.cassandra_schema import (
+    DEFAULT_CQL_PATH,
+    SchemaError,
+    load_statements,
+    missing_columns,
+    parse_create_table,
+    primary_key_columns,
+    rename_keyspace,
+    split_statements,
+)
 from state.profile_store import FIELD_TO_COLUMN, META_COLUMNS, TRAIT_COLUMNS
 
 STATEMENTS = load_statements()
@@ -33,13 +41,16 @@ def _primary_key(table: str) -> str:
 
 def test_cql_file_parses_into_the_expected_statements():
     heads = [re.match(r"CREATE (KEYSPACE|TABLE) IF NOT EXISTS ([\w.]+)", s).group(1, 2) for s in STATEMENTS]
-    assert heads == [("KEYSPACE", "journey"), ("TABLE", "journey.profiles"),
-                     ("TABLE", "journey.identity_links")]
+    assert heads == [("KEYSPACE", "journey"), ("TABLE", "journey.profiles"), ("TABLE", "journey.identity_links")]
     assert all(p[0] == "journey" for p in TABLES.values())
     assert _primary_key("profiles") == "profile_id"
     assert _primary_key("identity_links") == "(identifier_type,identifier_value)"
-    assert TABLES["identity_links"][2] == {"identifier_type": "text", "identifier_value": "text",
-                                           "profile_id": "text", "version": "bigint"}
+    assert TABLES["identity_links"][2] == {
+        "identifier_type": "text",
+        "identifier_value": "text",
+        "profile_id": "text",
+        "version": "bigint",
+    }
 
 
 def test_every_statement_is_if_not_exists():
@@ -112,11 +123,14 @@ def test_keyspace_override_rewrites_only_keyspace_names():
 def test_split_follows_the_files_layout_rule():
     """Whole-line comments dropped (a ';' in them is nothing); a statement ends only with a ';' that
     ends a line, so ';' in a literal does not; comments after code stay (Cassandra skips them)."""
-    text = ("-- it's a comment; with a quote\nCREATE TABLE a.b (\n  k text PRIMARY KEY,  -- the key; (really)\n"
-            "  v int\n) WITH comment = 'x; -- y''s';\n   -- indented comment;\nDROP TABLE a.b;  \n")
+    text = (
+        "-- it's a comment; with a quote\nCREATE TABLE a.b (\n  k text PRIMARY KEY,  -- the key; (really)\n"
+        "  v int\n) WITH comment = 'x; -- y''s';\n   -- indented comment;\nDROP TABLE a.b;  \n"
+    )
     assert split_statements(text) == [
         "CREATE TABLE a.b (\n  k text PRIMARY KEY,  -- the key; (really)\n  v int\n) WITH comment = 'x; -- y''s'",
-        "DROP TABLE a.b"]
+        "DROP TABLE a.b",
+    ]
     assert parse_create_table(split_statements(text)[0]) == ("a", "b", {"k": "text", "v": "int"})
     with pytest.raises(SchemaError, match="without a ';'"):
         split_statements("CREATE TABLE a.b (k text PRIMARY KEY); DROP TABLE a.b")
@@ -137,6 +151,8 @@ def test_table_definitions_of_the_file_and_what_an_older_table_may_get():
     columns = parse_create_table(profiles)[2]
     older = {c: t for c, t in columns.items() if c not in ("purchase_days", "top_categories")}
     assert missing_columns(profiles, older, {"profile_id"}) == {
-        "purchase_days": "bigint", "top_categories": "frozen<list<frozen<tuple<text,double>>>>"}
+        "purchase_days": "bigint",
+        "top_categories": "frozen<list<frozen<tuple<text,double>>>>",
+    }
     assert missing_columns(profiles, {**older, "orders": "int"}, {"profile_id"}) is None  # another type
     assert missing_columns(profiles, older, {"profile_id", "version"}) is None  # another key

@@ -7,7 +7,6 @@ no Kafka needed (the producer is exercised against a fake).
 from __future__ import annotations
 
 import base64
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -18,20 +17,20 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-# The repository has no conftest.py / pytest ``pythonpath`` yet and tests/unit is not a package,
-# so plain ``pytest`` does not put the project root on sys.path. Harmless once it does.
-_ROOT = str(Path(__file__).resolve().parents[2])
-if _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
-
-from generator.__main__ import main, parse_args  # noqa: E402
-from generator.produce import ProduceError, ProduceReport, check_produce_time, produce  # noqa: E402
-from generator.synth import BEHAVIOURS, DAY_MS, MIN_LATENESS_MS, Dataset, GroundTruth, generate, topic_of  # noqa: E402
-from models.avro_codec import SchemaCatalog  # noqa: E402
-from models.events import CHANNELS, EVENT_TYPES, IDENTIFIER_TYPES  # noqa: E402
-from models.ingest import (DEAD_LETTER_REASONS, Accepted, DeadLettered, Ingestor, IngestSettings,  # noqa: E402
-                           SourceRecord)
-from models.normalize import normalize_email, normalize_phone  # noqa: E402
+from generator.__main__ import main, parse_args
+from generator.produce import ProduceError, ProduceReport, check_produce_time, produce
+from generator.synth import BEHAVIOURS, DAY_MS, MIN_LATENESS_MS, Dataset, GroundTruth, generate, topic_of
+from models.avro_codec import SchemaCatalog
+from models.events import CHANNELS, EVENT_TYPES, IDENTIFIER_TYPES
+from models.ingest import (
+    DEAD_LETTER_REASONS,
+    Accepted,
+    DeadLettered,
+    Ingestor,
+    IngestSettings,
+    SourceRecord,
+)
+from models.normalize import normalize_email, normalize_phone
 
 SEED = 42
 PERSONS = 60
@@ -52,8 +51,11 @@ def catalog() -> SchemaCatalog:
 @pytest.fixture(scope="module")
 def decoded(dataset: Dataset, catalog: SchemaCatalog) -> Decoded:
     """event_id -> decoded raw Event, for every valid record."""
-    return {r.event_id: catalog.decode(r.value, expect="Event")[1]
-            for r in dataset.records if r.kind == "valid" and r.event_id}
+    return {
+        r.event_id: catalog.decode(r.value, expect="Event")[1]
+        for r in dataset.records
+        if r.kind == "valid" and r.event_id
+    }
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +76,9 @@ def _ingest(ingestor: Ingestor, value: bytes, topic: str, ts: int) -> Accepted |
 
 def test_same_seed_gives_identical_records_and_truth() -> None:
     a, b = generate(7, 25), generate(7, 25)
-    assert [(r.topic, r.key, r.value, r.kind) for r in a.records] == \
-        [(r.topic, r.key, r.value, r.kind) for r in b.records]
+    assert [(r.topic, r.key, r.value, r.kind) for r in a.records] == [
+        (r.topic, r.key, r.value, r.kind) for r in b.records
+    ]
     assert a.truth.to_json() == b.truth.to_json()
 
 
@@ -122,8 +125,13 @@ def test_valid_and_duplicate_records_are_accepted_by_ingestion(dataset: Dataset,
 
 def test_valid_records_are_accepted_without_normalization_warnings(dataset: Dataset, ingestor: Ingestor) -> None:
     now = _now_ms()
-    warned = [(r.event_id, out.warnings) for r in dataset.records if r.kind == "valid"
-              for out in [_ingest(ingestor, r.value, r.topic, now)] if isinstance(out, Accepted) and out.warnings]
+    warned = [
+        (r.event_id, out.warnings)
+        for r in dataset.records
+        if r.kind == "valid"
+        for out in [_ingest(ingestor, r.value, r.topic, now)]
+        if isinstance(out, Accepted) and out.warnings
+    ]
     assert warned == []
 
 
@@ -220,16 +228,21 @@ def test_undecodable_bad_records_have_no_key_and_decodable_ones_a_person_key(dat
 def test_truth_counts_match_records(dataset: Dataset) -> None:
     recs, s = dataset.records, dataset.summary()
     kinds = Counter(r.kind for r in recs)
-    assert (s["records"], s["valid"], s["duplicate"], s["bad"]) == \
-        (len(recs), kinds["valid"], kinds["duplicate"], kinds["bad"])
+    assert (s["records"], s["valid"], s["duplicate"], s["bad"]) == (
+        len(recs),
+        kinds["valid"],
+        kinds["duplicate"],
+        kinds["bad"],
+    )
     assert s["topics"] == {topic_of(c): sum(1 for r in recs if r.topic == topic_of(c)) for c in CHANNELS}
     assert s["bad_by_error_type"] == {t: sum(1 for r in recs if r.expected_error == t) for t in DEAD_LETTER_REASONS}
     assert s["event_types"] == {t: sum(1 for r in recs if r.kind == "valid" and r.event_type == t) for t in EVENT_TYPES}
     assert sorted(str(r.event_id) for r in recs if r.kind == "valid") == dataset.truth.valid_event_ids
     assert sorted(e for p in dataset.truth.persons for e in p.event_ids) == dataset.truth.valid_event_ids
     assert [b.record_index for b in dataset.truth.bad_records] == [i for i, r in enumerate(recs) if r.kind == "bad"]
-    assert [d.record_index for d in dataset.truth.duplicates] == \
-        [i for i, r in enumerate(recs) if r.kind == "duplicate"]
+    assert [d.record_index for d in dataset.truth.duplicates] == [
+        i for i, r in enumerate(recs) if r.kind == "duplicate"
+    ]
     assert all(recs[b.record_index].value == b.raw for b in dataset.truth.bad_records)
     assert s["persons"] == PERSONS and sum(s["behaviours"].values()) == PERSONS
 
@@ -276,9 +289,13 @@ def test_events_link_all_identifiers_of_a_person_and_no_two_persons(dataset: Dat
         find(ids[0])
     roots_of_person = {}
     for p in dataset.truth.persons:
-        mine = [("customer_id", p.customer_id), ("email", p.email)] + [("device_id", d) for d in p.device_ids] + \
-               [("cookie_id", c) for c in p.cookie_ids] + ([("phone", p.phone)] if p.phone else []) + \
-               ([("loyalty_id", p.loyalty_id)] if p.loyalty_id else [])
+        mine = (
+            [("customer_id", p.customer_id), ("email", p.email)]
+            + [("device_id", d) for d in p.device_ids]
+            + [("cookie_id", c) for c in p.cookie_ids]
+            + ([("phone", p.phone)] if p.phone else [])
+            + ([("loyalty_id", p.loyalty_id)] if p.loyalty_id else [])
+        )
         roots = {find(i) for i in mine}
         assert len(roots) == 1, p.person_id
         roots_of_person[p.person_id] = roots.pop()
@@ -286,8 +303,7 @@ def test_events_link_all_identifiers_of_a_person_and_no_two_persons(dataset: Dat
     assert len({find(x) for x in list(parent)}) == PERSONS
 
 
-def test_purchase_totals_equal_the_sum_of_line_items_and_carts_match_events(
-        dataset: Dataset, decoded: Decoded) -> None:
+def test_purchase_totals_equal_the_sum_of_line_items_and_carts_match_events(dataset: Dataset, decoded: Decoded) -> None:
     purchases_by_cart: dict[str, dict[str, Any]] = {}
     checkout_carts = set()
     for ev in decoded.values():
@@ -307,8 +323,12 @@ def test_purchase_totals_equal_the_sum_of_line_items_and_carts_match_events(
             assert purchases_by_cart[c.cart_id]["total"] == c.value
     assert len(purchases_by_cart) == sum(1 for c in dataset.truth.carts if c.purchased)
     revenue = sum(p.revenue for p in dataset.truth.persons)
-    orders = [pl for ev in decoded.values() for name, pl in [ev["payload"]]
-              if ev["event_type"] in ("purchase", "store_purchase")]
+    orders = [
+        pl
+        for ev in decoded.values()
+        for name, pl in [ev["payload"]]
+        if ev["event_type"] in ("purchase", "store_purchase")
+    ]
     assert revenue == pytest.approx(sum(o["total"] for o in orders), abs=0.01 * len(orders) + 0.01)
 
 
@@ -334,8 +354,13 @@ def test_truth_json_round_trips_and_carries_bad_bytes_as_base64(dataset: Dataset
 
 
 def test_generate_rejects_arguments_out_of_range() -> None:
-    for kwargs in ({"persons": 0}, {"persons": 5, "bad_ratio": 1.5}, {"persons": 5, "dup_ratio": -0.1},
-                   {"persons": 5, "late_ratio": 1.0}, {"persons": 5, "base_time_ms": 5}):
+    for kwargs in (
+        {"persons": 0},
+        {"persons": 5, "bad_ratio": 1.5},
+        {"persons": 5, "dup_ratio": -0.1},
+        {"persons": 5, "late_ratio": 1.0},
+        {"persons": 5, "base_time_ms": 5},
+    ):
         with pytest.raises(ValueError):
             generate(1, **kwargs)  # type: ignore[arg-type]
 
@@ -416,8 +441,12 @@ def test_produce_honours_the_rate() -> None:
 def test_produce_raises_when_deliveries_fail_or_topics_are_missing() -> None:
     ds = generate(2, 5)
     with pytest.raises(ProduceError, match="failed delivery"):
-        produce(ds, "fake:9092", progress=False,
-                producer_factory=lambda conf: _FakeProducer(conf, ALL_TOPICS, frozenset({"journey.events.web"})))
+        produce(
+            ds,
+            "fake:9092",
+            progress=False,
+            producer_factory=lambda conf: _FakeProducer(conf, ALL_TOPICS, frozenset({"journey.events.web"})),
+        )
     with pytest.raises(ProduceError, match="topics missing"):
         produce(ds, "fake:9092", progress=False, producer_factory=lambda conf: _FakeProducer(conf, set()))
 
@@ -432,18 +461,21 @@ def test_produce_refuses_a_dataset_that_would_look_like_the_future() -> None:
 
 
 def test_cli_rejects_bad_arguments_with_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    for argv in (["--persons", "0", "--seed", "1", "--out", "x"],
-                 ["--persons", "3", "--seed", "1", "--out", "x", "--rate", "0"],
-                 ["--persons", "3", "--seed", "1", "--out", "x", "--bad-ratio", "2"],
-                 ["--persons", "3", "--seed", "1"]):
+    for argv in (
+        ["--persons", "0", "--seed", "1", "--out", "x"],
+        ["--persons", "3", "--seed", "1", "--out", "x", "--rate", "0"],
+        ["--persons", "3", "--seed", "1", "--out", "x", "--bad-ratio", "2"],
+        ["--persons", "3", "--seed", "1"],
+    ):
         with pytest.raises(SystemExit) as exc:
             parse_args(argv)
         assert exc.value.code == 2
     assert "--rate must be a positive" in capsys.readouterr().err
 
 
-def test_cli_without_produce_writes_truth_and_prints_summary(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_without_produce_writes_truth_and_prints_summary(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--persons", "4", "--seed", "9", "--out", str(tmp_path / "gen"), "--no-produce"]) == 0
     out = capsys.readouterr().out
     truth = GroundTruth.load(tmp_path / "gen" / "truth.json")

@@ -21,8 +21,11 @@ TYPES = ("customer_id", "email_hash", "phone_hash", "device_id", "cookie_id", "l
 
 node = st.tuples(st.sampled_from(TYPES), st.sampled_from(["a", "b", "c", "d", "e", "0000", "anonymous"]))
 observations = st.lists(
-    st.builds(lambda i, ids: Observation(f"e{i}", tuple(ids)), st.integers(0, 10**6), st.lists(node, min_size=1, max_size=4)),
-    max_size=25)
+    st.builds(
+        lambda i, ids: Observation(f"e{i}", tuple(ids)), st.integers(0, 10**6), st.lists(node, min_size=1, max_size=4)
+    ),
+    max_size=25,
+)
 
 
 def bfs_components(obs: list[Observation], blocked=RULES.is_blocked) -> set[frozenset]:
@@ -126,8 +129,10 @@ def test_a_shared_device_between_two_customers_links_neither_but_each_keeps_thei
     assert r.profile_of[("email_hash", "e1")] == r.profile_of[("customer_id", "c1")]
     assert r.profile_of[("email_hash", "e2")] == r.profile_of[("customer_id", "c2")]
     assert r.profile_of[("customer_id", "c1")] != r.profile_of[("customer_id", "c2")]
-    assert r.profile_of[("device_id", "tablet")] not in {r.profile_of[("customer_id", "c1")],
-                                                         r.profile_of[("customer_id", "c2")]}
+    assert r.profile_of[("device_id", "tablet")] not in {
+        r.profile_of[("customer_id", "c1")],
+        r.profile_of[("customer_id", "c2")],
+    }
     assert {x.reason for x in r.refused} == {"unique:customer_id"} and len(r.refused) == 2
 
 
@@ -137,8 +142,7 @@ def test_one_event_with_two_customer_ids_is_refused() -> None:
 
 
 def test_placeholder_and_repeated_digit_values_are_blocked() -> None:
-    for v in ("", "null", "Anonymous", "undefined", "0000000", "1111111111",
-              "00000000-0000-0000-0000-000000000000"):
+    for v in ("", "null", "Anonymous", "undefined", "0000000", "1111111111", "00000000-0000-0000-0000-000000000000"):
         assert RULES.is_blocked(v), v
     assert not RULES.is_blocked("cus_12")
     assert IdentityRules(blocked_patterns=(r"test-.*",)).is_blocked("test-user")

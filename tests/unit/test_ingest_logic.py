@@ -23,13 +23,24 @@ EVENT = CATALOG.codec("Event")
 
 def event(**over):
     base = {
-        "event_id": "ev-1", "event_type": "add_to_cart", "channel": "web", "occurred_at": NOW - 1000,
+        "event_id": "ev-1",
+        "event_type": "add_to_cart",
+        "channel": "web",
+        "occurred_at": NOW - 1000,
         "schema_version": 1,
-        "identifiers": {"cookie_id": "ck-1", "email": None, "phone": None, "customer_id": None,
-                        "device_id": None, "loyalty_id": None},
+        "identifiers": {
+            "cookie_id": "ck-1",
+            "email": None,
+            "phone": None,
+            "customer_id": None,
+            "device_id": None,
+            "loyalty_id": None,
+        },
         "context": {},
-        "payload": ("journey.v1.CartChange", {"cart_id": "c1", "product_id": "p1", "category": "shoes",
-                                              "quantity": 1, "unit_price": 30.0}),
+        "payload": (
+            "journey.v1.CartChange",
+            {"cart_id": "c1", "product_id": "p1", "category": "shoes", "quantity": 1, "unit_price": 30.0},
+        ),
     }
     base.update(over)
     return base
@@ -63,11 +74,14 @@ def test_a_valid_event_is_accepted_with_its_source_position() -> None:
     assert rec["identifiers"]["cookie_id"] == "ck-1"
 
 
-@pytest.mark.parametrize("value, reason", [
-    (b"", "not_single_object_encoded"),
-    (b'{"event_id": "x"}', "not_single_object_encoded"),
-    (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "unknown_schema"),
-])
+@pytest.mark.parametrize(
+    "value, reason",
+    [
+        (b"", "not_single_object_encoded"),
+        (b'{"event_id": "x"}', "not_single_object_encoded"),
+        (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "unknown_schema"),
+    ],
+)
 def test_undecodable_values_are_dead_lettered_with_their_reason(value: bytes, reason: str) -> None:
     dl = dead_letter_of(ingest(value))
     assert dl["error_type"] == reason
@@ -82,26 +96,74 @@ def test_truncated_and_padded_bodies_are_malformed_avro() -> None:
 
 
 def test_a_record_of_another_known_schema_on_an_events_topic_is_an_unknown_schema() -> None:
-    dl_bytes = CATALOG.codec("DeadLetter").encode({
-        "raw": b"", "error_type": "malformed_avro", "error_detail": "", "source_topic": "t",
-        "source_partition": 0, "source_offset": 0, "source_timestamp": 0, "job": "j"})
+    dl_bytes = CATALOG.codec("DeadLetter").encode(
+        {
+            "raw": b"",
+            "error_type": "malformed_avro",
+            "error_detail": "",
+            "source_topic": "t",
+            "source_partition": 0,
+            "source_offset": 0,
+            "source_timestamp": 0,
+            "job": "j",
+        }
+    )
     assert dead_letter_of(ingest(dl_bytes))["error_type"] == "unknown_schema"
 
 
-@pytest.mark.parametrize("over, reason", [
-    ({"event_id": "  "}, "missing_event_id"),
-    ({"identifiers": {"cookie_id": " ", "email": None, "phone": None, "customer_id": None,
-                      "device_id": None, "loyalty_id": None}}, "missing_identifiers"),
-    ({"identifiers": {"cookie_id": None, "email": "not-an-email", "phone": "12", "customer_id": None,
-                      "device_id": None, "loyalty_id": None}}, "missing_identifiers"),
-    ({"occurred_at": 5}, "invalid_timestamp"),
-    ({"occurred_at": NOW + 2 * 24 * 3600 * 1000}, "invalid_timestamp"),
-    ({"event_type": "purchase"}, "payload_mismatch"),
-    ({"payload": ("journey.v1.CartChange", {"cart_id": "c1", "product_id": "p1", "category": "s",
-                                            "quantity": 0, "unit_price": 3.0})}, "invalid_field"),
-    ({"payload": ("journey.v1.CartChange", {"cart_id": "c1", "product_id": "p1", "category": "s",
-                                            "quantity": 1, "unit_price": float("nan")})}, "invalid_field"),
-])
+@pytest.mark.parametrize(
+    "over, reason",
+    [
+        ({"event_id": "  "}, "missing_event_id"),
+        (
+            {
+                "identifiers": {
+                    "cookie_id": " ",
+                    "email": None,
+                    "phone": None,
+                    "customer_id": None,
+                    "device_id": None,
+                    "loyalty_id": None,
+                }
+            },
+            "missing_identifiers",
+        ),
+        (
+            {
+                "identifiers": {
+                    "cookie_id": None,
+                    "email": "not-an-email",
+                    "phone": "12",
+                    "customer_id": None,
+                    "device_id": None,
+                    "loyalty_id": None,
+                }
+            },
+            "missing_identifiers",
+        ),
+        ({"occurred_at": 5}, "invalid_timestamp"),
+        ({"occurred_at": NOW + 2 * 24 * 3600 * 1000}, "invalid_timestamp"),
+        ({"event_type": "purchase"}, "payload_mismatch"),
+        (
+            {
+                "payload": (
+                    "journey.v1.CartChange",
+                    {"cart_id": "c1", "product_id": "p1", "category": "s", "quantity": 0, "unit_price": 3.0},
+                )
+            },
+            "invalid_field",
+        ),
+        (
+            {
+                "payload": (
+                    "journey.v1.CartChange",
+                    {"cart_id": "c1", "product_id": "p1", "category": "s", "quantity": 1, "unit_price": float("nan")},
+                )
+            },
+            "invalid_field",
+        ),
+    ],
+)
 def test_contract_violations_are_dead_lettered_with_their_reason(over: dict, reason: str) -> None:
     assert dead_letter_of(ingest(EVENT.encode(event(**over))))["error_type"] == reason
 
@@ -129,16 +191,35 @@ def test_a_different_salt_gives_different_hashes() -> None:
 
 
 def test_an_unusable_phone_is_dropped_with_a_warning_when_another_identifier_remains() -> None:
-    result = ingest(EVENT.encode(event(identifiers={"cookie_id": "ck", "email": None, "phone": "abc",
-                                                    "customer_id": None, "device_id": None, "loyalty_id": None})))
+    result = ingest(
+        EVENT.encode(
+            event(
+                identifiers={
+                    "cookie_id": "ck",
+                    "email": None,
+                    "phone": "abc",
+                    "customer_id": None,
+                    "device_id": None,
+                    "loyalty_id": None,
+                }
+            )
+        )
+    )
     assert isinstance(result, Accepted)
     assert result.warnings == ("phone_dropped_unparseable",)
 
 
-@pytest.mark.parametrize("raw, e164", [
-    ("415-555-0132", "+14155550132"), ("+44 20 7946 0958", "+442079460958"),
-    ("0044 (20) 7946 0958", "+442079460958"), ("+0 123", None), ("", None), ("phone", None),
-])
+@pytest.mark.parametrize(
+    "raw, e164",
+    [
+        ("415-555-0132", "+14155550132"),
+        ("+44 20 7946 0958", "+442079460958"),
+        ("0044 (20) 7946 0958", "+442079460958"),
+        ("+0 123", None),
+        ("", None),
+        ("phone", None),
+    ],
+)
 def test_phone_numbers_normalize_to_e164(raw: str, e164: str | None) -> None:
     assert normalize_phone(raw, "1") == e164
 
@@ -162,7 +243,7 @@ def test_arbitrary_bytes_never_raise_and_are_either_accepted_or_dead_lettered(da
 def test_corrupted_valid_events_never_raise(noise: bytes, at: int) -> None:
     good = EVENT.encode(event())
     at = 10 + at % max(1, len(good) - 10)
-    result = ingest(good[:at] + noise + good[at + len(noise):])
+    result = ingest(good[:at] + noise + good[at + len(noise) :])
     assert isinstance(result, (Accepted, DeadLettered))
 
 
@@ -180,8 +261,14 @@ def test_config_requires_a_salt_and_names_the_variable() -> None:
 
 
 def test_config_reads_typed_values_from_the_environment() -> None:
-    cfg = IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, "JOURNEY_PARALLELISM": "3", "JOURNEY_BOUNDED": "true",
-                                 "JOURNEY_JARS": "file:///a.jar;file:///b.jar"})
+    cfg = IngestConfig.from_env(
+        {
+            "JOURNEY_PII_SALT": SALT,
+            "JOURNEY_PARALLELISM": "3",
+            "JOURNEY_BOUNDED": "true",
+            "JOURNEY_JARS": "file:///a.jar;file:///b.jar",
+        }
+    )
     assert (cfg.parallelism, cfg.bounded, cfg.jars) == (3, True, ("file:///a.jar", "file:///b.jar"))
     with pytest.raises(ConfigError, match="JOURNEY_PARALLELISM"):
         IngestConfig.from_env({"JOURNEY_PII_SALT": SALT, "JOURNEY_PARALLELISM": "two"})

@@ -34,6 +34,7 @@ MANIFESTS = sorted(K8S.glob("*.yaml"))
 
 # --- helpers -------------------------------------------------------------------------------
 
+
 def _docs(path: Path) -> list[dict[str, Any]]:
     return [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
 
@@ -121,10 +122,18 @@ def catalog() -> SchemaCatalog:
 
 # --- manifests -----------------------------------------------------------------------------
 
+
 def test_there_are_manifests_to_check():
     names = {p.name for p in MANIFESTS}
-    assert {"flinkdeployment-ingestion.yaml", "configmap.yaml", "secret.example.yaml", "topics-job.yaml",
-            "flinkdeployment-profiles.yaml", "configmap-profiles.yaml", "cassandra-schema-job.yaml"} <= names
+    assert {
+        "flinkdeployment-ingestion.yaml",
+        "configmap.yaml",
+        "secret.example.yaml",
+        "topics-job.yaml",
+        "flinkdeployment-profiles.yaml",
+        "configmap-profiles.yaml",
+        "cassandra-schema-job.yaml",
+    } <= names
     assert set(_all("FlinkDeployment")) == set(JOBS)
 
 
@@ -194,9 +203,11 @@ def test_configmap_timings_equal_the_flink_configuration(env, flink_conf):
     assert int(env["JOURNEY_CHECKPOINT_TIMEOUT_MS"]) == duration_ms(flink_conf["execution.checkpointing.timeout"])
     assert int(env["JOURNEY_RESTART_DELAY_MS"]) == duration_ms(flink_conf["restart-strategy.failure-rate.delay"])
     assert int(env["JOURNEY_RESTART_ATTEMPTS"]) == int(
-        flink_conf["restart-strategy.failure-rate.max-failures-per-interval"])
+        flink_conf["restart-strategy.failure-rate.max-failures-per-interval"]
+    )
     assert int(env["JOURNEY_RESTART_INTERVAL_MS"]) == duration_ms(
-        flink_conf["restart-strategy.failure-rate.failure-rate-interval"])
+        flink_conf["restart-strategy.failure-rate.failure-rate-interval"]
+    )
     assert env["JOURNEY_ROCKSDB"].lower() == "true" and flink_conf["state.backend.type"] == "rocksdb"
     assert env["JOURNEY_UNALIGNED_CHECKPOINTS"] == flink_conf["execution.checkpointing.unaligned.enabled"]
 
@@ -262,10 +273,14 @@ def test_connector_jar_in_configmap_is_the_one_the_image_downloads(config_map):
 def test_the_image_installs_every_package_the_jobs_import_at_the_projects_pins():
     dockerfile = (K8S / "Dockerfile").read_text()
     pyproject = (ROOT / "pyproject.toml").read_text()
-    pins = dict(re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",$', pyproject.split("[project.optional-dependencies]")[0], re.M))
+    pins = dict(
+        re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",$', pyproject.split("[project.optional-dependencies]")[0], re.M)
+    )
     # what the jobs need at run time on a TaskManager (tqdm and PyYAML serve the local tools)
     for package in ("apache-flink", "river", "cassandra-driver", "cachetools", "fastavro", "confluent-kafka"):
-        assert f"{package}=={pins[package]}" in dockerfile, f"k8s/Dockerfile does not install {package}=={pins[package]}"
+        assert f"{package}=={pins[package]}" in dockerfile, (
+            f"k8s/Dockerfile does not install {package}=={pins[package]}"
+        )
 
 
 def test_profiles_deployment_gets_a_valid_profiles_config_of_its_own():
@@ -273,8 +288,11 @@ def test_profiles_deployment_gets_a_valid_profiles_config_of_its_own():
     cfg = ProfilesConfig.from_env(profiles)
     assert cfg.bounded is False and cfg.rocksdb is True
     assert re.fullmatch(cfg.input_topic_pattern, "journey.normalized")
-    assert not any(re.fullmatch(cfg.input_topic_pattern, t) for t in INPUT_TOPICS + tuple(OUTPUT_TOPICS)
-                   if t != "journey.normalized")
+    assert not any(
+        re.fullmatch(cfg.input_topic_pattern, t)
+        for t in INPUT_TOPICS + tuple(OUTPUT_TOPICS)
+        if t != "journey.normalized"
+    )
     assert FIXED_PARTITIONS[cfg.identity_topic] == 1  # the ordered change log the job insists on
     assert cfg.feedback_topic in OUTPUT_TOPICS
     # the job's own Kafka ids: sharing them with ingestion would fence its transactions
@@ -282,8 +300,7 @@ def test_profiles_deployment_gets_a_valid_profiles_config_of_its_own():
         assert profiles[key] != ingestion[key], key
     # and its own state locations
     confs = [_one("FlinkDeployment", n)["spec"]["flinkConfiguration"] for n in JOBS]
-    for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir",
-                "high-availability.storageDir"):
+    for key in ("execution.checkpointing.dir", "execution.checkpointing.savepoint-dir", "high-availability.storageDir"):
         assert len({c[key] for c in confs}) == len(confs), key
 
 
@@ -319,6 +336,7 @@ def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(deployme
 
 
 # --- docs/events.md ------------------------------------------------------------------------
+
 
 def _headings(text: str) -> set[str]:
     return {m.group(1) for m in re.finditer(r"^#{2,4} .*?`([^`]+)`", text, re.M)}
@@ -356,13 +374,16 @@ def test_fingerprint_table_matches_the_schemas(docs_text, catalog):
     for p in SCHEMAS.glob("*.avsc"):
         name = json.loads(p.read_text())["name"]
         fp = catalog.codec(name).fingerprint.hex()
-        assert re.search(rf"^\| `{name}` \| `schemas/{p.name}` \| `{fp}` \|", docs_text, re.M), \
+        assert re.search(rf"^\| `{name}` \| `schemas/{p.name}` \| `{fp}` \|", docs_text, re.M), (
             f"docs/events.md fingerprint row for {name} is missing or stale (now {fp})"
+        )
 
 
 def _examples(text: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(m.group(1), json.loads(m.group(2)))
-            for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", text, re.S)]
+    return [
+        (m.group(1), json.loads(m.group(2)))
+        for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", text, re.S)
+    ]
 
 
 def _as_avro(schema_name: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -396,7 +417,9 @@ def test_every_documented_event_example_is_valid_and_accepted(docs_text, catalog
         event = _as_avro(kind, record)
         assert validate_event(event, event["occurred_at"], 946_684_800_000, 86_400_000) is None, record["event_id"]
         value = catalog.codec("Event").encode(event)
-        result = ingestor.process(SourceRecord(value, f"journey.events.{record['channel']}", 0, 0, record["occurred_at"]))
+        result = ingestor.process(
+            SourceRecord(value, f"journey.events.{record['channel']}", 0, 0, record["occurred_at"])
+        )
         assert isinstance(result, Accepted), (record["event_id"], result)
         seen.add(record["event_type"])
     assert seen == set(EVENT_TYPES)
@@ -409,8 +432,13 @@ def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_e
     (salt,) = secret["stringData"].values()
     assert salt in docs_text, "docs must name the salt the example hashes were computed with"
     value = catalog.codec("Event").encode(_as_avro("Event", source))
-    rec = SourceRecord(value, normalized["source_topic"], normalized["source_partition"],
-                       normalized["source_offset"], source["occurred_at"])
+    rec = SourceRecord(
+        value,
+        normalized["source_topic"],
+        normalized["source_partition"],
+        normalized["source_offset"],
+        source["occurred_at"],
+    )
     accepted = Ingestor(IngestSettings(salt), catalog).process(rec)
     _, produced = catalog.decode(accepted.value, expect="NormalizedEvent")
     assert produced == _as_avro("NormalizedEvent", normalized)
@@ -419,8 +447,13 @@ def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_e
 def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes(docs_text, catalog, config_map):
     (dl,) = [r for k, r in _examples(docs_text) if k == "DeadLetter"]
     settings = IngestSettings("docs-example-salt-0123456789", job_name=config_map["JOURNEY_JOB_NAME"])
-    rec = SourceRecord(bytes.fromhex(dl["raw"]), dl["source_topic"], dl["source_partition"],
-                       dl["source_offset"], dl["source_timestamp"])
+    rec = SourceRecord(
+        bytes.fromhex(dl["raw"]),
+        dl["source_topic"],
+        dl["source_partition"],
+        dl["source_offset"],
+        dl["source_timestamp"],
+    )
     result = Ingestor(settings, catalog).process(rec)
     _, produced = catalog.decode(result.value, expect="DeadLetter")
     assert produced == _as_avro("DeadLetter", dl)

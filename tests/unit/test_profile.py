@@ -68,27 +68,64 @@ def all_realistic_events() -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------------- hand-made events
 
 
-def make_event(event_id: str, event_type: str, at: int, channel: str = "web", payload: dict | None = None,
-               **ids: str | None) -> dict[str, Any]:
+def make_event(
+    event_id: str, event_type: str, at: int, channel: str = "web", payload: dict | None = None, **ids: str | None
+) -> dict[str, Any]:
     record = {
-        "page_view": "PageView", "product_view": "ProductView", "add_to_cart": "CartChange",
-        "purchase": "Purchase", "store_purchase": "Purchase", "consent_update": "ConsentUpdate",
-        "crm_update": "CrmUpdate", "search": "Search",
+        "page_view": "PageView",
+        "product_view": "ProductView",
+        "add_to_cart": "CartChange",
+        "purchase": "Purchase",
+        "store_purchase": "Purchase",
+        "consent_update": "ConsentUpdate",
+        "crm_update": "CrmUpdate",
+        "search": "Search",
     }[event_type]
     identifiers = {t: None for t in IDENTIFIER_TYPES} | (ids or {"cookie_id": "ck-1"})
-    return {"event_id": event_id, "event_type": event_type, "channel": channel, "occurred_at": at,
-            "schema_version": 1, "identifiers": identifiers, "context": {},
-            "payload": (f"journey.v1.{record}", payload or {}), "source_topic": f"journey.events.{channel}",
-            "source_partition": 0, "source_offset": 0, "warnings": []}
+    return {
+        "event_id": event_id,
+        "event_type": event_type,
+        "channel": channel,
+        "occurred_at": at,
+        "schema_version": 1,
+        "identifiers": identifiers,
+        "context": {},
+        "payload": (f"journey.v1.{record}", payload or {}),
+        "source_topic": f"journey.events.{channel}",
+        "source_partition": 0,
+        "source_offset": 0,
+        "warnings": [],
+    }
 
 
-def purchase(event_id: str, at: int, total: float, items: list[tuple[str, int]] | None = None,
-             event_type: str = "purchase", channel: str = "web", **ids: str | None) -> dict[str, Any]:
-    lines = [{"product_id": f"sku-{c}", "category": c, "quantity": q, "unit_price": 1.0}
-             for c, q in (items if items is not None else [("shoes", 1)])]
-    return make_event(event_id, event_type, at, channel, {
-        "order_id": f"o-{event_id}", "cart_id": None, "currency": "USD", "total": total,
-        "items": lines, "store_id": None}, **ids)
+def purchase(
+    event_id: str,
+    at: int,
+    total: float,
+    items: list[tuple[str, int]] | None = None,
+    event_type: str = "purchase",
+    channel: str = "web",
+    **ids: str | None,
+) -> dict[str, Any]:
+    lines = [
+        {"product_id": f"sku-{c}", "category": c, "quantity": q, "unit_price": 1.0}
+        for c, q in (items if items is not None else [("shoes", 1)])
+    ]
+    return make_event(
+        event_id,
+        event_type,
+        at,
+        channel,
+        {
+            "order_id": f"o-{event_id}",
+            "cart_id": None,
+            "currency": "USD",
+            "total": total,
+            "items": lines,
+            "store_id": None,
+        },
+        **ids,
+    )
 
 
 def consent(event_id: str, at: int, granted: bool, purpose: str = "marketing") -> dict[str, Any]:
@@ -114,8 +151,11 @@ def synthetic_events(draw: st.DrawFn) -> dict[str, Any]:
     ids = {t: draw(st.sampled_from([None, f"{t}-a", f"{t}-b"])) for t in ("customer_id", "cookie_id", "email_hash")}
     if all(v is None for v in ids.values()):
         ids["device_id"] = "dev-1"
-    kind = draw(st.sampled_from(["page_view", "product_view", "add_to_cart", "purchase", "store_purchase",
-                                 "consent_update", "crm_update"]))
+    kind = draw(
+        st.sampled_from(
+            ["page_view", "product_view", "add_to_cart", "purchase", "store_purchase", "consent_update", "crm_update"]
+        )
+    )
     cat = st.sampled_from(CATEGORIES)
     if kind in ("purchase", "store_purchase"):
         items = draw(st.lists(st.tuples(cat, st.integers(1, 3)), min_size=1, max_size=3))
@@ -128,8 +168,13 @@ def synthetic_events(draw: st.DrawFn) -> dict[str, Any]:
     elif kind == "consent_update":
         payload = {"purpose": draw(st.sampled_from(["marketing", "analytics"])), "granted": draw(st.booleans())}
     elif kind == "crm_update":
-        payload = {"attributes": draw(st.dictionaries(st.sampled_from(["tier", "city"]),
-                                                      st.sampled_from(["gold", "silver", "Paris"]), max_size=2))}
+        payload = {
+            "attributes": draw(
+                st.dictionaries(
+                    st.sampled_from(["tier", "city"]), st.sampled_from(["gold", "silver", "Paris"]), max_size=2
+                )
+            )
+        }
     else:
         payload = {"url": "https://shop.example.com/", "referrer": None, "title": None}
     return make_event(event_id, kind, at, channel, payload, **ids)
@@ -151,8 +196,9 @@ def assert_same_profile(a: ProfileAggregate, b: ProfileAggregate) -> None:
     assert a.category_affinity.keys() == b.category_affinity.keys()
     for k in a.category_affinity:
         assert math.isclose(a.category_affinity[k], b.category_affinity[k], rel_tol=1e-9), k
-    assert ProfileAggregate.from_dict({**a.to_dict(), "category_affinity": {}}) == \
-        ProfileAggregate.from_dict({**b.to_dict(), "category_affinity": {}})
+    assert ProfileAggregate.from_dict({**a.to_dict(), "category_affinity": {}}) == ProfileAggregate.from_dict(
+        {**b.to_dict(), "category_affinity": {}}
+    )
 
 
 # ---------------------------------------------------------------------------- monoid laws
@@ -193,8 +239,13 @@ def test_merge_result_id_is_the_argument_or_else_the_smaller_id() -> None:
 
 
 def test_identifier_union_is_sorted_and_deduplicated_per_type() -> None:
-    a = fold([make_event("e1", "page_view", T0, payload={}, cookie_id="ck-b", customer_id="c1"),
-              make_event("e2", "page_view", T0, payload={}, cookie_id="ck-a")], PID)
+    a = fold(
+        [
+            make_event("e1", "page_view", T0, payload={}, cookie_id="ck-b", customer_id="c1"),
+            make_event("e2", "page_view", T0, payload={}, cookie_id="ck-a"),
+        ],
+        PID,
+    )
     b = ProfileAggregate.from_event(make_event("e3", "page_view", T0, payload={}, cookie_id="ck-b", device_id="d"), PID)
     assert a.merge(b).identifiers == {"cookie_id": ("ck-a", "ck-b"), "customer_id": ("c1",), "device_id": ("d",)}
 
@@ -210,8 +261,9 @@ def test_folding_a_persons_events_in_any_order_gives_the_same_profile(events: li
 
 @settings(max_examples=40, deadline=None)
 @given(st.permutations(busiest_person_events()), st.data())
-def test_merging_the_profiles_of_two_halves_equals_folding_all_events(events: list[dict[str, Any]],
-                                                                       data: st.DataObject) -> None:
+def test_merging_the_profiles_of_two_halves_equals_folding_all_events(
+    events: list[dict[str, Any]], data: st.DataObject
+) -> None:
     cut = data.draw(st.integers(0, len(events)))
     left, right = fold(events[:cut], "p-left"), fold(events[cut:], "p-right")
     assert_same_profile(left.merge(right, profile_id=PID), fold(busiest_person_events(), PID))
@@ -236,9 +288,15 @@ def oracle(events: list[dict[str, Any]]) -> dict[str, Any]:
         if ev["event_type"] in ("purchase", "store_purchase"):
             orders += 1
             cents += int(Decimal(repr(ev["payload"][1]["total"])).scaleb(2).to_integral_value())
-    return {"events": len(events), "orders": orders, "revenue_cents": cents, "first_seen_ms": first,
-            "last_seen_ms": last, "channel_counts": channels,
-            "identifiers": {k: sorted(v) for k, v in ids.items()}}
+    return {
+        "events": len(events),
+        "orders": orders,
+        "revenue_cents": cents,
+        "first_seen_ms": first,
+        "last_seen_ms": last,
+        "channel_counts": channels,
+        "identifiers": {k: sorted(v) for k, v in ids.items()},
+    }
 
 
 def test_fold_equals_an_independent_oracle_for_every_generated_person() -> None:
@@ -248,10 +306,15 @@ def test_fold_equals_an_independent_oracle_for_every_generated_person() -> None:
     for person, events in by_person.items():
         want = oracle(events)
         got = fold(events, person)
-        assert {"events": got.events, "orders": got.orders, "revenue_cents": got.revenue_cents,
-                "first_seen_ms": got.first_seen_ms, "last_seen_ms": got.last_seen_ms,
-                "channel_counts": got.channel_counts,
-                "identifiers": {k: list(v) for k, v in got.identifiers.items()}} == want, person
+        assert {
+            "events": got.events,
+            "orders": got.orders,
+            "revenue_cents": got.revenue_cents,
+            "first_seen_ms": got.first_seen_ms,
+            "last_seen_ms": got.last_seen_ms,
+            "channel_counts": got.channel_counts,
+            "identifiers": {k: list(v) for k, v in got.identifiers.items()},
+        } == want, person
         # and the generator's own ground truth agrees
         t = truths[person]
         assert got.orders == t.online_orders + t.store_orders
@@ -277,14 +340,19 @@ def test_category_weights_of_views_carts_and_purchases_at_the_decay_epoch() -> N
     at = DECAY_EPOCH_MS  # decay factor exactly 1
 
     def view(dwell: int) -> dict[str, Any]:
-        return make_event("v", "product_view", at, payload={"product_id": "s", "category": "shoes", "price": 1.0,
-                                                            "dwell_ms": dwell})
+        return make_event(
+            "v", "product_view", at, payload={"product_id": "s", "category": "shoes", "price": 1.0, "dwell_ms": dwell}
+        )
 
     assert ProfileAggregate.from_event(view(0), PID).category_affinity == {"shoes": 1.0}
     assert ProfileAggregate.from_event(view(30_000), PID).category_affinity == {"shoes": 1.5}
     assert ProfileAggregate.from_event(view(10 * 60_000), PID).category_affinity == {"shoes": 3.0}  # bonus capped at 2
-    cart = make_event("c", "add_to_cart", at, payload={"cart_id": "c", "product_id": "s", "category": "home",
-                                                       "quantity": 4, "unit_price": 1.0})
+    cart = make_event(
+        "c",
+        "add_to_cart",
+        at,
+        payload={"cart_id": "c", "product_id": "s", "category": "home", "quantity": 4, "unit_price": 1.0},
+    )
     assert ProfileAggregate.from_event(cart, PID).category_affinity == {"home": 3.0}
     order = purchase("o", at, 10.0, [("books", 2), ("home", 1), ("books", 1)], event_type="store_purchase")
     assert ProfileAggregate.from_event(order, PID).category_affinity == {"books": 15.0, "home": 5.0}
@@ -296,8 +364,10 @@ def test_a_weight_one_half_life_later_is_stored_twice_as_large() -> None:
     hl = 7 * DAY
     early = purchase("a", DECAY_EPOCH_MS + 10 * hl, 1.0)
     late = purchase("b", DECAY_EPOCH_MS + 11 * hl, 1.0)
-    ratio = (ProfileAggregate.from_event(late, PID, hl).category_affinity["shoes"]
-             / ProfileAggregate.from_event(early, PID, hl).category_affinity["shoes"])
+    ratio = (
+        ProfileAggregate.from_event(late, PID, hl).category_affinity["shoes"]
+        / ProfileAggregate.from_event(early, PID, hl).category_affinity["shoes"]
+    )
     assert ratio == 2.0
 
 
@@ -325,8 +395,17 @@ def test_a_non_positive_half_life_is_refused() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.permutations([consent("e1", T0, True), consent("e2", T0 + DAY, False), consent("e0", T0 - DAY, True),
-                        consent("e3", T0, True, purpose="analytics"), purchase("e4", T0 + 2 * DAY, 5.0)]))
+@given(
+    st.permutations(
+        [
+            consent("e1", T0, True),
+            consent("e2", T0 + DAY, False),
+            consent("e0", T0 - DAY, True),
+            consent("e3", T0, True, purpose="analytics"),
+            purchase("e4", T0 + 2 * DAY, 5.0),
+        ]
+    )
+)
 def test_a_later_revocation_beats_an_earlier_grant_in_any_order(events: list[dict[str, Any]]) -> None:
     agg = fold(events, PID)
     assert agg.consent == {"marketing": (False, T0 + DAY, "e2"), "analytics": (True, T0, "e3")}
@@ -362,9 +441,12 @@ def test_crm_attributes_merge_per_attribute() -> None:
 
 
 def test_traits_recency_frequency_monetary_and_average_order_value() -> None:
-    events = [purchase("o1", T0, 20.0, channel="web"), purchase("o2", T0 + 10 * DAY, 35.5, channel="pos"),
-              purchase("o3", T0 + 20 * DAY, 4.5, channel="web"),
-              make_event("v1", "page_view", T0 + 21 * DAY, channel="app", payload={})]
+    events = [
+        purchase("o1", T0, 20.0, channel="web"),
+        purchase("o2", T0 + 10 * DAY, 35.5, channel="pos"),
+        purchase("o3", T0 + 20 * DAY, 4.5, channel="web"),
+        make_event("v1", "page_view", T0 + 21 * DAY, channel="app", payload={}),
+    ]
     t = fold(events, PID).traits(as_of_ms=T0 + 25 * DAY)
     assert t.profile_id == PID
     assert t.recency_days == 5.0
@@ -396,18 +478,23 @@ def test_channel_mix_sums_to_one_and_the_segment_is_known(events: list[dict[str,
     assert len(t.top_categories) <= 5
 
 
-@pytest.mark.parametrize(("order_days", "as_of_day", "segment"), [
-    ([], 0, "prospect"),
-    ([0], 30, "new"),
-    ([0], 31, "active"),
-    ([0], 91, "at_risk"),
-    ([0, 1, 2], 62, "loyal"),
-    ([0, 1, 2], 63, "active"),
-    ([0, 1, 2, 3], 94, "at_risk"),
-    ([0, 5], 10, "active"),
-])
+@pytest.mark.parametrize(
+    ("order_days", "as_of_day", "segment"),
+    [
+        ([], 0, "prospect"),
+        ([0], 30, "new"),
+        ([0], 31, "active"),
+        ([0], 91, "at_risk"),
+        ([0, 1, 2], 62, "loyal"),
+        ([0, 1, 2], 63, "active"),
+        ([0, 1, 2, 3], 94, "at_risk"),
+        ([0, 5], 10, "active"),
+    ],
+)
 def test_rfm_segment(order_days: list[int], as_of_day: int, segment: str) -> None:
-    events = [purchase(f"o{d}", T0 + d * DAY, 10.0) for d in order_days] + [make_event("v", "page_view", T0, payload={})]
+    events = [purchase(f"o{d}", T0 + d * DAY, 10.0) for d in order_days] + [
+        make_event("v", "page_view", T0, payload={})
+    ]
     assert fold(events, PID).traits(T0 + as_of_day * DAY).rfm_segment == segment
 
 
@@ -416,11 +503,20 @@ def test_top_categories_decay_to_the_read_time_rank_by_affinity_then_name_and_ke
     at = T0
 
     def view(cat: str, i: int, t: int = at) -> dict[str, Any]:
-        return make_event(f"{cat}{i}", "product_view", t, payload={"product_id": "s", "category": cat, "price": 1.0,
-                                                                   "dwell_ms": 0})
+        return make_event(
+            f"{cat}{i}", "product_view", t, payload={"product_id": "s", "category": cat, "price": 1.0, "dwell_ms": 0}
+        )
 
-    events = [view("a", 0), view("b", 0), view("c", 0), view("c", 1), view("d", 0), view("e", 0),
-              view("f", 0), view("g", 0, at - hl)]
+    events = [
+        view("a", 0),
+        view("b", 0),
+        view("c", 0),
+        view("c", 1),
+        view("d", 0),
+        view("e", 0),
+        view("f", 0),
+        view("g", 0, at - hl),
+    ]
     t = fold(events, PID, hl).traits(at + hl, hl)
     names = [c for c, _ in t.top_categories]
     assert names == ["c", "a", "b", "d", "e"]  # "g" (older) and "f" (ties by name) are cut
@@ -449,8 +545,14 @@ def test_to_dict_is_json_and_from_dict_restores_the_aggregate_exactly(a: Profile
 
 
 def test_to_dict_turns_tuples_into_lists() -> None:
-    agg = fold([consent("e1", T0, True), crm("e2", T0, tier="gold"),
-                make_event("e3", "page_view", T0, payload={}, cookie_id="ck", customer_id="c")], PID)
+    agg = fold(
+        [
+            consent("e1", T0, True),
+            crm("e2", T0, tier="gold"),
+            make_event("e3", "page_view", T0, payload={}, cookie_id="ck", customer_id="c"),
+        ],
+        PID,
+    )
     d = agg.to_dict()
     assert d["identifiers"] == {"cookie_id": ["ck", "ck-1"], "customer_id": ["c"]}
     assert d["consent"] == {"marketing": [True, T0, "e1"]}

@@ -78,8 +78,9 @@ class Simulation:
         self._flush(db, 1.0)
 
 
-def run(evs, seed: int, max_delay: int = 5, flush_probability: float = 0.3,
-        crash: tuple[int, int] | None = None) -> tuple[CassandraModel, Simulation]:
+def run(
+    evs, seed: int, max_delay: int = 5, flush_probability: float = 0.3, crash: tuple[int, int] | None = None
+) -> tuple[CassandraModel, Simulation]:
     """Process ``evs``. With ``crash=(snapshot_at, crash_at)``, the job snapshots its state
     before event ``snapshot_at``, fails after event ``crash_at`` (its writes up to then stay
     in Cassandra), restarts from the snapshot and replays the events after ``snapshot_at`` in
@@ -130,10 +131,15 @@ def test_a_replay_in_another_order_after_a_crash_leaves_no_stale_row(seed: int) 
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.randoms(use_true_random=False), st.integers(0, 8), st.floats(0.05, 1.0),
-       st.none() | st.tuples(st.integers(0, 200), st.integers(0, 200)))
+@given(
+    st.randoms(use_true_random=False),
+    st.integers(0, 8),
+    st.floats(0.05, 1.0),
+    st.none() | st.tuples(st.integers(0, 200), st.integers(0, 200)),
+)
 def test_any_interleaving_of_events_moved_state_flushes_and_crashes_gives_the_oracle(
-        rnd, max_delay: int, flush_probability: float, crash: tuple[int, int] | None) -> None:
+    rnd, max_delay: int, flush_probability: float, crash: tuple[int, int] | None
+) -> None:
     evs = list(events())[:160] + list(events())[-40:]  # the shared-device split is at the end
     rnd.shuffle(evs)
     db, sim = run(evs, rnd.randint(0, 10**6), max_delay, flush_probability, crash)
@@ -161,11 +167,16 @@ def test_every_merge_is_published_from_the_old_into_the_new_profile() -> None:
     router = IdentityRouter(RULES)
     routed = [router.route_event(e) for e in events()]
     merged = [(c.from_ids[0], c.into) for r in routed for c in r.changes if c.kind == "merged"]
-    published = [(ie.from_profile_id, ie.profile_id) for r in routed for ie in r.identity_events
-                 if ie.kind == "profile_merged"]
+    published = [
+        (ie.from_profile_id, ie.profile_id) for r in routed for ie in r.identity_events if ie.kind == "profile_merged"
+    ]
     assert merged and published == merged
-    final = {ie.identifier_type + ":" + ie.identifier_hash: ie.profile_id for r in routed for ie in r.identity_events
-             if ie.kind == "identifier_linked"}
+    final = {
+        ie.identifier_type + ":" + ie.identifier_hash: ie.profile_id
+        for r in routed
+        for ie in r.identity_events
+        if ie.kind == "identifier_linked"
+    }
     assert final == {f"{t}:{v}": pid for (t, v), pid in router.store.profile_of.items()}
 
 

@@ -39,8 +39,12 @@ RULES = IdentityRules()
 def columns_of(agg: ProfileAggregate) -> dict[str, Any]:
     """The aggregate's trait columns as the store writes them (money and days of the aggregate too)."""
     t = agg.stored_traits()
-    return {"orders": agg.orders, "revenue_cents": agg.revenue_cents, "purchase_day_cents": agg.purchase_day_cents,
-            **{name: getattr(t, name) for name in TRAIT_COLUMNS}}
+    return {
+        "orders": agg.orders,
+        "revenue_cents": agg.revenue_cents,
+        "purchase_day_cents": agg.purchase_day_cents,
+        **{name: getattr(t, name) for name in TRAIT_COLUMNS},
+    }
 
 
 def assert_traits_equal_oracle(agg: ProfileAggregate, events: list[dict[str, Any]]) -> None:
@@ -52,10 +56,12 @@ def assert_traits_equal_oracle(agg: ProfileAggregate, events: list[dict[str, Any
 
 
 def test_orders_on_one_utc_day_make_one_purchase_day_and_utc_midnight_starts_the_next() -> None:
-    evs = [raw_event("a", "purchase", T0 - 1, total=1.0),            # 23:59:59.999 the day before
-           raw_event("b", "purchase", T0, total=2.0),                # 00:00:00.000
-           raw_event("c", "store_purchase", T0 + DAY - 1, total=3.0, channel="pos"),
-           raw_event("d", "purchase", T0 + 5 * DAY, total=0.0)]      # a free order is still a purchase day
+    evs = [
+        raw_event("a", "purchase", T0 - 1, total=1.0),  # 23:59:59.999 the day before
+        raw_event("b", "purchase", T0, total=2.0),  # 00:00:00.000
+        raw_event("c", "store_purchase", T0 + DAY - 1, total=3.0, channel="pos"),
+        raw_event("d", "purchase", T0 + 5 * DAY, total=0.0),
+    ]  # a free order is still a purchase day
     agg = fold(evs, PID)
     t = agg.stored_traits()
     assert (agg.orders, t.purchase_days) == (4, 3)
@@ -65,8 +71,11 @@ def test_orders_on_one_utc_day_make_one_purchase_day_and_utc_midnight_starts_the
 
 
 def test_recency_is_days_from_the_last_order_to_the_last_event_of_any_type() -> None:
-    evs = [raw_event("o", "purchase", T0, total=10.0), raw_event("v", "page_view", T0 + 2 * DAY + 6 * HOUR),
-           raw_event("late", "page_view", T0 - 40 * DAY)]  # older event arriving later changes nothing
+    evs = [
+        raw_event("o", "purchase", T0, total=10.0),
+        raw_event("v", "page_view", T0 + 2 * DAY + 6 * HOUR),
+        raw_event("late", "page_view", T0 - 40 * DAY),
+    ]  # older event arriving later changes nothing
     assert fold(evs, PID).stored_traits().recency_days == 2.25
     assert fold(evs[:1], PID).stored_traits().recency_days == 0.0
     assert_traits_equal_oracle(fold(evs, PID), evs)
@@ -74,11 +83,17 @@ def test_recency_is_days_from_the_last_order_to_the_last_event_of_any_type() -> 
 
 def test_averages_are_exact_quotients_rounded_half_to_even_to_a_hundredth_of_a_cent() -> None:
     # 3 orders, 1 + 1 + 6 cents on 2 days: AOV 8/3 = 2.666.. -> 2.67; per day 8/2 = 4.00
-    evs = [raw_event("a", "purchase", T0, total=0.01), raw_event("b", "purchase", T0 + HOUR, total=0.01),
-           raw_event("c", "purchase", T0 + DAY, total=0.06)]
+    evs = [
+        raw_event("a", "purchase", T0, total=0.01),
+        raw_event("b", "purchase", T0 + HOUR, total=0.01),
+        raw_event("c", "purchase", T0 + DAY, total=0.06),
+    ]
     t = fold(evs, PID).stored_traits()
-    assert (t.avg_order_value_cents, t.avg_day_spend_cents, t.repeat_day_spend_cents) == \
-        (Decimal("2.67"), Decimal("4.00"), Decimal("6.00"))
+    assert (t.avg_order_value_cents, t.avg_day_spend_cents, t.repeat_day_spend_cents) == (
+        Decimal("2.67"),
+        Decimal("4.00"),
+        Decimal("6.00"),
+    )
     for d in (t.avg_order_value_cents, t.avg_day_spend_cents, t.repeat_day_spend_cents):
         assert d.as_tuple().exponent == -2  # always two places, also for whole cents
     # half a hundredth goes to the even neighbour: 1/8 = 0.125 -> 0.12, 3/8 = 0.375 -> 0.38
@@ -92,9 +107,11 @@ def test_averages_are_exact_quotients_rounded_half_to_even_to_a_hundredth_of_a_c
 
 
 def test_repeat_day_spend_leaves_out_the_first_purchase_day_even_when_it_arrives_last() -> None:
-    evs = [raw_event("later", "purchase", T0 + 10 * DAY, total=30.0),
-           raw_event("later2", "purchase", T0 + 20 * DAY, total=50.0),
-           raw_event("first", "purchase", T0, total=1000.0)]
+    evs = [
+        raw_event("later", "purchase", T0 + 10 * DAY, total=30.0),
+        raw_event("later2", "purchase", T0 + 20 * DAY, total=50.0),
+        raw_event("first", "purchase", T0, total=1000.0),
+    ]
     agg = ProfileAggregate.empty(PID)
     seen = []
     for e in evs:  # as a stream: the first day's order comes last
@@ -105,11 +122,18 @@ def test_repeat_day_spend_leaves_out_the_first_purchase_day_even_when_it_arrives
 
 
 def test_a_profile_without_purchases_has_zero_purchase_days_and_null_money_traits() -> None:
-    evs = [raw_event("v", "product_view", T0, category="books", dwell_ms=30_000),
-           raw_event("c", "add_to_cart", T0 + HOUR, category="home")]
+    evs = [
+        raw_event("v", "product_view", T0, category="books", dwell_ms=30_000),
+        raw_event("c", "add_to_cart", T0 + HOUR, category="home"),
+    ]
     t = fold(evs, PID).stored_traits()
-    assert (t.recency_days, t.purchase_days, t.avg_order_value_cents, t.avg_day_spend_cents,
-            t.repeat_day_spend_cents) == (None, 0, None, None, None)
+    assert (
+        t.recency_days,
+        t.purchase_days,
+        t.avg_order_value_cents,
+        t.avg_day_spend_cents,
+        t.repeat_day_spend_cents,
+    ) == (None, 0, None, None, None)
     assert [c for c, _ in t.top_categories] == ["home", "books"]
     assert ProfileAggregate.empty(PID).stored_traits() == StoredTraits(None, 0, None, None, None, ())
     assert_traits_equal_oracle(fold(evs, PID), evs)
@@ -172,7 +196,8 @@ def merged_in_random_parts(events: list[dict[str, Any]], rnd: random.Random, par
 @settings(max_examples=150, deadline=None)
 @given(st.integers(0, 14).flatmap(synthetic_events), st.randoms(use_true_random=False), st.integers(1, 4))
 def test_traits_equal_the_oracle_for_any_arrival_order_and_any_merge_of_partial_profiles(
-        events: list[dict[str, Any]], rnd: random.Random, parts: int) -> None:
+    events: list[dict[str, Any]], rnd: random.Random, parts: int
+) -> None:
     shuffled = list(events)
     rnd.shuffle(shuffled)
     agg = merged_in_random_parts(shuffled, rnd, parts)
@@ -180,9 +205,13 @@ def test_traits_equal_the_oracle_for_any_arrival_order_and_any_merge_of_partial_
     reference = fold(events, PID)
     assert agg.purchase_day_cents == reference.purchase_day_cents  # the state itself merges exactly
     t, r = agg.stored_traits(), reference.stored_traits()
-    assert (t.recency_days, t.purchase_days, t.avg_order_value_cents, t.avg_day_spend_cents,
-            t.repeat_day_spend_cents) == (r.recency_days, r.purchase_days, r.avg_order_value_cents,
-                                          r.avg_day_spend_cents, r.repeat_day_spend_cents)
+    assert (
+        t.recency_days,
+        t.purchase_days,
+        t.avg_order_value_cents,
+        t.avg_day_spend_cents,
+        t.repeat_day_spend_cents,
+    ) == (r.recency_days, r.purchase_days, r.avg_order_value_cents, r.avg_day_spend_cents, r.repeat_day_spend_cents)
 
 
 # ---------------------------------------------------------------------------- the partitioned pipeline
@@ -243,7 +272,8 @@ def profile_of_person(events: tuple[dict[str, Any], ...], links: dict[tuple[str,
 
 @pytest.mark.parametrize(("seed", "persons", "days"), [(5, 30, 60), (6, 40, 14), (7, 25, 120)])
 def test_pipeline_profiles_of_generated_persons_store_the_oracles_traits_in_any_arrival_order(
-        seed: int, persons: int, days: int) -> None:
+    seed: int, persons: int, days: int
+) -> None:
     by_person = generated_by_person(seed, persons, days)
     events = [e for evs in by_person.values() for e in evs]
     random.Random(seed).shuffle(events)  # late customer ids: cookie and device profiles merge into them
@@ -293,14 +323,16 @@ OLD_PICKLE = base64.b64decode(
     "aWRlbnRpZmllcnOUfZQojAljb29raWVfaWSUjARjay0xlIWUjAtjdXN0b21lcl9pZJSMA2MtMZSFlHWMDWZpcnN0X3NlZW5fbXOUigYA"
     "bFDEoAGMDGxhc3Rfc2Vlbl9tc5SKBmBWUcSgAYwGZXZlbnRzlEsCjAZvcmRlcnOUSwGMDXJldmVudWVfY2VudHOUTeIEjA5maXJzdF9v"
     "cmRlcl9tc5SKBgBsUMSgAYwNbGFzdF9vcmRlcl9tc5SKBgBsUMSgAYwOY2hhbm5lbF9jb3VudHOUfZSMA3dlYpRLAnOMEWNhdGVnb3J5"
-    "X2FmZmluaXR5lH2UjAVzaG9lc5RHRTIQSOPJytxzjAdjb25zZW50lH2UjA5jcm1fYXR0cmlidXRlc5R9lHViLg==")
+    "X2FmZmluaXR5lH2UjAVzaG9lc5RHRTIQSOPJytxzjAdjb25zZW50lH2UjA5jcm1fYXR0cmlidXRlc5R9lHViLg=="
+)
 
 
 def test_an_aggregate_pickled_before_purchase_days_existed_still_loads_and_merges() -> None:
     old = pickle.loads(OLD_PICKLE)
     assert (old.events, old.orders, old.revenue_cents, old.purchase_day_cents) == (2, 1, 1250, {})
-    new_order = ProfileAggregate.from_event(raw_event("e3", "purchase", 1_790_100_000_000, total=1.0,
-                                                      customer_id="c-1"), "p-old")
+    new_order = ProfileAggregate.from_event(
+        raw_event("e3", "purchase", 1_790_100_000_000, total=1.0, customer_id="c-1"), "p-old"
+    )
     merged = old.merge(new_order, "p-old")
     assert (merged.orders, merged.purchase_day_cents) == (2, {1_790_100_000_000 // DAY: 100})
     assert merged.stored_traits().purchase_days == 1  # the order folded before the upgrade is not in a day
@@ -322,9 +354,13 @@ def test_purchase_days_survive_the_json_of_the_feedback_topic_with_integer_days(
 def test_every_stored_trait_has_a_documented_column_of_its_type() -> None:
     table = next(p for p in map(parse_create_table, load_statements()) if p and p[1] == "profiles")[2]
     assert {c: table.get(c) for c in TRAIT_COLUMNS} == {
-        "recency_days": "double", "purchase_days": "bigint", "avg_order_value_cents": "decimal",
-        "avg_day_spend_cents": "decimal", "repeat_day_spend_cents": "decimal",
-        "top_categories": "frozen<list<frozen<tuple<text,double>>>>"}
+        "recency_days": "double",
+        "purchase_days": "bigint",
+        "avg_order_value_cents": "decimal",
+        "avg_day_spend_cents": "decimal",
+        "repeat_day_spend_cents": "decimal",
+        "top_categories": "frozen<list<frozen<tuple<text,double>>>>",
+    }
     assert table["purchase_day_cents"] == "map<date,bigint>"
     doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text(encoding="utf-8")
     for column in (*TRAIT_COLUMNS, "purchase_day_cents", "orders", "revenue_cents", "last_seen"):

@@ -20,8 +20,15 @@ from models.identity_router import IdentityRouter
 from models.profile import fold
 from models.profile_fold import FoldState
 from state import records
-from state.records import (AGGREGATE_CODEC, FOLD_STATE_CODEC, ROUTER_CODECS, STATE_SCHEMA_DIR, StateSchemas,
-                           legacy_pickle, unfrozen)
+from state.records import (
+    AGGREGATE_CODEC,
+    FOLD_STATE_CODEC,
+    ROUTER_CODECS,
+    STATE_SCHEMA_DIR,
+    StateSchemas,
+    legacy_pickle,
+    unfrozen,
+)
 from tests.profile_oracle import events
 
 
@@ -49,11 +56,17 @@ def test_every_value_of_the_identity_router_round_trips_through_its_state_record
 def test_profile_aggregates_and_fold_states_round_trip_through_their_state_records() -> None:
     evs = events()
     for i in range(0, len(evs), 40):
-        agg = fold(evs[i:i + 40], "p-test")
+        agg = fold(evs[i : i + 40], "p-test")
         assert AGGREGATE_CODEC.decode(AGGREGATE_CODEC.encode(agg)) == agg
-    assert any(fold(evs[i:i + 40], "p").consent for i in range(0, len(evs), 40))  # nested records exercised
-    st = FoldState(members=(("cookie_id", "ck1"), ("customer_id", "c1")), ghosts=("p-a",), component_events=7,
-                   folded=5, dirty=True, writing=12345)
+    assert any(fold(evs[i : i + 40], "p").consent for i in range(0, len(evs), 40))  # nested records exercised
+    st = FoldState(
+        members=(("cookie_id", "ck1"), ("customer_id", "c1")),
+        ghosts=("p-a",),
+        component_events=7,
+        folded=5,
+        dirty=True,
+        writing=12345,
+    )
     assert FOLD_STATE_CODEC.decode(FOLD_STATE_CODEC.encode(st)) == st
     assert FOLD_STATE_CODEC.decode(FOLD_STATE_CODEC.encode(FoldState())) == FoldState()
 

@@ -127,13 +127,16 @@ class Sim:
         raise AssertionError("the lifecycle did not settle")
 
 
-ACTIONS = st.lists(st.one_of(
-    st.tuples(st.just("change"), st.booleans()),
-    st.tuples(st.just("tick"), st.integers(1, 60)),
-    st.tuples(st.just("answer"), st.booleans()),
-    st.tuples(st.just("checkpoint"), st.none()),
-    st.tuples(st.just("restore"), st.none()),
-), max_size=60)
+ACTIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("change"), st.booleans()),
+        st.tuples(st.just("tick"), st.integers(1, 60)),
+        st.tuples(st.just("answer"), st.booleans()),
+        st.tuples(st.just("checkpoint"), st.none()),
+        st.tuples(st.just("restore"), st.none()),
+    ),
+    max_size=60,
+)
 
 
 def play(actions) -> Sim:
@@ -164,8 +167,9 @@ def test_after_everything_is_answered_the_sink_holds_the_last_state_and_nothing_
         assert sim.sink["version"] == folded, "the last change was never written"
         assert sim.sink["row"] == (None if away else folded)
     if away or not folded:
-        assert sim.state is None or (not folded and sim.state == FoldState(members=MEMBERS)), \
+        assert sim.state is None or (not folded and sim.state == FoldState(members=MEMBERS)), (
             "a profile merged away keeps state"
+        )
     else:
         assert sim.state is not None
         assert (sim.state.dirty, sim.state.writing, sim.state.timers) == (False, None, ())
