@@ -27,12 +27,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from local import stack
+from local.polling import WaitTimeout, wait_until
 from local.flink_cluster import (
     FlinkJobError,
     cancel,
@@ -191,36 +191,32 @@ def _retried(call: Callable[[], T], timeout_s: float = 30) -> T:
     elected, the group coordinator loading after a start)."""
     from confluent_kafka import KafkaException
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return call()
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+    return wait_until(
+        call, timeout_s, 0.5, "the Kafka broker to answer", until=lambda _: True, retry_on=(KafkaException,)
+    )
 
 
 def wait_all_tasks_running(job_id: str, timeout_s: float = 180) -> None:
     """Until every task of the job runs; a job that fails or stalls (no slots) is cancelled."""
-    deadline = time.monotonic() + timeout_s
-    state, waiting = "?", "?"
-    while time.monotonic() < deadline:
+
+    def progress() -> tuple[str, str]:
         job = rest(f"/jobs/{job_id}")
-        state = job["state"]
-        if state in ("FAILED", "CANCELED", "FINISHED"):
-            raise FlinkJobError(f"job {job_id} ended {state} while starting: {root_exception(job_id)}")
+        if job["state"] in ("FAILED", "CANCELED", "FINISHED"):
+            raise FlinkJobError(f"job {job_id} ended {job['state']} while starting: {root_exception(job_id)}")
         waiting = ", ".join(f"{v['name']}: {v['status']}" for v in job["vertices"] if v["status"] != "RUNNING")
-        if state == "RUNNING" and not waiting:
-            return
-        time.sleep(1)
-    cancel(job_id)
-    overview = rest("/overview")
-    raise FlinkJobError(
-        f"job {job_id} not running after {timeout_s:.0f}s (state {state}; waiting: {waiting}); "
-        f"cancelled. Free slots: {overview['slots-available']} of {overview['slots-total']}. "
-        f"{root_exception(job_id)}"
-    )
+        return job["state"], waiting
+
+    try:
+        wait_until(progress, timeout_s, 1, f"every task of job {job_id} running", until=lambda p: p == ("RUNNING", ""))
+    except WaitTimeout as e:
+        cancel(job_id)
+        overview = rest("/overview")
+        state, waiting = e.last
+        raise FlinkJobError(
+            f"job {job_id} not running after {timeout_s:.0f}s (state {state}; waiting: {waiting}); "
+            f"cancelled. Free slots: {overview['slots-available']} of {overview['slots-total']}. "
+            f"{root_exception(job_id)}"
+        ) from None
 
 
 def ensure_job(
