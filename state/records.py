@@ -49,7 +49,7 @@ from typing import Any, Callable, Generic, Iterable, TypeVar
 
 import fastavro
 
-from models.avro_codec import HEADER_LEN, MAGIC, DecodeError, crc64_fingerprint
+from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_fingerprint
 from models.identity import Node, RefusedLink
 from models.profile import ProfileAggregate
 from models.profile_fold import FoldState
@@ -135,13 +135,11 @@ class RecordCodec:
     fingerprint: bytes
     _parsed: Any
     _writers: dict[bytes, Any]  # fingerprint -> parsed writer schema (current and history)
+    _codec: Codec  # the current schema's single-object codec
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(MAGIC)
-        buf.write(self.fingerprint)
-        fastavro.schemaless_writer(buf, self._parsed, record)
-        return buf.getvalue()
+        """The record in the single-object encoding of the current schema (as every topic value)."""
+        return self._codec.encode(record)
 
     def decode(self, data: bytes) -> dict[str, Any]:
         data = bytes(data)
@@ -191,7 +189,7 @@ class StateSchemas:
             for old in self.history:
                 if _full(old.get("name", "")) == full or old.get("name") == full:
                     writers.setdefault(crc64_fingerprint(old), fastavro.parse_schema(old, named_schemas={}))
-            codec = RecordCodec(full, schema, fp, parsed, writers)
+            codec = RecordCodec(full, schema, fp, parsed, writers, Codec(full, parsed, fp))
             self._codecs[full] = codec
         return codec
 
