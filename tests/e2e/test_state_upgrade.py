@@ -52,10 +52,17 @@ ROOT = stack.ROOT
 
 def checkout(commit: str, into: Path) -> Path:
     """``commit`` of this repository as a plain folder, sharing this checkout's venv and jars."""
-    have = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
-    assert have.returncode == 0, (
-        f"commit {commit} is not in this clone (a shallow clone?): the upgrade test "
-        f"needs the history; `git fetch --unshallow`"
+
+    def have() -> bool:
+        found = subprocess.run(["git", "cat-file", "-e", f"{commit}^{{commit}}"], cwd=ROOT, capture_output=True)
+        return found.returncode == 0
+
+    if not have():  # a shallow clone: fetch the history from where it came from
+        subprocess.run(["git", "fetch", "--quiet", "--unshallow"], cwd=ROOT, capture_output=True, timeout=300)
+        subprocess.run(["git", "fetch", "--quiet", "origin", commit], cwd=ROOT, capture_output=True, timeout=300)
+    assert have(), (
+        f"commit {commit} is not in this clone and could not be fetched: the upgrade test needs the history "
+        f"(`git fetch --unshallow`)"
     )
     into.mkdir(parents=True)
     archive = subprocess.run(["git", "archive", commit], cwd=ROOT, capture_output=True, check=True).stdout
