@@ -16,6 +16,7 @@ import json
 import sys
 import time
 from collections import Counter
+from typing import Callable, TypeVar
 
 from generator.produce import produce
 from generator.synth import generate
@@ -24,6 +25,7 @@ from local import stack
 from local.flink_cluster import REST, FlinkJobError
 from local.jobs import ensure_job
 from local.kafka_read import read_committed
+from local.polling import WaitTimeout, wait_until
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
@@ -31,6 +33,50 @@ from state.cassandra_schema import apply_schema, connect
 from state.profile_store import TRAIT_COLUMNS, ProfileStore
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
+T = TypeVar("T")
+
+
+class _Progress:
+    """One progress line: redrawn in place on a terminal, printed every 10 s (and at the end)
+    in logs."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stdout.isatty()
+        self.t0 = time.monotonic()
+        self.last = -10.0
+
+    def show(self, line: str, final: bool) -> None:
+        elapsed = time.monotonic() - self.t0
+        text = f"{line}  {elapsed:4.0f}s"
+        if self.tty:
+            print("\r" + text, end="", flush=True)
+        elif final or elapsed - self.last >= 10:
+            print(text, flush=True)
+            self.last = elapsed
+
+    def end(self) -> float:
+        if self.tty:
+            print()
+        return time.monotonic() - self.t0
+
+
+def _watch(
+    read: Callable[[], T], done: Callable[[T], bool], describe: Callable[[T], str], timeout_s: float, interval_s: float
+) -> tuple[T, float]:
+    """``read()`` until ``done`` (or ``timeout_s``: the last value), showing ``describe(value)``;
+    returns the value and the seconds it took."""
+    progress = _Progress()
+
+    def check() -> T:
+        value = read()
+        progress.show(describe(value), final=done(value))
+        return value
+
+    try:
+        value = wait_until(check, timeout_s, interval_s, "the demo's results", until=done)
+    except WaitTimeout as e:
+        value = e.last
+    return value, progress.end()
 
 
 def wait_for_outputs(
@@ -39,24 +85,13 @@ def wait_for_outputs(
     """Read journey.normalized and journey.dlq (read_committed) until they hold this run's
     events and dead letters; then once more two checkpoints later, so that anything extra (a
     duplicate) would show. Returns (this run's events, this run's dead letters, seconds)."""
-    t0 = time.monotonic()
-    tty = sys.stdout.isatty()
-    last_line = -10.0
-    while True:
-        mine, dlq = _read_mine(catalog, event_ids, bad_raw)
-        elapsed = time.monotonic() - t0
-        done = len(mine) >= len(event_ids) and len(dlq) >= len(bad_raw)
-        line = f"  {len(mine)} of {len(event_ids)} events, {len(dlq)} of {len(bad_raw)} dead letters  {elapsed:4.0f}s"
-        if tty:
-            print("\r" + line, end="", flush=True)
-        elif done or elapsed - last_line >= 10:  # a line every 10 s in logs
-            print(line, flush=True)
-            last_line = elapsed
-        if done or elapsed > timeout_s:
-            break
-        time.sleep(2)
-    if tty:
-        print()
+    _, elapsed = _watch(
+        lambda: _read_mine(catalog, event_ids, bad_raw),
+        lambda md: len(md[0]) >= len(event_ids) and len(md[1]) >= len(bad_raw),
+        lambda md: f"  {len(md[0])} of {len(event_ids)} events, {len(md[1])} of {len(bad_raw)} dead letters",
+        timeout_s,
+        2,
+    )
     time.sleep(5)  # two more checkpoints (2 s interval) commit anything still in flight
     mine, dlq = _read_mine(catalog, event_ids, bad_raw)
     return mine, dlq, elapsed
@@ -173,21 +208,19 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
     members = {
         pid: {t: sorted(v for tt, v in res.members[pid] if tt == t) for t, _ in res.members[pid]} for pid in res.members
     }
-    t0 = time.monotonic()
     with ProfileStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as store:
-        while True:
+
+        def equal_profiles() -> list[str]:
             got = {pid: store.get(pid) for pid in res.members}
-            same = [pid for pid, p in got.items() if p is not None and _same(p, want.get(pid), members[pid])]
-            elapsed = time.monotonic() - t0
-            print(
-                f"\r  {len(same)} of {len(res.members)} profiles equal the offline resolution  {elapsed:4.0f}s",
-                end="" if sys.stdout.isatty() else "\n",
-                flush=True,
-            )
-            if len(same) == len(res.members) or elapsed > timeout_s:
-                break
-            time.sleep(3)
-        print()
+            return [pid for pid, p in got.items() if p is not None and _same(p, want.get(pid), members[pid])]
+
+        same, _ = _watch(
+            equal_profiles,
+            lambda same: len(same) == len(res.members),
+            lambda same: f"  {len(same)} of {len(res.members)} profiles equal the offline resolution",
+            timeout_s,
+            3,
+        )
         sample_id = max(want, key=lambda pid: (want[pid].orders, len(res.members[pid])))
         sample = store.get(sample_id)
         cql = f"SELECT {', '.join(TRAIT_COLUMNS)} FROM journey.profiles WHERE profile_id = %s"
