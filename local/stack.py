@@ -301,6 +301,20 @@ def _prepare_jvm_server(name: str, ports: dict[str, int]) -> _JvmServer | None:
     return srv
 
 
+def kafka_cluster_id() -> str:
+    """A random KRaft cluster id (22 characters of URL-safe base64, as Kafka's own
+    ``random-uuid``), never starting with ``-``: the storage tool would read such an id as an
+    option and fail the format (one start in 64 did).
+
+    >>> all(not kafka_cluster_id().startswith("-") and len(kafka_cluster_id()) == 22 for _ in range(500))
+    True
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 def _kafka_start() -> None:
     srv = _prepare_jvm_server("kafka", {"kafka": KAFKA_PORT, "kafka controller": KAFKA_CONTROLLER_PORT})
     if srv is None:
@@ -366,7 +380,7 @@ def _kafka_start() -> None:
     ]
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = kafka_cluster_id()
         fmt = subprocess.run(
             jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
             capture_output=True,

@@ -50,3 +50,13 @@ def test_unknown_components_are_refused_with_the_valid_names(capsys) -> None:
     with pytest.raises(SystemExit):
         stack.main(["up", "zookeeper"])
     assert "choose from ['kafka', 'cassandra', 'flink']" in capsys.readouterr().err
+
+
+def test_a_kafka_cluster_id_never_starts_with_a_dash_the_storage_tool_would_read_as_an_option(monkeypatch) -> None:
+    import uuid
+
+    dash_first = uuid.UUID(bytes=b"\xf8" + bytes(15))  # base64 of 0xf8... starts with "-"
+    ids = iter([dash_first, uuid.UUID(int=1)])
+    monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(ids))
+    cluster_id = stack.kafka_cluster_id()
+    assert not cluster_id.startswith("-") and len(cluster_id) == 22
