@@ -29,7 +29,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 from local import stack
 from local.polling import WaitTimeout, wait_until
@@ -68,24 +68,24 @@ class JobKind:
     """How to run one of the project's jobs and what proves it already processed input."""
 
     module: str
-    config: Callable[[dict[str, str]], object]
-    inputs: Callable[[object], str]  # the regex of the topics the job reads
-    outputs: Callable[[object], tuple[str, ...]]
+    config: Callable[[Mapping[str, str]], Any]  # the job's config from JOURNEY_* settings
+    inputs: Callable[[Any], str]  # the regex of the topics the job reads
+    outputs: Callable[[Any], tuple[str, ...]]
 
 
 KINDS: dict[str, JobKind] = {
     "ingestion": JobKind(
         "flink_jobs.ingestion",
-        lambda env: IngestConfig.from_env(env),
-        lambda cfg: cfg.input_topic_pattern,  # type: ignore[attr-defined]
+        IngestConfig.from_env,
+        lambda cfg: cfg.input_topic_pattern,
         lambda cfg: (cfg.output_topic, cfg.dlq_topic),
-    ),  # type: ignore[attr-defined]
+    ),
     "profiles": JobKind(
         "flink_jobs.profiles",
-        lambda env: ProfilesConfig.from_env(env),
-        lambda cfg: cfg.source_topic_pattern(),  # type: ignore[attr-defined]
+        ProfilesConfig.from_env,
+        lambda cfg: cfg.source_topic_pattern(),
         lambda cfg: (cfg.identity_topic,),
-    ),  # type: ignore[attr-defined]
+    ),
 }
 
 
@@ -137,11 +137,11 @@ def restore_point(job_name: str) -> str | None:
     return None
 
 
-def active_job(job_name: str) -> tuple[str, str] | None:
-    """(id, state) of the job named ``job_name`` that is running or about to, if any."""
+def active_job(job_name: str) -> str | None:
+    """The id of the job named ``job_name`` that is running or about to, if any."""
     for j in rest("/jobs/overview")["jobs"]:
         if j["name"] == job_name and j["state"] in ACTIVE_STATES:
-            return j["jid"], j["state"]
+            return str(j["jid"])
     return None
 
 
@@ -260,24 +260,24 @@ def ensure_job(
     if kind == "ingestion":
         env.setdefault("JOURNEY_PII_SALT", demo_salt())
     cfg = spec.config(env)
-    name = cfg.job_name  # type: ignore[attr-defined]
+    name = cfg.job_name
     active = active_job(name)
     if active is not None and restart:
-        progress(f"stopping {name} ({active[0]}) with a savepoint")
-        stopped_with = stop_with_savepoint(active[0], f"file://{stack.DATA / 'flink' / 'savepoints'}")
+        progress(f"stopping {name} ({active}) with a savepoint")
+        stopped_with = stop_with_savepoint(active, f"file://{stack.DATA / 'flink' / 'savepoints'}")
         jobs = _records(name)
         for job in jobs:
-            if job["id"] == active[0]:
+            if job["id"] == active:
                 job["stopped_with"] = stopped_with
         _write_records(name, jobs)
         savepoint = savepoint or stopped_with
     elif active is not None:
-        return active[0], "running"
+        return active, "running"
     restore = savepoint or restore_point(name)
     if restore is None and not allow_fresh:
         evidence = processed_before(
             cfg.bootstrap_servers,
-            cfg.group_id,  # type: ignore[attr-defined]
+            cfg.group_id,
             spec.inputs(cfg),
             spec.outputs(cfg),
         )

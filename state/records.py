@@ -59,8 +59,9 @@ NAMESPACE = "journey.state"
 T = TypeVar("T")
 
 
-def _full(name: str) -> str:
-    return name if "." in name else f"{NAMESPACE}.{name}"
+def _full(name: str, namespace: str = NAMESPACE) -> str:
+    """An Avro name made full with ``namespace`` unless it is already."""
+    return name if "." in name else f"{namespace}.{name}"
 
 
 def standalone(name: str, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -78,7 +79,7 @@ def standalone(name: str, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
     def walk(node: Any, namespace: str) -> Any:
         if isinstance(node, str):
-            full = node if "." in node else f"{namespace}.{node}"
+            full = _full(node, namespace)
             if full in named:
                 if full in seen:
                     return full
@@ -90,7 +91,7 @@ def standalone(name: str, named: dict[str, dict[str, Any]]) -> dict[str, Any]:
             out = dict(node)
             if node.get("type") in ("record", "enum", "fixed") and "name" in node:
                 ns = node.get("namespace", namespace)
-                seen.add(node["name"] if "." in node["name"] else f"{ns}.{node['name']}")
+                seen.add(_full(node["name"], ns))
                 namespace = ns
             if node.get("type") == "record":
                 out["fields"] = [{**f, "type": walk(f["type"], namespace)} for f in node["fields"]]
@@ -111,7 +112,7 @@ def _named_types(schemas: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]
         if isinstance(node, dict):
             if node.get("type") in ("record", "enum", "fixed") and "name" in node:
                 namespace = node.get("namespace", namespace)
-                named[node["name"] if "." in node["name"] else f"{namespace}.{node['name']}"] = node
+                named[_full(node["name"], namespace)] = node
             for f in node.get("fields", ()):
                 collect(f["type"], namespace)
             for key in ("items", "values"):
@@ -132,10 +133,12 @@ class RecordCodec:
 
     name: str
     schema: dict[str, Any]  # standalone, current
-    fingerprint: bytes
-    _parsed: Any
+    _codec: Codec  # the current schema (parsed) and its fingerprint
     _writers: dict[bytes, Any]  # fingerprint -> parsed writer schema (current and history)
-    _codec: Codec  # the current schema's single-object codec
+
+    @property
+    def fingerprint(self) -> bytes:
+        return self._codec.fingerprint
 
     def encode(self, record: dict[str, Any]) -> bytes:
         """The record in the single-object encoding of the current schema (as every topic value)."""
@@ -156,7 +159,7 @@ class RecordCodec:
             )
         buf = io.BytesIO(data)
         buf.seek(HEADER_LEN)
-        reader = None if fp == self.fingerprint else self._parsed
+        reader = None if fp == self.fingerprint else self._codec.schema
         return fastavro.schemaless_reader(buf, writer, reader)  # type: ignore[return-value]
 
 
@@ -189,7 +192,7 @@ class StateSchemas:
             for old in self.history:
                 if _full(old.get("name", "")) == full or old.get("name") == full:
                     writers.setdefault(crc64_fingerprint(old), fastavro.parse_schema(old, named_schemas={}))
-            codec = RecordCodec(full, schema, fp, parsed, writers, Codec(full, parsed, fp))
+            codec = RecordCodec(full, schema, Codec(full, parsed, fp), writers)
             self._codecs[full] = codec
         return codec
 
@@ -371,7 +374,7 @@ class _SafeUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in self._ALLOWED:
             raise pickle.UnpicklingError(f"state value refers to {module}.{name}, not a state type of this project")
-        return getattr(sys.modules[module] if module in sys.modules else __import__(module, fromlist=[name]), name)
+        return super().find_class(module, name)
 
 
 def _sorted_nodes(nodes: Iterable[Node]) -> list[dict[str, str]]:

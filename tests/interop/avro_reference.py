@@ -386,17 +386,27 @@ def documented_examples(docs_text: str) -> list[tuple[str, dict[str, Any]]]:
     record itself; here every identifier is present and the payload is the
     ``(record name, dict)`` tuple; ``DeadLetter.raw`` (hex in the docs) is ``bytes``.
     """
-    out = []
-    for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", docs_text, re.S):
-        name, record = m.group(1), json.loads(m.group(2))
-        if name == "Event":
-            record["identifiers"] = {t: record["identifiers"].get(t) for t in IDENTIFIER_TYPES}
-        if name in ("Event", "NormalizedEvent"):
-            record["payload"] = ("journey.v1." + PAYLOAD_OF[record["event_type"]], record["payload"])
-        if name == "DeadLetter":
-            record["raw"] = bytes.fromhex(record["raw"])
-        out.append((name, record))
-    return out
+    return [(name, as_project_notation(name, record)) for name, record in docs_examples(docs_text)]
+
+
+def docs_examples(docs_text: str) -> list[tuple[str, dict[str, Any]]]:
+    """The ``<!-- example: Name -->`` records of docs/events.md as the docs show them."""
+    return [
+        (m.group(1), json.loads(m.group(2)))
+        for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", docs_text, re.S)
+    ]
+
+
+def as_project_notation(schema_name: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Docs notation -> codec notation (a copy): payload union as (name, record), all identifiers, bytes."""
+    r = json.loads(json.dumps(record))
+    if schema_name == "Event":
+        r["identifiers"] = {t: r["identifiers"].get(t) for t in IDENTIFIER_TYPES}
+    if schema_name in ("Event", "NormalizedEvent"):
+        r["payload"] = ("journey.v1." + PAYLOAD_OF[r["event_type"]], r["payload"])
+    if schema_name == "DeadLetter":
+        r["raw"] = bytes.fromhex(r["raw"])
+    return r
 
 
 def snippet(docs_text: str, name: str) -> str:

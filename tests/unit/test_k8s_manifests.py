@@ -22,9 +22,10 @@ if str(ROOT) not in sys.path:  # runnable without a conftest/pyproject pythonpat
 from k8s.topics import FIXED_PARTITIONS, INPUT_TOPICS, OUTPUT_TOPICS  # noqa: E402
 from models.avro_codec import SchemaCatalog  # noqa: E402
 from models.config import ConfigError, IngestConfig, ProfilesConfig, check_transaction_timeout  # noqa: E402
-from models.events import EVENT_TYPES, IDENTIFIER_TYPES, PAYLOAD_OF, validate_event  # noqa: E402
+from models.events import EVENT_TYPES, PAYLOAD_OF, validate_event  # noqa: E402
 from models.ingest import DEAD_LETTER_REASONS, Accepted, IngestSettings, Ingestor, SourceRecord  # noqa: E402
 from state.cassandra_schema import replication_map  # noqa: E402
+from tests.interop.avro_reference import as_project_notation, docs_examples  # noqa: E402
 
 K8S = ROOT / "k8s"
 DOCS = ROOT / "docs" / "events.md"
@@ -379,42 +380,23 @@ def test_fingerprint_table_matches_the_schemas(docs_text, catalog):
         )
 
 
-def _examples(text: str) -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (m.group(1), json.loads(m.group(2)))
-        for m in re.finditer(r"<!-- example: (\w+) -->\s*```json\n(.*?)\n```", text, re.S)
-    ]
-
-
-def _as_avro(schema_name: str, record: dict[str, Any]) -> dict[str, Any]:
-    """Docs notation -> codec notation: payload union as (name, record), all identifiers, bytes."""
-    r = json.loads(json.dumps(record))
-    if schema_name == "Event":
-        r["identifiers"] = {t: r["identifiers"].get(t) for t in IDENTIFIER_TYPES}
-    if schema_name in ("Event", "NormalizedEvent"):
-        r["payload"] = ("journey.v1." + PAYLOAD_OF[r["event_type"]], r["payload"])
-    if schema_name == "DeadLetter":
-        r["raw"] = bytes.fromhex(r["raw"])
-    return r
-
-
 def test_every_documented_example_encodes_with_its_schema(docs_text, catalog):
-    examples = _examples(docs_text)
+    examples = docs_examples(docs_text)
     kinds = [k for k, _ in examples]
     assert kinds.count("Event") == len(EVENT_TYPES)
     assert {k for k, _ in examples} >= {"NormalizedEvent", "DeadLetter"}
     for kind, record in examples:
-        data = catalog.codec(kind).encode(_as_avro(kind, record))
+        data = catalog.codec(kind).encode(as_project_notation(kind, record))
         assert catalog.decode(data, expect=kind)[0] == kind
 
 
 def test_every_documented_event_example_is_valid_and_accepted(docs_text, catalog):
     ingestor = Ingestor(IngestSettings("docs-example-salt-0123456789"), catalog)
     seen = set()
-    for kind, record in _examples(docs_text):
+    for kind, record in docs_examples(docs_text):
         if kind != "Event":
             continue
-        event = _as_avro(kind, record)
+        event = as_project_notation(kind, record)
         assert validate_event(event, event["occurred_at"], 946_684_800_000, 86_400_000) is None, record["event_id"]
         value = catalog.codec("Event").encode(event)
         result = ingestor.process(
@@ -426,12 +408,12 @@ def test_every_documented_event_example_is_valid_and_accepted(docs_text, catalog
 
 
 def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_example(docs_text, catalog, secret):
-    examples = _examples(docs_text)
+    examples = docs_examples(docs_text)
     (normalized,) = [r for k, r in examples if k == "NormalizedEvent"]
     (source,) = [r for k, r in examples if k == "Event" and r["event_id"] == normalized["event_id"]]
     (salt,) = secret["stringData"].values()
     assert salt in docs_text, "docs must name the salt the example hashes were computed with"
-    value = catalog.codec("Event").encode(_as_avro("Event", source))
+    value = catalog.codec("Event").encode(as_project_notation("Event", source))
     rec = SourceRecord(
         value,
         normalized["source_topic"],
@@ -441,11 +423,11 @@ def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_e
     )
     accepted = Ingestor(IngestSettings(salt), catalog).process(rec)
     _, produced = catalog.decode(accepted.value, expect="NormalizedEvent")
-    assert produced == _as_avro("NormalizedEvent", normalized)
+    assert produced == as_project_notation("NormalizedEvent", normalized)
 
 
 def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes(docs_text, catalog, config_map):
-    (dl,) = [r for k, r in _examples(docs_text) if k == "DeadLetter"]
+    (dl,) = [r for k, r in docs_examples(docs_text) if k == "DeadLetter"]
     settings = IngestSettings("docs-example-salt-0123456789", job_name=config_map["JOURNEY_JOB_NAME"])
     rec = SourceRecord(
         bytes.fromhex(dl["raw"]),
@@ -456,4 +438,4 @@ def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes
     )
     result = Ingestor(settings, catalog).process(rec)
     _, produced = catalog.decode(result.value, expect="DeadLetter")
-    assert produced == _as_avro("DeadLetter", dl)
+    assert produced == as_project_notation("DeadLetter", dl)
