@@ -22,20 +22,33 @@ import sys
 from dataclasses import dataclass
 from typing import Callable
 
-from pyflink.common import Types
+from pyflink.common import Duration, Types, WatermarkStrategy
+from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream
 
 from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
-from operators.identity_router import COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
+from operators.identity_router import BYTES, COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
+from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
 from operators.profile_fold import MOVED_TAG, FoldProfiles
+from state.journey_store import CassandraJourneys, JourneyWriter
 from state.sinks import CassandraSink, ProfileSink
 
 
 @dataclass(frozen=True)
 class ProfileStreams:
     identity_events: DataStream  # IdentityEvent bytes -> journey.identity
-    moved_atoms: DataStream  # feedback records -> cfg.feedback_topic
+    moved_atoms: DataStream  # feedback records -> cfg.feedback_topic (profile atoms and journey parts)
+    sessions: DataStream  # Session bytes -> cfg.sessions_topic
+    triggers: DataStream  # Trigger bytes -> cfg.triggers_topic
+    late_events: DataStream  # LateEvent bytes -> cfg.late_topic
+
+
+class CommandTime(TimestampAssigner):
+    """Event time of a router command (its last field: the event's ``occurred_at``)."""
+
+    def extract_timestamp(self, value, record_timestamp: int) -> int:
+        return value[5]
 
 
 def build_profiles(
@@ -43,19 +56,44 @@ def build_profiles(
     cfg: ProfilesConfig,
     sink: Callable[[], ProfileSink] | None = None,
     rules: IdentityRules | None = None,
+    journey_store: Callable[[], JourneyWriter] | None = None,
+    report: bool = False,
 ) -> ProfileStreams:
     """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
 
     ``sink`` builds the profile store on each subtask (default: Cassandra as ``cfg`` says;
-    tests pass :class:`state.sinks.RecordingSink`).
+    tests pass :class:`state.sinks.RecordingSink`), ``journey_store`` the journeys' store
+    (default Cassandra; tests: :class:`state.journey_store.RecordingJourneys`).
     """
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
+    journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
+    rules = rules or IdentityRules()
+    router = RouteIdentity(
+        rules, cfg.feedback_topic, out_of_orderness_ms=cfg.out_of_orderness_ms, idle_advance_ms=cfg.idle_advance_ms
+    )
     commands = (
         source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-        .process(RouteIdentity(rules or IdentityRules(), cfg.feedback_topic), output_type=COMMAND_TYPE)
+        .process(router, output_type=COMMAND_TYPE)
         .name("route-identity")
         .uid("route-identity")
         .set_parallelism(1)
+    )
+    # one watermark generator where every partition meets (docs/journeys.md, Time)
+    timed = (
+        commands.assign_timestamps_and_watermarks(
+            WatermarkStrategy.for_bounded_out_of_orderness(
+                Duration.of_millis(cfg.out_of_orderness_ms)
+            ).with_timestamp_assigner(CommandTime())
+        )
+        .name("event-time")
+        .uid("event-time")
+        .set_parallelism(1)
+    )
+    journeys = (
+        timed.key_by(lambda c: c[0], key_type=Types.STRING())
+        .process(Journeys(cfg.journey_settings(), journey_store, rules, report), output_type=BYTES)
+        .name("journeys")
+        .uid("journeys")
     )
     folded = (
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
@@ -66,8 +104,14 @@ def build_profiles(
     # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
     # chains to route-identity and keeps journey.identity in resolution order
     identity_events = commands.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
-    moved = folded.get_side_output(MOVED_TAG).name("moved-atoms")
-    return ProfileStreams(identity_events, moved)
+    moved = folded.get_side_output(MOVED_TAG).name("moved-atoms").union(journeys)
+    return ProfileStreams(
+        identity_events,
+        moved,
+        journeys.get_side_output(SESSIONS_TAG).name("sessions"),
+        journeys.get_side_output(TRIGGERS_TAG).name("triggers"),
+        journeys.get_side_output(LATE_TAG).name("late-events"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)
     sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)
+    sink_bytes(streams.sessions, cfg, cfg.sessions_topic)
+    sink_bytes(streams.triggers, cfg, cfg.triggers_topic)
+    sink_bytes(streams.late_events, cfg, cfg.late_topic)
     env.execute(cfg.job_name)
     return 0
 

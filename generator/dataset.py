@@ -3,7 +3,8 @@
 A run plays every planted person's journey (:mod:`generator.journeys`), encodes the events
 (:mod:`generator.encoding`), plans production order with the injected faults
 (:mod:`generator.faults`), and assembles the records in that order together with the
-:class:`generator.truth.GroundTruth` that describes them.
+:class:`generator.truth.GroundTruth` that describes them, including what the journeys stage
+must find (:func:`journey_events`, :mod:`generator.journey_truth`).
 
 Examples
 --------
@@ -27,12 +28,15 @@ from typing import Any
 from generator.context import Generation
 from generator.encoding import JourneyEvent, number_and_encode
 from generator.faults import bad_records, duplicates, jitter, make_late, swap_adjacent
+from generator.journey_truth import journey_truth
 from generator.journeys import play_journeys
+from generator.persons import PHONE_COUNTRY_CODE
 from generator.records import GeneratedRecord, PendingRecord, topic_of
 from generator.timing import DAY_MS, DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS, YEAR_2100_MS
 from generator.truth import BadRecordTruth, DuplicateTruth, GroundTruth, LateEventTruth
 from models.contract import CHANNELS, EVENT_TYPES
 from models.events import iso_utc
+from models.normalize import normalize_email, normalize_phone
 
 #: Defaults of :func:`generate` (and of ``python -m generator``).
 DEFAULT_BAD_RATIO = 0.02
@@ -186,7 +190,7 @@ def _run(g: Generation) -> Dataset:
         p.truth.event_ids = [ev.event_id for ev in p.events]
     jitter(g, events)
     out_of_order, swapped = swap_adjacent(g)
-    late = make_late(g, events, swapped)
+    late = make_late(g, events, swapped | planted_journey_events(g))
     pending: list[PendingRecord] = []
     record_of: dict[int, PendingRecord] = {}  # id(event) -> its valid record
     for ev in events:
@@ -211,6 +215,51 @@ def _run(g: Generation) -> Dataset:
     for i, r in enumerate(pending):
         r.index = i
     return Dataset([r.generated() for r in pending], _ground_truth(g, pending, events, out_of_order, late))
+
+
+def planted_journey_events(g: Generation) -> set[int]:
+    """``id()`` of the events a planted cart follow-up depends on, never made late: the
+    followed carts' events, the reminder opens, and the identify, CRM and consent events of
+    their owners (the links and consent that make the abandonment published and the open theirs)."""
+    followed = [c for c in g.carts if c.reminder_opened_at is not None or c.recovered_at is not None]
+    carts = {c.cart_id for c in followed}
+    opens = {(c.person_id, c.reminder_opened_at) for c in followed if c.reminder_opened_at is not None}
+    owners = {c.person_id for c in followed}
+    out: set[int] = set()
+    for p in g.persons:
+        if p.truth.person_id not in owners:
+            continue
+        for ev in p.events:
+            if (
+                ev.payload[1].get("cart_id") in carts
+                or ev.event_type in ("identify", "crm_update", "consent_update")
+                or (ev.event_type == "email_open" and (p.truth.person_id, ev.occurred_at) in opens)
+            ):
+                out.add(id(ev))
+    return out
+
+
+def journey_events(events: list[JourneyEvent]) -> list[dict[str, Any]]:
+    """The events as :func:`generator.journey_truth.journey_truth` reads them: email and phone
+    normalized (the job sees their salted hashes: the same equalities)."""
+    out = []
+    for ev in events:
+        ids = dict(ev.identifiers)
+        email, phone = ids.pop("email", None), ids.pop("phone", None)
+        ids["email_hash"] = normalize_email(email) if email is not None else None
+        ids["phone_hash"] = normalize_phone(phone, PHONE_COUNTRY_CODE) if phone is not None else None
+        out.append(
+            {
+                "event_id": ev.event_id,
+                "event_type": ev.event_type,
+                "channel": ev.channel,
+                "occurred_at": ev.occurred_at,
+                "identifiers": ids,
+                "payload": ev.payload,
+                "context": ev.context,
+            }
+        )
+    return out
 
 
 def _ground_truth(
@@ -285,4 +334,5 @@ def _ground_truth(
         topic_counts={topic_of(c): topic_counts.get(topic_of(c), 0) for c in CHANNELS},
         event_type_counts={t: type_counts.get(t, 0) for t in EVENT_TYPES},
         channel_counts={c: channel_counts.get(c, 0) for c in CHANNELS},
+        journeys=journey_truth(journey_events(events), [ev.event_id for ev in late]).counts(),
     )

@@ -25,8 +25,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from generator.carts import FOLLOWUP_WEIGHTS, FOLLOWUPS
 from generator.context import Generation
 from generator.encoding import JourneyEvent
+from generator.journey_truth import OPEN_TYPES, JourneySettings
 from generator.persons import BEHAVIOUR_WEIGHTS, Person, make_person
 from generator.sessions import (
     anon_cookie_session,
@@ -37,13 +39,24 @@ from generator.sessions import (
     crm_session,
     email_session,
     erasure_session,
+    marketing_optin_session,
     push_session,
     signup_session,
     store_session,
     web_session,
 )
-from generator.timing import DAY_MS, HOUR_MS, SESSION_GAP_MS
+from generator.timing import DAY_MS, HOUR_MS, MINUTE_MS, SESSION_GAP_MS
 from generator.truth import BEHAVIOURS
+
+#: Share of bargain hunters and cart abandoners who grant marketing consent right after signup
+#: (:func:`generator.sessions.marketing_optin_session`), so that their abandoned carts are published.
+OPTIN_RATIO = 0.6
+#: Share of a loyal buyer's purchase visits with a second order minutes after the first.
+REORDER_RATIO = 0.2
+#: The journeys stage's defaults (docs/journeys.md) the planted carts are timed against.
+JOURNEY = JourneySettings()
+#: Nothing of a person happens this close to a journey decision (escalation) planted in their journey.
+DECISION_MARGIN_MS = 10 * MINUTE_MS
 
 #: A session to play: start time -> time of its last event.
 Session = Callable[[int], int]
@@ -62,6 +75,11 @@ def interleave(g: Generation, a: list[Session], b: list[Session]) -> list[Sessio
             out.append(b[j])
             j += 1
     return out
+
+
+def followup(g: Generation, outcome: str) -> str | None:
+    """How a cart with ``outcome`` is followed up (:data:`generator.carts.FOLLOWUPS`; only open carts)."""
+    return g.rng.choices(FOLLOWUPS, weights=FOLLOWUP_WEIGHTS)[0] if outcome == "open" else None
 
 
 def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
@@ -85,7 +103,7 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
             for _ in range(rng.randint(3, 6))
         ]
         if rng.random() < 0.3:
-            beh.append(lambda t: web_session(g, p, t, cart="open", long_dwell=True))
+            beh.append(lambda t, f=followup(g, "open"): web_session(g, p, t, cart="open", long_dwell=True, followup=f))
         beh += [lambda t: app_session(g, p, t) for _ in range(rng.randint(0, 2))]
         beh += [lambda t: email_session(g, p, t, click=False) for _ in range(rng.randint(1, 3))]
         if rng.random() < 0.4:
@@ -96,17 +114,20 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
             rng.choice(("purchase", "checkout", "open", "open")) for _ in range(rng.randint(1, 2))
         ]
         rng.shuffle(outcomes)
-        beh += [lambda t, o=o: web_session(g, p, t, cart=o, bargain=True) for o in outcomes]
+        beh += [
+            lambda t, o=o, f=followup(g, o): web_session(g, p, t, cart=o, bargain=True, followup=f) for o in outcomes
+        ]
         beh += [
             lambda t: email_session(g, p, t, click=True, visit=True, bargain=True) for _ in range(rng.randint(2, 4))
         ]
         beh += [lambda t: push_session(g, p, t, bargain=True) for _ in range(rng.randint(0, 2))]
     elif kind == "loyal_buyer":
         for _ in range(rng.randint(3, 6)):
+            again = rng.random() < REORDER_RATIO
             if rng.random() < 0.5:
-                beh.append(lambda t: web_session(g, p, t, cart="purchase"))
+                beh.append(lambda t, r=again: web_session(g, p, t, cart="purchase", reorder=r))
             else:
-                beh.append(lambda t: app_session(g, p, t, cart="purchase"))
+                beh.append(lambda t, r=again: app_session(g, p, t, cart="purchase", reorder=r))
         beh += [lambda t: app_session(g, p, t) for _ in range(rng.randint(1, 3))]
         beh += [lambda t: push_session(g, p, t) for _ in range(rng.randint(1, 3))]
         beh += [lambda t: email_session(g, p, t, click=rng.random() < 0.3) for _ in range(rng.randint(1, 3))]
@@ -119,10 +140,11 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
         outcomes = ["checkout"] + [rng.choice(("open", "checkout")) for _ in range(rng.randint(1, 3))]
         rng.shuffle(outcomes)
         for o in outcomes:
+            f = followup(g, o)
             if rng.random() < 0.7:
-                beh.append(lambda t, o=o: web_session(g, p, t, cart=o, anonymous=rng.random() < 0.4))
+                beh.append(lambda t, o=o, f=f: web_session(g, p, t, cart=o, anonymous=rng.random() < 0.4, followup=f))
             else:
-                beh.append(lambda t, o=o: app_session(g, p, t, cart=o))
+                beh.append(lambda t, o=o, f=f: app_session(g, p, t, cart=o, followup=f))
         beh += [lambda t: web_session(g, p, t) for _ in range(rng.randint(1, 2))]
         beh += [
             lambda t: email_session(g, p, t, click=True, visit=rng.random() < 0.5) for _ in range(rng.randint(1, 2))
@@ -136,23 +158,53 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
         beh += [lambda t: email_session(g, p, t, click=False) for _ in range(rng.randint(1, 2))]
         beh.append(lambda t: crm_session(g, p, t))
     rng.shuffle(beh)
-    sessions = [lambda t: signup_session(g, p, t)] + interleave(g, core, beh)
+    sessions: list[Session] = [lambda t: signup_session(g, p, t)]
+    if kind in ("bargain_hunter", "cart_abandoner") and rng.random() < OPTIN_RATIO:
+        sessions.append(lambda t: marketing_optin_session(g, p, t))
+    sessions += interleave(g, core, beh)
     if erase:
         sessions.append(lambda t: erasure_session(g, p, t))
     return sessions
 
 
 def play(g: Generation, p: Person, sessions: list[Session]) -> None:
-    """Run the sessions at increasing start times, at least :data:`generator.timing.SESSION_GAP_MS` apart."""
+    """Run the sessions at increasing start times, at least :data:`generator.timing.SESSION_GAP_MS` apart.
+
+    A message opened after a cart's deadline may start an escalation timer
+    (docs/journeys.md): the person then does nothing until :data:`DECISION_MARGIN_MS` after
+    it would fire, so that no identity or consent change falls near the decision.
+    """
     horizon = g.days * DAY_MS
     starts = sorted(g.rng.randrange(0, horizon) for _ in sessions)
     end = None
+    deadlines: dict[str, int] = {}  # open cart -> its deadline, until bought or its first later open
     for start, session in zip(starts, sessions, strict=True):
         t = g.base + start
         if end is not None:
             t = max(t, end + SESSION_GAP_MS + g.rng.randrange(0, HOUR_MS))
+        first = len(p.events)
         end = session(t)
-    p.truth.sessions = len(sessions)
+        end = max(end, quiet_until(p.events[first:], deadlines))
+    p.truth.sessions += len(sessions)
+
+
+def quiet_until(events: list[JourneyEvent], deadlines: dict[str, int]) -> int:
+    """Time until which a person must stay quiet after ``events``: the margin after every
+    escalation that an open among them may start. Updates ``deadlines`` (cart -> deadline)."""
+    due: dict[str, int] = {}
+    for ev in events:
+        pl = ev.payload[1]
+        if ev.event_type == "add_to_cart":
+            deadlines[pl["cart_id"]] = ev.occurred_at + JOURNEY.cart_timeout_ms
+        elif ev.event_type in ("checkout_started", "purchase") and pl.get("cart_id"):
+            deadlines.pop(pl["cart_id"], None)
+            due.pop(pl["cart_id"], None)
+        elif ev.event_type in OPEN_TYPES:
+            for cart_id, deadline in list(deadlines.items()):
+                if deadline < ev.occurred_at <= deadline + JOURNEY.recovery_window_ms:
+                    due[cart_id] = ev.occurred_at + JOURNEY.escalation_timeout_ms
+                    del deadlines[cart_id]
+    return max(due.values(), default=0) + DECISION_MARGIN_MS
 
 
 def play_journeys(g: Generation) -> list[JourneyEvent]:

@@ -7,6 +7,13 @@ a device (:func:`app_first_session`), CRM updates with email and phone (:func:`c
 store visits scanning the loyalty card (:func:`store_session`), email campaigns
 (:func:`email_session`), and the erasure request that ends some journeys.
 
+For the journeys stage (docs/journeys.md): a marketing opt-in early in some journeys
+(:func:`marketing_optin_session`), products viewed three times in a visit (:func:`revisit`),
+and open carts followed up by a reminder and/or a later purchase
+(:func:`generator.carts.play_cart`). A visitor who browses anonymously and logs in at checkout
+only glances at products (:func:`glances`): no high-intent decision falls minutes before that
+identity link.
+
 Examples
 --------
 >>> from generator.context import Generation
@@ -25,13 +32,16 @@ True
 
 from __future__ import annotations
 
-from generator.actions import app_open_payload, emit, identify, page_view, views
+from generator.actions import Ids, app_open_payload, emit, identify, page_view, views
 from generator.carts import play_cart
 from generator.catalog import CAMPAIGNS, CITIES, CURRENCY, REFERRERS, STORES, money
 from generator.context import Generation
 from generator.encoding import identifiers
 from generator.persons import Person, raw_email, raw_phone
 from generator.timing import SECOND_MS
+
+#: Share of web and app visits in which one product is viewed three times (:func:`revisit`).
+REVISIT_RATIO = 0.15
 
 
 def signup_session(g: Generation, p: Person, t: int) -> int:
@@ -62,6 +72,55 @@ def signup_session(g: Generation, p: Person, t: int) -> int:
         )
     known = identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0])
     return views(g, p, t, "web", known, g.rng.randint(0, 2))
+
+
+def marketing_optin_session(g: Generation, p: Person, t: int) -> int:
+    """A visit to the preference centre granting marketing consent (one ``consent_update`` on
+    the signup cookie, already linked to the account: it links nothing new)."""
+    tr = p.truth
+    ids = identifiers(customer_id=tr.customer_id, cookie_id=tr.cookie_ids[0])
+    emit(g, p, t, "consent_update", "web", ids, {"purpose": "marketing", "granted": True})
+    return t
+
+
+def revisit(g: Generation, p: Person, t: int, channel: str, ids: Ids, device: str | None = None) -> int:
+    """One product viewed three times in a row, each time briefly (a comparison: high intent by
+    views, not by dwell); returns the time after the last view."""
+    prod = g.product(p.truth.behaviour == "bargain_hunter")
+    for _ in range(3):
+        t = g.step(t)
+        dwell = g.rng.randint(2_000, 25_000)
+        emit(
+            g,
+            p,
+            t,
+            "product_view",
+            channel,
+            ids,
+            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
+            device,
+        )
+        t += dwell
+    return t
+
+
+def glances(g: Generation, p: Person, t: int, channel: str, ids: Ids, n: int, bargain: bool = False) -> int:
+    """``n`` brief views of distinct products (no high intent); returns the time after the last."""
+    pool = g.cheap if bargain else g.products
+    for prod in g.rng.sample(pool, min(n, len(pool))):
+        t = g.step(t)
+        dwell = g.rng.randint(2_000, 25_000)
+        emit(
+            g,
+            p,
+            t,
+            "product_view",
+            channel,
+            ids,
+            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
+        )
+        t += dwell
+    return t
 
 
 def crm_session(g: Generation, p: Person, t: int) -> int:
@@ -174,33 +233,59 @@ def web_session(
     long_dwell: bool = False,
     anonymous: bool = False,
     referrer: str | None = None,
+    followup: str | None = None,
+    reorder: bool = False,
 ) -> int:
     """A web visit on one of the person's cookies, logged in unless ``anonymous``.
 
-    ``cart``: play a cart with this outcome (:func:`generator.carts.play_cart`) at the end.
+    ``cart``: play a cart with this outcome (:func:`generator.carts.play_cart`, with
+    ``followup``) at the end; ``reorder``: then a second cart, purchased minutes later (two
+    orders on one day). Some visits view one product three times (:func:`revisit`).
     """
     tr = p.truth
     cookie = g.rng.choice(tr.cookie_ids)
     anon = identifiers(cookie_id=cookie)
     ids = identifiers(customer_id=tr.customer_id, cookie_id=cookie)
     page_view(g, p, t, anon if anonymous else ids, referrer)
-    t = views(g, p, t, "web", anon if anonymous else ids, g.rng.randint(1, 5), bargain, long_dwell)
+    if anonymous and cart in ("checkout", "purchase"):
+        # the visitor logs in at checkout, minutes later: no journey decision (high intent)
+        # just before that link (docs/journeys.md, "Identity changes")
+        t = glances(g, p, t, "web", anon, g.rng.randint(1, 4), bargain)
+    else:
+        t = views(g, p, t, "web", anon if anonymous else ids, g.rng.randint(1, 5), bargain, long_dwell)
+        if g.rng.random() < REVISIT_RATIO:
+            t = revisit(g, p, t, "web", anon if anonymous else ids)
     if cart is not None:
         t = g.step(t)
-        t = play_cart(g, p, t, "web", ids, cart, bargain, anonymous_ids=anon if anonymous else None)
+        t = play_cart(g, p, t, "web", ids, cart, bargain, anonymous_ids=anon if anonymous else None, followup=followup)
+    if reorder:
+        t = play_cart(g, p, g.step(t), "web", ids, "purchase", bargain)
     return t
 
 
-def app_session(g: Generation, p: Person, t: int, cart: str | None = None, bargain: bool = False) -> int:
-    """An app visit on one of the person's devices (logged in), maybe ending with a cart."""
+def app_session(
+    g: Generation,
+    p: Person,
+    t: int,
+    cart: str | None = None,
+    bargain: bool = False,
+    followup: str | None = None,
+    reorder: bool = False,
+) -> int:
+    """An app visit on one of the person's devices (logged in), maybe ending with a cart
+    (and ``reorder``: a second one purchased, as in :func:`web_session`)."""
     tr = p.truth
     device = g.rng.choice(tr.device_ids)
     ids = identifiers(customer_id=tr.customer_id, device_id=device)
     emit(g, p, t, "app_open", "app", ids, app_open_payload(g, p, device), device)
     t = views(g, p, t, "app", ids, g.rng.randint(1, 4), bargain, device=device)
+    if g.rng.random() < REVISIT_RATIO:
+        t = revisit(g, p, t, "app", ids, device)
     if cart is not None:
         t = g.step(t)
-        t = play_cart(g, p, t, "app", ids, cart, bargain, device=device)
+        t = play_cart(g, p, t, "app", ids, cart, bargain, device=device, followup=followup)
+    if reorder:
+        t = play_cart(g, p, g.step(t), "app", ids, "purchase", bargain, device=device)
     return t
 
 

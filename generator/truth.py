@@ -109,6 +109,16 @@ class CartTruth:
         Units left in the cart at its last event.
     value : float
         ``sum(quantity * unit_price)`` of what is left, rounded to cents (the purchase total).
+    marketing_consent : bool or None
+        The account's latest ``marketing`` consent when the cart was left (``None``: never
+        given nor refused, the default applies).
+    reminder_opened_at : int or None
+        A left (``open``) cart whose owner opened an email hours after the cart's deadline
+        (nothing else of theirs happens in between): its ``occurred_at``. It starts the
+        escalation timer if the abandonment was published.
+    recovered_at : int or None
+        A left cart bought in a later session (hours to 3 days after, within the recovery
+        window; then ``purchased`` is true): the purchase's ``occurred_at``.
     """
 
     cart_id: str
@@ -122,6 +132,20 @@ class CartTruth:
     order_id: str | None
     units: int
     value: float
+    marketing_consent: bool | None = None
+    reminder_opened_at: int | None = None
+    recovered_at: int | None = None
+
+    @property
+    def escalation_expected(self) -> bool:
+        """An escalation is planted: reminder opened, never bought, abandonment consented
+        (a logged-in cart: its person holds the account's consent)."""
+        return (
+            self.reminder_opened_at is not None
+            and self.recovered_at is None
+            and self.marketing_consent is True
+            and not self.anonymous
+        )
 
 
 @dataclass(frozen=True)
@@ -225,6 +249,10 @@ class GroundTruth:
         Events produced right after the same person's next event (adjacent swap in a session).
     topic_counts, event_type_counts, channel_counts : dict of str to int
         Records per topic (all kinds); valid events per type and per channel.
+    journeys : dict of str to int
+        What the journeys stage must find with its default settings (the counts of
+        :meth:`generator.journey_truth.JourneyTruth.counts`, late events dropped): sessions,
+        carts by final status, triggers. Empty in a ``truth.json`` written before journeys.
     """
 
     seed: int
@@ -239,6 +267,7 @@ class GroundTruth:
     topic_counts: dict[str, int]
     event_type_counts: dict[str, int]
     channel_counts: dict[str, int]
+    journeys: dict[str, int] = field(default_factory=dict)
 
     @property
     def duplicate_count(self) -> int:
@@ -296,7 +325,7 @@ class GroundTruth:
         dict
             Keys: ``format_version``, ``seed``, ``params``, ``summary``, ``persons``,
             ``valid_event_ids``, ``duplicates``, ``bad_records`` (error type -> list),
-            ``carts``, ``late_events``, ``out_of_order_event_ids``.
+            ``carts``, ``late_events``, ``out_of_order_event_ids``, ``journeys``.
         """
         bad: dict[str, list[dict[str, Any]]] = {}
         for t, items in self.bad_by_error_type().items():
@@ -322,6 +351,7 @@ class GroundTruth:
             "carts": [asdict(c) for c in self.carts],
             "late_events": [asdict(e) for e in self.late_events],
             "out_of_order_event_ids": list(self.out_of_order_event_ids),
+            "journeys": dict(self.journeys),
         }
 
     @classmethod
@@ -361,6 +391,7 @@ class GroundTruth:
             topic_counts=dict(s["topics"]),
             event_type_counts=dict(s["event_types"]),
             channel_counts=dict(s["channels"]),
+            journeys=dict(doc.get("journeys", {})),
         )
 
     def write(self, path: str | Path) -> Path:

@@ -199,9 +199,39 @@ class ProfilesConfig(FlinkJobSettings):
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
     half_life_ms: int = DEFAULT_HALF_LIFE_MS
+    # the journeys stage (docs/journeys.md)
+    sessions_topic: str = "journey.sessions"
+    triggers_topic: str = "journey.triggers"
+    late_topic: str = "journey.late"
+    out_of_orderness_ms: int = 10 * 60_000
+    idle_advance_ms: int = 5_000
+    session_gap_ms: int = 30 * 60_000
+    allowed_lateness_ms: int = 3_600_000
+    cart_timeout_ms: int = 30 * 60_000
+    escalation_timeout_ms: int = 24 * 3_600_000
+    recovery_window_ms: int = 7 * 24 * 3_600_000
+    high_intent_dwell_ms: int = 30_000
+    high_intent_views: int = 3
+    offer_engagement: int = 40
+    engagement_window_ms: int = 7 * 24 * 3_600_000
+    marketing_consent_default: bool = False
+
+    def journey_settings(self):
+        """The journeys stage's :class:`models.journeys.JourneySettings` from this config."""
+        from dataclasses import fields as _fields
+
+        from models.journeys import JourneySettings
+
+        return JourneySettings(**{f.name: getattr(self, f.name) for f in _fields(JourneySettings)})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        try:
+            self.journey_settings()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+        if self.out_of_orderness_ms < 0 or self.idle_advance_ms < 0:
+            raise ConfigError("out_of_orderness_ms and idle_advance_ms must not be negative")
         if self.bounded:
             raise ConfigError(
                 "the profiles job cannot run bounded: it reads its own feedback topic, "
@@ -212,11 +242,12 @@ class ProfilesConfig(FlinkJobSettings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
-        for name in ("identity_topic", "feedback_topic"):
+        topics = ("identity_topic", "feedback_topic", "sessions_topic", "triggers_topic", "late_topic")
+        for name in topics:
             if not _TOPIC.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid Kafka topic name")
-        if self.identity_topic == self.feedback_topic:
-            raise ConfigError("identity_topic and feedback_topic must differ")
+        if len({getattr(self, n) for n in topics}) != len(topics):
+            raise ConfigError(f"the topics {', '.join(topics)} must all differ")
         try:
             if re.fullmatch(self.input_topic_pattern, self.feedback_topic):
                 raise ConfigError(

@@ -75,6 +75,8 @@ class CommandKind(StrEnum):
     EVENT = "event"
     STATE = "state"
     TOUCH = "touch"
+    JOURNEY = "journey"  # a moved part of a journey state (models.journeys), for the journeys stage
+    TICK = "tick"  # no profile: carries event time forward when the input is idle
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class ProfileCommand:
     members: tuple[Node, ...] | None = None
     evict: tuple[Node, ...] = ()
     ghosts: tuple[str, ...] | None = None
+    #: identifiers moved into this profile by this command's event, with the number of moved
+    #: journey parts of each still on their way (the journeys stage waits for them)
+    incoming: tuple[tuple[Node, int], ...] = ()
+    #: event time of the command (the event's ``occurred_at``; for a tick, the time it declares)
+    at: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class RouterStore(ResolverStore):
     """The resolver's mappings plus, per raw component root, its live profile ids."""
 
     live: MutableMapping[Node, tuple[str, ...]] = field(default_factory=dict)
+    #: per identifier, journey parts evicted and not yet routed back (one per eviction)
+    inflight: MutableMapping[Node, int] = field(default_factory=dict)
 
 
 class IdentityRouter:
@@ -152,6 +161,7 @@ class IdentityRouter:
         owner = store.profile_of[atom]
         changed_members: dict[str, tuple[Node, ...]] = {}
         evict: dict[str, set[Node]] = {}
+        incoming: dict[str, dict[Node, int]] = {}
         ghosts: tuple[str, ...] | None = None
         if changes or roots_before != {root}:
             for c in changes:
@@ -162,6 +172,10 @@ class IdentityRouter:
                     old = c.from_ids[0]
                     evict.setdefault(old, set()).update(c.members)
                     changed_members[old] = _sorted_members(store.members.get(old, frozenset()), resolver)
+                    assert c.into is not None  # a merge or split names its new profile
+                    for n in c.members:  # every eviction sends one journey part per identifier
+                        store.inflight[n] = store.inflight.get(n, 0) + 1
+                        incoming.setdefault(c.into, {})[n] = store.inflight[n]
             for r in roots_before:
                 store.live.pop(r, None)
             nodes = resolver.component_nodes(root)
@@ -181,10 +195,27 @@ class IdentityRouter:
                     members=changed_members.get(pid),
                     evict=tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
                     ghosts=ghosts if pid in live else None,
+                    incoming=tuple(sorted(incoming.get(pid, {}).items())),
+                    at=int(event["occurred_at"]),
                 )
             )
         commands.sort(key=lambda c: (c.kind is CommandKind.EVENT, c.profile_id))
         return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
+
+    def route_journey(self, node: Node, part: bytes) -> ProfileCommand | None:
+        """Hand a moved journey part to ``node``'s profile now (None: an identifier the graph
+        never saw)."""
+        pid = self.store.profile_of.get(node)
+        left = self.store.inflight.get(node, 0) - 1
+        if left > 0:
+            self.store.inflight[node] = left
+        elif node in self.store.inflight:
+            del self.store.inflight[node]
+        if pid is None:
+            return None
+        return ProfileCommand(
+            profile_id=pid, kind=CommandKind.JOURNEY, version=self.resolver.version_of(node), atom=node, payload=part
+        )
 
     def route_state(self, atom: Node, aggregate: Any) -> ProfileCommand | None:
         """Tag an evicted atom's aggregate (passed through as given) with the atom's current

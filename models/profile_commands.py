@@ -2,10 +2,11 @@
 
 The router sends :class:`~models.identity_router.ProfileCommand` s to the profile operator,
 keyed by profile id, as :func:`encode_command` tuples (``COMMAND_TYPE`` in the operators):
-``(profile id, kind, version, JSON body, payload bytes)``. The JSON body carries the atom,
-the new members, the evicted identifiers and the ghost ids; the payload is the event's
-``NormalizedEvent`` bytes (``event``) or the moved atom's aggregate as a
-``journey.state.ProfileAggregate`` state record (``state``). These tuples only travel
+``(profile id, kind, version, JSON body, payload bytes, event time)``. The JSON body carries
+the atom, the new members, the evicted identifiers, the ghost ids and the incoming identifiers;
+the payload is the event's ``NormalizedEvent`` bytes (``event``), the moved atom's aggregate as
+a ``journey.state.ProfileAggregate`` state record (``state``) or a moved journey part as a
+``journey.state.JourneyState`` record (``journey``). These tuples only travel
 between two operators of one job (never into a savepoint: savepoints are aligned).
 
 Atoms that leave a profile go to the feedback topic (``journey.profile-moves``) as
@@ -50,9 +51,11 @@ def _aggregate_codec():
     return AGGREGATE_CODEC
 
 
-def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes]:
+def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes, int]:
     """The command as a Flink tuple (see the module docs)."""
     body: dict[str, Any] = {}
+    if cmd.incoming:
+        body["incoming"] = [[n[0], n[1], k] for n, k in cmd.incoming]
     if cmd.atom is not None:
         body["atom"] = cmd.atom
     if cmd.members is not None:
@@ -62,7 +65,7 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes]:
     if cmd.ghosts is not None:
         body["ghosts"] = cmd.ghosts
     kind = CommandKind(cmd.kind)
-    if kind is CommandKind.EVENT:
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY):
         payload = bytes(cmd.payload)
     elif kind is CommandKind.STATE:
         payload = (
@@ -70,19 +73,19 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes]:
         )
     else:
         payload = b""
-    return cmd.profile_id, kind.value, cmd.version, json.dumps(body, separators=(",", ":")), payload
+    return cmd.profile_id, kind.value, cmd.version, json.dumps(body, separators=(",", ":")), payload, cmd.at
 
 
 def decode_command(t: tuple) -> ProfileCommand:
     """A command from :func:`encode_command`; a ``state`` payload becomes a ProfileAggregate."""
-    pid, kind_name, version, body_json, payload = t
+    pid, kind_name, version, body_json, payload, at = t
     kind = CommandKind(kind_name)
     body = json.loads(body_json)
 
     def nodes(key: str) -> tuple[Node, ...] | None:
         return None if key not in body else tuple((n[0], n[1]) for n in body[key])
 
-    if kind is CommandKind.EVENT:
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY):
         value: Any = bytes(payload)
     elif kind is CommandKind.STATE:
         value = _aggregate_codec().decode(bytes(payload))
@@ -97,6 +100,8 @@ def decode_command(t: tuple) -> ProfileCommand:
         members=nodes("members"),
         evict=nodes("evict") or (),
         ghosts=tuple(body["ghosts"]) if "ghosts" in body else None,
+        incoming=tuple(((n[0], n[1]), n[2]) for n in body.get("incoming", ())),
+        at=at,
     )
 
 
@@ -134,3 +139,33 @@ def decode_moved_state(value: bytes) -> tuple[Node, bytes, str]:
         return (d["atom"][0], d["atom"][1]), aggregate, d["from"]
     rec = _catalog().decode(value, expect="MovedState")[1]
     return (rec["atom_type"], rec["atom_value"]), bytes(rec["aggregate"]), rec["from_profile_id"]
+
+
+def encode_journey_move(node: Node, part: bytes, from_profile: str) -> bytes:
+    """A feedback-topic value: a journey part (``journey.state.JourneyState`` record bytes)
+    leaving ``from_profile`` with ``node``."""
+    return (
+        _catalog()
+        .codec("JourneyMove")
+        .encode({"node_type": node[0], "node_value": node[1], "from_profile_id": from_profile, "part": part})
+    )
+
+
+def decode_feedback(value: bytes) -> tuple[CommandKind, Node, bytes]:
+    """``(kind, identifier, payload)`` of any feedback-topic value: a moved aggregate
+    (``state``: :func:`decode_moved_state`) or a moved journey part (``journey``).
+
+    >>> decode_feedback(encode_journey_move(("cookie_id", "ck1"), b"part", "p-1"))
+    (<CommandKind.JOURNEY: 'journey'>, ('cookie_id', 'ck1'), b'part')
+    >>> decode_feedback(encode_moved_state(("cookie_id", "ck1"), ProfileAggregate(profile_id="p-1"), "p-1"))[0]
+    <CommandKind.STATE: 'state'>
+    """
+    value = bytes(value)
+    if value[:1] != b"{":
+        name, rec = _catalog().decode(value)
+        if name == "JourneyMove":
+            return CommandKind.JOURNEY, (rec["node_type"], rec["node_value"]), bytes(rec["part"])
+        if name == "MovedState":
+            return CommandKind.STATE, (rec["atom_type"], rec["atom_value"]), bytes(rec["aggregate"])
+    atom, aggregate, _ = decode_moved_state(value)  # JSON of an older release, or an error
+    return CommandKind.STATE, atom, aggregate

@@ -24,28 +24,48 @@ from typing import Any, Iterable
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
-from models.identity_router import IdentityRouter, RouterStore
-from models.profile_commands import decode_moved_state, encode_command
+from models.identity_router import CommandKind, IdentityRouter, ProfileCommand, RouterStore
+from models.profile_commands import decode_feedback, encode_command
 from operators.counters import BufferedCounters
-from state.mapstate import CachedMapping, MapStateMapping, string_keyed_map_state
-from state.records import ROUTER_CODECS, ROUTER_KEYS, node_key, node_of
+from state.mapstate import STATE_VALUE, CachedMapping, MapStateMapping, string_keyed_map_state
+from state.records import ROUTER_CLOCK_CODEC, ROUTER_CODECS, ROUTER_KEYS, node_key, node_of
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
-#: (profile id, kind, version, JSON of atom/members/evict/ghosts, event or aggregate bytes)
-COMMAND_TYPE = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), BYTES])
+#: (profile id, kind, version, JSON of atom/members/evict/ghosts/incoming, payload bytes, event time)
+COMMAND_TYPE = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), BYTES, Types.LONG()])
 SOURCE_TYPE = Types.TUPLE([Types.STRING(), BYTES])  # (topic, value)
 IDENTITY_TAG = OutputTag("identity-events", BYTES)
 IDENTITY_KEY = "identity-graph"
 
 
 class RouteIdentity(KeyedProcessFunction):
-    def __init__(self, rules: IdentityRules, feedback_topic: str, cache_entries: int = 100_000) -> None:
+    """Parameters
+    ----------
+    rules : IdentityRules
+    feedback_topic : str
+        Values from this topic are moved state (``MovedState``, ``JourneyMove``), not events.
+    out_of_orderness_ms, idle_advance_ms : int
+        The watermark's bound (the job's generator after this operator) and the wall-clock
+        silence after which a *tick* command declares event time complete up to the newest
+        event seen (``docs/journeys.md``, Time). ``idle_advance_ms`` 0: no ticks.
+    """
+
+    def __init__(
+        self,
+        rules: IdentityRules,
+        feedback_topic: str,
+        cache_entries: int = 100_000,
+        out_of_orderness_ms: int = 0,
+        idle_advance_ms: int = 0,
+    ) -> None:
         self.rules = rules
         self.feedback_topic = feedback_topic
         self.cache_entries = cache_entries
+        self.out_of_orderness_ms, self.idle_advance_ms = out_of_orderness_ms, idle_advance_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
         # one constant key, one subtask: a write-through cache of decoded values in front of
@@ -64,6 +84,11 @@ class RouteIdentity(KeyedProcessFunction):
             }
         )
         self.router = IdentityRouter(self.rules, store)
+        self.clock_state = runtime_context.get_state(ValueStateDescriptor("router-clock", STATE_VALUE))
+        self.clock: dict[str, int] | None = None  # max_event_time, last_tick (loaded with the key)
+        self.stored_clock: dict[str, int] | None = None
+        self.input_since_check = False
+        self.next_check: int | None = None
         self.catalog = SchemaCatalog.load()
         self.identity_codec = self.catalog.codec("IdentityEvent")
         self.counters = BufferedCounters(
@@ -73,6 +98,9 @@ class RouteIdentity(KeyedProcessFunction):
                 "unresolvable",
                 "moved_states",
                 "orphan_states",
+                "journey_parts",
+                "orphan_journey_parts",
+                "ticks",
                 "commands",
                 "identity_events",
                 *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused")),
@@ -83,18 +111,28 @@ class RouteIdentity(KeyedProcessFunction):
         topic, raw = value[0], bytes(value[1])
         count = self.counters.inc
         self.counters.tick(ctx.timer_service())
+        self._watch_clock(ctx)
         if topic == self.feedback_topic:
-            count("moved_states")
-            atom, aggregate, _ = decode_moved_state(raw)
-            cmd = self.router.route_state(atom, aggregate)
+            kind, node, payload = decode_feedback(raw)
+            if kind is CommandKind.JOURNEY:
+                count("journey_parts")
+                cmd = self.router.route_journey(node, payload)
+                orphan = "orphan_journey_parts"
+            else:
+                count("moved_states")
+                cmd = self.router.route_state(node, payload)
+                orphan = "orphan_states"
             if cmd is None:
-                count("orphan_states")
+                count(orphan)
                 return
             count("commands")
             yield encode_command(cmd)
             return
         count("events")
         _, event = self.catalog.decode(raw, expect="NormalizedEvent")
+        clock = self._clock()
+        clock["max_event_time"] = max(clock["max_event_time"], event["occurred_at"])
+        self.input_since_check = True
         routed = self.router.route_event(event, payload=raw)
         for c in routed.changes:
             count(f"identity_{c.kind}")
@@ -109,5 +147,34 @@ class RouteIdentity(KeyedProcessFunction):
             yield encode_command(cmd)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
-        self.counters.on_timer(timestamp)  # the only timers here are the counters'
-        return []
+        self.counters.on_timer(timestamp)
+        if self.idle_advance_ms <= 0 or (self.next_check is not None and timestamp < self.next_check):
+            return  # a counters' timer
+        self.next_check = None
+        clock = self._clock()
+        if not self.input_since_check and clock["max_event_time"] > clock["last_tick"]:
+            clock["last_tick"] = clock["max_event_time"]
+            self.counters.inc("ticks")
+            # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
+            at = clock["max_event_time"] + self.out_of_orderness_ms + 1
+            yield encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at))
+        self.input_since_check = False
+        if clock != self.stored_clock:
+            self.clock_state.update(ROUTER_CLOCK_CODEC.encode(clock))
+            self.stored_clock = dict(clock)
+        self._watch_clock(ctx)
+
+    def _clock(self) -> dict[str, int]:
+        """The event-time clock (kept in state, written at most once per idle check)."""
+        if self.clock is None:
+            raw = self.clock_state.value()
+            self.clock = {"max_event_time": -1, "last_tick": -1} if raw is None else ROUTER_CLOCK_CODEC.decode(raw)
+            self.stored_clock = dict(self.clock)
+        return self.clock
+
+    def _watch_clock(self, ctx) -> None:
+        """Keep one idle-check timer pending."""
+        if self.idle_advance_ms > 0 and self.next_check is None:
+            now = ctx.timer_service().current_processing_time()
+            self.next_check = now + self.idle_advance_ms
+            ctx.timer_service().register_processing_time_timer(self.next_check)

@@ -42,6 +42,7 @@ from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
 from state.sinks import ProfileSink, Ticket
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
+_NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value)
 REPORT_TAG = OutputTag("lifecycle-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.INT()]))
 
 
@@ -104,6 +105,8 @@ class FoldProfiles(KeyedProcessFunction):
         return ProfileFold(pid, self.atoms, state, self.half_life_ms, self._decode)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        if value[1] in _NOT_MINE:
+            return  # the journeys stage's commands
         cmd = decode_command(value)
         count = self.counters.inc
         self.counters.tick(ctx.timer_service())

@@ -51,6 +51,7 @@ import fastavro
 
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_fingerprint
 from models.identity import Node, RefusedLink
+from models.journeys import JourneyState, state_of_record, state_record
 from models.profile import ProfileAggregate
 from models.profile_fold import FoldState
 
@@ -403,9 +404,13 @@ ROUTER_CODECS: dict[str, StateCodec[Any]] = {
     ),
     "refused": StateCodec("RefusedFlag", lambda b: {"refused": bool(b)}, lambda r: r["refused"]),
     "live": StateCodec("LiveProfiles", lambda pids: {"profile_ids": list(pids)}, lambda r: tuple(r["profile_ids"])),
+    "inflight": StateCodec("InFlightParts", lambda n: {"parts": n}, lambda r: r["parts"]),
 }
+#: route-identity ValueState router-clock: the event-time clock behind the idle ticks
+ROUTER_CLOCK_CODEC: StateCodec[dict[str, int]] = StateCodec("RouterClock", dict, dict)
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)
 FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_record, fold_state_of_record)
+JOURNEY_STATE_CODEC: StateCodec[JourneyState] = StateCodec("JourneyState", state_record, state_of_record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,10 +41,20 @@ def _primary_key(table: str) -> str:
 
 def test_cql_file_parses_into_the_expected_statements():
     heads = [re.match(r"CREATE (KEYSPACE|TABLE) IF NOT EXISTS ([\w.]+)", s).group(1, 2) for s in STATEMENTS]
-    assert heads == [("KEYSPACE", "journey"), ("TABLE", "journey.profiles"), ("TABLE", "journey.identity_links")]
+    assert heads == [
+        ("KEYSPACE", "journey"),
+        ("TABLE", "journey.profiles"),
+        ("TABLE", "journey.identity_links"),
+        ("TABLE", "journey.sessions"),
+        ("TABLE", "journey.carts"),
+        ("TABLE", "journey.triggers"),
+    ]
     assert all(p[0] == "journey" for p in TABLES.values())
     assert _primary_key("profiles") == "profile_id"
     assert _primary_key("identity_links") == "(identifier_type,identifier_value)"
+    assert _primary_key("sessions") == "(profile_id),started_at,session_id"
+    assert _primary_key("carts") == "(profile_id),cart_id"
+    assert _primary_key("triggers") == "(profile_id),fired_at,trigger_id"
     assert TABLES["identity_links"][2] == {
         "identifier_type": "text",
         "identifier_value": "text",
@@ -112,7 +122,7 @@ def test_keyspace_override_rewrites_only_keyspace_names():
     moved = load_statements(keyspace="journey_test_abc")
     assert re.match(r"CREATE KEYSPACE IF NOT EXISTS journey_test_abc\s+WITH\b", moved[0])
     assert all("journey." not in s.split("comment")[0] for s in moved)
-    assert [parse_create_table(s)[0] for s in moved[1:]] == ["journey_test_abc"] * 2
+    assert [parse_create_table(s)[0] for s in moved[1:]] == ["journey_test_abc"] * 5
     # string literals are left alone
     stmt = "CREATE TABLE IF NOT EXISTS journey.t (k text PRIMARY KEY) WITH comment = 'see journey.t'"
     assert rename_keyspace(stmt, "ks2").endswith("ks2.t (k text PRIMARY KEY) WITH comment = 'see journey.t'")
