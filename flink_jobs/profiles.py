@@ -23,12 +23,20 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import DataStream
+from pyflink.java_gateway import get_gateway
 
 from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
-from operators.identity_router import BYTES, COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
+from operators.identity_router import (
+    BYTES,
+    COMMAND_TYPE,
+    IDENTITY_KEY,
+    IDENTITY_TAG,
+    ROUTED_TYPE,
+    SOURCE_TYPE,
+    RouteIdentity,
+)
 from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
 from operators.profile_fold import MOVED_TAG, FoldProfiles
 from state.journey_store import CassandraJourneys, JourneyWriter
@@ -44,11 +52,25 @@ class ProfileStreams:
     late_events: DataStream  # LateEvent bytes -> cfg.late_topic
 
 
-class CommandTime(TimestampAssigner):
-    """Event time of a router command (its last field: the event's ``occurred_at``)."""
+def with_event_time(routed: DataStream, out_of_orderness_ms: int) -> DataStream:
+    """The router's ``(command, event time)`` pairs as commands with timestamps and bounded
+    out-of-orderness watermarks, all in the JVM and in the router's one subtask: one watermark
+    generator sees every event of the job (docs/journeys.md, Time).
 
-    def extract_timestamp(self, value, record_timestamp: int) -> int:
-        return value[5]
+    PyFlink's ``assign_timestamps_and_watermarks`` with a Python assigner would add a Python
+    operator at the job's parallelism, and a tick reaching one generator of several would not
+    move their minimum; Flink's own assigner for Python streams reads the pair's second field.
+    """
+    jvm = get_gateway().jvm
+    eventtime = jvm.org.apache.flink.streaming.api.functions.python.eventtime
+    strategy = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(out_of_orderness_ms))
+    j_timed = routed._j_data_stream.assignTimestampsAndWatermarks(
+        strategy._j_watermark_strategy.withTimestampAssigner(eventtime.CustomTimestampAssigner())
+    )
+    j_timed.name("event-time").uid("event-time").setParallelism(1)
+    j_commands = j_timed.map(eventtime.RemoveTimestampMapFunction(), COMMAND_TYPE.get_java_type_info())
+    j_commands.name("commands").uid("commands").setParallelism(1)
+    return DataStream(j_commands)
 
 
 def build_profiles(
@@ -71,26 +93,16 @@ def build_profiles(
     router = RouteIdentity(
         rules, cfg.feedback_topic, out_of_orderness_ms=cfg.out_of_orderness_ms, idle_advance_ms=cfg.idle_advance_ms
     )
-    commands = (
+    routed = (
         source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-        .process(router, output_type=COMMAND_TYPE)
+        .process(router, output_type=ROUTED_TYPE)
         .name("route-identity")
         .uid("route-identity")
         .set_parallelism(1)
     )
-    # one watermark generator where every partition meets (docs/journeys.md, Time)
-    timed = (
-        commands.assign_timestamps_and_watermarks(
-            WatermarkStrategy.for_bounded_out_of_orderness(
-                Duration.of_millis(cfg.out_of_orderness_ms)
-            ).with_timestamp_assigner(CommandTime())
-        )
-        .name("event-time")
-        .uid("event-time")
-        .set_parallelism(1)
-    )
+    commands = with_event_time(routed, cfg.out_of_orderness_ms)
     journeys = (
-        timed.key_by(lambda c: c[0], key_type=Types.STRING())
+        commands.key_by(lambda c: c[0], key_type=Types.STRING())
         .process(Journeys(cfg.journey_settings(), journey_store, rules, report), output_type=BYTES)
         .name("journeys")
         .uid("journeys")
@@ -103,7 +115,7 @@ def build_profiles(
     )
     # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
     # chains to route-identity and keeps journey.identity in resolution order
-    identity_events = commands.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
+    identity_events = routed.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
     moved = folded.get_side_output(MOVED_TAG).name("moved-atoms").union(journeys)
     return ProfileStreams(
         identity_events,

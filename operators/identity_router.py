@@ -8,7 +8,8 @@ through :class:`state.mapstate.MapStateMapping` (string keys, state records as v
 
 Input: ``(topic, value)`` from the job's Kafka source, either a NormalizedEvent or, from the
 feedback topic, a ``MovedState`` (an atom's aggregate that a profile evicted). Output:
-:data:`COMMAND_TYPE` tuples keyed by profile id (:mod:`models.profile_commands`), and
+:data:`ROUTED_TYPE`: :data:`COMMAND_TYPE` tuples keyed by profile id (:mod:`models.profile_commands`) with
+their event time, and
 ``journey.identity`` records (Avro ``IdentityEvent``) on :data:`IDENTITY_TAG`.
 
 Counters: ``events``, ``unresolvable`` (all identifiers blocked), ``moved_states``,
@@ -37,6 +38,9 @@ from state.records import ROUTER_CLOCK_CODEC, ROUTER_CODECS, ROUTER_KEYS, node_k
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 #: (profile id, kind, version, JSON of atom/members/evict/ghosts/incoming, payload bytes, event time)
 COMMAND_TYPE = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), BYTES, Types.LONG()])
+#: the router's output: (command, its event time), the form Flink's Java timestamp assigner for
+#: Python streams reads (``CustomTimestampAssigner``: field 1), so no Python call assigns it
+ROUTED_TYPE = Types.TUPLE([COMMAND_TYPE, Types.LONG()])
 SOURCE_TYPE = Types.TUPLE([Types.STRING(), BYTES])  # (topic, value)
 IDENTITY_TAG = OutputTag("identity-events", BYTES)
 IDENTITY_KEY = "identity-graph"
@@ -126,7 +130,7 @@ class RouteIdentity(KeyedProcessFunction):
                 count(orphan)
                 return
             count("commands")
-            yield encode_command(cmd)
+            yield encode_command(cmd), cmd.at
             return
         count("events")
         _, event = self.catalog.decode(raw, expect="NormalizedEvent")
@@ -144,7 +148,7 @@ class RouteIdentity(KeyedProcessFunction):
             yield IDENTITY_TAG, self.identity_codec.encode(ie.to_record())
         count("commands", len(routed.commands))
         for cmd in routed.commands:
-            yield encode_command(cmd)
+            yield encode_command(cmd), cmd.at
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         self.counters.on_timer(timestamp)
@@ -157,7 +161,7 @@ class RouteIdentity(KeyedProcessFunction):
             self.counters.inc("ticks")
             # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
             at = clock["max_event_time"] + self.out_of_orderness_ms + 1
-            yield encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at))
+            yield encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at)), at
         self.input_since_check = False
         if clock != self.stored_clock:
             self.clock_state.update(ROUTER_CLOCK_CODEC.encode(clock))

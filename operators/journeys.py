@@ -147,9 +147,10 @@ class Journeys(KeyedProcessFunction):
         yield from self._finish(journey, watermark, outs, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
-        self.counters.on_timer(timestamp)
         if ctx.time_domain() != TimeDomain.EVENT_TIME:
-            return  # the counters' processing-time timer
+            self.counters.on_timer(timestamp)  # the counters' processing-time timer
+            return
+        self.counters.tick(ctx.timer_service())  # what this timer counts is pushed too
         raw = self.state.value()
         if raw is None:
             return

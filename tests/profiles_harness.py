@@ -53,6 +53,11 @@ def normalized_records(persons: int, seed: int, salt: str = "profiles-salt-01234
     return out
 
 
+#: event-time bound of the tests' runs: they replay a generated calendar (two weeks) in seconds,
+#: and a backlog read by parallel subtasks interleaves it in any order (docs/journeys.md, Time)
+REPLAY_OUT_OF_ORDERNESS_MS = 30 * 24 * 3600 * 1000
+
+
 @dataclass(frozen=True)
 class ProfilesRun:
     topics: Topics  # the ingestion run whose journey.normalized the profiles job reads
@@ -60,10 +65,22 @@ class ProfilesRun:
     feedback: str
     keyspace: str
 
+    @property
+    def sessions(self) -> str:
+        return f"{self.topics.prefix}.sessions"
+
+    @property
+    def triggers(self) -> str:
+        return f"{self.topics.prefix}.triggers"
+
+    @property
+    def late(self) -> str:
+        return f"{self.topics.prefix}.late"
+
     @classmethod
     def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
         run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
-        ensure_topics(bootstrap, partitions=2, topics=(run.feedback,))
+        ensure_topics(bootstrap, partitions=2, topics=(run.feedback, run.sessions, run.triggers, run.late))
         ensure_topics(bootstrap, partitions=1, topics=(run.identity,))  # an ordered change log
         apply_schema(session, keyspace=run.keyspace)
         return run
@@ -80,6 +97,11 @@ class ProfilesRun:
             "JOURNEY_KEYSPACE": self.keyspace,
             "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
             "JOURNEY_COALESCE_MS": "500",
+            "JOURNEY_SESSIONS_TOPIC": self.sessions,
+            "JOURNEY_TRIGGERS_TOPIC": self.triggers,
+            "JOURNEY_LATE_TOPIC": self.late,
+            "JOURNEY_OUT_OF_ORDERNESS_MS": str(REPLAY_OUT_OF_ORDERNESS_MS),
+            "JOURNEY_IDLE_ADVANCE_MS": "5000",
         }
         env.update(extra)
         return env

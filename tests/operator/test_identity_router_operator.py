@@ -15,7 +15,7 @@ from models.identity import IdentityRules
 from models.identity_router import CommandKind, IdentityRouter
 from models.profile import ProfileAggregate
 from models.profile_commands import decode_command, decode_moved_state, encode_command, encode_moved_state
-from operators.identity_router import COMMAND_TYPE, IDENTITY_KEY, IDENTITY_TAG, SOURCE_TYPE, RouteIdentity
+from operators.identity_router import IDENTITY_KEY, IDENTITY_TAG, ROUTED_TYPE, SOURCE_TYPE, RouteIdentity
 from tests.operator.mini_cluster import thread_mode_env
 from tests.profile_oracle import events
 
@@ -54,10 +54,12 @@ def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -
         )
         .map(lambda r: (r[0], b64decode(r[1])), output_type=SOURCE_TYPE)  # bytes can't be a collection
         .key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-        .process(RouteIdentity(IdentityRules(), FEEDBACK), output_type=COMMAND_TYPE)
+        .process(RouteIdentity(IdentityRules(), FEEDBACK), output_type=ROUTED_TYPE)
     )
     as_text = Types.TUPLE([Types.STRING(), Types.STRING()])
-    both = commands.map(lambda c: ("command", b64encode(pickle.dumps(tuple(c))).decode()), output_type=as_text).union(
+    both = commands.map(
+        lambda c: ("command", b64encode(pickle.dumps(tuple(c[0]))).decode()), output_type=as_text
+    ).union(
         commands.get_side_output(IDENTITY_TAG).map(
             lambda b: ("identity", b64encode(bytes(b)).decode()), output_type=as_text
         )

@@ -84,10 +84,10 @@ def test_fold_operator_with_a_failed_write_restores_and_leaves_rows_equal_to_the
     evs = list(events())
     commands = commands_of(evs)
     assert any(c[1] == "state" for c in commands) and any('"members":[]' in c[3] for c in commands)
-    ticks = [(TICK, "touch", 1, '{"members":[]}', b"")] * TICKS
+    ticks = [(TICK, "touch", 1, '{"members":[]}', b"", 0)] * TICKS
     rows = [
-        (pid, kind, version, body, b64encode(payload).decode())
-        for pid, kind, version, body, payload in commands + ticks
+        (pid, kind, version, body, b64encode(payload).decode(), at)
+        for pid, kind, version, body, payload, at in commands + ticks
     ]
 
     writes = tmp_path / "writes.jsonl"
@@ -101,11 +101,11 @@ def test_fold_operator_with_a_failed_write_restores_and_leaves_rows_equal_to_the
             "restart-strategy.fixed-delay.delay": "500 ms",
         },
     )
-    as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING()])
+    as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
     folded = (
         env.from_collection(rows, type_info=as_text)
         .set_parallelism(1)
-        .map(lambda r: (r[0], r[1], r[2], r[3], b64decode(r[4])), output_type=COMMAND_TYPE)
+        .map(lambda r: (r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), output_type=COMMAND_TYPE)
         .set_parallelism(1)
         .map(_slow_ticks, output_type=COMMAND_TYPE)
         .set_parallelism(1)
