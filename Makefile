@@ -11,8 +11,8 @@ help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
 	@echo "make test    - setup if needed, lint (ruff check, ruff format --check, mypy), then unit, operator"
 	@echo "               (mini-cluster) and end-to-end (real stack) tests"
-	@echo "make bench   - ingestion and profiles throughput: Flink jobs (exactly-once) vs the same logic in a plain loop;"
-	@echo "               Cassandra writes per event, produce -> Cassandra latency p50/p99"
+	@echo "make bench   - ingestion, profiles and journeys throughput: Flink vs the same logic in a plain loop;"
+	@echo "               Cassandra writes per event, produce -> Cassandra latency, trigger due -> visible p50/p99"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
 	@echo "                                    and wipe the tests' own stack in .stack/test)"
@@ -72,6 +72,7 @@ chaos: setup
 bench: setup
 	@$(PY) -m bench.ingest_bench
 	@$(PY) -m bench.profiles_bench
+	@$(PY) -m bench.journeys_bench
 
 clean: reset
 	rm -rf .venv .stack

@@ -37,6 +37,7 @@ from confluent_kafka import Producer
 
 from k8s.topics import ensure_topics
 from local import stack
+from local.jobs import REPLAY_OUT_OF_ORDERNESS_MS
 from local.flink_cluster import (
     FlinkJobError,
     cancel,
@@ -97,7 +98,8 @@ class ProfilesJob:
         self.topic = f"{self.prefix}.normalized"
         self.keyspace = f"bench_{uuid.uuid4().hex[:10]}"
         self.session = session
-        ensure_topics(BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves"))
+        journeys = {f"JOURNEY_{n.upper()}_TOPIC": f"{self.prefix}.{n}" for n in ("sessions", "triggers", "late")}
+        ensure_topics(BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves", *journeys.values()))
         ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{self.prefix}.identity",))
         apply_schema(session, keyspace=self.keyspace)
         self._by_ids = session.prepare(
@@ -113,6 +115,9 @@ class ProfilesJob:
             "JOURNEY_KEYSPACE": self.keyspace,
             "JOURNEY_CHECKPOINT_INTERVAL_MS": str(checkpoint_ms),
             "JOURNEY_COALESCE_MS": str(coalesce_ms),
+            # the job's journeys stage: this run's topics, and the bound of a replay of history
+            "JOURNEY_OUT_OF_ORDERNESS_MS": str(REPLAY_OUT_OF_ORDERNESS_MS),
+            **journeys,
         }
         self.producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
         self.job_id: str | None = None

@@ -6,7 +6,10 @@ runs (unbounded; left alone if running, resumed from its checkpoint if it ran be
 ``local/jobs.py``), reads the outputs with ``read_committed`` until they hold this run's
 records and compares them with the generator's ground truth. Then makes sure the identity +
 profiles job runs the same way and waits until Cassandra holds this run's persons as an
-offline resolution says. Running it again feeds the same jobs with a new seed's events.
+offline resolution says, and until its journeys stage has published this run's sessions and
+triggers as the independent offline oracle (``generator/journey_truth.py``) computes them.
+Running it again feeds the same jobs with a new seed's events, later in event time (event
+time never goes back: ``.stack/demo/clock.json`` keeps where the last run ended).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import time
 from collections import Counter
 from typing import Callable, TypeVar
 
+from generator.journey_truth import JourneySettings as OracleJourneySettings
+from generator.journey_truth import JourneyTruth, journey_truth
 from generator.produce import produce
 from generator.synth import generate
+from generator.timing import DAY_MS, DEFAULT_BASE_TIME_MS
 from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import REST, FlinkJobError
@@ -30,6 +36,7 @@ from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
 from state.cassandra_schema import apply_schema, connect
+from state.journey_store import JourneyStore
 from state.profile_store import TRAIT_COLUMNS, ProfileStore
 
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
@@ -125,26 +132,31 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--persons must be at least 1")
     seed = args.seed if args.seed is not None else int(time.time())
 
-    print("1/7 local stack (Kafka, Cassandra, Flink)")
+    print("1/8 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     print(
-        "2/7 topics:",
+        "2/8 topics:",
         ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
         f"| Cassandra schema: {len(apply_schema('127.0.0.1', port=stack.CASSANDRA_PORT))} statements applied (keyspace journey)",
     )
-    print(f"3/7 generating {args.persons} persons (seed {seed}) and producing to journey.events.*")
-    ds = generate(seed=seed, persons=args.persons)
+    base_time_ms, days = calendar()
+    print(
+        f"3/8 generating {args.persons} persons (seed {seed}, {days} days from {_iso(base_time_ms)}) "
+        f"and producing to journey.events.*"
+    )
+    ds = generate(seed=seed, persons=args.persons, base_time_ms=base_time_ms, days=days)
+    _save_calendar_end(max(r.occurred_at for r in ds.records if r.kind == "valid" and r.occurred_at))
     out_dir = stack.STACK / "demo" / str(seed)
     ds.truth.write(out_dir / "truth.json")
     report = produce(ds, BOOTSTRAP, rate=args.rate)
     print(f"  produced {report.delivered} records in {report.elapsed_s:.1f}s; ground truth in {out_dir / 'truth.json'}")
     print(
-        "4/7 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
+        "4/8 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
     )
     jid, how = ensure_job("ingestion", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {jid} {how}; watch it at {REST}/#/job/running/{jid}/overview")
-    print("5/7 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
+    print("5/8 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
     catalog = SchemaCatalog.load()
     bad_raw = {b.raw for b in ds.truth.bad_records}
     mine, dlq, job_s = wait_for_outputs(catalog, set(ds.truth.valid_event_ids), bad_raw)
@@ -176,11 +188,17 @@ def main(argv: list[str] | None = None) -> int:
         print("  a normalized event (email/phone only as salted hashes):")
         print("   ", json.dumps({k: sample[k] for k in ("event_id", "event_type", "channel", "identifiers")})[:400])
     print()
-    print("6/7 identity + profiles job (unbounded)")
+    print("6/8 identity + profiles + journeys job (unbounded)")
     pjid, how = ensure_job("profiles", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {pjid} {how}; watch it at {REST}/#/job/running/{pjid}/overview")
-    print("7/7 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
+    print("7/8 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
     ok = show_profiles(mine) and ok
+    print()
+    print(
+        "8/8 waiting until the journeys stage has decided this run (journey.sessions, journey.triggers, "
+        "read_committed; Cassandra sessions, carts, triggers)"
+    )
+    ok = show_journeys(catalog, mine) and ok
     print()
     print(
         f"Flink web UI: {REST}  (ingestion {jid} and profiles {pjid} keep running: a later "
@@ -252,6 +270,105 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
     if row is not None:
         for name, value in _cql_traits(row).items():
             print(f"    {name:<24} {value}")
+    return ok
+
+
+def calendar() -> tuple[int, int]:
+    """(base time, days) of this run's data set: after the last run's (event time never goes
+    back in a running job: older events would be late), 14 days, fewer when that would
+    reach the wall clock."""
+    path = stack.STACK / "demo" / "clock.json"
+    last_end = json.loads(path.read_text())["calendar_end_ms"] if path.exists() else None
+    base = DEFAULT_BASE_TIME_MS if last_end is None else max(DEFAULT_BASE_TIME_MS, last_end + DAY_MS)
+    room_days = (int(time.time() * 1000) - base) // DAY_MS - 1
+    if room_days < 1:
+        raise stack.StackError(
+            f"the demo's synthetic calendar has caught up with the wall clock ({_iso(base)}): the jobs' event "
+            f"time cannot go back; wipe the stack with `make reset` to start the calendar again"
+        )
+    return base, int(min(14, room_days))
+
+
+def _save_calendar_end(end_ms: int) -> None:
+    path = stack.STACK / "demo" / "clock.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"calendar_end_ms": end_ms}))
+
+
+def _iso(ms: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+
+
+def show_journeys(catalog: SchemaCatalog, events: list[dict], timeout_s: float = 300) -> bool:
+    """Poll journey.triggers and journey.sessions until they hold what the offline oracle says
+    about ``events`` (this run's); print the counts beside it, and Cassandra's rows."""
+    want = journey_truth(events, (), OracleJourneySettings())
+    streams = {f"{t}:{v}" for e in events for t, v in e["identifiers"].items() if v is not None}
+    want_published = {t["trigger_id"] for t in want.triggers if not t["suppressed"]}
+    want_sessions = {s["session_id"] for s in want.sessions if s["closed"]}
+
+    def read() -> tuple[list[dict], list[dict], list[dict]]:
+        mine = [t for t in _decodable(catalog, "journey.triggers") if t.get("stream") in streams]
+        sessions = [x for x in _decodable(catalog, "journey.sessions") if x.get("stream") in streams]
+        late = [x for x in _decodable(catalog, "journey.late") if x["event_id"] in {e["event_id"] for e in events}]
+        return mine, sessions, late
+
+    (triggers, sessions, late), _ = _watch(
+        read,
+        lambda r: (
+            {t["trigger_id"] for t in r[0]} >= want_published and {x["session_id"] for x in r[1]} >= want_sessions
+        ),
+        lambda r: f"  {len(r[0])} of {len(want_published)} triggers, {len(r[1])} of {len(want_sessions)} sessions",
+        timeout_s,
+        3,
+    )
+    time.sleep(3)  # anything extra (a trigger twice) would show now
+    triggers, sessions, late = read()
+    with JourneyStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as js:
+        stored = {t: [r for r in js.all_rows(t) if r["stream"] in streams] for t in ("sessions", "carts", "triggers")}
+    return _print_journeys(want, triggers, sessions, late, stored)
+
+
+def _print_journeys(want: JourneyTruth, triggers, sessions, late, stored) -> bool:
+    def kind(rows, k: str, suppressed: bool = False) -> int:
+        return sum(1 for t in rows if t["kind"] == k and bool(t["suppressed"]) == suppressed)
+
+    oracle_published = [t for t in want.triggers if not t["suppressed"]]
+    carts = Counter(c["status"] for c in stored["carts"])
+    want_carts = Counter(c["status"] for c in want.carts)
+    session_ids = {x["session_id"] for x in sessions}
+    rows = [
+        ("sessions (closed)", len(session_ids), sum(1 for x in want.sessions if x["closed"])),
+        ("carts abandoned", carts["abandoned"] + carts["recovered"], want_carts["abandoned"] + want_carts["recovered"]),
+        ("carts purchased", carts["purchased"], want_carts["purchased"]),
+        ("carts recovered", carts["recovered"], want_carts["recovered"]),
+        ("cart_abandoned published", kind(triggers, "cart_abandoned"), kind(oracle_published, "cart_abandoned")),
+        (
+            "escalations published",
+            kind(triggers, "cart_abandoned_escalation"),
+            kind(oracle_published, "cart_abandoned_escalation"),
+        ),
+        ("recoveries published", kind(triggers, "cart_recovered"), kind(oracle_published, "cart_recovered")),
+        ("high intent published", kind(triggers, "high_intent"), kind(oracle_published, "high_intent")),
+        (
+            "suppressed (marketing)",
+            sum(1 for t in stored["triggers"] if t["suppressed"]),
+            sum(1 for t in want.triggers if t["suppressed"]),
+        ),
+        ("late (beyond lateness)", len(late), len(want.late_dropped)),
+    ]
+    ok = True
+    for label, got, expected in rows:
+        ok = ok and got == expected
+        print(f"  {label:<26} {got:>6}  expected {expected:<6} {'OK' if got == expected else 'MISMATCH'}")
+    ids = [t["trigger_id"] for t in triggers]
+    exact = len(ids) == len(set(ids)) and set(ids) == {t["trigger_id"] for t in oracle_published}
+    ok = ok and exact
+    print(f"  every trigger exactly once and as the oracle says: {'OK' if exact else 'MISMATCH'}")
+    sample = next((t for t in triggers if t["kind"] == "cart_abandoned"), None)
+    if sample is not None:
+        print("  a published trigger:")
+        print("   ", json.dumps({k: v for k, v in sample.items() if v is not None})[:500])
     return ok
 
 

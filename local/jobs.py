@@ -63,6 +63,14 @@ def demo_salt() -> str:
     return path.read_text().strip()
 
 
+#: the journeys stage's event-time bound on this stack (JOURNEY_OUT_OF_ORDERNESS_MS unless set):
+#: the local stack is fed generated history, weeks of event time produced in seconds, which the
+#: parallel jobs and the read of a backlog interleave in any order; a bound beyond the calendar
+#: makes every decision wait for the idle tick at the end of the replay, then come out in exact
+#: event-time order (docs/journeys.md, Time). Live traffic uses the job's default (10 min).
+REPLAY_OUT_OF_ORDERNESS_MS = 30 * 24 * 3600 * 1000
+
+
 @dataclass(frozen=True)
 class JobKind:
     """How to run one of the project's jobs and what proves it already processed input."""
@@ -84,7 +92,7 @@ KINDS: dict[str, JobKind] = {
         "flink_jobs.profiles",
         ProfilesConfig.from_env,
         lambda cfg: cfg.source_topic_pattern(),
-        lambda cfg: (cfg.identity_topic,),
+        lambda cfg: (cfg.identity_topic, cfg.sessions_topic, cfg.triggers_topic),
     ),
 }
 
@@ -259,6 +267,8 @@ def ensure_job(
     env = stack_job_env(job_env)
     if kind == "ingestion":
         env.setdefault("JOURNEY_PII_SALT", demo_salt())
+    else:
+        env.setdefault("JOURNEY_OUT_OF_ORDERNESS_MS", str(REPLAY_OUT_OF_ORDERNESS_MS))
     cfg = spec.config(env)
     name = cfg.job_name
     active = active_job(name)

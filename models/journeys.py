@@ -500,6 +500,10 @@ class Journey:
             "reason": "beyond_allowed_lateness",
         }
 
+    def buffer_event(self, fact: Fact) -> None:
+        """Keep an event for :meth:`advance` (the operator hands over the ones it kept itself)."""
+        self._buffer(fact)
+
     def _buffer(self, fact: Fact) -> None:
         buf = self.state.buffer
         if any(f.event_id == fact.event_id for f in buf):
@@ -551,6 +555,10 @@ class Journey:
                 out += self._handle_due(*due)
             else:
                 break
+        # what no decision at or after ``to`` can need (a late event within the lateness included)
+        margin = self.s.allowed_lateness_ms
+        st.recent = [r for r in st.recent if r.started_at > to - self.s.engagement_window_ms - margin]
+        st.opens = [o for o in st.opens if o.at > to - self.s.recovery_window_ms - margin]
         return out + self._flush_carts()
 
     # ---- one event -----------------------------------------------------------------------
@@ -953,6 +961,41 @@ def node_of_key(key: str) -> Node:
     return (t, v)
 
 
+def fact_record(f: Fact) -> dict[str, Any]:
+    """A buffered event as a ``journey.state.JourneyFact`` record."""
+    return dataclasses.asdict(f) | {
+        "stream": None if f.stream is None else node_key(f.stream),
+        "atom": node_key(f.atom),
+        "ids": list(f.ids),
+    }
+
+
+def fact_of_record(f: Mapping[str, Any]) -> Fact:
+    """>>> f = Fact("e1", 5, "page_view", "web", ("cookie_id", "c"), ("cookie_id", "c"), ("cookie_id:c",))
+    >>> fact_of_record(fact_record(f)) == f
+    True
+    """
+    return Fact(
+        **(
+            dict(f)
+            | {
+                "stream": None if f["stream"] is None else node_of_key(f["stream"]),
+                "atom": node_of_key(f["atom"]),
+                "ids": tuple(f["ids"]),
+            }
+        )
+    )
+
+
+def buffer_key(f: Fact) -> str:
+    """A buffered event's key in the operator's MapState: time (20 digits), then event id.
+
+    >>> buffer_key(Fact("e1", 5, "page_view", "web", None, ("cookie_id", "c")))
+    '00000000000000000005:e1'
+    """
+    return f"{f.at:020d}:{f.event_id}"
+
+
 def state_record(st: JourneyState) -> dict[str, Any]:
     """The state as a ``journey.state.JourneyState`` record (plain dicts and lists).
 
@@ -962,11 +1005,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
     True
     """
     return {
-        "buffer": [
-            dataclasses.asdict(f)
-            | {"stream": None if f.stream is None else node_key(f.stream), "atom": node_key(f.atom), "ids": list(f.ids)}
-            for f in st.buffer
-        ],
+        "buffer": [fact_record(f) for f in st.buffer],
         "sessions": [dataclasses.asdict(x) for x in st.sessions],
         "carts": [dataclasses.asdict(c) for c in st.carts],
         "intents": [dataclasses.asdict(x) for x in st.intents],
@@ -981,19 +1020,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
 def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
     """The inverse of :func:`state_record` (records of older versions come resolved)."""
     return JourneyState(
-        buffer=[
-            Fact(
-                **(
-                    f
-                    | {
-                        "stream": None if f["stream"] is None else node_of_key(f["stream"]),
-                        "atom": node_of_key(f["atom"]),
-                        "ids": tuple(f["ids"]),
-                    }
-                )
-            )
-            for f in rec["buffer"]
-        ],
+        buffer=[fact_of_record(f) for f in rec["buffer"]],
         sessions=[Session(**x) for x in rec["sessions"]],
         carts=[Cart(**(c | {"lines": [CartLine(**ln) for ln in c["lines"]]})) for c in rec["carts"]],
         intents=[PendingIntent(**x) for x in rec["intents"]],

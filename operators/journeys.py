@@ -2,10 +2,14 @@
 
 Input: the router's commands (:mod:`models.profile_commands`), with event-time timestamps
 and watermarks assigned right after the router. Per profile one ValueState, the
-``JourneyState`` record (:data:`state.records.JOURNEY_STATE_CODEC`), and event-time timers at
-the next due time (:meth:`models.journeys.Journey.next_due`). Per command: one state read
-and at most one write; commands that do not concern the journey (a ``touch`` with no
-identity change, a fold's ``state``, a ``tick``) touch no state.
+``JourneyState`` record (:data:`state.records.JOURNEY_STATE_CODEC`: sessions, carts, the
+person's history), a MapState of the events waiting for the watermark (``JourneyFact``
+records by :func:`models.journeys.buffer_key`) and event-time timers at each waiting event
+and at the next due time (:meth:`models.journeys.Journey.next_due`). An event that is not late
+costs one MapState write and a timer, and no read; the ValueState is read and written once
+per timer that finds work, per late event and per identity change. Commands that do not
+concern the journey (a ``touch`` with no identity change, a fold's ``state``, a ``tick``)
+touch no state.
 
 Outputs: the moved journey parts (main output, ``JourneyMove`` bytes for the feedback
 topic); published sessions, consented triggers and late events as Avro bytes on
@@ -14,8 +18,9 @@ topic); published sessions, consented triggers and late events as Avro bytes on
 synchronously: a write is done before the checkpoint that covers the decision, and is
 idempotent when a replay makes it again.
 
-With ``report=True`` the operator also emits ``(profile id, holds state, next due time or
--1)`` on :data:`REPORT_TAG` after every command and timer (tests: nothing left behind).
+With ``report=True`` the operator also emits ``(profile id, holds journey state, next due
+time or -1)`` on :data:`REPORT_TAG` after every command and timer (tests: nothing left behind
+but the person's history of links and consent).
 
 Counters: ``commands``, ``events``, ``late_applied``, ``late_dropped``, ``sessions``,
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
@@ -42,6 +47,7 @@ from models.journeys import (
     Out,
     SessionOut,
     TriggerOut,
+    buffer_key,
     fact_of,
     node_key,
 )
@@ -49,8 +55,8 @@ from models.profile_commands import decode_command, encode_journey_move
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.journey_store import JourneyWriter
-from state.mapstate import STATE_VALUE
-from state.records import JOURNEY_STATE_CODEC
+from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
+from state.records import JOURNEY_FACT_CODEC, JOURNEY_STATE_CODEC
 
 SESSIONS_TAG = OutputTag("sessions", BYTES)
 TRIGGERS_TAG = OutputTag("triggers", BYTES)
@@ -85,6 +91,9 @@ class Journeys(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("journey", STATE_VALUE))
+        # events waiting for the watermark: one MapState entry each (written once, read once)
+        self.buffer_state = runtime_context.get_map_state(string_keyed_map_state("journey-buffer"))
+        self.buffer = MapStateMapping(self.buffer_state, JOURNEY_FACT_CODEC)
         self.catalog = SchemaCatalog.load()
         self.session_codec = self.catalog.codec("Session")
         self.trigger_codec = self.catalog.codec("Trigger")
@@ -119,11 +128,27 @@ class Journeys(KeyedProcessFunction):
         if kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
             return
         self.counters.inc("commands")
+        timers = ctx.timer_service()
+        watermark = timers.current_watermark()
+        fact = None
+        if kind is CommandKind.EVENT:
+            self.counters.inc("events")
+            assert cmd.atom is not None
+            event = self.catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
+            fact = fact_of(event, cmd.atom, self.rules)
+            if fact.at > watermark:  # the usual case: one state write and a timer, nothing read
+                self.buffer[buffer_key(fact)] = fact
+                timers.register_event_time_timer(fact.at)
+                fact = None
+                if not (cmd.evict or cmd.incoming):
+                    return
+            elif fact.at > watermark - self.settings.allowed_lateness_ms:
+                self.counters.inc("late_applied")
         pid = cmd.profile_id
-        raw = self.state.value()
-        journey = Journey(pid, JourneyState() if raw is None else JOURNEY_STATE_CODEC.decode(raw), self.settings)
-        watermark = ctx.timer_service().current_watermark()
+        journey = Journey(pid, self._state(), self.settings)
         outs: list[Out] = []
+        if cmd.evict or kind is CommandKind.JOURNEY:
+            self._load(journey, None)  # a move takes buffered events along
         if cmd.incoming:
             journey.expect({node_key(n): k for n, k in cmd.incoming})
         if cmd.evict:
@@ -132,13 +157,7 @@ class Journeys(KeyedProcessFunction):
             for node, part in parts:
                 self.counters.inc("parts_sent")
                 yield encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
-        if kind is CommandKind.EVENT:
-            self.counters.inc("events")
-            assert cmd.atom is not None
-            event = self.catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
-            fact = fact_of(event, cmd.atom, self.rules)
-            if fact.at <= watermark and fact.at > watermark - self.settings.allowed_lateness_ms:
-                self.counters.inc("late_applied")
+        if fact is not None:
             outs += journey.on_event(fact, watermark)
         elif kind is CommandKind.JOURNEY:
             self.counters.inc("parts_received")
@@ -151,18 +170,36 @@ class Journeys(KeyedProcessFunction):
             self.counters.on_timer(timestamp)  # the counters' processing-time timer
             return
         self.counters.tick(ctx.timer_service())  # what this timer counts is pushed too
-        raw = self.state.value()
-        if raw is None:
-            return
-        journey = Journey(ctx.get_current_key(), JOURNEY_STATE_CODEC.decode(raw), self.settings)
+        journey = Journey(ctx.get_current_key(), self._state(), self.settings)
         yield from self._finish(journey, ctx.timer_service().current_watermark(), [], ctx)
 
+    def _state(self) -> JourneyState:
+        raw = self.state.value()
+        return JourneyState() if raw is None else JOURNEY_STATE_CODEC.decode(raw)
+
+    def _load(self, journey: Journey, upto: int | None) -> None:
+        """Move the buffered events at or before ``upto`` (None: all) from the MapState into the
+        model, which processes them in event-time order."""
+        taken = []
+        for key in list(self.buffer):
+            if upto is None or int(key.split(":", 1)[0]) <= upto:
+                taken.append(key)
+        for key in taken:
+            journey.buffer_event(self.buffer.pop(key))
+
     def _finish(self, journey: Journey, watermark: int, outs: list[Out], ctx) -> Iterable[Any]:
-        """Advance to the watermark, emit and write what came out, store the state, arm the
-        next timer."""
+        """Advance to the watermark, emit and write what came out, store the state (events not
+        yet due back in the buffer), arm the next timer."""
+        if not journey.state.pending:
+            self._load(journey, watermark)
         outs = outs + journey.advance(watermark)
         yield from self._emit(outs)
         st = journey.state
+        for f in st.buffer:  # not due yet (or held): back to the MapState
+            self.buffer[buffer_key(f)] = f
+            if f.at > watermark:
+                ctx.timer_service().register_event_time_timer(f.at)
+        st.buffer = []
         if st.is_empty():
             self.state.clear()
         else:
@@ -171,7 +208,8 @@ class Journeys(KeyedProcessFunction):
         if due is not None and due > watermark:
             ctx.timer_service().register_event_time_timer(due)
         if self.report:
-            yield REPORT_TAG, (journey.profile_id, not st.is_empty(), -1 if due is None else due)
+            holds = st.holds_journey() or not self.buffer_state.is_empty()
+            yield REPORT_TAG, (journey.profile_id, holds, -1 if due is None else due)
 
     def _emit(self, outs: list[Out]) -> Iterable[Any]:
         count = self.counters.inc

@@ -51,7 +51,7 @@ import fastavro
 
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_fingerprint
 from models.identity import Node, RefusedLink
-from models.journeys import JourneyState, state_of_record, state_record
+from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
 from models.profile_fold import FoldState
 
@@ -411,6 +411,8 @@ ROUTER_CLOCK_CODEC: StateCodec[dict[str, int]] = StateCodec("RouterClock", dict,
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)
 FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_record, fold_state_of_record)
 JOURNEY_STATE_CODEC: StateCodec[JourneyState] = StateCodec("JourneyState", state_record, state_of_record)
+#: journeys MapState journey-buffer: events waiting for the watermark, by models.journeys.buffer_key
+JOURNEY_FACT_CODEC: StateCodec[Fact] = StateCodec("JourneyFact", fact_record, fact_of_record)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from generator.synth import generate
 from k8s.topics import ensure_topics
+from local.jobs import REPLAY_OUT_OF_ORDERNESS_MS  # the tests replay generated history too
 from local.kafka_read import read_committed
 from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
@@ -22,6 +23,9 @@ from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from models.identity import observation_of, resolve
 from tests.profile_oracle import RULES, assert_same, oracle
+from generator.journey_truth import JourneySettings as OracleJourneySettings
+from generator.journey_truth import JourneyTruth, journey_truth
+from state.journey_store import JourneyStore
 
 
 @lru_cache(maxsize=4)
@@ -51,11 +55,6 @@ def normalized_records(persons: int, seed: int, salt: str = "profiles-salt-01234
             seen.add(res.event_id)
             out.append(res.value)
     return out
-
-
-#: event-time bound of the tests' runs: they replay a generated calendar (two weeks) in seconds,
-#: and a backlog read by parallel subtasks interleaves it in any order (docs/journeys.md, Time)
-REPLAY_OUT_OF_ORDERNESS_MS = 30 * 24 * 3600 * 1000
 
 
 @dataclass(frozen=True)
@@ -210,3 +209,143 @@ def identity_differences(identity_events: list[dict], events: list[dict]) -> lis
     if self_merges:
         out.append(f"journey.identity: {len(self_merges)} profile_merged records name one profile twice")
     return out
+
+
+# ---------------------------------------------------------------------------- journeys
+
+SESSION_FIELDS = (
+    "session_id",
+    "stream",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "events",
+    "page_views",
+    "product_views",
+    "dwell_ms",
+    "searches",
+    "cart_adds",
+    "checkouts",
+    "purchases",
+    "revenue",
+    "channels",
+    "first_referrer",
+    "first_campaign",
+    "engagement",
+)
+TRIGGER_FIELDS = (
+    "trigger_id",
+    "kind",
+    "fired_at",
+    "stream",
+    "cart_id",
+    "session_id",
+    "product_id",
+    "reason",
+    "action",
+    "engagement",
+    "value",
+    "items",
+    "time_to_recovery_ms",
+    "message_opened",
+    "suppressed",
+    "suppression_reason",
+)
+
+
+def comparable_trigger(t: dict[str, Any]) -> dict[str, Any]:
+    """A trigger (Kafka, Cassandra or oracle) with the fields the oracle decides, items as tuples."""
+
+    def items(v: Any) -> Any:
+        return None if v is None else [tuple(i.values()) if isinstance(i, dict) else tuple(i) for i in v]
+
+    return {k: items(t[k]) if k == "items" else t[k] for k in TRIGGER_FIELDS}
+
+
+def latest_sessions(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The highest version of each session."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in records:
+        if r["session_id"] not in out or r["version"] > out[r["session_id"]]["version"]:
+            out[r["session_id"]] = r
+    return out
+
+
+@dataclass
+class JourneyOutputs:
+    triggers: list[dict]  # journey.triggers, committed, in offset order per partition
+    sessions: list[dict]  # journey.sessions, committed
+    late: list[dict]  # journey.late, committed
+    tables: dict[str, list[dict]]  # Cassandra sessions, carts, triggers
+
+
+def read_journey_outputs(bootstrap: str, session, run: ProfilesRun) -> JourneyOutputs:
+    catalog = SchemaCatalog.load()
+
+    def topic(name: str) -> list[dict]:
+        return [catalog.decode(r.value)[1] for r in read_committed(bootstrap, name)]
+
+    store = JourneyStore(session, run.keyspace)
+    tables = {t: store.all_rows(t) for t in ("sessions", "carts", "triggers")}
+    return JourneyOutputs(topic(run.triggers), topic(run.sessions), topic(run.late), tables)
+
+
+def journey_differences(got: JourneyOutputs, want: JourneyTruth) -> list[str]:
+    """Where the journeys outputs differ from the oracle (empty: equal): every published
+    trigger exactly once and equal, the closed sessions' latest versions equal field by
+    field, and Cassandra holding every session, every trigger (suppressed too) and each
+    cart's final status."""
+    out = []
+    ids = [t["trigger_id"] for t in got.triggers]
+    if len(ids) != len(set(ids)):
+        out.append(f"journey.triggers: {len(ids) - len(set(ids))} triggers published more than once")
+    published = {t["trigger_id"]: comparable_trigger(t) for t in got.triggers}
+    want_published = {t["trigger_id"]: comparable_trigger(t) for t in want.triggers if not t["suppressed"]}
+    if published != want_published:
+        wrong = sum(1 for k in set(published) & set(want_published) if published[k] != want_published[k])
+        out.append(
+            f"journey.triggers: {len(set(want_published) - set(published))} missing, "
+            f"{len(set(published) - set(want_published))} extra, {wrong} different of {len(want_published)}"
+        )
+    want_sessions = {s["session_id"]: {k: s[k] for k in SESSION_FIELDS} for s in want.sessions if s["closed"]}
+    for name, rows in (("journey.sessions", got.sessions), ("Cassandra sessions", got.tables["sessions"])):
+        sessions = {sid: {k: s[k] for k in SESSION_FIELDS} for sid, s in latest_sessions(rows).items()}
+        if sessions != want_sessions:
+            wrong = sum(1 for k in set(sessions) & set(want_sessions) if sessions[k] != want_sessions[k])
+            out.append(
+                f"{name}: {len(set(want_sessions) - set(sessions))} missing, "
+                f"{len(set(sessions) - set(want_sessions))} extra, {wrong} different of {len(want_sessions)}"
+            )
+    stored = {t["trigger_id"]: comparable_trigger(t) for t in got.tables["triggers"]}
+    if stored != {t["trigger_id"]: comparable_trigger(t) for t in want.triggers}:
+        out.append(f"Cassandra triggers: {len(stored)} rows differ from the oracle's {len(want.triggers)}")
+    carts = {c["cart_id"]: c["status"] for c in got.tables["carts"]}
+    want_carts = {c["cart_id"]: c["status"] for c in want.carts}
+    if carts != want_carts:
+        wrong = sum(1 for k in set(carts) | set(want_carts) if carts.get(k) != want_carts.get(k))
+        out.append(f"Cassandra carts: {wrong} of {len(want_carts)} differ in status or presence")
+    return out
+
+
+def wait_until_journeys_equal_oracle(
+    bootstrap: str, session, run: ProfilesRun, events: list[dict], timeout_s: float, settle_s: float = 3.0
+) -> tuple[list[str], JourneyOutputs, JourneyTruth]:
+    """Poll until the journeys outputs equal the oracle over ``events`` (nothing late) and stay
+    equal for ``settle_s``; returns the last differences (empty: converged), the outputs and
+    the oracle's answer."""
+    want = journey_truth(events, (), OracleJourneySettings())
+
+    def settled() -> tuple[list[str], JourneyOutputs]:
+        got = read_journey_outputs(bootstrap, session, run)
+        diff = journey_differences(got, want)
+        if not diff:
+            time.sleep(settle_s)
+            got = read_journey_outputs(bootstrap, session, run)
+            diff = journey_differences(got, want)
+        return diff, got
+
+    try:
+        diff, got = wait_until(settled, timeout_s, 3, "journeys equal to the oracle", until=lambda r: not r[0])
+    except WaitTimeout as e:
+        diff, got = e.last
+    return diff, got, want

@@ -293,13 +293,20 @@ class NormalizedFeed(BackgroundProducer):
 
 def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedFeed) -> list[str]:
     """After the feed ends: wait until Cassandra equals the oracle (profiles and identity
-    links), then compare the committed journey.identity log with it too."""
-    from tests.profiles_harness import identity_differences, wait_until_cassandra_equals_oracle
+    links), then compare the committed journey.identity log with it too, and the journeys'
+    triggers and sessions (read_committed) and Cassandra tables with the journeys oracle."""
+    from tests.profiles_harness import (
+        identity_differences,
+        wait_until_cassandra_equals_oracle,
+        wait_until_journeys_equal_oracle,
+    )
 
     feed.join()
     events = feed.events()
     diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
-    return diff + identity_differences(run.identity_events(bootstrap), events)
+    journeys, got, _ = wait_until_journeys_equal_oracle(bootstrap, session, run, events, timeout_s=300)
+    print(f"\njourneys: {len(got.triggers)} triggers, {len(got.sessions)} sessions published; {journeys or 'equal'}")
+    return diff + identity_differences(run.identity_events(bootstrap), events) + journeys
 
 
 @pytest.fixture

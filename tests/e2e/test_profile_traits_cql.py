@@ -211,7 +211,7 @@ def test_applying_the_schema_to_a_keyspace_from_before_the_traits_adds_exactly_t
         )  # kept; traits null until the profile is written again
 
         again = apply_schema(session, keyspace=ks)  # idempotent: nothing more to add
-        assert not [s for s in again if s.startswith("ALTER TABLE")] and len(again) == 3
+        assert not [s for s in again if s.startswith("ALTER TABLE")] and len(again) == 6
 
         store = ProfileStore(session, ks)
         events = [

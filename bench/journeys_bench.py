@@ -1,0 +1,288 @@
+"""``make bench`` (part 3): the journeys stage through Flink vs the same logic in a plain loop,
+and the delay from a trigger's due time to a read_committed consumer seeing it.
+
+* **plain loop** -- :class:`models.journeys.Journey` over the router's commands for generated
+  journeys (decode, fact, buffer, event-time processing, moves handed over at once, one tick
+  at the end), as the job does it but in one Python loop: the CPython ceiling of the stage;
+* **stage in Flink** -- the ``journeys`` operator alone on a local mini-cluster (thread mode,
+  parallelism 2, heap state, the job's JVM watermark assigner), fed the same commands from a
+  collection, writing to a recording store; bounded, so the end of input fires every timer.
+  Two sizes; the marginal rate (extra commands / extra seconds) is the steady state;
+* **trigger latency** -- a profiles job on the local stack with live settings (bound 2 s, idle
+  advance 1 s, cart timeout 5 s, checkpoints every 1 s): probe carts are added "now" while
+  filler events keep event time moving; for each ``cart_abandoned`` the time it became
+  visible to a read_committed consumer minus its due time (wall clock = event time here).
+
+Prints a table and writes ``bench/results/journeys.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+import uuid
+from base64 import b64decode, b64encode
+from pathlib import Path
+from statistics import quantiles
+
+from confluent_kafka import Consumer, Producer
+
+from k8s.topics import ensure_topics
+from local import stack
+from local.flink_cluster import cancel, submit, wait_state
+from models.avro_codec import SchemaCatalog
+from models.identity_router import CommandKind
+from models.journeys import Journey, JourneySettings, JourneyState, fact_of, node_key
+from models.profile_commands import decode_command
+from state.cassandra_schema import apply_schema, connect
+from state.records import JOURNEY_STATE_CODEC
+from tests.journeys_harness import RULES, generated_events, recorded_commands
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
+
+
+def plain_loop(commands: list[tuple]) -> dict:
+    """The journeys logic over the encoded commands, in one loop (replay: one tick at the end)."""
+    catalog = SchemaCatalog.load()
+    settings = JourneySettings()
+    states: dict[str, bytes] = {}
+    t0 = time.perf_counter()
+    outs = 0
+    max_at = 0
+    for t in commands:
+        cmd = decode_command(t)
+        if cmd.kind in (CommandKind.STATE, CommandKind.TICK) or (
+            cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming)
+        ):
+            continue
+        raw = states.get(cmd.profile_id)
+        j = Journey(cmd.profile_id, JourneyState() if raw is None else JOURNEY_STATE_CODEC.decode(raw), settings)
+        if cmd.incoming:
+            j.expect({node_key(n): k for n, k in cmd.incoming})
+        if cmd.evict:
+            parts, deletions = j.split_off(cmd.evict, everything=cmd.members == ())
+            outs += len(deletions)
+            moved = [JOURNEY_STATE_CODEC.encode(part) for _, part in parts]  # as the operator sends them
+            outs += len(moved)
+        if cmd.kind is CommandKind.EVENT:
+            event = catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
+            max_at = max(max_at, event["occurred_at"])
+            outs += len(j.on_event(fact_of(event, cmd.atom, RULES), -(2**63)))
+        elif cmd.kind is CommandKind.JOURNEY:
+            outs += len(j.absorb(cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload)))
+        states[cmd.profile_id] = JOURNEY_STATE_CODEC.encode(j.state)
+    for pid, raw in states.items():  # the tick: event time complete up to the newest event
+        j = Journey(pid, JOURNEY_STATE_CODEC.decode(raw), settings)
+        outs += len(j.advance(max_at))
+        states[pid] = JOURNEY_STATE_CODEC.encode(j.state)
+    dt = time.perf_counter() - t0
+    return {"commands": len(commands), "seconds": dt, "commands_per_s": len(commands) / dt, "outputs": outs}
+
+
+def flink_run(commands: list[tuple]) -> dict:
+    """The journeys operator alone on a mini-cluster over ``commands``; wall seconds of the job."""
+    from pyflink.common import Types
+
+    from flink_jobs.profiles import with_event_time
+    from operators.identity_router import BYTES, ROUTED_TYPE
+    from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
+    from state.journey_store import RecordingJourneys
+    from tests.operator.mini_cluster import thread_mode_env
+
+    as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
+    rows = [(p, k, v, b, b64encode(bytes(payload)).decode(), at) for p, k, v, b, payload, at in commands]
+    env = thread_mode_env(parallelism=2, settings={"execution.checkpointing.interval": "2 s"})
+    routed = (
+        env.from_collection(rows, type_info=as_text)
+        .set_parallelism(1)
+        .map(lambda r: ((r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), r[5]), output_type=ROUTED_TYPE)
+        .set_parallelism(1)
+    )
+    store = Path(tempfile.mkdtemp()) / "journeys.jsonl"
+    journeys = (
+        with_event_time(routed, 30 * 24 * 3600 * 1000)
+        .key_by(lambda c: c[0], key_type=Types.STRING())
+        .process(Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES), output_type=BYTES)
+        .name("journeys")
+        .uid("journeys")
+    )
+    count = Types.LONG()
+    outputs = journeys.union(
+        journeys.get_side_output(SESSIONS_TAG),
+        journeys.get_side_output(TRIGGERS_TAG),
+        journeys.get_side_output(LATE_TAG),
+    ).map(lambda _: 1, output_type=count)
+    t0 = time.perf_counter()
+    with outputs.execute_and_collect("bench-journeys") as results:
+        n = sum(1 for _ in results)
+    return {"commands": len(commands), "seconds": time.perf_counter() - t0, "outputs_emitted": n}
+
+
+def latency_run(probes: int, rate: float) -> dict:
+    """cart_abandoned due time -> visible to a read_committed consumer, live settings."""
+    from tests.profiles_harness import normalized_records
+
+    catalog = SchemaCatalog.load()
+    codec = catalog.codec("NormalizedEvent")
+    prefix = f"benchj{uuid.uuid4().hex[:8]}"
+    topics = {n: f"{prefix}.{n}" for n in ("normalized", "profile-moves", "sessions", "triggers", "late")}
+    ensure_topics(BOOTSTRAP, partitions=2, topics=tuple(topics.values()))
+    ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{prefix}.identity",))
+    keyspace = f"bench_{uuid.uuid4().hex[:10]}"
+    session = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    apply_schema(session, keyspace=keyspace)
+    cart_timeout = 5000
+    env = {
+        "JOURNEY_INPUT_TOPIC_PATTERN": topics["normalized"].replace(".", r"\."),
+        "JOURNEY_IDENTITY_TOPIC": f"{prefix}.identity",
+        "JOURNEY_FEEDBACK_TOPIC": topics["profile-moves"],
+        "JOURNEY_SESSIONS_TOPIC": topics["sessions"],
+        "JOURNEY_TRIGGERS_TOPIC": topics["triggers"],
+        "JOURNEY_LATE_TOPIC": topics["late"],
+        "JOURNEY_GROUP_ID": prefix,
+        "JOURNEY_TRANSACTIONAL_ID_PREFIX": prefix,
+        "JOURNEY_JOB_NAME": f"bench-journeys-{prefix}",
+        "JOURNEY_KEYSPACE": keyspace,
+        "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
+        "JOURNEY_OUT_OF_ORDERNESS_MS": "2000",
+        "JOURNEY_IDLE_ADVANCE_MS": "1000",
+        "JOURNEY_CART_TIMEOUT_MS": str(cart_timeout),
+        "JOURNEY_MARKETING_CONSENT_DEFAULT": "true",
+    }
+    template = catalog.decode(normalized_records(1, 7)[0])[1]
+    cart_payload = (
+        "journey.v1.CartChange",
+        {"cart_id": "", "product_id": "sku-1", "category": "x", "quantity": 1, "unit_price": 9.5},
+    )
+
+    def event(kind: str, cookie: str, payload) -> bytes:
+        ids = {k: None for k in template["identifiers"]} | {"cookie_id": cookie}
+        ev = {
+            **template,
+            "event_id": uuid.uuid4().hex,
+            "event_type": kind,
+            "identifiers": ids,
+            "payload": payload,
+            "occurred_at": int(time.time() * 1000),
+        }
+        return codec.encode(ev)
+
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 0})
+    job = submit("flink_jobs.profiles", env, detached=True)
+    seen: dict[str, float] = {}
+    stop = threading.Event()
+
+    def consume() -> None:
+        c = Consumer(
+            {
+                "bootstrap.servers": BOOTSTRAP,
+                "group.id": f"{prefix}-lat",
+                "isolation.level": "read_committed",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        c.subscribe([topics["triggers"]])
+        while not stop.is_set():
+            m = c.poll(0.05)
+            if m is not None and not m.error():
+                t = catalog.decode(m.value())[1]
+                seen.setdefault(t["cart_id"] or "", time.time())
+        c.close()
+
+    reader = threading.Thread(target=consume, daemon=True)
+    due: dict[str, float] = {}
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        reader.start()
+        time.sleep(8)  # operators open their Cassandra sessions
+        filler = f"filler-{uuid.uuid4().hex[:8]}"
+        page = ("journey.v1.PageView", {"url": "/", "referrer": None, "title": None})
+        t_end = time.time() + probes / rate + cart_timeout / 1000 + 15
+        next_probe, k = time.time(), 0
+        while time.time() < t_end:
+            producer.produce(topics["normalized"], value=event("page_view", filler, page))
+            if k < probes and time.time() >= next_probe:
+                cart = f"cart-{prefix}-{k}"
+                payload = (cart_payload[0], dict(cart_payload[1], cart_id=cart))
+                v = event("add_to_cart", f"probe-{prefix}-{k}", payload)
+                producer.produce(topics["normalized"], value=v)
+                due[cart] = catalog.decode(v)[1]["occurred_at"] / 1000 + cart_timeout / 1000
+                k, next_probe = k + 1, next_probe + 1 / rate
+            producer.poll(0)
+            time.sleep(0.05)
+        producer.flush(10)
+        deadline = time.time() + 30
+        while len([c for c in due if c in seen]) < len(due) and time.time() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        cancel(job.job_id)
+        session.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+        session.cluster.shutdown()
+    delays = [seen[c] - due[c] for c in due if c in seen]
+    assert len(delays) == len(due), f"{len(due) - len(delays)} of {len(due)} probe carts never triggered"
+    q = quantiles(delays, n=100, method="inclusive")
+    return {
+        "probes": len(delays),
+        "p50_ms": q[49] * 1000,
+        "p99_ms": q[98] * 1000,
+        "max_ms": max(delays) * 1000,
+        "settings": {k: v for k, v in env.items() if k.endswith("_MS")},
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--persons", type=int, default=300)
+    ap.add_argument("--probes", type=int, default=40)
+    ap.add_argument("--probe-rate", type=float, default=4.0)
+    args = ap.parse_args(argv)
+    big_events = generated_events(626262, args.persons)
+    small_events_list = generated_events(626263, max(1, args.persons // 4))
+    big, events = recorded_commands(big_events, 626262), len(big_events)
+    small, small_events = recorded_commands(small_events_list, 626263), len(small_events_list)
+    print(f"{len(big)} commands for {events} events ({len(small)} for {small_events} in the quarter-size run)")
+    loop = plain_loop(big)
+    print(f"plain Python loop : {loop['commands_per_s']:>9,.0f} commands/s ({loop['seconds']:.2f}s)")
+    print("stage in Flink, run 1/2 (quarter size) ...", flush=True)
+    f_small = flink_run(small)
+    print("stage in Flink, run 2/2 ...", flush=True)
+    f_big = flink_run(big)
+    extra = f_big["seconds"] - f_small["seconds"]
+    marginal = (len(big) - len(small)) / extra if extra > 0 else float("nan")
+    print(f"stage in Flink    : {len(big) / f_big['seconds']:>9,.0f} commands/s overall ({f_big['seconds']:.1f}s)")
+    print(f"stage marginal    : {marginal:>9,.0f} commands/s (steady state)")
+    print(f"ratio Flink / plain loop: {marginal / loop['commands_per_s']:.2f} steady state")
+    for name in ("kafka", "cassandra", "flink"):
+        stack.COMPONENTS[name].start()
+    print(f"trigger latency ({args.probes} probe carts at {args.probe_rate}/s, live settings) ...", flush=True)
+    lat = latency_run(args.probes, args.probe_rate)
+    print(
+        f"due -> visible (read_committed): p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms, max {lat['max_ms']:,.0f} ms"
+    )
+    report = {
+        "benchmark": "journeys",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "settings": vars(args),
+        "plain_loop": loop,
+        "flink_small": f_small,
+        "flink": f_big,
+        "flink_marginal_commands_per_s": marginal,
+        "ratio_marginal_to_loop": marginal / loop["commands_per_s"],
+        "trigger_latency": lat,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "journeys.json").write_text(json.dumps(report, indent=2))
+    print(f"wrote {RESULTS / 'journeys.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

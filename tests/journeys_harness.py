@@ -1,0 +1,122 @@
+"""Shared by the journeys tests and the benchmark: the stage as the job runs it, without Flink
+(the identity router, one journey per profile, moved parts delayed through a feedback queue, a
+watermark ``max seen - B - 1`` and an idle tick at the end), and the router's commands for a
+generated data set encoded as the job sends them."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from typing import Any
+
+from models.avro_codec import SchemaCatalog
+from models.identity import IdentityRules
+from models.identity_router import CommandKind, IdentityRouter
+from models.journeys import Journey, JourneySettings, JourneyState, Out, fact_of, node_key
+from models.profile_commands import encode_command
+from state.records import JOURNEY_STATE_CODEC
+from tests.profiles_harness import generated_by_person
+
+RULES = IdentityRules()
+NEVER = -(2**63)
+
+
+class JourneyPipeline:
+    def __init__(self, rnd: random.Random, bound_ms: int | None, max_delay: int = 8) -> None:
+        self.rnd, self.bound, self.max_delay = rnd, bound_ms, max_delay
+        self.settings = JourneySettings()
+        self.router = IdentityRouter(RULES)
+        self.states: dict[str, JourneyState] = {}
+        self.feedback: list[tuple[int, tuple[str, str], bytes]] = []
+        self.outs: list[tuple[str, Out]] = []
+        self.now = 0
+        self.max_seen: int | None = None
+
+    def watermark(self) -> int:
+        if self.bound is None or self.max_seen is None:
+            return NEVER
+        return self.max_seen - self.bound - 1
+
+    def _journey(self, pid: str) -> Journey:
+        return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings)
+
+    def _apply(self, cmd, event: dict[str, Any] | None) -> None:
+        if cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
+            return
+        j, w = self._journey(cmd.profile_id), self.watermark()
+        outs: list[Out] = []
+        if cmd.incoming:
+            j.expect({node_key(n): k for n, k in cmd.incoming})
+        if cmd.evict:
+            parts, deletions = j.split_off(cmd.evict, everything=cmd.members == ())
+            outs += deletions
+            for node, part in parts:
+                delay = self.now + self.rnd.randint(0, self.max_delay)
+                self.feedback.append((delay, node, JOURNEY_STATE_CODEC.encode(part)))
+        if cmd.kind is CommandKind.EVENT:
+            outs += j.on_event(fact_of(event, cmd.atom, RULES), w)
+        elif cmd.kind is CommandKind.JOURNEY:
+            outs += j.absorb(cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload))
+        outs += j.advance(w)
+        self.outs += [(cmd.profile_id, o) for o in outs]
+
+    def _deliver(self, everything: bool = False) -> None:
+        due = [f for f in self.feedback if everything or f[0] <= self.now]
+        self.feedback = [f for f in self.feedback if f not in due]
+        self.rnd.shuffle(due)
+        for _, node, part in due:
+            cmd = self.router.route_journey(node, part)
+            assert cmd is not None
+            self._apply(cmd, None)
+
+    def _timers(self) -> None:
+        w = self.watermark()
+        for pid, st in self.states.items():
+            j = Journey(pid, st, self.settings)
+            due = j.next_due()
+            if due is not None and due <= w:
+                self.outs += [(pid, o) for o in j.advance(w)]
+
+    def run(self, events: list[dict[str, Any]]) -> None:
+        for e in events:
+            self.now += 1
+            self._deliver()
+            self.max_seen = e["occurred_at"] if self.max_seen is None else max(self.max_seen, e["occurred_at"])
+            for cmd in self.router.route_event(e, payload=e).commands:
+                self._apply(cmd, e)
+            self._timers()
+        while self.feedback:
+            self.now += self.max_delay + 1
+            self._deliver(everything=True)
+            self._timers()
+        # the idle tick: event time complete up to the newest event
+        self.bound = 0
+        assert self.max_seen is not None
+        self.max_seen += 1
+        self._timers()
+        assert not self.router.store.inflight, "every moved part arrived"
+
+
+def generated_events(seed: int, persons: int, days: int = 14) -> list[dict[str, Any]]:
+    """A generated data set's valid events, normalized, in event-time order."""
+    return sorted(
+        (e for evs in generated_by_person(seed, persons, days).values() for e in evs),
+        key=lambda e: (e["occurred_at"], e["event_id"]),
+    )
+
+
+def recorded_commands(events: list[dict[str, Any]], seed: int) -> list[tuple]:
+    """The router's commands for ``events`` (in that order), with the moved journey parts as
+    ``journey`` commands where the feedback topic would bring them, encoded as the job sends
+    them (events as NormalizedEvent bytes)."""
+    codec = SchemaCatalog.load().codec("NormalizedEvent")
+    out: list[tuple] = []
+
+    class Recording(JourneyPipeline):
+        def _apply(self, cmd, event):  # type: ignore[no-untyped-def]
+            payload = codec.encode(event) if cmd.kind is CommandKind.EVENT else cmd.payload
+            out.append(encode_command(replace(cmd, payload=payload)))
+            super()._apply(cmd, event)
+
+    Recording(random.Random(seed), None, max_delay=0).run(events)
+    return out
