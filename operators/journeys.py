@@ -22,7 +22,7 @@ With ``report=True`` the operator also emits ``(profile id, holds journey state,
 time or -1)`` on :data:`REPORT_TAG` after every command and timer (tests: nothing left behind
 but the person's history of links and consent).
 
-Counters: ``commands``, ``events``, ``late_applied``, ``late_dropped``, ``sessions``,
+Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, ``sessions``,
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
 ``parts_received``, ``cassandra_requests``.
 """
@@ -103,7 +103,7 @@ class Journeys(KeyedProcessFunction):
             runtime_context.get_metrics_group(),
             (
                 "commands",
-                "events",
+                "journey_events",
                 "late_applied",
                 "late_dropped",
                 "sessions",
@@ -132,7 +132,7 @@ class Journeys(KeyedProcessFunction):
         watermark = timers.current_watermark()
         fact = None
         if kind is CommandKind.EVENT:
-            self.counters.inc("events")
+            self.counters.inc("journey_events")
             assert cmd.atom is not None
             event = self.catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
             fact = fact_of(event, cmd.atom, self.rules)

@@ -79,10 +79,14 @@ class ProfilesRun:
     @classmethod
     def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
         run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
-        ensure_topics(bootstrap, partitions=2, topics=(run.feedback, run.sessions, run.triggers, run.late))
-        ensure_topics(bootstrap, partitions=1, topics=(run.identity,))  # an ordered change log
+        run.create_topics(bootstrap)
         apply_schema(session, keyspace=run.keyspace)
         return run
+
+    def create_topics(self, bootstrap: str) -> None:
+        """The run's own output and feedback topics."""
+        ensure_topics(bootstrap, partitions=2, topics=(self.feedback, self.sessions, self.triggers, self.late))
+        ensure_topics(bootstrap, partitions=1, topics=(self.identity,))  # an ordered change log
 
     def job_env(self, bootstrap: str, **extra: str) -> dict[str, str]:
         env = {

@@ -253,7 +253,7 @@ def test_applying_the_schema_twice_is_fine(session, keyspace, store):
     apply_schema("127.0.0.1", keyspace=keyspace, port=stack.CASSANDRA_PORT)  # third, via hosts
     assert store.get(p.profile_id) == p  # data untouched
     tables = set(session.cluster.metadata.keyspaces[keyspace].tables)
-    assert tables == {"profiles", "identity_links"}
+    assert tables == {"profiles", "identity_links", "sessions", "carts", "triggers"}
     assert cassandra_schema.main(["--port", str(stack.CASSANDRA_PORT), "--keyspace", keyspace]) == 0
 
 
@@ -278,7 +278,7 @@ def test_the_command_line_creates_the_keyspace_with_the_replication_given(sessio
         row = session.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s", (ks,)).one()
         assert row.replication == {"class": "org.apache.cassandra.locator.NetworkTopologyStrategy", dc.datacenter: "1"}
         tables = session.execute("SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (ks,))
-        assert {r.table_name for r in tables} == {"profiles", "identity_links"}
+        assert {r.table_name for r in tables} == {"profiles", "identity_links", "sessions", "carts", "triggers"}
     finally:
         session.execute(f"DROP KEYSPACE IF EXISTS {ks}", timeout=60)
     assert cassandra_schema.main(["--keyspace", ks, "--replication", '{"class": "NetworkTopologyStrategy"}']) == 2

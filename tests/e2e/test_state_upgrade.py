@@ -30,7 +30,6 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 
-from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import cancel, stop_with_savepoint, wait_state
 from local.kafka_read import group_lag
@@ -141,8 +140,7 @@ def upgrade(old: Path, new: Path, bootstrap: str, session) -> tuple[list[str], l
     run = ProfilesRun(
         topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}"
     )
-    ensure_topics(bootstrap, partitions=2, topics=(run.feedback,))
-    ensure_topics(bootstrap, partitions=1, topics=(run.identity,))
+    run.create_topics(bootstrap)  # the journeys' topics too (an old release leaves them unused)
     apply_schema_from(old, run.keyspace)  # the keyspace as the old release created it
     env = run.job_env(bootstrap, JOURNEY_COALESCE_MS="300")
     values = normalized_records(persons=40, seed=421)
