@@ -26,7 +26,6 @@ import tempfile
 import threading
 import time
 import uuid
-from base64 import b64decode, b64encode
 from pathlib import Path
 from statistics import quantiles
 
@@ -37,21 +36,22 @@ from local import stack
 from local.flink_cluster import cancel, submit, wait_state
 from models.avro_codec import SchemaCatalog
 from models.identity_router import CommandKind
-from models.journeys import Journey, JourneySettings, JourneyState, fact_of, node_key
+from models.journeys import Journey, JourneySettings, JourneyState, fact_of
 from models.profile_commands import decode_command
 from state.cassandra_schema import apply_schema, connect
 from state.records import JOURNEY_STATE_CODEC
-from tests.journeys_harness import RULES, generated_events, recorded_commands
+from tests.journeys_harness import RULES, generated_events, journeys_on_mini_cluster, recorded_commands
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
 
 def plain_loop(commands: list[tuple]) -> dict:
-    """The journeys logic over the encoded commands, in one loop (replay: one tick at the end)."""
+    """The journeys logic over the encoded commands in one loop, states as Python objects
+    (replay: one tick at the end): decoding, facts, moves, event-time processing."""
     catalog = SchemaCatalog.load()
     settings = JourneySettings()
-    states: dict[str, bytes] = {}
+    states: dict[str, JourneyState] = {}
     t0 = time.perf_counter()
     outs = 0
     max_at = 0
@@ -61,26 +61,18 @@ def plain_loop(commands: list[tuple]) -> dict:
             cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming)
         ):
             continue
-        raw = states.get(cmd.profile_id)
-        j = Journey(cmd.profile_id, JourneyState() if raw is None else JOURNEY_STATE_CODEC.decode(raw), settings)
-        if cmd.incoming:
-            j.expect({node_key(n): k for n, k in cmd.incoming})
-        if cmd.evict:
-            parts, deletions = j.split_off(cmd.evict, everything=cmd.members == ())
-            outs += len(deletions)
-            moved = [JOURNEY_STATE_CODEC.encode(part) for _, part in parts]  # as the operator sends them
-            outs += len(moved)
+        j = Journey(cmd.profile_id, states.setdefault(cmd.profile_id, JourneyState()), settings)
+        fact = moved = None
         if cmd.kind is CommandKind.EVENT:
             event = catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
             max_at = max(max_at, event["occurred_at"])
-            outs += len(j.on_event(fact_of(event, cmd.atom, RULES), -(2**63)))
+            fact = fact_of(event, cmd.atom, RULES)
         elif cmd.kind is CommandKind.JOURNEY:
-            outs += len(j.absorb(cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload)))
-        states[cmd.profile_id] = JOURNEY_STATE_CODEC.encode(j.state)
-    for pid, raw in states.items():  # the tick: event time complete up to the newest event
-        j = Journey(pid, JOURNEY_STATE_CODEC.decode(raw), settings)
-        outs += len(j.advance(max_at))
-        states[pid] = JOURNEY_STATE_CODEC.encode(j.state)
+            moved = (cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload))
+        parts, out = j.apply_command(-(2**63), cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
+        outs += len(out) + len([JOURNEY_STATE_CODEC.encode(part) for _, part in parts])  # sent encoded
+    for pid, st in states.items():  # the tick: event time complete up to the newest event
+        outs += len(Journey(pid, st, settings).advance(max_at))
     dt = time.perf_counter() - t0
     return {"commands": len(commands), "seconds": dt, "commands_per_s": len(commands) / dt, "outputs": outs}
 
@@ -89,35 +81,15 @@ def flink_run(commands: list[tuple]) -> dict:
     """The journeys operator alone on a mini-cluster over ``commands``; wall seconds of the job."""
     from pyflink.common import Types
 
-    from flink_jobs.profiles import with_event_time
-    from operators.identity_router import BYTES, ROUTED_TYPE
-    from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
-    from state.journey_store import RecordingJourneys
-    from tests.operator.mini_cluster import thread_mode_env
+    from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG
 
-    as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
-    rows = [(p, k, v, b, b64encode(bytes(payload)).decode(), at) for p, k, v, b, payload, at in commands]
-    env = thread_mode_env(parallelism=2, settings={"execution.checkpointing.interval": "2 s"})
-    routed = (
-        env.from_collection(rows, type_info=as_text)
-        .set_parallelism(1)
-        .map(lambda r: ((r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), r[5]), output_type=ROUTED_TYPE)
-        .set_parallelism(1)
-    )
     store = Path(tempfile.mkdtemp()) / "journeys.jsonl"
-    journeys = (
-        with_event_time(routed, 30 * 24 * 3600 * 1000)
-        .key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES), output_type=BYTES)
-        .name("journeys")
-        .uid("journeys")
-    )
-    count = Types.LONG()
+    _, journeys = journeys_on_mini_cluster(commands, store)
     outputs = journeys.union(
         journeys.get_side_output(SESSIONS_TAG),
         journeys.get_side_output(TRIGGERS_TAG),
         journeys.get_side_output(LATE_TAG),
-    ).map(lambda _: 1, output_type=count)
+    ).map(lambda _: 1, output_type=Types.LONG())
     t0 = time.perf_counter()
     with outputs.execute_and_collect("bench-journeys") as results:
         n = sum(1 for _ in results)

@@ -173,28 +173,7 @@ def play_cart(
     if outcome == "purchase":
         t = g.step(t, 20 * SECOND_MS, 180 * SECOND_MS)
         order_id = f"ord-{g.seed}-{g.next('order'):07d}"
-        emit(
-            g,
-            p,
-            t,
-            "purchase",
-            channel,
-            ids,
-            {
-                "order_id": order_id,
-                "cart_id": cart_id,
-                "currency": CURRENCY,
-                "total": value,
-                "items": [
-                    {"product_id": pr.product_id, "category": pr.category, "quantity": q, "unit_price": up}
-                    for pr, q, up in kept
-                ],
-                "store_id": None,
-            },
-            device,
-        )
-        p.truth.online_orders += 1
-        p.truth.revenue = money(p.truth.revenue + value)
+        buy(g, p, t, channel, ids, cart_id, order_id, kept, value, device)
     consent = marketing_consent(p)
     last = end = t
     reminder_at = recovered_at = None
@@ -274,6 +253,23 @@ def _buy_left_cart(
     t = g.step(t, 10 * SECOND_MS, 120 * SECOND_MS)
     emit(g, p, t, "checkout_started", channel, ids, {"cart_id": cart_id, "cart_value": value, "items": units}, device)
     t = g.step(t, 20 * SECOND_MS, 180 * SECOND_MS)
+    buy(g, p, t, channel, ids, cart_id, order_id, kept, value, device)
+    return t
+
+
+def buy(
+    g: Generation,
+    p: Person,
+    t: int,
+    channel: str,
+    ids: Ids,
+    cart_id: str,
+    order_id: str,
+    kept: list[Any],
+    value: float,
+    device: str | None,
+) -> None:
+    """The ``purchase`` of a cart's lines ``kept`` (product, quantity, unit price), into the truth."""
     emit(
         g,
         p,
@@ -296,4 +292,3 @@ def _buy_left_cart(
     )
     p.truth.online_orders += 1
     p.truth.revenue = money(p.truth.revenue + value)
-    return t

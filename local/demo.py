@@ -9,7 +9,7 @@ profiles job runs the same way and waits until Cassandra holds this run's person
 offline resolution says, and until its journeys stage has published this run's sessions and
 triggers as the independent offline oracle (``generator/journey_truth.py``) computes them.
 Running it again feeds the same jobs with a new seed's events, later in event time (event
-time never goes back: ``.stack/demo/clock.json`` keeps where the last run ended).
+time never goes back: ``.stack/data/demo-calendar.json`` keeps where the last run ended).
 """
 
 from __future__ import annotations
@@ -277,7 +277,7 @@ def calendar() -> tuple[int, int]:
     """(base time, days) of this run's data set: after the last run's (event time never goes
     back in a running job: older events would be late), 14 days, fewer when that would
     reach the wall clock."""
-    path = stack.STACK / "demo" / "clock.json"
+    path = stack.DATA / "demo-calendar.json"  # with the jobs' state: `make reset` wipes both
     last_end = json.loads(path.read_text())["calendar_end_ms"] if path.exists() else None
     base = DEFAULT_BASE_TIME_MS if last_end is None else max(DEFAULT_BASE_TIME_MS, last_end + DAY_MS)
     room_days = (int(time.time() * 1000) - base) // DAY_MS - 1
@@ -290,7 +290,7 @@ def calendar() -> tuple[int, int]:
 
 
 def _save_calendar_end(end_ms: int) -> None:
-    path = stack.STACK / "demo" / "clock.json"
+    path = stack.DATA / "demo-calendar.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"calendar_end_ms": end_ms}))
 
@@ -339,7 +339,11 @@ def _print_journeys(want: JourneyTruth, triggers, sessions, late, stored) -> boo
     session_ids = {x["session_id"] for x in sessions}
     rows = [
         ("sessions (closed)", len(session_ids), sum(1 for x in want.sessions if x["closed"])),
-        ("carts abandoned", carts["abandoned"] + carts["recovered"], want_carts["abandoned"] + want_carts["recovered"]),
+        (
+            "carts abandoned (+recovered)",
+            carts["abandoned"] + carts["recovered"],
+            want_carts["abandoned"] + want_carts["recovered"],
+        ),
         ("carts purchased", carts["purchased"], want_carts["purchased"]),
         ("carts recovered", carts["recovered"], want_carts["recovered"]),
         ("cart_abandoned published", kind(triggers, "cart_abandoned"), kind(oracle_published, "cart_abandoned")),

@@ -476,6 +476,33 @@ class Journey:
 
     # ---- arrival -------------------------------------------------------------------------
 
+    def apply_command(
+        self,
+        watermark: int,
+        incoming: Iterable[tuple[Node, int]] = (),
+        evict: Iterable[Node] = (),
+        merged_away: bool = False,
+        fact: Fact | None = None,
+        moved: tuple[Node, JourneyState] | None = None,
+    ) -> tuple[list[tuple[Node, JourneyState]], list[Out]]:
+        """One command of the identity router, as the operator applies it: the moved parts to
+        expect, the identifiers that leave (their parts are returned, to send on), then the
+        event or the moved part that arrived. Returns ``(parts to send, outputs)``."""
+        outs: list[Out] = []
+        incoming = list(incoming)
+        if incoming:
+            self.expect({node_key(n): k for n, k in incoming})
+        parts: list[tuple[Node, JourneyState]] = []
+        evict = list(evict)
+        if evict:
+            parts, deletions = self.split_off(evict, everything=merged_away)
+            outs += deletions
+        if fact is not None:
+            outs += self.on_event(fact, watermark)
+        elif moved is not None:
+            outs += self.absorb(*moved)
+        return parts, outs
+
     def on_event(self, fact: Fact, watermark: int) -> list[Out]:
         """An event arrived while event time is at ``watermark``: buffer it, or handle it late."""
         if fact.at > watermark:

@@ -49,7 +49,6 @@ from models.journeys import (
     TriggerOut,
     buffer_key,
     fact_of,
-    node_key,
 )
 from models.profile_commands import decode_command, encode_journey_move
 from operators.counters import BufferedCounters
@@ -146,23 +145,17 @@ class Journeys(KeyedProcessFunction):
                 self.counters.inc("late_applied")
         pid = cmd.profile_id
         journey = Journey(pid, self._state(), self.settings)
-        outs: list[Out] = []
         if cmd.evict or kind is CommandKind.JOURNEY:
             self._load(journey, None)  # a move takes buffered events along
-        if cmd.incoming:
-            journey.expect({node_key(n): k for n, k in cmd.incoming})
-        if cmd.evict:
-            parts, deletions = journey.split_off(cmd.evict, everything=cmd.members == ())
-            outs += deletions
-            for node, part in parts:
-                self.counters.inc("parts_sent")
-                yield encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
-        if fact is not None:
-            outs += journey.on_event(fact, watermark)
-        elif kind is CommandKind.JOURNEY:
+        moved = None
+        if kind is CommandKind.JOURNEY:
             self.counters.inc("parts_received")
             assert cmd.atom is not None
-            outs += journey.absorb(cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload))
+            moved = (cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload))
+        parts, outs = journey.apply_command(watermark, cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
+        for node, part in parts:
+            self.counters.inc("parts_sent")
+            yield encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
         yield from self._finish(journey, watermark, outs, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:

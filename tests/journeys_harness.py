@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
 from models.identity_router import CommandKind, IdentityRouter
-from models.journeys import Journey, JourneySettings, JourneyState, Out, fact_of, node_key
+from models.journeys import Journey, JourneySettings, JourneyState, Out, fact_of
 from models.profile_commands import encode_command
 from state.records import JOURNEY_STATE_CODEC
 from tests.profiles_harness import generated_by_person
@@ -44,19 +45,12 @@ class JourneyPipeline:
         if cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
             return
         j, w = self._journey(cmd.profile_id), self.watermark()
-        outs: list[Out] = []
-        if cmd.incoming:
-            j.expect({node_key(n): k for n, k in cmd.incoming})
-        if cmd.evict:
-            parts, deletions = j.split_off(cmd.evict, everything=cmd.members == ())
-            outs += deletions
-            for node, part in parts:
-                delay = self.now + self.rnd.randint(0, self.max_delay)
-                self.feedback.append((delay, node, JOURNEY_STATE_CODEC.encode(part)))
-        if cmd.kind is CommandKind.EVENT:
-            outs += j.on_event(fact_of(event, cmd.atom, RULES), w)
-        elif cmd.kind is CommandKind.JOURNEY:
-            outs += j.absorb(cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload))
+        fact = fact_of(event, cmd.atom, RULES) if cmd.kind is CommandKind.EVENT else None
+        moved = (cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload)) if cmd.kind is CommandKind.JOURNEY else None
+        parts, outs = j.apply_command(w, cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
+        for node, part in parts:
+            delay = self.now + self.rnd.randint(0, self.max_delay)
+            self.feedback.append((delay, node, JOURNEY_STATE_CODEC.encode(part)))
         outs += j.advance(w)
         self.outs += [(cmd.profile_id, o) for o in outs]
 
@@ -120,3 +114,36 @@ def recorded_commands(events: list[dict[str, Any]], seed: int) -> list[tuple]:
 
     Recording(random.Random(seed), None, max_delay=0).run(events)
     return out
+
+
+def journeys_on_mini_cluster(commands: list[tuple], store: Path, report: bool = False, parallelism: int = 2):
+    """``(env, journeys stream)``: the journeys operator on a Flink mini-cluster fed ``commands``
+    (as :func:`recorded_commands` gives them) through the job's JVM watermark assigner, writing
+    to a recording store at ``store``."""
+    from base64 import b64decode, b64encode
+
+    from pyflink.common import Types
+
+    from flink_jobs.profiles import with_event_time
+    from operators.identity_router import BYTES, ROUTED_TYPE
+    from operators.journeys import Journeys
+    from state.journey_store import RecordingJourneys
+    from tests.operator.mini_cluster import thread_mode_env
+
+    as_text = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
+    rows = [(p, k, v, b, b64encode(bytes(payload)).decode(), at) for p, k, v, b, payload, at in commands]
+    env = thread_mode_env(parallelism=parallelism, settings={"execution.checkpointing.interval": "500 ms"})
+    routed = (
+        env.from_collection(rows, type_info=as_text)
+        .set_parallelism(1)
+        .map(lambda r: ((r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), r[5]), output_type=ROUTED_TYPE)
+        .set_parallelism(1)
+    )
+    journeys = (
+        with_event_time(routed, 30 * 24 * 3600 * 1000)
+        .key_by(lambda c: c[0], key_type=Types.STRING())
+        .process(Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES, report), output_type=BYTES)
+        .name("journeys")
+        .uid("journeys")
+    )
+    return env, journeys

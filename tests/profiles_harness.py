@@ -25,7 +25,7 @@ from models.identity import observation_of, resolve
 from tests.profile_oracle import RULES, assert_same, oracle
 from generator.journey_truth import JourneySettings as OracleJourneySettings
 from generator.journey_truth import JourneyTruth, journey_truth
-from state.journey_store import JourneyStore
+from state.journey_store import SESSION_COLUMNS, TRIGGER_COLUMNS, JourneyStore
 
 
 @lru_cache(maxsize=4)
@@ -217,44 +217,9 @@ def identity_differences(identity_events: list[dict], events: list[dict]) -> lis
 
 # ---------------------------------------------------------------------------- journeys
 
-SESSION_FIELDS = (
-    "session_id",
-    "stream",
-    "started_at",
-    "ended_at",
-    "duration_ms",
-    "events",
-    "page_views",
-    "product_views",
-    "dwell_ms",
-    "searches",
-    "cart_adds",
-    "checkouts",
-    "purchases",
-    "revenue",
-    "channels",
-    "first_referrer",
-    "first_campaign",
-    "engagement",
-)
-TRIGGER_FIELDS = (
-    "trigger_id",
-    "kind",
-    "fired_at",
-    "stream",
-    "cart_id",
-    "session_id",
-    "product_id",
-    "reason",
-    "action",
-    "engagement",
-    "value",
-    "items",
-    "time_to_recovery_ms",
-    "message_opened",
-    "suppressed",
-    "suppression_reason",
-)
+#: the fields the oracle decides (the store's columns but the profile and, for sessions, the version)
+SESSION_FIELDS = tuple(c for c in SESSION_COLUMNS if c not in ("profile_id", "version"))
+TRIGGER_FIELDS = tuple(c for c in TRIGGER_COLUMNS if c != "profile_id")
 
 
 def comparable_trigger(t: dict[str, Any]) -> dict[str, Any]:

@@ -15,16 +15,12 @@ from pathlib import Path
 
 from pyflink.common import Types
 
-from flink_jobs.profiles import with_event_time
 from generator.journey_truth import JourneySettings as OracleSettings
 from generator.journey_truth import journey_truth
 from models.avro_codec import SchemaCatalog
-from models.journeys import JourneySettings
-from operators.identity_router import BYTES, ROUTED_TYPE
-from operators.journeys import LATE_TAG, REPORT_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
-from state.journey_store import RecordingJourneys, read_recorded_journeys
-from tests.journeys_harness import RULES, generated_events, recorded_commands
-from tests.operator.mini_cluster import thread_mode_env
+from operators.journeys import LATE_TAG, REPORT_TAG, SESSIONS_TAG, TRIGGERS_TAG
+from state.journey_store import read_recorded_journeys
+from tests.journeys_harness import generated_events, journeys_on_mini_cluster, recorded_commands
 from tests.profiles_harness import SESSION_FIELDS, comparable_trigger, latest_sessions
 
 AS_TEXT = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
@@ -42,22 +38,8 @@ def test_journeys_operator_publishes_what_the_oracle_says_and_leaves_nothing_beh
     )
     commands = recorded_commands(events, seed=77)
     assert any(c[1] == "journey" for c in commands), "no moved journey part: merges untested"
-    rows = [(p, k, v, b, b64encode(bytes(payload)).decode(), at) for p, k, v, b, payload, at in commands]
-    env = thread_mode_env(parallelism=2, settings={"execution.checkpointing.interval": "500 ms"})
-    routed = (
-        env.from_collection(rows, type_info=AS_TEXT)
-        .set_parallelism(1)
-        .map(lambda r: ((r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), r[5]), output_type=ROUTED_TYPE)
-        .set_parallelism(1)
-    )
     store = tmp_path / "journeys.jsonl"
-    journeys = (
-        with_event_time(routed, 30 * 24 * 3600 * 1000)
-        .key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES, report=True), output_type=BYTES)
-        .name("journeys")
-        .uid("journeys")
-    )
+    _, journeys = journeys_on_mini_cluster(commands, store, report=True)
 
     def tagged(tag: str):
         return lambda b: (tag, b64encode(bytes(b)).decode())
