@@ -111,6 +111,7 @@ class Journeys(KeyedProcessFunction):
                 "suppressed_marketing",
                 "parts_sent",
                 "parts_received",
+                "held",
                 "cassandra_requests",
             ),
         )
@@ -188,6 +189,8 @@ class Journeys(KeyedProcessFunction):
         outs = outs + journey.advance(watermark)
         yield from self._emit(outs)
         st = journey.state
+        if st.pending:
+            self.counters.inc("held")  # decisions wait for moved parts (a count that stays up: parts lost)
         for f in st.buffer:  # not due yet (or held): back to the MapState
             self.buffer[buffer_key(f)] = f
             if f.at > watermark:

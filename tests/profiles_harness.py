@@ -285,6 +285,9 @@ def journey_differences(got: JourneyOutputs, want: JourneyTruth) -> list[str]:
                 f"{name}: {len(set(want_sessions) - set(sessions))} missing, "
                 f"{len(set(sessions) - set(want_sessions))} extra, {wrong} different of {len(want_sessions)}"
             )
+    late = sorted(x["event_id"] for x in got.late)
+    if late != sorted(want.late_dropped):
+        out.append(f"journey.late: {len(late)} events, expected {len(want.late_dropped)} (e.g. {late[:2]})")
     stored = {t["trigger_id"]: comparable_trigger(t) for t in got.tables["triggers"]}
     if stored != {t["trigger_id"]: comparable_trigger(t) for t in want.triggers}:
         out.append(f"Cassandra triggers: {len(stored)} rows differ from the oracle's {len(want.triggers)}")
