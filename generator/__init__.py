@@ -4,6 +4,8 @@
 :class:`generator.dataset.Dataset` (records in production order plus a
 :class:`generator.truth.GroundTruth`) from a seed, without any I/O;
 :func:`generator.produce.produce` sends a dataset to Kafka. ``python -m generator`` does both.
+:func:`generator.journey_truth.journey_truth` is the journeys stage's independent offline oracle
+(``docs/journeys.md``).
 
 Nothing is imported eagerly here, so ``import generator`` has no side effects and does not
 need confluent-kafka.
@@ -16,6 +18,7 @@ __all__ = [
     "produce",
     "dataset",
     "truth",
+    "journey_truth",
     "records",
     "persons",
     "journeys",
