@@ -116,18 +116,25 @@ def views(
         t = g.step(t)
         prod = g.product(bargain)
         dwell = rng.randint(40_000, 220_000) if long_dwell else rng.randint(2_000, 25_000 if bargain else 60_000)
-        emit(
-            g,
-            p,
-            t,
-            "product_view",
-            channel,
-            ids,
-            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
-            device,
-        )
-        t += dwell
+        t = view(g, p, t, channel, ids, prod, dwell, device)
     return t
+
+
+def view(
+    g: Generation, p: Person, t: int, channel: str, ids: Ids, prod: Any, dwell: int, device: str | None = None
+) -> int:
+    """A ``product_view`` of ``prod`` at ``t`` lasting ``dwell`` ms; returns when it ends."""
+    emit(
+        g,
+        p,
+        t,
+        "product_view",
+        channel,
+        ids,
+        {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
+        device,
+    )
+    return t + dwell
 
 
 def identify(g: Generation, p: Person, t: int, channel: str, method: str, ids: Ids, device: str | None = None) -> None:

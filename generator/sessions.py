@@ -32,7 +32,7 @@ True
 
 from __future__ import annotations
 
-from generator.actions import Ids, app_open_payload, emit, identify, page_view, views
+from generator.actions import Ids, app_open_payload, emit, identify, page_view, view, views
 from generator.carts import play_cart
 from generator.catalog import CAMPAIGNS, CITIES, CURRENCY, REFERRERS, STORES, money
 from generator.context import Generation
@@ -89,18 +89,7 @@ def revisit(g: Generation, p: Person, t: int, channel: str, ids: Ids, device: st
     prod = g.product(p.truth.behaviour == "bargain_hunter")
     for _ in range(3):
         t = g.step(t)
-        dwell = g.rng.randint(2_000, 25_000)
-        emit(
-            g,
-            p,
-            t,
-            "product_view",
-            channel,
-            ids,
-            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
-            device,
-        )
-        t += dwell
+        t = view(g, p, t, channel, ids, prod, g.rng.randint(2_000, 25_000), device)
     return t
 
 
@@ -109,17 +98,7 @@ def glances(g: Generation, p: Person, t: int, channel: str, ids: Ids, n: int, ba
     pool = g.cheap if bargain else g.products
     for prod in g.rng.sample(pool, min(n, len(pool))):
         t = g.step(t)
-        dwell = g.rng.randint(2_000, 25_000)
-        emit(
-            g,
-            p,
-            t,
-            "product_view",
-            channel,
-            ids,
-            {"product_id": prod.product_id, "category": prod.category, "price": prod.price, "dwell_ms": dwell},
-        )
-        t += dwell
+        t = view(g, p, t, channel, ids, prod, g.rng.randint(2_000, 25_000))
     return t
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Mapping
 
 from models.contract import INPUT_TOPICS
+from models.journeys import JourneySettings
 from models.profile import DEFAULT_HALF_LIFE_MS
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -205,24 +206,21 @@ class ProfilesConfig(FlinkJobSettings):
     late_topic: str = "journey.late"
     out_of_orderness_ms: int = 10 * 60_000
     idle_advance_ms: int = 5_000
-    session_gap_ms: int = 30 * 60_000
-    allowed_lateness_ms: int = 3_600_000
-    cart_timeout_ms: int = 30 * 60_000
-    escalation_timeout_ms: int = 24 * 3_600_000
-    recovery_window_ms: int = 7 * 24 * 3_600_000
-    high_intent_dwell_ms: int = 30_000
-    high_intent_views: int = 3
-    offer_engagement: int = 40
-    engagement_window_ms: int = 7 * 24 * 3_600_000
-    marketing_consent_default: bool = False
+    # the stage's own settings, defaults from their one home (models.journeys.JourneySettings)
+    session_gap_ms: int = JourneySettings.session_gap_ms
+    allowed_lateness_ms: int = JourneySettings.allowed_lateness_ms
+    cart_timeout_ms: int = JourneySettings.cart_timeout_ms
+    escalation_timeout_ms: int = JourneySettings.escalation_timeout_ms
+    recovery_window_ms: int = JourneySettings.recovery_window_ms
+    high_intent_dwell_ms: int = JourneySettings.high_intent_dwell_ms
+    high_intent_views: int = JourneySettings.high_intent_views
+    offer_engagement: int = JourneySettings.offer_engagement
+    engagement_window_ms: int = JourneySettings.engagement_window_ms
+    marketing_consent_default: bool = JourneySettings.marketing_consent_default
 
-    def journey_settings(self):
+    def journey_settings(self) -> JourneySettings:
         """The journeys stage's :class:`models.journeys.JourneySettings` from this config."""
-        from dataclasses import fields as _fields
-
-        from models.journeys import JourneySettings
-
-        return JourneySettings(**{f.name: getattr(self, f.name) for f in _fields(JourneySettings)})
+        return JourneySettings(**{f.name: getattr(self, f.name) for f in fields(JourneySettings)})
 
     def __post_init__(self) -> None:
         super().__post_init__()

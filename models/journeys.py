@@ -506,13 +506,13 @@ class Journey:
     def on_event(self, fact: Fact, watermark: int) -> list[Out]:
         """An event arrived while event time is at ``watermark``: buffer it, or handle it late."""
         if fact.at > watermark:
-            self._buffer(fact)
+            self.buffer_event(fact)
             return []
         if fact.at <= watermark - self.s.allowed_lateness_ms:
             self._link(fact)  # not applied, but what it says about identity still holds
             return [LateOut(self._late_record(fact, watermark))]
         if self.state.pending:  # held: it is processed first when the parts have arrived
-            self._buffer(fact)
+            self.buffer_event(fact)
             return []
         return self._process(fact) + self.advance(watermark)
 
@@ -529,9 +529,6 @@ class Journey:
 
     def buffer_event(self, fact: Fact) -> None:
         """Keep an event for :meth:`advance` (the operator hands over the ones it kept itself)."""
-        self._buffer(fact)
-
-    def _buffer(self, fact: Fact) -> None:
         buf = self.state.buffer
         if any(f.event_id == fact.event_id for f in buf):
             return
@@ -819,10 +816,9 @@ class Journey:
     def engagement(self, stream: str, at: int) -> int:
         """The person's engagement at ``at``: their sessions started within the window, capped at 100."""
         since = at - self.s.engagement_window_ms
-        st = self.state
-        st.recent = [r for r in st.recent if r.started_at > since]
+        st = self.state  # (advance() drops the scores no decision can need any more)
         person = self.person(stream, at)
-        total = sum(r.engagement for r in st.recent if r.stream in person)
+        total = sum(r.engagement for r in st.recent if r.started_at > since and r.stream in person)
         total += sum(x.engagement() for x in st.sessions if x.started_at > since and x.stream in person)
         return min(total, 100)
 
@@ -930,7 +926,7 @@ class Journey:
             if st.pending[k] <= 0:
                 del st.pending[k]
         for f in part.buffer:
-            self._buffer(f)
+            self.buffer_event(f)
         known = {x.session_id for x in st.sessions}
         st.sessions += [x for x in part.sessions if x.session_id not in known]
         for c in part.carts:

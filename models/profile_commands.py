@@ -137,7 +137,10 @@ def decode_moved_state(value: bytes) -> tuple[Node, bytes, str]:
         d = json.loads(value)
         aggregate = _aggregate_codec().encode(ProfileAggregate.from_dict(d["aggregate"]))
         return (d["atom"][0], d["atom"][1]), aggregate, d["from"]
-    rec = _catalog().decode(value, expect="MovedState")[1]
+    return _moved_state_of(_catalog().decode(value, expect="MovedState")[1])
+
+
+def _moved_state_of(rec: dict[str, Any]) -> tuple[Node, bytes, str]:
     return (rec["atom_type"], rec["atom_value"]), bytes(rec["aggregate"]), rec["from_profile_id"]
 
 
@@ -165,7 +168,7 @@ def decode_feedback(value: bytes) -> tuple[CommandKind, Node, bytes]:
         name, rec = _catalog().decode(value)
         if name == "JourneyMove":
             return CommandKind.JOURNEY, (rec["node_type"], rec["node_value"]), bytes(rec["part"])
-        if name == "MovedState":
-            return CommandKind.STATE, (rec["atom_type"], rec["atom_value"]), bytes(rec["aggregate"])
-    atom, aggregate, _ = decode_moved_state(value)  # JSON of an older release, or an error
+        atom, aggregate, _ = _moved_state_of(rec) if name == "MovedState" else decode_moved_state(value)
+    else:
+        atom, aggregate, _ = decode_moved_state(value)  # JSON of an older release
     return CommandKind.STATE, atom, aggregate
