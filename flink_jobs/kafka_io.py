@@ -16,11 +16,14 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
-def raw_kafka_source(t_env: StreamTableEnvironment, cfg, topic_pattern: str | None = None) -> DataStream:
+def raw_kafka_source(
+    t_env: StreamTableEnvironment, cfg, topic_pattern: str | None = None, table: str = _SOURCE_TABLE
+) -> DataStream:
     """Rows of ``operators.ingest.RAW_RECORD_TYPE``: value, topic, partition, offset, timestamp (epoch ms).
 
-    ``topic_pattern`` overrides ``cfg.input_topic_pattern``. No watermarks: the jobs use
-    processing-time timers only.
+    ``topic_pattern`` overrides ``cfg.input_topic_pattern``; ``table`` names the temporary table
+    (one per source of a job). No watermarks (the profiles job assigns event time after its
+    router).
 
     The DataStream KafkaSource of PyFlink only hands over values, so this uses the Kafka
     table connector with the ``raw`` format and metadata columns, then converts to a stream.
@@ -40,9 +43,9 @@ def raw_kafka_source(t_env: StreamTableEnvironment, cfg, topic_pattern: str | No
     if cfg.bounded:
         options["scan.bounded.mode"] = "latest-offset"
     with_clause = ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
-    t_env.execute_sql(f"DROP TEMPORARY TABLE IF EXISTS {_SOURCE_TABLE}")
+    t_env.execute_sql(f"DROP TEMPORARY TABLE IF EXISTS {table}")
     t_env.execute_sql(f"""
-CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
+CREATE TEMPORARY TABLE {table} (
   `value` BYTES,
   `topic` STRING METADATA VIRTUAL,
   `partition` INT METADATA VIRTUAL,
@@ -58,7 +61,7 @@ CREATE TEMPORARY TABLE {_SOURCE_TABLE} (
 SELECT `value`, `topic`, `partition`, `offset`,
        CAST(TIMESTAMPDIFF(SECOND, TO_TIMESTAMP_LTZ(0, 3), `ts`) AS BIGINT) * 1000
          + EXTRACT(MILLISECOND FROM `ts`) AS timestamp_ms
-FROM {_SOURCE_TABLE}""")
+FROM {table}""")
     return t_env.to_data_stream(table)
 
 

@@ -10,6 +10,10 @@ Wiring only (logic in models/, adapters in operators/)::
                                   v                             v
                           journey.identity           journey.profile-moves (exactly-once)
 
+    journeys (keyed by profile id) <── broadcast ── journey.control (rule updates, 1 partition)
+        -> journey.sessions, journey.triggers, journey.late, journey.segments, Cassandra
+        -> journey.control-results (each subtask's answer to each rule update)
+
 Flink 2.x has no DataStream iterations, so state moves between keys through the feedback
 topic, read back by the same source (read_committed) and written by an exactly-once sink:
 a checkpoint covers the moved state either in the profile's state or in the topic. The job
@@ -18,12 +22,13 @@ is unbounded by nature (the feedback source never ends); stop it with a savepoin
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import Callable
 
 from pyflink.common import Duration, Types, WatermarkStrategy
-from pyflink.datastream import DataStream
+from pyflink.datastream import BroadcastStream, DataStream, StreamExecutionEnvironment
 from pyflink.java_gateway import get_gateway
 
 from models.config import ConfigError, ProfilesConfig
@@ -37,7 +42,18 @@ from operators.identity_router import (
     SOURCE_TYPE,
     RouteIdentity,
 )
-from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG, Journeys
+from operators.journeys import (
+    CONTROL_RESULTS_TAG,
+    CONTROL_TYPE,
+    LATE_TAG,
+    OUT_TYPE,
+    RULES_STATE,
+    SEGMENTS_TAG,
+    SESSIONS_TAG,
+    TRIGGERS_TAG,
+    Journeys,
+    SplitOutputs,
+)
 from operators.profile_fold import MOVED_TAG, FoldProfiles
 from state.journey_store import CassandraJourneys, JourneyWriter
 from state.sinks import CassandraSink, ProfileSink
@@ -50,6 +66,13 @@ class ProfileStreams:
     sessions: DataStream  # Session bytes -> cfg.sessions_topic
     triggers: DataStream  # Trigger bytes -> cfg.triggers_topic
     late_events: DataStream  # LateEvent bytes -> cfg.late_topic
+    segments: DataStream  # SegmentChange bytes -> cfg.segments_topic
+    control_results: DataStream  # JSON answers to rule updates -> cfg.control_results_topic
+
+
+#: a control record's timestamp: far beyond any event, so the rules' input never holds back the
+#: journeys' event time (its watermark is this, or it is idle)
+CONTROL_TIMESTAMP = 2**63 - 2
 
 
 def with_event_time(routed: DataStream, out_of_orderness_ms: int) -> DataStream:
@@ -73,6 +96,31 @@ def with_event_time(routed: DataStream, out_of_orderness_ms: int) -> DataStream:
     return DataStream(j_commands)
 
 
+def control_broadcast(control: DataStream) -> BroadcastStream:
+    """``(journey.control value, CONTROL_TIMESTAMP)`` pairs as the broadcast input of the
+    journeys stage.
+
+    The journeys operator's event time is the minimum of its two inputs' watermarks, so the
+    rules' input must not hold it back: its timestamps and watermark are at the end of time
+    and it is marked idle when no update arrives (Flink ignores an idle input), all in the JVM.
+    """
+    jvm = get_gateway().jvm
+    strategy = WatermarkStrategy.for_monotonous_timestamps().with_idleness(Duration.of_seconds(1))
+    j_timed = control._j_data_stream.assignTimestampsAndWatermarks(
+        strategy._j_watermark_strategy.withTimestampAssigner(
+            jvm.org.apache.flink.streaming.api.functions.python.eventtime.CustomTimestampAssigner()
+        )
+    )
+    j_timed.name("control-time").uid("control-time").setParallelism(1)
+    return DataStream(j_timed).broadcast(RULES_STATE)
+
+
+def no_rule_updates(like: DataStream) -> DataStream:
+    """A control input that changes nothing (one empty update), in ``like``'s environment."""
+    env = StreamExecutionEnvironment(like._j_data_stream.getExecutionEnvironment())
+    return env.from_collection([(b'{"rules": []}', CONTROL_TIMESTAMP)], type_info=CONTROL_TYPE).set_parallelism(1)
+
+
 def build_profiles(
     source: DataStream,
     cfg: ProfilesConfig,
@@ -80,12 +128,15 @@ def build_profiles(
     rules: IdentityRules | None = None,
     journey_store: Callable[[], JourneyWriter] | None = None,
     report: bool = False,
+    control: DataStream | None = None,
 ) -> ProfileStreams:
     """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
 
     ``sink`` builds the profile store on each subtask (default: Cassandra as ``cfg`` says;
     tests pass :class:`state.sinks.RecordingSink`), ``journey_store`` the journeys' store
-    (default Cassandra; tests: :class:`state.journey_store.RecordingJourneys`).
+    (default Cassandra; tests: :class:`state.journey_store.RecordingJourneys`); ``control``
+    the rule updates as ``(value, CONTROL_TIMESTAMP)`` (default: none; the rules of
+    ``cfg.segment_rules`` run).
     """
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
@@ -101,11 +152,19 @@ def build_profiles(
         .set_parallelism(1)
     )
     commands = with_event_time(routed, cfg.out_of_orderness_ms)
+    segment_rules = cfg.load_segment_rules()
     journeys = (
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(Journeys(cfg.journey_settings(), journey_store, rules, report), output_type=BYTES)
+        .connect(control_broadcast(control if control is not None else no_rule_updates(source)))
+        .process(
+            Journeys(cfg.journey_settings(), journey_store, rules, report, segment_rules=segment_rules),
+            output_type=OUT_TYPE,
+        )
         .name("journeys")
         .uid("journeys")
+        .process(SplitOutputs(), output_type=BYTES)
+        .name("journey-outputs")
+        .uid("journey-outputs")
     )
     folded = (
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
@@ -123,6 +182,8 @@ def build_profiles(
         journeys.get_side_output(SESSIONS_TAG).name("sessions"),
         journeys.get_side_output(TRIGGERS_TAG).name("triggers"),
         journeys.get_side_output(LATE_TAG).name("late-events"),
+        journeys.get_side_output(SEGMENTS_TAG).name("segments"),
+        journeys.get_side_output(CONTROL_RESULTS_TAG).name("control-results"),
     )
 
 
@@ -139,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.parse_args(argv)
     try:
         cfg = ProfilesConfig.from_env()
-        check_against_broker(cfg, ordered_topics=(cfg.identity_topic,))
+        cfg.load_segment_rules()
+        check_against_broker(cfg, ordered_topics=(cfg.identity_topic, cfg.control_topic))
     except ConfigError as e:
         print(f"profiles: configuration error: {e}", file=sys.stderr)
         return 2
@@ -152,13 +214,21 @@ def main(argv: list[str] | None = None) -> int:
         .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE)
         .name("topic-and-value")
     )
-    streams = build_profiles(source, cfg)
+    control = (
+        raw_kafka_source(t_env, cfg, topic_pattern=re.escape(cfg.control_topic), table="kafka_control")
+        .map(lambda r: (bytes(r[0]), CONTROL_TIMESTAMP), output_type=CONTROL_TYPE)
+        .name("control-value")
+        .set_parallelism(1)
+    )
+    streams = build_profiles(source, cfg, control=control)
     # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)
     sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)
     sink_bytes(streams.sessions, cfg, cfg.sessions_topic)
     sink_bytes(streams.triggers, cfg, cfg.triggers_topic)
     sink_bytes(streams.late_events, cfg, cfg.late_topic)
+    sink_bytes(streams.segments, cfg, cfg.segments_topic)
+    sink_bytes(streams.control_results, cfg, cfg.control_results_topic)
     env.execute(cfg.job_name)
     return 0
 

@@ -25,7 +25,8 @@ OUTPUT_TOPICS: dict[str, str] = {
     "journey.late": "LateEvent",
     "journey.segments": "SegmentChange",
     "journey.scores": "Score",
-    "journey.control": "(JSON rule updates)",
+    "journey.control": "(JSON rule updates: docs/segments.md)",
+    "journey.control-results": "(JSON answers to rule updates, one per journeys subtask)",
 }
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
 #: per-topic settings: the DLQ keeps rejected records' raw bytes, which can hold a raw email or
@@ -37,7 +38,8 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
 #: journey.identity is a change log in resolution order: the last ``identifier_linked`` of an
 #: identifier is its profile, which holds only within one partition (the profiles job refuses
 #: to start on an identity topic with more)
-FIXED_PARTITIONS: dict[str, int] = {"journey.identity": 1}
+#: journey.control holds rule updates, applied in the order they were published.
+FIXED_PARTITIONS: dict[str, int] = {"journey.identity": 1, "journey.control": 1}
 
 
 def ensure_topics(

@@ -204,6 +204,11 @@ class ProfilesConfig(FlinkJobSettings):
     sessions_topic: str = "journey.sessions"
     triggers_topic: str = "journey.triggers"
     late_topic: str = "journey.late"
+    # rule segments (docs/segments.md): the rules run until journey.control replaces them
+    segments_topic: str = "journey.segments"
+    control_topic: str = "journey.control"
+    control_results_topic: str = "journey.control-results"
+    segment_rules: str = ""  # a YAML/JSON rules file; empty: the shipped rules/segments.yaml
     out_of_orderness_ms: int = 10 * 60_000
     idle_advance_ms: int = 5_000
     # the stage's own settings, defaults from their one home (models.journeys.JourneySettings)
@@ -240,7 +245,16 @@ class ProfilesConfig(FlinkJobSettings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
-        topics = ("identity_topic", "feedback_topic", "sessions_topic", "triggers_topic", "late_topic")
+        topics = (
+            "identity_topic",
+            "feedback_topic",
+            "sessions_topic",
+            "triggers_topic",
+            "late_topic",
+            "segments_topic",
+            "control_topic",
+            "control_results_topic",
+        )
         for name in topics:
             if not _TOPIC.match(getattr(self, name)):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not a valid Kafka topic name")
@@ -254,6 +268,18 @@ class ProfilesConfig(FlinkJobSettings):
                 )
         except re.error as e:
             raise ConfigError(f"input_topic_pattern={self.input_topic_pattern!r} is not a regex: {e}") from None
+
+    def load_segment_rules(self) -> list:
+        """The rule segments to start with (``segment_rules``, else the shipped file), each
+        validated; a bad file is a :class:`ConfigError` naming the rule and the problem."""
+        from models.segments import DEFAULT_RULES_PATH, RuleError, RuleSet, load_rules
+
+        try:
+            rules = load_rules(self.segment_rules or DEFAULT_RULES_PATH)
+            RuleSet.of(rules)
+        except RuleError as e:
+            raise ConfigError(f"JOURNEY_SEGMENT_RULES: {e}") from None
+        return rules
 
     def source_topic_pattern(self) -> str:
         """One Kafka source for the input topics and the feedback topic."""
@@ -312,10 +338,14 @@ def check_ordered_topic(topic: str, partitions: int | None) -> None:
             f"topic {topic!r} does not exist: create it with 1 partition (python -m k8s.topics, or make topics locally)"
         )
     if partitions != 1:
+        why = (
+            "rule updates apply in the order they were published"
+            if "control" in topic
+            else "an identifier's last identifier_linked is its profile only within one partition"
+        )
         raise ConfigError(
             f"topic {topic!r} has {partitions} partitions; it must have exactly 1 (an ordered "
-            f"change log: an identifier's last identifier_linked is its profile only within one "
-            f"partition). Recreate it with 1 partition (delete it, then python -m k8s.topics; "
+            f"log: {why}). Recreate it with 1 partition (delete it, then python -m k8s.topics; "
             f"on the local stack: make reset)"
         )
 

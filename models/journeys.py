@@ -49,6 +49,18 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from models.identity import IdentityRules, Node
+from models.segments import (
+    SESSION_HORIZON_MS,
+    Evaluation,
+    RuleSet,
+    SegmentFacts,
+    SegmentOut,
+    evaluate,
+    facts_of_record,
+    facts_record,
+    next_change,
+    retire_all,
+)
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -405,6 +417,7 @@ class JourneyState:
     opens: list[Open] = field(default_factory=list)
     recent: list[RecentSession] = field(default_factory=list)
     pending: dict[str, int] = field(default_factory=dict)  # node key -> moved parts still to arrive
+    segments: SegmentFacts = field(default_factory=SegmentFacts)  # the rule segments' facts (docs/segments.md)
 
     def is_empty(self) -> bool:
         return not (
@@ -417,6 +430,7 @@ class JourneyState:
             or self.opens
             or self.recent
             or self.pending
+            or not self.segments.is_empty()
         )
 
     def holds_journey(self) -> bool:
@@ -461,17 +475,22 @@ class LateOut:
     record: dict[str, Any]
 
 
-Out = SessionOut | TriggerOut | CartOut | LateOut
+Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut
 
-# due kinds, in the order they are handled at one time
-_INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART = range(7)
+# due kinds, in the order they are handled at one time (segments last: docs/segments.md)
+_INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _SEGMENTS = range(8)
 
 
 class Journey:
-    """One profile's journey over its :class:`JourneyState` (mutated in place)."""
+    """One profile's journey over its :class:`JourneyState` (mutated in place); with ``rules``,
+    its rule segments too (``docs/segments.md``; their evaluation errors count in ``rule_stats``)."""
 
-    def __init__(self, profile_id: str, state: JourneyState, settings: JourneySettings) -> None:
+    def __init__(
+        self, profile_id: str, state: JourneyState, settings: JourneySettings, rules: RuleSet | None = None
+    ) -> None:
         self.profile_id, self.state, self.s = profile_id, state, settings
+        self.rules = rules
+        self.rule_stats = Evaluation()
         self._changed_carts: dict[str, Cart] = {}
 
     # ---- arrival -------------------------------------------------------------------------
@@ -495,7 +514,7 @@ class Journey:
         parts: list[tuple[Node, JourneyState]] = []
         evict = list(evict)
         if evict:
-            parts, deletions = self.split_off(evict, everything=merged_away)
+            parts, deletions = self.split_off(evict, everything=merged_away, at=watermark)
             outs += deletions
         if fact is not None:
             outs += self.on_event(fact, watermark)
@@ -561,6 +580,12 @@ class Journey:
                 dues.append((c.escalation_due, _ESCALATE, c.cart_id))
             if c.drop_at is not None:
                 dues.append((c.drop_at, _DROP_CART, c.cart_id))
+        facts = st.segments
+        if self.rules is not None and self.rules.features and facts.evaluated_at is not None:
+            starts = [x.started_at for x in st.sessions] + [r.started_at for r in st.recent]
+            flip = next_change(facts, starts, facts.evaluated_at, self.rules.features)
+            if flip is not None:
+                dues.append((flip, _SEGMENTS, ""))
         return dues
 
     def advance(self, to: int) -> list[Out]:
@@ -581,7 +606,9 @@ class Journey:
                 break
         # what no decision at or after ``to`` can need (a late event within the lateness included)
         margin = self.s.allowed_lateness_ms
-        st.recent = [r for r in st.recent if r.started_at > to - self.s.engagement_window_ms - margin]
+        keep = max(self.s.engagement_window_ms, SESSION_HORIZON_MS)  # segments look back 3 weeks
+        st.recent = [r for r in st.recent if r.started_at > to - keep - margin]
+        st.segments.prune(to, margin)
         st.opens = [o for o in st.opens if o.at > to - self.s.recovery_window_ms - margin]
         return out + self._flush_carts()
 
@@ -591,6 +618,7 @@ class Journey:
         out: list[Out] = []
         st = self.state
         self._link(f)
+        st.segments.on_event(f.at, f.total_cents if f.kind in PURCHASES else None)
         node = f.ids[0] if f.ids else node_key(f.atom)
         if f.kind == "consent_update" and f.purpose == "marketing":
             mark = st.consent.get(node)
@@ -602,7 +630,16 @@ class Journey:
             out += self._session_event(f)
         if f.cart_id is not None:
             out += self._cart_event(f)
-        return out
+        return out + self._evaluate(f.at)
+
+    def _evaluate(self, now: int) -> list[Out]:
+        """The rule segments at ``now`` (nothing without rules)."""
+        if self.rules is None:
+            return []
+        st = self.state
+        sessions = [(x.started_at, x.engagement()) for x in st.sessions]
+        sessions += [(r.started_at, r.engagement) for r in st.recent]
+        return list(evaluate(self.rules, st.segments, sessions, now, self.profile_id, self.rule_stats))
 
     def _session_event(self, f: Fact) -> list[Out]:
         assert f.stream is not None
@@ -734,6 +771,8 @@ class Journey:
 
     def _handle_due(self, at: int, kind: int, ref: str) -> list[Out]:
         st, s = self.state, self.s
+        if kind == _SEGMENTS:
+            return self._evaluate(at)
         if kind == _INTENT:
             i = next(x for x in st.intents if f"{x.session_id}:{x.product_id}" == ref)
             st.intents.remove(i)
@@ -770,7 +809,8 @@ class Journey:
             self._touch(c, at)
             t = self._cart_trigger("cart_abandoned", at, c, engagement=engagement, action=c.action)
             c.abandon_published = not t.trigger["suppressed"]
-            return [t]
+            st.segments.abandoned_times.append(at)
+            return [t, *self._evaluate(at)]
         if kind == _ESCALATE:
             c.escalated = True
             self._touch(c, at)
@@ -875,12 +915,16 @@ class Journey:
             if n > 0:
                 self.state.pending[k] = n
 
-    def split_off(self, evicted: Iterable[Node], everything: bool) -> tuple[list[tuple[Node, JourneyState]], list[Out]]:
+    def split_off(
+        self, evicted: Iterable[Node], everything: bool, at: int = 0
+    ) -> tuple[list[tuple[Node, JourneyState]], list[Out]]:
         """Take out the parts of the state that leave with ``evicted`` (all of it when the profile
-        is merged away: the person's history goes with the first identifier; on a split it stays).
+        is merged away: the person's history, segment facts included, goes with the first
+        identifier; on a split it stays).
 
         Returns one part per evicted identifier (possibly empty: the receiver counts them) and
-        the deletions of the moved carts' rows here.
+        the deletions of the moved carts' rows here; a profile merged away also leaves its
+        segments (at ``at``, the stage's event time).
         """
         nodes = list(evicted)
         st = self.state
@@ -906,6 +950,9 @@ class Journey:
             if take_all:
                 part.links, part.consent, part.opens, part.recent = st.links, st.consent, st.opens, st.recent
                 st.links, st.consent, st.opens, st.recent = [], {}, [], []
+                deletions += retire_all(st.segments, self.profile_id, at)
+                part.segments, st.segments = st.segments, SegmentFacts()
+                part.segments.members, part.segments.evaluated_at = {}, None
             for c in part.carts:
                 deletions.append(CartOut(self.profile_id, c.cart_id, c.version + 1, None))
                 c.version += 2  # the receiver's write beats this deletion
@@ -950,6 +997,7 @@ class Journey:
         st.opens += [o for o in part.opens if (o.node, o.at) not in seen_opens]
         known_recent = {r.session_id for r in st.recent}
         st.recent += [r for r in part.recent if r.session_id not in known_recent]
+        st.segments.merge(part.segments)
         return self._flush_carts()
 
 
@@ -1037,6 +1085,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
         "opens": [dataclasses.asdict(x) for x in st.opens],
         "recent": [dataclasses.asdict(r) for r in st.recent],
         "pending": dict(st.pending),
+        "segments": facts_record(st.segments),
     }
 
 
@@ -1052,4 +1101,5 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         opens=[Open(**x) for x in rec["opens"]],
         recent=[RecentSession(**r) for r in rec["recent"]],
         pending=dict(rec["pending"]),
+        segments=facts_of_record(rec["segments"]),
     )

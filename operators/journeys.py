@@ -11,29 +11,53 @@ per timer that finds work, per late event and per identity change. Commands that
 concern the journey (a ``touch`` with no identity change, a fold's ``state``, a ``tick``)
 touch no state.
 
-Outputs: the moved journey parts (main output, ``JourneyMove`` bytes for the feedback
-topic); published sessions, consented triggers and late events as Avro bytes on
-:data:`SESSIONS_TAG`, :data:`TRIGGERS_TAG`, :data:`LATE_TAG`. Sessions, carts and every trigger
+Rule segments (``docs/segments.md``, logic in :mod:`models.segments`): the function is a
+keyed broadcast function; its broadcast input is ``journey.control`` (rule updates as JSON),
+kept in the broadcast state ``segment-rules`` (``SegmentRule`` records by name) and compiled
+into the subtask's :class:`models.segments.RuleSet` (a compiled CEL program does not pickle).
+The rules given to the constructor (the shipped file) run until an update replaces them;
+after a restore the subtask takes the stored rules on its first record or timer. Every update
+is answered on :data:`CONTROL_RESULTS_TAG` by every subtask (JSON: accepted or rejected with
+the error, and the versions the subtask runs).
+
+Outputs: every output is a ``(kind, bytes)`` pair on the main output (:data:`OUT_TYPE`), which
+:class:`SplitOutputs` (chained right after it) turns into the moved journey parts (its main
+output, ``JourneyMove`` bytes for the feedback topic) and the side outputs: published
+sessions, consented triggers, late events and segment changes as Avro bytes on
+:data:`SESSIONS_TAG`, :data:`TRIGGERS_TAG`, :data:`LATE_TAG`, :data:`SEGMENTS_TAG`, and the
+answers to rule updates on :data:`CONTROL_RESULTS_TAG`. (PyFlink 2.2's thread mode sends what
+a keyed broadcast function's ``on_timer`` yields to the main output whatever its tag:
+``pyflink/fn_execution/datastream/embedded/operations.py`` wraps ``process_element`` and
+``process_broadcast_element`` in the side-output split but not ``on_timer``.) Sessions, carts and every trigger
 (suppressed ones too) are written to the injected store (:mod:`state.journey_store`),
 synchronously: a write is done before the checkpoint that covers the decision, and is
 idempotent when a replay makes it again.
 
 With ``report=True`` the operator also emits ``(profile id, holds journey state, next due
-time or -1)`` on :data:`REPORT_TAG` after every command and timer (tests: nothing left behind
+time or -1)`` (JSON) as kind :data:`REPORT`, on :data:`REPORT_TAG` after the split, after every command and timer (tests: nothing left behind
 but the person's history of links and consent).
 
 Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, ``sessions``,
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
-``parts_received``, ``cassandra_requests``.
+``parts_received``, ``segments_entered``, ``segments_left``, ``rule_errors``,
+``rule_updates_accepted``, ``rule_updates_rejected``, ``cassandra_requests``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+import json
+import time
+from typing import Any, Callable, Iterable, Sequence
 
 from pyflink.common import Types
-from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext, TimeDomain
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+    TimeDomain,
+)
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
@@ -51,20 +75,38 @@ from models.journeys import (
     fact_of,
 )
 from models.profile_commands import decode_command, encode_journey_move
+from models.segments import RuleError, RuleSet, SegmentOut, SegmentRule, parse_rules
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.journey_store import JourneyWriter
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
-from state.records import JOURNEY_FACT_CODEC, JOURNEY_STATE_CODEC
+from state.records import JOURNEY_FACT_CODEC, JOURNEY_STATE_CODEC, SEGMENT_RULE_CODEC
 
 SESSIONS_TAG = OutputTag("sessions", BYTES)
 TRIGGERS_TAG = OutputTag("triggers", BYTES)
 LATE_TAG = OutputTag("late-events", BYTES)
+SEGMENTS_TAG = OutputTag("segments", BYTES)
+CONTROL_RESULTS_TAG = OutputTag("control-results", BYTES)
+#: the broadcast input: a journey.control record's value and a timestamp (see flink_jobs.profiles)
+CONTROL_TYPE = Types.TUPLE([BYTES, Types.LONG()])
+RULES_STATE = MapStateDescriptor("segment-rules", Types.STRING(), STATE_VALUE)
+#: the operator's output: (kind, bytes); kinds below
+OUT_TYPE = Types.TUPLE([Types.INT(), BYTES])
+MOVE, SESSION, TRIGGER, LATE, SEGMENT, CONTROL, REPORT = range(7)
 REPORT_TAG = OutputTag("journey-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.LONG()]))
 _IGNORED = (CommandKind.STATE, CommandKind.TICK)
 
 
-class Journeys(KeyedProcessFunction):
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """This subtask's index. (PyFlink 2.2's thread-mode ``get_index_of_this_subtask`` calls a
+    Java method Flink 2 removed; the task info has it.)"""
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except Exception:
+        return int(runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask())
+
+
+class Journeys(KeyedBroadcastProcessFunction):
     """Parameters
     ----------
     settings : JourneySettings
@@ -75,6 +117,8 @@ class Journeys(KeyedProcessFunction):
         For the blocked-value check of session streams (the router's rules).
     report : bool
         Emit the state report on :data:`REPORT_TAG` (tests).
+    segment_rules : sequence of SegmentRule
+        The rule segments to run until ``journey.control`` replaces them (validated by the caller).
     """
 
     def __init__(
@@ -83,10 +127,12 @@ class Journeys(KeyedProcessFunction):
         store: Callable[[], JourneyWriter],
         rules: IdentityRules | None = None,
         report: bool = False,
+        segment_rules: Sequence[SegmentRule] = (),
     ) -> None:
         self.settings, self.store_factory = settings, store
         self.rules = rules or IdentityRules()
         self.report = report
+        self.segment_rules = tuple(segment_rules)
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("journey", STATE_VALUE))
@@ -97,6 +143,10 @@ class Journeys(KeyedProcessFunction):
         self.session_codec = self.catalog.codec("Session")
         self.trigger_codec = self.catalog.codec("Trigger")
         self.late_codec = self.catalog.codec("LateEvent")
+        self.segment_codec = self.catalog.codec("SegmentChange")
+        self.ruleset = RuleSet.of(self.segment_rules)
+        self.rules_restored = False  # the broadcast state is read on the first record or timer
+        self.subtask = subtask_index(runtime_context)
         self.store = self.store_factory()
         self.counters = BufferedCounters(
             runtime_context.get_metrics_group(),
@@ -112,18 +162,81 @@ class Journeys(KeyedProcessFunction):
                 "parts_sent",
                 "parts_received",
                 "held",
+                "segments_entered",
+                "segments_left",
+                "rule_errors",
+                "rule_updates_accepted",
+                "rule_updates_rejected",
                 "cassandra_requests",
             ),
         )
 
     def close(self) -> None:
-        self.store.close()
+        if hasattr(self, "store"):  # open() may have failed before it
+            self.store.close()
 
-    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+    # ---- rule updates (the broadcast side) ------------------------------------------------
+
+    def process_broadcast_element(self, value: tuple, ctx: KeyedBroadcastProcessFunction.Context) -> Iterable[Any]:
+        """A ``journey.control`` record: apply each rule it defines, keep the accepted ones in
+        the broadcast state, answer for each."""
+        self._restore_rules(ctx)
+        stored = ctx.get_broadcast_state(RULES_STATE)
+        try:
+            rules = parse_rules(bytes(value[0]).decode("utf-8"))
+            problems: list[tuple[dict[str, Any], str]] = []
+        except (RuleError, UnicodeDecodeError) as e:
+            rules, problems = [], [({}, str(e))]
+        answers = []
+        for rule in rules:
+            try:
+                self.ruleset.apply(rule)
+            except RuleError as e:
+                problems.append((rule.record(), str(e)))
+                continue
+            stored.put(rule.name, SEGMENT_RULE_CODEC.encode(rule))
+            self.counters.inc("rule_updates_accepted")
+            answers.append(self._answer(rule.record(), None))
+        for rec, error in problems:
+            self.counters.inc("rule_updates_rejected")
+            answers.append(self._answer(rec, error))
+        for a in answers:
+            yield CONTROL, a
+
+    def _answer(self, rule: dict[str, Any], error: str | None) -> bytes:
+        return json.dumps(
+            {
+                "subtask": self.subtask,
+                "rule": rule.get("name"),
+                "version": rule.get("version"),
+                "status": "rejected" if error else "accepted",
+                "error": error,
+                "running": self.ruleset.versions(),
+                "answered_at": int(time.time() * 1000),
+            },
+            sort_keys=True,
+        ).encode()
+
+    def _restore_rules(self, ctx: Any) -> None:
+        """Once per subtask: the rules of the broadcast state (after a restore) that are newer
+        than the ones given to the constructor."""
+        if self.rules_restored:
+            return
+        self.rules_restored = True
+        for _, raw in ctx.get_broadcast_state(RULES_STATE).items():
+            rule = SEGMENT_RULE_CODEC.decode(raw)
+            have = self.ruleset.rules.get(rule.name)
+            if have is None or have.rule.version < rule.version:
+                self.ruleset.apply(rule)
+
+    # ---- the keyed side ------------------------------------------------------------------
+
+    def process_element(self, value: tuple, ctx: KeyedBroadcastProcessFunction.ReadOnlyContext) -> Iterable[Any]:
         kind = CommandKind(value[1])
         self.counters.tick(ctx.timer_service())
         if kind in _IGNORED:
             return
+        self._restore_rules(ctx)
         cmd = decode_command(value)
         if kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
             return
@@ -145,7 +258,7 @@ class Journeys(KeyedProcessFunction):
             elif fact.at > watermark - self.settings.allowed_lateness_ms:
                 self.counters.inc("late_applied")
         pid = cmd.profile_id
-        journey = Journey(pid, self._state(), self.settings)
+        journey = Journey(pid, self._state(), self.settings, self.ruleset)
         if cmd.evict or kind is CommandKind.JOURNEY:
             self._load(journey, None)  # a move takes buffered events along
         moved = None
@@ -156,15 +269,16 @@ class Journeys(KeyedProcessFunction):
         parts, outs = journey.apply_command(watermark, cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
         for node, part in parts:
             self.counters.inc("parts_sent")
-            yield encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
+            yield MOVE, encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
         yield from self._finish(journey, watermark, outs, ctx)
 
-    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+    def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext) -> Iterable[Any]:
         if ctx.time_domain() != TimeDomain.EVENT_TIME:
             self.counters.on_timer(timestamp)  # the counters' processing-time timer
             return
         self.counters.tick(ctx.timer_service())  # what this timer counts is pushed too
-        journey = Journey(ctx.get_current_key(), self._state(), self.settings)
+        self._restore_rules(ctx)
+        journey = Journey(ctx.get_current_key(), self._state(), self.settings, self.ruleset)
         yield from self._finish(journey, ctx.timer_service().current_watermark(), [], ctx)
 
     def _state(self) -> JourneyState:
@@ -187,6 +301,8 @@ class Journeys(KeyedProcessFunction):
         if not journey.state.pending:
             self._load(journey, watermark)
         outs = outs + journey.advance(watermark)
+        if journey.rule_stats.errors:
+            self.counters.inc("rule_errors", journey.rule_stats.errors)
         yield from self._emit(outs)
         st = journey.state
         if st.pending:
@@ -205,22 +321,47 @@ class Journeys(KeyedProcessFunction):
             ctx.timer_service().register_event_time_timer(due)
         if self.report:
             holds = st.holds_journey() or not self.buffer_state.is_empty()
-            yield REPORT_TAG, (journey.profile_id, holds, -1 if due is None else due)
+            yield REPORT, json.dumps([journey.profile_id, holds, -1 if due is None else due]).encode()
 
     def _emit(self, outs: list[Out]) -> Iterable[Any]:
         count = self.counters.inc
         for o in outs:
             if isinstance(o, SessionOut):
                 count("sessions" if o.session["version"] == 1 else "session_updates")
-                yield SESSIONS_TAG, self.session_codec.encode(o.session)
+                yield SESSION, self.session_codec.encode(o.session)
             elif isinstance(o, TriggerOut):
                 if o.published:
                     count(f"triggers_{o.trigger['kind']}")
-                    yield TRIGGERS_TAG, self.trigger_codec.encode(o.trigger)
+                    yield TRIGGER, self.trigger_codec.encode(o.trigger)
                 else:
                     count("suppressed_marketing")
             elif isinstance(o, LateOut):
                 count("late_dropped")
-                yield LATE_TAG, self.late_codec.encode(o.record)
+                yield LATE, self.late_codec.encode(o.record)
+            elif isinstance(o, SegmentOut):
+                count("segments_entered" if o.record["change"] == "entered" else "segments_left")
+                yield SEGMENT, self.segment_codec.encode(o.record)
         if outs:
             count("cassandra_requests", self.store.write(outs))
+
+
+class SplitOutputs(ProcessFunction):
+    """The journeys operator's ``(kind, bytes)`` outputs to the moved parts (main output) and
+    the side outputs (see the module doc for why they are not yielded there directly)."""
+
+    TAGS = {
+        SESSION: SESSIONS_TAG,
+        TRIGGER: TRIGGERS_TAG,
+        LATE: LATE_TAG,
+        SEGMENT: SEGMENTS_TAG,
+        CONTROL: CONTROL_RESULTS_TAG,
+    }
+
+    def process_element(self, value: tuple, ctx: ProcessFunction.Context) -> Iterable[Any]:
+        kind, data = value
+        if kind == MOVE:
+            yield data
+        elif kind == REPORT:
+            yield REPORT_TAG, tuple(json.loads(bytes(data)))
+        else:
+            yield self.TAGS[kind], data

@@ -48,6 +48,7 @@ from typing import Any, Iterable, Protocol, Sequence
 
 from models.identity import IdentityRules, canonical_profile_id
 from models.journeys import CartOut, LateOut, Out, SessionOut, TriggerOut
+from models.segments import SegmentOut
 
 SESSION_COLUMNS = (
     "profile_id",
@@ -106,8 +107,10 @@ TRIGGER_COLUMNS = (
     "suppressed",
     "suppression_reason",
 )
+#: ``segment_members`` and ``profile_segments`` (the key columns first, in each table's order)
+MEMBER_COLUMNS = ("segment", "profile_id", "rule_version", "entered_at", "purpose")
 _TIMES = frozenset({"started_at", "ended_at", "opened_at", "last_change_at", "deadline", "completed_at"})
-_TIMES |= {"abandoned_at", "recovered_at", "fired_at"}
+_TIMES |= {"abandoned_at", "recovered_at", "fired_at", "entered_at"}
 
 
 class JourneyWriter(Protocol):
@@ -145,7 +148,8 @@ def _from_cql(name: str, value: Any) -> Any:
 def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
     """``(table action, values, timestamp)`` for each write the outputs need (pure; the
     Cassandra and recording stores share it). Actions: ``session``, ``session-delete``,
-    ``cart``, ``cart-delete``, ``trigger``."""
+    ``cart``, ``cart-delete``, ``trigger``, ``segment``, ``segment-delete`` (a membership: both
+    tables)."""
     out: list[tuple[str, tuple[Any, ...], int]] = []
     for o in outs:
         if isinstance(o, SessionOut):
@@ -161,6 +165,13 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
                 out.append(("cart", tuple(_to_cql(c, o.row.get(c)) for c in CART_COLUMNS), 2 * o.version + 1))
         elif isinstance(o, TriggerOut):
             out.append(("trigger", tuple(_to_cql(c, o.trigger.get(c)) for c in TRIGGER_COLUMNS), 1))
+        elif isinstance(o, SegmentOut):
+            r = o.record
+            if r["change"] == "entered":
+                row = (r["segment"], r["profile_id"], r["rule_version"], _to_cql("entered_at", r["at"]), r["purpose"])
+                out.append(("segment", row, o.row_version))
+            else:
+                out.append(("segment-delete", (r["segment"], r["profile_id"]), o.row_version))
         else:
             assert isinstance(o, LateOut)
     return out
@@ -201,6 +212,14 @@ class JourneyStore:
             "cart": insert("carts", CART_COLUMNS),
             "cart-delete": prep(f"DELETE FROM {ks}.carts USING TIMESTAMP ? WHERE profile_id = ? AND cart_id = ?"),
             "trigger": insert("triggers", TRIGGER_COLUMNS),
+            "segment": insert("segment_members", MEMBER_COLUMNS),
+            "segment-delete": prep(
+                f"DELETE FROM {ks}.segment_members USING TIMESTAMP ? WHERE segment = ? AND profile_id = ?"
+            ),
+            "profile-segment": insert("profile_segments", MEMBER_COLUMNS),
+            "profile-segment-delete": prep(
+                f"DELETE FROM {ks}.profile_segments USING TIMESTAMP ? WHERE segment = ? AND profile_id = ?"
+            ),
         }
         self._reads = {
             t: prep(f"SELECT {', '.join(cols)} FROM {ks}.{t} WHERE profile_id IN ?")
@@ -235,6 +254,8 @@ class JourneyStore:
         for action, values, ts in statements(outs):
             params = (ts, *values) if action.endswith("-delete") else (*values, ts)
             futures.append(self._session.execute_async(self._writes[action], params))
+            if action.startswith("segment"):  # the same membership by profile
+                futures.append(self._session.execute_async(self._writes["profile-" + action], params))
         for f in futures:
             f.result()
         return len(futures)
@@ -273,9 +294,19 @@ class JourneyStore:
     def triggers(self, profile_id: str) -> list[dict[str, Any]]:
         return self._rows("triggers", TRIGGER_COLUMNS, [profile_id])
 
+    def segments(self, profile_id: str) -> list[dict[str, Any]]:
+        """The profile's rule segments (``profile_segments``)."""
+        rows = self._session.execute(
+            f"SELECT {', '.join(MEMBER_COLUMNS)} FROM {self._ks}.profile_segments WHERE profile_id = %s", (profile_id,)
+        )
+        return [{c: _from_cql(c, getattr(r, c)) for c in MEMBER_COLUMNS} for r in rows]
+
     def all_rows(self, table: str) -> list[dict[str, Any]]:
-        """Every row of ``sessions``, ``carts`` or ``triggers`` (tests, the demo; small data)."""
-        cols = {"sessions": SESSION_COLUMNS, "carts": CART_COLUMNS, "triggers": TRIGGER_COLUMNS}[table]
+        """Every row of ``sessions``, ``carts``, ``triggers``, ``segment_members`` or
+        ``profile_segments`` (tests, the demo; small data)."""
+        cols = {"sessions": SESSION_COLUMNS, "carts": CART_COLUMNS, "triggers": TRIGGER_COLUMNS}.get(
+            table, MEMBER_COLUMNS
+        )
         rows = self._session.execute(f"SELECT {', '.join(cols)} FROM {self._ks}.{table}")
         return [{c: _from_cql(c, getattr(r, c)) for c in cols} for r in rows]
 
@@ -332,6 +363,7 @@ class RecordedJourneys:
     sessions: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, session)
     carts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, cart)
     triggers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, trigger)
+    segments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, segment)
 
 
 def read_recorded_journeys(path: Path) -> RecordedJourneys:
@@ -354,6 +386,11 @@ def read_recorded_journeys(path: Path) -> RecordedJourneys:
             put("carts", (row["profile_id"], row["cart_id"]), ts, row)
         elif action == "cart-delete":
             put("carts", tuple(values), ts, None)
+        elif action == "segment":
+            row = dict(zip(MEMBER_COLUMNS, values))
+            put("segments", (row["profile_id"], row["segment"]), ts, row)
+        elif action == "segment-delete":
+            put("segments", (values[1], values[0]), ts, None)
         else:
             row = dict(zip(TRIGGER_COLUMNS, values))
             put("triggers", (row["profile_id"], row["trigger_id"]), ts, row)

@@ -8,13 +8,14 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
 from models.identity_router import CommandKind, IdentityRouter
 from models.journeys import Journey, JourneySettings, JourneyState, Out, fact_of
 from models.profile_commands import encode_command
+from models.segments import RuleSet, SegmentRule
 from state.records import JOURNEY_STATE_CODEC
 from tests.profiles_harness import generated_by_person
 
@@ -23,8 +24,11 @@ NEVER = -(2**63)
 
 
 class JourneyPipeline:
-    def __init__(self, rnd: random.Random, bound_ms: int | None, max_delay: int = 8) -> None:
+    def __init__(
+        self, rnd: random.Random, bound_ms: int | None, max_delay: int = 8, segments: RuleSet | None = None
+    ) -> None:
         self.rnd, self.bound, self.max_delay = rnd, bound_ms, max_delay
+        self.segments = segments
         self.settings = JourneySettings()
         self.router = IdentityRouter(RULES)
         self.states: dict[str, JourneyState] = {}
@@ -39,7 +43,7 @@ class JourneyPipeline:
         return self.max_seen - self.bound - 1
 
     def _journey(self, pid: str) -> Journey:
-        return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings)
+        return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings, self.segments)
 
     def _apply(self, cmd, event: dict[str, Any] | None) -> None:
         if cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
@@ -66,7 +70,7 @@ class JourneyPipeline:
     def _timers(self) -> None:
         w = self.watermark()
         for pid, st in self.states.items():
-            j = Journey(pid, st, self.settings)
+            j = Journey(pid, st, self.settings, self.segments)
             due = j.next_due()
             if due is not None and due <= w:
                 self.outs += [(pid, o) for o in j.advance(w)]
@@ -116,17 +120,25 @@ def recorded_commands(events: list[dict[str, Any]], seed: int) -> list[tuple]:
     return out
 
 
-def journeys_on_mini_cluster(commands: list[tuple], store: Path, report: bool = False, parallelism: int = 2):
+def journeys_on_mini_cluster(
+    commands: list[tuple],
+    store: Path,
+    report: bool = False,
+    parallelism: int = 2,
+    segment_rules: Sequence[SegmentRule] = (),
+    control: Sequence[str] = (),
+):
     """``(env, journeys stream)``: the journeys operator on a Flink mini-cluster fed ``commands``
     (as :func:`recorded_commands` gives them) through the job's JVM watermark assigner, writing
-    to a recording store at ``store``."""
+    to a recording store at ``store``, running ``segment_rules`` and receiving the rule updates
+    ``control`` (JSON texts) on its broadcast input."""
     from base64 import b64decode, b64encode
 
     from pyflink.common import Types
 
-    from flink_jobs.profiles import with_event_time
+    from flink_jobs.profiles import CONTROL_TIMESTAMP, control_broadcast, no_rule_updates, with_event_time
     from operators.identity_router import BYTES, ROUTED_TYPE
-    from operators.journeys import Journeys
+    from operators.journeys import CONTROL_TYPE, OUT_TYPE, Journeys, SplitOutputs
     from state.journey_store import RecordingJourneys
     from tests.operator.mini_cluster import thread_mode_env
 
@@ -139,11 +151,21 @@ def journeys_on_mini_cluster(commands: list[tuple], store: Path, report: bool = 
         .map(lambda r: ((r[0], r[1], r[2], r[3], b64decode(r[4]), r[5]), r[5]), output_type=ROUTED_TYPE)
         .set_parallelism(1)
     )
+    updates = (
+        env.from_collection([(u.encode(), CONTROL_TIMESTAMP) for u in control], type_info=CONTROL_TYPE).set_parallelism(
+            1
+        )
+        if control
+        else no_rule_updates(routed)
+    )
+    function = Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES, report, segment_rules=segment_rules)
     journeys = (
         with_event_time(routed, 30 * 24 * 3600 * 1000)
         .key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(Journeys(JourneySettings(), RecordingJourneys(str(store)), RULES, report), output_type=BYTES)
+        .connect(control_broadcast(updates))
+        .process(function, output_type=OUT_TYPE)
         .name("journeys")
         .uid("journeys")
+        .process(SplitOutputs(), output_type=BYTES)
     )
     return env, journeys
