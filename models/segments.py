@@ -221,8 +221,8 @@ def compile_rule(rule: SegmentRule) -> CompiledRule:
         except RuntimeError as e:
             if "Undefined variable" in str(e):
                 unknown = sorted(named - FEATURES.keys())
-                known = ", ".join(sorted(FEATURES)[:2])
-                raise RuleError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {known}, ...)") from None
+                known = ", ".join(sorted(FEATURES))
+                raise RuleError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {known})") from None
             raise RuleError(f"{where}: evaluation error on a sample profile: {e}") from None
         except TypeError as e:
             raise RuleError(f"{where}: type error: {e}") from None

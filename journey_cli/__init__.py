@@ -1,0 +1,1 @@
+"""The ``journey`` command (console script): operator and marketer tooling around the jobs."""
