@@ -1,5 +1,7 @@
 """``make bench`` (part 3): the journeys stage through Flink vs the same logic in a plain loop,
-and the delay from a trigger's due time to a read_committed consumer seeing it.
+with and without the rule segments (the shipped CEL rules), and the delay from a trigger's
+due time, and from an event, to a read_committed consumer seeing the trigger / the segment
+change.
 
 * **plain loop** -- :class:`models.journeys.Journey` over the router's commands for generated
   journeys (decode, fact, buffer, event-time processing, moves handed over at once, one tick
@@ -11,7 +13,9 @@ and the delay from a trigger's due time to a read_committed consumer seeing it.
 * **trigger latency** -- a profiles job on the local stack with live settings (bound 2 s, idle
   advance 1 s, cart timeout 5 s, checkpoints every 1 s): probe carts are added "now" while
   filler events keep event time moving; for each ``cart_abandoned`` the time it became
-  visible to a read_committed consumer minus its due time (wall clock = event time here).
+  visible to a read_committed consumer minus its due time (wall clock = event time here); and
+  probe purchases of new customers: the ``new_customer`` entry on ``journey.segments``, visible
+  minus the purchase's time.
 
 Prints a table and writes ``bench/results/journeys.json``.
 """
@@ -35,9 +39,11 @@ from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import cancel, submit, wait_state
 from models.avro_codec import SchemaCatalog
+from models.identity import canonical_profile_id
 from models.identity_router import CommandKind
 from models.journeys import Journey, JourneySettings, JourneyState, fact_of
 from models.profile_commands import decode_command
+from models.segments import RuleSet, load_rules
 from state.cassandra_schema import apply_schema, connect
 from state.records import JOURNEY_STATE_CODEC
 from tests.journeys_harness import RULES, generated_events, journeys_on_mini_cluster, recorded_commands
@@ -46,10 +52,12 @@ RESULTS = Path(__file__).resolve().parent / "results"
 BOOTSTRAP = f"127.0.0.1:{stack.KAFKA_PORT}"
 
 
-def plain_loop(commands: list[tuple]) -> dict:
+def plain_loop(commands: list[tuple], segments: bool = False) -> dict:
     """The journeys logic over the encoded commands in one loop, states as Python objects
-    (replay: one tick at the end): decoding, facts, moves, event-time processing."""
+    (replay: one tick at the end): decoding, facts, moves, event-time processing; with
+    ``segments``, the shipped rules too."""
     catalog = SchemaCatalog.load()
+    rules = RuleSet.of(load_rules()) if segments else None
     settings = JourneySettings()
     states: dict[str, JourneyState] = {}
     t0 = time.perf_counter()
@@ -61,7 +69,7 @@ def plain_loop(commands: list[tuple]) -> dict:
             cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming)
         ):
             continue
-        j = Journey(cmd.profile_id, states.setdefault(cmd.profile_id, JourneyState()), settings)
+        j = Journey(cmd.profile_id, states.setdefault(cmd.profile_id, JourneyState()), settings, rules)
         fact = moved = None
         if cmd.kind is CommandKind.EVENT:
             event = catalog.decode(cmd.payload, expect="NormalizedEvent")[1]
@@ -72,23 +80,26 @@ def plain_loop(commands: list[tuple]) -> dict:
         parts, out = j.apply_command(-(2**63), cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
         outs += len(out) + len([JOURNEY_STATE_CODEC.encode(part) for _, part in parts])  # sent encoded
     for pid, st in states.items():  # the tick: event time complete up to the newest event
-        outs += len(Journey(pid, st, settings).advance(max_at))
+        outs += len(Journey(pid, st, settings, rules).advance(max_at))
     dt = time.perf_counter() - t0
     return {"commands": len(commands), "seconds": dt, "commands_per_s": len(commands) / dt, "outputs": outs}
 
 
-def flink_run(commands: list[tuple]) -> dict:
-    """The journeys operator alone on a mini-cluster over ``commands``; wall seconds of the job."""
+def flink_run(commands: list[tuple], segments: bool = False) -> dict:
+    """The journeys operator alone on a mini-cluster over ``commands`` (with ``segments``: the
+    shipped rules); wall seconds of the job."""
     from pyflink.common import Types
 
-    from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG
+    from operators.journeys import CONTROL_RESULTS_TAG, LATE_TAG, SEGMENTS_TAG, SESSIONS_TAG, TRIGGERS_TAG
 
     store = Path(tempfile.mkdtemp()) / "journeys.jsonl"
-    _, journeys = journeys_on_mini_cluster(commands, store)
+    _, journeys = journeys_on_mini_cluster(commands, store, segment_rules=load_rules() if segments else ())
     outputs = journeys.union(
         journeys.get_side_output(SESSIONS_TAG),
         journeys.get_side_output(TRIGGERS_TAG),
         journeys.get_side_output(LATE_TAG),
+        journeys.get_side_output(SEGMENTS_TAG),
+        journeys.get_side_output(CONTROL_RESULTS_TAG),
     ).map(lambda _: 1, output_type=Types.LONG())
     t0 = time.perf_counter()
     with outputs.execute_and_collect("bench-journeys") as results:
@@ -103,9 +114,10 @@ def latency_run(probes: int, rate: float) -> dict:
     catalog = SchemaCatalog.load()
     codec = catalog.codec("NormalizedEvent")
     prefix = f"benchj{uuid.uuid4().hex[:8]}"
-    topics = {n: f"{prefix}.{n}" for n in ("normalized", "profile-moves", "sessions", "triggers", "late")}
+    names = ("normalized", "profile-moves", "sessions", "triggers", "late", "segments", "control-results")
+    topics = {n: f"{prefix}.{n}" for n in names}
     ensure_topics(BOOTSTRAP, partitions=2, topics=tuple(topics.values()))
-    ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{prefix}.identity",))
+    ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{prefix}.identity", f"{prefix}.control"))
     keyspace = f"bench_{uuid.uuid4().hex[:10]}"
     session = connect("127.0.0.1", stack.CASSANDRA_PORT)
     apply_schema(session, keyspace=keyspace)
@@ -117,6 +129,9 @@ def latency_run(probes: int, rate: float) -> dict:
         "JOURNEY_SESSIONS_TOPIC": topics["sessions"],
         "JOURNEY_TRIGGERS_TOPIC": topics["triggers"],
         "JOURNEY_LATE_TOPIC": topics["late"],
+        "JOURNEY_SEGMENTS_TOPIC": topics["segments"],
+        "JOURNEY_CONTROL_TOPIC": f"{prefix}.control",
+        "JOURNEY_CONTROL_RESULTS_TOPIC": topics["control-results"],
         "JOURNEY_GROUP_ID": prefix,
         "JOURNEY_TRANSACTIONAL_ID_PREFIX": prefix,
         "JOURNEY_JOB_NAME": f"bench-journeys-{prefix}",
@@ -128,6 +143,10 @@ def latency_run(probes: int, rate: float) -> dict:
         "JOURNEY_MARKETING_CONSENT_DEFAULT": "true",
     }
     template = catalog.decode(normalized_records(1, 7)[0])[1]
+    purchase_payload = (
+        "journey.v1.Purchase",
+        {"order_id": "o-1", "cart_id": None, "total": 25.0, "currency": "EUR", "items": []},
+    )
     cart_payload = (
         "journey.v1.CartChange",
         {"cart_id": "", "product_id": "sku-1", "category": "x", "quantity": 1, "unit_price": 9.5},
@@ -148,6 +167,8 @@ def latency_run(probes: int, rate: float) -> dict:
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 0})
     job = submit("flink_jobs.profiles", env, detached=True)
     seen: dict[str, float] = {}
+    seen_segments: dict[str, float] = {}
+    bought: dict[str, float] = {}  # profile id -> the purchase's time
     stop = threading.Event()
 
     def consume() -> None:
@@ -159,12 +180,16 @@ def latency_run(probes: int, rate: float) -> dict:
                 "auto.offset.reset": "earliest",
             }
         )
-        c.subscribe([topics["triggers"]])
+        c.subscribe([topics["triggers"], topics["segments"]])
         while not stop.is_set():
             m = c.poll(0.05)
             if m is not None and not m.error():
                 t = catalog.decode(m.value())[1]
-                seen.setdefault(t["cart_id"] or "", time.time())
+                if m.topic() == topics["segments"]:
+                    if t["segment"] == "new_customer" and t["change"] == "entered":
+                        seen_segments.setdefault(t["profile_id"], time.time())
+                else:
+                    seen.setdefault(t["cart_id"] or "", time.time())
         c.close()
 
     reader = threading.Thread(target=consume, daemon=True)
@@ -185,12 +210,18 @@ def latency_run(probes: int, rate: float) -> dict:
                 v = event("add_to_cart", f"probe-{prefix}-{k}", payload)
                 producer.produce(topics["normalized"], value=v)
                 due[cart] = catalog.decode(v)[1]["occurred_at"] / 1000 + cart_timeout / 1000
+                buyer = f"buyer-{prefix}-{k}"
+                p = event("purchase", buyer, purchase_payload)
+                producer.produce(topics["normalized"], value=p)
+                bought[canonical_profile_id([("cookie_id", buyer)], RULES)] = catalog.decode(p)[1]["occurred_at"] / 1000
                 k, next_probe = k + 1, next_probe + 1 / rate
             producer.poll(0)
             time.sleep(0.05)
         producer.flush(10)
         deadline = time.time() + 30
-        while len([c for c in due if c in seen]) < len(due) and time.time() < deadline:
+        while len(seen.keys() & due.keys()) + len(seen_segments.keys() & bought.keys()) < len(due) + len(bought) and (
+            time.time() < deadline
+        ):
             time.sleep(0.2)
     finally:
         stop.set()
@@ -199,12 +230,20 @@ def latency_run(probes: int, rate: float) -> dict:
         session.cluster.shutdown()
     delays = [seen[c] - due[c] for c in due if c in seen]
     assert len(delays) == len(due), f"{len(due) - len(delays)} of {len(due)} probe carts never triggered"
-    q = quantiles(delays, n=100, method="inclusive")
+    entries = [seen_segments[p] - bought[p] for p in bought if p in seen_segments]
+    assert len(entries) == len(bought), f"{len(bought) - len(entries)} of {len(bought)} new customers never entered"
+    q, qs = quantiles(delays, n=100, method="inclusive"), quantiles(entries, n=100, method="inclusive")
     return {
         "probes": len(delays),
         "p50_ms": q[49] * 1000,
         "p99_ms": q[98] * 1000,
         "max_ms": max(delays) * 1000,
+        "segment_entered": {
+            "probes": len(entries),
+            "p50_ms": qs[49] * 1000,
+            "p99_ms": qs[98] * 1000,
+            "max_ms": max(entries) * 1000,
+        },
         "settings": {k: v for k, v in env.items() if k.endswith("_MS")},
     }
 
@@ -222,6 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(big)} commands for {events} events ({len(small)} for {small_events} in the quarter-size run)")
     loop = plain_loop(big)
     print(f"plain Python loop : {loop['commands_per_s']:>9,.0f} commands/s ({loop['seconds']:.2f}s)")
+    loop_seg = plain_loop(big, segments=True)
+    seg_us = (loop_seg["seconds"] - loop["seconds"]) / events * 1e6
+    print(
+        f"  with segments   : {loop_seg['commands_per_s']:>9,.0f} commands/s ({loop_seg['seconds']:.2f}s): "
+        f"{seg_us:.1f} us per event for the rules"
+    )
     print("stage in Flink, run 1/2 (quarter size) ...", flush=True)
     f_small = flink_run(small)
     print("stage in Flink, run 2/2 ...", flush=True)
@@ -231,12 +276,25 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stage in Flink    : {len(big) / f_big['seconds']:>9,.0f} commands/s overall ({f_big['seconds']:.1f}s)")
     print(f"stage marginal    : {marginal:>9,.0f} commands/s (steady state)")
     print(f"ratio Flink / plain loop: {marginal / loop['commands_per_s']:.2f} steady state")
+    print("stage in Flink with segments ...", flush=True)
+    f_seg = flink_run(big, segments=True)
+    seg_flink_us = (f_seg["seconds"] - f_big["seconds"]) / events * 1e6
+    print(
+        f"  with segments   : {len(big) / f_seg['seconds']:>9,.0f} commands/s overall ({f_seg['seconds']:.1f}s): "
+        f"{seg_flink_us:.0f} us per event for the rules in the job vs {seg_us:.1f} us in the loop "
+        f"(one run each: noisy)"
+    )
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     print(f"trigger latency ({args.probes} probe carts at {args.probe_rate}/s, live settings) ...", flush=True)
     lat = latency_run(args.probes, args.probe_rate)
     print(
         f"due -> visible (read_committed): p50 {lat['p50_ms']:,.0f} ms, p99 {lat['p99_ms']:,.0f} ms, max {lat['max_ms']:,.0f} ms"
+    )
+    se = lat["segment_entered"]
+    print(
+        f"event -> segment_entered visible (new_customer, read_committed): p50 {se['p50_ms']:,.0f} ms, "
+        f"p99 {se['p99_ms']:,.0f} ms, max {se['max_ms']:,.0f} ms"
     )
     report = {
         "benchmark": "journeys",
@@ -248,6 +306,10 @@ def main(argv: list[str] | None = None) -> int:
         "flink": f_big,
         "flink_marginal_commands_per_s": marginal,
         "ratio_marginal_to_loop": marginal / loop["commands_per_s"],
+        "plain_loop_segments": loop_seg,
+        "segments_us_per_event_loop": seg_us,
+        "flink_segments": f_seg,
+        "segments_us_per_event_flink": seg_flink_us,
         "trigger_latency": lat,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)

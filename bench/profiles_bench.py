@@ -98,9 +98,13 @@ class ProfilesJob:
         self.topic = f"{self.prefix}.normalized"
         self.keyspace = f"bench_{uuid.uuid4().hex[:10]}"
         self.session = session
-        journeys = {f"JOURNEY_{n.upper()}_TOPIC": f"{self.prefix}.{n}" for n in ("sessions", "triggers", "late")}
-        ensure_topics(BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves", *journeys.values()))
-        ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{self.prefix}.identity",))
+        outs = ("sessions", "triggers", "late", "segments", "control_results")
+        journeys = {f"JOURNEY_{n.upper()}_TOPIC": f"{self.prefix}.{n.replace('_', '-')}" for n in outs}
+        journeys["JOURNEY_CONTROL_TOPIC"] = f"{self.prefix}.control"
+        ensure_topics(
+            BOOTSTRAP, partitions=2, topics=(self.topic, f"{self.prefix}.profile-moves", *list(journeys.values())[:-1])
+        )
+        ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{self.prefix}.identity", f"{self.prefix}.control"))
         apply_schema(session, keyspace=self.keyspace)
         self._by_ids = session.prepare(
             f"SELECT profile_id, version FROM {self.keyspace}.profiles WHERE profile_id IN ?"

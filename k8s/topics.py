@@ -33,6 +33,8 @@ ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
 #: phone (they were never normalized), so it is kept for 7 days only; restrict who reads it
 TOPIC_CONFIG: dict[str, dict[str, str]] = {
     "journey.dlq": {"retention.ms": str(7 * 24 * 3600 * 1000)},
+    # rule updates are kept forever: a job started without a checkpoint rebuilds its rules from them
+    "journey.control": {"retention.ms": "-1"},
 }
 #: topics whose partition count is fixed by design, whatever ``--partitions`` says.
 #: journey.identity is a change log in resolution order: the last ``identifier_linked`` of an

@@ -24,6 +24,8 @@ from typing import Callable, TypeVar
 from generator.journey_truth import JourneySettings as OracleJourneySettings
 from generator.journey_truth import JourneyTruth, journey_truth
 from generator.produce import produce
+from generator.segment_truth import load_rules as oracle_rules
+from generator.segment_truth import segment_truth
 from generator.synth import generate
 from generator.timing import DAY_MS, DEFAULT_BASE_TIME_MS
 from k8s.topics import ensure_topics
@@ -35,6 +37,7 @@ from local.polling import WaitTimeout, wait_until
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
+from models.segments import DEFAULT_RULES_PATH
 from state.cassandra_schema import apply_schema, connect
 from state.journey_store import JourneyStore
 from state.profile_store import TRAIT_COLUMNS, ProfileStore
@@ -132,17 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--persons must be at least 1")
     seed = args.seed if args.seed is not None else int(time.time())
 
-    print("1/8 local stack (Kafka, Cassandra, Flink)")
+    print("1/9 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     print(
-        "2/8 topics:",
+        "2/9 topics:",
         ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
         f"| Cassandra schema: {len(apply_schema('127.0.0.1', port=stack.CASSANDRA_PORT))} statements applied (keyspace journey)",
     )
     base_time_ms, days = calendar()
     print(
-        f"3/8 generating {args.persons} persons (seed {seed}, {days} days from {_iso(base_time_ms)}) "
+        f"3/9 generating {args.persons} persons (seed {seed}, {days} days from {_iso(base_time_ms)}) "
         f"and producing to journey.events.*"
     )
     ds = generate(seed=seed, persons=args.persons, base_time_ms=base_time_ms, days=days)
@@ -152,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     report = produce(ds, BOOTSTRAP, rate=args.rate)
     print(f"  produced {report.delivered} records in {report.elapsed_s:.1f}s; ground truth in {out_dir / 'truth.json'}")
     print(
-        "4/8 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
+        "4/9 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
     )
     jid, how = ensure_job("ingestion", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {jid} {how}; watch it at {REST}/#/job/running/{jid}/overview")
-    print("5/8 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
+    print("5/9 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
     catalog = SchemaCatalog.load()
     bad_raw = {b.raw for b in ds.truth.bad_records}
     mine, dlq, job_s = wait_for_outputs(catalog, set(ds.truth.valid_event_ids), bad_raw)
@@ -188,17 +191,23 @@ def main(argv: list[str] | None = None) -> int:
         print("  a normalized event (email/phone only as salted hashes):")
         print("   ", json.dumps({k: sample[k] for k in ("event_id", "event_type", "channel", "identifiers")})[:400])
     print()
-    print("6/8 identity + profiles + journeys job (unbounded)")
+    print("6/9 identity + profiles + journeys job (unbounded)")
     pjid, how = ensure_job("profiles", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {pjid} {how}; watch it at {REST}/#/job/running/{pjid}/overview")
-    print("7/8 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
+    print("7/9 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
     ok = show_profiles(mine) and ok
     print()
     print(
-        "8/8 waiting until the journeys stage has decided this run (journey.sessions, journey.triggers, "
+        "8/9 waiting until the journeys stage has decided this run (journey.sessions, journey.triggers, "
         "read_committed; Cassandra sessions, carts, triggers)"
     )
     ok = show_journeys(catalog, mine) and ok
+    print()
+    print(
+        "9/9 waiting until the rule segments of this run are decided (journey.segments, read_committed; "
+        "Cassandra profile_segments; rules/segments.yaml unless `journey rules publish` changed them)"
+    )
+    ok = show_segments(catalog, mine) and ok
     print()
     print(
         f"Flink web UI: {REST}  (ingestion {jid} and profiles {pjid} keep running: a later "
@@ -327,6 +336,51 @@ def show_journeys(catalog: SchemaCatalog, events: list[dict], timeout_s: float =
     with JourneyStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as js:
         stored = {t: [r for r in js.all_rows(t) if r["stream"] in streams] for t in ("sessions", "carts", "triggers")}
     return _print_journeys(want, triggers, sessions, late, stored)
+
+
+def show_segments(catalog: SchemaCatalog, events: list[dict], timeout_s: float = 180) -> bool:
+    """Poll journey.segments until every profile of this run has the changes the offline oracle
+    (``generator/segment_truth.py``, shipped rules) gives; print them per segment beside it."""
+    res = resolve([observation_of(e) for e in events], IdentityRules())
+    want: dict[str, list[tuple]] = {}
+    for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
+        t, v = c["person"].split(":", 1)
+        pid = res.profile_of[(t, v)]
+        want.setdefault(pid, []).append((c["segment"], c["change"], c["rule_version"], c["at"]))
+
+    def read() -> dict[str, list[tuple]]:
+        got: dict[str, list[tuple]] = {}
+        for r in _decodable(catalog, "journey.segments"):
+            if r["profile_id"] in res.members:
+                got.setdefault(r["profile_id"], []).append((r["segment"], r["change"], r["rule_version"], r["at"]))
+        return got
+
+    got, _ = _watch(
+        read,
+        lambda g: g == want,
+        lambda g: f"  {sum(map(len, g.values()))} of {sum(map(len, want.values()))} segment changes",
+        timeout_s,
+        3,
+    )
+    ok = got == want
+    names = sorted({c[0] for cs in want.values() for c in cs} | {c[0] for cs in got.values() for c in cs})
+    for name in names:
+        counts = []
+        for change in ("entered", "exited"):
+            n_got = sum(1 for cs in got.values() for c in cs if c[0] == name and c[1] == change)
+            n_want = sum(1 for cs in want.values() for c in cs if c[0] == name and c[1] == change)
+            counts.append(f"{change} {n_got:>4} (expected {n_want:<4})")
+        print(f"  {name:<16} {'  '.join(counts)}")
+    print(
+        f"  every profile's changes in order, as the oracle says (time-only exits included): {'OK' if ok else 'MISMATCH'}"
+    )
+    with JourneyStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as js:
+        sample = next((pid for pid in sorted(want) if js.segments(pid)), None)
+        if sample is not None:
+            rows = ", ".join(f"{r['segment']} v{r['rule_version']}" for r in js.segments(sample))
+            print(f"  Cassandra profile_segments of {sample}: {rows}")
+    print("  change the rules without a restart: journey rules publish FILE (journey rules status shows the versions)")
+    return ok
 
 
 def _print_journeys(want: JourneyTruth, triggers, sessions, late, stored) -> bool:

@@ -39,7 +39,7 @@ but the person's history of links and consent).
 
 Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, ``sessions``,
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
-``parts_received``, ``segments_entered``, ``segments_left``, ``rule_errors``,
+``parts_received``, ``segments_entered``, ``segments_exited``, ``rule_errors``,
 ``rule_updates_accepted``, ``rule_updates_rejected``, ``cassandra_requests``.
 """
 
@@ -163,7 +163,7 @@ class Journeys(KeyedBroadcastProcessFunction):
                 "parts_received",
                 "held",
                 "segments_entered",
-                "segments_left",
+                "segments_exited",
                 "rule_errors",
                 "rule_updates_accepted",
                 "rule_updates_rejected",
@@ -339,7 +339,7 @@ class Journeys(KeyedBroadcastProcessFunction):
                 count("late_dropped")
                 yield LATE, self.late_codec.encode(o.record)
             elif isinstance(o, SegmentOut):
-                count("segments_entered" if o.record["change"] == "entered" else "segments_left")
+                count("segments_entered" if o.record["change"] == "entered" else "segments_exited")
                 yield SEGMENT, self.segment_codec.encode(o.record)
         if outs:
             count("cassandra_requests", self.store.write(outs))

@@ -76,6 +76,18 @@ class ProfilesRun:
     def late(self) -> str:
         return f"{self.topics.prefix}.late"
 
+    @property
+    def segments(self) -> str:
+        return f"{self.topics.prefix}.segments"
+
+    @property
+    def control(self) -> str:
+        return f"{self.topics.prefix}.control"
+
+    @property
+    def control_results(self) -> str:
+        return f"{self.topics.prefix}.control-results"
+
     @classmethod
     def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
         run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
@@ -85,8 +97,9 @@ class ProfilesRun:
 
     def create_topics(self, bootstrap: str) -> None:
         """The run's own output and feedback topics."""
-        ensure_topics(bootstrap, partitions=2, topics=(self.feedback, self.sessions, self.triggers, self.late))
-        ensure_topics(bootstrap, partitions=1, topics=(self.identity,))  # an ordered change log
+        outputs = (self.feedback, self.sessions, self.triggers, self.late, self.segments, self.control_results)
+        ensure_topics(bootstrap, partitions=2, topics=outputs)
+        ensure_topics(bootstrap, partitions=1, topics=(self.identity, self.control))  # ordered logs
 
     def job_env(self, bootstrap: str, **extra: str) -> dict[str, str]:
         env = {
@@ -103,6 +116,9 @@ class ProfilesRun:
             "JOURNEY_SESSIONS_TOPIC": self.sessions,
             "JOURNEY_TRIGGERS_TOPIC": self.triggers,
             "JOURNEY_LATE_TOPIC": self.late,
+            "JOURNEY_SEGMENTS_TOPIC": self.segments,
+            "JOURNEY_CONTROL_TOPIC": self.control,
+            "JOURNEY_CONTROL_RESULTS_TOPIC": self.control_results,
             "JOURNEY_OUT_OF_ORDERNESS_MS": str(REPLAY_OUT_OF_ORDERNESS_MS),
             "JOURNEY_IDLE_ADVANCE_MS": "5000",
         }

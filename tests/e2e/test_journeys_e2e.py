@@ -1,9 +1,14 @@
 """Journeys on the real stack: generator -> Kafka -> ingestion job -> Kafka -> profiles job
 (parallelism 2, exactly-once, identity merges moving journey state through the feedback
-topic) -> journey.sessions / journey.triggers / journey.late (read_committed) and Cassandra
-sessions / carts / triggers, compared field by field with the independent offline oracle
-(generator/journey_truth.py) over the events the job read. Then an event far older than the
-allowed lateness arrives: it is published on journey.late and changes nothing else."""
+topic) -> journey.sessions / journey.triggers / journey.late / journey.segments
+(read_committed) and Cassandra sessions / carts / triggers / segment memberships, compared
+field by field with the independent offline oracles (generator/journey_truth.py,
+generator/segment_truth.py) over the events the job read. Then an event far older than the
+allowed lateness arrives: it is published on journey.late and changes nothing else. Then rule
+updates go to the job's journey.control with ``journey rules publish``: an invalid rule and a
+stale version are rejected by every subtask (the previous version keeps running), a new
+version of ``engaged`` is accepted and decides the profile's next evaluation (a new event),
+without a restart."""
 
 from __future__ import annotations
 
@@ -13,13 +18,20 @@ import time
 import pytest
 from confluent_kafka import Producer
 
+import json
+from collections import defaultdict
+from pathlib import Path
+
 from generator.produce import produce
+from generator.segment_truth import load_rules as oracle_rules
+from generator.segment_truth import segment_truth
 from generator.synth import generate
 from local.flink_cluster import cancel, counter_total, submit, wait_for_counters, wait_state
 from local.kafka_read import read_committed
-from local.polling import wait_until
+from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
 from models.identity import observation_of, resolve
+from models.segments import DEFAULT_RULES_PATH
 from state.journey_store import JourneyStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
@@ -42,6 +54,11 @@ _COUNTERS = (
     "journey_parts",
     "orphan_journey_parts",
     "ticks",
+    "segments_entered",
+    "segments_exited",
+    "rule_errors",
+    "rule_updates_accepted",
+    "rule_updates_rejected",
 )
 
 
@@ -57,7 +74,7 @@ def _late_copy(event: dict, catalog: SchemaCatalog, days_before: int) -> tuple[b
 
 
 @pytest.fixture(scope="module")
-def result(local_stack, session):
+def result(local_stack, session, tmp_path_factory):
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "jrny")
     ds = generate(seed=717, persons=40)
@@ -72,9 +89,24 @@ def result(local_stack, session):
         events = run.normalized_events(bootstrap)
         diff, got, want = wait_until_journeys_equal_oracle(bootstrap, session, run, events, timeout_s=300)
         seconds = time.monotonic() - t0
+        final = resolve([observation_of(e) for e in events], RULES)
+        segments_want = _oracle_segments(events, final)
+        try:
+            segments_got = wait_until(
+                lambda: _segments_by_profile(bootstrap, run, catalog),
+                120,
+                2,
+                "journey.segments equal to the oracle",
+                until=lambda got: got == segments_want,
+            )
+        except WaitTimeout as e:
+            segments_got = e.last
+        members = {
+            table: JourneyStore(session, run.keyspace).all_rows(table)
+            for table in ("segment_members", "profile_segments")
+        }
         counters = wait_for_counters(job.job_id, {"sessions": 1, "parts_received": 1}, list(_COUNTERS))
         store = JourneyStore(session, run.keyspace)
-        final = resolve([observation_of(e) for e in events], RULES)
         profile_sessions = {pid: store.sessions(pid) for pid in sorted(set(final.profile_of.values()))[:8]}
         # an event 40 days older than the data set: beyond the allowed lateness
         template = next(e for e in events if e["event_type"] == "page_view")
@@ -91,6 +123,8 @@ def result(local_stack, session):
         )
         after_late = read_journey_outputs(bootstrap, session, run)
         late_counters = wait_for_counters(job.job_id, {"late_dropped": 1}, [])
+        reload = _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp_path_factory.mktemp("rules"))
+        reload_counters = wait_for_counters(job.job_id, {"rule_updates_accepted": 2}, ["rule_updates_rejected"])
     finally:
         cancel(job.job_id)
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
@@ -107,6 +141,101 @@ def result(local_stack, session):
         "late_id": late_id,
         "after_late": after_late,
         "late_counters": late_counters,
+        "segments_want": segments_want,
+        "segments_got": segments_got,
+        "members": members,
+        "reload": reload,
+        "reload_counters": reload_counters,
+    }
+
+
+def _oracle_segments(events: list[dict], final) -> dict[str, list[tuple]]:
+    want: dict[str, list[tuple]] = defaultdict(list)
+    for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
+        pid = final.profile_of[tuple(c["person"].split(":", 1))]
+        want[pid].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
+    return dict(want)
+
+
+def _segment_records(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> list[dict]:
+    """journey.segments (read_committed), in each partition's order."""
+    recs = sorted(read_committed(bootstrap, run.segments), key=lambda r: (r.partition, r.offset))
+    return [catalog.decode(r.value)[1] for r in recs]
+
+
+def _segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> dict[str, list[tuple]]:
+    got: dict[str, list[tuple]] = defaultdict(list)
+    for r in _segment_records(bootstrap, run, catalog):
+        got[r["profile_id"]].append((r["segment"], r["change"], r["rule_version"], r["at"], r["purpose"]))
+    return dict(got)
+
+
+def _last(changes: list[tuple], segment: str) -> str | None:
+    """The last change of ``segment`` in a profile's changes (None: never)."""
+    mine = [c[1] for c in changes if c[0] == segment]
+    return mine[-1] if mine else None
+
+
+def _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp: Path) -> dict:
+    """Publish an invalid rule and a stale version, then a new version of ``engaged``; one new
+    event of a profile outside ``engaged`` makes the next evaluation decide with it."""
+    from journey_cli.rules import end_offsets, publish, read_answers
+
+    def publish_and_answers(doc: dict, rules: int) -> list[dict]:
+        path = tmp / f"rules-{time.time_ns()}.json"
+        path.write_text(json.dumps(doc))
+        since = end_offsets(bootstrap, run.control_results)
+        if doc.get("raw"):
+            p = Producer({"bootstrap.servers": bootstrap})
+            p.produce(run.control, doc["raw"].encode())
+            p.flush(10)
+        else:
+            publish(bootstrap, run.control, path)
+        return read_answers(bootstrap, run.control_results, since, 90, until=lambda a: len(a) >= 2 * rules)
+
+    shipped_engaged = {"name": "engaged", "version": 1, "purpose": "personalization", "expression": "sessions_7d >= 3"}
+    rejected = publish_and_answers(
+        {
+            "raw": json.dumps(
+                {
+                    "rules": [
+                        {"name": "vip", "version": 1, "purpose": "marketing", "expression": "visits > 3"},
+                        shipped_engaged | {"expression": "sessions_7d >= 1"},
+                    ]
+                }
+            )
+        },
+        2,
+    )
+    engaged_now = {pid for pid, cs in segments_want.items() if _last(cs, "engaged") == "entered"}
+    person = next(pid for pid in sorted(set(final.profile_of.values())) if pid not in engaged_now)
+    node = next(n for n, pid in final.profile_of.items() if pid == person)
+    before = len(_segment_records(bootstrap, run, catalog))
+    t0 = time.monotonic()
+    accepted = publish_and_answers({"rules": [shipped_engaged | {"version": 2, "expression": "sessions_7d >= 1"}]}, 1)
+    answered_s = time.monotonic() - t0
+    template = next(e for e in events if e["event_type"] == "page_view")
+    ids = {k: None for k in template["identifiers"]} | {node[0]: node[1]}
+    end = max(e["occurred_at"] for e in events)
+    new = dict(template, event_id="after-reload", identifiers=ids, occurred_at=end + 60_000)
+    producer = Producer({"bootstrap.servers": bootstrap})
+    producer.produce(run.topics.normalized, value=catalog.codec("NormalizedEvent").encode(new))
+    producer.flush(10)
+    decided = wait_until(
+        lambda: [r for r in _segment_records(bootstrap, run, catalog)[before:] if r["profile_id"] == person],
+        120,
+        1,
+        "a decision of the new rule version",
+        until=lambda recs: any(r["rule_version"] == 2 for r in recs),
+    )
+    return {
+        "rejected": rejected,
+        "accepted": accepted,
+        "answered_s": answered_s,
+        "decided_s": time.monotonic() - t0,
+        "decided": decided,
+        "person": person,
+        "at": new["occurred_at"],
     }
 
 
@@ -160,3 +289,54 @@ def test_an_event_beyond_the_allowed_lateness_is_published_late_and_changes_noth
     with_late = dataclasses.replace(result["want"], late_dropped=[result["late_id"]])
     assert journey_differences(result["after_late"], with_late) == []
     assert counter_total(result["late_counters"], "late_dropped") == 1
+
+
+def test_segment_changes_per_profile_equal_the_oracle_including_time_only_exits(result):
+    got, want = result["segments_got"], result["segments_want"]
+    assert got == want
+    kinds = {c[0] for cs in want.values() for c in cs}
+    assert {"engaged", "high_value", "cart_abandoner", "new_customer"} <= kinds, kinds
+    event_times = {e["occurred_at"] for e in result["events"]}
+    assert any(c[1] == "exited" and c[3] not in event_times for cs in want.values() for c in cs)
+    c = {n: counter_total(result["counters"], n) for n in ("segments_entered", "segments_exited", "rule_errors")}
+    assert c["segments_entered"] == sum(1 for cs in want.values() for x in cs if x[1] == "entered")
+    assert c["segments_exited"] == sum(1 for cs in want.values() for x in cs if x[1] == "exited")
+    assert c["rule_errors"] == 0
+    print(f"\n{sum(len(cs) for cs in got.values())} segment changes equal to the oracle")
+
+
+def test_cassandra_holds_the_memberships_by_segment_and_by_profile(result):
+    want = set()
+    for pid, cs in result["segments_want"].items():
+        last: dict[str, tuple] = {}
+        for c in cs:
+            last[c[0]] = c
+        want |= {(pid, seg, c[2], c[3]) for seg, c in last.items() if c[1] == "entered"}
+    for table in ("segment_members", "profile_segments"):
+        rows = {(r["profile_id"], r["segment"], r["rule_version"], r["entered_at"]) for r in result["members"][table]}
+        assert rows == want, table
+
+
+def test_an_invalid_rule_and_a_stale_version_are_rejected_by_every_subtask_and_change_nothing(result):
+    rejected = result["reload"]["rejected"]
+    assert sorted({a["subtask"] for a in rejected}) == [0, 1]
+    by_rule = defaultdict(list)
+    for a in rejected:
+        by_rule[a["rule"]].append(a)
+    assert all(a["status"] == "rejected" and "unknown field(s) visits" in a["error"] for a in by_rule["vip"])
+    assert all(a["status"] == "rejected" and "version must be higher" in a["error"] for a in by_rule["engaged"])
+    assert all(a["running"]["engaged"] == 1 and "vip" not in a["running"] for a in rejected)
+
+
+def test_a_new_rule_version_decides_the_next_evaluation_without_a_restart(result):
+    r = result["reload"]
+    assert sorted({a["subtask"] for a in r["accepted"]}) == [0, 1]
+    assert all(a["status"] == "accepted" and a["running"]["engaged"] == 2 for a in r["accepted"])
+    entered = [x for x in r["decided"] if x["segment"] == "engaged"]
+    assert entered and entered[0]["change"] == "entered" and entered[0]["rule_version"] == 2
+    assert entered[0]["at"] == r["at"]
+    assert counter_total(result["reload_counters"], "rule_updates_rejected") == 4
+    print(
+        f"\nrule update: answered by both subtasks {r['answered_s']:.1f} s after publishing; first decision "
+        f"under v2 visible {r['decided_s']:.1f} s after publishing (one new event, bound 30 d: the idle tick)"
+    )
