@@ -148,7 +148,9 @@ def main(argv: list[str]) -> int:
                     by_sub.setdefault(a["subtask"], set()).add(a["rule"])
                 return bool(by_sub) and all(s >= names for s in by_sub.values()) and len(answers) >= len(names)
 
-            answers = read_answers(cfg.bootstrap_servers, cfg.control_results_topic, since, args.wait, every_rule_answered)
+            answers = read_answers(
+                cfg.bootstrap_servers, cfg.control_results_topic, since, args.wait, every_rule_answered
+            )
             if not answers:
                 print(f"no answer within {args.wait:.0f} s: is the profiles job running?", file=sys.stderr)
                 return 1

@@ -337,3 +337,55 @@ def wait_until_journeys_equal_oracle(
     except WaitTimeout as e:
         diff, got = e.last
     return diff, got, want
+
+
+def oracle_segments(events: list[dict], final=None) -> dict[str, list[tuple]]:
+    """The segment oracle's changes (shipped rules) by the profile of an offline resolution."""
+    from generator.segment_truth import load_rules as oracle_rules
+    from generator.segment_truth import segment_truth
+    from models.segments import DEFAULT_RULES_PATH
+
+    final = final or resolve([observation_of(e) for e in events], RULES)
+    want: dict[str, list[tuple]] = defaultdict(list)
+    for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
+        pid = final.profile_of[tuple(c["person"].split(":", 1))]
+        want[pid].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
+    return dict(want)
+
+
+def segment_records(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> list[dict]:
+    """journey.segments (read_committed), in each partition's order."""
+    recs = sorted(read_committed(bootstrap, run.segments), key=lambda r: (r.partition, r.offset))
+    return [catalog.decode(r.value)[1] for r in recs]
+
+
+def segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> dict[str, list[tuple]]:
+    got: dict[str, list[tuple]] = defaultdict(list)
+    for r in segment_records(bootstrap, run, catalog):
+        got[r["profile_id"]].append((r["segment"], r["change"], r["rule_version"], r["at"], r["purpose"]))
+    return dict(got)
+
+
+def wait_until_segments_equal_oracle(
+    bootstrap: str, run: "ProfilesRun", events: list[dict], timeout_s: float
+) -> tuple[list[str], dict[str, list[tuple]]]:
+    """Poll journey.segments until every profile's changes equal the oracle's; returns the
+    differences (empty: converged) and what was read."""
+    want = oracle_segments(events)
+    catalog = SchemaCatalog.load()
+    try:
+        got = wait_until(
+            lambda: segments_by_profile(bootstrap, run, catalog),
+            timeout_s,
+            3,
+            "journey.segments equal to the oracle",
+            until=lambda g: g == want,
+        )
+    except WaitTimeout as e:
+        got = e.last
+    diff = [
+        f"segments of {pid}: got {got.get(pid)} want {want.get(pid)}"
+        for pid in sorted(set(got) | set(want))
+        if got.get(pid) != want.get(pid)
+    ]
+    return diff[:10], got

@@ -293,12 +293,14 @@ class NormalizedFeed(BackgroundProducer):
 
 def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedFeed) -> list[str]:
     """After the feed ends: wait until Cassandra equals the oracle (profiles and identity
-    links), then compare the committed journey.identity log with it too, and the journeys'
-    triggers and sessions (read_committed) and Cassandra tables with the journeys oracle."""
+    links), then compare the committed journey.identity log with it too, the journeys'
+    triggers and sessions (read_committed) and Cassandra tables with the journeys oracle, and
+    every profile's segment changes with the segments oracle."""
     from tests.profiles_harness import (
         identity_differences,
         wait_until_cassandra_equals_oracle,
         wait_until_journeys_equal_oracle,
+        wait_until_segments_equal_oracle,
     )
 
     feed.join()
@@ -306,7 +308,9 @@ def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedF
     diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
     journeys, got, _ = wait_until_journeys_equal_oracle(bootstrap, session, run, events, timeout_s=300)
     print(f"\njourneys: {len(got.triggers)} triggers, {len(got.sessions)} sessions published; {journeys or 'equal'}")
-    return diff + identity_differences(run.identity_events(bootstrap), events) + journeys
+    segments, seg_got = wait_until_segments_equal_oracle(bootstrap, run, events, timeout_s=120)
+    print(f"segments: {sum(map(len, seg_got.values()))} changes published; {segments or 'equal'}")
+    return diff + identity_differences(run.identity_events(bootstrap), events) + journeys + segments
 
 
 @pytest.fixture

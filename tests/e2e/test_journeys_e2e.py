@@ -23,20 +23,20 @@ from collections import defaultdict
 from pathlib import Path
 
 from generator.produce import produce
-from generator.segment_truth import load_rules as oracle_rules
-from generator.segment_truth import segment_truth
 from generator.synth import generate
 from local.flink_cluster import cancel, counter_total, submit, wait_for_counters, wait_state
 from local.kafka_read import read_committed
 from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
 from models.identity import observation_of, resolve
-from models.segments import DEFAULT_RULES_PATH
 from state.journey_store import JourneyStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
 from tests.profiles_harness import (
     ProfilesRun,
+    oracle_segments,
+    segment_records,
+    segments_by_profile,
     journey_differences,
     read_journey_outputs,
     wait_until_journeys_equal_oracle,
@@ -90,10 +90,10 @@ def result(local_stack, session, tmp_path_factory):
         diff, got, want = wait_until_journeys_equal_oracle(bootstrap, session, run, events, timeout_s=300)
         seconds = time.monotonic() - t0
         final = resolve([observation_of(e) for e in events], RULES)
-        segments_want = _oracle_segments(events, final)
+        segments_want = oracle_segments(events, final)
         try:
             segments_got = wait_until(
-                lambda: _segments_by_profile(bootstrap, run, catalog),
+                lambda: segments_by_profile(bootstrap, run, catalog),
                 120,
                 2,
                 "journey.segments equal to the oracle",
@@ -149,27 +149,6 @@ def result(local_stack, session, tmp_path_factory):
     }
 
 
-def _oracle_segments(events: list[dict], final) -> dict[str, list[tuple]]:
-    want: dict[str, list[tuple]] = defaultdict(list)
-    for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
-        pid = final.profile_of[tuple(c["person"].split(":", 1))]
-        want[pid].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
-    return dict(want)
-
-
-def _segment_records(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> list[dict]:
-    """journey.segments (read_committed), in each partition's order."""
-    recs = sorted(read_committed(bootstrap, run.segments), key=lambda r: (r.partition, r.offset))
-    return [catalog.decode(r.value)[1] for r in recs]
-
-
-def _segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> dict[str, list[tuple]]:
-    got: dict[str, list[tuple]] = defaultdict(list)
-    for r in _segment_records(bootstrap, run, catalog):
-        got[r["profile_id"]].append((r["segment"], r["change"], r["rule_version"], r["at"], r["purpose"]))
-    return dict(got)
-
-
 def _last(changes: list[tuple], segment: str) -> str | None:
     """The last change of ``segment`` in a profile's changes (None: never)."""
     mine = [c[1] for c in changes if c[0] == segment]
@@ -210,7 +189,7 @@ def _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp: Path
     engaged_now = {pid for pid, cs in segments_want.items() if _last(cs, "engaged") == "entered"}
     person = next(pid for pid in sorted(set(final.profile_of.values())) if pid not in engaged_now)
     node = next(n for n, pid in final.profile_of.items() if pid == person)
-    before = len(_segment_records(bootstrap, run, catalog))
+    before = len(segment_records(bootstrap, run, catalog))
     t0 = time.monotonic()
     accepted = publish_and_answers({"rules": [shipped_engaged | {"version": 2, "expression": "sessions_7d >= 1"}]}, 1)
     answered_s = time.monotonic() - t0
@@ -222,7 +201,7 @@ def _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp: Path
     producer.produce(run.topics.normalized, value=catalog.codec("NormalizedEvent").encode(new))
     producer.flush(10)
     decided = wait_until(
-        lambda: [r for r in _segment_records(bootstrap, run, catalog)[before:] if r["profile_id"] == person],
+        lambda: [r for r in segment_records(bootstrap, run, catalog)[before:] if r["profile_id"] == person],
         120,
         1,
         "a decision of the new rule version",

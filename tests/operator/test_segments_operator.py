@@ -53,12 +53,16 @@ def _run(tmp_path: Path, events: list[dict], control: list[str]) -> tuple[list[d
 
     from operators.journeys import LATE_TAG, SESSIONS_TAG, TRIGGERS_TAG
 
-    out = journeys.get_side_output(SEGMENTS_TAG).map(tagged("segment"), output_type=OUT).union(
-        journeys.get_side_output(CONTROL_RESULTS_TAG).map(tagged("control"), output_type=OUT),
-        journeys.get_side_output(SESSIONS_TAG).map(tagged("other"), output_type=OUT),
-        journeys.get_side_output(TRIGGERS_TAG).map(tagged("other"), output_type=OUT),
-        journeys.get_side_output(LATE_TAG).map(tagged("other"), output_type=OUT),
-        journeys.map(tagged("other"), output_type=OUT),
+    out = (
+        journeys.get_side_output(SEGMENTS_TAG)
+        .map(tagged("segment"), output_type=OUT)
+        .union(
+            journeys.get_side_output(CONTROL_RESULTS_TAG).map(tagged("control"), output_type=OUT),
+            journeys.get_side_output(SESSIONS_TAG).map(tagged("other"), output_type=OUT),
+            journeys.get_side_output(TRIGGERS_TAG).map(tagged("other"), output_type=OUT),
+            journeys.get_side_output(LATE_TAG).map(tagged("other"), output_type=OUT),
+            journeys.map(tagged("other"), output_type=OUT),
+        )
     )
     catalog = SchemaCatalog.load()
     segments, answers = [], []

@@ -30,6 +30,7 @@ from models.segments import (
 )
 from state.records import JOURNEY_STATE_CODEC, SEGMENT_RULE_CODEC
 from tests.unit.test_journeys import CK, add, fact
+from tests.unit.test_journeys import run as run_in_arrival_order
 
 S = JourneySettings()
 MIN = 60_000
@@ -283,12 +284,5 @@ def test_any_arrival_order_within_the_bound_gives_the_same_segment_changes(seed:
     _, in_order = run(facts, rs)
     bound = 2 * DAY_MS
     shuffled = sorted(facts, key=lambda f: f.at + rnd.randint(0, bound))
-    j = Journey("p-1", JourneyState(), S, rs)
-    outs, seen = [], None
-    for f in shuffled:
-        w = -(2**63) if seen is None else seen - bound - 1
-        outs += j.on_event(f, w)
-        seen = f.at if seen is None else max(seen, f.at)
-        outs += j.advance(seen - bound - 1)
-    outs += j.advance(END)
+    _, outs = run_in_arrival_order(shuffled, bound=bound, journey=Journey("p-1", JourneyState(), S, rs))
     assert changes(outs) == changes(in_order)
