@@ -5,14 +5,16 @@ STACK := $(PY) local/stack.py
 # the test suite's own stack (conftest.py): .stack/test, every port + 10000
 TEST_STACK_ENV := JOURNEY_STACK_DIR=$(CURDIR)/.stack/test JOURNEY_STACK_PORT_OFFSET=10000
 
-.PHONY: help setup up down status reset topics demo ingest profiles chaos lint test test-unit test-operator test-e2e bench clean
+.PHONY: help setup up down status reset topics demo ingest profiles chaos lint test test-unit test-operator test-e2e quality bench clean
 
 help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
 	@echo "make test    - setup if needed, lint (ruff check, ruff format --check, mypy), then unit, operator"
 	@echo "               (mini-cluster) and end-to-end (real stack) tests"
 	@echo "make bench   - ingestion, profiles and journeys throughput: Flink vs the same logic in a plain loop;"
-	@echo "               Cassandra writes per event, produce -> Cassandra latency, trigger due -> visible p50/p99"
+	@echo "               Cassandra writes per event, produce -> Cassandra latency, trigger due -> visible p50/p99,"
+	@echo "               rule segments' cost per event and event -> segment_entered latency"
+	@echo "make quality - the online models on the generator's planted behaviour: cluster ARI, purchase propensity AUC"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
 	@echo "                                    and wipe the tests' own stack in .stack/test)"
@@ -68,6 +70,9 @@ test-e2e: setup
 
 chaos: setup
 	@$(PY) -m pytest -ra -m chaos --chaos-all tests/chaos
+
+quality: setup
+	@$(PY) -m bench.quality
 
 bench: setup
 	@$(PY) -m bench.ingest_bench

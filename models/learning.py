@@ -1,0 +1,287 @@
+"""Online learning over closed sessions (design and measurements: ``docs/learning.md``).
+
+Pure parts of the stage, in the order a sample goes through them:
+
+* :class:`History` — what a profile's journey keeps about its closed sessions, and the two
+  feature vectors built from it: :meth:`History.cluster_features` (six behaviour ratios) and
+  :func:`propensity_features` (the history before a session plus the session's own
+  non-purchase counts: no label leaks in);
+* :class:`Sample` — one closed session as the learner receives it;
+* :class:`Learner` — standardized ``KMeans`` clusters (centres drawn up front in sorted feature
+  order: River draws them lazily in hash order, which differs between processes) with a
+  PageHinkley drift detector on the distance to the centre, and a purchase propensity
+  ``StandardScaler | LogisticRegression`` validated progressively (predict, then learn: rolling
+  ROC AUC and log loss). Its whole state is one record (:meth:`Learner.record`).
+
+Examples
+--------
+>>> h = History()
+>>> s = {"page_views": 2, "product_views": 4, "dwell_ms": 80_000, "searches": 1, "cart_adds": 1,
+...      "checkouts": 0, "purchases": 0, "revenue": 0.0, "channels": ["web"], "engagement": 20,
+...      "first_referrer": None, "first_campaign": None}
+>>> x = propensity_features(h, s)
+>>> x["s_cart_adds"], x["h_sessions"], "s_purchases" in x
+(1.0, 0.0, False)
+>>> h.add(s, 1_000)
+>>> h.cluster_features()["dwell_s_per_view"]
+20.0
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from river import cluster, drift, linear_model, metrics, optim, preprocessing
+
+from models import river_state as rs
+
+DAY_MS = 86_400_000
+CLUSTER_FEATURES = (
+    "buy_session_rate",
+    "checkout_no_buy_per_session",
+    "dwell_s_per_view",
+    "searches_per_view",
+    "share_app",
+    "share_store",
+)
+
+
+@dataclass
+class History:
+    """A profile's closed sessions, summed (updated at each close)."""
+
+    sessions: int = 0
+    buy_sessions: int = 0
+    purchases: int = 0
+    revenue: float = 0.0
+    engagement: int = 0
+    product_views: int = 0
+    dwell_ms: int = 0
+    searches: int = 0
+    checkout_no_buy: int = 0
+    store_sessions: int = 0
+    app_sessions: int = 0
+    last_close: int | None = None
+
+    def add(self, s: Mapping[str, Any], close: int) -> None:
+        """A session closed at ``close`` (its summary, ``docs/journeys.md``)."""
+        channels = set(s["channels"])
+        self.sessions += 1
+        self.buy_sessions += s["purchases"] > 0
+        self.purchases += s["purchases"]
+        self.revenue += float(s["revenue"])
+        self.engagement += s["engagement"]
+        self.product_views += s["product_views"]
+        self.dwell_ms += s["dwell_ms"]
+        self.searches += s["searches"]
+        online_buys = s["purchases"] if channels & {"web", "app"} else 0
+        self.checkout_no_buy += max(s["checkouts"] - online_buys, 0)
+        self.store_sessions += "pos" in channels
+        self.app_sessions += "app" in channels
+        self.last_close = close if self.last_close is None else max(self.last_close, close)
+
+    def cluster_features(self) -> dict[str, float]:
+        """The six behaviour ratios the clusters are learned on."""
+        n, views = max(self.sessions, 1), max(self.product_views, 1)
+        return {
+            "buy_session_rate": self.buy_sessions / n,
+            "checkout_no_buy_per_session": self.checkout_no_buy / n,
+            "dwell_s_per_view": self.dwell_ms / views / 1000,
+            "searches_per_view": self.searches / views,
+            "share_app": self.app_sessions / n,
+            "share_store": self.store_sessions / n,
+        }
+
+
+def propensity_features(before: History, s: Mapping[str, Any], started_at: int | None = None) -> dict[str, float]:
+    """The purchase model's input for session ``s``: the profile's history before it and the
+    session's own counts, never its purchases, revenue, engagement or checkouts (a checkout is
+    most of a purchase)."""
+    n = max(before.sessions, 1)
+    channels = set(s["channels"])
+    referrer = (s.get("first_referrer") or "").lower()
+    gap_days = 0.0
+    if before.last_close is not None and started_at is not None:
+        gap_days = max(started_at - before.last_close, 0) / DAY_MS
+    return {
+        "h_first_session": float(before.sessions == 0),
+        "h_sessions": math.log1p(before.sessions),
+        "h_purchases": math.log1p(before.purchases),
+        "h_revenue": math.log1p(before.revenue),
+        "h_buy_session_rate": before.buy_sessions / n,
+        "h_engagement": before.engagement / n,
+        "h_checkout_no_buy": before.checkout_no_buy / n,
+        "h_share_store": before.store_sessions / n,
+        "h_share_app": before.app_sessions / n,
+        "h_days_since": gap_days,
+        "s_page_views": float(s["page_views"]),
+        "s_product_views": float(s["product_views"]),
+        "s_dwell_s": s["dwell_ms"] / 1000,
+        "s_searches": float(s["searches"]),
+        "s_cart_adds": float(s["cart_adds"]),
+        "s_web": float("web" in channels),
+        "s_app": float("app" in channels),
+        "s_store": float("pos" in channels),
+        "s_from_message": float("mail" in referrer or bool(s.get("first_campaign"))),
+    }
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One closed session as the learner receives it (``at``: the close, in event time)."""
+
+    profile_id: str
+    at: int
+    session_id: str
+    cluster: dict[str, float] | None  # None: too few sessions for a stable behaviour vector
+    propensity: dict[str, float]
+    purchased: bool
+
+    def order(self) -> tuple[int, str, str]:
+        return self.at, self.profile_id, self.session_id
+
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    n_clusters: int = 5
+    halflife: float = 0.1
+    seed: int = 42
+    min_sessions: int = 3  # the profile's closed sessions before it joins the clusters
+    auc_window: int = 1000
+    drift_threshold: float = 50.0
+    recent_window: int = 500  # cluster vectors kept for a re-cluster after drift
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What the learner says about one sample."""
+
+    profile_id: str
+    at: int
+    session_id: str
+    cluster: int | None
+    propensity: float  # predicted before learning the sample's label
+    model_version: int
+    drift: bool
+
+
+def _distance(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    return math.sqrt(sum((a[k] - b[k]) ** 2 for k in a))
+
+
+class Learner:
+    """The clusters and the purchase propensity, learned one sample at a time, in order.
+
+    >>> rnd = random.Random(1)
+    >>> learner = Learner()
+    >>> for i in range(30):
+    ...     vec = {k: rnd.random() for k in CLUSTER_FEATURES}
+    ...     x = {"s_cart_adds": float(i % 2)}
+    ...     out = learner.learn(Sample(f"p{i}", i, f"s{i}", vec, x, purchased=i % 2 == 1))
+    >>> learner.samples, out.cluster is not None, 0.0 < out.propensity < 1.0
+    (30, True, True)
+    >>> Learner.of(learner.record()).record() == learner.record()
+    True
+    """
+
+    def __init__(self, settings: LearnerSettings = LearnerSettings()) -> None:
+        self.s = settings
+        self.scaler = preprocessing.StandardScaler()
+        self.kmeans = cluster.KMeans(n_clusters=settings.n_clusters, halflife=settings.halflife, seed=settings.seed)
+        rng = random.Random(settings.seed)
+        for i in range(settings.n_clusters):  # up front, in sorted feature order (see the module doc)
+            self.kmeans.centers[i].update({k: rng.gauss(0.0, 1.0) for k in sorted(CLUSTER_FEATURES)})
+        self.p_scaler = preprocessing.StandardScaler()
+        self.p_model = linear_model.LogisticRegression(optimizer=optim.SGD(0.01))
+        self.auc = rs.RollingAUC(settings.auc_window)
+        self.log_loss = metrics.LogLoss()
+        self.detector = drift.PageHinkley(threshold=settings.drift_threshold)
+        self.recent: list[dict[str, float]] = []
+        self.samples = 0
+        self.cluster_samples = 0
+        self.model_version = 1
+
+    def learn(self, sample: Sample) -> Scored:
+        """Score ``sample`` (cluster after learning its vector; propensity before learning its
+        label), then learn it."""
+        self.samples += 1
+        label: int | None = None
+        drifted = False
+        if sample.cluster is not None:
+            self.cluster_samples += 1
+            self.scaler.learn_one(sample.cluster)
+            z = self.scaler.transform_one(sample.cluster)
+            self.kmeans.learn_one(z)
+            label = self.kmeans.predict_one(z)
+            self.recent = (self.recent + [z])[-self.s.recent_window :]
+            self.detector.update(_distance(z, self.kmeans.centers[label]))
+            if self.detector.drift_detected:
+                drifted = True
+                self._recluster()
+                label = self.kmeans.predict_one(z)
+        self.p_scaler.learn_one(sample.propensity)
+        x = self.p_scaler.transform_one(sample.propensity)
+        p = float(self.p_model.predict_proba_one(x).get(True, 0.5))
+        self.auc.update(sample.purchased, p)
+        self.log_loss.update(sample.purchased, p)
+        self.p_model.learn_one(x, sample.purchased)
+        return Scored(sample.profile_id, sample.at, sample.session_id, label, p, self.model_version, drifted)
+
+    def _recluster(self) -> None:
+        """Drift: clusters learned again from the recent vectors, their ids matched to the old
+        centres (least total distance over every assignment), the model version raised."""
+        fresh = cluster.KMeans(n_clusters=self.s.n_clusters, halflife=self.s.halflife, seed=self.s.seed)
+        for i, c in self.kmeans.centers.items():
+            fresh.centers[i].update(c)
+        for _ in range(3):
+            for z in self.recent:
+                fresh.learn_one(z)
+        old, new = self.kmeans.centers, fresh.centers
+        ids = range(self.s.n_clusters)
+        best = min(
+            itertools.permutations(ids), key=lambda perm: sum(_distance(new[j], old[i]) for i, j in zip(ids, perm))
+        )
+        for i, j in zip(ids, best):
+            self.kmeans.centers[i].clear()
+            self.kmeans.centers[i].update(new[j])
+        self.detector = drift.PageHinkley(threshold=self.s.drift_threshold)
+        self.model_version += 1
+
+    def metrics(self) -> dict[str, float]:
+        return {"auc": self.auc.get(), "log_loss": float(self.log_loss.get()), "samples": float(self.samples)}
+
+    # ---- state as a record ---------------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        return {
+            "scaler": rs.scaler_record(self.scaler),
+            "kmeans": rs.kmeans_record(self.kmeans),
+            "p_scaler": rs.scaler_record(self.p_scaler),
+            "p_model": rs.logistic_record(self.p_model),
+            "auc": self.auc.record(),
+            "log_loss": rs.log_loss_record(self.log_loss),
+            "detector": rs.page_hinkley_record(self.detector),
+            "recent": [dict(z) for z in self.recent],
+            "samples": self.samples,
+            "cluster_samples": self.cluster_samples,
+            "model_version": self.model_version,
+        }
+
+    @staticmethod
+    def of(r: Mapping[str, Any], settings: LearnerSettings = LearnerSettings()) -> Learner:
+        learner = Learner(settings)
+        learner.scaler = rs.scaler_of(r["scaler"])
+        learner.kmeans = rs.kmeans_of(r["kmeans"])
+        learner.p_scaler = rs.scaler_of(r["p_scaler"])
+        learner.p_model = rs.logistic_of(r["p_model"])
+        learner.auc = rs.RollingAUC.of(r["auc"])
+        learner.log_loss = rs.log_loss_of(r["log_loss"])
+        learner.detector = rs.page_hinkley_of(r["detector"])
+        learner.recent = [dict(z) for z in r["recent"]]
+        learner.samples, learner.cluster_samples = r["samples"], r["cluster_samples"]
+        learner.model_version = r["model_version"]
+        return learner

@@ -1,0 +1,70 @@
+"""The online models (models/learning.py) on the generator's planted behaviour: quality targets
+met, a learner restored from its record mid-stream identical to an uninterrupted one, cluster
+ids stable across a drift re-cluster, no label in the propensity features."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from bench.quality import measure, samples_of
+from models.learning import CLUSTER_FEATURES, Learner, Sample
+
+
+@pytest.fixture(scope="module")
+def generated():
+    return samples_of(seed=1, persons=150, days=14, min_sessions=3)
+
+
+def test_clusters_match_the_planted_behaviours_and_propensity_ranks_purchases():
+    r = measure(seed=1, persons=150, days=14)
+    assert r["ari_final_model"] >= 0.8, r
+    assert r["purchase_auc"] >= 0.85, r
+
+
+def test_a_learner_restored_from_its_record_mid_stream_equals_the_uninterrupted_one(generated):
+    samples, _ = generated
+    whole = Learner()
+    outs_whole = [whole.learn(s) for s in samples]
+    cut = len(samples) // 3
+    first = Learner()
+    outs = [first.learn(s) for s in samples[:cut]]
+    resumed = Learner.of(json.loads(json.dumps(first.record())))
+    outs += [resumed.learn(s) for s in samples[cut:]]
+    assert outs == outs_whole
+    assert json.dumps(resumed.record(), sort_keys=True) == json.dumps(whole.record(), sort_keys=True)
+    assert resumed.samples == len(samples)
+
+
+def test_propensity_features_never_hold_the_sessions_purchase(generated):
+    samples, _ = generated
+    for s in samples[:200]:
+        assert not any(
+            k.startswith("s_") and ("purchase" in k or "revenue" in k or "checkout" in k) for k in s.propensity
+        )
+        assert "s_engagement" not in s.propensity
+
+
+def test_after_a_drift_the_clusters_are_learned_again_and_keep_their_ids():
+    rnd = random.Random(4)
+    centres = [{k: 4.0 if j == i else 0.0 for j, k in enumerate(CLUSTER_FEATURES)} for i in range(5)]
+
+    def vec(i: int, shift: float = 0.0) -> dict[str, float]:
+        return {k: v + rnd.gauss(0, 0.2) + shift for k, v in centres[i].items()}
+
+    learner = Learner()
+    for n in range(1500):
+        learner.learn(Sample(f"p{n}", n, "s", vec(n % 5), {"x": 1.0}, False))
+    before = {i: learner.learn(Sample("probe", 10**6, f"b{i}", vec(i), {"x": 1.0}, False)).cluster for i in range(5)}
+    assert len(set(before.values())) == 5
+    drifted = False
+    for n in range(3000):  # one behaviour moves far away
+        out = learner.learn(
+            Sample(f"q{n}", 2 * 10**6 + n, "s", vec(n % 5, shift=-3.0 if n % 5 == 0 else 0.0), {"x": 1.0}, False)
+        )
+        drifted = drifted or out.drift
+    assert drifted and learner.model_version > 1
+    after = {i: learner.learn(Sample("probe", 10**7, f"a{i}", vec(i), {"x": 1.0}, False)).cluster for i in range(1, 5)}
+    assert after == {i: before[i] for i in range(1, 5)}
