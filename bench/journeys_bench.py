@@ -114,7 +114,7 @@ def latency_run(probes: int, rate: float) -> dict:
     catalog = SchemaCatalog.load()
     codec = catalog.codec("NormalizedEvent")
     prefix = f"benchj{uuid.uuid4().hex[:8]}"
-    names = ("normalized", "profile-moves", "sessions", "triggers", "late", "segments", "control-results")
+    names = ("normalized", "profile-moves", "sessions", "triggers", "late", "segments", "scores", "control-results")
     topics = {n: f"{prefix}.{n}" for n in names}
     ensure_topics(BOOTSTRAP, partitions=2, topics=tuple(topics.values()))
     ensure_topics(BOOTSTRAP, partitions=1, topics=(f"{prefix}.identity", f"{prefix}.control"))
@@ -130,6 +130,7 @@ def latency_run(probes: int, rate: float) -> dict:
         "JOURNEY_TRIGGERS_TOPIC": topics["triggers"],
         "JOURNEY_LATE_TOPIC": topics["late"],
         "JOURNEY_SEGMENTS_TOPIC": topics["segments"],
+        "JOURNEY_SCORES_TOPIC": topics["scores"],
         "JOURNEY_CONTROL_TOPIC": f"{prefix}.control",
         "JOURNEY_CONTROL_RESULTS_TOPIC": topics["control-results"],
         "JOURNEY_GROUP_ID": prefix,

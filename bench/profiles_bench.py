@@ -98,7 +98,7 @@ class ProfilesJob:
         self.topic = f"{self.prefix}.normalized"
         self.keyspace = f"bench_{uuid.uuid4().hex[:10]}"
         self.session = session
-        outs = ("sessions", "triggers", "late", "segments", "control_results")
+        outs = ("sessions", "triggers", "late", "segments", "scores", "control_results")
         journeys = {f"JOURNEY_{n.upper()}_TOPIC": f"{self.prefix}.{n.replace('_', '-')}" for n in outs}
         journeys["JOURNEY_CONTROL_TOPIC"] = f"{self.prefix}.control"
         ensure_topics(

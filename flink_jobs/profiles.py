@@ -48,14 +48,17 @@ from operators.journeys import (
     LATE_TAG,
     OUT_TYPE,
     RULES_STATE,
+    SAMPLES_TAG,
     SEGMENTS_TAG,
     SESSIONS_TAG,
     TRIGGERS_TAG,
     Journeys,
     SplitOutputs,
 )
+from operators.learning import LEARNER_KEY, LearnModels
 from operators.profile_fold import MOVED_TAG, FoldProfiles
 from state.journey_store import CassandraJourneys, JourneyWriter
+from state.learning_store import CassandraScores, ScoreWriter
 from state.sinks import CassandraSink, ProfileSink
 
 
@@ -67,6 +70,7 @@ class ProfileStreams:
     triggers: DataStream  # Trigger bytes -> cfg.triggers_topic
     late_events: DataStream  # LateEvent bytes -> cfg.late_topic
     segments: DataStream  # SegmentChange bytes -> cfg.segments_topic
+    scores: DataStream  # Score bytes -> cfg.scores_topic
     control_results: DataStream  # JSON answers to rule updates -> cfg.control_results_topic
 
 
@@ -121,6 +125,17 @@ def no_rule_updates(like: DataStream) -> DataStream:
     return env.from_collection([(b'{"rules": []}', CONTROL_TIMESTAMP)], type_info=CONTROL_TYPE).set_parallelism(1)
 
 
+def learn_models(samples: DataStream, store: Callable[[], ScoreWriter]) -> DataStream:
+    """The online models in one subtask, fed every journeys subtask's samples (docs/learning.md)."""
+    return (
+        samples.key_by(lambda _: LEARNER_KEY, key_type=Types.STRING())
+        .process(LearnModels(store), output_type=BYTES)
+        .name("learn-models")
+        .uid("learn-models")
+        .set_parallelism(1)
+    )
+
+
 def build_profiles(
     source: DataStream,
     cfg: ProfilesConfig,
@@ -129,6 +144,7 @@ def build_profiles(
     journey_store: Callable[[], JourneyWriter] | None = None,
     report: bool = False,
     control: DataStream | None = None,
+    score_store: Callable[[], ScoreWriter] | None = None,
 ) -> ProfileStreams:
     """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
 
@@ -136,8 +152,10 @@ def build_profiles(
     tests pass :class:`state.sinks.RecordingSink`), ``journey_store`` the journeys' store
     (default Cassandra; tests: :class:`state.journey_store.RecordingJourneys`); ``control``
     the rule updates as ``(value, CONTROL_TIMESTAMP)`` (default: none; the rules of
-    ``cfg.segment_rules`` run).
+    ``cfg.segment_rules`` run); ``score_store`` the online models' store (default Cassandra;
+    tests: :class:`state.learning_store.RecordingScores`).
     """
+    score_store = score_store or CassandraScores(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     rules = rules or IdentityRules()
@@ -157,7 +175,7 @@ def build_profiles(
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
         .connect(control_broadcast(control if control is not None else no_rule_updates(source)))
         .process(
-            Journeys(cfg.journey_settings(), journey_store, rules, report, segment_rules=segment_rules),
+            Journeys(cfg.journey_settings(), journey_store, rules, report, segment_rules=segment_rules, samples=True),
             output_type=OUT_TYPE,
         )
         .name("journeys")
@@ -183,6 +201,7 @@ def build_profiles(
         journeys.get_side_output(TRIGGERS_TAG).name("triggers"),
         journeys.get_side_output(LATE_TAG).name("late-events"),
         journeys.get_side_output(SEGMENTS_TAG).name("segments"),
+        learn_models(journeys.get_side_output(SAMPLES_TAG).name("learning-samples"), score_store),
         journeys.get_side_output(CONTROL_RESULTS_TAG).name("control-results"),
     )
 
@@ -228,6 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     sink_bytes(streams.triggers, cfg, cfg.triggers_topic)
     sink_bytes(streams.late_events, cfg, cfg.late_topic)
     sink_bytes(streams.segments, cfg, cfg.segments_topic)
+    sink_bytes(streams.scores, cfg, cfg.scores_topic, parallelism=1)
     sink_bytes(streams.control_results, cfg, cfg.control_results_topic)
     env.execute(cfg.job_name)
     return 0

@@ -206,6 +206,7 @@ class ProfilesConfig(FlinkJobSettings):
     late_topic: str = "journey.late"
     # rule segments (docs/segments.md): the rules run until journey.control replaces them
     segments_topic: str = "journey.segments"
+    scores_topic: str = "journey.scores"  # the online models (docs/learning.md)
     control_topic: str = "journey.control"
     control_results_topic: str = "journey.control-results"
     segment_rules: str = ""  # a YAML/JSON rules file; empty: the shipped rules/segments.yaml
@@ -252,6 +253,7 @@ class ProfilesConfig(FlinkJobSettings):
             "triggers_topic",
             "late_topic",
             "segments_topic",
+            "scores_topic",
             "control_topic",
             "control_results_topic",
         )

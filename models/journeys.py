@@ -49,6 +49,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from models.identity import IdentityRules, Node
+from models.learning import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
 from models.segments import (
     SESSION_HORIZON_MS,
     Evaluation,
@@ -418,6 +419,7 @@ class JourneyState:
     recent: list[RecentSession] = field(default_factory=list)
     pending: dict[str, int] = field(default_factory=dict)  # node key -> moved parts still to arrive
     segments: SegmentFacts = field(default_factory=SegmentFacts)  # the rule segments' facts (docs/segments.md)
+    learning: History = field(default_factory=History)  # the closed sessions, summed (docs/learning.md)
 
     def is_empty(self) -> bool:
         return not (
@@ -431,6 +433,7 @@ class JourneyState:
             or self.recent
             or self.pending
             or not self.segments.is_empty()
+            or self.learning.sessions > 0
         )
 
     def holds_journey(self) -> bool:
@@ -475,7 +478,14 @@ class LateOut:
     record: dict[str, Any]
 
 
-Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut
+@dataclass(frozen=True)
+class SampleOut:
+    """A closed session for the online models (``docs/learning.md``)."""
+
+    sample: Sample
+
+
+Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut
 
 # due kinds, in the order they are handled at one time (segments last: docs/segments.md)
 _INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _SEGMENTS = range(8)
@@ -486,10 +496,16 @@ class Journey:
     its rule segments too (``docs/segments.md``; their evaluation errors count in ``rule_stats``)."""
 
     def __init__(
-        self, profile_id: str, state: JourneyState, settings: JourneySettings, rules: RuleSet | None = None
+        self,
+        profile_id: str,
+        state: JourneyState,
+        settings: JourneySettings,
+        rules: RuleSet | None = None,
+        samples: bool = False,
     ) -> None:
         self.profile_id, self.state, self.s = profile_id, state, settings
         self.rules = rules
+        self.samples = samples  # emit a SampleOut at each session's close
         self.rule_stats = Evaluation()
         self._changed_carts: dict[str, Cart] = {}
 
@@ -694,6 +710,18 @@ class Journey:
         ses.published_started_at = ses.started_at
         return SessionOut(ses.summary(self.profile_id), replaces)
 
+    def _learn_from(self, ses: Session, close: int) -> list[Out]:
+        """The closed session into the profile's history, and (``samples``) a sample: the
+        propensity features from the history before it, the behaviour vector after it."""
+        h = self.state.learning
+        summary = ses.summary(self.profile_id)
+        x = propensity_features(h, summary, ses.started_at)
+        h.add(summary, close)
+        if not self.samples:
+            return []
+        vec = h.cluster_features() if h.sessions >= MIN_SESSIONS_TO_CLUSTER else None
+        return [SampleOut(Sample(self.profile_id, close, ses.session_id, vec, x, ses.purchases > 0))]
+
     def _cart(self, cart_id: str) -> Cart | None:
         return next((c for c in self.state.carts if c.cart_id == cart_id), None)
 
@@ -785,7 +813,7 @@ class Journey:
             ses = next(x for x in st.sessions if x.session_id == ref)
             if kind == _CLOSE:
                 ses.closed = True
-                return [self._publish(ses)]
+                return [self._publish(ses), *self._learn_from(ses, at)]
             st.sessions.remove(ses)
             st.recent.append(RecentSession(ses.session_id, ses.stream, ses.started_at, ses.engagement()))
             return []
@@ -951,6 +979,7 @@ class Journey:
                 part.links, part.consent, part.opens, part.recent = st.links, st.consent, st.opens, st.recent
                 st.links, st.consent, st.opens, st.recent = [], {}, [], []
                 deletions += retire_all(st.segments, self.profile_id, at)
+                part.learning, st.learning = st.learning, History()
                 part.segments, st.segments = st.segments, SegmentFacts()
                 part.segments.members, part.segments.evaluated_at = {}, None
             for c in part.carts:
@@ -998,6 +1027,7 @@ class Journey:
         known_recent = {r.session_id for r in st.recent}
         st.recent += [r for r in part.recent if r.session_id not in known_recent]
         st.segments.merge(part.segments)
+        st.learning.merge(part.learning)
         return self._flush_carts()
 
 
@@ -1086,6 +1116,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
         "recent": [dataclasses.asdict(r) for r in st.recent],
         "pending": dict(st.pending),
         "segments": facts_record(st.segments),
+        "learning": dataclasses.asdict(st.learning),
     }
 
 
@@ -1102,4 +1133,5 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         recent=[RecentSession(**r) for r in rec["recent"]],
         pending=dict(rec["pending"]),
         segments=facts_of_record(rec["segments"]),
+        learning=History(**rec["learning"]),
     )

@@ -40,6 +40,8 @@ from river import cluster, drift, linear_model, metrics, optim, preprocessing
 from models import river_state as rs
 
 DAY_MS = 86_400_000
+#: a profile joins the clusters from its third closed session (its first looks like everyone's)
+MIN_SESSIONS_TO_CLUSTER = 3
 CLUSTER_FEATURES = (
     "buy_session_rate",
     "checkout_no_buy_per_session",
@@ -57,7 +59,7 @@ class History:
     sessions: int = 0
     buy_sessions: int = 0
     purchases: int = 0
-    revenue: float = 0.0
+    revenue_cents: int = 0
     engagement: int = 0
     product_views: int = 0
     dwell_ms: int = 0
@@ -73,7 +75,7 @@ class History:
         self.sessions += 1
         self.buy_sessions += s["purchases"] > 0
         self.purchases += s["purchases"]
-        self.revenue += float(s["revenue"])
+        self.revenue_cents += round(float(s["revenue"]) * 100)
         self.engagement += s["engagement"]
         self.product_views += s["product_views"]
         self.dwell_ms += s["dwell_ms"]
@@ -83,6 +85,15 @@ class History:
         self.store_sessions += "pos" in channels
         self.app_sessions += "app" in channels
         self.last_close = close if self.last_close is None else max(self.last_close, close)
+
+    def merge(self, other: History) -> None:
+        """Add the history of a profile merged into this one."""
+        for f in ("sessions", "buy_sessions", "purchases", "revenue_cents", "engagement", "product_views", "dwell_ms"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in ("searches", "checkout_no_buy", "store_sessions", "app_sessions"):
+            setattr(self, f, getattr(self, f) + getattr(other, f))
+        if other.last_close is not None:
+            self.last_close = other.last_close if self.last_close is None else max(self.last_close, other.last_close)
 
     def cluster_features(self) -> dict[str, float]:
         """The six behaviour ratios the clusters are learned on."""
@@ -111,7 +122,7 @@ def propensity_features(before: History, s: Mapping[str, Any], started_at: int |
         "h_first_session": float(before.sessions == 0),
         "h_sessions": math.log1p(before.sessions),
         "h_purchases": math.log1p(before.purchases),
-        "h_revenue": math.log1p(before.revenue),
+        "h_revenue": math.log1p(before.revenue_cents / 100),
         "h_buy_session_rate": before.buy_sessions / n,
         "h_engagement": before.engagement / n,
         "h_checkout_no_buy": before.checkout_no_buy / n,
@@ -144,13 +155,32 @@ class Sample:
     def order(self) -> tuple[int, str, str]:
         return self.at, self.profile_id, self.session_id
 
+    def record(self) -> dict[str, Any]:
+        """The ``journey.state.LearningSample`` record."""
+        return {
+            "profile_id": self.profile_id,
+            "at": self.at,
+            "session_id": self.session_id,
+            "cluster": None if self.cluster is None else dict(self.cluster),
+            "propensity": dict(self.propensity),
+            "purchased": self.purchased,
+        }
+
+    @staticmethod
+    def of(r: Mapping[str, Any]) -> Sample:
+        return Sample(r["profile_id"], r["at"], r["session_id"], r["cluster"], dict(r["propensity"]), r["purchased"])
+
+    def key(self) -> str:
+        """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""
+        return f"{self.at:020d}|{self.profile_id}|{self.session_id}"
+
 
 @dataclass(frozen=True)
 class LearnerSettings:
     n_clusters: int = 5
     halflife: float = 0.1
     seed: int = 42
-    min_sessions: int = 3  # the profile's closed sessions before it joins the clusters
+    min_sessions: int = MIN_SESSIONS_TO_CLUSTER
     auc_window: int = 1000
     drift_threshold: float = 50.0
     recent_window: int = 500  # cluster vectors kept for a re-cluster after drift

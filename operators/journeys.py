@@ -69,6 +69,7 @@ from models.journeys import (
     JourneyState,
     LateOut,
     Out,
+    SampleOut,
     SessionOut,
     TriggerOut,
     buffer_key,
@@ -80,7 +81,7 @@ from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.journey_store import JourneyWriter
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
-from state.records import JOURNEY_FACT_CODEC, JOURNEY_STATE_CODEC, SEGMENT_RULE_CODEC
+from state.records import JOURNEY_FACT_CODEC, JOURNEY_STATE_CODEC, LEARNING_SAMPLE_CODEC, SEGMENT_RULE_CODEC
 
 SESSIONS_TAG = OutputTag("sessions", BYTES)
 TRIGGERS_TAG = OutputTag("triggers", BYTES)
@@ -92,7 +93,8 @@ CONTROL_TYPE = Types.TUPLE([BYTES, Types.LONG()])
 RULES_STATE = MapStateDescriptor("segment-rules", Types.STRING(), STATE_VALUE)
 #: the operator's output: (kind, bytes); kinds below
 OUT_TYPE = Types.TUPLE([Types.INT(), BYTES])
-MOVE, SESSION, TRIGGER, LATE, SEGMENT, CONTROL, REPORT = range(7)
+MOVE, SESSION, TRIGGER, LATE, SEGMENT, CONTROL, REPORT, SAMPLE = range(8)
+SAMPLES_TAG = OutputTag("learning-samples", BYTES)
 REPORT_TAG = OutputTag("journey-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.LONG()]))
 _IGNORED = (CommandKind.STATE, CommandKind.TICK)
 
@@ -119,6 +121,8 @@ class Journeys(KeyedBroadcastProcessFunction):
         Emit the state report on :data:`REPORT_TAG` (tests).
     segment_rules : sequence of SegmentRule
         The rule segments to run until ``journey.control`` replaces them (validated by the caller).
+    samples : bool
+        Emit a learning sample at each session's close (:data:`SAMPLES_TAG`, for ``learn-models``).
     """
 
     def __init__(
@@ -128,11 +132,13 @@ class Journeys(KeyedBroadcastProcessFunction):
         rules: IdentityRules | None = None,
         report: bool = False,
         segment_rules: Sequence[SegmentRule] = (),
+        samples: bool = False,
     ) -> None:
         self.settings, self.store_factory = settings, store
         self.rules = rules or IdentityRules()
         self.report = report
         self.segment_rules = tuple(segment_rules)
+        self.samples = samples
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("journey", STATE_VALUE))
@@ -162,6 +168,7 @@ class Journeys(KeyedBroadcastProcessFunction):
                 "parts_sent",
                 "parts_received",
                 "held",
+                "samples",
                 "segments_entered",
                 "segments_exited",
                 "rule_errors",
@@ -258,7 +265,7 @@ class Journeys(KeyedBroadcastProcessFunction):
             elif fact.at > watermark - self.settings.allowed_lateness_ms:
                 self.counters.inc("late_applied")
         pid = cmd.profile_id
-        journey = Journey(pid, self._state(), self.settings, self.ruleset)
+        journey = Journey(pid, self._state(), self.settings, self.ruleset, self.samples)
         if cmd.evict or kind is CommandKind.JOURNEY:
             self._load(journey, None)  # a move takes buffered events along
         moved = None
@@ -278,7 +285,7 @@ class Journeys(KeyedBroadcastProcessFunction):
             return
         self.counters.tick(ctx.timer_service())  # what this timer counts is pushed too
         self._restore_rules(ctx)
-        journey = Journey(ctx.get_current_key(), self._state(), self.settings, self.ruleset)
+        journey = Journey(ctx.get_current_key(), self._state(), self.settings, self.ruleset, self.samples)
         yield from self._finish(journey, ctx.timer_service().current_watermark(), [], ctx)
 
     def _state(self) -> JourneyState:
@@ -341,8 +348,12 @@ class Journeys(KeyedBroadcastProcessFunction):
             elif isinstance(o, SegmentOut):
                 count("segments_entered" if o.record["change"] == "entered" else "segments_exited")
                 yield SEGMENT, self.segment_codec.encode(o.record)
-        if outs:
-            count("cassandra_requests", self.store.write(outs))
+            elif isinstance(o, SampleOut):
+                count("samples")
+                yield SAMPLE, LEARNING_SAMPLE_CODEC.encode(o.sample)
+        stored = [o for o in outs if not isinstance(o, SampleOut)]
+        if stored:
+            count("cassandra_requests", self.store.write(stored))
 
 
 class SplitOutputs(ProcessFunction):
@@ -355,6 +366,7 @@ class SplitOutputs(ProcessFunction):
         LATE: LATE_TAG,
         SEGMENT: SEGMENTS_TAG,
         CONTROL: CONTROL_RESULTS_TAG,
+        SAMPLE: SAMPLES_TAG,
     }
 
     def process_element(self, value: tuple, ctx: ProcessFunction.Context) -> Iterable[Any]:

@@ -53,6 +53,7 @@ from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_finge
 from models.identity import Node, RefusedLink
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
+from models.learning import Sample
 from models.segments import SegmentRule
 from models.profile_fold import FoldState
 
@@ -414,6 +415,9 @@ FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_rec
 JOURNEY_STATE_CODEC: StateCodec[JourneyState] = StateCodec("JourneyState", state_record, state_of_record)
 #: journeys MapState journey-buffer: events waiting for the watermark, by models.journeys.buffer_key
 JOURNEY_FACT_CODEC: StateCodec[Fact] = StateCodec("JourneyFact", fact_record, fact_of_record)
+#: learn-models: the buffered samples (MapState) and the learner (ValueState)
+LEARNING_SAMPLE_CODEC: StateCodec[Sample] = StateCodec("LearningSample", Sample.record, Sample.of)
+LEARNER_CODEC: StateCodec[dict[str, Any]] = StateCodec("LearnerState", dict, dict)
 #: journeys broadcast state segment-rules: the accepted rule definitions, by name
 SEGMENT_RULE_CODEC: StateCodec[SegmentRule] = StateCodec("SegmentRule", SegmentRule.record, SegmentRule.of)
 

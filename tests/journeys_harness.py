@@ -25,10 +25,15 @@ NEVER = -(2**63)
 
 class JourneyPipeline:
     def __init__(
-        self, rnd: random.Random, bound_ms: int | None, max_delay: int = 8, segments: RuleSet | None = None
+        self,
+        rnd: random.Random,
+        bound_ms: int | None,
+        max_delay: int = 8,
+        segments: RuleSet | None = None,
+        samples: bool = False,
     ) -> None:
         self.rnd, self.bound, self.max_delay = rnd, bound_ms, max_delay
-        self.segments = segments
+        self.segments, self.samples = segments, samples
         self.settings = JourneySettings()
         self.router = IdentityRouter(RULES)
         self.states: dict[str, JourneyState] = {}
@@ -43,7 +48,7 @@ class JourneyPipeline:
         return self.max_seen - self.bound - 1
 
     def _journey(self, pid: str) -> Journey:
-        return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings, self.segments)
+        return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings, self.segments, self.samples)
 
     def _apply(self, cmd, event: dict[str, Any] | None) -> None:
         if cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
@@ -70,7 +75,7 @@ class JourneyPipeline:
     def _timers(self) -> None:
         w = self.watermark()
         for pid, st in self.states.items():
-            j = Journey(pid, st, self.settings, self.segments)
+            j = Journey(pid, st, self.settings, self.segments, self.samples)
             due = j.next_due()
             if due is not None and due <= w:
                 self.outs += [(pid, o) for o in j.advance(w)]

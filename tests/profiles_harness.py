@@ -81,6 +81,10 @@ class ProfilesRun:
         return f"{self.topics.prefix}.segments"
 
     @property
+    def scores(self) -> str:
+        return f"{self.topics.prefix}.scores"
+
+    @property
     def control(self) -> str:
         return f"{self.topics.prefix}.control"
 
@@ -97,7 +101,15 @@ class ProfilesRun:
 
     def create_topics(self, bootstrap: str) -> None:
         """The run's own output and feedback topics."""
-        outputs = (self.feedback, self.sessions, self.triggers, self.late, self.segments, self.control_results)
+        outputs = (
+            self.feedback,
+            self.sessions,
+            self.triggers,
+            self.late,
+            self.segments,
+            self.scores,
+            self.control_results,
+        )
         ensure_topics(bootstrap, partitions=2, topics=outputs)
         ensure_topics(bootstrap, partitions=1, topics=(self.identity, self.control))  # ordered logs
 
@@ -117,6 +129,7 @@ class ProfilesRun:
             "JOURNEY_TRIGGERS_TOPIC": self.triggers,
             "JOURNEY_LATE_TOPIC": self.late,
             "JOURNEY_SEGMENTS_TOPIC": self.segments,
+            "JOURNEY_SCORES_TOPIC": self.scores,
             "JOURNEY_CONTROL_TOPIC": self.control,
             "JOURNEY_CONTROL_RESULTS_TOPIC": self.control_results,
             "JOURNEY_OUT_OF_ORDERNESS_MS": str(REPLAY_OUT_OF_ORDERNESS_MS),
@@ -389,3 +402,75 @@ def wait_until_segments_equal_oracle(
         if got.get(pid) != want.get(pid)
     ]
     return diff[:10], got
+
+
+def oracle_samples(events: list[dict], final=None) -> list:
+    """The learning samples the journeys stage must emit, from the journeys oracle's closed
+    sessions (``generator/journey_truth.py``) by the profile of an offline resolution, in the
+    learner's order ``(close, profile id, session id)`` (docs/learning.md)."""
+    from models.learning import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
+
+    final = final or resolve([observation_of(e) for e in events], RULES)
+    gap = OracleJourneySettings().session_gap_ms
+    closes = []
+    for s in journey_truth(events, (), OracleJourneySettings()).sessions:
+        if s["closed"]:
+            t, v = s["stream"].split(":", 1)
+            closes.append((s["ended_at"] + gap, final.profile_of[(t, v)], s))
+    closes.sort(key=lambda c: (c[0], c[1], c[2]["session_id"]))
+    histories: dict[str, History] = {}
+    out = []
+    for close, pid, s in closes:
+        h = histories.setdefault(pid, History())
+        x = propensity_features(h, s, s["started_at"])
+        h.add(s, close)
+        vec = h.cluster_features() if h.sessions >= MIN_SESSIONS_TO_CLUSTER else None
+        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0))
+    return out
+
+
+def oracle_scores(samples: list) -> list[dict]:
+    """What ``learn-models`` must publish for ``samples`` (in that order): River's models run
+    over them in a plain loop, with each profile's previous cluster."""
+    from models.learning import Learner
+    from operators.learning import score_record
+
+    learner, last, out = Learner(), {}, []
+    for s in samples:
+        scored = learner.learn(s)
+        out.append(score_record(scored, last.get(s.profile_id)))
+        if scored.cluster is not None:
+            last[s.profile_id] = scored.cluster
+    return out
+
+
+def scores_by_session(bootstrap: str, run: "ProfilesRun") -> dict[tuple[str, str], dict]:
+    """journey.scores (read_committed) by (profile, session); a duplicate fails."""
+    catalog = SchemaCatalog.load()
+    out: dict[tuple[str, str], dict] = {}
+    for r in read_committed(bootstrap, run.scores):
+        rec = catalog.decode(r.value)[1]
+        key = (rec["profile_id"], rec["session_id"])
+        assert key not in out, f"a score twice: {rec}"
+        out[key] = rec
+    return out
+
+
+def wait_until_scores_equal_oracle(
+    bootstrap: str, run: "ProfilesRun", events: list[dict], timeout_s: float
+) -> tuple[list[str], dict[tuple[str, str], dict], list[dict]]:
+    """Poll journey.scores until it holds exactly the oracle's scores (River over the oracle's
+    samples in the learner's order); returns the differences, what was read and the oracle's."""
+    want = {(s["profile_id"], s["session_id"]): s for s in oracle_scores(oracle_samples(events))}
+    try:
+        got = wait_until(
+            lambda: scores_by_session(bootstrap, run), timeout_s, 3, "journey.scores", until=lambda g: g == want
+        )
+    except WaitTimeout as e:
+        got = e.last
+    diff = [
+        f"score {k}: got {got.get(k)} want {want.get(k)}"
+        for k in sorted(set(got) | set(want))
+        if got.get(k) != want.get(k)
+    ]
+    return diff[:10], got, list(want.values())

@@ -295,11 +295,13 @@ def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedF
     """After the feed ends: wait until Cassandra equals the oracle (profiles and identity
     links), then compare the committed journey.identity log with it too, the journeys'
     triggers and sessions (read_committed) and Cassandra tables with the journeys oracle, and
-    every profile's segment changes with the segments oracle."""
+    every profile's segment changes with the segments oracle, and journey.scores with River's
+    models run over the oracle's samples in order (every sample learned once, same models)."""
     from tests.profiles_harness import (
         identity_differences,
         wait_until_cassandra_equals_oracle,
         wait_until_journeys_equal_oracle,
+        wait_until_scores_equal_oracle,
         wait_until_segments_equal_oracle,
     )
 
@@ -310,7 +312,9 @@ def profiles_outputs_differences(bootstrap: str, session, run, feed: NormalizedF
     print(f"\njourneys: {len(got.triggers)} triggers, {len(got.sessions)} sessions published; {journeys or 'equal'}")
     segments, seg_got = wait_until_segments_equal_oracle(bootstrap, run, events, timeout_s=120)
     print(f"segments: {sum(map(len, seg_got.values()))} changes published; {segments or 'equal'}")
-    return diff + identity_differences(run.identity_events(bootstrap), events) + journeys + segments
+    scores, got_scores, _ = wait_until_scores_equal_oracle(bootstrap, run, events, timeout_s=120)
+    print(f"scores: {len(got_scores)} learned samples scored; {scores or 'equal to River over the oracle samples'}")
+    return diff + identity_differences(run.identity_events(bootstrap), events) + journeys + segments + scores
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
 from models.identity import observation_of, resolve
 from state.journey_store import JourneyStore
+from state.learning_store import LearningStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
 from tests.profiles_harness import (
@@ -37,6 +38,7 @@ from tests.profiles_harness import (
     oracle_segments,
     segment_records,
     segments_by_profile,
+    wait_until_scores_equal_oracle,
     journey_differences,
     read_journey_outputs,
     wait_until_journeys_equal_oracle,
@@ -59,6 +61,7 @@ _COUNTERS = (
     "rule_errors",
     "rule_updates_accepted",
     "rule_updates_rejected",
+    "samples_learned",
 )
 
 
@@ -101,6 +104,9 @@ def result(local_stack, session, tmp_path_factory):
             )
         except WaitTimeout as e:
             segments_got = e.last
+        scores_diff, scores_got, scores_want = wait_until_scores_equal_oracle(bootstrap, run, events, timeout_s=120)
+        with LearningStore(session, run.keyspace) as ls:
+            stored_scores = ls.scores()
         members = {
             table: JourneyStore(session, run.keyspace).all_rows(table)
             for table in ("segment_members", "profile_segments")
@@ -145,6 +151,10 @@ def result(local_stack, session, tmp_path_factory):
         "segments_got": segments_got,
         "members": members,
         "reload": reload,
+        "scores_diff": scores_diff,
+        "scores_got": scores_got,
+        "scores_want": scores_want,
+        "stored_scores": stored_scores,
         "reload_counters": reload_counters,
     }
 
@@ -319,3 +329,17 @@ def test_a_new_rule_version_decides_the_next_evaluation_without_a_restart(result
         f"\nrule update: answered by both subtasks {r['answered_s']:.1f} s after publishing; first decision "
         f"under v2 visible {r['decided_s']:.1f} s after publishing (one new event, bound 30 d: the idle tick)"
     )
+
+
+def test_every_closed_session_is_learned_once_and_scored_as_river_over_the_oracle_samples(result):
+    assert result["scores_diff"] == []
+    want = result["scores_want"]
+    assert len(result["scores_got"]) == len(want) > 0
+    assert any(s["cluster"] is not None for s in want) and len({s["cluster"] for s in want}) > 2
+    c = counter_total(result["counters"], "samples_learned")
+    assert c == len(want)
+    last: dict[str, dict] = {}
+    for s in sorted(want, key=lambda s: (s["at"], s["profile_id"], s["session_id"])):
+        last[s["profile_id"]] = s
+    stored = {r["profile_id"]: (r["session_id"], r["cluster"], r["propensity"]) for r in result["stored_scores"]}
+    assert stored == {p: (s["session_id"], s["cluster"], s["propensity"]) for p, s in last.items()}

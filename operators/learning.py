@@ -1,0 +1,135 @@
+"""The online models in one subtask (``learn-models``; logic in :mod:`models.learning`).
+
+Input: the journeys stage's samples (``LearningSample`` bytes, one per closed session), keyed
+by one constant key. Samples wait in a MapState (``learning-buffer``, keys that sort as
+``(close time, profile id, session id)``) until the watermark passes them; an event-time timer
+then learns every waiting sample up to the watermark, in that order, so the models are the
+same whatever the journeys' parallelism, the interleaving of their outputs or a restore. The
+learner is one ``LearnerState`` record (ValueState ``learner``), read once per subtask start
+and written once per timer that learned something; each profile's last cluster is in a
+MapState (``learning-clusters``: one read and one write per sample) for ``previous_cluster``.
+
+Outputs (main): ``Score`` records for ``journey.scores``, one per sample. The scores and the
+models' metrics go to the injected store (Cassandra ``scores``, ``model_metrics``),
+synchronously, before the state that covers them is checkpointed.
+
+Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``, ``drifts``,
+``cassandra_requests``; gauges ``purchase_auc`` (rolling, progressive), ``purchase_log_loss``,
+``model_version``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
+
+from models.avro_codec import SchemaCatalog
+from models.learning import Learner, LearnerSettings, Sample, Scored
+from operators.counters import BufferedCounters
+from state.learning_store import ScoreWriter
+from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
+from state.records import LEARNER_CODEC, LEARNING_SAMPLE_CODEC
+
+LEARNER_KEY = "learner"
+MODEL = "journey-models"
+
+
+def score_record(s: Scored, previous: int | None) -> dict[str, Any]:
+    """The ``journey.scores`` record of one learned sample."""
+    return {
+        "profile_id": s.profile_id,
+        "model": MODEL,
+        "model_version": s.model_version,
+        "cluster": s.cluster,
+        "propensity": s.propensity,
+        "drift": s.drift,
+        "at": s.at,
+        "session_id": s.session_id,
+        "previous_cluster": previous,
+    }
+
+
+class LearnModels(KeyedProcessFunction):
+    """Parameters
+    ----------
+    store : callable
+        Builds the score store in ``open()`` (picklable: :class:`state.learning_store.CassandraScores`
+        in the job, :class:`state.learning_store.RecordingScores` in tests).
+    settings : LearnerSettings
+    """
+
+    def __init__(self, store: Callable[[], ScoreWriter], settings: LearnerSettings = LearnerSettings()) -> None:
+        self.store_factory, self.settings = store, settings
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.model_state = runtime_context.get_state(ValueStateDescriptor("learner", STATE_VALUE))
+        self.buffer = MapStateMapping(
+            runtime_context.get_map_state(string_keyed_map_state("learning-buffer")), LEARNING_SAMPLE_CODEC
+        )
+        self.clusters = runtime_context.get_map_state(
+            MapStateDescriptor("learning-clusters", Types.STRING(), Types.INT())
+        )
+        self.score_codec = SchemaCatalog.load().codec("Score")
+        self.learner: Learner | None = None  # read from the state on the first timer
+        self.store = self.store_factory()
+        group = runtime_context.get_metrics_group()
+        self.counters = BufferedCounters(
+            group, ("samples_received", "samples_learned", "cluster_samples", "drifts", "cassandra_requests")
+        )
+        self.last_metrics = {"auc": 0.0, "log_loss": 0.0, "version": 0}
+        group.gauge("purchase_auc", lambda: int(self.last_metrics["auc"] * 1000))
+        group.gauge("purchase_log_loss", lambda: int(self.last_metrics["log_loss"] * 1000))
+        group.gauge("model_version", lambda: int(self.last_metrics["version"]))
+
+    def close(self) -> None:
+        if hasattr(self, "store"):
+            self.store.close()
+
+    def process_element(self, value: Any, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        self.counters.tick(ctx.timer_service())
+        sample = LEARNING_SAMPLE_CODEC.decode(bytes(value))
+        self.counters.inc("samples_received")
+        self.buffer[sample.key()] = sample
+        ctx.timer_service().register_event_time_timer(sample.at)
+        return iter(())
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        if ctx.time_domain() != TimeDomain.EVENT_TIME:
+            self.counters.on_timer(timestamp)
+            return
+        self.counters.tick(ctx.timer_service())
+        watermark = ctx.timer_service().current_watermark()
+        due = sorted(k for k in self.buffer if int(k.split("|", 1)[0]) <= watermark)
+        if not due:
+            return
+        learner = self._learner()
+        scores = []
+        for key in due:
+            sample: Sample = self.buffer.pop(key)
+            out = learner.learn(sample)
+            previous = self.clusters.get(sample.profile_id)
+            if out.cluster is not None:
+                self.clusters.put(sample.profile_id, out.cluster)
+                self.counters.inc("cluster_samples")
+            self.counters.inc("samples_learned")
+            if out.drift:
+                self.counters.inc("drifts")
+            rec = score_record(out, previous)
+            scores.append((rec, learner.samples))
+            yield self.score_codec.encode(rec)
+        m = learner.metrics()
+        self.last_metrics = {"auc": m["auc"], "log_loss": m["log_loss"], "version": learner.model_version}
+        metrics = m | {"model_version": learner.model_version, "at": scores[-1][0]["at"]}
+        self.counters.inc("cassandra_requests", self.store.write(scores, metrics))
+        self.model_state.update(LEARNER_CODEC.encode(learner.record()))
+
+    def _learner(self) -> Learner:
+        if self.learner is None:
+            raw = self.model_state.value()
+            self.learner = (
+                Learner(self.settings) if raw is None else Learner.of(LEARNER_CODEC.decode(raw), self.settings)
+            )
+        return self.learner

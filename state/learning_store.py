@@ -1,0 +1,157 @@
+"""Where the online models write: Cassandra ``scores`` (each profile's latest) and
+``model_metrics`` (progressive validation over event time), or a recording in tests.
+
+Writes are idempotent: a score ``USING TIMESTAMP`` the learner's learned-sample count at it,
+a metrics row keyed by the event time of the batch's last sample (a replay writes the same).
+
+Reading with plain CQL::
+
+    SELECT model, model_version, cluster, propensity, at FROM journey.scores WHERE profile_id = 'p-…';
+    SELECT at, auc, log_loss, samples FROM journey.model_metrics WHERE model = 'journey-models' LIMIT 10;
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+SCORE_COLUMNS = (
+    "profile_id",
+    "model",
+    "model_version",
+    "cluster",
+    "previous_cluster",
+    "propensity",
+    "at",
+    "session_id",
+)
+METRIC_COLUMNS = ("model", "at", "model_version", "samples", "auc", "log_loss")
+
+
+class ScoreWriter(Protocol):
+    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
+        """Write the scores (each with its version) and one metrics row; returns the requests."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _ts(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+
+
+def statements(scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> list[tuple[str, tuple, int]]:
+    out = [("score", tuple(rec[c] for c in SCORE_COLUMNS), version) for rec, version in scores]
+    row = {"model": scores[0][0]["model"] if scores else "journey-models", **metrics}
+    out.append(("metrics", tuple(row[c] for c in METRIC_COLUMNS), int(metrics["samples"])))
+    return out
+
+
+class LearningStore:
+    """Writer (synchronous, idempotent) and reader of ``scores`` and ``model_metrics``."""
+
+    def __init__(self, session: Any, keyspace: str = "journey") -> None:
+        from cassandra import ConsistencyLevel
+
+        self._session, self._ks, self._owns_cluster = session, keyspace, False
+
+        def prep(table: str, cols: Sequence[str]) -> Any:
+            stmt = session.prepare(
+                f"INSERT INTO {keyspace}.{table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) USING TIMESTAMP ?"
+            )
+            stmt.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+            stmt.is_idempotent = True
+            return stmt
+
+        self._writes = {"score": prep("scores", SCORE_COLUMNS), "metrics": prep("model_metrics", METRIC_COLUMNS)}
+
+    @classmethod
+    def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "LearningStore":
+        from state.cassandra_schema import connect
+
+        store = cls(connect(host, port), keyspace)
+        store._owns_cluster = True
+        return store
+
+    def close(self) -> None:
+        if self._owns_cluster:
+            self._session.cluster.shutdown()
+
+    def __enter__(self) -> "LearningStore":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
+        futures = []
+        for action, values, ts in statements(scores, metrics):
+            cols = SCORE_COLUMNS if action == "score" else METRIC_COLUMNS
+            row = tuple(_ts(v) if c == "at" else v for c, v in zip(cols, values))
+            futures.append(self._session.execute_async(self._writes[action], (*row, ts)))
+        for f in futures:
+            f.result()
+        return len(futures)
+
+    def scores(self) -> list[dict[str, Any]]:
+        """Every profile's latest scores (tests, the demo; small data)."""
+        rows = self._session.execute(f"SELECT {', '.join(SCORE_COLUMNS)} FROM {self._ks}.scores")
+        return [{c: _ms(getattr(r, c)) if c == "at" else getattr(r, c) for c in SCORE_COLUMNS} for r in rows]
+
+
+def _ms(v: datetime) -> int:
+    if v.tzinfo is None:
+        v = v.replace(tzinfo=timezone.utc)
+    return int(round(v.timestamp() * 1000))
+
+
+@dataclass(frozen=True)
+class CassandraScores:
+    """Factory of the production store (picklable: Flink ships it to the TaskManagers)."""
+
+    host: str
+    port: int
+    keyspace: str
+
+    def __call__(self) -> LearningStore:
+        return LearningStore.connect(self.host, self.port, self.keyspace)
+
+
+@dataclass(frozen=True)
+class RecordingScores:
+    """Factory of a store that appends each write to ``path`` as a JSON line (tests)."""
+
+    path: str
+
+    def __call__(self) -> "_Recording":
+        return _Recording(Path(self.path))
+
+
+class _Recording:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
+        lines = [json.dumps([a, list(v), ts]) for a, v, ts in statements(scores, metrics)]
+        with open(self.path, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+        return len(lines)
+
+    def close(self) -> None:
+        pass
+
+
+def read_recorded_scores(path: Path) -> dict[str, dict[str, Any]]:
+    """Each profile's score row as Cassandra would hold it (highest timestamp wins)."""
+    best: dict[str, tuple[int, dict[str, Any]]] = {}
+    for line in Path(path).read_text().splitlines():
+        action, values, ts = json.loads(line)
+        if action == "score":
+            row = dict(zip(SCORE_COLUMNS, values))
+            have = best.get(row["profile_id"])
+            if have is None or ts >= have[0]:
+                best[row["profile_id"]] = (ts, row)
+    return {p: r for p, (_, r) in best.items()}

@@ -1,0 +1,30 @@
+"""The learning samples as the job emits them, without Flink: the identity router, one journey
+per profile (moved parts delayed), events in random order decided at the idle tick; the
+samples at every session close equal those built from the journeys oracle's sessions
+(tests/profiles_harness.oracle_samples), and so do the models learned from them."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from models.journeys import SampleOut
+from tests.journeys_harness import JourneyPipeline, generated_events
+from tests.profiles_harness import oracle_samples, oracle_scores
+
+
+@pytest.mark.parametrize(("seed", "persons"), [(31, 25), (7, 60)])
+def test_samples_at_every_close_equal_the_oracles_and_so_do_the_scores(seed: int, persons: int) -> None:
+    events = generated_events(seed, persons)
+    rnd = random.Random(seed)
+    arrival = list(events)
+    rnd.shuffle(arrival)
+    pipe = JourneyPipeline(rnd, None, samples=True)
+    pipe.run(arrival)
+    got = sorted((o.sample for _, o in pipe.outs if isinstance(o, SampleOut)), key=lambda s: s.order())
+    want = oracle_samples(events)
+    assert got == want
+    assert sum(1 for s in want if s.cluster is not None) > len(want) // 2
+    scores = oracle_scores(got)
+    assert len(scores) == len(want) and any(s["cluster"] is not None for s in scores)
