@@ -25,7 +25,8 @@ from typing import Hashable, Sequence
 
 from generator.journey_truth import journey_truth
 from generator.synth import generate
-from models.learning import History, Learner, Sample, propensity_features
+from models.learning import Learner
+from models.samples import History, Sample, propensity_features
 from tests.profiles_harness import generated_by_person
 
 RESULTS = Path(__file__).resolve().parent / "results"

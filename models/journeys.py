@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from models.identity import IdentityRules, Node
-from models.learning import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
+from models.samples import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
 from models.segments import (
     SESSION_HORIZON_MS,
     Evaluation,

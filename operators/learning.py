@@ -27,7 +27,7 @@ from pyflink.datastream import KeyedProcessFunction, RuntimeContext, TimeDomain
 from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
-from models.learning import Learner, LearnerSettings, Sample, Scored
+from models.samples import LearnerSettings, Sample, Scored
 from operators.counters import BufferedCounters
 from state.learning_store import ScoreWriter
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
@@ -73,7 +73,12 @@ class LearnModels(KeyedProcessFunction):
             MapStateDescriptor("learning-clusters", Types.STRING(), Types.INT())
         )
         self.score_codec = SchemaCatalog.load().codec("Score")
-        self.learner: Learner | None = None  # read from the state on the first timer
+        # River (scipy, pandas) is imported here, by this one subtask only: imported by every
+        # operator of a TaskManager at once, thread mode hung at start (seen on the mini-cluster)
+        from models.learning import Learner
+
+        self._learner_class = Learner
+        self.learner: Any = None  # read from the state on the first timer
         self.store = self.store_factory()
         group = runtime_context.get_metrics_group()
         self.counters = BufferedCounters(
@@ -126,10 +131,9 @@ class LearnModels(KeyedProcessFunction):
         self.counters.inc("cassandra_requests", self.store.write(scores, metrics))
         self.model_state.update(LEARNER_CODEC.encode(learner.record()))
 
-    def _learner(self) -> Learner:
+    def _learner(self) -> Any:
         if self.learner is None:
             raw = self.model_state.value()
-            self.learner = (
-                Learner(self.settings) if raw is None else Learner.of(LEARNER_CODEC.decode(raw), self.settings)
-            )
+            cls = self._learner_class
+            self.learner = cls(self.settings) if raw is None else cls.of(LEARNER_CODEC.decode(raw), self.settings)
         return self.learner

@@ -53,7 +53,7 @@ from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_finge
 from models.identity import Node, RefusedLink
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
-from models.learning import Sample
+from models.samples import Sample
 from models.segments import SegmentRule
 from models.profile_fold import FoldState
 

@@ -408,7 +408,7 @@ def oracle_samples(events: list[dict], final=None) -> list:
     """The learning samples the journeys stage must emit, from the journeys oracle's closed
     sessions (``generator/journey_truth.py``) by the profile of an offline resolution, in the
     learner's order ``(close, profile id, session id)`` (docs/learning.md)."""
-    from models.learning import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
+    from models.samples import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
 
     final = final or resolve([observation_of(e) for e in events], RULES)
     gap = OracleJourneySettings().session_gap_ms
