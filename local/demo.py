@@ -135,17 +135,17 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--persons must be at least 1")
     seed = args.seed if args.seed is not None else int(time.time())
 
-    print("1/9 local stack (Kafka, Cassandra, Flink)")
+    print("1/10 local stack (Kafka, Cassandra, Flink)")
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     print(
-        "2/9 topics:",
+        "2/10 topics:",
         ", ".join(ensure_topics(BOOTSTRAP)) or "all present",
         f"| Cassandra schema: {len(apply_schema('127.0.0.1', port=stack.CASSANDRA_PORT))} statements applied (keyspace journey)",
     )
     base_time_ms, days = calendar()
     print(
-        f"3/9 generating {args.persons} persons (seed {seed}, {days} days from {_iso(base_time_ms)}) "
+        f"3/10 generating {args.persons} persons (seed {seed}, {days} days from {_iso(base_time_ms)}) "
         f"and producing to journey.events.*"
     )
     ds = generate(seed=seed, persons=args.persons, base_time_ms=base_time_ms, days=days)
@@ -155,11 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     report = produce(ds, BOOTSTRAP, rate=args.rate)
     print(f"  produced {report.delivered} records in {report.elapsed_s:.1f}s; ground truth in {out_dir / 'truth.json'}")
     print(
-        "4/9 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
+        "4/10 ingestion job on the Flink cluster (unbounded, exactly-once; resumed from its checkpoint if it ran before)"
     )
     jid, how = ensure_job("ingestion", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {jid} {how}; watch it at {REST}/#/job/running/{jid}/overview")
-    print("5/9 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
+    print("5/10 reading journey.normalized and journey.dlq (read_committed) until they hold this run's records")
     catalog = SchemaCatalog.load()
     bad_raw = {b.raw for b in ds.truth.bad_records}
     mine, dlq, job_s = wait_for_outputs(catalog, set(ds.truth.valid_event_ids), bad_raw)
@@ -191,23 +191,29 @@ def main(argv: list[str] | None = None) -> int:
         print("  a normalized event (email/phone only as salted hashes):")
         print("   ", json.dumps({k: sample[k] for k in ("event_id", "event_type", "channel", "identifiers")})[:400])
     print()
-    print("6/9 identity + profiles + journeys job (unbounded)")
+    print("6/10 identity + profiles + journeys job (unbounded)")
     pjid, how = ensure_job("profiles", progress=lambda s: print(f"  {s}", flush=True))
     print(f"  job {pjid} {how}; watch it at {REST}/#/job/running/{pjid}/overview")
-    print("7/9 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
+    print("7/10 waiting until Cassandra holds this run's profiles (journey.profiles, identity_links)")
     ok = show_profiles(mine) and ok
     print()
     print(
-        "8/9 waiting until the journeys stage has decided this run (journey.sessions, journey.triggers, "
+        "8/10 waiting until the journeys stage has decided this run (journey.sessions, journey.triggers, "
         "read_committed; Cassandra sessions, carts, triggers)"
     )
     ok = show_journeys(catalog, mine) and ok
     print()
     print(
-        "9/9 waiting until the rule segments of this run are decided (journey.segments, read_committed; "
+        "9/10 waiting until the rule segments of this run are decided (journey.segments, read_committed; "
         "Cassandra profile_segments; rules/segments.yaml unless `journey rules publish` changed them)"
     )
     ok = show_segments(catalog, mine) and ok
+    print()
+    print(
+        "10/10 waiting until the online models have learned this run's closed sessions (journey.scores, "
+        "read_committed): clusters beside the planted behaviour types, purchase propensity beside the outcomes"
+    )
+    ok = show_scores(catalog, mine, ds.truth) and ok
     print()
     print(
         f"Flink web UI: {REST}  (ingestion {jid} and profiles {pjid} keep running: a later "
@@ -336,6 +342,47 @@ def show_journeys(catalog: SchemaCatalog, events: list[dict], timeout_s: float =
     with JourneyStore.connect("127.0.0.1", stack.CASSANDRA_PORT) as js:
         stored = {t: [r for r in js.all_rows(t) if r["stream"] in streams] for t in ("sessions", "carts", "triggers")}
     return _print_journeys(want, triggers, sessions, late, stored)
+
+
+def show_scores(catalog: SchemaCatalog, events: list[dict], truth, timeout_s: float = 180) -> bool:
+    """Poll journey.scores until every closed session of this run is scored (as many as the
+    journeys oracle closes); print the adjusted Rand index of the profiles' latest clusters
+    against the generator's planted behaviour, and the progressive ROC AUC of the propensity."""
+    from bench.quality import adjusted_rand_index, roc_auc
+    from tests.profiles_harness import oracle_samples
+
+    res = resolve([observation_of(e) for e in events], IdentityRules())
+    want = {(s.profile_id, s.session_id): s for s in oracle_samples(events, res)}
+
+    def read() -> dict[tuple[str, str], dict]:
+        return {
+            (r["profile_id"], r["session_id"]): r
+            for r in _decodable(catalog, "journey.scores")
+            if (r["profile_id"], r["session_id"]) in want
+        }
+
+    got, _ = _watch(
+        read, lambda g: len(g) == len(want), lambda g: f"  {len(g)} of {len(want)} sessions scored", timeout_s, 3
+    )
+    behaviour = {}
+    for p in truth.persons:
+        pid = res.profile_of.get(("customer_id", p.customer_id))
+        if pid is not None:
+            behaviour[pid] = p.behaviour
+    latest: dict[str, dict] = {}
+    for r in sorted(got.values(), key=lambda r: r["at"]):
+        if r["cluster"] is not None:
+            latest[r["profile_id"]] = r
+    people = sorted(p for p in latest if p in behaviour)
+    ari = adjusted_rand_index([behaviour[p] for p in people], [latest[p]["cluster"] for p in people]) if people else 0.0
+    labels = [want[k].purchased for k in got]
+    auc = roc_auc(labels, [got[k]["propensity"] for k in got]) if 0 < sum(labels) < len(labels) else float("nan")
+    ok = len(got) == len(want)
+    print(f"  sessions scored           {len(got):>6}  expected {len(want):<6} {'OK' if ok else 'MISMATCH'}")
+    print(f"  cluster ARI vs behaviour  {ari:>6.3f}  ({len(people)} profiles with 3+ sessions; target 0.8)")
+    print(f"  purchase propensity AUC   {auc:>6.3f}  (predicted before each session's outcome; target 0.85)")
+    print("  (the models keep learning across demo runs; make quality measures them alone)")
+    return ok
 
 
 def show_segments(catalog: SchemaCatalog, events: list[dict], timeout_s: float = 180) -> bool:

@@ -46,6 +46,7 @@ def _ts(ms: int) -> datetime:
 def statements(scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> list[tuple[str, tuple, int]]:
     out = [("score", tuple(rec[c] for c in SCORE_COLUMNS), version) for rec, version in scores]
     row = {"model": scores[0][0]["model"] if scores else "journey-models", **metrics}
+    row["samples"], row["model_version"] = int(row["samples"]), int(row["model_version"])
     out.append(("metrics", tuple(row[c] for c in METRIC_COLUMNS), int(metrics["samples"])))
     return out
 
