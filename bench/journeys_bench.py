@@ -107,6 +107,73 @@ def flink_run(commands: list[tuple], segments: bool = False) -> dict:
     return {"commands": len(commands), "seconds": time.perf_counter() - t0, "outputs_emitted": n}
 
 
+def learning_runs(events: list[dict]) -> dict:
+    """The online models over the samples of ``events``: River in a plain loop vs the
+    ``learn-models`` operator on a mini-cluster (samples from a collection; one subtask)."""
+    from base64 import b64decode, b64encode
+
+    from pyflink.common import Duration, Types, WatermarkStrategy
+    from pyflink.datastream import DataStream
+    from pyflink.java_gateway import get_gateway
+
+    from flink_jobs.profiles import learn_models
+    from models.learning import Learner
+    from state.learning_store import RecordingScores
+    from state.records import LEARNING_SAMPLE_CODEC
+    from tests.operator.mini_cluster import thread_mode_env
+    from tests.profiles_harness import oracle_samples
+
+    from dataclasses import replace
+
+    one = oracle_samples(events)
+    span = one[-1].at - one[0].at + 1
+    # four calendars in a row (other profile ids): enough work for the start-up to matter less
+    samples = [replace(s, at=s.at + k * span, profile_id=f"{s.profile_id}-{k}") for k in range(4) for s in one]
+    t0 = time.perf_counter()
+    learner = Learner()
+    for s in samples:
+        learner.learn(s)
+    loop_s = time.perf_counter() - t0
+
+    def job(subset: list) -> float:
+        rows = [(b64encode(LEARNING_SAMPLE_CODEC.encode(s)).decode(), s.at) for s in subset]
+        env = thread_mode_env(parallelism=2, settings={"execution.checkpointing.interval": "1 s"})
+        timed = env.from_collection(rows, type_info=Types.TUPLE([Types.STRING(), Types.LONG()])).set_parallelism(1)
+        strategy = WatermarkStrategy.for_bounded_out_of_orderness(Duration.of_millis(0))
+        j = timed._j_data_stream.assignTimestampsAndWatermarks(
+            strategy._j_watermark_strategy.withTimestampAssigner(
+                get_gateway().jvm.org.apache.flink.streaming.api.functions.python.eventtime.CustomTimestampAssigner()
+            )
+        )
+        j.setParallelism(1)
+        values = DataStream(j).map(lambda r: b64decode(r[0]), output_type=Types.PRIMITIVE_ARRAY(Types.BYTE()))
+        store = Path(tempfile.mkdtemp()) / "scores.jsonl"
+        out = (
+            learn_models(values.set_parallelism(1), RecordingScores(str(store)))
+            .map(lambda _: 1, output_type=Types.LONG())
+            .set_parallelism(1)
+            .start_new_chain()
+        )
+        t = time.perf_counter()
+        with out.execute_and_collect("bench-learning") as results:
+            assert sum(1 for _ in results) == len(subset)
+        return time.perf_counter() - t
+
+    small = job(samples[: len(samples) // 4])
+    big = job(samples)
+    extra = big - small
+    marginal = (len(samples) - len(samples) // 4) / extra if extra > 0 else float("nan")
+    return {
+        "samples": len(samples),
+        "loop_seconds": loop_s,
+        "loop_us_per_sample": loop_s / len(samples) * 1e6,
+        "flink_seconds": big,
+        "flink_marginal_samples_per_s": marginal,
+        "flink_us_per_sample_marginal": 1e6 / marginal if marginal == marginal else float("nan"),
+        "flink_us_per_sample_overall": big / len(samples) * 1e6,
+    }
+
+
 def latency_run(probes: int, rate: float) -> dict:
     """cart_abandoned due time -> visible to a read_committed consumer, live settings."""
     from tests.profiles_harness import normalized_records
@@ -277,6 +344,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"stage in Flink    : {len(big) / f_big['seconds']:>9,.0f} commands/s overall ({f_big['seconds']:.1f}s)")
     print(f"stage marginal    : {marginal:>9,.0f} commands/s (steady state)")
     print(f"ratio Flink / plain loop: {marginal / loop['commands_per_s']:.2f} steady state")
+    print("online models: River in a plain loop vs learn-models on a mini-cluster ...", flush=True)
+    learning = learning_runs(big_events)
+    print(
+        f"  learn+predict   : {learning['loop_us_per_sample']:.0f} us per sample in a loop; in the job "
+        f"{learning['flink_us_per_sample_overall']:.0f} us overall (start-up included), "
+        f"{learning['flink_us_per_sample_marginal']:.0f} us marginal (quarter-size run subtracted; NaN: noise "
+        f"beat the difference); {learning['samples']} samples"
+    )
     print("stage in Flink with segments ...", flush=True)
     f_seg = flink_run(big, segments=True)
     seg_flink_us = (f_seg["seconds"] - f_big["seconds"]) / events * 1e6
@@ -311,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
         "segments_us_per_event_loop": seg_us,
         "flink_segments": f_seg,
         "segments_us_per_event_flink": seg_flink_us,
+        "learning": learning,
         "trigger_latency": lat,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
