@@ -26,7 +26,7 @@ from typing import Hashable, Sequence
 from generator.journey_truth import journey_truth
 from generator.synth import generate
 from models.learning import Learner
-from models.samples import History, Sample, propensity_features
+from models.samples import Sample, samples_of_sessions
 from tests.profiles_harness import generated_by_person
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,16 +78,7 @@ def samples_of(seed: int, persons: int, days: int, min_sessions: int) -> tuple[l
         for s in journey_truth(events).sessions:
             if s["closed"]:
                 closes.append((s["ended_at"] + SESSION_GAP_MS, person, s))
-    closes.sort(key=lambda c: (c[0], c[1], c[2]["session_id"]))
-    histories: dict[str, History] = {}
-    out = []
-    for close, person, s in closes:
-        h = histories.setdefault(person, History())
-        x = propensity_features(h, s, s["started_at"])
-        h.add(s, close)
-        vec = h.cluster_features() if h.sessions >= min_sessions else None
-        out.append(Sample(person, close, s["session_id"], vec, x, s["purchases"] > 0))
-    return out, behaviour
+    return samples_of_sessions(closes, min_sessions), behaviour
 
 
 def measure(seed: int, persons: int, days: int) -> dict:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 DAY_MS = 86_400_000
 #: a profile joins the clusters from its third closed session (its first looks like everyone's)
@@ -189,3 +189,19 @@ class Scored:
     propensity: float  # predicted before learning the sample's label
     model_version: int
     drift: bool
+
+
+def samples_of_sessions(
+    closes: Iterable[tuple[int, str, Mapping[str, Any]]], min_sessions: int = MIN_SESSIONS_TO_CLUSTER
+) -> list[Sample]:
+    """Samples from ``(close time, profile id, session summary)`` triples, as the journeys stage
+    builds them (each profile's history before and after each close), in the learner's order."""
+    histories: dict[str, History] = {}
+    out = []
+    for close, pid, s in sorted(closes, key=lambda c: (c[0], c[1], c[2]["session_id"])):
+        h = histories.setdefault(pid, History())
+        x = propensity_features(h, s, s["started_at"])
+        h.add(s, close)
+        vec = h.cluster_features() if h.sessions >= min_sessions else None
+        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0))
+    return out

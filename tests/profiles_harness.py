@@ -408,7 +408,7 @@ def oracle_samples(events: list[dict], final=None) -> list:
     """The learning samples the journeys stage must emit, from the journeys oracle's closed
     sessions (``generator/journey_truth.py``) by the profile of an offline resolution, in the
     learner's order ``(close, profile id, session id)`` (docs/learning.md)."""
-    from models.samples import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
+    from models.samples import samples_of_sessions
 
     final = final or resolve([observation_of(e) for e in events], RULES)
     gap = OracleJourneySettings().session_gap_ms
@@ -417,16 +417,7 @@ def oracle_samples(events: list[dict], final=None) -> list:
         if s["closed"]:
             t, v = s["stream"].split(":", 1)
             closes.append((s["ended_at"] + gap, final.profile_of[(t, v)], s))
-    closes.sort(key=lambda c: (c[0], c[1], c[2]["session_id"]))
-    histories: dict[str, History] = {}
-    out = []
-    for close, pid, s in closes:
-        h = histories.setdefault(pid, History())
-        x = propensity_features(h, s, s["started_at"])
-        h.add(s, close)
-        vec = h.cluster_features() if h.sessions >= MIN_SESSIONS_TO_CLUSTER else None
-        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0))
-    return out
+    return samples_of_sessions(closes)
 
 
 def oracle_scores(samples: list) -> list[dict]:
