@@ -397,7 +397,7 @@ def show_segments(catalog: SchemaCatalog, events: list[dict], timeout_s: float =
 
     def read() -> dict[str, list[tuple]]:
         got: dict[str, list[tuple]] = {}
-        for r in _decodable(catalog, "journey.segments"):
+        for r in sorted(_decodable(catalog, "journey.segments"), key=lambda r: (r["profile_id"], r["sequence"])):
             if r["profile_id"] in res.members:
                 got.setdefault(r["profile_id"], []).append((r["segment"], r["change"], r["rule_version"], r["at"]))
         return got

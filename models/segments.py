@@ -433,6 +433,7 @@ def _change(facts: SegmentFacts, profile_id: str, name: str, entered: bool, vers
         "rule_version": version,
         "at": at,
         "purpose": purpose,
+        "sequence": facts.writes,
     }
     return SegmentOut(rec, facts.writes)
 

@@ -373,8 +373,10 @@ def segment_records(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) ->
 
 
 def segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> dict[str, list[tuple]]:
+    """Each profile's changes in the order they were decided (``sequence``: the topic's two
+    partitions do not keep a profile's order)."""
     got: dict[str, list[tuple]] = defaultdict(list)
-    for r in segment_records(bootstrap, run, catalog):
+    for r in sorted(segment_records(bootstrap, run, catalog), key=lambda r: (r["profile_id"], r["sequence"])):
         got[r["profile_id"]].append((r["segment"], r["change"], r["rule_version"], r["at"], r["purpose"]))
     return dict(got)
 

@@ -199,7 +199,6 @@ def _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp: Path
     engaged_now = {pid for pid, cs in segments_want.items() if _last(cs, "engaged") == "entered"}
     person = next(pid for pid in sorted(set(final.profile_of.values())) if pid not in engaged_now)
     node = next(n for n, pid in final.profile_of.items() if pid == person)
-    before = len(segment_records(bootstrap, run, catalog))
     t0 = time.monotonic()
     accepted = publish_and_answers({"rules": [shipped_engaged | {"version": 2, "expression": "sessions_7d >= 1"}]}, 1)
     answered_s = time.monotonic() - t0
@@ -211,7 +210,9 @@ def _hot_reload(bootstrap, run, catalog, events, final, segments_want, tmp: Path
     producer.produce(run.topics.normalized, value=catalog.codec("NormalizedEvent").encode(new))
     producer.flush(10)
     decided = wait_until(
-        lambda: [r for r in segment_records(bootstrap, run, catalog)[before:] if r["profile_id"] == person],
+        lambda: [
+            r for r in segment_records(bootstrap, run, catalog) if r["profile_id"] == person and r["rule_version"] == 2
+        ],
         120,
         1,
         "a decision of the new rule version",
