@@ -710,11 +710,11 @@ class Journey:
         ses.published_started_at = ses.started_at
         return SessionOut(ses.summary(self.profile_id), replaces)
 
-    def _learn_from(self, ses: Session, close: int) -> list[Out]:
-        """The closed session into the profile's history, and (``samples``) a sample: the
-        propensity features from the history before it, the behaviour vector after it."""
+    def _learn_from(self, ses: Session, summary: Mapping[str, Any], close: int) -> list[Out]:
+        """The closed session (``summary``: as published) into the profile's history, and
+        (``samples``) a sample: the propensity features from the history before it, the
+        behaviour vector after it."""
         h = self.state.learning
-        summary = ses.summary(self.profile_id)
         x = propensity_features(h, summary, ses.started_at)
         h.add(summary, close)
         if not self.samples:
@@ -813,7 +813,8 @@ class Journey:
             ses = next(x for x in st.sessions if x.session_id == ref)
             if kind == _CLOSE:
                 ses.closed = True
-                return [self._publish(ses), *self._learn_from(ses, at)]
+                published = self._publish(ses)
+                return [published, *self._learn_from(ses, published.session, at)]
             st.sessions.remove(ses)
             st.recent.append(RecentSession(ses.session_id, ses.stream, ses.started_at, ses.engagement()))
             return []
@@ -980,8 +981,7 @@ class Journey:
                 st.links, st.consent, st.opens, st.recent = [], {}, [], []
                 deletions += retire_all(st.segments, self.profile_id, at)
                 part.learning, st.learning = st.learning, History()
-                part.segments, st.segments = st.segments, SegmentFacts()
-                part.segments.members, part.segments.evaluated_at = {}, None
+                part.segments, st.segments = st.segments, SegmentFacts()  # (merge() takes facts only)
             for c in part.carts:
                 deletions.append(CartOut(self.profile_id, c.cart_id, c.version + 1, None))
                 c.version += 2  # the receiver's write beats this deletion

@@ -71,7 +71,9 @@ class Learner:
             z = self.scaler.transform_one(sample.cluster)
             self.kmeans.learn_one(z)
             label = self.kmeans.predict_one(z)
-            self.recent = (self.recent + [z])[-self.s.recent_window :]
+            self.recent.append(z)
+            if len(self.recent) > self.s.recent_window:
+                del self.recent[0]
             self.detector.update(_distance(z, self.kmeans.centers[label]))
             if self.detector.drift_detected:
                 drifted = True

@@ -27,6 +27,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
@@ -80,10 +81,9 @@ class History:
 
     def merge(self, other: History) -> None:
         """Add the history of a profile merged into this one."""
-        for f in ("sessions", "buy_sessions", "purchases", "revenue_cents", "engagement", "product_views", "dwell_ms"):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
-        for f in ("searches", "checkout_no_buy", "store_sessions", "app_sessions"):
-            setattr(self, f, getattr(self, f) + getattr(other, f))
+        for f in dataclasses.fields(self):
+            if f.name != "last_close":  # every other field is a sum
+                setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         if other.last_close is not None:
             self.last_close = other.last_close if self.last_close is None else max(self.last_close, other.last_close)
 

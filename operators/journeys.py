@@ -351,9 +351,8 @@ class Journeys(KeyedBroadcastProcessFunction):
             elif isinstance(o, SampleOut):
                 count("samples")
                 yield SAMPLE, LEARNING_SAMPLE_CODEC.encode(o.sample)
-        stored = [o for o in outs if not isinstance(o, SampleOut)]
-        if stored:
-            count("cassandra_requests", self.store.write(stored))
+        if outs:
+            count("cassandra_requests", self.store.write(outs))
 
 
 class SplitOutputs(ProcessFunction):

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 from models.identity import IdentityRules, canonical_profile_id
-from models.journeys import CartOut, LateOut, Out, SessionOut, TriggerOut
+from models.journeys import CartOut, LateOut, Out, SampleOut, SessionOut, TriggerOut
 from models.segments import SegmentOut
 
 SESSION_COLUMNS = (
@@ -172,8 +172,8 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
                 out.append(("segment", row, o.row_version))
             else:
                 out.append(("segment-delete", (r["segment"], r["profile_id"]), o.row_version))
-        else:
-            assert isinstance(o, LateOut)
+        else:  # late events and learning samples are not stored here
+            assert isinstance(o, (LateOut, SampleOut))
     return out
 
 
