@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import random
 from typing import Callable
 
 from generator.carts import FOLLOWUP_WEIGHTS, FOLLOWUPS
@@ -57,6 +58,13 @@ REORDER_RATIO = 0.2
 JOURNEY = JourneySettings()
 #: Nothing of a person happens this close to a journey decision (escalation) planted in their journey.
 DECISION_MARGIN_MS = 10 * MINUTE_MS
+
+#: Share of persons planted as churners: their sessions thin out and stop for good part-way
+#: through the calendar (:func:`churn_point`), the signal the churn model learns (docs/learning.md).
+CHURN_RATIO = 0.3
+#: A churner's session starts are ``stop * (1 - (1 - u) ** CHURN_SHAPE)`` for uniform ``u``: a
+#: density falling as ``(1 - t / stop) ** (1 / CHURN_SHAPE - 1)``, so their gaps grow before they stop.
+CHURN_SHAPE = 0.25
 
 #: A session to play: start time -> time of its last event.
 Session = Callable[[int], int]
@@ -176,6 +184,9 @@ def play(g: Generation, p: Person, sessions: list[Session]) -> None:
     """
     horizon = g.days * DAY_MS
     starts = sorted(g.rng.randrange(0, horizon) for _ in sessions)
+    stop = churn_point(g, p.index)
+    if stop is not None:  # a churner: fewer and fewer sessions, none after ``stop`` (docs/learning.md)
+        starts = [int(stop * horizon * (1 - (1 - s / horizon) ** CHURN_SHAPE)) for s in starts]
     end = None
     deadlines: dict[str, int] = {}  # open cart -> its deadline, until bought or its first later open
     for start, session in zip(starts, sessions, strict=True):
@@ -186,6 +197,28 @@ def play(g: Generation, p: Person, sessions: list[Session]) -> None:
         end = session(t)
         end = max(end, quiet_until(p.events[first:], deadlines))
     p.truth.sessions += len(sessions)
+    if stop is not None:
+        p.truth.churned_at = end
+
+
+def churn_point(g: Generation, index: int) -> float | None:
+    """Whether person ``index`` is a planted churner (:data:`CHURN_RATIO` of them), and if so
+    the share of the calendar after which they are never active again (0.35 to 0.75).
+
+    Drawn from a generator of its own, so planting churners changes nothing else: every other
+    draw, and so every other person's journey, is what it was without them.
+
+    >>> from generator.context import Generation
+    >>> g = Generation(seed=5, persons=200, base_time_ms=0, days=1, bad_ratio=0.0, dup_ratio=0.0,
+    ...                late_ratio=0.0, reorder_ratio=0.0)
+    >>> points = [churn_point(g, i) for i in range(200)]
+    >>> 0.2 < sum(p is not None for p in points) / 200 < 0.4, all(0.35 <= p <= 0.75 for p in points if p)
+    (True, True)
+    """
+    rnd = random.Random(f"churn:{g.seed}:{index}")
+    if rnd.random() >= CHURN_RATIO:
+        return None
+    return rnd.uniform(0.35, 0.75)
 
 
 def quiet_until(events: list[JourneyEvent], deadlines: dict[str, int]) -> int:

@@ -60,6 +60,9 @@ class PersonTruth:
         Loyalty card, if any; linked to ``phone`` by at least one store event.
     erased : bool
         The person's last event is an ``erasure_request``.
+    churned_at : int or None
+        A planted churner's last event (``occurred_at``): their sessions thin out before it and
+        none follows (:func:`generator.journeys.churn_point`); ``None`` for everyone else.
     sessions : int
         Number of activity bursts in event time: gaps inside a burst are under 10 minutes,
         gaps between bursts at least 2 hours (so any 30-minute sessionizer finds exactly these).
@@ -82,6 +85,7 @@ class PersonTruth:
     cookie_ids: list[str]
     loyalty_id: str | None
     erased: bool = False
+    churned_at: int | None = None
     sessions: int = 0
     online_orders: int = 0
     store_orders: int = 0

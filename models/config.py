@@ -223,6 +223,7 @@ class ProfilesConfig(FlinkJobSettings):
     offer_engagement: int = JourneySettings.offer_engagement
     engagement_window_ms: int = JourneySettings.engagement_window_ms
     marketing_consent_default: bool = JourneySettings.marketing_consent_default
+    churn_window_ms: int = JourneySettings.churn_window_ms
 
     def journey_settings(self) -> JourneySettings:
         """The journeys stage's :class:`models.journeys.JourneySettings` from this config."""

@@ -49,7 +49,7 @@ from typing import Any, Iterable, Mapping
 from urllib.parse import parse_qs
 
 from models.identity import IdentityRules, Node
-from models.samples import MIN_SESSIONS_TO_CLUSTER, History, Sample, propensity_features
+from models.samples import MIN_SESSIONS_TO_CLUSTER, ChurnCheck, History, Sample, churn_features, propensity_features
 from models.segments import (
     SESSION_HORIZON_MS,
     Evaluation,
@@ -97,6 +97,7 @@ class JourneySettings:
     offer_engagement: int = 40
     engagement_window_ms: int = 7 * DAY_MS
     marketing_consent_default: bool = False
+    churn_window_ms: int = 7 * DAY_MS  # a closed session is churned with no event this long after it
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -420,6 +421,7 @@ class JourneyState:
     pending: dict[str, int] = field(default_factory=dict)  # node key -> moved parts still to arrive
     segments: SegmentFacts = field(default_factory=SegmentFacts)  # the rule segments' facts (docs/segments.md)
     learning: History = field(default_factory=History)  # the closed sessions, summed (docs/learning.md)
+    churn: list[ChurnCheck] = field(default_factory=list)  # closed sessions waiting for their churn label
 
     def is_empty(self) -> bool:
         return not (
@@ -434,6 +436,7 @@ class JourneyState:
             or self.pending
             or not self.segments.is_empty()
             or self.learning.sessions > 0
+            or self.churn
         )
 
     def holds_journey(self) -> bool:
@@ -488,7 +491,7 @@ class SampleOut:
 Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut
 
 # due kinds, in the order they are handled at one time (segments last: docs/segments.md)
-_INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _SEGMENTS = range(8)
+_INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _CHURN, _SEGMENTS = range(9)
 
 
 class Journey:
@@ -596,6 +599,8 @@ class Journey:
                 dues.append((c.escalation_due, _ESCALATE, c.cart_id))
             if c.drop_at is not None:
                 dues.append((c.drop_at, _DROP_CART, c.cart_id))
+        wait = s.churn_window_ms + s.allowed_lateness_ms
+        dues += [(ch.close + wait, _CHURN, ch.session_id) for ch in st.churn]
         facts = st.segments
         if self.rules is not None and self.rules.features and facts.evaluated_at is not None:
             starts = [x.started_at for x in st.sessions] + [r.started_at for r in st.recent]
@@ -635,6 +640,9 @@ class Journey:
         st = self.state
         self._link(f)
         st.segments.on_event(f.at, f.total_cents if f.kind in PURCHASES else None)
+        for ch in st.churn:
+            if ch.close < f.at <= ch.close + self.s.churn_window_ms:
+                ch.active = True
         node = f.ids[0] if f.ids else node_key(f.atom)
         if f.kind == "consent_update" and f.purpose == "marketing":
             mark = st.consent.get(node)
@@ -714,13 +722,18 @@ class Journey:
         """The closed session (``summary``: as published) into the profile's history, and
         (``samples``) a sample: the propensity features from the history before it, the
         behaviour vector after it."""
-        h = self.state.learning
+        st = self.state
+        h = st.learning
         x = propensity_features(h, summary, ses.started_at)
         h.add(summary, close)
         if not self.samples:
             return []
         vec = h.cluster_features() if h.sessions >= MIN_SESSIONS_TO_CLUSTER else None
-        return [SampleOut(Sample(self.profile_id, close, ses.session_id, vec, x, ses.purchases > 0))]
+        held = [(o.started_at, o.engagement()) for o in st.sessions if o.started_at <= close]
+        held += [(r.started_at, r.engagement) for r in st.recent if r.started_at <= close]
+        churn = churn_features(h, held, close, x["h_days_since"])
+        st.churn.append(ChurnCheck(ses.session_id, close, churn))
+        return [SampleOut(Sample(self.profile_id, close, ses.session_id, vec, x, ses.purchases > 0, churn))]
 
     def _cart(self, cart_id: str) -> Cart | None:
         return next((c for c in self.state.carts if c.cart_id == cart_id), None)
@@ -801,6 +814,10 @@ class Journey:
         st, s = self.state, self.s
         if kind == _SEGMENTS:
             return self._evaluate(at)
+        if kind == _CHURN:
+            check = next(ch for ch in st.churn if ch.session_id == ref)
+            st.churn.remove(check)
+            return [SampleOut(Sample.churn_label(self.profile_id, at, check))]
         if kind == _INTENT:
             i = next(x for x in st.intents if f"{x.session_id}:{x.product_id}" == ref)
             st.intents.remove(i)
@@ -981,6 +998,7 @@ class Journey:
                 st.links, st.consent, st.opens, st.recent = [], {}, [], []
                 deletions += retire_all(st.segments, self.profile_id, at)
                 part.learning, st.learning = st.learning, History()
+                part.churn, st.churn = st.churn, []
                 part.segments, st.segments = st.segments, SegmentFacts()  # (merge() takes facts only)
             for c in part.carts:
                 deletions.append(CartOut(self.profile_id, c.cart_id, c.version + 1, None))
@@ -1028,6 +1046,8 @@ class Journey:
         st.recent += [r for r in part.recent if r.session_id not in known_recent]
         st.segments.merge(part.segments)
         st.learning.merge(part.learning)
+        waiting = {ch.session_id for ch in st.churn}
+        st.churn += [ch for ch in part.churn if ch.session_id not in waiting]
         return self._flush_carts()
 
 
@@ -1117,6 +1137,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
         "pending": dict(st.pending),
         "segments": facts_record(st.segments),
         "learning": dataclasses.asdict(st.learning),
+        "churn": [dataclasses.asdict(ch) for ch in st.churn],
     }
 
 
@@ -1134,4 +1155,5 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         pending=dict(rec["pending"]),
         segments=facts_of_record(rec["segments"]),
         learning=History(**rec["learning"]),
+        churn=[ChurnCheck(**ch) for ch in rec["churn"]],
     )

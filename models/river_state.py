@@ -108,6 +108,8 @@ def page_hinkley_record(d: drift.PageHinkley) -> dict[str, Any]:
         "sum_decrease": d._sum_decrease,
         "min_increase": d._min_increase,
         "max_decrease": d._max_decrease,
+        # a detector that has just flagged drift resets itself at its next update: the flag is state
+        "drift_detected": bool(d.drift_detected),
     }
 
 
@@ -119,6 +121,7 @@ def page_hinkley_of(r: Mapping[str, Any]) -> drift.PageHinkley:
     d._x_mean._mean = r["mean"]
     d._sum_increase, d._sum_decrease = r["sum_increase"], r["sum_decrease"]
     d._min_increase, d._max_decrease = r["min_increase"], r["max_decrease"]
+    d._drift_detected = r.get("drift_detected", False)
     return d
 
 

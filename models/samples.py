@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 DAY_MS = 86_400_000
 #: a profile joins the clusters from its third closed session (its first looks like everyone's)
@@ -133,9 +133,69 @@ def propensity_features(before: History, s: Mapping[str, Any], started_at: int |
     }
 
 
+def churn_features(
+    after: History, sessions: Iterable[tuple[int, int]], close: int, gap_days: float
+) -> dict[str, float]:
+    """The churn model's input at a session's close: the profile's history including it, how
+    many sessions (``(started_at, engagement)``, the ones the journey still holds: three weeks)
+    started in each of the last three weeks, the engagement of the last week, and the gap
+    before the session (days). Churners thin out before they stop (docs/learning.md).
+
+    >>> h = History()
+    >>> h.add({"page_views": 1, "product_views": 1, "dwell_ms": 0, "searches": 0, "cart_adds": 0, "checkouts": 0,
+    ...        "purchases": 0, "revenue": 0.0, "channels": ["web"], "engagement": 5}, 10 * DAY_MS)
+    >>> x = churn_features(h, [(10 * DAY_MS - 60_000, 5), (2 * DAY_MS, 9)], 10 * DAY_MS, 8.0)
+    >>> x["c_week_1"], x["c_week_2"], x["c_week_trend"], x["c_gap_days"]
+    (1.0, 1.0, 0.0, 8.0)
+    """
+    weeks = [0, 0, 0]
+    engagement = 0
+    starts = []
+    for started, eng in sessions:
+        age = close - started
+        if 0 <= age < 21 * DAY_MS:
+            weeks[age // (7 * DAY_MS)] += 1
+            starts.append(started)
+            if age < 7 * DAY_MS:
+                engagement += eng
+    starts.sort()
+    gaps = [(b - a) / DAY_MS for a, b in zip(starts, starts[1:])]
+    earlier = gaps[:-1]
+    mean_gap = sum(earlier) / len(earlier) if earlier else gap_days
+    n = max(after.sessions, 1)
+    return {
+        "c_sessions": math.log1p(after.sessions),
+        "c_week_1": float(weeks[0]),
+        "c_week_2": float(weeks[1]),
+        "c_week_3": float(weeks[2]),
+        "c_week_trend": float(weeks[0] - weeks[1]),
+        "c_engagement_week": math.log1p(engagement),
+        "c_gap_days": gap_days,
+        "c_gap_ratio": math.log((gap_days + 0.1) / (mean_gap + 0.1)),
+        "c_gap_growth": (gaps[-1] - gaps[-2]) if len(gaps) >= 2 else 0.0,
+        "c_buy_session_rate": after.buy_sessions / n,
+        "c_share_store": after.store_sessions / n,
+        "c_share_app": after.app_sessions / n,
+    }
+
+
+@dataclass
+class ChurnCheck:
+    """A closed session waiting for its churn label (in ``JourneyState.churn``): ``active``
+    once the profile has an event in ``(close, close + window]``; decided at
+    ``close + window + allowed lateness``, when no event of the window can still arrive."""
+
+    session_id: str
+    close: int
+    features: dict[str, float]
+    active: bool = False
+
+
 @dataclass(frozen=True)
 class Sample:
-    """One closed session as the learner receives it (``at``: the close, in event time)."""
+    """What the learner receives: a closed session (``at``: its close, in event time) or, with
+    ``churned`` set, the churn label of one (``at``: when it was decided; ``churn``: the
+    features at the close, nothing else)."""
 
     profile_id: str
     at: int
@@ -143,9 +203,15 @@ class Sample:
     cluster: dict[str, float] | None  # None: too few sessions for a stable behaviour vector
     propensity: dict[str, float]
     purchased: bool
+    churn: dict[str, float] | None = None  # the churn model's input at the close
+    churned: bool | None = None  # set: a churn label, not a session
 
-    def order(self) -> tuple[int, str, str]:
-        return self.at, self.profile_id, self.session_id
+    @property
+    def is_churn_label(self) -> bool:
+        return self.churned is not None
+
+    def order(self) -> tuple[int, str, str, int]:
+        return self.at, self.profile_id, self.session_id, int(self.is_churn_label)
 
     def record(self) -> dict[str, Any]:
         """The ``journey.state.LearningSample`` record."""
@@ -156,15 +222,32 @@ class Sample:
             "cluster": None if self.cluster is None else dict(self.cluster),
             "propensity": dict(self.propensity),
             "purchased": self.purchased,
+            "churn": None if self.churn is None else dict(self.churn),
+            "churned": self.churned,
         }
 
     @staticmethod
     def of(r: Mapping[str, Any]) -> Sample:
-        return Sample(r["profile_id"], r["at"], r["session_id"], r["cluster"], dict(r["propensity"]), r["purchased"])
+        churn = r.get("churn")
+        return Sample(
+            r["profile_id"],
+            r["at"],
+            r["session_id"],
+            r["cluster"],
+            dict(r["propensity"]),
+            r["purchased"],
+            None if churn is None else dict(churn),
+            r.get("churned"),
+        )
+
+    @staticmethod
+    def churn_label(profile_id: str, at: int, check: ChurnCheck) -> Sample:
+        """The label of ``check``, decided at ``at``: churned unless the profile was active."""
+        return Sample(profile_id, at, check.session_id, None, {}, False, dict(check.features), not check.active)
 
     def key(self) -> str:
         """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""
-        return f"{self.at:020d}|{self.profile_id}|{self.session_id}"
+        return f"{self.at:020d}|{self.profile_id}|{self.session_id}|{int(self.is_churn_label)}"
 
 
 @dataclass(frozen=True)
@@ -189,19 +272,39 @@ class Scored:
     propensity: float  # predicted before learning the sample's label
     model_version: int
     drift: bool
+    churn_risk: float | None = None  # the churn model's prediction at the close (None: no churn input)
 
 
 def samples_of_sessions(
-    closes: Iterable[tuple[int, str, Mapping[str, Any]]], min_sessions: int = MIN_SESSIONS_TO_CLUSTER
+    closes: Iterable[tuple[int, str, Mapping[str, Any]]],
+    min_sessions: int = MIN_SESSIONS_TO_CLUSTER,
+    activity: Mapping[str, Sequence[int]] | None = None,
+    sessions: Mapping[str, Sequence[tuple[int, int]]] | None = None,
+    end: int | None = None,
+    churn_window_ms: int = 7 * DAY_MS,
+    lateness_ms: int = 0,
 ) -> list[Sample]:
     """Samples from ``(close time, profile id, session summary)`` triples, as the journeys stage
-    builds them (each profile's history before and after each close), in the learner's order."""
+    builds them (each profile's history before and after each close), in the learner's order.
+
+    With ``activity`` (each profile's event times), ``sessions`` (each profile's ``(started_at,
+    engagement)``) and ``end`` (how far event time got), also the churn features at each close
+    and the churn labels decided by ``end``: churned when no event falls in ``(close, close +
+    window]``, decided at ``close + window + lateness``."""
     histories: dict[str, History] = {}
     out = []
     for close, pid, s in sorted(closes, key=lambda c: (c[0], c[1], c[2]["session_id"])):
         h = histories.setdefault(pid, History())
+        gap = 0.0 if h.last_close is None else max(s["started_at"] - h.last_close, 0) / DAY_MS
         x = propensity_features(h, s, s["started_at"])
         h.add(s, close)
         vec = h.cluster_features() if h.sessions >= min_sessions else None
-        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0))
-    return out
+        churn = None
+        if activity is not None and sessions is not None and end is not None:
+            churn = churn_features(h, [t for t in sessions.get(pid, ()) if t[0] <= close], close, gap)
+            decided = close + churn_window_ms + lateness_ms
+            if decided <= end:
+                active = any(close < t <= close + churn_window_ms for t in activity.get(pid, ()))
+                out.append(Sample(pid, decided, s["session_id"], None, {}, False, churn, not active))
+        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0, churn))
+    return sorted(out, key=Sample.order)

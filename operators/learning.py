@@ -13,8 +13,12 @@ Outputs (main): ``Score`` records for ``journey.scores``, one per sample. The sc
 models' metrics go to the injected store (Cassandra ``scores``, ``model_metrics``),
 synchronously, before the state that covers them is checkpointed.
 
-Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``, ``drifts``,
-``cassandra_requests``; gauges ``purchase_auc`` (rolling, progressive), ``purchase_log_loss``,
+Churn labels (``LearningSample`` with ``churned`` set, decided by the journeys' timers) come
+the same way and are learned in the same order by the churn model; they publish nothing.
+
+Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``,
+``churn_labels_learned``, ``drifts``, ``cassandra_requests``; gauges ``purchase_auc``
+(rolling, progressive), ``purchase_log_loss``, ``churn_auc``, ``churn_log_loss``,
 ``model_version``.
 """
 
@@ -49,6 +53,7 @@ def score_record(s: Scored, previous: int | None) -> dict[str, Any]:
         "at": s.at,
         "session_id": s.session_id,
         "previous_cluster": previous,
+        "churn_risk": s.churn_risk,
     }
 
 
@@ -82,11 +87,21 @@ class LearnModels(KeyedProcessFunction):
         self.store = self.store_factory()
         group = runtime_context.get_metrics_group()
         self.counters = BufferedCounters(
-            group, ("samples_received", "samples_learned", "cluster_samples", "drifts", "cassandra_requests")
+            group,
+            (
+                "samples_received",
+                "samples_learned",
+                "cluster_samples",
+                "churn_labels_learned",
+                "drifts",
+                "cassandra_requests",
+            ),
         )
-        self.last_metrics = {"auc": 0.0, "log_loss": 0.0, "version": 0}
+        self.last_metrics = {"auc": 0.0, "log_loss": 0.0, "churn_auc": 0.0, "churn_log_loss": 0.0, "version": 0}
         group.gauge("purchase_auc", lambda: int(self.last_metrics["auc"] * 1000))
         group.gauge("purchase_log_loss", lambda: int(self.last_metrics["log_loss"] * 1000))
+        group.gauge("churn_auc", lambda: int(self.last_metrics["churn_auc"] * 1000))
+        group.gauge("churn_log_loss", lambda: int(self.last_metrics["churn_log_loss"] * 1000))
         group.gauge("model_version", lambda: int(self.last_metrics["version"]))
 
     def close(self) -> None:
@@ -115,6 +130,9 @@ class LearnModels(KeyedProcessFunction):
         for key in due:
             sample: Sample = self.buffer.pop(key)
             out = learner.learn(sample)
+            if out is None:  # a churn label: learned, nothing to publish
+                self.counters.inc("churn_labels_learned")
+                continue
             previous = self.clusters.get(sample.profile_id)
             if out.cluster is not None:
                 self.clusters.put(sample.profile_id, out.cluster)
@@ -126,8 +144,8 @@ class LearnModels(KeyedProcessFunction):
             scores.append((rec, learner.samples))
             yield self.score_codec.encode(rec)
         m = learner.metrics()
-        self.last_metrics = {"auc": m["auc"], "log_loss": m["log_loss"], "version": learner.model_version}
-        metrics = m | {"model_version": learner.model_version, "at": scores[-1][0]["at"]}
+        self.last_metrics = m | {"version": learner.model_version}
+        metrics = m | {"model_version": learner.model_version, "at": int(due[-1].split("|", 1)[0])}
         self.counters.inc("cassandra_requests", self.store.write(scores, metrics))
         self.model_state.update(LEARNER_CODEC.encode(learner.record()))
 

@@ -6,8 +6,9 @@ a metrics row keyed by the event time of the batch's last sample (a replay write
 
 Reading with plain CQL::
 
-    SELECT model, model_version, cluster, propensity, at FROM journey.scores WHERE profile_id = 'p-…';
-    SELECT at, auc, log_loss, samples FROM journey.model_metrics WHERE model = 'journey-models' LIMIT 10;
+    SELECT model, model_version, cluster, propensity, churn_risk, at FROM journey.scores WHERE profile_id = 'p-…';
+    SELECT at, auc, log_loss, samples, churn_auc, churn_samples FROM journey.model_metrics
+      WHERE model = 'journey-models' LIMIT 10;
 """
 
 from __future__ import annotations
@@ -27,8 +28,19 @@ SCORE_COLUMNS = (
     "propensity",
     "at",
     "session_id",
+    "churn_risk",
 )
-METRIC_COLUMNS = ("model", "at", "model_version", "samples", "auc", "log_loss")
+METRIC_COLUMNS = (
+    "model",
+    "at",
+    "model_version",
+    "samples",
+    "auc",
+    "log_loss",
+    "churn_samples",
+    "churn_auc",
+    "churn_log_loss",
+)
 
 
 class ScoreWriter(Protocol):
@@ -46,7 +58,8 @@ def _ts(ms: int) -> datetime:
 def statements(scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> list[tuple[str, tuple, int]]:
     out = [("score", tuple(rec[c] for c in SCORE_COLUMNS), version) for rec, version in scores]
     row = {"model": scores[0][0]["model"] if scores else "journey-models", **metrics}
-    row["samples"], row["model_version"] = int(row["samples"]), int(row["model_version"])
+    for c in ("samples", "model_version", "churn_samples"):
+        row[c] = int(row[c])
     out.append(("metrics", tuple(row[c] for c in METRIC_COLUMNS), int(metrics["samples"])))
     return out
 

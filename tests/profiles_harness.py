@@ -412,14 +412,36 @@ def oracle_samples(events: list[dict], final=None) -> list:
     learner's order ``(close, profile id, session id)`` (docs/learning.md)."""
     from models.samples import samples_of_sessions
 
+    from generator.journey_truth import identifiers_of
+    from models.journeys import JourneySettings
+
     final = final or resolve([observation_of(e) for e in events], RULES)
-    gap = OracleJourneySettings().session_gap_ms
+    oracle_settings = OracleJourneySettings()
+    gap = oracle_settings.session_gap_ms
     closes = []
-    for s in journey_truth(events, (), OracleJourneySettings()).sessions:
+    sessions: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for s in journey_truth(events, (), oracle_settings).sessions:
+        t, v = s["stream"].split(":", 1)
+        pid = final.profile_of[(t, v)]
+        sessions[pid].append((s["started_at"], s["engagement"]))
         if s["closed"]:
-            t, v = s["stream"].split(":", 1)
-            closes.append((s["ended_at"] + gap, final.profile_of[(t, v)], s))
-    return samples_of_sessions(closes)
+            closes.append((s["ended_at"] + gap, pid, s))
+    # churn labels: each profile's event times, decided up to the newest event (the idle tick)
+    activity: dict[str, list[int]] = defaultdict(list)
+    for e in events:
+        ids = identifiers_of(e)
+        if ids:
+            activity[final.profile_of[ids[0]]].append(e["occurred_at"])
+    end = max((e["occurred_at"] for e in events), default=0)
+    job = JourneySettings()
+    return samples_of_sessions(
+        closes,
+        activity=activity,
+        sessions=sessions,
+        end=end,
+        churn_window_ms=job.churn_window_ms,
+        lateness_ms=job.allowed_lateness_ms,
+    )
 
 
 def oracle_scores(samples: list) -> list[dict]:
@@ -431,6 +453,8 @@ def oracle_scores(samples: list) -> list[dict]:
     learner, last, out = Learner(), {}, []
     for s in samples:
         scored = learner.learn(s)
+        if scored is None:  # a churn label: learned, publishes nothing
+            continue
         out.append(score_record(scored, last.get(s.profile_id)))
         if scored.cluster is not None:
             last[s.profile_id] = scored.cluster

@@ -34,6 +34,7 @@ from state.learning_store import LearningStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
 from tests.profiles_harness import (
+    oracle_samples,
     ProfilesRun,
     oracle_segments,
     segment_records,
@@ -62,6 +63,7 @@ _COUNTERS = (
     "rule_updates_accepted",
     "rule_updates_rejected",
     "samples_learned",
+    "churn_labels_learned",
 )
 
 
@@ -105,6 +107,7 @@ def result(local_stack, session, tmp_path_factory):
         except WaitTimeout as e:
             segments_got = e.last
         scores_diff, scores_got, scores_want = wait_until_scores_equal_oracle(bootstrap, run, events, timeout_s=120)
+        churn_labels = [s.churned for s in oracle_samples(events, final) if s.is_churn_label]
         with LearningStore(session, run.keyspace) as ls:
             stored_scores = ls.scores()
         members = {
@@ -152,6 +155,7 @@ def result(local_stack, session, tmp_path_factory):
         "members": members,
         "reload": reload,
         "scores_diff": scores_diff,
+        "churn_labels": churn_labels,
         "scores_got": scores_got,
         "scores_want": scores_want,
         "stored_scores": stored_scores,
@@ -339,6 +343,12 @@ def test_every_closed_session_is_learned_once_and_scored_as_river_over_the_oracl
     assert any(s["cluster"] is not None for s in want) and len({s["cluster"] for s in want}) > 2
     c = counter_total(result["counters"], "samples_learned")
     assert c == len(want)
+    # churn labels, decided by the journeys' timers (nothing in the window after a close), each
+    # learned once: the churn risks above equal River's over the oracle's labels in order
+    labels = result["churn_labels"]
+    assert 0 < sum(labels) < len(labels)
+    assert counter_total(result["counters"], "churn_labels_learned") == len(labels)
+    assert all(s["churn_risk"] is not None for s in want) and len({s["churn_risk"] for s in want}) > 2
     last: dict[str, dict] = {}
     for s in sorted(want, key=lambda s: (s["at"], s["profile_id"], s["session_id"])):
         last[s["profile_id"]] = s

@@ -22,6 +22,7 @@ def test_clusters_match_the_planted_behaviours_and_propensity_ranks_purchases():
     r = measure(seed=1, persons=150, days=14)
     assert r["ari_final_model"] >= 0.8, r
     assert r["purchase_auc"] >= 0.85, r
+    assert r["churn_auc"] >= 0.75, r
 
 
 def test_a_learner_restored_from_its_record_mid_stream_equals_the_uninterrupted_one(generated):
@@ -35,7 +36,8 @@ def test_a_learner_restored_from_its_record_mid_stream_equals_the_uninterrupted_
     outs += [resumed.learn(s) for s in samples[cut:]]
     assert outs == outs_whole
     assert json.dumps(resumed.record(), sort_keys=True) == json.dumps(whole.record(), sort_keys=True)
-    assert resumed.samples == len(samples)
+    labels = sum(s.is_churn_label for s in samples)
+    assert 0 < labels and resumed.samples == len(samples) - labels and resumed.churn.samples == labels
 
 
 def test_propensity_features_never_hold_the_sessions_purchase(generated):

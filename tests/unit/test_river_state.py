@@ -12,11 +12,12 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from river import cluster, drift, linear_model, metrics, preprocessing
 
 from models import river_state as rs
+from models.learning import ChurnModel
 
 FEATURES = ("a", "b", "c", "d")
 
@@ -72,6 +73,13 @@ CASES: dict[str, tuple[Callable[[], Any], Callable, Callable, Callable, Callable
         rs.log_loss_record,
         rs.log_loss_of,
     ),
+    "churn_model": (  # models.learning.ChurnModel: scaler + logistic regression + its metrics
+        ChurnModel,
+        lambda m, x, y: m.learn(x, y),
+        lambda m, x: (m.predict(x), m.auc.get() if m.samples else None, m.samples),
+        lambda m: m.record(),
+        ChurnModel.of,
+    ),
     "rolling_auc": (
         lambda: rs.RollingAUC(16),
         lambda m, x, y: m.update(y, x["a"]),
@@ -84,6 +92,7 @@ CASES: dict[str, tuple[Callable[[], Any], Callable, Callable, Callable, Callable
 
 @settings(max_examples=25, deadline=None)
 @given(name=st.sampled_from(sorted(CASES)), seed=st.integers(0, 10_000), cut=st.integers(0, 40))
+@example(name="page_hinkley", seed=2433, cut=16)  # cut right after a drift: the flag is state
 def test_a_model_restored_from_its_record_mid_stream_equals_the_uninterrupted_one(name: str, seed: int, cut: int):
     make, learn, observe, export, restore = CASES[name]
     data = stream(seed, 60)
