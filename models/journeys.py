@@ -856,7 +856,10 @@ class Journey:
             t = self._cart_trigger("cart_abandoned", at, c, engagement=engagement, action=c.action)
             c.abandon_published = not t.trigger["suppressed"]
             st.segments.abandoned_times.append(at)
-            return [t, *self._evaluate(at)]
+            out: list[Out] = [t]
+            if self.samples:  # the learner recommends an action from the person's propensity
+                out.append(SampleOut(Sample.abandonment(self.profile_id, at, t.trigger["trigger_id"], c.cart_id)))
+            return out + self._evaluate(at)
         if kind == _ESCALATE:
             c.escalated = True
             self._touch(c, at)

@@ -64,6 +64,7 @@ class Learner:
         """Score ``sample`` (cluster after learning its vector; propensity before learning its
         label; churn risk from the churn model as it stands), then learn it. A churn label is
         learned by the churn model alone and scores nothing (``None``)."""
+        assert not sample.is_abandonment, "an abandonment is answered by recommend(), not learned"
         if sample.churned is not None:
             assert sample.churn is not None, "a churn label without its features"
             self.churn.learn(sample.churn, sample.churned)
@@ -113,6 +114,19 @@ class Learner:
             self.kmeans.centers[i].update(new[j])
         self.detector = drift.PageHinkley(threshold=self.s.drift_threshold)
         self.model_version += 1
+
+    def recommend(self, propensity: float | None) -> str:
+        """The action for an abandoned cart of a person whose latest purchase propensity is
+        ``propensity`` (``None``: no closed session yet): a ``reminder`` when they are likely to
+        buy anyway, an ``offer`` (a discount) when not; without a score, a reminder (no discount
+        without evidence).
+
+        >>> Learner().recommend(0.8), Learner().recommend(0.1), Learner().recommend(None)
+        ('reminder', 'offer', 'reminder')
+        """
+        if propensity is None or propensity >= self.s.reminder_propensity:
+            return "reminder"
+        return "offer"
 
     def metrics(self) -> dict[str, float]:
         return {

@@ -193,9 +193,14 @@ class ChurnCheck:
 
 @dataclass(frozen=True)
 class Sample:
-    """What the learner receives: a closed session (``at``: its close, in event time) or, with
-    ``churned`` set, the churn label of one (``at``: when it was decided; ``churn``: the
-    features at the close, nothing else)."""
+    """What the learner receives, one of three kinds (:meth:`order`: in this order at one time):
+
+    * a closed session (``at``: its close, in event time);
+    * with ``churned`` set, the churn label of one (``at``: when it was decided; ``churn``: the
+      features at the close, nothing else);
+    * with ``cart_id`` set, a cart abandonment to recommend an action for (``at``: the
+      abandonment; ``session_id``: the ``cart_abandoned`` trigger's id).
+    """
 
     profile_id: str
     at: int
@@ -205,13 +210,23 @@ class Sample:
     purchased: bool
     churn: dict[str, float] | None = None  # the churn model's input at the close
     churned: bool | None = None  # set: a churn label, not a session
+    cart_id: str | None = None  # set: a cart abandonment, not a session
 
     @property
     def is_churn_label(self) -> bool:
         return self.churned is not None
 
+    @property
+    def is_abandonment(self) -> bool:
+        return self.cart_id is not None
+
+    @property
+    def kind(self) -> int:
+        """0 a closed session, 1 a churn label, 2 a cart abandonment."""
+        return 2 if self.cart_id is not None else int(self.churned is not None)
+
     def order(self) -> tuple[int, str, str, int]:
-        return self.at, self.profile_id, self.session_id, int(self.is_churn_label)
+        return self.at, self.profile_id, self.session_id, self.kind
 
     def record(self) -> dict[str, Any]:
         """The ``journey.state.LearningSample`` record."""
@@ -224,6 +239,7 @@ class Sample:
             "purchased": self.purchased,
             "churn": None if self.churn is None else dict(self.churn),
             "churned": self.churned,
+            "cart_id": self.cart_id,
         }
 
     @staticmethod
@@ -238,6 +254,7 @@ class Sample:
             r["purchased"],
             None if churn is None else dict(churn),
             r.get("churned"),
+            r.get("cart_id"),
         )
 
     @staticmethod
@@ -245,9 +262,14 @@ class Sample:
         """The label of ``check``, decided at ``at``: churned unless the profile was active."""
         return Sample(profile_id, at, check.session_id, None, {}, False, dict(check.features), not check.active)
 
+    @staticmethod
+    def abandonment(profile_id: str, at: int, trigger_id: str, cart_id: str) -> Sample:
+        """The cart ``cart_id`` of the profile was abandoned at ``at`` (trigger ``trigger_id``)."""
+        return Sample(profile_id, at, trigger_id, None, {}, False, cart_id=cart_id)
+
     def key(self) -> str:
         """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""
-        return f"{self.at:020d}|{self.profile_id}|{self.session_id}|{int(self.is_churn_label)}"
+        return f"{self.at:020d}|{self.profile_id}|{self.session_id}|{self.kind}"
 
 
 @dataclass(frozen=True)
@@ -259,6 +281,8 @@ class LearnerSettings:
     auc_window: int = 1000
     drift_threshold: float = 50.0
     recent_window: int = 500  # cluster vectors kept for a re-cluster after drift
+    #: an abandoned cart of a person whose purchase propensity is at least this gets a reminder, not an offer
+    reminder_propensity: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -283,6 +307,7 @@ def samples_of_sessions(
     end: int | None = None,
     churn_window_ms: int = 7 * DAY_MS,
     lateness_ms: int = 0,
+    abandonments: Iterable[tuple[int, str, str, str]] = (),
 ) -> list[Sample]:
     """Samples from ``(close time, profile id, session summary)`` triples, as the journeys stage
     builds them (each profile's history before and after each close), in the learner's order.
@@ -290,7 +315,8 @@ def samples_of_sessions(
     With ``activity`` (each profile's event times), ``sessions`` (each profile's ``(started_at,
     engagement)``) and ``end`` (how far event time got), also the churn features at each close
     and the churn labels decided by ``end``: churned when no event falls in ``(close, close +
-    window]``, decided at ``close + window + lateness``."""
+    window]``, decided at ``close + window + lateness``. ``abandonments``: ``(at, profile id,
+    trigger id, cart id)`` of each ``cart_abandoned``."""
     histories: dict[str, History] = {}
     out = []
     for close, pid, s in sorted(closes, key=lambda c: (c[0], c[1], c[2]["session_id"])):
@@ -307,4 +333,5 @@ def samples_of_sessions(
                 active = any(close < t <= close + churn_window_ms for t in activity.get(pid, ()))
                 out.append(Sample(pid, decided, s["session_id"], None, {}, False, churn, not active))
         out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0, churn))
+    out += [Sample.abandonment(pid, at, tid, cart) for at, pid, tid, cart in abandonments]
     return sorted(out, key=Sample.order)

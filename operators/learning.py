@@ -41,6 +41,29 @@ LEARNER_KEY = "learner"
 MODEL = "journey-models"
 
 
+def action_record(
+    sample: Sample, cluster: int | None, propensity: float | None, action: str, model_version: int
+) -> dict[str, Any]:
+    """The ``journey.scores`` record answering one cart abandonment: the person's latest
+    cluster and purchase propensity (at their last closed session) and the recommended action."""
+    return {
+        "profile_id": sample.profile_id,
+        "model": MODEL,
+        "model_version": model_version,
+        "cluster": cluster,
+        "propensity": propensity,
+        "drift": False,
+        "at": sample.at,
+        "session_id": None,
+        "previous_cluster": None,
+        "churn_risk": None,
+        "kind": "cart_abandoned",
+        "trigger_id": sample.session_id,
+        "cart_id": sample.cart_id,
+        "recommended_action": action,
+    }
+
+
 def score_record(s: Scored, previous: int | None) -> dict[str, Any]:
     """The ``journey.scores`` record of one learned sample."""
     return {
@@ -54,6 +77,10 @@ def score_record(s: Scored, previous: int | None) -> dict[str, Any]:
         "session_id": s.session_id,
         "previous_cluster": previous,
         "churn_risk": s.churn_risk,
+        "kind": "session",
+        "trigger_id": None,
+        "cart_id": None,
+        "recommended_action": None,
     }
 
 
@@ -77,6 +104,9 @@ class LearnModels(KeyedProcessFunction):
         self.clusters = runtime_context.get_map_state(
             MapStateDescriptor("learning-clusters", Types.STRING(), Types.INT())
         )
+        self.propensities = runtime_context.get_map_state(
+            MapStateDescriptor("learning-propensity", Types.STRING(), Types.DOUBLE())
+        )
         self.score_codec = SchemaCatalog.load().codec("Score")
         # River (scipy, pandas) is imported here, by this one subtask only: imported by every
         # operator of a TaskManager at once, thread mode hung at start (seen on the mini-cluster)
@@ -93,6 +123,7 @@ class LearnModels(KeyedProcessFunction):
                 "samples_learned",
                 "cluster_samples",
                 "churn_labels_learned",
+                "cart_actions",
                 "drifts",
                 "cassandra_requests",
             ),
@@ -129,11 +160,19 @@ class LearnModels(KeyedProcessFunction):
         scores = []
         for key in due:
             sample: Sample = self.buffer.pop(key)
+            if sample.is_abandonment:
+                p = self.propensities.get(sample.profile_id)
+                action = learner.recommend(p)
+                rec = action_record(sample, self.clusters.get(sample.profile_id), p, action, learner.model_version)
+                self.counters.inc("cart_actions")
+                yield self.score_codec.encode(rec)
+                continue
             out = learner.learn(sample)
             if out is None:  # a churn label: learned, nothing to publish
                 self.counters.inc("churn_labels_learned")
                 continue
             previous = self.clusters.get(sample.profile_id)
+            self.propensities.put(sample.profile_id, out.propensity)
             if out.cluster is not None:
                 self.clusters.put(sample.profile_id, out.cluster)
                 self.counters.inc("cluster_samples")

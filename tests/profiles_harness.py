@@ -420,7 +420,13 @@ def oracle_samples(events: list[dict], final=None) -> list:
     gap = oracle_settings.session_gap_ms
     closes = []
     sessions: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for s in journey_truth(events, (), oracle_settings).sessions:
+    truth = journey_truth(events, (), oracle_settings)
+    abandonments = []
+    for t in truth.triggers:
+        if t["kind"] == "cart_abandoned":
+            node = tuple(t["stream"].split(":", 1))
+            abandonments.append((t["fired_at"], final.profile_of[node], t["trigger_id"], t["cart_id"]))
+    for s in truth.sessions:
         t, v = s["stream"].split(":", 1)
         pid = final.profile_of[(t, v)]
         sessions[pid].append((s["started_at"], s["engagement"]))
@@ -441,6 +447,7 @@ def oracle_samples(events: list[dict], final=None) -> list:
         end=end,
         churn_window_ms=job.churn_window_ms,
         lateness_ms=job.allowed_lateness_ms,
+        abandonments=abandonments,
     )
 
 
@@ -448,14 +455,21 @@ def oracle_scores(samples: list) -> list[dict]:
     """What ``learn-models`` must publish for ``samples`` (in that order): River's models run
     over them in a plain loop, with each profile's previous cluster."""
     from models.learning import Learner
-    from operators.learning import score_record
+    from operators.learning import action_record, score_record
 
     learner, last, out = Learner(), {}, []
+    propensity: dict[str, float] = {}
     for s in samples:
+        if s.is_abandonment:
+            p = propensity.get(s.profile_id)
+            action = learner.recommend(p)
+            out.append(action_record(s, last.get(s.profile_id), p, action, learner.model_version))
+            continue
         scored = learner.learn(s)
         if scored is None:  # a churn label: learned, publishes nothing
             continue
         out.append(score_record(scored, last.get(s.profile_id)))
+        propensity[s.profile_id] = scored.propensity
         if scored.cluster is not None:
             last[s.profile_id] = scored.cluster
     return out
@@ -467,7 +481,7 @@ def scores_by_session(bootstrap: str, run: "ProfilesRun") -> dict[tuple[str, str
     out: dict[tuple[str, str], dict] = {}
     for r in read_committed(bootstrap, run.scores):
         rec = catalog.decode(r.value)[1]
-        key = (rec["profile_id"], rec["session_id"])
+        key = (rec["profile_id"], rec["session_id"] or rec["trigger_id"])
         assert key not in out, f"a score twice: {rec}"
         out[key] = rec
     return out
@@ -478,7 +492,7 @@ def wait_until_scores_equal_oracle(
 ) -> tuple[list[str], dict[tuple[str, str], dict], list[dict]]:
     """Poll journey.scores until it holds exactly the oracle's scores (River over the oracle's
     samples in the learner's order); returns the differences, what was read and the oracle's."""
-    want = {(s["profile_id"], s["session_id"]): s for s in oracle_scores(oracle_samples(events))}
+    want = {(s["profile_id"], s["session_id"] or s["trigger_id"]): s for s in oracle_scores(oracle_samples(events))}
     try:
         got = wait_until(
             lambda: scores_by_session(bootstrap, run), timeout_s, 3, "journey.scores", until=lambda g: g == want

@@ -64,6 +64,7 @@ _COUNTERS = (
     "rule_updates_rejected",
     "samples_learned",
     "churn_labels_learned",
+    "cart_actions",
 )
 
 
@@ -341,6 +342,10 @@ def test_every_closed_session_is_learned_once_and_scored_as_river_over_the_oracl
     want = result["scores_want"]
     assert len(result["scores_got"]) == len(want) > 0
     assert any(s["cluster"] is not None for s in want) and len({s["cluster"] for s in want}) > 2
+    actions = [s for s in want if s["kind"] == "cart_abandoned"]
+    assert actions and {s["recommended_action"] for s in actions} <= {"reminder", "offer"}
+    assert counter_total(result["counters"], "cart_actions") == len(actions)
+    want = [s for s in want if s["kind"] == "session"]
     c = counter_total(result["counters"], "samples_learned")
     assert c == len(want)
     # churn labels, decided by the journeys' timers (nothing in the window after a close), each

@@ -25,10 +25,15 @@ def test_samples_at_every_close_equal_the_oracles_and_so_do_the_scores(seed: int
     got = sorted((o.sample for _, o in pipe.outs if isinstance(o, SampleOut)), key=lambda s: s.order())
     want = oracle_samples(events)
     assert got == want
-    sessions = [s for s in want if not s.is_churn_label]
+    sessions = [s for s in want if s.kind == 0]
     assert sum(1 for s in sessions if s.cluster is not None) > len(sessions) // 2
     labels = [s for s in want if s.is_churn_label]
     assert 0 < sum(s.churned for s in labels) < len(labels)  # both labels, decided by the timers
+    carts = [s for s in want if s.is_abandonment]
+    assert carts  # one per cart_abandoned trigger, for the learner's recommended action
     scores = oracle_scores(got)
     assert len(scores) == len(want) - len(labels) and any(s["cluster"] is not None for s in scores)
-    assert all(s["churn_risk"] is not None for s in scores)
+    sessions_scored = [s for s in scores if s["kind"] == "session"]
+    assert all(s["churn_risk"] is not None for s in sessions_scored)
+    actions = [s for s in scores if s["kind"] == "cart_abandoned"]
+    assert len(actions) == len(carts) and {s["recommended_action"] for s in actions} <= {"reminder", "offer"}
