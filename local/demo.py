@@ -37,6 +37,7 @@ from local.polling import WaitTimeout, wait_until
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.profile import fold
+from models.journeys import JourneySettings
 from models.segments import DEFAULT_RULES_PATH
 from state.cassandra_schema import apply_schema, connect
 from state.journey_store import JourneyStore
@@ -352,17 +353,26 @@ def show_scores(catalog: SchemaCatalog, events: list[dict], truth, timeout_s: fl
     from tests.profiles_harness import oracle_samples
 
     res = resolve([observation_of(e) for e in events], IdentityRules())
-    want = {(s.profile_id, s.session_id): s for s in oracle_samples(events, res)}
+    samples = oracle_samples(events, res)
+    want = {(s.profile_id, s.session_id): s for s in samples if s.kind == 0}
+    carts = {(s.profile_id, s.session_id) for s in samples if s.is_abandonment}
+    churn = {(s.profile_id, s.session_id): bool(s.churned) for s in samples if s.is_churn_label}
 
-    def read() -> dict[tuple[str, str], dict]:
-        return {
-            (r["profile_id"], r["session_id"]): r
-            for r in _decodable(catalog, "journey.scores")
-            if (r["profile_id"], r["session_id"]) in want
-        }
+    def read() -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], dict]]:
+        sessions, actions = {}, {}
+        for r in _decodable(catalog, "journey.scores"):
+            if r.get("kind", "session") == "session" and (r["profile_id"], r["session_id"]) in want:
+                sessions[(r["profile_id"], r["session_id"])] = r
+            elif (r["profile_id"], r.get("trigger_id")) in carts:
+                actions[(r["profile_id"], r["trigger_id"])] = r
+        return sessions, actions
 
-    got, _ = _watch(
-        read, lambda g: len(g) == len(want), lambda g: f"  {len(g)} of {len(want)} sessions scored", timeout_s, 3
+    (got, actions), _ = _watch(
+        read,
+        lambda g: len(g[0]) == len(want) and len(g[1]) == len(carts),
+        lambda g: f"  {len(g[0])} of {len(want)} sessions scored, {len(g[1])} of {len(carts)} abandoned carts answered",
+        timeout_s,
+        3,
     )
     behaviour = {}
     for p in truth.persons:
@@ -377,10 +387,26 @@ def show_scores(catalog: SchemaCatalog, events: list[dict], truth, timeout_s: fl
     ari = adjusted_rand_index([behaviour[p] for p in people], [latest[p]["cluster"] for p in people]) if people else 0.0
     labels = [want[k].purchased for k in got]
     auc = roc_auc(labels, [got[k]["propensity"] for k in got]) if 0 < sum(labels) < len(labels) else float("nan")
-    ok = len(got) == len(want)
-    print(f"  sessions scored           {len(got):>6}  expected {len(want):<6} {'OK' if ok else 'MISMATCH'}")
+    ok = len(got) == len(want) and len(actions) == len(carts)
+    print(
+        f"  sessions scored           {len(got):>6}  expected {len(want):<6} {'OK' if len(got) == len(want) else 'MISMATCH'}"
+    )
     print(f"  cluster ARI vs behaviour  {ari:>6.3f}  ({len(people)} profiles with 3+ sessions; target 0.8)")
     print(f"  purchase propensity AUC   {auc:>6.3f}  (predicted before each session's outcome; target 0.85)")
+    kinds = {a: sum(1 for r in actions.values() if r["recommended_action"] == a) for a in ("reminder", "offer")}
+    print(
+        f"  abandoned carts answered  {len(actions):>6}  expected {len(carts):<6} "
+        f"{'OK' if len(actions) == len(carts) else 'MISMATCH'}  ({kinds['reminder']} reminder, {kinds['offer']} offer)"
+    )
+    decided = [(churn[k], got[k]["churn_risk"]) for k in churn if k in got and got[k]["churn_risk"] is not None]
+    positives = sum(y for y, _ in decided)
+    churn_auc = roc_auc([y for y, _ in decided], [p for _, p in decided]) if 0 < positives < len(decided) else None
+    print(
+        f"  churn labels decided      {len(churn):>6}  ({sum(churn.values())} churned: no event within "
+        f"{JourneySettings().churn_window_ms // 86_400_000} days of a close); "
+        f"risk published at the close, AUC {'n/a' if churn_auc is None else format(churn_auc, '.3f')} "
+        "(a cold model: labels come a week after their close)"
+    )
     print("  (the models keep learning across demo runs; make quality measures them alone)")
     return ok
 
