@@ -131,8 +131,14 @@ def learning_runs(events: list[dict]) -> dict:
     samples = [replace(s, at=s.at + k * span, profile_id=f"{s.profile_id}-{k}") for k in range(4) for s in one]
     t0 = time.perf_counter()
     learner = Learner()
+    propensity: dict[str, float] = {}
     for s in samples:
-        learner.learn(s)
+        if s.is_abandonment:  # answered from the person's latest propensity, as learn-models does
+            learner.recommend(propensity.get(s.profile_id))
+            continue
+        out = learner.learn(s)
+        if out is not None:
+            propensity[s.profile_id] = out.propensity
     loop_s = time.perf_counter() - t0
 
     def job(subset: list) -> float:

@@ -22,6 +22,7 @@ from models.config import (
     INGESTION_JOB_NAME,
     check_time_bounds,
 )
+from models.dlq import redact
 from models.events import IDENTIFIER_TYPES, MIN_TIMESTAMP_SETTING, Rejection, validate_event
 from models.normalize import normalize_identifiers
 
@@ -204,11 +205,17 @@ class Ingestor:
         return Accepted(out["event_id"], self._normalized.encode(out), tuple(warnings))
 
     def dead_letter(self, rec: SourceRecord, why: Rejection) -> DeadLettered:
+        """The ``DeadLetter`` record of a rejected value, without its raw personal data
+        (:func:`models.dlq.redact`: PII hashed when it decodes, a masked prefix when not)."""
+        kept = redact(bytes(rec.value), self.catalog, self.settings.pii_salt, self.settings.default_country_code)
         return DeadLettered(
             why.error_type,
             self._dead_letter.encode(
                 {
-                    "raw": bytes(rec.value),
+                    "raw": kept.raw,
+                    "raw_form": kept.raw_form,
+                    "raw_size": kept.raw_size,
+                    "raw_digest": kept.raw_digest,
                     "error_type": why.error_type,
                     "error_detail": why.detail[:2000],
                     "source_topic": rec.topic,

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests import dlq_oracle
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.config import ConfigError, IngestConfig, check_transaction_timeout
 from models.ingest import DEAD_LETTER_REASONS, Accepted, DeadLettered, IngestSettings, Ingestor, SourceRecord
@@ -85,7 +86,8 @@ def test_a_valid_event_is_accepted_with_its_source_position() -> None:
 def test_undecodable_values_are_dead_lettered_with_their_reason(value: bytes, reason: str) -> None:
     dl = dead_letter_of(ingest(value))
     assert dl["error_type"] == reason
-    assert dl["raw"] == value
+    assert (dl["raw"], dl["raw_form"], dl["raw_size"], dl["raw_digest"]) == dlq_oracle.expected(value, SALT)
+    assert dl["raw_form"] == "masked_prefix" and len(dl["raw"]) == len(value)
     assert (dl["source_topic"], dl["source_partition"], dl["source_offset"]) == ("journey.events.web", 1, 42)
 
 

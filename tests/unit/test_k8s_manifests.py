@@ -429,8 +429,9 @@ def test_documented_normalized_example_is_what_ingestion_makes_of_the_identify_e
 def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes(docs_text, catalog, config_map):
     (dl,) = [r for k, r in docs_examples(docs_text) if k == "DeadLetter"]
     settings = IngestSettings("docs-example-salt-0123456789", job_name=config_map["JOURNEY_JOB_NAME"])
+    (received,) = re.findall(r"<!-- received: ([0-9a-f]+) -->", docs_text)  # what the producer sent
     rec = SourceRecord(
-        bytes.fromhex(dl["raw"]),
+        bytes.fromhex(received),
         dl["source_topic"],
         dl["source_partition"],
         dl["source_offset"],
