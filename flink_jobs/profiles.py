@@ -33,6 +33,7 @@ from pyflink.java_gateway import get_gateway
 
 from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
+from models.samples import LearnerSettings
 from operators.identity_router import (
     BYTES,
     COMMAND_TYPE,
@@ -125,11 +126,13 @@ def no_rule_updates(like: DataStream) -> DataStream:
     return env.from_collection([(b'{"rules": []}', CONTROL_TIMESTAMP)], type_info=CONTROL_TYPE).set_parallelism(1)
 
 
-def learn_models(samples: DataStream, store: Callable[[], ScoreWriter]) -> DataStream:
+def learn_models(
+    samples: DataStream, store: Callable[[], ScoreWriter], settings: LearnerSettings = LearnerSettings()
+) -> DataStream:
     """The online models in one subtask, fed every journeys subtask's samples (docs/learning.md)."""
     return (
         samples.key_by(lambda _: LEARNER_KEY, key_type=Types.STRING())
-        .process(LearnModels(store), output_type=BYTES)
+        .process(LearnModels(store, settings), output_type=BYTES)
         .name("learn-models")
         .uid("learn-models")
         .set_parallelism(1)
@@ -201,7 +204,9 @@ def build_profiles(
         journeys.get_side_output(TRIGGERS_TAG).name("triggers"),
         journeys.get_side_output(LATE_TAG).name("late-events"),
         journeys.get_side_output(SEGMENTS_TAG).name("segments"),
-        learn_models(journeys.get_side_output(SAMPLES_TAG).name("learning-samples"), score_store),
+        learn_models(
+            journeys.get_side_output(SAMPLES_TAG).name("learning-samples"), score_store, cfg.learner_settings()
+        ),
         journeys.get_side_output(CONTROL_RESULTS_TAG).name("control-results"),
     )
 

@@ -13,6 +13,7 @@ from typing import Mapping
 
 from models.contract import INPUT_TOPICS
 from models.journeys import JourneySettings
+from models.samples import LearnerSettings
 from models.profile import DEFAULT_HALF_LIFE_MS
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
@@ -224,6 +225,13 @@ class ProfilesConfig(FlinkJobSettings):
     engagement_window_ms: int = JourneySettings.engagement_window_ms
     marketing_consent_default: bool = JourneySettings.marketing_consent_default
     churn_window_ms: int = JourneySettings.churn_window_ms
+    # the online models (docs/learning.md): an abandoned cart of a person at least this likely
+    # to buy gets a reminder, below it an offer
+    reminder_propensity: float = LearnerSettings.reminder_propensity
+
+    def learner_settings(self) -> LearnerSettings:
+        """The online models' :class:`models.samples.LearnerSettings` from this config."""
+        return LearnerSettings(reminder_propensity=self.reminder_propensity)
 
     def journey_settings(self) -> JourneySettings:
         """The journeys stage's :class:`models.journeys.JourneySettings` from this config."""
@@ -237,6 +245,10 @@ class ProfilesConfig(FlinkJobSettings):
             raise ConfigError(str(e)) from None
         if self.out_of_orderness_ms < 0 or self.idle_advance_ms < 0:
             raise ConfigError("out_of_orderness_ms and idle_advance_ms must not be negative")
+        if not 0.0 <= self.reminder_propensity <= 1.0:
+            raise ConfigError(
+                f"JOURNEY_REMINDER_PROPENSITY={self.reminder_propensity!r} must be a probability from 0 to 1"
+            )
         if self.bounded:
             raise ConfigError(
                 "the profiles job cannot run bounded: it reads its own feedback topic, "
@@ -307,6 +319,8 @@ def _parse(name: str, raw: str, typ: object) -> object:
             return int(raw)
         if t == "int | None":
             return int(raw) if raw.strip() else None
+        if t == "float":
+            return float(raw)
         if t == "bool":
             if raw.lower() not in ("1", "0", "true", "false", "yes", "no"):
                 raise ValueError(raw)
