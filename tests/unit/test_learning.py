@@ -70,3 +70,14 @@ def test_after_a_drift_the_clusters_are_learned_again_and_keep_their_ids():
     assert drifted and learner.model_version > 1
     after = {i: learner.learn(Sample("probe", 10**7, f"a{i}", vec(i), {"x": 1.0}, False)).cluster for i in range(1, 5)}
     assert after == {i: before[i] for i in range(1, 5)}
+
+
+def test_the_cart_action_threshold_comes_from_the_config_and_must_be_a_probability():
+    from models.config import ConfigError, ProfilesConfig
+
+    cfg = ProfilesConfig.from_env({"JOURNEY_REMINDER_PROPENSITY": "0.3"})
+    learner = Learner(cfg.learner_settings())
+    assert (learner.recommend(0.35), learner.recommend(0.25)) == ("reminder", "offer")
+    for bad in ("1.5", "-0.1", "high"):
+        with pytest.raises(ConfigError, match="JOURNEY_REMINDER_PROPENSITY"):
+            ProfilesConfig.from_env({"JOURNEY_REMINDER_PROPENSITY": bad})
