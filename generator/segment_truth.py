@@ -43,10 +43,28 @@ Semantics
   ``+ 7/30 d`` of the latest event (an event time ``t`` whose next applied event of the person
   comes after ``t + w``, or never). Only instants ``<=`` the end of event time, the newest
   ``occurred_at`` of *all* input events (every person, late ones included), are reached.
-* **Changes.** A rule enters the person when it is true and the person is no member, and leaves
-  when it is false and the person is a member; ``rule_version`` is the rule's version and ``at``
-  the evaluation's ``now``. A rule that raises, or returns a non-``bool``, keeps the membership
-  and is counted (:attr:`SegmentTruth.rule_errors`).
+* **Consent** (per purpose: ``personalization``, ``marketing``, ``analytics``, :data:`PURPOSES`).
+  The person's consent for purpose ``P`` at an evaluation: among the person's
+  ``consent_update`` events with ``payload["purpose"] == P`` *applied so far* (in the
+  ``(occurred_at, event_id)`` order of application: at the evaluation of an event, those up to
+  and including it; at an abandonment or a time-only instant, every event at or before it), the
+  last one decides, ``bool(payload["granted"])``; with none,
+  the default for ``P`` (``consent_defaults``, :data:`CONSENT_DEFAULTS` when not given:
+  personalization and analytics granted, marketing denied). A ``consent_update`` is an applied
+  event, so it triggers an evaluation at its ``occurred_at``: an opt-out makes a member leave
+  then, an opt-in can make the person enter then. A late ``consent_update`` changes nothing.
+* **Changes.** A rule's *effective* value is its expression's value and the consent for its
+  purpose at ``now``. A rule enters the person when its effective value is true and the person
+  is no member, and leaves when it is false and the person is a member; ``rule_version`` is the
+  rule's version and ``at`` the evaluation's ``now``. A rule that raises, or returns a
+  non-``bool``, keeps the membership whatever the consent, and is counted
+  (:attr:`SegmentTruth.rule_errors`).
+* **Withheld entries** (:attr:`SegmentTruth.withheld`, by purpose). Per person and rule a flag:
+  at an evaluation whose expression gives a ``bool``, if the expression is true, the consent for
+  the rule's purpose is false and the person is no member after this evaluation's change (also
+  right after an opt-out made them leave), the flag is set, and if it was not set already 1 is
+  added to the purpose's count; otherwise (expression false, or consent true) the flag is
+  cleared. So an entry withheld is counted once per stretch of "true without consent".
 
 Where ``docs/segments.md`` is silent or ambiguous, these choices are made:
 
@@ -60,7 +78,15 @@ Where ``docs/segments.md`` is silent or ambiguous, these choices are made:
   binds them itself (comprehension macros): an unbound one fails the sample evaluation;
 * only the features a rule names are passed to it (``lifetime_value`` always a ``float``);
 * evaluating at more instants than the listed ones changes nothing (features are constant
-  between listed instants, so a rule gives the same answer); the oracle uses exactly the list.
+  between listed instants, so a rule gives the same answer); the oracle uses exactly the list;
+* consent is a function of ``now`` alone, unlike the features (applied so far): every
+  evaluation at one ``occurred_at`` sees the same consent, decided by the ``consent_update``
+  with the greatest ``event_id`` there, also the evaluations of that time's events with a
+  smaller ``event_id`` (applied before it);
+* a ``consent_update`` without ``granted`` denies (``bool(None)``); one whose ``purpose`` is no
+  purpose changes nothing; ``consent_defaults`` given without some purpose takes that purpose's
+  :data:`CONSENT_DEFAULTS` (a key that is no purpose, or a value that is no ``bool``, raises
+  :class:`ValueError`).
 
 Examples
 --------
@@ -73,11 +99,18 @@ Examples
 ...           "expression": "purchases_7d >= 1 && lifetime_value > 300.0"},
 ...          {"name": "lapsed", "version": 2, "purpose": "marketing", "expression": "purchases >= 1 && !active_7d"}]
 >>> events = [
+...     ev(0, T - DAY, "consent_update", {"purpose": "marketing", "granted": True}, customer_id="c1"),
 ...     ev(1, T, "purchase", {"order_id": "o1", "total": 350.0}, customer_id="c1", cookie_id="k1"),
 ...     ev(2, T + 10 * DAY, "page_view", {"url": "https://shop.example/"}, cookie_id="other"),
 ... ]
 >>> [(c["person"], c["segment"], c["change"], c["rule_version"], (c["at"] - T) // DAY) for c in segment_truth(events, rules)]
 [('cookie_id:k1', 'high_value', 'entered', 1, 0), ('cookie_id:k1', 'high_value', 'exited', 1, 7), ('cookie_id:k1', 'lapsed', 'entered', 2, 7)]
+
+Without the opt-in marketing is denied (the default): nothing enters, the entries are withheld.
+
+>>> truth = segment_replay(events[1:], rules)
+>>> truth.changes, truth.withheld
+([], {'personalization': 0, 'marketing': 2, 'analytics': 0})
 """
 
 from __future__ import annotations
@@ -87,6 +120,7 @@ import re
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Collection, Iterable, Mapping
 
 import cel
@@ -126,6 +160,10 @@ FEATURES: dict[str, type] = {
 }
 #: Consent purposes a rule can declare.
 PURPOSES: tuple[str, ...] = ("personalization", "marketing", "analytics")
+#: The consent for each purpose of a person without a ``consent_update`` for it.
+CONSENT_DEFAULTS: Mapping[str, bool] = MappingProxyType(
+    {"personalization": True, "analytics": True, "marketing": False}
+)
 NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
 PURCHASE_TYPES: frozenset[str] = frozenset({"purchase", "store_purchase"})
 #: Profiles a rule must evaluate to a ``bool`` on to be valid: all zero/false, and typical values.
@@ -436,6 +474,32 @@ def _instants(person: _Person, gap_ms: int, end: int) -> list[int]:
     return sorted(t for t in out if t <= end)
 
 
+def consent_defaults_of(consent_defaults: Mapping[str, bool] | None) -> dict[str, bool]:
+    """The consent of each purpose without a ``consent_update``: ``consent_defaults`` over
+    :data:`CONSENT_DEFAULTS`.
+
+    Raises
+    ------
+    ValueError
+        If a key is no purpose or a value no ``bool``.
+
+    Examples
+    --------
+    >>> consent_defaults_of(None)
+    {'personalization': True, 'marketing': False, 'analytics': True}
+    >>> consent_defaults_of({"marketing": True})
+    {'personalization': True, 'marketing': True, 'analytics': True}
+    """
+    out = {p: CONSENT_DEFAULTS[p] for p in PURPOSES}
+    for purpose, granted in (consent_defaults or {}).items():
+        if purpose not in PURPOSES:
+            raise ValueError(f"consent default for {purpose!r}: not one of {PURPOSES}")
+        if not isinstance(granted, bool):
+            raise ValueError(f"consent default for {purpose!r}: {granted!r} is not a bool")
+        out[purpose] = granted
+    return out
+
+
 # ---------------------------------------------------------------------- the replay
 
 
@@ -454,12 +518,15 @@ class SegmentTruth:
     sessions : list of dict
         The sessions the features used, final: ``person``, ``stream``, ``started_at``,
         ``engagement``, by person then start (to compare with the journeys oracle).
+    withheld : dict
+        Purpose -> entries withheld for want of consent (every purpose a key; see the module doc).
     """
 
     changes: list[dict[str, Any]] = field(default_factory=list)
     rule_errors: dict[str, int] = field(default_factory=dict)
     evaluations: int = 0
     sessions: list[dict[str, Any]] = field(default_factory=list)
+    withheld: dict[str, int] = field(default_factory=lambda: {p: 0 for p in PURPOSES})
 
 
 def _persons(
@@ -500,8 +567,11 @@ def segment_replay(
     rules: Iterable[Mapping[str, Any]],
     late_event_ids: Collection[str] = (),
     settings: JourneySettings = JourneySettings(),
+    *,
+    consent_defaults: Mapping[str, bool] | None = None,
 ) -> SegmentTruth:
-    """The membership changes of ``events`` under ``rules``, with the error and evaluation counts.
+    """The membership changes of ``events`` under ``rules``, with the error, evaluation and
+    withheld-entry counts.
 
     Parameters and semantics as :func:`segment_truth`.
 
@@ -515,6 +585,7 @@ def segment_replay(
             program = cel.compile(r["expression"])
             compiled.append(_Rule(r["name"], r["version"], r["purpose"], program, _feature_names(program)))
     wanted = sorted({n for r in compiled for n in r.names})
+    defaults = consent_defaults_of(consent_defaults)
     late = set(late_event_ids)
     persons, end = _persons(events, late, settings)
     truth = SegmentTruth(rule_errors={r.name: 0 for r in compiled})
@@ -531,10 +602,16 @@ def segment_replay(
         steps += [(t, 1, i, t) for i, t in enumerate(person.abandonments)]
         steps += [(t, 2, 0, None) for t in _instants(person, gap, end)]
         steps.sort(key=lambda s: s[:3])
+        consent = dict(defaults)  # by purpose, as the events applied so far say
         member: dict[str, bool] = {}
+        withheld: set[str] = set()  # rules whose entry is withheld for want of consent, counted
         for now, phase, _, what in steps:
             if phase == 0:
                 person.apply(what, gap)
+                if what["event_type"] == "consent_update":
+                    payload = _payload(what)
+                    if payload.get("purpose") in consent:
+                        consent[payload["purpose"]] = bool(payload.get("granted"))
             elif phase == 1:
                 person.decided.append(what)
             values = person.features(now, wanted) if compiled else {}
@@ -548,18 +625,26 @@ def segment_replay(
                 if not isinstance(result, bool):
                     truth.rule_errors[rule.name] += 1
                     continue
-                if result != member.get(rule.name, False):
-                    member[rule.name] = result
+                granted = consent[rule.purpose]
+                effective = result and granted
+                if effective != member.get(rule.name, False):
+                    member[rule.name] = effective
                     truth.changes.append(
                         {
                             "person": key,
                             "segment": rule.name,
-                            "change": "entered" if result else "exited",
+                            "change": "entered" if effective else "exited",
                             "rule_version": rule.version,
                             "at": now,
                             "purpose": rule.purpose,
                         }
                     )
+                if result and not granted and not member.get(rule.name, False):
+                    if rule.name not in withheld:  # once per stretch of "true without consent"
+                        withheld.add(rule.name)
+                        truth.withheld[rule.purpose] += 1
+                else:
+                    withheld.discard(rule.name)
     return truth
 
 
@@ -568,6 +653,8 @@ def segment_truth(
     rules: Iterable[Mapping[str, Any]],
     late_event_ids: Collection[str] = (),
     settings: JourneySettings = JourneySettings(),
+    *,
+    consent_defaults: Mapping[str, bool] | None = None,
 ) -> list[dict[str, Any]]:
     """Every membership change of ``events`` under ``rules`` (see the module doc for the semantics).
 
@@ -581,6 +668,10 @@ def segment_truth(
         Events beyond the allowed lateness: not applied (they still link identifiers).
     settings : JourneySettings
         The journeys stage's parameters (session gap, cart timeout).
+    consent_defaults : mapping of str to bool, optional
+        The consent of each purpose for a person without a ``consent_update`` for it; purposes
+        missing take :data:`CONSENT_DEFAULTS` (all of it when ``None``: personalization and
+        analytics granted, marketing denied).
 
     Returns
     -------
@@ -592,6 +683,7 @@ def segment_truth(
     Raises
     ------
     ValueError
-        If a rule is invalid, or the events put two ``customer_id`` values into one person.
+        If a rule is invalid, a consent default malformed, or the events put two
+        ``customer_id`` values into one person.
     """
-    return segment_replay(events, rules, late_event_ids, settings).changes
+    return segment_replay(events, rules, late_event_ids, settings, consent_defaults=consent_defaults).changes

@@ -224,6 +224,8 @@ class ProfilesConfig(FlinkJobSettings):
     offer_engagement: int = JourneySettings.offer_engagement
     engagement_window_ms: int = JourneySettings.engagement_window_ms
     marketing_consent_default: bool = JourneySettings.marketing_consent_default
+    personalization_consent_default: bool = JourneySettings.personalization_consent_default
+    analytics_consent_default: bool = JourneySettings.analytics_consent_default
     churn_window_ms: int = JourneySettings.churn_window_ms
     # the online models (docs/learning.md): an abandoned cart of a person at least this likely
     # to buy gets a reminder, below it an offer

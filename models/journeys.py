@@ -51,6 +51,7 @@ from urllib.parse import parse_qs
 from models.identity import IdentityRules, Node
 from models.samples import MIN_SESSIONS_TO_CLUSTER, ChurnCheck, History, Sample, churn_features, propensity_features
 from models.segments import (
+    PURPOSES,
     SESSION_HORIZON_MS,
     Evaluation,
     RuleSet,
@@ -97,6 +98,8 @@ class JourneySettings:
     offer_engagement: int = 40
     engagement_window_ms: int = 7 * DAY_MS
     marketing_consent_default: bool = False
+    personalization_consent_default: bool = True  # consent when a person has no record (docs/privacy.md)
+    analytics_consent_default: bool = True
     churn_window_ms: int = 7 * DAY_MS  # a closed session is churned with no event this long after it
 
     def __post_init__(self) -> None:
@@ -360,11 +363,21 @@ class Cart:
 
 @dataclass
 class ConsentMark:
-    """The latest marketing consent an identifier's events gave."""
+    """The latest consent for one purpose an identifier's events gave (``JourneyState.consent``
+    by :func:`consent_key`; ``source``: the ``consent_update``'s channel)."""
 
     at: int
     event_id: str
     granted: bool
+    purpose: str = "marketing"
+    source: str = ""
+
+
+def consent_key(purpose: str, node: str) -> str:
+    """>>> consent_key("analytics", "customer_id:c1")
+    'analytics|customer_id:c1'
+    """
+    return f"{purpose}|{node}"
 
 
 @dataclass
@@ -644,10 +657,11 @@ class Journey:
             if ch.close < f.at <= ch.close + self.s.churn_window_ms:
                 ch.active = True
         node = f.ids[0] if f.ids else node_key(f.atom)
-        if f.kind == "consent_update" and f.purpose == "marketing":
-            mark = st.consent.get(node)
+        if f.kind == "consent_update" and f.purpose in PURPOSES:
+            key = consent_key(f.purpose, node)
+            mark = st.consent.get(key)
             if mark is None or (f.at, f.event_id) > (mark.at, mark.event_id):
-                st.consent[node] = ConsentMark(f.at, f.event_id, f.granted)
+                st.consent[key] = ConsentMark(f.at, f.event_id, f.granted, f.purpose, f.channel)
         if f.kind in MESSAGE_OPENS:
             self._message_opened(node, f.at)
         if f.stream is not None:
@@ -663,7 +677,8 @@ class Journey:
         st = self.state
         sessions = [(x.started_at, x.engagement()) for x in st.sessions]
         sessions += [(r.started_at, r.engagement) for r in st.recent]
-        return list(evaluate(self.rules, st.segments, sessions, now, self.profile_id, self.rule_stats))
+        consent = self.profile_consent(now)
+        return list(evaluate(self.rules, st.segments, sessions, now, self.profile_id, self.rule_stats, consent))
 
     def _session_event(self, f: Fact) -> list[Out]:
         assert f.stream is not None
@@ -911,13 +926,31 @@ class Journey:
         total += sum(x.engagement() for x in st.sessions if x.started_at > since and x.stream in person)
         return min(total, 100)
 
-    def consented(self, stream: str, at: int) -> bool:
-        """The person's marketing consent at ``at``: their latest consent update, else the default."""
+    def consent_default(self, purpose: str) -> bool:
+        return bool(getattr(self.s, f"{purpose}_consent_default"))
+
+    def consented(self, stream: str, at: int, purpose: str = "marketing") -> bool:
+        """The person's consent for ``purpose`` at ``at``: their latest consent update for it,
+        else the purpose's default."""
         person = self.person(stream, at)
-        marks = [m for k, m in self.state.consent.items() if k in person and m.at <= at]
+        marks = [
+            m
+            for k, m in self.state.consent.items()
+            if m.purpose == purpose and k.split("|", 1)[1] in person and m.at <= at
+        ]
         if not marks:
-            return self.s.marketing_consent_default
+            return self.consent_default(purpose)
         return max(marks, key=lambda m: (m.at, m.event_id)).granted
+
+    def profile_consent(self, at: int) -> dict[str, bool]:
+        """The profile's consent by purpose at ``at``: the latest consent update of any of its
+        identifiers for each purpose, else the purpose's default (``docs/privacy.md``)."""
+        latest: dict[str, ConsentMark] = {}
+        for m in self.state.consent.values():
+            have = latest.get(m.purpose)
+            if m.at <= at and (have is None or (m.at, m.event_id) > (have.at, have.event_id)):
+                latest[m.purpose] = m
+        return {p: latest[p].granted if p in latest else self.consent_default(p) for p in PURPOSES}
 
     def _trigger(self, kind: str, at: int, stream: str, **fields: Any) -> TriggerOut:
         ok = self.consented(stream, at)
@@ -1123,7 +1156,7 @@ def buffer_key(f: Fact) -> str:
 def state_record(st: JourneyState) -> dict[str, Any]:
     """The state as a ``journey.state.JourneyState`` record (plain dicts and lists).
 
-    >>> st = JourneyState(consent={"customer_id:c1": ConsentMark(3, "e3", True)}, pending={"cookie_id:c": 1},
+    >>> st = JourneyState(consent={"marketing|customer_id:c1": ConsentMark(3, "e3", True)}, pending={"cookie_id:c": 1},
     ...                   links=[Link("customer_id:c1", "cookie_id:c", 2)])
     >>> state_of_record(state_record(st)) == st
     True
@@ -1152,7 +1185,8 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         carts=[Cart(**(c | {"lines": [CartLine(**ln) for ln in c["lines"]]})) for c in rec["carts"]],
         intents=[PendingIntent(**x) for x in rec["intents"]],
         links=[Link(**x) for x in rec["links"]],
-        consent={n: ConsentMark(**m) for n, m in rec["consent"].items()},
+        # keys before consent per purpose were node keys (marketing)
+        consent={(n if "|" in n else consent_key("marketing", n)): ConsentMark(**m) for n, m in rec["consent"].items()},
         opens=[Open(**x) for x in rec["opens"]],
         recent=[RecentSession(**r) for r in rec["recent"]],
         pending=dict(rec["pending"]),

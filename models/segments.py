@@ -303,6 +303,7 @@ class SegmentFacts:
     members: dict[str, Membership] = field(default_factory=dict)
     evaluated_at: int | None = None  # the latest evaluation's event time
     writes: int = 0  # membership rows written: the Cassandra write version
+    withheld: list[str] = field(default_factory=list)  # rules true but not consented to (counted once)
 
     def is_empty(self) -> bool:
         return self.last_event_at is None and not self.members
@@ -444,6 +445,7 @@ class Evaluation:
 
     errors: int = 0
     errors_by_rule: dict[str, str] = field(default_factory=dict)  # the latest error per rule
+    withheld: dict[str, int] = field(default_factory=dict)  # entries withheld for want of consent, by purpose
 
 
 def evaluate(
@@ -453,9 +455,15 @@ def evaluate(
     now: int,
     profile_id: str,
     stats: Evaluation | None = None,
+    consent: Mapping[str, bool] | None = None,
 ) -> list[SegmentOut]:
     """Evaluate every rule at ``now`` (never before the previous evaluation) and return the
-    membership changes, in rule-name order; ``facts.members`` is updated."""
+    membership changes, in rule-name order; ``facts.members`` is updated.
+
+    ``consent``: the profile's consent by purpose at ``now`` (``docs/privacy.md``): a rule holds
+    a member only while its purpose is consented to (missing: consented). An entry withheld
+    for want of consent is counted once in ``stats.withheld[purpose]`` until the rule turns
+    false or consent is given."""
     if facts.evaluated_at is not None:
         now = max(now, facts.evaluated_at)
     facts.evaluated_at = now
@@ -479,6 +487,15 @@ def evaluate(
                 stats.errors += 1
                 stats.errors_by_rule[name] = str(e)
             continue
+        allowed = True if consent is None else consent.get(c.rule.purpose, True)
+        if value and not allowed:
+            if name not in facts.withheld:
+                facts.withheld.append(name)
+                if stats is not None:
+                    stats.withheld[c.rule.purpose] = stats.withheld.get(c.rule.purpose, 0) + 1
+        elif name in facts.withheld:
+            facts.withheld.remove(name)
+        value = value and allowed
         if value and member is None:
             facts.members[name] = Membership(c.rule.version, now, c.rule.purpose)
             out.append(_change(facts, profile_id, name, True, c.rule.version, c.rule.purpose, now))
@@ -514,6 +531,7 @@ def facts_record(f: SegmentFacts) -> dict[str, Any]:
         "members": {n: {"version": m.version, "since": m.since, "purpose": m.purpose} for n, m in f.members.items()},
         "evaluated_at": f.evaluated_at,
         "writes": f.writes,
+        "withheld": list(f.withheld),
     }
 
 
@@ -528,6 +546,7 @@ def facts_of_record(r: Mapping[str, Any]) -> SegmentFacts:
         members={n: Membership(m["version"], m["since"], m["purpose"]) for n, m in r["members"].items()},
         evaluated_at=r["evaluated_at"],
         writes=r["writes"],
+        withheld=list(r["withheld"]),
     )
 
 

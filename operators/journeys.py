@@ -39,7 +39,8 @@ but the person's history of links and consent).
 
 Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, ``sessions``,
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
-``parts_received``, ``segments_entered``, ``segments_exited``, ``rule_errors``,
+``parts_received``, ``segments_entered``, ``segments_exited``, ``segments_withheld_<purpose>``
+(entries withheld for want of consent, ``docs/privacy.md``), ``rule_errors``,
 ``rule_updates_accepted``, ``rule_updates_rejected``, ``cassandra_requests``.
 """
 
@@ -76,7 +77,7 @@ from models.journeys import (
     fact_of,
 )
 from models.profile_commands import decode_command, encode_journey_move
-from models.segments import RuleError, RuleSet, SegmentOut, SegmentRule, parse_rules
+from models.segments import PURPOSES, RuleError, RuleSet, SegmentOut, SegmentRule, parse_rules
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.journey_store import JourneyWriter
@@ -171,6 +172,7 @@ class Journeys(KeyedBroadcastProcessFunction):
                 "samples",
                 "segments_entered",
                 "segments_exited",
+                *(f"segments_withheld_{p}" for p in PURPOSES),
                 "rule_errors",
                 "rule_updates_accepted",
                 "rule_updates_rejected",
@@ -310,6 +312,8 @@ class Journeys(KeyedBroadcastProcessFunction):
         outs = outs + journey.advance(watermark)
         if journey.rule_stats.errors:
             self.counters.inc("rule_errors", journey.rule_stats.errors)
+        for purpose, n in journey.rule_stats.withheld.items():
+            self.counters.inc(f"segments_withheld_{purpose}", n)
         yield from self._emit(outs)
         st = journey.state
         if st.pending:

@@ -65,6 +65,9 @@ _COUNTERS = (
     "samples_learned",
     "churn_labels_learned",
     "cart_actions",
+    "segments_withheld_personalization",
+    "segments_withheld_marketing",
+    "segments_withheld_analytics",
 )
 
 
@@ -109,6 +112,11 @@ def result(local_stack, session, tmp_path_factory):
             segments_got = e.last
         scores_diff, scores_got, scores_want = wait_until_scores_equal_oracle(bootstrap, run, events, timeout_s=120)
         churn_labels = [s.churned for s in oracle_samples(events, final) if s.is_churn_label]
+        from generator.segment_truth import load_rules as oracle_rules
+        from generator.segment_truth import segment_replay
+        from models.segments import DEFAULT_RULES_PATH
+
+        withheld_want = segment_replay(events, oracle_rules(DEFAULT_RULES_PATH)).withheld
         with LearningStore(session, run.keyspace) as ls:
             stored_scores = ls.scores()
         members = {
@@ -157,6 +165,7 @@ def result(local_stack, session, tmp_path_factory):
         "reload": reload,
         "scores_diff": scores_diff,
         "churn_labels": churn_labels,
+        "withheld_want": withheld_want,
         "scores_got": scores_got,
         "scores_want": scores_want,
         "stored_scores": stored_scores,
@@ -297,7 +306,10 @@ def test_segment_changes_per_profile_equal_the_oracle_including_time_only_exits(
     assert c["segments_entered"] == sum(1 for cs in want.values() for x in cs if x[1] == "entered")
     assert c["segments_exited"] == sum(1 for cs in want.values() for x in cs if x[1] == "exited")
     assert c["rule_errors"] == 0
-    print(f"\n{sum(len(cs) for cs in got.values())} segment changes equal to the oracle")
+    # consent per purpose (docs/privacy.md): entries withheld for want of consent, as the oracle counts them
+    withheld = {p: counter_total(result["counters"], f"segments_withheld_{p}") for p in result["withheld_want"]}
+    assert withheld == result["withheld_want"] and withheld["marketing"] > 0, (withheld, result["withheld_want"])
+    print(f"\n{sum(len(cs) for cs in got.values())} segment changes equal to the oracle; withheld {withheld}")
 
 
 def test_cassandra_holds_the_memberships_by_segment_and_by_profile(result):

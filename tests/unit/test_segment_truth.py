@@ -14,8 +14,10 @@ import pytest
 
 from generator.journey_truth import _People, identifiers_of, journey_truth, stream_name
 from generator.segment_truth import (
+    CONSENT_DEFAULTS,
     FEATURES,
     PURCHASE_TYPES,
+    PURPOSES,
     load_rules,
     segment_replay,
     segment_truth,
@@ -42,6 +44,9 @@ SPEC_RULES: dict[str, tuple[str, str]] = {
     "lapsed": ("purchases >= 1 && !active_7d", "marketing"),
 }
 SHIPPED = [{"name": n, "version": 1, "purpose": p, "expression": e} for n, (e, p) in SPEC_RULES.items()]
+# every purpose granted without a consent record (marketing is denied by default): for the tests of
+# the features and instants with the shipped marketing rules
+GRANTED = {"personalization": True, "marketing": True, "analytics": True}
 
 
 def ev(eid: str, t: int, typ: str, channel: str = "web", payload: dict[str, Any] | None = None, **ids: str) -> dict:
@@ -68,6 +73,10 @@ def buy(eid: str, t: int, total: float, typ: str = "purchase", **ids: str) -> di
 def add(eid: str, t: int, cart: str = "cart-1", **ids: str) -> dict:
     payload = {"cart_id": cart, "product_id": "p1", "category": "x", "quantity": 1, "unit_price": 10.0}
     return ev(eid, t, "add_to_cart", payload=payload, **(ids or C1))
+
+
+def consent(eid: str, t: int, purpose: str, granted: bool, **ids: str) -> dict:
+    return ev(eid, t, "consent_update", payload={"purpose": purpose, "granted": granted}, **(ids or C1))
 
 
 def tail(t: int) -> dict:
@@ -143,7 +152,7 @@ def test_valid_rules_and_duplicates() -> None:
 def test_high_value_new_customer_lapsed_purchase_timeline() -> None:
     p = T0 + HOUR
     events = [page("e0", T0), buy("e1", p, 350.0), tail(T0 + 40 * DAY)]
-    assert changes(events) == [
+    assert changes(events, consent_defaults=GRANTED) == [
         # one evaluation, rule-name order
         ("high_value", "entered", HOUR),
         ("new_customer", "entered", HOUR),
@@ -152,12 +161,13 @@ def test_high_value_new_customer_lapsed_purchase_timeline() -> None:
         ("lapsed", "entered", HOUR + 7 * DAY),
         ("new_customer", "exited", HOUR + 30 * DAY),
     ]
-    assert {c["purpose"] for c in segment_truth(events, SHIPPED) if c["segment"] == "high_value"} == {"marketing"}
+    out = segment_truth(events, SHIPPED, consent_defaults=GRANTED)
+    assert {c["purpose"] for c in out if c["segment"] == "high_value"} == {"marketing"}
 
 
 def test_high_value_needs_lifetime_value_over_300() -> None:
     events = [buy("e1", T0, 200.0), buy("e2", T0 + DAY, 100.0), buy("e3", T0 + 2 * DAY, 0.01), tail(T0 + 20 * DAY)]
-    assert changes(events, segment="high_value") == [
+    assert changes(events, segment="high_value", consent_defaults=GRANTED) == [
         ("high_value", "entered", 2 * DAY),
         ("high_value", "exited", 9 * DAY),
     ]
@@ -167,7 +177,10 @@ def test_half_open_window_boundary() -> None:
     p = T0
     events = [buy("e1", p, 350.0), page("e2", p + 7 * DAY - 1), page("e3", p + 7 * DAY), tail(p + 10 * DAY)]
     # still a member 1 ms before t + 7 d, out at exactly t + 7 d (decided by the event there)
-    assert changes(events, segment="high_value") == [("high_value", "entered", 0), ("high_value", "exited", 7 * DAY)]
+    assert changes(events, segment="high_value", consent_defaults=GRANTED) == [
+        ("high_value", "entered", 0),
+        ("high_value", "exited", 7 * DAY),
+    ]
     hv = [rule("w", "purchases_7d == 1 && purchases_30d == 1")]
     assert changes([buy("e1", p, 5.0), tail(p + 31 * DAY)], hv) == [("w", "entered", 0), ("w", "exited", 7 * DAY)]
     hv30 = [rule("w", "purchases_30d == 1 && active_30d")]
@@ -176,12 +189,11 @@ def test_half_open_window_boundary() -> None:
 
 def test_end_of_event_time_cuts_off_later_instants() -> None:
     entered = [("high_value", "entered", 0)]
-    assert changes([buy("e1", T0, 350.0)], segment="high_value") == entered  # the input ends at the purchase
-    assert changes([buy("e1", T0, 350.0), tail(T0 + 7 * DAY - 1)], segment="high_value") == entered
+    kw: dict[str, Any] = {"segment": "high_value", "consent_defaults": GRANTED}
+    assert changes([buy("e1", T0, 350.0)], **kw) == entered  # the input ends at the purchase
+    assert changes([buy("e1", T0, 350.0), tail(T0 + 7 * DAY - 1)], **kw) == entered
     # an instant exactly at the end is reached
-    assert changes([buy("e1", T0, 350.0), tail(T0 + 7 * DAY)], segment="high_value") == entered + [
-        ("high_value", "exited", 7 * DAY)
-    ]
+    assert changes([buy("e1", T0, 350.0), tail(T0 + 7 * DAY)], **kw) == entered + [("high_value", "exited", 7 * DAY)]
 
 
 def test_engaged_enters_at_third_session_and_leaves_by_time_alone() -> None:
@@ -233,13 +245,13 @@ def test_at_risk_enters_and_leaves_by_time_alone() -> None:
     b = [page(f"b{i}", b0 + i * MIN) for i in range(5)]  # session B: engagement 5
     events = a + b + [tail(T0 + 30 * DAY)]
     # at B's start + 7 d: prev2 = A (10) > prev = B (5) > this week (0); left when A leaves prev2
-    assert changes(events, segment="at_risk") == [
+    assert changes(events, segment="at_risk", consent_defaults=GRANTED) == [
         ("at_risk", "entered", 14 * DAY + HOUR),
         ("at_risk", "exited", 21 * DAY),
     ]
     # a session this week with engagement 5 or more keeps it out
     c = [page(f"c{i}", T0 + 14 * DAY + 2 * HOUR + i * MIN) for i in range(5)]
-    assert changes(a + b + c + [tail(T0 + 30 * DAY)], segment="at_risk") == [
+    assert changes(a + b + c + [tail(T0 + 30 * DAY)], segment="at_risk", consent_defaults=GRANTED) == [
         ("at_risk", "entered", 14 * DAY + HOUR),
         ("at_risk", "exited", 14 * DAY + 2 * HOUR + 4 * MIN),
     ]
@@ -249,20 +261,20 @@ def test_cart_abandoner_enters_at_the_deadline_and_leaves_7_days_later() -> None
     d = T0 + 30 * MIN
     events = [add("e1", T0), tail(T0 + 10 * DAY)]  # no consent: suppressed, still an abandonment
     assert journey_truth(events).triggers[0]["suppressed"] is True
-    assert changes(events, segment="cart_abandoner") == [
+    assert changes(events, segment="cart_abandoner", consent_defaults=GRANTED) == [
         ("cart_abandoner", "entered", 30 * MIN),
         ("cart_abandoner", "exited", 30 * MIN + 7 * DAY),
     ]
     # a purchase at exactly the deadline completes the cart: nothing abandoned
     bought = [add("e1", T0), ev("e2", d, "purchase", payload={"cart_id": "cart-1", "total": 10.0}, **C1)]
-    assert changes(bought + [tail(T0 + 10 * DAY)], segment="cart_abandoner") == []
+    assert changes(bought + [tail(T0 + 10 * DAY)], segment="cart_abandoner", consent_defaults=GRANTED) == []
 
 
 def test_abandonment_is_evaluated_after_the_events_at_its_deadline() -> None:
     d = T0 + 30 * MIN
     app = ev("e2", d, "app_open", "app", customer_id="c1", device_id="d1")  # a second session, at the deadline
     rules = SHIPPED + [rule("two_sessions", "sessions_7d >= 2")]
-    got = changes([add("e1", T0), app], rules)
+    got = changes([add("e1", T0), app], rules, consent_defaults=GRANTED)
     # in one evaluation rule-name order would put cart_abandoner first: the event came before the cart's decision
     assert got == [("two_sessions", "entered", 30 * MIN), ("cart_abandoner", "entered", 30 * MIN)]
 
@@ -284,13 +296,13 @@ def test_lapsed_seven_days_after_the_latest_event() -> None:
         ev("e4", T0 + 12 * DAY, "email_open", "email", customer_id="c1"),
         tail(T0 + 25 * DAY),
     ]
-    assert changes(events, segment="lapsed", person="cookie_id:k1") == [
+    assert changes(events, segment="lapsed", person="cookie_id:k1", consent_defaults=GRANTED) == [
         ("lapsed", "entered", 10 * DAY),
         ("lapsed", "exited", 12 * DAY),
         ("lapsed", "entered", 19 * DAY),
     ]
     # no purchase, no lapse
-    assert changes([page("e1", T0), tail(T0 + 25 * DAY)], segment="lapsed") == []
+    assert changes([page("e1", T0), tail(T0 + 25 * DAY)], segment="lapsed", consent_defaults=GRANTED) == []
 
 
 # ---------------------------------------------------------------------- rules at run time, input handling
@@ -323,7 +335,7 @@ def test_person_key_is_the_smallest_node_of_the_final_component() -> None:
         page("e2", T0 + DAY, email_hash="zz-mail", cookie_id="k9"),  # a later link
         tail(T0 + 3 * DAY),
     ]
-    out = segment_truth(events, SHIPPED)
+    out = segment_truth(events, SHIPPED, consent_defaults=GRANTED)
     assert {c["person"] for c in out if c["segment"] == "high_value"} == {"cookie_id:k9"}
     # a late event is not applied but still links
     late = segment_truth(events, [rule("any", "active_7d")], late_event_ids={"e2"})
@@ -332,17 +344,174 @@ def test_person_key_is_the_smallest_node_of_the_final_component() -> None:
 
 def test_late_events_are_not_applied_and_duplicates_count_once() -> None:
     events = [buy("e1", T0, 350.0), tail(T0 + DAY)]
-    assert changes(events, late_event_ids={"e1"}) == []
+    assert changes(events, late_event_ids={"e1"}, consent_defaults=GRANTED) == []
     twice = [buy("e1", T0, 200.0), buy("e1", T0, 200.0), buy("e2", T0 + HOUR, 50.0)]
-    assert changes(twice, segment="high_value") == []
-    assert changes(list(reversed(twice + [buy("e3", T0 + 2 * HOUR, 51.0)])), segment="high_value") == [
-        ("high_value", "entered", 2 * HOUR)
-    ]
+    assert changes(twice, segment="high_value", consent_defaults=GRANTED) == []
+    thrice = list(reversed(twice + [buy("e3", T0 + 2 * HOUR, 51.0)]))
+    assert changes(thrice, segment="high_value", consent_defaults=GRANTED) == [("high_value", "entered", 2 * HOUR)]
 
 
 def test_no_events_no_changes() -> None:
     assert segment_truth([], SHIPPED) == []
     assert segment_truth([page("e1", T0, cookie_id="unknown")], SHIPPED) == []  # a blocked value: no person
+
+
+# ---------------------------------------------------------------------- consent per purpose
+
+
+def test_consent_opt_out_makes_a_member_leave_at_its_time() -> None:
+    rules = [
+        rule("buyer_m", "purchases >= 1", purpose="marketing"),
+        rule("buyer_p", "purchases >= 1", purpose="personalization"),
+    ]
+    events = [
+        consent("c0", T0, "marketing", True),
+        buy("e1", T0 + HOUR, 5.0),
+        consent("c2", T0 + DAY, "marketing", False),
+    ]
+    assert changes(events, rules) == [
+        ("buyer_m", "entered", HOUR),
+        ("buyer_p", "entered", HOUR),
+        ("buyer_m", "exited", DAY),  # the other purpose's rule stays
+    ]
+    # an opt-out of another purpose changes nothing
+    other = [buy("e1", T0, 5.0), consent("c2", T0 + DAY, "analytics", False)]
+    assert changes(other, rules[1:]) == [("buyer_p", "entered", 0)]
+
+
+def test_consent_opt_in_enters_at_its_time_when_the_expression_holds() -> None:
+    rules = [rule("one", "purchases >= 1", purpose="marketing"), rule("two", "purchases >= 2", purpose="marketing")]
+    events = [buy("e1", T0, 5.0), consent("c2", T0 + DAY, "marketing", True), buy("e3", T0 + 2 * DAY, 5.0)]
+    assert changes(events, rules) == [("one", "entered", DAY), ("two", "entered", 2 * DAY)]
+    # an opt-in while the expression is false enters nothing
+    assert changes([page("e0", T0), consent("c1", T0 + DAY, "marketing", True)], rules) == []
+
+
+def test_marketing_is_denied_by_default() -> None:
+    assert CONSENT_DEFAULTS == {"personalization": True, "analytics": True, "marketing": False}
+    rules = [
+        rule("buyer_a", "purchases >= 1"),
+        rule("buyer_m", "purchases >= 1", purpose="marketing"),
+        rule("buyer_p", "purchases >= 1", purpose="personalization"),
+    ]
+    events = [buy("e1", T0, 350.0), tail(T0 + 40 * DAY)]
+    assert changes(events, rules) == [("buyer_a", "entered", 0), ("buyer_p", "entered", 0)]
+    # the shipped marketing rules never enter without a record: only new_customer (personalization)
+    assert changes(events) == [("new_customer", "entered", 0), ("new_customer", "exited", 30 * DAY)]
+    # consent records for other purposes or other persons do not count
+    others = [consent("c0", T0 - DAY, "analytics", True), consent("c1", T0 - DAY, "marketing", True, cookie_id="k2")]
+    assert changes(others + events, rules[1:2]) == []
+
+
+def test_consent_defaults_override() -> None:
+    rules = [
+        rule("buyer_m", "purchases >= 1", purpose="marketing"),
+        rule("buyer_p", "purchases >= 1", purpose="personalization"),
+    ]
+    events = [buy("e1", T0, 5.0)]
+    assert changes(events, rules, consent_defaults={"marketing": True}) == [
+        ("buyer_m", "entered", 0),
+        ("buyer_p", "entered", 0),
+    ]
+    # a purpose not given keeps its CONSENT_DEFAULTS value (marketing denied)
+    assert changes(events, rules, consent_defaults={"personalization": False}) == []
+    # a record beats the default
+    opt_in = [consent("c0", T0 + HOUR, "personalization", True)]
+    assert changes(events + opt_in, rules, consent_defaults={"personalization": False}) == [
+        ("buyer_p", "entered", HOUR)
+    ]
+    opt_out = [consent("c0", T0 + HOUR, "marketing", False)]
+    assert changes(events + opt_out, rules, consent_defaults=GRANTED) == [
+        ("buyer_m", "entered", 0),
+        ("buyer_p", "entered", 0),
+        ("buyer_m", "exited", HOUR),
+    ]
+    for bad in ({"sales": True}, {"marketing": "yes"}):
+        with pytest.raises(ValueError, match="consent default"):
+            segment_truth(events, rules, consent_defaults=bad)
+
+
+def test_a_late_consent_update_changes_nothing() -> None:
+    rules = [rule("buyer_m", "purchases >= 1", purpose="marketing")]
+    granted = [consent("c0", T0, "marketing", True), buy("e1", T0 + HOUR, 5.0)]
+    opt_out = consent("c2", T0 + DAY, "marketing", False)
+    assert changes(granted + [opt_out], rules) == [("buyer_m", "entered", HOUR), ("buyer_m", "exited", DAY)]
+    assert changes(granted + [opt_out], rules, late_event_ids={"c2"}) == [("buyer_m", "entered", HOUR)]
+    # a late opt-in neither: the entry stays withheld
+    truth = segment_replay(granted + [opt_out, page("e3", T0 + 2 * DAY)], rules, late_event_ids={"c0"})
+    assert truth.changes == [] and truth.withheld["marketing"] == 1
+
+
+def test_consent_ties_at_one_occurred_at_are_broken_by_event_id() -> None:
+    rules = [rule("buyer_m", "purchases >= 1", purpose="marketing")]
+    d = T0 + DAY
+    # two records at one time, in any input order: the greater event_id decides
+    denied = [buy("e1", T0, 5.0), consent("c2", d, "marketing", False), consent("c1", d, "marketing", True)]
+    assert changes(denied, rules, consent_defaults=GRANTED) == [("buyer_m", "entered", 0), ("buyer_m", "exited", DAY)]
+    assert changes(denied[::-1], rules, consent_defaults=GRANTED) == [
+        ("buyer_m", "entered", 0),
+        ("buyer_m", "exited", DAY),
+    ]
+    granted = [buy("e1", T0, 5.0), consent("c1", d, "marketing", False), consent("c2", d, "marketing", True)]
+    # the greater event_id is applied last: it leaves the person consented (after an exit at d)
+    assert changes(granted, rules, consent_defaults=GRANTED)[-1] == ("buyer_m", "entered", DAY)
+    assert changes(granted, rules) == [("buyer_m", "entered", DAY)]
+
+
+def test_consent_at_an_evaluation_is_what_the_events_applied_so_far_say() -> None:
+    """Every applied event is evaluated after it, with the consent records applied up to it:
+    two records at one time decide one after the other (as the journeys stage applies them)."""
+    rules = [rule("buyer_m", "purchases >= 1", purpose="marketing")]
+    d = T0 + DAY
+    # member; at d a record denying (c1) then one granting (c2): an exit and a re-entry at d
+    flip = [buy("e1", T0, 5.0), consent("c1", d, "marketing", False), consent("c2", d, "marketing", True)]
+    assert changes(flip, rules, consent_defaults=GRANTED) == [
+        ("buyer_m", "entered", 0),
+        ("buyer_m", "exited", DAY),
+        ("buyer_m", "entered", DAY),
+    ]
+    # a purchase ("a1") then an opt-out ("c9") at one time: entered by the purchase, left by the opt-out
+    truth = segment_replay([buy("a1", T0, 5.0), consent("c9", T0, "marketing", False)], rules, consent_defaults=GRANTED)
+    assert [(c["change"], c["at"]) for c in truth.changes] == [("entered", T0), ("exited", T0)]
+    assert truth.withheld["marketing"] == 1
+
+
+def test_withheld_entries_are_counted_once_per_stretch() -> None:
+    rules = [rule("recent_m", "purchases_7d >= 1", purpose="marketing"), rule("recent_a", "purchases_7d >= 1")]
+    assert segment_replay([], rules).withheld == {"personalization": 0, "marketing": 0, "analytics": 0}
+    events = [
+        buy("e1", T0, 5.0),  # true without consent: withheld (1)
+        page("e2", T0 + HOUR),  # still true, still withheld: not counted again
+        buy("e3", T0 + 2 * DAY, 5.0),  # likewise
+        # false at day 9 (7 days after e3, time only): the flag is cleared
+        buy("e4", T0 + 12 * DAY, 5.0),  # true again: withheld (2)
+        tail(T0 + 30 * DAY),
+    ]
+    truth = segment_replay(events, rules)
+    assert truth.withheld == {"personalization": 0, "marketing": 2, "analytics": 0}
+    assert [(c["segment"], c["change"]) for c in truth.changes if c["person"] == P1] == [
+        ("recent_a", "entered"),
+        ("recent_a", "exited"),
+        ("recent_a", "entered"),
+        ("recent_a", "exited"),
+    ]
+    # an opt-out that makes a member leave withholds its entry at once; an opt-in clears the flag
+    flips = [
+        consent("c0", T0 - DAY, "marketing", True),
+        buy("e1", T0, 5.0),
+        consent("c1", T0 + HOUR, "marketing", False),  # leaves: withheld (1)
+        page("e2", T0 + 2 * HOUR),  # not counted again
+        consent("c3", T0 + 3 * HOUR, "marketing", True),  # enters: cleared
+        consent("c4", T0 + 4 * HOUR, "marketing", False),  # leaves: withheld (2)
+    ]
+    truth = segment_replay(flips, rules[:1])
+    assert [(c["change"], c["at"] - T0) for c in truth.changes] == [
+        ("entered", 0),
+        ("exited", HOUR),
+        ("entered", 3 * HOUR),
+        ("exited", 4 * HOUR),
+    ]
+    assert truth.withheld == {"personalization": 0, "marketing": 2, "analytics": 0}
 
 
 # ---------------------------------------------------------------------- a generated data set
@@ -436,10 +605,23 @@ def test_generated_data_set_sanity() -> None:
     theirs = sorted((s["stream"], s["started_at"], s["engagement"], person_of[s["stream"]]) for s in jt.sessions)
     assert mine == theirs
 
-    # the final memberships are the rules evaluated at the end of event time from scratch
+    # the final memberships are the rules evaluated at the end of event time from scratch, and
+    # the consent then: each person's last consent_update per purpose, else the default
     features = _features_at_end(events, person_of, end)
+    consent: dict[tuple[str, str], bool] = {}
+    for e in sorted(events, key=lambda e: (e["occurred_at"], e["event_id"])):
+        if e["event_type"] == "consent_update" and identifiers_of(e):
+            consent[(person_of[stream_name(identifiers_of(e)[0])], e["payload"][1]["purpose"])] = e["payload"][1][
+                "granted"
+            ]
+    assert {v for v in consent.values()} == {True, False}  # the data set has opt-ins and opt-outs
     members = {key for key, change in last.items() if change == "entered"}
     for r in rules:
         program = cel.compile(r["expression"])
-        expected = {(p, r["name"]) for p, x in features.items() if program.execute(x)}
+        expected = {
+            (p, r["name"])
+            for p, x in features.items()
+            if program.execute(x) and consent.get((p, r["purpose"]), CONSENT_DEFAULTS[r["purpose"]])
+        }
         assert {m for m in members if m[1] == r["name"]} == expected, r["name"]
+    assert set(truth.withheld) == set(PURPOSES) and truth.withheld["marketing"] > 0

@@ -37,7 +37,7 @@ MIN = 60_000
 END = 10**13
 
 
-def rule(name="r", version=1, expression="sessions_7d >= 3", purpose="marketing", **kw) -> SegmentRule:
+def rule(name="r", version=1, expression="sessions_7d >= 3", purpose="personalization", **kw) -> SegmentRule:
     return SegmentRule(name, version, purpose, expression, **kw)
 
 
@@ -286,3 +286,75 @@ def test_any_arrival_order_within_the_bound_gives_the_same_segment_changes(seed:
     shuffled = sorted(facts, key=lambda f: f.at + rnd.randint(0, bound))
     _, outs = run_in_arrival_order(shuffled, bound=bound, journey=Journey("p-1", JourneyState(), S, rs))
     assert changes(outs) == changes(in_order)
+
+
+# ---- consent per purpose (docs/privacy.md) -------------------------------------------------
+
+
+def consent_for(eid, at, purpose, granted, channel="web"):
+    return fact(
+        eid,
+        at,
+        "consent_update",
+        stream=None,
+        atom=("customer_id", "c1"),
+        purpose=purpose,
+        granted=granted,
+        channel=channel,
+    )
+
+
+def test_a_rule_holds_members_only_while_its_purpose_is_consented_to_the_latest_update_wins():
+    rs = RuleSet.of([rule("active", 1, "active_7d", purpose="marketing")])
+    evs = [
+        view("v1", 1000),  # marketing: denied by default, the entry is withheld
+        consent_for("c1", 2000, "marketing", True),  # opt-in: enters at once
+        consent_for("c2", 3000, "marketing", False, channel="crm"),  # opt-out from the CRM: leaves at once
+        consent_for("c3", 3000, "marketing", True, channel="app"),  # same time, later event id: wins
+        consent_for("c4", 4000, "analytics", False),  # another purpose: changes nothing here
+    ]
+    j, outs = run(evs, rs, until=5000)
+    # every applied event is evaluated after it: the opt-out and the opt-in at 3000 both decide
+    assert changes(outs) == [
+        ("active", "entered", 2000, 1),
+        ("active", "exited", 3000, 1),
+        ("active", "entered", 3000, 1),
+    ]
+    assert j.profile_consent(5000) == {"personalization": True, "marketing": True, "analytics": False}
+    assert j.rule_stats.withheld == {"marketing": 2}  # before the opt-in, and between c2 and c3
+    marks = {k: (m.granted, m.source) for k, m in j.state.consent.items()}
+    assert marks == {"marketing|customer_id:c1": (True, "app"), "analytics|customer_id:c1": (False, "web")}
+
+
+def test_an_opt_out_makes_a_member_leave_at_its_time_and_counts_one_withheld_entry_per_stretch():
+    rs = RuleSet.of([rule("active", 1, "active_7d", purpose="personalization")])
+    evs = [
+        view("v1", 1000),  # personalization: granted by default
+        consent_for("c1", 2000, "personalization", False),
+        view("v2", 3000),  # still withheld: counted once
+        consent_for("c2", 4000, "personalization", True),
+    ]
+    j, outs = run(evs, rs, until=5000)
+    assert changes(outs) == [
+        ("active", "entered", 1000, 1),
+        ("active", "exited", 2000, 1),
+        ("active", "entered", 4000, 1),
+    ]
+    assert j.rule_stats.withheld == {"personalization": 1}
+
+
+def test_consent_defaults_are_settings():
+    rs = RuleSet.of([rule("active", 1, "active_7d", purpose="marketing")])
+    j = Journey("p-1", JourneyState(), JourneySettings(marketing_consent_default=True), rs)
+    _, outs = run([view("v1", 1000)], rs, until=2000, journey=j)
+    assert changes(outs) == [("active", "entered", 1000, 1)]
+
+
+def test_consent_marks_of_a_release_before_purposes_read_as_marketing():
+    rec = state_record(JourneyState())
+    rec["consent"] = {"customer_id:c1": {"at": 5, "event_id": "e5", "granted": True}}
+    st = state_of_record(rec)
+    assert (
+        list(st.consent) == ["marketing|customer_id:c1"]
+        and st.consent["marketing|customer_id:c1"].purpose == "marketing"
+    )
