@@ -354,8 +354,9 @@ def show_scores(catalog: SchemaCatalog, events: list[dict], truth, timeout_s: fl
 
     res = resolve([observation_of(e) for e in events], IdentityRules())
     samples = oracle_samples(events, res)
-    want = {(s.profile_id, s.session_id): s for s in samples if s.kind == 0}
-    carts = {(s.profile_id, s.session_id) for s in samples if s.is_abandonment}
+    # what consent lets the learner publish (docs/privacy.md)
+    want = {(s.profile_id, s.session_id): s for s in samples if s.kind == 0 and s.publish}
+    carts = {(s.profile_id, s.session_id) for s in samples if s.is_abandonment and s.publish}
     churn = {(s.profile_id, s.session_id): bool(s.churned) for s in samples if s.is_churn_label}
 
     def read() -> tuple[dict[tuple[str, str], dict], dict[tuple[str, str], dict]]:

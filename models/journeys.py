@@ -748,7 +748,19 @@ class Journey:
         held += [(r.started_at, r.engagement) for r in st.recent if r.started_at <= close]
         churn = churn_features(h, held, close, x["h_days_since"])
         st.churn.append(ChurnCheck(ses.session_id, close, churn))
-        return [SampleOut(Sample(self.profile_id, close, ses.session_id, vec, x, ses.purchases > 0, churn))]
+        consent = self.profile_consent(close)
+        sample = Sample(
+            self.profile_id,
+            close,
+            ses.session_id,
+            vec,
+            x,
+            ses.purchases > 0,
+            churn,
+            learn=consent["analytics"],
+            publish=consent["personalization"],
+        )
+        return [SampleOut(sample)]
 
     def _cart(self, cart_id: str) -> Cart | None:
         return next((c for c in self.state.carts if c.cart_id == cart_id), None)
@@ -832,7 +844,8 @@ class Journey:
         if kind == _CHURN:
             check = next(ch for ch in st.churn if ch.session_id == ref)
             st.churn.remove(check)
-            return [SampleOut(Sample.churn_label(self.profile_id, at, check))]
+            learn = self.profile_consent(at)["analytics"]
+            return [SampleOut(Sample.churn_label(self.profile_id, at, check, learn))]
         if kind == _INTENT:
             i = next(x for x in st.intents if f"{x.session_id}:{x.product_id}" == ref)
             st.intents.remove(i)
@@ -873,7 +886,8 @@ class Journey:
             st.segments.abandoned_times.append(at)
             out: list[Out] = [t]
             if self.samples:  # the learner recommends an action from the person's propensity
-                out.append(SampleOut(Sample.abandonment(self.profile_id, at, t.trigger["trigger_id"], c.cart_id)))
+                tid = t.trigger["trigger_id"]
+                out.append(SampleOut(Sample.abandonment(self.profile_id, at, tid, c.cart_id, c.abandon_published)))
             return out + self._evaluate(at)
         if kind == _ESCALATE:
             c.escalated = True

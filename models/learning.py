@@ -55,7 +55,8 @@ class Learner:
         self.log_loss = metrics.LogLoss()
         self.detector = drift.PageHinkley(threshold=settings.drift_threshold)
         self.recent: list[dict[str, float]] = []
-        self.samples = 0
+        self.samples = 0  # learned
+        self.scored = 0  # scored, learned or not (the version of a profile's score row)
         self.cluster_samples = 0
         self.model_version = 1
         self.churn = ChurnModel(settings.auc_window)
@@ -67,8 +68,12 @@ class Learner:
         assert not sample.is_abandonment, "an abandonment is answered by recommend(), not learned"
         if sample.churned is not None:
             assert sample.churn is not None, "a churn label without its features"
-            self.churn.learn(sample.churn, sample.churned)
+            if sample.learn:
+                self.churn.learn(sample.churn, sample.churned)
             return None
+        self.scored += 1
+        if not sample.learn:  # no analytics consent: scored by the models as they stand, not learned
+            return self._predict(sample)
         self.samples += 1
         label: int | None = None
         drifted = False
@@ -94,6 +99,16 @@ class Learner:
         self.p_model.learn_one(x, sample.purchased)
         risk = None if sample.churn is None else self.churn.predict(sample.churn)
         return Scored(sample.profile_id, sample.at, sample.session_id, label, p, self.model_version, drifted, risk)
+
+    def _predict(self, sample: Sample) -> Scored:
+        label = None
+        if sample.cluster is not None and self.cluster_samples:
+            label = self.kmeans.predict_one(self.scaler.transform_one(sample.cluster))
+        p = 0.5
+        if self.samples:
+            p = float(self.p_model.predict_proba_one(self.p_scaler.transform_one(sample.propensity)).get(True, 0.5))
+        risk = None if sample.churn is None else self.churn.predict(sample.churn)
+        return Scored(sample.profile_id, sample.at, sample.session_id, label, p, self.model_version, False, risk)
 
     def _recluster(self) -> None:
         """Drift: clusters learned again from the recent vectors, their ids matched to the old
@@ -151,6 +166,7 @@ class Learner:
             "detector": rs.page_hinkley_record(self.detector),
             "recent": [dict(z) for z in self.recent],
             "samples": self.samples,
+            "scored": self.scored,
             "cluster_samples": self.cluster_samples,
             "model_version": self.model_version,
             "churn": self.churn.record(),
@@ -168,6 +184,8 @@ class Learner:
         learner.detector = rs.page_hinkley_of(r["detector"])
         learner.recent = [dict(z) for z in r["recent"]]
         learner.samples, learner.cluster_samples = r["samples"], r["cluster_samples"]
+        # a learner stored before consent has no count of its own (0): it had learned every one it scored
+        learner.scored = max(r.get("scored", 0), r["samples"])
         learner.model_version = r["model_version"]
         if r.get("churn") is not None:  # (none in a learner stored before the churn model)
             learner.churn = ChurnModel.of(r["churn"])

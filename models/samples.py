@@ -30,7 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 DAY_MS = 86_400_000
 #: a profile joins the clusters from its third closed session (its first looks like everyone's)
@@ -211,6 +211,10 @@ class Sample:
     churn: dict[str, float] | None = None  # the churn model's input at the close
     churned: bool | None = None  # set: a churn label, not a session
     cart_id: str | None = None  # set: a cart abandonment, not a session
+    # consent at ``at`` (docs/privacy.md): learn it (analytics), publish what it gives
+    # (a session's score: personalization; a cart action: marketing)
+    learn: bool = True
+    publish: bool = True
 
     @property
     def is_churn_label(self) -> bool:
@@ -240,6 +244,8 @@ class Sample:
             "churn": None if self.churn is None else dict(self.churn),
             "churned": self.churned,
             "cart_id": self.cart_id,
+            "learn": self.learn,
+            "publish": self.publish,
         }
 
     @staticmethod
@@ -255,17 +261,21 @@ class Sample:
             None if churn is None else dict(churn),
             r.get("churned"),
             r.get("cart_id"),
+            r.get("learn", True),
+            r.get("publish", True),
         )
 
     @staticmethod
-    def churn_label(profile_id: str, at: int, check: ChurnCheck) -> Sample:
+    def churn_label(profile_id: str, at: int, check: ChurnCheck, learn: bool = True) -> Sample:
         """The label of ``check``, decided at ``at``: churned unless the profile was active."""
-        return Sample(profile_id, at, check.session_id, None, {}, False, dict(check.features), not check.active)
+        return Sample(
+            profile_id, at, check.session_id, None, {}, False, dict(check.features), not check.active, learn=learn
+        )
 
     @staticmethod
-    def abandonment(profile_id: str, at: int, trigger_id: str, cart_id: str) -> Sample:
+    def abandonment(profile_id: str, at: int, trigger_id: str, cart_id: str, publish: bool = True) -> Sample:
         """The cart ``cart_id`` of the profile was abandoned at ``at`` (trigger ``trigger_id``)."""
-        return Sample(profile_id, at, trigger_id, None, {}, False, cart_id=cart_id)
+        return Sample(profile_id, at, trigger_id, None, {}, False, cart_id=cart_id, publish=publish)
 
     def key(self) -> str:
         """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""
@@ -307,7 +317,8 @@ def samples_of_sessions(
     end: int | None = None,
     churn_window_ms: int = 7 * DAY_MS,
     lateness_ms: int = 0,
-    abandonments: Iterable[tuple[int, str, str, str]] = (),
+    abandonments: Iterable[tuple[int, str, str, str, bool]] = (),
+    consent: Callable[[str, str, int], bool] | None = None,
 ) -> list[Sample]:
     """Samples from ``(close time, profile id, session summary)`` triples, as the journeys stage
     builds them (each profile's history before and after each close), in the learner's order.
@@ -316,7 +327,12 @@ def samples_of_sessions(
     engagement)``) and ``end`` (how far event time got), also the churn features at each close
     and the churn labels decided by ``end``: churned when no event falls in ``(close, close +
     window]``, decided at ``close + window + lateness``. ``abandonments``: ``(at, profile id,
-    trigger id, cart id)`` of each ``cart_abandoned``."""
+    trigger id, cart id, published)`` of each ``cart_abandoned``. ``consent(profile, purpose,
+    at)``: the profile's consent (none: everything consented)."""
+
+    def ok(pid: str, purpose: str, at: int) -> bool:
+        return True if consent is None else consent(pid, purpose, at)
+
     histories: dict[str, History] = {}
     out = []
     for close, pid, s in sorted(closes, key=lambda c: (c[0], c[1], c[2]["session_id"])):
@@ -331,7 +347,20 @@ def samples_of_sessions(
             decided = close + churn_window_ms + lateness_ms
             if decided <= end:
                 active = any(close < t <= close + churn_window_ms for t in activity.get(pid, ()))
-                out.append(Sample(pid, decided, s["session_id"], None, {}, False, churn, not active))
-        out.append(Sample(pid, close, s["session_id"], vec, x, s["purchases"] > 0, churn))
-    out += [Sample.abandonment(pid, at, tid, cart) for at, pid, tid, cart in abandonments]
+                learn = ok(pid, "analytics", decided)
+                out.append(Sample(pid, decided, s["session_id"], None, {}, False, churn, not active, learn=learn))
+        out.append(
+            Sample(
+                pid,
+                close,
+                s["session_id"],
+                vec,
+                x,
+                s["purchases"] > 0,
+                churn,
+                learn=ok(pid, "analytics", close),
+                publish=ok(pid, "personalization", close),
+            )
+        )
+    out += [Sample.abandonment(pid, at, tid, cart, published) for at, pid, tid, cart, published in abandonments]
     return sorted(out, key=Sample.order)

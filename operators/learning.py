@@ -16,8 +16,14 @@ synchronously, before the state that covers them is checkpointed.
 Churn labels (``LearningSample`` with ``churned`` set, decided by the journeys' timers) come
 the same way and are learned in the same order by the churn model; they publish nothing.
 
+Consent (``docs/privacy.md``): a sample without analytics consent is scored by the models as
+they stand and not learned (``not_learned_analytics``); a session's score without
+personalization consent is not published (``scores_suppressed_personalization``), nor a cart
+action without marketing consent (``actions_suppressed_marketing``, as its trigger).
+
 Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``,
-``churn_labels_learned``, ``drifts``, ``cassandra_requests``; gauges ``purchase_auc``
+``churn_labels_learned``, ``cart_actions``, ``drifts``, ``cassandra_requests`` and the three
+above; gauges ``purchase_auc``
 (rolling, progressive), ``purchase_log_loss``, ``churn_auc``, ``churn_log_loss``,
 ``model_version``.
 """
@@ -124,6 +130,9 @@ class LearnModels(KeyedProcessFunction):
                 "cluster_samples",
                 "churn_labels_learned",
                 "cart_actions",
+                "not_learned_analytics",
+                "scores_suppressed_personalization",
+                "actions_suppressed_marketing",
                 "drifts",
                 "cassandra_requests",
             ),
@@ -161,6 +170,9 @@ class LearnModels(KeyedProcessFunction):
         for key in due:
             sample: Sample = self.buffer.pop(key)
             if sample.is_abandonment:
+                if not sample.publish:  # no marketing consent (its trigger is suppressed too)
+                    self.counters.inc("actions_suppressed_marketing")
+                    continue
                 p = self.propensities.get(sample.profile_id)
                 action = learner.recommend(p)
                 rec = action_record(sample, self.clusters.get(sample.profile_id), p, action, learner.model_version)
@@ -168,19 +180,27 @@ class LearnModels(KeyedProcessFunction):
                 yield self.score_codec.encode(rec)
                 continue
             out = learner.learn(sample)
-            if out is None:  # a churn label: learned, nothing to publish
-                self.counters.inc("churn_labels_learned")
+            if not sample.learn:  # no analytics consent: not learned (a session is still scored)
+                self.counters.inc("not_learned_analytics")
+            if out is None:  # a churn label: learned (with consent), nothing to publish
+                if sample.learn:
+                    self.counters.inc("churn_labels_learned")
                 continue
             previous = self.clusters.get(sample.profile_id)
             self.propensities.put(sample.profile_id, out.propensity)
             if out.cluster is not None:
                 self.clusters.put(sample.profile_id, out.cluster)
-                self.counters.inc("cluster_samples")
-            self.counters.inc("samples_learned")
+            if sample.learn:
+                self.counters.inc("samples_learned")
+                if sample.cluster is not None:
+                    self.counters.inc("cluster_samples")
             if out.drift:
                 self.counters.inc("drifts")
+            if not sample.publish:  # no personalization consent: the score is not published
+                self.counters.inc("scores_suppressed_personalization")
+                continue
             rec = score_record(out, previous)
-            scores.append((rec, learner.samples))
+            scores.append((rec, learner.scored))
             yield self.score_codec.encode(rec)
         m = learner.metrics()
         self.last_metrics = m | {"version": learner.model_version}

@@ -1,7 +1,7 @@
 """Where the online models write: Cassandra ``scores`` (each profile's latest) and
 ``model_metrics`` (progressive validation over event time), or a recording in tests.
 
-Writes are idempotent: a score ``USING TIMESTAMP`` the learner's learned-sample count at it,
+Writes are idempotent: a score ``USING TIMESTAMP`` the learner's count of sessions scored at it,
 a metrics row keyed by the event time of the batch's last sample (a replay writes the same).
 
 Reading with plain CQL::

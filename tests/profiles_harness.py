@@ -425,7 +425,8 @@ def oracle_samples(events: list[dict], final=None) -> list:
     for t in truth.triggers:
         if t["kind"] == "cart_abandoned":
             node = tuple(t["stream"].split(":", 1))
-            abandonments.append((t["fired_at"], final.profile_of[node], t["trigger_id"], t["cart_id"]))
+            published = not t["suppressed"]
+            abandonments.append((t["fired_at"], final.profile_of[node], t["trigger_id"], t["cart_id"], published))
     for s in truth.sessions:
         t, v = s["stream"].split(":", 1)
         pid = final.profile_of[(t, v)]
@@ -434,12 +435,25 @@ def oracle_samples(events: list[dict], final=None) -> list:
             closes.append((s["ended_at"] + gap, pid, s))
     # churn labels: each profile's event times, decided up to the newest event (the idle tick)
     activity: dict[str, list[int]] = defaultdict(list)
+    # consent per purpose (docs/privacy.md): each profile's consent updates, in the order applied
+    updates: dict[tuple[str, str], list[tuple[int, str, bool]]] = defaultdict(list)
     for e in events:
         ids = identifiers_of(e)
         if ids:
-            activity[final.profile_of[ids[0]]].append(e["occurred_at"])
-    end = max((e["occurred_at"] for e in events), default=0)
+            pid = final.profile_of[ids[0]]
+            activity[pid].append(e["occurred_at"])
+            if e["event_type"] == "consent_update":
+                payload = e["payload"][1] if isinstance(e["payload"], tuple) else e["payload"]
+                updates[(pid, payload["purpose"])].append((e["occurred_at"], e["event_id"], bool(payload["granted"])))
     job = JourneySettings()
+    defaults = {p: getattr(job, f"{p}_consent_default") for p in ("personalization", "marketing", "analytics")}
+
+    def consent(pid: str, purpose: str, at: int) -> bool:
+        """The latest update of the purpose at or before ``at`` (a due time comes after the events at it)."""
+        marks = [m for m in updates.get((pid, purpose), ()) if m[0] <= at]
+        return max(marks)[2] if marks else defaults[purpose]
+
+    end = max((e["occurred_at"] for e in events), default=0)
     return samples_of_sessions(
         closes,
         activity=activity,
@@ -448,6 +462,7 @@ def oracle_samples(events: list[dict], final=None) -> list:
         churn_window_ms=job.churn_window_ms,
         lateness_ms=job.allowed_lateness_ms,
         abandonments=abandonments,
+        consent=consent,
     )
 
 
@@ -461,14 +476,16 @@ def oracle_scores(samples: list) -> list[dict]:
     propensity: dict[str, float] = {}
     for s in samples:
         if s.is_abandonment:
-            p = propensity.get(s.profile_id)
-            action = learner.recommend(p)
-            out.append(action_record(s, last.get(s.profile_id), p, action, learner.model_version))
+            if s.publish:  # (marketing consent, as its trigger)
+                p = propensity.get(s.profile_id)
+                action = learner.recommend(p)
+                out.append(action_record(s, last.get(s.profile_id), p, action, learner.model_version))
             continue
-        scored = learner.learn(s)
-        if scored is None:  # a churn label: learned, publishes nothing
+        scored = learner.learn(s)  # (learned only with analytics consent)
+        if scored is None:  # a churn label: publishes nothing
             continue
-        out.append(score_record(scored, last.get(s.profile_id)))
+        if s.publish:  # (personalization consent)
+            out.append(score_record(scored, last.get(s.profile_id)))
         propensity[s.profile_id] = scored.propensity
         if scored.cluster is not None:
             last[s.profile_id] = scored.cluster

@@ -65,6 +65,9 @@ _COUNTERS = (
     "samples_learned",
     "churn_labels_learned",
     "cart_actions",
+    "not_learned_analytics",
+    "scores_suppressed_personalization",
+    "actions_suppressed_marketing",
     "segments_withheld_personalization",
     "segments_withheld_marketing",
     "segments_withheld_analytics",
@@ -111,7 +114,14 @@ def result(local_stack, session, tmp_path_factory):
         except WaitTimeout as e:
             segments_got = e.last
         scores_diff, scores_got, scores_want = wait_until_scores_equal_oracle(bootstrap, run, events, timeout_s=120)
-        churn_labels = [s.churned for s in oracle_samples(events, final) if s.is_churn_label]
+        samples_want = oracle_samples(events, final)
+        churn_labels = [s.churned for s in samples_want if s.is_churn_label and s.learn]
+        learned_want = sum(1 for s in samples_want if s.kind == 0 and s.learn)
+        not_learned_want = sum(1 for s in samples_want if s.kind < 2 and not s.learn)
+        unpublished_want = (
+            sum(1 for s in samples_want if s.kind == 0 and not s.publish),
+            sum(1 for s in samples_want if s.kind == 2 and not s.publish),
+        )
         from generator.segment_truth import load_rules as oracle_rules
         from generator.segment_truth import segment_replay
         from models.segments import DEFAULT_RULES_PATH
@@ -165,6 +175,9 @@ def result(local_stack, session, tmp_path_factory):
         "reload": reload,
         "scores_diff": scores_diff,
         "churn_labels": churn_labels,
+        "learned_want": learned_want,
+        "not_learned_want": not_learned_want,
+        "unpublished_want": unpublished_want,
         "withheld_want": withheld_want,
         "scores_got": scores_got,
         "scores_want": scores_want,
@@ -359,7 +372,13 @@ def test_every_closed_session_is_learned_once_and_scored_as_river_over_the_oracl
     assert counter_total(result["counters"], "cart_actions") == len(actions)
     want = [s for s in want if s["kind"] == "session"]
     c = counter_total(result["counters"], "samples_learned")
-    assert c == len(want)
+    assert c == result["learned_want"]  # with analytics consent (docs/privacy.md)
+    assert counter_total(result["counters"], "not_learned_analytics") == result["not_learned_want"] > 0
+    suppressed = tuple(
+        counter_total(result["counters"], n)
+        for n in ("scores_suppressed_personalization", "actions_suppressed_marketing")
+    )
+    assert suppressed == result["unpublished_want"] and all(suppressed), suppressed
     # churn labels, decided by the journeys' timers (nothing in the window after a close), each
     # learned once: the churn risks above equal River's over the oracle's labels in order
     labels = result["churn_labels"]

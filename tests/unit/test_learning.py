@@ -81,3 +81,21 @@ def test_the_cart_action_threshold_comes_from_the_config_and_must_be_a_probabili
     for bad in ("1.5", "-0.1", "high"):
         with pytest.raises(ConfigError, match="JOURNEY_REMINDER_PROPENSITY"):
             ProfilesConfig.from_env({"JOURNEY_REMINDER_PROPENSITY": bad})
+
+
+def test_without_analytics_consent_a_sample_is_scored_by_the_models_as_they_stand_not_learned(generated):
+    from dataclasses import replace
+
+    samples, _ = generated
+    sessions = [s for s in samples if s.kind == 0][:300]
+    learner = Learner()
+    for s in sessions[:-1]:
+        learner.learn(s)
+    before = json.dumps(learner.record(), sort_keys=True)
+    out = learner.learn(replace(sessions[-1], learn=False))
+    after = learner.record()
+    assert after.pop("scored") == json.loads(before).pop("scored") + 1  # counted as scored only
+    assert json.dumps(after | {"scored": json.loads(before)["scored"]}, sort_keys=True) == before
+    assert out is not None and 0.0 < out.propensity < 1.0 and out.churn_risk is not None
+    label = next(s for s in samples if s.is_churn_label)
+    assert learner.learn(replace(label, learn=False)) is None and learner.churn.samples == 0
