@@ -15,11 +15,13 @@ time never goes back: ``.stack/data/demo-calendar.json`` keeps where the last ru
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
 import sys
 import time
 from collections import Counter
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar
 
 from generator.journey_truth import JourneySettings as OracleJourneySettings
 from generator.journey_truth import JourneyTruth, journey_truth
@@ -31,7 +33,7 @@ from generator.timing import DAY_MS, DEFAULT_BASE_TIME_MS
 from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import REST, FlinkJobError
-from local.jobs import ensure_job
+from local.jobs import demo_salt, ensure_job
 from local.kafka_read import read_committed
 from local.polling import WaitTimeout, wait_until
 from models.avro_codec import DecodeError, SchemaCatalog
@@ -94,7 +96,8 @@ def wait_for_outputs(
     catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[bytes], timeout_s: float = 600
 ) -> tuple[list[dict], list[dict], float]:
     """Read journey.normalized and journey.dlq (read_committed) until they hold this run's
-    events and dead letters; then once more two checkpoints later, so that anything extra (a
+    events and dead letters (found by ``raw_digest``: the DLQ keeps no raw bytes,
+    docs/privacy.md); then once more two checkpoints later, so that anything extra (a
     duplicate) would show. Returns (this run's events, this run's dead letters, seconds)."""
     _, elapsed = _watch(
         lambda: _read_mine(catalog, event_ids, bad_raw),
@@ -111,7 +114,20 @@ def wait_for_outputs(
 def _read_mine(catalog: SchemaCatalog, event_ids: set[str], bad_raw: set[bytes]) -> tuple[list[dict], list[dict]]:
     normalized = _decodable(catalog, "journey.normalized")
     dead = _decodable(catalog, "journey.dlq")
-    return [e for e in normalized if e["event_id"] in event_ids], [d for d in dead if d["raw"] in bad_raw]
+    salt = demo_salt().encode()
+    digests = {hmac.new(salt, raw, hashlib.sha256).hexdigest() for raw in bad_raw}
+    return [e for e in normalized if e["event_id"] in event_ids], [d for d in dead if d["raw_digest"] in digests]
+
+
+def _raw_pii_in(ds: Any, dlq: list[dict]) -> int:
+    """How many of this run's dead letters hold a raw email or phone the generator planted (any
+    case, whitespace stripped): none may (docs/privacy.md)."""
+    needles = set()
+    for p in ds.truth.persons:
+        for v in (*p.email_variants, *p.phone_variants):
+            if len(v.strip()) >= 7:
+                needles.add(v.strip().lower().encode())
+    return sum(1 for d in dlq if any(n in d["raw"].lower() for n in needles))
 
 
 def _decodable(catalog: SchemaCatalog, topic: str) -> list[dict]:
@@ -180,6 +196,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  dead-lettered          {len(dlq):>7}  expected {s['bad']:<6} {'OK' if dlq_ok else 'MISMATCH'}")
     for reason, n in sorted(want_reasons.items()):
         print(f"    {reason:<26} {got_reasons.get(reason, 0):>5}  expected {n}")
+    forms = Counter(d["raw_form"] for d in dlq)
+    leaked = _raw_pii_in(ds, dlq)
+    print(
+        f"  dead letters kept as   {forms.get('pii_hashed', 0)} pii_hashed, {forms.get('masked_prefix', 0)} masked_prefix; "
+        f"raw emails/phones found in them: {leaked} {'OK' if leaked == 0 else 'MISMATCH'}"
+    )
+    ok = ok and leaked == 0
     print(
         f"  duplicates dropped     {dropped:>7}  expected {s['duplicate']:<6} {'OK' if dropped == s['duplicate'] else 'MISMATCH'}"
     )
