@@ -28,8 +28,8 @@ Examples
 >>> j.next_due()  # the event itself, once the watermark passes it
 0
 >>> outs = j.advance(s.cart_timeout_ms)  # 30 min later: the session closes, the cart is abandoned
->>> [type(o).__name__ for o in outs]
-['SessionOut', 'TriggerOut', 'CartOut']
+>>> [type(o).__name__ for o in outs]  # (ConsentOut: the profile's suppressed trigger, docs/privacy.md)
+['SessionOut', 'TriggerOut', 'CartOut', 'ConsentOut']
 >>> outs[0].session["cart_adds"], outs[0].session["engagement"]
 (1, 5)
 >>> (outs[1].trigger["kind"], outs[1].trigger["value"], outs[1].trigger["suppressed"])  # no marketing consent
@@ -373,6 +373,19 @@ class ConsentMark:
     source: str = ""
 
 
+@dataclass
+class ConsentShown:
+    """What Cassandra ``profile_consent`` holds for one purpose of the profile (as last written):
+    the consent (``changed_at``/``event_id`` ``None`` and ``source`` ``default``: no update yet)
+    and how many of its triggers were suppressed for want of it."""
+
+    granted: bool
+    changed_at: int | None
+    source: str
+    event_id: str | None
+    suppressed: int
+
+
 def consent_key(purpose: str, node: str) -> str:
     """>>> consent_key("analytics", "customer_id:c1")
     'analytics|customer_id:c1'
@@ -435,6 +448,11 @@ class JourneyState:
     segments: SegmentFacts = field(default_factory=SegmentFacts)  # the rule segments' facts (docs/segments.md)
     learning: History = field(default_factory=History)  # the closed sessions, summed (docs/learning.md)
     churn: list[ChurnCheck] = field(default_factory=list)  # closed sessions waiting for their churn label
+    # the profile's consent view (docs/privacy.md): triggers suppressed by purpose, what
+    # profile_consent holds by purpose, and that table's write count (the rows' version)
+    suppressed: dict[str, int] = field(default_factory=dict)
+    consent_view: dict[str, ConsentShown] = field(default_factory=dict)
+    consent_writes: int = 0
 
     def is_empty(self) -> bool:
         return not (
@@ -450,6 +468,9 @@ class JourneyState:
             or not self.segments.is_empty()
             or self.learning.sessions > 0
             or self.churn
+            or self.suppressed
+            or self.consent_view
+            or self.consent_writes > 0
         )
 
     def holds_journey(self) -> bool:
@@ -501,7 +522,17 @@ class SampleOut:
     sample: Sample
 
 
-Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut
+@dataclass(frozen=True)
+class ConsentOut:
+    """A ``profile_consent`` row to write (``row``) or, when the profile was merged away, to delete."""
+
+    profile_id: str
+    purpose: str
+    version: int
+    row: dict[str, Any] | None
+
+
+Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut | ConsentOut
 
 # due kinds, in the order they are handled at one time (segments last: docs/segments.md)
 _INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _CHURN, _SEGMENTS = range(9)
@@ -644,7 +675,7 @@ class Journey:
         st.recent = [r for r in st.recent if r.started_at > to - keep - margin]
         st.segments.prune(to, margin)
         st.opens = [o for o in st.opens if o.at > to - self.s.recovery_window_ms - margin]
-        return out + self._flush_carts()
+        return out + self._flush()
 
     # ---- one event -----------------------------------------------------------------------
 
@@ -988,6 +1019,8 @@ class Journey:
             "suppressed": not ok,
             "suppression_reason": None if ok else NO_CONSENT,
         }
+        if not ok:
+            self.state.suppressed["marketing"] = self.state.suppressed.get("marketing", 0) + 1
         rec.update(fields)
         return TriggerOut(rec)
 
@@ -995,6 +1028,44 @@ class Journey:
         return self._trigger(
             kind, at, c.stream, cart_id=c.cart_id, value=c.value_cents() / 100, items=c.items(), **fields
         )
+
+    def _flush(self) -> list[Out]:
+        return self._flush_carts() + self._flush_consent()
+
+    def _flush_consent(self) -> list[Out]:
+        """The ``profile_consent`` rows that changed since last written: for each purpose with a
+        consent update or a suppressed trigger, the latest update (else the default) and the
+        suppressed count."""
+        st = self.state
+        latest: dict[str, ConsentMark] = {}
+        for m in st.consent.values():
+            have = latest.get(m.purpose)
+            if have is None or (m.at, m.event_id) > (have.at, have.event_id):
+                latest[m.purpose] = m
+        changed: dict[str, ConsentShown] = {}
+        for p in PURPOSES:
+            mark, count = latest.get(p), st.suppressed.get(p, 0)
+            if mark is None and count == 0:
+                continue
+            if mark is None:
+                shown = ConsentShown(self.consent_default(p), None, "default", None, count)
+            else:
+                shown = ConsentShown(mark.granted, mark.at, mark.source, mark.event_id, count)
+            if st.consent_view.get(p) != shown:
+                changed[p] = shown
+        if not changed:
+            return []
+        st.consent_writes += 1
+        st.consent_view.update(changed)
+        return [
+            ConsentOut(
+                self.profile_id,
+                p,
+                st.consent_writes,
+                {"profile_id": self.profile_id, "purpose": p} | dataclasses.asdict(shown),
+            )
+            for p, shown in sorted(changed.items())
+        ]
 
     def _flush_carts(self) -> list[Out]:
         out: list[Out] = [
@@ -1049,6 +1120,13 @@ class Journey:
                 deletions += retire_all(st.segments, self.profile_id, at)
                 part.learning, st.learning = st.learning, History()
                 part.churn, st.churn = st.churn, []
+                part.suppressed, st.suppressed = st.suppressed, {}
+                if st.consent_view:  # its profile_consent rows go: the survivor writes its own
+                    st.consent_writes += 1
+                    deletions += [
+                        ConsentOut(self.profile_id, p, st.consent_writes, None) for p in sorted(st.consent_view)
+                    ]
+                    st.consent_view = {}
                 part.segments, st.segments = st.segments, SegmentFacts()  # (merge() takes facts only)
             for c in part.carts:
                 deletions.append(CartOut(self.profile_id, c.cart_id, c.version + 1, None))
@@ -1098,7 +1176,9 @@ class Journey:
         st.learning.merge(part.learning)
         waiting = {ch.session_id for ch in st.churn}
         st.churn += [ch for ch in part.churn if ch.session_id not in waiting]
-        return self._flush_carts()
+        for purpose, count in part.suppressed.items():
+            st.suppressed[purpose] = st.suppressed.get(purpose, 0) + count
+        return self._flush()
 
 
 def _merge_carts(mine: Cart, other: Cart) -> None:
@@ -1188,6 +1268,9 @@ def state_record(st: JourneyState) -> dict[str, Any]:
         "segments": facts_record(st.segments),
         "learning": dataclasses.asdict(st.learning),
         "churn": [dataclasses.asdict(ch) for ch in st.churn],
+        "suppressed": dict(st.suppressed),
+        "consent_view": {p: dataclasses.asdict(v) for p, v in st.consent_view.items()},
+        "consent_writes": st.consent_writes,
     }
 
 
@@ -1207,4 +1290,7 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         segments=facts_of_record(rec["segments"]),
         learning=History(**rec["learning"]),
         churn=[ChurnCheck(**ch) for ch in rec["churn"]],
+        suppressed=dict(rec["suppressed"]),
+        consent_view={p: ConsentShown(**v) for p, v in rec["consent_view"].items()},
+        consent_writes=rec["consent_writes"],
     )

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 from models.identity import IdentityRules, canonical_profile_id
-from models.journeys import CartOut, LateOut, Out, SampleOut, SessionOut, TriggerOut
+from models.journeys import CartOut, ConsentOut, LateOut, Out, SampleOut, SessionOut, TriggerOut
 from models.segments import SegmentOut
 
 SESSION_COLUMNS = (
@@ -109,8 +109,10 @@ TRIGGER_COLUMNS = (
 )
 #: ``segment_members`` and ``profile_segments`` (the key columns first, in each table's order)
 MEMBER_COLUMNS = ("segment", "profile_id", "rule_version", "entered_at", "purpose")
+#: ``profile_consent`` (docs/privacy.md)
+CONSENT_COLUMNS = ("profile_id", "purpose", "granted", "changed_at", "source", "event_id", "suppressed")
 _TIMES = frozenset({"started_at", "ended_at", "opened_at", "last_change_at", "deadline", "completed_at"})
-_TIMES |= {"abandoned_at", "recovered_at", "fired_at", "entered_at"}
+_TIMES |= {"abandoned_at", "recovered_at", "fired_at", "entered_at", "changed_at"}
 
 
 class JourneyWriter(Protocol):
@@ -149,7 +151,7 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
     """``(table action, values, timestamp)`` for each write the outputs need (pure; the
     Cassandra and recording stores share it). Actions: ``session``, ``session-delete``,
     ``cart``, ``cart-delete``, ``trigger``, ``segment``, ``segment-delete`` (a membership: both
-    tables)."""
+    tables), ``consent``, ``consent-delete``."""
     out: list[tuple[str, tuple[Any, ...], int]] = []
     for o in outs:
         if isinstance(o, SessionOut):
@@ -172,6 +174,11 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
                 out.append(("segment", row, o.row_version))
             else:
                 out.append(("segment-delete", (r["segment"], r["profile_id"]), o.row_version))
+        elif isinstance(o, ConsentOut):
+            if o.row is None:
+                out.append(("consent-delete", (o.profile_id, o.purpose), 2 * o.version))
+            else:
+                out.append(("consent", tuple(_to_cql(c, o.row.get(c)) for c in CONSENT_COLUMNS), 2 * o.version + 1))
         else:  # late events and learning samples are not stored here
             assert isinstance(o, (LateOut, SampleOut))
     return out
@@ -219,6 +226,10 @@ class JourneyStore:
             "profile-segment": insert("profile_segments", MEMBER_COLUMNS),
             "profile-segment-delete": prep(
                 f"DELETE FROM {ks}.profile_segments USING TIMESTAMP ? WHERE segment = ? AND profile_id = ?"
+            ),
+            "consent": insert("profile_consent", CONSENT_COLUMNS),
+            "consent-delete": prep(
+                f"DELETE FROM {ks}.profile_consent USING TIMESTAMP ? WHERE profile_id = ? AND purpose = ?"
             ),
         }
         self._reads = {
@@ -302,11 +313,14 @@ class JourneyStore:
         return [{c: _from_cql(c, getattr(r, c)) for c in MEMBER_COLUMNS} for r in rows]
 
     def all_rows(self, table: str) -> list[dict[str, Any]]:
-        """Every row of ``sessions``, ``carts``, ``triggers``, ``segment_members`` or
-        ``profile_segments`` (tests, the demo; small data)."""
-        cols = {"sessions": SESSION_COLUMNS, "carts": CART_COLUMNS, "triggers": TRIGGER_COLUMNS}.get(
-            table, MEMBER_COLUMNS
-        )
+        """Every row of ``sessions``, ``carts``, ``triggers``, ``segment_members``,
+        ``profile_segments`` or ``profile_consent`` (tests, the demo; small data)."""
+        cols = {
+            "sessions": SESSION_COLUMNS,
+            "carts": CART_COLUMNS,
+            "triggers": TRIGGER_COLUMNS,
+            "profile_consent": CONSENT_COLUMNS,
+        }.get(table, MEMBER_COLUMNS)
         rows = self._session.execute(f"SELECT {', '.join(cols)} FROM {self._ks}.{table}")
         return [{c: _from_cql(c, getattr(r, c)) for c in cols} for r in rows]
 
@@ -364,6 +378,7 @@ class RecordedJourneys:
     carts: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, cart)
     triggers: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, trigger)
     segments: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, segment)
+    consent: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)  # (profile, purpose)
 
 
 def read_recorded_journeys(path: Path) -> RecordedJourneys:
@@ -391,6 +406,11 @@ def read_recorded_journeys(path: Path) -> RecordedJourneys:
             put("segments", (row["profile_id"], row["segment"]), ts, row)
         elif action == "segment-delete":
             put("segments", (values[1], values[0]), ts, None)
+        elif action == "consent":
+            row = dict(zip(CONSENT_COLUMNS, values))
+            put("consent", (row["profile_id"], row["purpose"]), ts, row)
+        elif action == "consent-delete":
+            put("consent", tuple(values), ts, None)
         else:
             row = dict(zip(TRIGGER_COLUMNS, values))
             put("triggers", (row["profile_id"], row["trigger_id"]), ts, row)

@@ -131,7 +131,7 @@ def result(local_stack, session, tmp_path_factory):
             stored_scores = ls.scores()
         members = {
             table: JourneyStore(session, run.keyspace).all_rows(table)
-            for table in ("segment_members", "profile_segments")
+            for table in ("segment_members", "profile_segments", "profile_consent")
         }
         counters = wait_for_counters(job.job_id, {"sessions": 1, "parts_received": 1}, list(_COUNTERS))
         store = JourneyStore(session, run.keyspace)
@@ -323,6 +323,41 @@ def test_segment_changes_per_profile_equal_the_oracle_including_time_only_exits(
     withheld = {p: counter_total(result["counters"], f"segments_withheld_{p}") for p in result["withheld_want"]}
     assert withheld == result["withheld_want"] and withheld["marketing"] > 0, (withheld, result["withheld_want"])
     print(f"\n{sum(len(cs) for cs in got.values())} segment changes equal to the oracle; withheld {withheld}")
+
+
+def test_cassandra_profile_consent_shows_each_profiles_latest_update_and_its_suppressed_triggers(result):
+    """docs/privacy.md: per final profile and purpose, the latest consent_update of any of its
+    identifiers (when, from which channel, which event) and its triggers suppressed for want of
+    marketing consent; nothing for a profile merged away."""
+    from generator.journey_truth import identifiers_of
+
+    final, events = result["final"], result["events"]
+    latest: dict[tuple[str, str], tuple] = {}
+    for e in sorted(events, key=lambda e: (e["occurred_at"], e["event_id"])):
+        ids = identifiers_of(e)
+        if e["event_type"] == "consent_update" and ids:
+            payload = e["payload"][1] if isinstance(e["payload"], tuple) else e["payload"]
+            latest[(final.profile_of[ids[0]], payload["purpose"])] = (
+                bool(payload["granted"]),
+                e["occurred_at"],
+                e["channel"],
+                e["event_id"],
+            )
+    suppressed: dict[tuple[str, str], int] = defaultdict(int)
+    for t in result["want"].triggers:
+        if t["suppressed"]:
+            suppressed[(final.profile_of[tuple(t["stream"].split(":", 1))], "marketing")] += 1
+    want = {}
+    for key in latest.keys() | suppressed.keys():
+        granted, at, source, event_id = latest.get(key, (False, None, "default", None))  # marketing default
+        want[key] = (granted, at, source, event_id, suppressed.get(key, 0))
+    got = {
+        (r["profile_id"], r["purpose"]): (r["granted"], r["changed_at"], r["source"], r["event_id"], r["suppressed"])
+        for r in result["members"]["profile_consent"]
+    }
+    assert got == want
+    assert {k[1] for k in got} == {"personalization", "marketing", "analytics"}
+    assert any(v[4] > 0 for v in got.values()) and any(v[2] == "default" for v in got.values())
 
 
 def test_cassandra_holds_the_memberships_by_segment_and_by_profile(result):

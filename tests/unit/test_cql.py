@@ -49,6 +49,7 @@ def test_cql_file_parses_into_the_expected_statements():
         ("TABLE", "journey.carts"),
         ("TABLE", "journey.triggers"),
         ("TABLE", "journey.segment_members"),
+        ("TABLE", "journey.profile_consent"),
         ("TABLE", "journey.profile_segments"),
         ("TABLE", "journey.scores"),
         ("TABLE", "journey.model_metrics"),
@@ -59,6 +60,7 @@ def test_cql_file_parses_into_the_expected_statements():
     assert _primary_key("sessions") == "(profile_id),started_at,session_id"
     assert _primary_key("carts") == "(profile_id),cart_id"
     assert _primary_key("triggers") == "(profile_id),fired_at,trigger_id"
+    assert _primary_key("profile_consent") == "(profile_id),purpose"
     assert TABLES["identity_links"][2] == {
         "identifier_type": "text",
         "identifier_value": "text",

@@ -353,3 +353,32 @@ def test_the_state_record_round_trips_whatever_the_state(seed: int, n: int) -> N
     j.expect({"cookie_id:x": 2})
     assert state_of_record(state_record(j.state)) == j.state
     assert JOURNEY_STATE_CODEC.decode(JOURNEY_STATE_CODEC.encode(j.state)) == j.state
+
+
+def test_the_profile_consent_view_shows_the_latest_update_and_the_suppressed_triggers_and_moves_with_a_merge():
+    """docs/privacy.md: Cassandra profile_consent rows (ConsentOut), versioned by the profile's
+    consent writes; a profile merged away deletes its rows above its last write."""
+    from models.journeys import ConsentOut
+
+    def views(outs):
+        return {
+            (o.profile_id, o.purpose): (o.version, o.row and (o.row["granted"], o.row["source"], o.row["suppressed"]))
+            for o in outs
+            if isinstance(o, ConsentOut)
+        }
+
+    c = Journey("p-c", JourneyState(), S)  # a cookie profile: its cart is abandoned without consent
+    c.on_event(add("a", 0, atom=CK, ids=("cookie_id:ck1",)), -(2**63))
+    outs = c.advance(S.cart_timeout_ms)
+    assert views(outs) == {("p-c", "marketing"): (1, (False, "default", 1))}
+    p = Journey("p-p", JourneyState(), S)
+    optin = fact("g", 0, "consent_update", stream=None, atom=CUST, purpose="analytics", granted=False, channel="crm")
+    p.on_event(optin, -(2**63))
+    assert views(p.advance(1000)) == {("p-p", "analytics"): (1, (False, "crm", 0))}
+    assert p.advance(2000) == []  # nothing changed: nothing written
+    p.expect({"cookie_id:ck1": 1})
+    parts, deletions = c.split_off([CK], everything=True)
+    assert views(deletions) == {("p-c", "marketing"): (2, None)}  # deleted above its write (version 1)
+    outs = p.absorb(*parts[0])
+    assert views(outs) == {("p-p", "marketing"): (2, (False, "default", 1))}  # the count came along
+    assert JOURNEY_STATE_CODEC.decode(JOURNEY_STATE_CODEC.encode(p.state)) == p.state  # the view is state
