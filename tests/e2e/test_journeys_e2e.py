@@ -155,6 +155,7 @@ def result(local_stack, session, tmp_path_factory):
         reload_counters = wait_for_counters(job.job_id, {"rule_updates_accepted": 2}, ["rule_updates_rejected"])
     finally:
         cancel(job.job_id)
+    privacy = _privacy_reports(run.keyspace, ds.truth)  # (before the keyspace goes)
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
     return {
         "events": events,
@@ -175,6 +176,7 @@ def result(local_stack, session, tmp_path_factory):
         "reload": reload,
         "scores_diff": scores_diff,
         "churn_labels": churn_labels,
+        "privacy": privacy,
         "learned_want": learned_want,
         "not_learned_want": not_learned_want,
         "unpublished_want": unpublished_want,
@@ -358,6 +360,70 @@ def test_cassandra_profile_consent_shows_each_profiles_latest_update_and_its_sup
     assert got == want
     assert {k[1] for k in got} == {"personalization", "marketing", "analytics"}
     assert any(v[4] > 0 for v in got.values()) and any(v[2] == "default" for v in got.values())
+
+
+def _privacy_reports(keyspace: str, truth) -> dict:
+    """``journey privacy report`` as a person would be asked about: without the salt, by a
+    raw email of a generated person, by an email nobody has (exit code, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from journey_cli.main import main as journey
+    from local import stack
+    from tests.ingestion_harness import SALT
+
+    person = next(p for p in truth.persons if p.email_variants and not p.erased)
+
+    def call(args: list[str], salt: str | None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            mp.setenv("JOURNEY_CASSANDRA_PORT", str(stack.CASSANDRA_PORT))
+            mp.setenv("JOURNEY_KEYSPACE", keyspace)
+            if salt is None:
+                mp.delenv("JOURNEY_PII_SALT", raising=False)
+            else:
+                mp.setenv("JOURNEY_PII_SALT", salt)
+            code = journey(args)
+        return code, out.getvalue(), err.getvalue()
+
+    return {
+        "person": person,
+        "no_salt": call(["privacy", "report", "--email", person.email_variants[0]], None),
+        "report": call(["privacy", "report", "--email", person.email_variants[-1], "--json"], SALT),
+        "summary": call(["privacy", "report", "--email", person.email_variants[-1]], SALT),
+        "nobody": call(["privacy", "report", "--email", "nobody.here@example.org"], SALT),
+    }
+
+
+def test_journey_privacy_report_shows_what_is_held_on_a_person_named_by_their_raw_email(result):
+    """docs/privacy.md: a subject access request by a raw email (as the person spells it)
+    resolves to the person's profile and lists every row held on it; an email nobody has gives
+    nothing; without the salt it refuses with a clear error."""
+    from models.normalize import normalize_email, pii_hash
+    from tests.ingestion_harness import SALT
+
+    pr, final = result["privacy"], result["final"]
+    code, _, err = pr["no_salt"]
+    assert code == 2 and "JOURNEY_PII_SALT" in err
+    code, out, _ = pr["report"]
+    assert code == 0
+    rep = json.loads(out)
+    node = ("email_hash", pii_hash("email", normalize_email(pr["person"].email), SALT))
+    pid = final.profile_of[node]
+    assert rep["identifier"] == list(node) and rep["profile_id"] == pid and rep["profile"]["profile_id"] == pid
+    for table in ("profile_segments", "profile_consent"):
+        assert len(rep[table]) == sum(1 for r in result["members"][table] if r["profile_id"] == pid), table
+    sessions = {
+        s["session_id"]
+        for s in result["want"].sessions
+        if s["closed"] and final.profile_of[tuple(s["stream"].split(":", 1))] == pid
+    }
+    assert sessions and {s["session_id"] for s in rep["sessions"]} == sessions
+    assert rep["scores"] and all(r["profile_id"] in rep["profile_ids"] for r in rep["scores"])
+    code, out, _ = pr["summary"]
+    assert code == 0 and f"-> profile {pid}" in out and pr["person"].email_variants[-1].strip() not in out
+    code, out, _ = pr["nobody"]
+    assert code == 0 and "nothing held" in out
 
 
 def test_cassandra_holds_the_memberships_by_segment_and_by_profile(result):
