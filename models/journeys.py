@@ -990,12 +990,18 @@ class Journey:
     def profile_consent(self, at: int) -> dict[str, bool]:
         """The profile's consent by purpose at ``at``: the latest consent update of any of its
         identifiers for each purpose, else the purpose's default (``docs/privacy.md``)."""
+        latest = self._latest_consent(at)
+        return {p: latest[p].granted if p in latest else self.consent_default(p) for p in PURPOSES}
+
+    def _latest_consent(self, at: int | None = None) -> dict[str, ConsentMark]:
+        """The latest consent update (by ``(at, event_id)``) of each purpose among all the
+        profile's identifiers, up to ``at`` (``None``: every one applied)."""
         latest: dict[str, ConsentMark] = {}
         for m in self.state.consent.values():
             have = latest.get(m.purpose)
-            if m.at <= at and (have is None or (m.at, m.event_id) > (have.at, have.event_id)):
+            if (at is None or m.at <= at) and (have is None or (m.at, m.event_id) > (have.at, have.event_id)):
                 latest[m.purpose] = m
-        return {p: latest[p].granted if p in latest else self.consent_default(p) for p in PURPOSES}
+        return latest
 
     def _trigger(self, kind: str, at: int, stream: str, **fields: Any) -> TriggerOut:
         ok = self.consented(stream, at)
@@ -1037,11 +1043,7 @@ class Journey:
         consent update or a suppressed trigger, the latest update (else the default) and the
         suppressed count."""
         st = self.state
-        latest: dict[str, ConsentMark] = {}
-        for m in st.consent.values():
-            have = latest.get(m.purpose)
-            if have is None or (m.at, m.event_id) > (have.at, have.event_id):
-                latest[m.purpose] = m
+        latest = self._latest_consent()
         changed: dict[str, ConsentShown] = {}
         for p in PURPOSES:
             mark, count = latest.get(p), st.suppressed.get(p, 0)

@@ -337,13 +337,12 @@ def samples_of_sessions(
     out = []
     for close, pid, s in sorted(closes, key=lambda c: (c[0], c[1], c[2]["session_id"])):
         h = histories.setdefault(pid, History())
-        gap = 0.0 if h.last_close is None else max(s["started_at"] - h.last_close, 0) / DAY_MS
         x = propensity_features(h, s, s["started_at"])
         h.add(s, close)
         vec = h.cluster_features() if h.sessions >= min_sessions else None
         churn = None
         if activity is not None and sessions is not None and end is not None:
-            churn = churn_features(h, [t for t in sessions.get(pid, ()) if t[0] <= close], close, gap)
+            churn = churn_features(h, [t for t in sessions.get(pid, ()) if t[0] <= close], close, x["h_days_since"])
             decided = close + churn_window_ms + lateness_ms
             if decided <= end:
                 active = any(close < t <= close + churn_window_ms for t in activity.get(pid, ()))

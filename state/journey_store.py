@@ -49,6 +49,7 @@ from typing import Any, Iterable, Protocol, Sequence
 from models.identity import IdentityRules, canonical_profile_id
 from models.journeys import CartOut, ConsentOut, LateOut, Out, SampleOut, SessionOut, TriggerOut
 from models.segments import SegmentOut
+from state.recording import append_statements
 
 SESSION_COLUMNS = (
     "profile_id",
@@ -352,21 +353,10 @@ class _Recording:
         self.path = path
 
     def write(self, outs: Sequence[Out]) -> int:
-        lines = [json.dumps([a, list(_jsonable(v) for v in values), ts]) for a, values, ts in statements(outs)]
-        with open(self.path, "a") as f:
-            f.write("".join(line + "\n" for line in lines))
-        return len(lines)
+        return append_statements(self.path, statements(outs))
 
     def close(self) -> None:
         pass
-
-
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return int(round(v.timestamp() * 1000))
-    if isinstance(v, list):
-        return [list(x) if isinstance(x, tuple) else x for x in v]
-    return v
 
 
 @dataclass

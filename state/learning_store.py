@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from state.recording import append_statements
+
 SCORE_COLUMNS = (
     "profile_id",
     "model",
@@ -149,10 +151,7 @@ class _Recording:
         self.path = path
 
     def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
-        lines = [json.dumps([a, list(v), ts]) for a, v, ts in statements(scores, metrics)]
-        with open(self.path, "a") as f:
-            f.write("".join(line + "\n" for line in lines))
-        return len(lines)
+        return append_statements(self.path, statements(scores, metrics))
 
     def close(self) -> None:
         pass

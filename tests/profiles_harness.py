@@ -381,6 +381,21 @@ def segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog
     return dict(got)
 
 
+def poll_until_equal(read, want: dict, timeout_s: float, what: str, label: str) -> tuple[list[str], dict]:
+    """Poll ``read()`` every 3 s until it equals ``want`` (or the time is up); returns the first
+    ten differing keys (empty: converged) and what was read last."""
+    try:
+        got = wait_until(read, timeout_s, 3, what, until=lambda g: g == want)
+    except WaitTimeout as e:
+        got = e.last
+    diff = [
+        f"{label} {k}: got {got.get(k)} want {want.get(k)}"
+        for k in sorted(set(got) | set(want))
+        if got.get(k) != want.get(k)
+    ]
+    return diff[:10], got
+
+
 def wait_until_segments_equal_oracle(
     bootstrap: str, run: "ProfilesRun", events: list[dict], timeout_s: float
 ) -> tuple[list[str], dict[str, list[tuple]]]:
@@ -388,22 +403,13 @@ def wait_until_segments_equal_oracle(
     differences (empty: converged) and what was read."""
     want = oracle_segments(events)
     catalog = SchemaCatalog.load()
-    try:
-        got = wait_until(
-            lambda: segments_by_profile(bootstrap, run, catalog),
-            timeout_s,
-            3,
-            "journey.segments equal to the oracle",
-            until=lambda g: g == want,
-        )
-    except WaitTimeout as e:
-        got = e.last
-    diff = [
-        f"segments of {pid}: got {got.get(pid)} want {want.get(pid)}"
-        for pid in sorted(set(got) | set(want))
-        if got.get(pid) != want.get(pid)
-    ]
-    return diff[:10], got
+    return poll_until_equal(
+        lambda: segments_by_profile(bootstrap, run, catalog),
+        want,
+        timeout_s,
+        "journey.segments equal to the oracle",
+        "segments of",
+    )
 
 
 def oracle_samples(events: list[dict], final=None) -> list:
@@ -510,15 +516,5 @@ def wait_until_scores_equal_oracle(
     """Poll journey.scores until it holds exactly the oracle's scores (River over the oracle's
     samples in the learner's order); returns the differences, what was read and the oracle's."""
     want = {(s["profile_id"], s["session_id"] or s["trigger_id"]): s for s in oracle_scores(oracle_samples(events))}
-    try:
-        got = wait_until(
-            lambda: scores_by_session(bootstrap, run), timeout_s, 3, "journey.scores", until=lambda g: g == want
-        )
-    except WaitTimeout as e:
-        got = e.last
-    diff = [
-        f"score {k}: got {got.get(k)} want {want.get(k)}"
-        for k in sorted(set(got) | set(want))
-        if got.get(k) != want.get(k)
-    ]
-    return diff[:10], got, list(want.values())
+    diff, got = poll_until_equal(lambda: scores_by_session(bootstrap, run), want, timeout_s, "journey.scores", "score")
+    return diff, got, list(want.values())
