@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from pyflink.common import Types
 from pyflink.datastream import DataStream
@@ -30,11 +30,14 @@ class IngestionStreams:
     dead_letters: DataStream  # DeadLetter bytes, one per rejected record
 
 
-def build_ingestion(raw: DataStream, cfg: IngestConfig) -> IngestionStreams:
-    """Wire the ingestion operators onto a stream of ``RAW_RECORD_TYPE`` rows."""
+def build_ingestion(
+    raw: DataStream, cfg: IngestConfig, ledger: Callable[[], Iterable[str]] | None = None
+) -> IngestionStreams:
+    """Wire the ingestion operators onto a stream of ``RAW_RECORD_TYPE`` rows (``ledger``: the
+    erasure ledger's reader, default none; the job passes Cassandra's, docs/privacy.md)."""
     settings = IngestSettings.of(cfg)
     normalized = (
-        raw.process(DecodeValidateNormalize(settings), output_type=KEYED_EVENT_TYPE)
+        raw.process(DecodeValidateNormalize(settings, ledger), output_type=KEYED_EVENT_TYPE)
         .name("decode-validate-normalize")
         .uid("decode-validate-normalize")
     )
@@ -69,10 +72,14 @@ def parse_args(argv: list[str] | None) -> IngestConfig:
 def main(argv: list[str] | None = None) -> int:
     from flink_jobs.kafka_io import check_against_broker
 
+    from state.erasure_store import CassandraLedger, LedgerUnavailable
+
     try:
         cfg = parse_args(argv)
         check_against_broker(cfg)
-    except ConfigError as e:
+        if cfg.erasure_ledger != "off":  # read once here: a job that cannot read it must not start
+            CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)()
+    except (ConfigError, LedgerUnavailable) as e:
         print(f"ingestion: configuration error: {e}", file=sys.stderr)
         return 2
     except Exception as e:  # broker unreachable: say so before Flink hides it in a stack trace
@@ -90,9 +97,14 @@ def run(cfg: IngestConfig, transform_raw: Callable[[DataStream], DataStream] | N
     from flink_jobs.env import make_env
     from flink_jobs.kafka_io import raw_kafka_source, sink_bytes
 
+    from state.erasure_store import CassandraLedger
+
     env, t_env = make_env(cfg)
     raw = raw_kafka_source(t_env, cfg)
-    streams = build_ingestion(transform_raw(raw) if transform_raw else raw, cfg)
+    ledger = (
+        CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace) if cfg.erasure_ledger != "off" else None
+    )
+    streams = build_ingestion(transform_raw(raw) if transform_raw else raw, cfg, ledger)
     sink_bytes(streams.normalized, cfg, cfg.output_topic)
     sink_bytes(streams.dead_letters, cfg, cfg.dlq_topic)
     env.execute(cfg.job_name)

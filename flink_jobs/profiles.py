@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterable
 
 from pyflink.common import Duration, Types, WatermarkStrategy
 from pyflink.datastream import BroadcastStream, DataStream, StreamExecutionEnvironment
@@ -60,6 +60,7 @@ from operators.learning import LEARNER_KEY, LearnModels
 from operators.profile_fold import MOVED_TAG, FoldProfiles
 from state.journey_store import CassandraJourneys, JourneyWriter
 from state.learning_store import CassandraScores, ScoreWriter
+from state.erasure_store import CassandraLedger
 from state.sinks import CassandraSink, ProfileSink
 
 
@@ -148,6 +149,7 @@ def build_profiles(
     report: bool = False,
     control: DataStream | None = None,
     score_store: Callable[[], ScoreWriter] | None = None,
+    ledger: Callable[[], Iterable[str]] | None = None,
 ) -> ProfileStreams:
     """Wire the stage onto ``(topic, value)`` tuples of journey.normalized and the feedback topic.
 
@@ -156,14 +158,20 @@ def build_profiles(
     (default Cassandra; tests: :class:`state.journey_store.RecordingJourneys`); ``control``
     the rule updates as ``(value, CONTROL_TIMESTAMP)`` (default: none; the rules of
     ``cfg.segment_rules`` run); ``score_store`` the online models' store (default Cassandra;
-    tests: :class:`state.learning_store.RecordingScores`).
+    tests: :class:`state.learning_store.RecordingScores`); ``ledger`` the erasure ledger a
+    router that starts with no state takes its tombstones from (default none; the job passes
+    Cassandra's, docs/privacy.md).
     """
     score_store = score_store or CassandraScores(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     rules = rules or IdentityRules()
     router = RouteIdentity(
-        rules, cfg.feedback_topic, out_of_orderness_ms=cfg.out_of_orderness_ms, idle_advance_ms=cfg.idle_advance_ms
+        rules,
+        cfg.feedback_topic,
+        out_of_orderness_ms=cfg.out_of_orderness_ms,
+        idle_advance_ms=cfg.idle_advance_ms,
+        ledger=ledger,
     )
     routed = (
         source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
@@ -244,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
         .name("control-value")
         .set_parallelism(1)
     )
-    streams = build_profiles(source, cfg, control=control)
+    ledger = CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
+    streams = build_profiles(source, cfg, control=control, ledger=ledger)
     # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)
     sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)

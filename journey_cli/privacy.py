@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping
 
 from models.config import DEFAULT_COUNTRY_CODE, ConfigError, ProfilesConfig
+from models.erasure import tombstone_key
 from models.normalize import normalize_email, normalize_phone, pii_hash
 
 #: (option, identifier type in the identity graph, hashed with the salt)
@@ -105,6 +106,12 @@ def report(session: Any, keyspace: str, identifier: tuple[str, str] | None, prof
         ).one()
         profile_id = None if link is None else link.profile_id
     out["profile_id"] = profile_id
+    if identifier is not None:  # an erased identifier: the ledger says by which request (docs/privacy.md)
+        stone = session.execute(
+            f"SELECT request_id, erased_at FROM {keyspace}.erased_identifiers WHERE tombstone = %s",
+            (tombstone_key(identifier),),
+        ).one()
+        out["erased"] = None if stone is None else {"request_id": stone.request_id, "at": _plain(stone.erased_at)}
     if profile_id is None:
         return out
     from state.journey_store import JourneyStore
@@ -129,6 +136,8 @@ def summary(rep: dict[str, Any]) -> str:
     ident = rep["identifier"]
     who = f"{ident[0]} {ident[1]}" if ident else f"profile {rep['profile_id']}"
     if rep["profile_id"] is None:
+        if rep.get("erased"):
+            return f"{who}: nothing held (erased by request {rep['erased']['request_id']}, {rep['erased']['at']})"
         return f"{who}: nothing held (no identity link)"
     lines = [f"{who} -> profile {rep['profile_id']} (rows also read under {len(rep['profile_ids']) - 1} earlier ids)"]
     prof = rep.get("profile")

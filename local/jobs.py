@@ -326,6 +326,10 @@ def main_for(kind: str, argv: list[str] | None, doc: str) -> int:
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     job_env = {k: v for k, v in os.environ.items() if k.startswith("JOURNEY_")}
+    from state.cassandra_schema import apply_schema
+
+    # both jobs need the tables (ingestion reads the erasure ledger when it starts)
+    apply_schema("127.0.0.1", port=stack.CASSANDRA_PORT, keyspace=job_env.get("JOURNEY_KEYSPACE", "journey"))
     try:
         jid, how = ensure_job(
             kind,

@@ -136,9 +136,18 @@ class IngestConfig(FlinkJobSettings):
         neither; the pattern must not match the live ``journey.events.<channel>`` topics nor
         the output topics. ``occurred_at`` is never accepted before the Unix epoch, and the
         future bound applies to backfill topics as to live ones.
+    erasure_ledger, cassandra_host, cassandra_port, keyspace:
+        ``cassandra`` (default): when the job starts it reads the erasure ledger (Cassandra
+        ``erased_identifiers``, docs/privacy.md) and drops every event of an erased person
+        (counted ``erased``); a job that cannot read it does not start. ``off``: no ledger
+        (a deployment without the profiles stage; erasure is then the identity stage's alone).
     """
 
     pii_salt: str = ""
+    erasure_ledger: str = "cassandra"
+    cassandra_host: str = "127.0.0.1"
+    cassandra_port: int = 9042
+    keyspace: str = "journey"
     input_topic_pattern: str = r"journey\.events\..*"
     output_topic: str = "journey.normalized"
     dlq_topic: str = "journey.dlq"
@@ -168,6 +177,10 @@ class IngestConfig(FlinkJobSettings):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not self.default_country_code.isdigit() or not 1 <= len(self.default_country_code) <= 3:
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
+        if self.erasure_ledger not in ("cassandra", "off"):
+            raise ConfigError(f"erasure_ledger={self.erasure_ledger!r} must be 'cassandra' or 'off'")
+        if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
+            raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
         check_time_bounds(
             self.min_valid_timestamp_ms,
             self.backfill_topic_pattern,

@@ -62,11 +62,14 @@ from models.identity import (
     IdentityRules,
     IncrementalResolver,
     Node,
+    Observation,
     ProfileChange,
     ResolverStore,
     canonical_profile_id,
     observation_of,
+    resolve,
 )
+from models.erasure import ERASURE_REQUEST, Erased, PendingErasure, Tombstone, request_id_of, tombstone_key, tombstoned
 
 
 class CommandKind(StrEnum):
@@ -77,6 +80,7 @@ class CommandKind(StrEnum):
     TOUCH = "touch"
     JOURNEY = "journey"  # a moved part of a journey state (models.journeys), for the journeys stage
     TICK = "tick"  # no profile: carries event time forward when the input is idle
+    ERASE = "erase"  # the profile is erased (models.erasure): remove its state and rows
 
 
 @dataclass(frozen=True)
@@ -99,8 +103,13 @@ class ProfileCommand:
     #: identifiers moved into this profile by this command's event, with the number of moved
     #: journey parts of each still on their way (the journeys stage waits for them)
     incoming: tuple[tuple[Node, int], ...] = ()
-    #: event time of the command (the event's ``occurred_at``; for a tick, the time it declares)
+    #: event time of the command (the event's ``occurred_at``; for a tick, the time it declares;
+    #: for an erase, the time the erasure takes effect)
     at: int = 0
+    #: ``erase``: the request's id and the erased identifiers (on the component's first profile
+    #: only; ``ghosts`` then lists every profile id whose rows go, see models.erasure.Erased)
+    request: str | None = None
+    erased: tuple[Node, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,6 +135,9 @@ class Routed:
     identity_events: tuple[IdentityEvent, ...]
     changes: tuple[ProfileChange, ...]
     resolved: bool  # False: every identifier was blocked (counted, not folded)
+    erased: bool = False  # the event carried a tombstoned identifier: dropped (models.erasure)
+    erasures: tuple[Erased, ...] = ()  # components erased by this call
+    requested: bool = False  # the event is an erasure request, now pending
 
 
 @dataclass
@@ -135,6 +147,9 @@ class RouterStore(ResolverStore):
     live: MutableMapping[Node, tuple[str, ...]] = field(default_factory=dict)
     #: per identifier, journey parts evicted and not yet routed back (one per eviction)
     inflight: MutableMapping[Node, int] = field(default_factory=dict)
+    #: erased identifiers by :func:`models.erasure.tombstone_key`, and erasure requests not yet due
+    erased: MutableMapping[str, Tombstone] = field(default_factory=dict)
+    pending: MutableMapping[str, PendingErasure] = field(default_factory=dict)
 
 
 class IdentityRouter:
@@ -151,6 +166,17 @@ class IdentityRouter:
         store, resolver = self.store, self.resolver
         ob = observation_of(event)
         kept = resolver.kept(ob)
+        stone = tombstoned(kept, store.erased) if kept and store.erased else None
+        if stone is not None:  # dropped before resolution; its other identifiers go too
+            return self._erasure_routed(
+                self.erase(kept, stone.request_id, str(event["event_id"]), int(event["occurred_at"]), closure=True),
+                erased=True,
+            )
+        requested = False
+        if event.get("event_type") == ERASURE_REQUEST and kept:
+            rid = request_id_of(event)
+            store.pending[rid] = PendingErasure(rid, str(event["event_id"]), int(event["occurred_at"]), kept)
+            requested = True
         roots_before = {resolver.root_of(n) for n in kept if n in store.parent}
         changes = tuple(resolver.add(ob))
         if not kept:
@@ -200,7 +226,75 @@ class IdentityRouter:
                 )
             )
         commands.sort(key=lambda c: (c.kind is CommandKind.EVENT, c.profile_id))
-        return Routed(tuple(commands), identity_events(changes, event, store.profile_of), changes, True)
+        return Routed(
+            tuple(commands), identity_events(changes, event, store.profile_of), changes, True, requested=requested
+        )
+
+    # ---- erasure (models.erasure) ------------------------------------------------------------
+
+    def next_erasure(self) -> int | None:
+        """When the earliest pending erasure request takes effect (None: none pending)."""
+        return min((p.at for p in self.store.pending.values()), default=None)
+
+    def due_erasures(self, watermark: int) -> Routed:
+        """Execute every pending erasure request at or before ``watermark``, oldest first."""
+        due = sorted((p for p in self.store.pending.values() if p.at <= watermark), key=lambda p: (p.at, p.request_id))
+        done: list[Erased] = []
+        for p in due:
+            del self.store.pending[p.request_id]
+            done.extend(self.erase(p.nodes, p.request_id, p.event_id, p.at, closure=False))
+        return self._erasure_routed(done)
+
+    def erase(self, nodes: tuple[Node, ...], request_id: str, event_id: str, at: int, closure: bool) -> list[Erased]:
+        """Remove the raw component of each of ``nodes`` from the graph and tombstone its
+        identifiers (an identifier the graph does not know is tombstoned alone)."""
+        store, resolver = self.store, self.resolver
+        stone = Tombstone(request_id, at)
+        out = []
+        for n in nodes:
+            if tombstone_key(n) in store.erased:
+                continue
+            if n not in store.parent:
+                store.erased[tombstone_key(n)] = stone
+                continue
+            root = resolver.root_of(n)
+            comp = sorted(resolver.component_nodes(root), key=resolver.rules.rank)
+            signatures = store.signatures.pop(root)
+            for link in resolve([Observation("", sig) for sig in sorted(signatures)], resolver.rules).refused:
+                store.refused.pop(link, None)
+            live = store.live.pop(root, None) or tuple(sorted({store.profile_of[m] for m in comp}))
+            store.events.pop(root, None)
+            for pid in live:
+                store.members.pop(pid, None)
+            for m in comp:
+                for mapping in (store.parent, store.size, store.profile_of, store.inflight):
+                    mapping.pop(m, None)
+                store.erased[tombstone_key(m)] = stone
+            ids = tuple(sorted(set(live) | {canonical_profile_id([m], resolver.rules) for m in comp}))
+            out.append(Erased(request_id, event_id, at, tuple(live), ids, tuple(comp), closure))
+        return out
+
+    @staticmethod
+    def _erasure_routed(done: list[Erased], erased: bool = False) -> Routed:
+        """The commands and ``profile_erased`` records of executed erasures."""
+        commands: list[ProfileCommand] = []
+        events: list[IdentityEvent] = []
+        for e in done:
+            for i, pid in enumerate(e.profile_ids):
+                commands.append(
+                    ProfileCommand(
+                        profile_id=pid,
+                        kind=CommandKind.ERASE,
+                        version=i,  # the profile's place in the component (audit rows)
+                        ghosts=e.ids if i == 0 else (pid,),
+                        erased=e.nodes if i == 0 else (),
+                        request=e.request_id,
+                        at=e.at,
+                    )
+                )
+            reason = "erased_identifier" if e.closure else "erasure_request"
+            events.extend(IdentityEvent("profile_erased", pid, reason, e.event_id, e.at) for pid in e.ids)
+        return Routed(tuple(commands), tuple(events), (), True, erased=erased, erasures=tuple(done))
 
     def route_journey(self, node: Node, part: bytes) -> ProfileCommand | None:
         """Hand a moved journey part to ``node``'s profile now (None: an identifier the graph

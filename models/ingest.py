@@ -23,6 +23,7 @@ from models.config import (
     check_time_bounds,
 )
 from models.dlq import redact
+from models.erasure import tombstone_key
 from models.events import IDENTIFIER_TYPES, MIN_TIMESTAMP_SETTING, Rejection, validate_event
 from models.normalize import normalize_identifiers
 
@@ -153,6 +154,23 @@ class Ingestor:
         self._normalized = self.catalog.codec("NormalizedEvent")
         self._dead_letter = self.catalog.codec("DeadLetter")
         self._bounds: dict[str, TopicBounds] = {}  # per topic: a handful, looked up once each
+        #: the erasure ledger's tombstone keys (models.erasure.tombstone_key); empty: no ledger
+        self.tombstones: frozenset[str] = frozenset()
+
+    def is_erased(self, decoded: dict[str, Any] | Rejection, rec: SourceRecord) -> bool:
+        """Whether the record carries an erased identifier (docs/privacy.md): a valid event by
+        its hashed identifiers, a rejected one by the identifiers it has once hashed, if it decodes."""
+        if isinstance(decoded, Rejection):
+            try:
+                _, event = self.catalog.decode(rec.value, expect="Event")
+                ids, _ = normalize_identifiers(
+                    event["identifiers"], self.settings.pii_salt, self.settings.default_country_code
+                )
+            except Exception:
+                return False  # not an event at all: nothing of a person to recognise
+        else:
+            ids = decoded["identifiers"]
+        return any(v and tombstone_key((t, v)) in self.tombstones for t, v in ids.items())
 
     def decode_validate(self, rec: SourceRecord) -> dict[str, Any] | Rejection:
         """The decoded ``Event`` if it is valid, else the reason to dead-letter it.

@@ -386,6 +386,17 @@ class ConsentShown:
     suppressed: int
 
 
+@dataclass
+class PendingErase:
+    """An erasure of the profile (docs/privacy.md), carried out when event time reaches ``at``:
+    ``ids`` are every profile id its rows can be under, ``part`` its place in the component."""
+
+    request_id: str
+    at: int
+    part: int
+    ids: list[str]
+
+
 def consent_key(purpose: str, node: str) -> str:
     """>>> consent_key("analytics", "customer_id:c1")
     'analytics|customer_id:c1'
@@ -453,6 +464,7 @@ class JourneyState:
     suppressed: dict[str, int] = field(default_factory=dict)
     consent_view: dict[str, ConsentShown] = field(default_factory=dict)
     consent_writes: int = 0
+    erasure: PendingErase | None = None
 
     def is_empty(self) -> bool:
         return not (
@@ -471,6 +483,7 @@ class JourneyState:
             or self.suppressed
             or self.consent_view
             or self.consent_writes > 0
+            or self.erasure is not None
         )
 
     def holds_journey(self) -> bool:
@@ -532,7 +545,32 @@ class ConsentOut:
     row: dict[str, Any] | None
 
 
-Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut | ConsentOut
+@dataclass(frozen=True)
+class ErasedOut:
+    """The profile was erased (docs/privacy.md): delete every row of ``ids`` in the journeys'
+    tables (``segments``: the rule segments whose ``segment_members`` rows to delete) and
+    write the audit row ``part`` of ``request_id``."""
+
+    profile_id: str
+    request_id: str
+    at: int
+    part: int
+    ids: tuple[str, ...]
+    segments: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ConsentAuditOut:
+    """A consent change for the privacy audit (no personal data: the event, purpose, source)."""
+
+    event_id: str
+    at: int
+    purpose: str
+    granted: bool
+    source: str
+
+
+Out = SessionOut | TriggerOut | CartOut | LateOut | SegmentOut | SampleOut | ConsentOut | ErasedOut | ConsentAuditOut
 
 # due kinds, in the order they are handled at one time (segments last: docs/segments.md)
 _INTENT, _RECOVER, _CLOSE, _ABANDON, _ESCALATE, _DROP_SESSION, _DROP_CART, _CHURN, _SEGMENTS = range(9)
@@ -620,10 +658,12 @@ class Journey:
     # ---- event time ----------------------------------------------------------------------
 
     def next_due(self) -> int | None:
-        """The earliest event time at which :meth:`advance` has something to do."""
+        """The earliest event time at which :meth:`settle` has something to do."""
         times = [t for t, _, _ in self._dues()]
         if self.state.buffer:
             times.append(self.state.buffer[0].at)
+        if self.state.erasure is not None:
+            times = [min(times + [self.state.erasure.at])]
         return min(times) if times else None
 
     def _dues(self) -> list[tuple[int, int, str]]:
@@ -652,6 +692,32 @@ class Journey:
             if flip is not None:
                 dues.append((flip, _SEGMENTS, ""))
         return dues
+
+    def until(self, watermark: int) -> int:
+        """How far event time may go for the profile: the watermark, or a pending erasure's time."""
+        er = self.state.erasure
+        return watermark if er is None else min(watermark, er.at)
+
+    def settle(self, watermark: int, segments: Iterable[str] = ()) -> list[Out]:
+        """:meth:`advance` to the watermark; with an erasure pending, to its time only, and once
+        the watermark has reached it, :meth:`erase` (``segments``: the rule segments' names)."""
+        out = self.advance(self.until(watermark))
+        er = self.state.erasure
+        if er is not None and watermark >= er.at:
+            out += self.erase(segments)
+        return out
+
+    def erase(self, segments: Iterable[str]) -> list[Out]:
+        """Carry out the pending erasure: everything of the profile goes (state, rows, the
+        learner's memory of it); the state is left empty. Call after :meth:`advance` to its time."""
+        er = self.state.erasure
+        assert er is not None, "no erasure pending"
+        ids = tuple(sorted(set(er.ids) | {self.profile_id}))
+        out: list[Out] = [ErasedOut(self.profile_id, er.request_id, er.at, er.part, ids, tuple(sorted(segments)))]
+        if self.samples:
+            out.append(SampleOut(Sample.erasure(self.profile_id, er.at, er.request_id, ids, er.part)))
+        self.state = JourneyState()
+        return out
 
     def advance(self, to: int) -> list[Out]:
         """Process every buffered event and due time up to event time ``to`` (the watermark),
@@ -693,6 +759,7 @@ class Journey:
             mark = st.consent.get(key)
             if mark is None or (f.at, f.event_id) > (mark.at, mark.event_id):
                 st.consent[key] = ConsentMark(f.at, f.event_id, f.granted, f.purpose, f.channel)
+            out.append(ConsentAuditOut(f.event_id, f.at, f.purpose, bool(f.granted), f.channel))
         if f.kind in MESSAGE_OPENS:
             self._message_opened(node, f.at)
         if f.stream is not None:
@@ -1273,6 +1340,7 @@ def state_record(st: JourneyState) -> dict[str, Any]:
         "suppressed": dict(st.suppressed),
         "consent_view": {p: dataclasses.asdict(v) for p, v in st.consent_view.items()},
         "consent_writes": st.consent_writes,
+        "erasure": None if st.erasure is None else dataclasses.asdict(st.erasure),
     }
 
 
@@ -1295,4 +1363,5 @@ def state_of_record(rec: Mapping[str, Any]) -> JourneyState:
         suppressed=dict(rec["suppressed"]),
         consent_view={p: ConsentShown(**v) for p, v in rec["consent_view"].items()},
         consent_writes=rec["consent_writes"],
+        erasure=None if rec.get("erasure") is None else PendingErase(**rec["erasure"]),
     )

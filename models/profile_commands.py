@@ -64,6 +64,10 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes, int]
         body["evict"] = cmd.evict
     if cmd.ghosts is not None:
         body["ghosts"] = cmd.ghosts
+    if cmd.request is not None:
+        body["request"] = cmd.request
+    if cmd.erased:
+        body["erased"] = cmd.erased
     kind = CommandKind(cmd.kind)
     if kind in (CommandKind.EVENT, CommandKind.JOURNEY):
         payload = bytes(cmd.payload)
@@ -102,6 +106,8 @@ def decode_command(t: tuple) -> ProfileCommand:
         ghosts=tuple(body["ghosts"]) if "ghosts" in body else None,
         incoming=tuple(((n[0], n[1]), n[2]) for n in body.get("incoming", ())),
         at=at,
+        request=body.get("request"),
+        erased=nodes("erased") or (),
     )
 
 

@@ -74,6 +74,21 @@ class FoldState:
     dirty: bool = False  # changed since the last write was issued
     writing: int | None = None  # version of a write issued and not yet confirmed by the sink
     timers: tuple[int, ...] = ()  # pending lifecycle timers (models.write_lifecycle)
+    #: an erasure (models.erasure) to write: its request, when it took effect, the profile's
+    #: place in its component and the erased identifiers (first profile only)
+    erasure: ErasureWrite | None = None
+
+
+@dataclass(frozen=True)
+class ErasureWrite:
+    """What an erased profile's last write removes (:data:`models.erasure.ERASED_TIMESTAMP`):
+    its row and ``ghosts`` (every id of the component), the ``identity_links`` of ``nodes``,
+    and it records their tombstones (the erasure ledger) and the audit row of ``part``."""
+
+    request_id: str
+    at: int
+    part: int
+    nodes: tuple[Node, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class ProfileWrite:
     profile: ProfileAggregate | None
     ghosts: tuple[str, ...]
     ghost_version: int
+    erasure: ErasureWrite | None = None  # set: an erased profile (everything deleted for good)
 
 
 class ProfileFold:
@@ -113,6 +129,14 @@ class ProfileFold:
         if cmd.profile_id != self.profile_id:
             raise ValueError(f"command for {cmd.profile_id!r} applied to profile {self.profile_id!r}")
         st, pid = self.state, self.profile_id
+        if cmd.kind is CommandKind.ERASE:  # nothing of the profile is kept, nothing moves
+            for atom in list(self.atoms):
+                del self.atoms[atom]
+            st.members, st.ghosts, st.folded, st.dirty = (), tuple(cmd.ghosts or (pid,)), 0, True
+            st.erasure = ErasureWrite(cmd.request or "", cmd.at, cmd.version, cmd.erased)
+            return []
+        if st.erasure is not None:
+            return []  # (cannot happen: the router drops what an erased profile would get)
         st.component_events = max(st.component_events, cmd.version)
         if cmd.members is not None:
             st.members = tuple(cmd.members)
@@ -153,6 +177,8 @@ class ProfileFold:
         st = self.state
         st.dirty = False
         ghost_version = row_version(st.component_events, 0)
+        if st.erasure is not None:
+            return ProfileWrite(self.profile_id, ghost_version, None, st.ghosts, ghost_version, st.erasure)
         if not st.members:
             return ProfileWrite(self.profile_id, ghost_version, None, (), ghost_version)
         profile = self.profile()

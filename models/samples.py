@@ -215,6 +215,13 @@ class Sample:
     # (a session's score: personalization; a cart action: marketing)
     learn: bool = True
     publish: bool = True
+    #: set: the profile was erased (docs/privacy.md): forget these profile ids (``session_id``:
+    #: the erasure request); nothing learned, nothing published
+    erase: tuple[str, ...] | None = None
+
+    @property
+    def is_erasure(self) -> bool:
+        return self.erase is not None
 
     @property
     def is_churn_label(self) -> bool:
@@ -226,7 +233,9 @@ class Sample:
 
     @property
     def kind(self) -> int:
-        """0 a closed session, 1 a churn label, 2 a cart abandonment."""
+        """0 a closed session, 1 a churn label, 2 a cart abandonment, 3 an erasure (last at its time)."""
+        if self.erase is not None:
+            return 3
         return 2 if self.cart_id is not None else int(self.churned is not None)
 
     def order(self) -> tuple[int, str, str, int]:
@@ -246,6 +255,7 @@ class Sample:
             "cart_id": self.cart_id,
             "learn": self.learn,
             "publish": self.publish,
+            "erase": None if self.erase is None else list(self.erase),
         }
 
     @staticmethod
@@ -263,6 +273,7 @@ class Sample:
             r.get("cart_id"),
             r.get("learn", True),
             r.get("publish", True),
+            None if r.get("erase") is None else tuple(r["erase"]),
         )
 
     @staticmethod
@@ -276,6 +287,14 @@ class Sample:
     def abandonment(profile_id: str, at: int, trigger_id: str, cart_id: str, publish: bool = True) -> Sample:
         """The cart ``cart_id`` of the profile was abandoned at ``at`` (trigger ``trigger_id``)."""
         return Sample(profile_id, at, trigger_id, None, {}, False, cart_id=cart_id, publish=publish)
+
+    @staticmethod
+    def erasure(profile_id: str, at: int, request_id: str, ids: tuple[str, ...], part: int = 0) -> Sample:
+        """The profile was erased at ``at``: the learner forgets ``ids`` (docs/privacy.md);
+        ``propensity`` holds only ``part``, the profile's place in the erased component (audit)."""
+        return Sample(
+            profile_id, at, request_id, None, {"part": float(part)}, False, learn=False, publish=False, erase=ids
+        )
 
     def key(self) -> str:
         """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""

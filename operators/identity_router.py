@@ -12,16 +12,27 @@ feedback topic, a ``MovedState`` (an atom's aggregate that a profile evicted). O
 their event time, and
 ``journey.identity`` records (Avro ``IdentityEvent``) on :data:`IDENTITY_TAG`.
 
+Erasure (``docs/privacy.md``, :mod:`models.erasure`): an ``erasure_request`` waits (MapState
+``identity-pending``) until the watermark that follows this operator passes its time, then
+its raw components leave the graph and their identifiers are tombstoned (MapState
+``identity-erased``, mirrored in memory: one read per subtask start); an event carrying a
+tombstoned identifier is dropped here. A router that starts with no state (a new job
+replaying history) first takes the tombstones of the erasure ledger (``ledger``: Cassandra
+``erased_identifiers`` in the job).
+
 Counters: ``events``, ``unresolvable`` (all identifiers blocked), ``moved_states``,
 ``orphan_states`` (moved state for an identifier the graph does not know: a feedback topic
-shared with another deployment; dropped), ``commands``, ``identity_events`` and
-``identity_<created|grown|merged|split|refused>``.
+shared with another deployment; dropped), ``commands``, ``identity_events``,
+``identity_<created|grown|merged|split|refused>``, ``erased`` (events dropped for a
+tombstoned identifier), ``erasure_requests``, ``erasures`` (components erased, closures
+included), ``erased_profiles``, ``erased_identifiers`` and ``ledger_tombstones`` (taken at a
+fresh start).
 """
 
 from __future__ import annotations
 
 from dataclasses import fields
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, RuntimeContext
@@ -29,10 +40,11 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
-from models.identity_router import CommandKind, IdentityRouter, ProfileCommand, RouterStore
+from models.erasure import Tombstone
+from models.identity_router import CommandKind, IdentityRouter, ProfileCommand, Routed, RouterStore
 from models.profile_commands import decode_feedback, encode_command
 from operators.counters import BufferedCounters
-from state.mapstate import STATE_VALUE, CachedMapping, MapStateMapping, string_keyed_map_state
+from state.mapstate import STATE_VALUE, CachedMapping, MapStateMapping, MirroredMapping, string_keyed_map_state
 from state.records import ROUTER_CLOCK_CODEC, ROUTER_CODECS, ROUTER_KEYS, node_key, node_of
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
@@ -65,8 +77,10 @@ class RouteIdentity(KeyedProcessFunction):
         cache_entries: int = 100_000,
         out_of_orderness_ms: int = 0,
         idle_advance_ms: int = 0,
+        ledger: Callable[[], Iterable[str]] | None = None,
     ) -> None:
         self.rules = rules
+        self.ledger = ledger
         self.feedback_topic = feedback_topic
         self.cache_entries = cache_entries
         self.out_of_orderness_ms, self.idle_advance_ms = out_of_orderness_ms, idle_advance_ms
@@ -74,23 +88,21 @@ class RouteIdentity(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         # one constant key, one subtask: a write-through cache of decoded values in front of
         # each MapState is safe (see CachedMapping) and saves most state reads and decodes
-        store = RouterStore(
-            **{
-                f.name: CachedMapping(
-                    MapStateMapping(
-                        runtime_context.get_map_state(string_keyed_map_state(f"identity-{f.name}")),
-                        ROUTER_CODECS[f.name],
-                        *ROUTER_KEYS.get(f.name, (node_key, node_of)),
-                    ),
-                    self.cache_entries,
-                )
-                for f in fields(RouterStore)
-            }
-        )
+        def mapping(name: str) -> Any:
+            backing = MapStateMapping(
+                runtime_context.get_map_state(string_keyed_map_state(f"identity-{name}")),
+                ROUTER_CODECS[name],
+                *ROUTER_KEYS.get(name, (node_key, node_of)),
+            )
+            if name in ("erased", "pending"):  # read on every event, small: all in memory
+                return MirroredMapping(backing)
+            return CachedMapping(backing, self.cache_entries)
+
+        store = RouterStore(**{f.name: mapping(f.name) for f in fields(RouterStore)})
         self.router = IdentityRouter(self.rules, store)
         self.clock_state = runtime_context.get_state(ValueStateDescriptor("router-clock", STATE_VALUE))
-        self.clock: dict[str, int] | None = None  # max_event_time, last_tick (loaded with the key)
-        self.stored_clock: dict[str, int] | None = None
+        self.clock: dict[str, Any] | None = None  # max_event_time, last_tick (loaded with the key)
+        self.stored_clock: dict[str, Any] | None = None
         # a (re)started router has not been idle yet: a timer restored from the checkpoint fires at
         # once, before the replay's first record, and must not declare event time complete
         self.input_since_check = True
@@ -113,6 +125,12 @@ class RouteIdentity(KeyedProcessFunction):
                 "commands",
                 "identity_events",
                 *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused")),
+                "erased",
+                "erasure_requests",
+                "erasures",
+                "erased_profiles",
+                "erased_identifiers",
+                "ledger_tombstones",
             ),
         )
 
@@ -145,9 +163,16 @@ class RouteIdentity(KeyedProcessFunction):
             # the checkpoint covers (found by the savepoint 2 -> 1 -> 2 chaos scenario: one idle
             # check behind was ~60 h of a replay's event time)
             clock["max_event_time"] = event["occurred_at"]
+            # erasures due under the watermark this event brings go out before it (so that the
+            # journeys stage receives them while its watermark is still before their time)
+            yield from self._due_erasures(clock, clock["max_event_time"] - self.out_of_orderness_ms - 1)
             self._store_clock(clock)
         self.input_since_check = True
         routed = self.router.route_event(event, payload=raw)
+        if routed.erased:  # dropped: what it carried is erased too (a closure, if anything was left)
+            count("erased")
+            yield from self._emit_erasures(routed)
+            return
         for c in routed.changes:
             count(f"identity_{c.kind}")
         if not routed.resolved:
@@ -159,6 +184,11 @@ class RouteIdentity(KeyedProcessFunction):
         count("commands", len(routed.commands))
         for cmd in routed.commands:
             yield encode_command(cmd), cmd.at
+        if routed.requested:  # due when event time passes it (at once if it already has)
+            count("erasure_requests")
+            clock["next_erasure"] = self.router.next_erasure()
+            yield from self._due_erasures(clock, clock["max_event_time"] - self.out_of_orderness_ms - 1)
+            self._store_clock(clock)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         self.counters.on_timer(timestamp)
@@ -173,6 +203,7 @@ class RouteIdentity(KeyedProcessFunction):
             tick = clock["last_tick"]
         self.reassert_tick = False
         if tick is not None:
+            yield from self._due_erasures(clock, tick)
             self.counters.inc("ticks")
             # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
             at = tick + self.out_of_orderness_ms + 1
@@ -182,15 +213,55 @@ class RouteIdentity(KeyedProcessFunction):
             self._store_clock(clock)
         self._watch_clock(ctx)
 
-    def _store_clock(self, clock: dict[str, int]) -> None:
+    def _due_erasures(self, clock: dict[str, Any], watermark: int) -> Iterable[Any]:
+        """Execute the erasure requests at or before ``watermark`` (the clock says whether any)."""
+        due = clock.get("next_erasure")
+        if due is None or due > watermark:
+            return
+        routed = self.router.due_erasures(watermark)
+        clock["next_erasure"] = self.router.next_erasure()
+        yield from self._emit_erasures(routed)
+
+    def _emit_erasures(self, routed: Routed) -> Iterable[Any]:
+        if not routed.erasures:
+            return
+        count = self.counters.inc
+        count("erasures", len(routed.erasures))
+        count("erased_profiles", sum(len(e.profile_ids) for e in routed.erasures))
+        count("erased_identifiers", sum(len(e.nodes) for e in routed.erasures))
+        count("identity_events", len(routed.identity_events))
+        count("commands", len(routed.commands))
+        for ie in routed.identity_events:
+            yield IDENTITY_TAG, self.identity_codec.encode(ie.to_record())
+        for cmd in routed.commands:
+            yield encode_command(cmd), cmd.at
+
+    def _take_ledger(self) -> None:
+        """A router with no state yet: tombstone what earlier runs erased (the ledger)."""
+        if self.ledger is None:
+            return
+        erased = self.router.store.erased
+        n = 0
+        for key in self.ledger():
+            if key not in erased:
+                erased[key] = Tombstone("ledger", 0)
+                n += 1
+        self.counters.inc("ledger_tombstones", n)
+
+    def _store_clock(self, clock: dict[str, Any]) -> None:
         self.clock_state.update(ROUTER_CLOCK_CODEC.encode(clock))
         self.stored_clock = dict(clock)
 
-    def _clock(self) -> dict[str, int]:
+    def _clock(self) -> dict[str, Any]:
         """The event-time clock (in state: written when the newest event time grows and on ticks)."""
         if self.clock is None:
             raw = self.clock_state.value()
-            self.clock = {"max_event_time": -1, "last_tick": -1} if raw is None else ROUTER_CLOCK_CODEC.decode(raw)
+            if raw is None:  # a router with no state: a new job (or one that never saw input)
+                self.clock = {"max_event_time": -1, "last_tick": -1, "next_erasure": None}
+                self._take_ledger()
+                self._store_clock(self.clock)
+            else:
+                self.clock = ROUTER_CLOCK_CODEC.decode(raw)
             self.stored_clock = dict(self.clock)
         return self.clock
 

@@ -41,7 +41,13 @@ Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, 
 ``session_updates``, ``triggers_<kind>``, ``suppressed_marketing``, ``parts_sent``,
 ``parts_received``, ``segments_entered``, ``segments_exited``, ``segments_withheld_<purpose>``
 (entries withheld for want of consent, ``docs/privacy.md``), ``rule_errors``,
-``rule_updates_accepted``, ``rule_updates_rejected``, ``cassandra_requests``.
+``rule_updates_accepted``, ``rule_updates_rejected``, ``consent_changes`` (audited),
+``erasures_received``, ``profiles_erased``, ``cassandra_requests``.
+
+Erasure (``docs/privacy.md``): an ``erase`` command is kept in the state (``PendingErase``) with
+a timer at its time; event time stops there for the profile (what was due before it is
+decided and published as usual), then everything of the profile goes: the state, its rows
+under every id of its component, and an erasure sample tells the learner to forget it.
 """
 
 from __future__ import annotations
@@ -67,9 +73,11 @@ from models.journeys import (
     TRIGGER_KINDS,
     Journey,
     JourneySettings,
+    ConsentAuditOut,
     JourneyState,
     LateOut,
     Out,
+    PendingErase,
     SampleOut,
     SessionOut,
     TriggerOut,
@@ -176,6 +184,9 @@ class Journeys(KeyedBroadcastProcessFunction):
                 "rule_errors",
                 "rule_updates_accepted",
                 "rule_updates_rejected",
+                "consent_changes",
+                "erasures_received",
+                "profiles_erased",
                 "cassandra_requests",
             ),
         )
@@ -252,6 +263,14 @@ class Journeys(KeyedBroadcastProcessFunction):
         self.counters.inc("commands")
         timers = ctx.timer_service()
         watermark = timers.current_watermark()
+        if kind is CommandKind.ERASE:  # carried out when event time reaches it (_finish)
+            self.counters.inc("erasures_received")
+            st = self._state()
+            ids = list(cmd.ghosts or (cmd.profile_id,))
+            st.erasure = PendingErase(cmd.request or "", cmd.at, cmd.version, ids)
+            journey = Journey(cmd.profile_id, st, self.settings, self.ruleset, self.samples)
+            yield from self._finish(journey, watermark, [], ctx)
+            return
         fact = None
         if kind is CommandKind.EVENT:
             self.counters.inc("journey_events")
@@ -306,10 +325,16 @@ class Journeys(KeyedBroadcastProcessFunction):
 
     def _finish(self, journey: Journey, watermark: int, outs: list[Out], ctx) -> Iterable[Any]:
         """Advance to the watermark, emit and write what came out, store the state (events not
-        yet due back in the buffer), arm the next timer."""
-        if not journey.state.pending:
-            self._load(journey, watermark)
-        outs = outs + journey.advance(watermark)
+        yet due back in the buffer), arm the next timer. A pending erasure stops event time at
+        its own time and then erases the profile."""
+        erasing = journey.state.erasure is not None and watermark >= journey.state.erasure.at
+        if erasing:
+            self._load(journey, None)  # nothing buffered survives
+        elif not journey.state.pending:
+            self._load(journey, journey.until(watermark))
+        outs = outs + journey.settle(watermark, self.ruleset.rules.keys())
+        if erasing:
+            self.counters.inc("profiles_erased")
         if journey.rule_stats.errors:
             self.counters.inc("rule_errors", journey.rule_stats.errors)
         for purpose, n in journey.rule_stats.withheld.items():
@@ -355,6 +380,8 @@ class Journeys(KeyedBroadcastProcessFunction):
             elif isinstance(o, SampleOut):
                 count("samples")
                 yield SAMPLE, LEARNING_SAMPLE_CODEC.encode(o.sample)
+            elif isinstance(o, ConsentAuditOut):
+                count("consent_changes")
         if outs:
             count("cassandra_requests", self.store.write(outs))
 

@@ -21,8 +21,13 @@ they stand and not learned (``not_learned_analytics``); a session's score withou
 personalization consent is not published (``scores_suppressed_personalization``), nor a cart
 action without marketing consent (``actions_suppressed_marketing``, as its trigger).
 
+Erasure (``docs/privacy.md``): an erasure sample (at the erasure's time, after the profile's
+other samples of that time) removes the profile's ids from the two MapStates and their
+``scores`` rows; what the models learned from the person stays in their weights (aggregates,
+no record of the person).
+
 Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``,
-``churn_labels_learned``, ``cart_actions``, ``drifts``, ``cassandra_requests`` and the three
+``churn_labels_learned``, ``cart_actions``, ``drifts``, ``profiles_erased``, ``cassandra_requests`` and the three
 above; gauges ``purchase_auc``
 (rolling, progressive), ``purchase_log_loss``, ``churn_auc``, ``churn_log_loss``,
 ``model_version``.
@@ -134,6 +139,7 @@ class LearnModels(KeyedProcessFunction):
                 "scores_suppressed_personalization",
                 "actions_suppressed_marketing",
                 "drifts",
+                "profiles_erased",
                 "cassandra_requests",
             ),
         )
@@ -167,8 +173,17 @@ class LearnModels(KeyedProcessFunction):
             return
         learner = self._learner()
         scores = []
+        erasures = []
         for key in due:
             sample: Sample = self.buffer.pop(key)
+            if sample.is_erasure:  # forget the profile (its part in the models' weights stays)
+                assert sample.erase is not None
+                for pid in sample.erase:
+                    self.clusters.remove(pid)
+                    self.propensities.remove(pid)
+                erasures.append((sample.erase, sample.session_id, sample.at, int(sample.propensity.get("part", 0))))
+                self.counters.inc("profiles_erased")
+                continue
             if sample.is_abandonment:
                 if not sample.publish:  # no marketing consent (its trigger is suppressed too)
                     self.counters.inc("actions_suppressed_marketing")
@@ -205,7 +220,7 @@ class LearnModels(KeyedProcessFunction):
         m = learner.metrics()
         self.last_metrics = m | {"version": learner.model_version}
         metrics = m | {"model_version": learner.model_version, "at": int(due[-1].split("|", 1)[0])}
-        self.counters.inc("cassandra_requests", self.store.write(scores, metrics))
+        self.counters.inc("cassandra_requests", self.store.write(scores, metrics, erasures))
         self.model_state.update(LEARNER_CODEC.encode(learner.record()))
 
     def _learner(self) -> Any:

@@ -17,8 +17,12 @@ With ``report=True`` the operator also emits, after each command and lifecycle t
 profile's ``(profile id, holds state, pending lifecycle timers)`` on :data:`REPORT_TAG`, so
 a test can check that nothing is left behind.
 
+An ``erase`` command (``docs/privacy.md``) drops the profile's atoms at once and leaves one
+last write: the row, the rows of every id of its component and its identifiers' links deleted
+for good, their tombstones in the erasure ledger, the audit row; then the state is cleared.
+
 Counters: ``commands``, ``events_folded``, ``states_merged``, ``atoms_evicted``,
-``profile_writes``, ``profile_deletes``, ``cassandra_requests`` (one batch per written
+``profile_writes``, ``profile_deletes``, ``profiles_erased``, ``cassandra_requests`` (one batch per written
 profile) and ``cassandra_mutations`` (rows, links and deletions in those batches).
 """
 
@@ -89,6 +93,7 @@ class FoldProfiles(KeyedProcessFunction):
                 "atoms_evicted",
                 "profile_writes",
                 "profile_deletes",
+                "profiles_erased",
                 "cassandra_requests",
                 "cassandra_mutations",
             ),
@@ -118,6 +123,8 @@ class FoldProfiles(KeyedProcessFunction):
             count("events_folded")
         elif cmd.kind is CommandKind.STATE:
             count("states_merged")
+        elif cmd.kind is CommandKind.ERASE:
+            count("profiles_erased")
         self.fold_state.update(FOLD_STATE_CODEC.encode(fold.state))
         count("atoms_evicted", len(evicted))
         for atom, aggregate in evicted:

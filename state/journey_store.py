@@ -47,7 +47,18 @@ from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
 from models.identity import IdentityRules, canonical_profile_id
-from models.journeys import CartOut, ConsentOut, LateOut, Out, SampleOut, SessionOut, TriggerOut
+from models.erasure import ERASED_TIMESTAMP
+from models.journeys import (
+    CartOut,
+    ConsentAuditOut,
+    ConsentOut,
+    ErasedOut,
+    LateOut,
+    Out,
+    SampleOut,
+    SessionOut,
+    TriggerOut,
+)
 from models.segments import SegmentOut
 from state.recording import append_statements
 
@@ -110,6 +121,21 @@ TRIGGER_COLUMNS = (
 )
 #: ``segment_members`` and ``profile_segments`` (the key columns first, in each table's order)
 MEMBER_COLUMNS = ("segment", "profile_id", "rule_version", "entered_at", "purpose")
+#: ``privacy_audit`` (docs/privacy.md), in statement order
+AUDIT_COLUMNS = (
+    "ref",
+    "stage",
+    "part",
+    "action",
+    "at",
+    "tables",
+    "rows",
+    "identifiers",
+    "profiles",
+    "purpose",
+    "granted",
+    "source",
+)
 #: ``profile_consent`` (docs/privacy.md)
 CONSENT_COLUMNS = ("profile_id", "purpose", "granted", "changed_at", "source", "event_id", "suppressed")
 _TIMES = frozenset({"started_at", "ended_at", "opened_at", "last_change_at", "deadline", "completed_at"})
@@ -180,9 +206,45 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
                 out.append(("consent-delete", (o.profile_id, o.purpose), 2 * o.version))
             else:
                 out.append(("consent", tuple(_to_cql(c, o.row.get(c)) for c in CONSENT_COLUMNS), 2 * o.version + 1))
+        elif isinstance(o, ErasedOut):
+            out.extend(erasure_statements(o))
+        elif isinstance(o, ConsentAuditOut):
+            at = _to_cql("changed_at", o.at)
+            audit = (
+                o.event_id,
+                "journeys",
+                0,
+                "consent_change",
+                at,
+                None,
+                None,
+                None,
+                None,
+                o.purpose,
+                o.granted,
+                o.source,
+            )
+            out.append(("audit", audit, 1))
         else:  # late events and learning samples are not stored here
             assert isinstance(o, (LateOut, SampleOut))
     return out
+
+
+#: the journeys' tables an erasure empties for each profile id (by partition)
+ERASED_TABLES = ("sessions", "carts", "triggers", "profile_consent", "profile_segments")
+
+
+def erasure_statements(o: ErasedOut) -> list[tuple[str, tuple[Any, ...], int]]:
+    """An erased profile (docs/privacy.md): every partition of :data:`ERASED_TABLES` under each of
+    its ids and its ``segment_members`` rows deleted at ``ERASED_TIMESTAMP``, and the audit row."""
+    out: list[tuple[str, tuple[Any, ...], int]] = []
+    for pid in o.ids:
+        out += [(f"erase-{t}", (pid,), ERASED_TIMESTAMP) for t in ERASED_TABLES]
+        out += [("erase-segment_members", (seg, pid), ERASED_TIMESTAMP) for seg in o.segments]
+    tables = [*ERASED_TABLES, "segment_members"] if o.segments else list(ERASED_TABLES)
+    at = _to_cql("changed_at", o.at)
+    audit = (o.request_id, "journeys", o.part, "erasure", at, tables, len(out), None, len(o.ids), None, None, None)
+    return out + [("audit", audit, 1)]
 
 
 class JourneyStore:
@@ -232,6 +294,14 @@ class JourneyStore:
             "consent-delete": prep(
                 f"DELETE FROM {ks}.profile_consent USING TIMESTAMP ? WHERE profile_id = ? AND purpose = ?"
             ),
+            "audit": insert("privacy_audit", AUDIT_COLUMNS),
+            "erase-segment_members": prep(
+                f"DELETE FROM {ks}.segment_members USING TIMESTAMP ? WHERE segment = ? AND profile_id = ?"
+            ),
+            **{
+                f"erase-{t}": prep(f"DELETE FROM {ks}.{t} USING TIMESTAMP ? WHERE profile_id = ?")
+                for t in ERASED_TABLES
+            },
         }
         self._reads = {
             t: prep(f"SELECT {', '.join(cols)} FROM {ks}.{t} WHERE profile_id IN ?")
@@ -264,7 +334,8 @@ class JourneyStore:
         """Issue every write of ``outs`` at once and wait for all (raises the first failure)."""
         futures = []
         for action, values, ts in statements(outs):
-            params = (ts, *values) if action.endswith("-delete") else (*values, ts)
+            deletes = action.endswith("-delete") or action.startswith("erase-")
+            params = (ts, *values) if deletes else (*values, ts)
             futures.append(self._session.execute_async(self._writes[action], params))
             if action.startswith("segment"):  # the same membership by profile
                 futures.append(self._session.execute_async(self._writes["profile-" + action], params))
@@ -379,8 +450,18 @@ def read_recorded_journeys(path: Path) -> RecordedJourneys:
         if have is None or ts > have[0] or (ts == have[0] and row is None):
             cells[(table, key)] = (ts, row is None, row)
 
+    erased: dict[tuple[str, str], int] = {}  # (table, profile id) -> partition deleted at
+    recorded_table = {"sessions": "sessions", "carts": "carts", "triggers": "triggers"}
+    recorded_table |= {"profile_consent": "consent", "profile_segments": "segments", "segment_members": "segments"}
     for line in Path(path).read_text().splitlines():
         action, values, ts = json.loads(line)
+        if action == "audit":
+            continue
+        if action.startswith("erase-"):
+            pid = values[-1]  # the profile id is the last key value of every erase statement
+            where = (recorded_table[action.removeprefix("erase-")], pid)
+            erased[where] = max(ts, erased.get(where, ts))
+            continue
         if action == "session":
             row = dict(zip(SESSION_COLUMNS, values))
             put("sessions", (row["profile_id"], row["started_at"], row["session_id"]), ts, row)
@@ -405,8 +486,8 @@ def read_recorded_journeys(path: Path) -> RecordedJourneys:
             row = dict(zip(TRIGGER_COLUMNS, values))
             put("triggers", (row["profile_id"], row["trigger_id"]), ts, row)
     rec = RecordedJourneys()
-    for (table, key), (_, _, kept) in cells.items():
-        if kept is None:
+    for (table, key), (ts, _, kept) in cells.items():
+        if kept is None or erased.get((table, key[0]), -1) >= ts:
             continue
         if table == "sessions":
             rec.sessions[(key[0], key[2])] = kept

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from models.erasure import ERASED_TIMESTAMP
+from state.journey_store import AUDIT_COLUMNS
 from state.recording import append_statements
 
 SCORE_COLUMNS = (
@@ -45,9 +47,16 @@ METRIC_COLUMNS = (
 )
 
 
+#: an erased profile for the learner's store: (ids to forget, request id, event time, part)
+Erasure = tuple[Sequence[str], str, int, int]
+
+
 class ScoreWriter(Protocol):
-    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
-        """Write the scores (each with its version) and one metrics row; returns the requests."""
+    def write(
+        self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any], erasures: Sequence[Erasure] = ()
+    ) -> int:
+        """Write the scores (each with its version), one metrics row and the erasures (each id's
+        ``scores`` rows deleted at ``ERASED_TIMESTAMP``, an audit row); returns the requests."""
         ...
 
     def close(self) -> None: ...
@@ -57,8 +66,19 @@ def _ts(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-def statements(scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> list[tuple[str, tuple, int]]:
+def statements(
+    scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any], erasures: Sequence[Erasure] = ()
+) -> list[tuple[str, tuple, int]]:
     out = [("score", tuple(rec[c] for c in SCORE_COLUMNS), version) for rec, version in scores]
+    for ids, request_id, at, part in erasures:  # after the scores: a deletion wins whatever the order
+        out += [("erase-score", (pid,), ERASED_TIMESTAMP) for pid in ids]
+        out.append(
+            (
+                "audit",
+                (request_id, "models", part, "erasure", at, ["scores"], len(ids), None, len(ids), None, None, None),
+                1,
+            )
+        )
     row = {"model": scores[0][0]["model"] if scores else "journey-models", **metrics}
     for c in ("samples", "model_version", "churn_samples"):
         row[c] = int(row[c])
@@ -83,6 +103,11 @@ class LearningStore:
             return stmt
 
         self._writes = {"score": prep("scores", SCORE_COLUMNS), "metrics": prep("model_metrics", METRIC_COLUMNS)}
+        self._writes["audit"] = prep("privacy_audit", AUDIT_COLUMNS)
+        erase = session.prepare(f"DELETE FROM {keyspace}.scores USING TIMESTAMP ? WHERE profile_id = ?")
+        erase.consistency_level = ConsistencyLevel.LOCAL_QUORUM
+        erase.is_idempotent = True
+        self._writes["erase-score"] = erase
 
     @classmethod
     def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "LearningStore":
@@ -102,10 +127,15 @@ class LearningStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
+    def write(
+        self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any], erasures: Sequence[Erasure] = ()
+    ) -> int:
         futures = []
-        for action, values, ts in statements(scores, metrics):
-            cols = SCORE_COLUMNS if action == "score" else METRIC_COLUMNS
+        for action, values, ts in statements(scores, metrics, erasures):
+            if action == "erase-score":
+                futures.append(self._session.execute_async(self._writes[action], (ts, *values)))
+                continue
+            cols = {"score": SCORE_COLUMNS, "metrics": METRIC_COLUMNS}.get(action, AUDIT_COLUMNS)
             row = tuple(_ts(v) if c == "at" else v for c, v in zip(cols, values))
             futures.append(self._session.execute_async(self._writes[action], (*row, ts)))
         for f in futures:
@@ -150,8 +180,10 @@ class _Recording:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def write(self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any]) -> int:
-        return append_statements(self.path, statements(scores, metrics))
+    def write(
+        self, scores: Sequence[tuple[dict[str, Any], int]], metrics: dict[str, Any], erasures: Sequence[Erasure] = ()
+    ) -> int:
+        return append_statements(self.path, statements(scores, metrics, erasures))
 
     def close(self) -> None:
         pass
@@ -159,12 +191,16 @@ class _Recording:
 
 def read_recorded_scores(path: Path) -> dict[str, dict[str, Any]]:
     """Each profile's score row as Cassandra would hold it (highest timestamp wins)."""
-    best: dict[str, tuple[int, dict[str, Any]]] = {}
+    best: dict[str, tuple[int, dict[str, Any] | None]] = {}
     for line in Path(path).read_text().splitlines():
         action, values, ts = json.loads(line)
+        if action == "erase-score":
+            have = best.get(values[0])
+            if have is None or ts >= have[0]:
+                best[values[0]] = (ts, None)
         if action == "score":
             row = dict(zip(SCORE_COLUMNS, values))
             have = best.get(row["profile_id"])
             if have is None or ts >= have[0]:
                 best[row["profile_id"]] = (ts, row)
-    return {p: r for p, (_, r) in best.items()}
+    return {p: r for p, (_, r) in best.items() if r is not None}

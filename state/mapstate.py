@@ -155,3 +155,52 @@ class CachedMapping(MutableMapping):
 
     def __len__(self) -> int:
         return len(self._backing)
+
+
+class MirroredMapping(MutableMapping):
+    """A whole mapping mirrored in memory, written through to ``backing``: for small maps of a
+    single-key operator that are read on every record (the identity router's tombstones and
+    pending erasure requests). The first access reads the backing mapping once; after that
+    reads touch no state, and emptiness costs nothing. Same validity rule as
+    :class:`CachedMapping` (sole reader and writer; a restore builds a new instance).
+
+    >>> backing = {"a": 1}
+    >>> m = MirroredMapping(backing)
+    >>> (bool(m), m.get("a"), "b" in m)
+    (True, 1, False)
+    >>> m["b"] = 2; del m["a"]
+    >>> (backing, len(m))
+    ({'b': 2}, 1)
+    """
+
+    def __init__(self, backing: MutableMapping) -> None:
+        self._backing = backing
+        self._mirror: dict[Any, Any] | None = None
+
+    def _all(self) -> dict[Any, Any]:
+        if self._mirror is None:
+            self._mirror = {k: self._backing[k] for k in list(self._backing)}
+        return self._mirror
+
+    def __getitem__(self, key: Any) -> Any:
+        return self._all()[key]
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        return self._all().get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._all()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._all()[key] = value
+        self._backing[key] = value
+
+    def __delitem__(self, key: Any) -> None:
+        del self._all()[key]
+        del self._backing[key]
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(list(self._all()))
+
+    def __len__(self) -> int:
+        return len(self._all())

@@ -75,6 +75,7 @@ from cassandra.cluster import Session
 from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from cassandra.util import Date
 
+from models.erasure import ERASED_TIMESTAMP, tombstone_key
 from models.profile import ProfileAggregate, StoredTraits
 from models.profile_fold import ProfileWrite
 from state.cassandra_schema import DEFAULT_HOST, DEFAULT_KEYSPACE, DEFAULT_PORT, connect
@@ -220,6 +221,22 @@ class ProfileStore:
         )
         self._delete_profile = self._prepare(
             f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True
+        )
+        self._delete_link = self._prepare(
+            f"DELETE FROM {ks}.identity_links USING TIMESTAMP ? WHERE identifier_type = ? AND identifier_value = ?",
+            consistency,
+            write=True,
+        )
+        self._tombstone = self._prepare(
+            f"INSERT INTO {ks}.erased_identifiers (tombstone, request_id, erased_at) VALUES (?, ?, ?)",
+            consistency,
+            write=True,
+        )
+        self._audit = self._prepare(
+            f"INSERT INTO {ks}.privacy_audit (ref, stage, part, action, at, tables, rows, identifiers, profiles) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            consistency,
+            write=True,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -424,6 +441,16 @@ class ProfileStore:
         """
         ticket = WriteTicket()
         batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self._consistency)
+        if w.erasure is not None:
+            self._add_erasure(batch, w)
+            self._submit(
+                batch,
+                None,
+                f"erase profile {w.profile_id!r} ({len(batch)} mutations)",
+                mutations=len(batch),
+                ticket=ticket,
+            )
+            return ticket
         for ghost in w.ghosts:
             batch.add(self._delete_profile, (_checked(2 * w.ghost_version), ghost))
         pid = w.profile_id
@@ -443,6 +470,24 @@ class ProfileStore:
             ticket=ticket,
         )
         return ticket
+
+    def _add_erasure(self, batch: BatchStatement, w: ProfileWrite) -> None:
+        """An erased profile (``docs/privacy.md``): its row and every id of its component
+        deleted, its identifiers' links deleted, all at ``ERASED_TIMESTAMP``; their tombstones
+        into the ledger; the audit row."""
+        e = w.erasure
+        assert e is not None
+        ids = sorted({w.profile_id, *w.ghosts})
+        for pid in ids:
+            batch.add(self._delete_profile, (ERASED_TIMESTAMP, pid))
+        for t, v in e.nodes:
+            batch.add(self._delete_link, (ERASED_TIMESTAMP, t, v))
+        at = datetime.fromtimestamp(e.at / 1000, tz=timezone.utc)
+        for node in e.nodes:
+            batch.add(self._tombstone, (tombstone_key(node), e.request_id, at))
+        tables = ["profiles", "identity_links"] if e.nodes else ["profiles"]
+        rows = len(ids) + len(e.nodes)
+        batch.add(self._audit, (e.request_id, "profiles", e.part, "erasure", at, tables, rows, len(e.nodes), len(ids)))
 
     # ------------------------------------------------------------------ reads
 

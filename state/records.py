@@ -50,12 +50,13 @@ from typing import Any, Callable, Generic, Iterable, TypeVar
 import fastavro
 
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_fingerprint
+from models.erasure import PendingErasure, Tombstone
 from models.identity import Node, RefusedLink
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
 from models.samples import Sample
 from models.segments import SegmentRule
-from models.profile_fold import FoldState
+from models.profile_fold import ErasureWrite, FoldState
 
 STATE_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas" / "state"
 NAMESPACE = "journey.state"
@@ -242,6 +243,8 @@ def link_of(key: str) -> RefusedLink:
 #: per RouterStore field: how its keys become MapState string keys (default: a node)
 ROUTER_KEYS: dict[str, tuple[Callable[[Any], str], Callable[[str], Any]]] = {
     "members": (str, str),
+    "erased": (str, str),
+    "pending": (str, str),
     "refused": (link_key, link_of),
 }
 
@@ -287,6 +290,14 @@ def fold_state_record(st: FoldState) -> dict[str, Any]:
         "dirty": st.dirty,
         "writing": st.writing,
         "timers": list(st.timers),
+        "erasure": None
+        if st.erasure is None
+        else {
+            "request_id": st.erasure.request_id,
+            "at": st.erasure.at,
+            "part": st.erasure.part,
+            "nodes": [node_record(n) for n in st.erasure.nodes],
+        },
     }
 
 
@@ -299,6 +310,14 @@ def fold_state_of_record(rec: dict[str, Any]) -> FoldState:
         dirty=rec["dirty"],
         writing=rec["writing"],
         timers=tuple(rec["timers"]),
+        erasure=None
+        if rec.get("erasure") is None
+        else ErasureWrite(
+            rec["erasure"]["request_id"],
+            rec["erasure"]["at"],
+            rec["erasure"]["part"],
+            tuple(node_of_record(n) for n in rec["erasure"]["nodes"]),
+        ),
     )
 
 
@@ -407,9 +426,22 @@ ROUTER_CODECS: dict[str, StateCodec[Any]] = {
     "refused": StateCodec("RefusedFlag", lambda b: {"refused": bool(b)}, lambda r: r["refused"]),
     "live": StateCodec("LiveProfiles", lambda pids: {"profile_ids": list(pids)}, lambda r: tuple(r["profile_ids"])),
     "inflight": StateCodec("InFlightParts", lambda n: {"parts": n}, lambda r: r["parts"]),
+    "erased": StateCodec(
+        "Tombstone", lambda t: {"request_id": t.request_id, "at": t.at}, lambda r: Tombstone(r["request_id"], r["at"])
+    ),
+    "pending": StateCodec(
+        "PendingErasure",
+        lambda p: {
+            "request_id": p.request_id,
+            "event_id": p.event_id,
+            "at": p.at,
+            "nodes": [node_record(n) for n in p.nodes],
+        },
+        lambda r: PendingErasure(r["request_id"], r["event_id"], r["at"], tuple(node_of_record(n) for n in r["nodes"])),
+    ),
 }
 #: route-identity ValueState router-clock: the event-time clock behind the idle ticks
-ROUTER_CLOCK_CODEC: StateCodec[dict[str, int]] = StateCodec("RouterClock", dict, dict)
+ROUTER_CLOCK_CODEC: StateCodec[dict[str, Any]] = StateCodec("RouterClock", dict, dict)
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)
 FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_record, fold_state_of_record)
 JOURNEY_STATE_CODEC: StateCodec[JourneyState] = StateCodec("JourneyState", state_record, state_of_record)

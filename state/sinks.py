@@ -13,7 +13,8 @@ in ``open()``; the store it returns has ``write(ProfileWrite) -> ticket`` (a tic
 Examples
 --------
 >>> import tempfile, pathlib
->>> from models.profile import ProfileAggregate
+>>> from models.erasure import ERASED_TIMESTAMP
+from models.profile import ProfileAggregate
 >>> from models.profile_fold import ProfileWrite
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "writes.jsonl"
 >>> store = RecordingSink(str(path))()
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from models.erasure import ERASED_TIMESTAMP
 from models.profile import ProfileAggregate
 from models.profile_fold import ProfileWrite
 
@@ -100,6 +102,7 @@ class _Recording:
                 "ghosts": list(w.ghosts),
                 "ghost_version": w.ghost_version,
                 "profile": None if w.profile is None else w.profile.to_dict(),
+                "erased": None if w.erasure is None else w.erasure.request_id,
             }
         )
         with open(self.path, "a") as f:
@@ -131,6 +134,10 @@ def read_recorded(path: Path) -> dict[str, tuple[int, ProfileAggregate | None]]:
 
     for line in Path(path).read_text().splitlines():
         w = json.loads(line)
+        if w.get("erased") is not None:  # an erasure: deleted above every write (models.erasure)
+            for pid in [w["profile_id"], *w["ghosts"]]:
+                put(pid, ERASED_TIMESTAMP, None)
+            continue
         for ghost in w["ghosts"]:
             put(ghost, 2 * w["ghost_version"], None)
         if w["profile"] is None:

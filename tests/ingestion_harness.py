@@ -44,6 +44,8 @@ class Topics:
             "JOURNEY_TRANSACTIONAL_ID_PREFIX": self.prefix,
             "JOURNEY_JOB_NAME": f"test-ingestion-{self.prefix}",
             "JOURNEY_CHECKPOINT_INTERVAL_MS": "1000",
+            # ingestion alone (no profiles stage, no Cassandra): the erasure tests turn it on
+            "JOURNEY_ERASURE_LEDGER": "off",
         }
         env.update(extra)
         return env

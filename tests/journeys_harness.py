@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
 from models.identity_router import CommandKind, IdentityRouter
-from models.journeys import Journey, JourneySettings, JourneyState, Out, fact_of
+from models.journeys import Journey, JourneySettings, JourneyState, Out, PendingErase, fact_of
 from models.profile_commands import encode_command
 from models.segments import RuleSet, SegmentRule
 from state.records import JOURNEY_STATE_CODEC
@@ -50,17 +50,30 @@ class JourneyPipeline:
     def _journey(self, pid: str) -> Journey:
         return Journey(pid, self.states.setdefault(pid, JourneyState()), self.settings, self.segments, self.samples)
 
+    def _segment_names(self) -> list[str]:
+        return [] if self.segments is None else list(self.segments.rules)
+
+    def _settle(self, j: Journey, w: int) -> list[Out]:
+        outs = j.settle(w, self._segment_names())
+        self.states[j.profile_id] = j.state  # (an erasure leaves a new, empty state)
+        return outs
+
     def _apply(self, cmd, event: dict[str, Any] | None) -> None:
         if cmd.kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
             return
         j, w = self._journey(cmd.profile_id), self.watermark()
+        if cmd.kind is CommandKind.ERASE:  # as the operator: kept until event time reaches it
+            ids = list(cmd.ghosts or (cmd.profile_id,))
+            j.state.erasure = PendingErase(cmd.request or "", cmd.at, cmd.version, ids)
+            self.outs += [(cmd.profile_id, o) for o in self._settle(j, w)]
+            return
         fact = fact_of(event, cmd.atom, RULES) if cmd.kind is CommandKind.EVENT else None
         moved = (cmd.atom, JOURNEY_STATE_CODEC.decode(cmd.payload)) if cmd.kind is CommandKind.JOURNEY else None
         parts, outs = j.apply_command(w, cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
         for node, part in parts:
             delay = self.now + self.rnd.randint(0, self.max_delay)
             self.feedback.append((delay, node, JOURNEY_STATE_CODEC.encode(part)))
-        outs += j.advance(w)
+        outs += self._settle(j, w)
         self.outs += [(cmd.profile_id, o) for o in outs]
 
     def _deliver(self, everything: bool = False) -> None:
@@ -74,19 +87,30 @@ class JourneyPipeline:
 
     def _timers(self) -> None:
         w = self.watermark()
-        for pid, st in self.states.items():
+        for pid, st in list(self.states.items()):
             j = Journey(pid, st, self.settings, self.segments, self.samples)
             due = j.next_due()
             if due is not None and due <= w:
-                self.outs += [(pid, o) for o in j.advance(w)]
+                self.outs += [(pid, o) for o in self._settle(j, w)]
+
+    def _erasures(self) -> None:
+        """The router's erasures due under the watermark (the operator: before the next event)."""
+        due = self.router.next_erasure()
+        if due is not None and due <= self.watermark():
+            for cmd in self.router.due_erasures(self.watermark()).commands:
+                self._apply(cmd, None)
 
     def run(self, events: list[dict[str, Any]]) -> None:
         for e in events:
             self.now += 1
             self._deliver()
             self.max_seen = e["occurred_at"] if self.max_seen is None else max(self.max_seen, e["occurred_at"])
-            for cmd in self.router.route_event(e, payload=e).commands:
-                self._apply(cmd, e)
+            self._erasures()
+            routed = self.router.route_event(e, payload=e)
+            for cmd in routed.commands:
+                self._apply(cmd, None if routed.erased else e)
+            if routed.requested:
+                self._erasures()
             self._timers()
         while self.feedback:
             self.now += self.max_delay + 1
@@ -96,6 +120,7 @@ class JourneyPipeline:
         self.bound = 0
         assert self.max_seen is not None
         self.max_seen += 1
+        self._erasures()
         self._timers()
         assert not self.router.store.inflight, "every moved part arrived"
 

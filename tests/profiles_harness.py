@@ -3,6 +3,7 @@ settings for one run, and the comparison of Cassandra with the offline oracle.""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 import uuid
@@ -20,6 +21,7 @@ from models.avro_codec import SchemaCatalog
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
+from tests.erasure_oracle import erased_event_ids, erased_ids, erased_nodes, erasure_time_by_profile, surviving
 from tests.ingestion_harness import Topics
 from models.identity import observation_of, resolve
 from tests.profile_oracle import RULES, assert_same, oracle
@@ -168,8 +170,9 @@ def read_cassandra(session, keyspace: str) -> CassandraContents:
 
 
 def differences(got: CassandraContents, events: list[dict]) -> list[str]:
-    """Where Cassandra differs from the oracle over ``events`` (empty: equal)."""
-    want = oracle(events)
+    """Where Cassandra differs from the oracle over ``events`` (empty: equal): the oracle over
+    the events that no erasure removed (``tests/erasure_oracle.py``)."""
+    want = oracle(surviving(events))
     out = []
     try:
         assert_same(
@@ -216,11 +219,13 @@ def identity_differences(identity_events: list[dict], events: list[dict]) -> lis
     ``identifier_linked`` must know every identifier's profile, and every refusal of the
     oracle must be announced. A record of a failed attempt that leaked past a restart (or one
     the restart lost) shows here as a wrong or missing profile."""
-    res = resolve([observation_of(e) for e in events], RULES)
+    res = resolve([observation_of(e) for e in surviving(events)], RULES)
     last: dict[tuple[str, str], str] = {}
     for e in identity_events:
         if e["kind"] == "identifier_linked":
             last[(e["identifier_type"], e["identifier_hash"])] = e["profile_id"]
+        elif e["kind"] == "profile_erased":  # a consumer forgets the profile's identifiers
+            last = {n: pid for n, pid in last.items() if pid != e["profile_id"]}
     out = []
     wrong = {n for n in set(last) | set(res.profile_of) if last.get(n) != res.profile_of.get(n)}
     if wrong:
@@ -334,14 +339,14 @@ def wait_until_journeys_equal_oracle(
     """Poll until the journeys outputs equal the oracle over ``events`` (nothing late) and stay
     equal for ``settle_s``; returns the last differences (empty: converged), the outputs and
     the oracle's answer."""
-    want = journey_truth(events, (), OracleJourneySettings())
+    want = without_erased(journey_truth(events, (), OracleJourneySettings()), events)
 
     def settled() -> tuple[list[str], JourneyOutputs]:
-        got = read_journey_outputs(bootstrap, session, run)
+        got = outputs_without_erased(read_journey_outputs(bootstrap, session, run), events)
         diff = journey_differences(got, want)
         if not diff:
             time.sleep(settle_s)
-            got = read_journey_outputs(bootstrap, session, run)
+            got = outputs_without_erased(read_journey_outputs(bootstrap, session, run), events)
             diff = journey_differences(got, want)
         return diff, got
 
@@ -352,16 +357,50 @@ def wait_until_journeys_equal_oracle(
     return diff, got, want
 
 
+def _erased_stream(rec: dict[str, Any], gone: frozenset) -> bool:
+    return tuple(rec["stream"].split(":", 1)) in gone
+
+
+def without_erased(want: JourneyTruth, events: list[dict]) -> JourneyTruth:
+    """The journeys oracle's answer without the erased persons (``tests/erasure_oracle.py``):
+    their rows are gone from Cassandra, and what they published before their erasure is
+    checked by the erasure tests, not here."""
+    gone, gone_events = erased_nodes(events), erased_event_ids(events)
+    return dataclasses.replace(
+        want,
+        triggers=[t for t in want.triggers if not _erased_stream(t, gone)],
+        sessions=[x for x in want.sessions if not _erased_stream(x, gone)],
+        carts=[c for c in want.carts if not _erased_stream(c, gone)],
+        late_dropped=[i for i in want.late_dropped if i not in gone_events],
+    )
+
+
+def outputs_without_erased(got: JourneyOutputs, events: list[dict]) -> JourneyOutputs:
+    """The topics' records of the persons an erasure removed left out (see :func:`without_erased`)."""
+    gone, gone_events = erased_nodes(events), erased_event_ids(events)
+    return dataclasses.replace(
+        got,
+        triggers=[t for t in got.triggers if not _erased_stream(t, gone)],
+        sessions=[x for x in got.sessions if not _erased_stream(x, gone)],
+        late=[x for x in got.late if x["event_id"] not in gone_events],
+    )
+
+
 def oracle_segments(events: list[dict], final=None) -> dict[str, list[tuple]]:
-    """The segment oracle's changes (shipped rules) by the profile of an offline resolution."""
+    """The segment oracle's changes (shipped rules) by the profile of an offline resolution,
+    without the erased persons' profiles (see :func:`without_erased`)."""
     from generator.segment_truth import load_rules as oracle_rules
     from generator.segment_truth import segment_truth
     from models.segments import DEFAULT_RULES_PATH
 
     final = final or resolve([observation_of(e) for e in events], RULES)
     want: dict[str, list[tuple]] = defaultdict(list)
+    gone = erased_nodes(events)
     for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
-        pid = final.profile_of[tuple(c["person"].split(":", 1))]
+        node = tuple(c["person"].split(":", 1))
+        if node in gone:
+            continue
+        pid = final.profile_of[node]
         want[pid].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
     return dict(want)
 
@@ -372,11 +411,15 @@ def segment_records(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) ->
     return [catalog.decode(r.value)[1] for r in recs]
 
 
-def segments_by_profile(bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog) -> dict[str, list[tuple]]:
+def segments_by_profile(
+    bootstrap: str, run: ProfilesRun, catalog: SchemaCatalog, gone: frozenset[str] = frozenset()
+) -> dict[str, list[tuple]]:
     """Each profile's changes in the order they were decided (``sequence``: the topic's two
     partitions do not keep a profile's order)."""
     got: dict[str, list[tuple]] = defaultdict(list)
     for r in sorted(segment_records(bootstrap, run, catalog), key=lambda r: (r["profile_id"], r["sequence"])):
+        if r["profile_id"] in gone:  # (``gone``: the erased persons' ids, see without_erased)
+            continue
         got[r["profile_id"]].append((r["segment"], r["change"], r["rule_version"], r["at"], r["purpose"]))
     return dict(got)
 
@@ -404,7 +447,7 @@ def wait_until_segments_equal_oracle(
     want = oracle_segments(events)
     catalog = SchemaCatalog.load()
     return poll_until_equal(
-        lambda: segments_by_profile(bootstrap, run, catalog),
+        lambda: segments_by_profile(bootstrap, run, catalog, erased_ids(events)),
         want,
         timeout_s,
         "journey.segments equal to the oracle",
@@ -460,7 +503,8 @@ def oracle_samples(events: list[dict], final=None) -> list:
         return max(marks)[2] if marks else defaults[purpose]
 
     end = max((e["occurred_at"] for e in events), default=0)
-    return samples_of_sessions(
+    erased_at = erasure_time_by_profile(events)
+    samples = samples_of_sessions(
         closes,
         activity=activity,
         sessions=sessions,
@@ -470,6 +514,8 @@ def oracle_samples(events: list[dict], final=None) -> list:
         abandonments=abandonments,
         consent=consent,
     )
+    # an erased person's samples up to the erasure are learned; nothing after it exists
+    return [x for x in samples if x.at <= erased_at.get(x.profile_id, x.at)]
 
 
 def oracle_scores(samples: list) -> list[dict]:

@@ -37,15 +37,32 @@ def test_router_operator_emits_what_the_pure_router_emits_for_the_same_order() -
 
     router = IdentityRouter(IdentityRules())
     want_commands, want_identity = [], []
+
+    def emit(routed) -> None:
+        want_commands.extend(decode_command(encode_command(c)) for c in routed.commands)
+        want_identity.extend(ie.to_record() for ie in routed.identity_events)
+
+    def due(watermark: int) -> None:  # the erasures due under the watermark (bound 0: newest - 1)
+        nxt = router.next_erasure()
+        if nxt is not None and nxt <= watermark:
+            emit(router.due_erasures(watermark))
+
+    newest = -1
     for topic, value in inputs:
         if topic == FEEDBACK:
             atom, aggregate, _ = decode_moved_state(value)
             cmd = router.route_state(atom, aggregate)
             want_commands += [decode_command(encode_command(cmd))] if cmd else []
         else:
-            routed = router.route_event(catalog.decode(value)[1], payload=value)
-            want_commands += [decode_command(encode_command(c)) for c in routed.commands]
-            want_identity += [ie.to_record() for ie in routed.identity_events]
+            event = catalog.decode(value)[1]
+            if event["occurred_at"] > newest:  # before the event that moves the watermark
+                newest = event["occurred_at"]
+                due(newest - 1)
+            routed = router.route_event(event, payload=value)
+            emit(routed)
+            if routed.requested:
+                due(newest - 1)
+    assert any(c.kind is CommandKind.ERASE for c in want_commands), "the data has an erasure carried out"
 
     env = thread_mode_env(parallelism=1)  # one channel per output: order is kept
     commands = (

@@ -53,6 +53,8 @@ def test_cql_file_parses_into_the_expected_statements():
         ("TABLE", "journey.profile_segments"),
         ("TABLE", "journey.scores"),
         ("TABLE", "journey.model_metrics"),
+        ("TABLE", "journey.erased_identifiers"),
+        ("TABLE", "journey.privacy_audit"),
     ]
     assert all(p[0] == "journey" for p in TABLES.values())
     assert _primary_key("profiles") == "profile_id"

@@ -12,9 +12,10 @@ import pytest
 
 from generator.journey_truth import JourneySettings as OracleSettings
 from generator.journey_truth import journey_truth
-from models.journeys import SessionOut, TriggerOut
+from models.journeys import JourneySettings, SessionOut, TriggerOut
+from tests.erasure_oracle import erased_nodes, erasures
 from tests.journeys_harness import JourneyPipeline, generated_events
-from tests.profiles_harness import SESSION_FIELDS, comparable_trigger
+from tests.profiles_harness import SESSION_FIELDS, comparable_trigger, without_erased
 
 MIN = 60_000
 
@@ -39,11 +40,22 @@ def test_sessions_and_triggers_equal_the_oracle_whatever_the_arrival_order_and_t
     rnd = random.Random(seed)
     pipe = JourneyPipeline(rnd, bound_ms)
     pipe.run(_arrival(events, rnd, bound_ms))
-    want = journey_truth(events, (), OracleSettings())
+    full = journey_truth(events, (), OracleSettings())
+    want = without_erased(full, events)  # the erased persons' are checked below
+    gone = erased_nodes(events)
+    assert gone, "the generated data has an erasure request"
+
+    def erased(o: dict[str, Any]) -> bool:
+        return tuple(o["stream"].split(":", 1)) in gone
 
     sessions: dict[str, dict[str, Any]] = {}
     triggers: dict[str, dict[str, Any]] = {}
+    erased_outs: list[dict[str, Any]] = []
     for pid, o in pipe.outs:
+        record = o.session if isinstance(o, SessionOut) else o.trigger if isinstance(o, TriggerOut) else None
+        if record is not None and erased(record):
+            erased_outs.append(record)
+            continue
         if isinstance(o, SessionOut):
             sessions[o.session["session_id"]] = o.session
         elif isinstance(o, TriggerOut):
@@ -60,6 +72,14 @@ def test_sessions_and_triggers_equal_the_oracle_whatever_the_arrival_order_and_t
     for tid, t in triggers.items():
         assert comparable_trigger(t) == comparable_trigger(want_triggers[tid]), tid
     assert {k for t in triggers.values() for k in [t["kind"]]} >= {"cart_abandoned", "cart_recovered", "high_intent"}
+    # an erased person's sessions and triggers are the oracle's, decided up to the erasure only
+    erased_at = {n: er.at for er in erasures(events) for n in er.nodes}
+    oracle_records = {r.get("trigger_id") or r["session_id"]: r for r in full.sessions + full.triggers if erased(r)}
+    for r in erased_outs:
+        key = r.get("trigger_id") or r["session_id"]
+        assert key in oracle_records, r
+        decided = r["fired_at"] if "fired_at" in r else r["ended_at"] + JourneySettings().session_gap_ms
+        assert decided <= erased_at[tuple(r["stream"].split(":", 1))], r
     if bound_ms is None:  # every merge came before every decision: the final profile holds each trigger
         for t in triggers.values():
             assert t["profile_id"] == pipe.router.store.profile_of[tuple(t["stream"].split(":", 1))]

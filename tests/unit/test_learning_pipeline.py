@@ -11,6 +11,7 @@ import pytest
 
 from models.journeys import SampleOut
 from tests.journeys_harness import JourneyPipeline, generated_events
+from tests.erasure_oracle import erasure_time_by_profile
 from tests.profiles_harness import oracle_samples, oracle_scores
 
 
@@ -22,9 +23,16 @@ def test_samples_at_every_close_equal_the_oracles_and_so_do_the_scores(seed: int
     rnd.shuffle(arrival)
     pipe = JourneyPipeline(rnd, None, samples=True)
     pipe.run(arrival)
-    got = sorted((o.sample for _, o in pipe.outs if isinstance(o, SampleOut)), key=lambda s: s.order())
+    emitted = sorted((o.sample for _, o in pipe.outs if isinstance(o, SampleOut)), key=lambda s: s.order())
+    got = [s for s in emitted if not s.is_erasure]
     want = oracle_samples(events)
     assert got == want
+    # the erased persons (docs/privacy.md): samples up to their erasure, then one erasure sample
+    # per profile, naming every id of theirs, and nothing after it
+    erased_at = erasure_time_by_profile(events)
+    erasures = [s for s in emitted if s.is_erasure]
+    assert erasures and all(s.at == erased_at[s.profile_id] and set(s.erase or ()) <= set(erased_at) for s in erasures)
+    assert not [s for s in got if s.profile_id in erased_at and s.at > erased_at[s.profile_id]]
     sessions = [s for s in want if s.kind == 0]
     assert sum(1 for s in sessions if s.cluster is not None) > len(sessions) // 2
     labels = [s for s in want if s.is_churn_label]

@@ -13,7 +13,9 @@ import pytest
 
 from generator.segment_truth import load_rules as oracle_rules
 from generator.segment_truth import segment_truth
+from models.identity import IdentityRules, observation_of, resolve
 from models.journeys import node_key
+from tests.erasure_oracle import erasures
 from models.segments import DEFAULT_RULES_PATH, RuleSet, SegmentOut, load_rules
 from tests.journeys_harness import JourneyPipeline, generated_events
 
@@ -29,10 +31,19 @@ def decided(pipe: JourneyPipeline) -> dict[str, list[tuple]]:
 
 
 def expected(events, pipe: JourneyPipeline) -> dict[str, list[tuple]]:
-    """The oracle's changes by the profile the router holds each final person under."""
+    """The oracle's changes by the profile the router holds each final person under; an erased
+    person's (``tests/erasure_oracle.py``) up to the erasure, under their final profile."""
     profile_of = {node_key(n): pid for n, pid in pipe.router.store.profile_of.items()}
+    final = resolve([observation_of(e) for e in events], IdentityRules())
+    erased_at = {node_key(n): er.at for er in erasures(events) for n in er.nodes}
+    assert erased_at, "the generated data has an erasure request"
     want: dict[str, list[tuple]] = defaultdict(list)
     for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
+        if c["person"] in erased_at:
+            if c["at"] <= erased_at[c["person"]]:
+                pid = final.profile_of[tuple(c["person"].split(":", 1))]  # type: ignore[index]
+                want[pid].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
+            continue
         want[profile_of[c["person"]]].append((c["segment"], c["change"], c["rule_version"], c["at"], c["purpose"]))
     return dict(want)
 

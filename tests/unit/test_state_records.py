@@ -37,6 +37,12 @@ def router_store():
     router = IdentityRouter(IdentityRules())
     for e in events():
         router.route_event(e, payload=b"")
+    # the generated erasure requests carried out (tombstones), and one more still pending
+    assert router.store.pending, "the generated data has no erasure request"
+    router.due_erasures(max(e["occurred_at"] for e in events()))
+    request = next(e for e in events() if e["event_type"] == "erasure_request")
+    ids = {k: None for k in request["identifiers"]} | {"customer_id": "cus_shared_b"}
+    router.route_event({**request, "event_id": "er-pending", "identifiers": ids}, payload=b"")
     return router.store
 
 

@@ -1,0 +1,42 @@
+"""The erasure ledger in Cassandra (``erased_identifiers``, docs/privacy.md): read by a job that
+starts (the ingestion job always, the identity stage when it starts with no state), so that a
+replay of history never brings an erased person back. Written by the profiles stage
+(``state.profile_store.ProfileStore``, with each erased profile's last write)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class LedgerUnavailable(RuntimeError):
+    """The ledger could not be read: the job must not start without it."""
+
+
+@dataclass(frozen=True)
+class CassandraLedger:
+    """Factory of the ledger's tombstone keys (picklable: Flink ships it to the TaskManagers)."""
+
+    host: str
+    port: int
+    keyspace: str
+
+    def __call__(self) -> list[str]:
+        from state.cassandra_schema import connect
+
+        try:
+            session = connect(self.host, self.port)
+        except Exception as e:
+            raise LedgerUnavailable(
+                f"cannot read the erasure ledger: Cassandra at {self.host}:{self.port} is unreachable ({e}); "
+                "set JOURNEY_ERASURE_LEDGER=off only where no profiles stage runs"
+            ) from e
+        try:
+            rows = session.execute(f"SELECT tombstone FROM {self.keyspace}.erased_identifiers")
+            return [r.tombstone for r in rows]
+        except Exception as e:
+            raise LedgerUnavailable(
+                f"cannot read the erasure ledger {self.keyspace}.erased_identifiers ({e}); "
+                "apply the schema first (python -m state.cassandra_schema)"
+            ) from e
+        finally:
+            session.cluster.shutdown()
