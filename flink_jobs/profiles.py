@@ -48,6 +48,7 @@ from operators.journeys import (
     CONTROL_TYPE,
     LATE_TAG,
     OUT_TYPE,
+    ROUTER_IDENTITY_TAG,
     RULES_STATE,
     SAMPLES_TAG,
     SEGMENTS_TAG,
@@ -203,7 +204,12 @@ def build_profiles(
     )
     # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
     # chains to route-identity and keeps journey.identity in resolution order
-    identity_events = routed.get_side_output(IDENTITY_TAG).name("identity-events").set_parallelism(1)
+    identity_events = (
+        routed.get_side_output(IDENTITY_TAG)
+        .name("identity-events")
+        .set_parallelism(1)
+        .union(journeys.get_side_output(ROUTER_IDENTITY_TAG).name("identity-events-from-ticks"))
+    )
     moved = folded.get_side_output(MOVED_TAG).name("moved-atoms").union(journeys)
     return ProfileStreams(
         identity_events,

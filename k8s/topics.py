@@ -29,10 +29,21 @@ OUTPUT_TOPICS: dict[str, str] = {
     "journey.control-results": "(JSON answers to rule updates, one per journeys subtask)",
 }
 ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
-#: per-topic settings: the DLQ keeps rejected records' raw bytes, which can hold a raw email or
-#: phone (they were never normalized), so it is kept for 7 days only; restrict who reads it
+#: how long a topic that holds personal data keeps it (docs/privacy.md, "Erasure"): no topic is
+#: keyed or compacted, so a record is never rewritten or tombstoned; it is deleted with its log
+#: segment, at most this long (plus one segment's roll time, ``segment.ms``) after it was
+#: written, well within the one month GDPR allows for an erasure
+PERSONAL_DATA_RETENTION_MS = 7 * 24 * 3600 * 1000
+PERSONAL_DATA_SEGMENT_MS = 24 * 3600 * 1000
+#: the topics without personal data: rule updates and the answers to them
+NO_PERSONAL_DATA = ("journey.control", "journey.control-results")
+#: per-topic settings (the DLQ holds hashed identifiers only, docs/privacy.md)
 TOPIC_CONFIG: dict[str, dict[str, str]] = {
-    "journey.dlq": {"retention.ms": str(7 * 24 * 3600 * 1000)},
+    **{
+        t: {"retention.ms": str(PERSONAL_DATA_RETENTION_MS), "segment.ms": str(PERSONAL_DATA_SEGMENT_MS)}
+        for t in (*INPUT_TOPICS, *OUTPUT_TOPICS)
+        if t not in NO_PERSONAL_DATA
+    },
     # rule updates are kept forever: a job started without a checkpoint rebuilds its rules from them
     "journey.control": {"retention.ms": "-1"},
 }

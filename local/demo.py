@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from typing import Any, Callable, TypeVar
 
+from generator.erasure_truth import erased_event_ids, erased_ids, erased_nodes, erasures, surviving, without_erased
 from generator.journey_truth import JourneySettings as OracleJourneySettings
 from generator.journey_truth import JourneyTruth, journey_truth
 from generator.produce import produce
@@ -255,6 +256,7 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
     """Poll Cassandra until every profile of an offline resolution of ``events`` is there with
     the same identifiers, events, orders and revenue; print the result and a sample."""
     rules = IdentityRules()
+    all_events, events = events, surviving(events)  # what no erasure removed (docs/privacy.md)
     res = resolve([observation_of(e) for e in events], rules)
     by_profile: dict[str, list[dict]] = {}
     for e in events:
@@ -286,7 +288,7 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
             row = plain.execute(cql, (sample_id,)).one()
         finally:
             plain.cluster.shutdown()
-    ok = len(same) == len(res.members)
+    ok = len(same) == len(res.members) and show_erasures(all_events)
     traits_ok = row is not None and _cql_traits(row) == _cql_traits(want[sample_id].stored_traits())
     ok = ok and traits_ok
     merged = len({n for pid in res.members for n in res.members[pid]}) - len(res.members)
@@ -309,6 +311,71 @@ def show_profiles(events: list[dict], timeout_s: float = 180) -> bool:
     if row is not None:
         for name, value in _cql_traits(row).items():
             print(f"    {name:<24} {value}")
+    return ok
+
+
+def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
+    """This run's erasure requests (the generator plants a few, each the person's last event):
+    poll Cassandra until no row of theirs is left in any table and the ledger holds their
+    tombstones (``generator/erasure_truth.py`` says which identifiers and profile ids)."""
+    from models.erasure import tombstone_key
+
+    planned = erasures(events)
+    if not planned:
+        print("  erasures               none in this run")
+        return True
+    ids, nodes = erased_ids(events), erased_nodes(events)
+    session = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    tables = ("profiles", "sessions", "carts", "triggers", "profile_segments", "profile_consent", "scores")
+
+    def left() -> tuple[int, int, int]:
+        rows = sum(
+            1
+            for t in tables
+            for pid in ids
+            for _ in session.execute(f"SELECT profile_id FROM journey.{t} WHERE profile_id = %s", (pid,))
+        )
+        links = sum(
+            1
+            for t, v in nodes
+            for _ in session.execute(
+                "SELECT profile_id FROM journey.identity_links WHERE identifier_type = %s AND identifier_value = %s",
+                (t, v),
+            )
+        )
+        stones = sum(
+            1
+            for n in nodes
+            for _ in session.execute(
+                "SELECT tombstone FROM journey.erased_identifiers WHERE tombstone = %s", (tombstone_key(n),)
+            )
+        )
+        return rows, links, stones
+
+    try:
+        (rows, links, stones), _ = _watch(
+            left,
+            lambda r: r == (0, 0, len(nodes)),
+            lambda r: (
+                f"  erasures: {r[0]} rows and {r[1]} links of the erased persons left, {r[2]} of {len(nodes)} tombstones"
+            ),
+            timeout_s,
+            3,
+        )
+        audit = {
+            (r.ref, r.stage)
+            for er in planned
+            for ref in er.request_ids
+            for r in session.execute("SELECT ref, stage FROM journey.privacy_audit WHERE ref = %s", (ref,))
+        }
+    finally:
+        session.cluster.shutdown()
+    ok = (rows, links, stones) == (0, 0, len(nodes))
+    print(
+        f"  erasures               {len(planned)} requests: {len(nodes)} identifiers, {len(ids)} profile ids; rows left "
+        f"{rows}, links left {links}, tombstones {stones} of {len(nodes)}, audit rows {len(audit)} "
+        f"{'OK' if ok else 'MISMATCH'}"
+    )
     return ok
 
 
@@ -341,15 +408,17 @@ def _iso(ms: int) -> str:
 def show_journeys(catalog: SchemaCatalog, events: list[dict], timeout_s: float = 300) -> bool:
     """Poll journey.triggers and journey.sessions until they hold what the offline oracle says
     about ``events`` (this run's); print the counts beside it, and Cassandra's rows."""
-    want = journey_truth(events, (), OracleJourneySettings())
-    streams = {f"{t}:{v}" for e in events for t, v in e["identifiers"].items() if v is not None}
+    want = without_erased(journey_truth(events, (), OracleJourneySettings()), events)
+    gone = {f"{t}:{v}" for t, v in erased_nodes(events)}  # checked by show_erasures
+    streams = {f"{t}:{v}" for e in events for t, v in e["identifiers"].items() if v is not None} - gone
+    late_ids = {e["event_id"] for e in events} - erased_event_ids(events)
     want_published = {t["trigger_id"] for t in want.triggers if not t["suppressed"]}
     want_sessions = {s["session_id"] for s in want.sessions if s["closed"]}
 
     def read() -> tuple[list[dict], list[dict], list[dict]]:
         mine = [t for t in _decodable(catalog, "journey.triggers") if t.get("stream") in streams]
         sessions = [x for x in _decodable(catalog, "journey.sessions") if x.get("stream") in streams]
-        late = [x for x in _decodable(catalog, "journey.late") if x["event_id"] in {e["event_id"] for e in events}]
+        late = [x for x in _decodable(catalog, "journey.late") if x["event_id"] in late_ids]
         return mine, sessions, late
 
     (triggers, sessions, late), _ = _watch(
@@ -439,16 +508,21 @@ def show_segments(catalog: SchemaCatalog, events: list[dict], timeout_s: float =
     """Poll journey.segments until every profile of this run has the changes the offline oracle
     (``generator/segment_truth.py``, shipped rules) gives; print them per segment beside it."""
     res = resolve([observation_of(e) for e in events], IdentityRules())
+    gone = erased_nodes(events)  # the erased persons' (checked by show_erasures)
     want: dict[str, list[tuple]] = {}
     for c in segment_truth(events, oracle_rules(DEFAULT_RULES_PATH)):
         t, v = c["person"].split(":", 1)
+        if (t, v) in gone:
+            continue
         pid = res.profile_of[(t, v)]
         want.setdefault(pid, []).append((c["segment"], c["change"], c["rule_version"], c["at"]))
+
+    erased = erased_ids(events)
 
     def read() -> dict[str, list[tuple]]:
         got: dict[str, list[tuple]] = {}
         for r in sorted(_decodable(catalog, "journey.segments"), key=lambda r: (r["profile_id"], r["sequence"])):
-            if r["profile_id"] in res.members:
+            if r["profile_id"] in res.members and r["profile_id"] not in erased:
                 got.setdefault(r["profile_id"], []).append((r["segment"], r["change"], r["rule_version"], r["at"]))
         return got
 

@@ -27,7 +27,7 @@ Semantics
 Examples
 --------
 >>> tombstone_key(("customer_id", "C-1"))
-'t-f0d6b0ee5ef1e2a8e0f6ac7e03e6a8a7'
+'t-f7e0624450498ac3b8ecb118a57831b4'
 >>> ERASED_TIMESTAMP > 2 * ((1 << 61) - 1) + 1
 True
 """

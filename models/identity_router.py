@@ -81,6 +81,9 @@ class CommandKind(StrEnum):
     JOURNEY = "journey"  # a moved part of a journey state (models.journeys), for the journeys stage
     TICK = "tick"  # no profile: carries event time forward when the input is idle
     ERASE = "erase"  # the profile is erased (models.erasure): remove its state and rows
+    #: no profile: a ``journey.identity`` record (payload: its bytes) the router emits from a
+    #: timer, where PyFlink cannot emit side outputs; the journeys stage passes it on
+    IDENTITY = "identity"
 
 
 @dataclass(frozen=True)

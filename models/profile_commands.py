@@ -69,7 +69,7 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes, int]
     if cmd.erased:
         body["erased"] = cmd.erased
     kind = CommandKind(cmd.kind)
-    if kind in (CommandKind.EVENT, CommandKind.JOURNEY):
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY):
         payload = bytes(cmd.payload)
     elif kind is CommandKind.STATE:
         payload = (
@@ -89,7 +89,7 @@ def decode_command(t: tuple) -> ProfileCommand:
     def nodes(key: str) -> tuple[Node, ...] | None:
         return None if key not in body else tuple((n[0], n[1]) for n in body[key])
 
-    if kind in (CommandKind.EVENT, CommandKind.JOURNEY):
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY):
         value: Any = bytes(payload)
     elif kind is CommandKind.STATE:
         value = _aggregate_codec().decode(bytes(payload))

@@ -203,7 +203,7 @@ class RouteIdentity(KeyedProcessFunction):
             tick = clock["last_tick"]
         self.reassert_tick = False
         if tick is not None:
-            yield from self._due_erasures(clock, tick)
+            yield from self._due_erasures(clock, tick, in_timer=True)
             self.counters.inc("ticks")
             # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
             at = tick + self.out_of_orderness_ms + 1
@@ -213,16 +213,20 @@ class RouteIdentity(KeyedProcessFunction):
             self._store_clock(clock)
         self._watch_clock(ctx)
 
-    def _due_erasures(self, clock: dict[str, Any], watermark: int) -> Iterable[Any]:
+    def _due_erasures(self, clock: dict[str, Any], watermark: int, in_timer: bool = False) -> Iterable[Any]:
         """Execute the erasure requests at or before ``watermark`` (the clock says whether any)."""
         due = clock.get("next_erasure")
         if due is None or due > watermark:
             return
         routed = self.router.due_erasures(watermark)
         clock["next_erasure"] = self.router.next_erasure()
-        yield from self._emit_erasures(routed)
+        yield from self._emit_erasures(routed, in_timer)
 
-    def _emit_erasures(self, routed: Routed) -> Iterable[Any]:
+    def _emit_erasures(self, routed: Routed, in_timer: bool = False) -> Iterable[Any]:
+        """The erasures' commands, and their ``profile_erased`` records on :data:`IDENTITY_TAG`;
+        from a timer (PyFlink 2.2's ``on_timer`` sends side outputs to the main output) as
+        ``identity`` commands, which the journeys stage puts on ``journey.identity``: only at an
+        idle tick, seconds after the router's last record, so after them in the topic."""
         if not routed.erasures:
             return
         count = self.counters.inc
@@ -232,7 +236,14 @@ class RouteIdentity(KeyedProcessFunction):
         count("identity_events", len(routed.identity_events))
         count("commands", len(routed.commands))
         for ie in routed.identity_events:
-            yield IDENTITY_TAG, self.identity_codec.encode(ie.to_record())
+            record = self.identity_codec.encode(ie.to_record())
+            if in_timer:
+                cmd = ProfileCommand(
+                    profile_id="", kind=CommandKind.IDENTITY, version=0, payload=record, at=ie.occurred_at
+                )
+                yield encode_command(cmd), cmd.at
+            else:
+                yield IDENTITY_TAG, record
         for cmd in routed.commands:
             yield encode_command(cmd), cmd.at
 

@@ -102,7 +102,9 @@ CONTROL_TYPE = Types.TUPLE([BYTES, Types.LONG()])
 RULES_STATE = MapStateDescriptor("segment-rules", Types.STRING(), STATE_VALUE)
 #: the operator's output: (kind, bytes); kinds below
 OUT_TYPE = Types.TUPLE([Types.INT(), BYTES])
-MOVE, SESSION, TRIGGER, LATE, SEGMENT, CONTROL, REPORT, SAMPLE = range(8)
+MOVE, SESSION, TRIGGER, LATE, SEGMENT, CONTROL, REPORT, SAMPLE, IDENTITY = range(9)
+#: ``journey.identity`` records the router emitted from a timer (``identity`` commands), passed on
+ROUTER_IDENTITY_TAG = OutputTag("router-identity", BYTES)
 SAMPLES_TAG = OutputTag("learning-samples", BYTES)
 REPORT_TAG = OutputTag("journey-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.LONG()]))
 _IGNORED = (CommandKind.STATE, CommandKind.TICK)
@@ -256,6 +258,9 @@ class Journeys(KeyedBroadcastProcessFunction):
         self.counters.tick(ctx.timer_service())
         if kind in _IGNORED:
             return
+        if kind is CommandKind.IDENTITY:  # not the journey's: the router's record, passed on
+            yield IDENTITY, bytes(value[4])
+            return
         self._restore_rules(ctx)
         cmd = decode_command(value)
         if kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
@@ -397,6 +402,7 @@ class SplitOutputs(ProcessFunction):
         SEGMENT: SEGMENTS_TAG,
         CONTROL: CONTROL_RESULTS_TAG,
         SAMPLE: SAMPLES_TAG,
+        IDENTITY: ROUTER_IDENTITY_TAG,
     }
 
     def process_element(self, value: tuple, ctx: ProcessFunction.Context) -> Iterable[Any]:

@@ -46,7 +46,7 @@ from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
 from state.sinks import ProfileSink, Ticket
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
-_NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value)
+_NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value, CommandKind.IDENTITY.value)
 REPORT_TAG = OutputTag("lifecycle-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.INT()]))
 
 

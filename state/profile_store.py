@@ -222,22 +222,7 @@ class ProfileStore:
         self._delete_profile = self._prepare(
             f"DELETE FROM {ks}.profiles USING TIMESTAMP ? WHERE profile_id = ?", consistency, write=True
         )
-        self._delete_link = self._prepare(
-            f"DELETE FROM {ks}.identity_links USING TIMESTAMP ? WHERE identifier_type = ? AND identifier_value = ?",
-            consistency,
-            write=True,
-        )
-        self._tombstone = self._prepare(
-            f"INSERT INTO {ks}.erased_identifiers (tombstone, request_id, erased_at) VALUES (?, ?, ?)",
-            consistency,
-            write=True,
-        )
-        self._audit = self._prepare(
-            f"INSERT INTO {ks}.privacy_audit (ref, stage, part, action, at, tables, rows, identifiers, profiles) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            consistency,
-            write=True,
-        )
+        self._erasure: tuple[PreparedStatement, PreparedStatement, PreparedStatement] | None = None  # on first use
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -471,23 +456,49 @@ class ProfileStore:
         )
         return ticket
 
+    def _erasure_statements(self) -> tuple[PreparedStatement, PreparedStatement, PreparedStatement]:
+        """The erasure's statements, prepared on the first erasure (a keyspace of a release
+        before erasure lacks their tables until the new schema is applied)."""
+        if self._erasure is None:
+            ks, consistency = self._keyspace, self._consistency
+            self._erasure = (
+                self._prepare(
+                    f"DELETE FROM {ks}.identity_links USING TIMESTAMP ? WHERE identifier_type = ? AND identifier_value = ?",
+                    consistency,
+                    write=True,
+                ),
+                self._prepare(
+                    f"INSERT INTO {ks}.erased_identifiers (tombstone, request_id, erased_at) VALUES (?, ?, ?)",
+                    consistency,
+                    write=True,
+                ),
+                self._prepare(
+                    f"INSERT INTO {ks}.privacy_audit (ref, stage, part, action, at, tables, rows, identifiers, profiles) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    consistency,
+                    write=True,
+                ),
+            )
+        return self._erasure
+
     def _add_erasure(self, batch: BatchStatement, w: ProfileWrite) -> None:
         """An erased profile (``docs/privacy.md``): its row and every id of its component
         deleted, its identifiers' links deleted, all at ``ERASED_TIMESTAMP``; their tombstones
         into the ledger; the audit row."""
         e = w.erasure
         assert e is not None
+        delete_link, tombstone, audit = self._erasure_statements()
         ids = sorted({w.profile_id, *w.ghosts})
         for pid in ids:
             batch.add(self._delete_profile, (ERASED_TIMESTAMP, pid))
         for t, v in e.nodes:
-            batch.add(self._delete_link, (ERASED_TIMESTAMP, t, v))
+            batch.add(delete_link, (ERASED_TIMESTAMP, t, v))
         at = datetime.fromtimestamp(e.at / 1000, tz=timezone.utc)
         for node in e.nodes:
-            batch.add(self._tombstone, (tombstone_key(node), e.request_id, at))
+            batch.add(tombstone, (tombstone_key(node), e.request_id, at))
         tables = ["profiles", "identity_links"] if e.nodes else ["profiles"]
         rows = len(ids) + len(e.nodes)
-        batch.add(self._audit, (e.request_id, "profiles", e.part, "erasure", at, tables, rows, len(e.nodes), len(ids)))
+        batch.add(audit, (e.request_id, "profiles", e.part, "erasure", at, tables, rows, len(e.nodes), len(ids)))
 
     # ------------------------------------------------------------------ reads
 

@@ -13,8 +13,7 @@ in ``open()``; the store it returns has ``write(ProfileWrite) -> ticket`` (a tic
 Examples
 --------
 >>> import tempfile, pathlib
->>> from models.erasure import ERASED_TIMESTAMP
-from models.profile import ProfileAggregate
+>>> from models.profile import ProfileAggregate
 >>> from models.profile_fold import ProfileWrite
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "writes.jsonl"
 >>> store = RecordingSink(str(path))()

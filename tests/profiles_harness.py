@@ -21,7 +21,15 @@ from models.avro_codec import SchemaCatalog
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
-from tests.erasure_oracle import erased_event_ids, erased_ids, erased_nodes, erasure_time_by_profile, surviving
+from generator.erasure_truth import (
+    erased_event_ids,
+    erased_ids,
+    erased_nodes,
+    erased_stream,
+    erasure_time_by_profile,
+    surviving,
+    without_erased,
+)
 from tests.ingestion_harness import Topics
 from models.identity import observation_of, resolve
 from tests.profile_oracle import RULES, assert_same, oracle
@@ -169,10 +177,11 @@ def read_cassandra(session, keyspace: str) -> CassandraContents:
     return CassandraContents(profiles, links)
 
 
-def differences(got: CassandraContents, events: list[dict]) -> list[str]:
+def differences(got: CassandraContents, events: list[dict], erasure_requests: list[dict] | None = None) -> list[str]:
     """Where Cassandra differs from the oracle over ``events`` (empty: equal): the oracle over
-    the events that no erasure removed (``tests/erasure_oracle.py``)."""
-    want = oracle(surviving(events))
+    the events that no erasure removed (``generator/erasure_truth.py``; ``erasure_requests``:
+    the events whose requests count, default all)."""
+    want = oracle(surviving(events, erasure_requests))
     out = []
     try:
         assert_same(
@@ -190,7 +199,12 @@ def differences(got: CassandraContents, events: list[dict]) -> list[str]:
 
 
 def wait_until_cassandra_equals_oracle(
-    session, keyspace: str, events: list[dict], timeout_s: float, settle_s: float = 3.0
+    session,
+    keyspace: str,
+    events: list[dict],
+    timeout_s: float,
+    settle_s: float = 3.0,
+    erasure_requests: list[dict] | None = None,
 ) -> tuple[list[str], float]:
     """Poll until Cassandra equals the oracle and stays equal for ``settle_s`` (no late
     overwrite); returns the last differences (empty: converged) and the seconds it took."""
@@ -199,11 +213,11 @@ def wait_until_cassandra_equals_oracle(
 
     def settled_differences() -> list[str]:
         nonlocal converged
-        diff = differences(read_cassandra(session, keyspace), events)
+        diff = differences(read_cassandra(session, keyspace), events, erasure_requests)
         if not diff:
             converged = time.monotonic() - t0
             time.sleep(settle_s)
-            diff = differences(read_cassandra(session, keyspace), events)
+            diff = differences(read_cassandra(session, keyspace), events, erasure_requests)
         return diff
 
     try:
@@ -213,13 +227,15 @@ def wait_until_cassandra_equals_oracle(
     return [], converged
 
 
-def identity_differences(identity_events: list[dict], events: list[dict]) -> list[str]:
+def identity_differences(
+    identity_events: list[dict], events: list[dict], erasure_requests: list[dict] | None = None
+) -> list[str]:
     """Where the committed journey.identity log differs from the offline oracle ``resolve()``
     over ``events`` (empty: equal). A consumer that keeps each identifier's last
     ``identifier_linked`` must know every identifier's profile, and every refusal of the
     oracle must be announced. A record of a failed attempt that leaked past a restart (or one
     the restart lost) shows here as a wrong or missing profile."""
-    res = resolve([observation_of(e) for e in surviving(events)], RULES)
+    res = resolve([observation_of(e) for e in surviving(events, erasure_requests)], RULES)
     last: dict[tuple[str, str], str] = {}
     for e in identity_events:
         if e["kind"] == "identifier_linked":
@@ -357,31 +373,13 @@ def wait_until_journeys_equal_oracle(
     return diff, got, want
 
 
-def _erased_stream(rec: dict[str, Any], gone: frozenset) -> bool:
-    return tuple(rec["stream"].split(":", 1)) in gone
-
-
-def without_erased(want: JourneyTruth, events: list[dict]) -> JourneyTruth:
-    """The journeys oracle's answer without the erased persons (``tests/erasure_oracle.py``):
-    their rows are gone from Cassandra, and what they published before their erasure is
-    checked by the erasure tests, not here."""
-    gone, gone_events = erased_nodes(events), erased_event_ids(events)
-    return dataclasses.replace(
-        want,
-        triggers=[t for t in want.triggers if not _erased_stream(t, gone)],
-        sessions=[x for x in want.sessions if not _erased_stream(x, gone)],
-        carts=[c for c in want.carts if not _erased_stream(c, gone)],
-        late_dropped=[i for i in want.late_dropped if i not in gone_events],
-    )
-
-
 def outputs_without_erased(got: JourneyOutputs, events: list[dict]) -> JourneyOutputs:
     """The topics' records of the persons an erasure removed left out (see :func:`without_erased`)."""
     gone, gone_events = erased_nodes(events), erased_event_ids(events)
     return dataclasses.replace(
         got,
-        triggers=[t for t in got.triggers if not _erased_stream(t, gone)],
-        sessions=[x for x in got.sessions if not _erased_stream(x, gone)],
+        triggers=[t for t in got.triggers if not erased_stream(t, gone)],
+        sessions=[x for x in got.sessions if not erased_stream(x, gone)],
         late=[x for x in got.late if x["event_id"] not in gone_events],
     )
 

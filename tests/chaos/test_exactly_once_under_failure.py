@@ -538,3 +538,82 @@ def test_a_record_slower_than_the_checkpoint_timeout_fails_the_job_with_a_clear_
     assert "Exceeded checkpoint tolerable failure threshold" in reason, reason[:3000]
     stats = _checkpoint_stats(job.job_id)
     assert stats["failed"] >= 3
+
+
+@pytest.mark.chaos_long
+def test_an_erasure_interrupted_by_taskmanager_kills_completes_and_a_replay_never_resurrects(
+    local_stack, session, profiles_run, chaos_report
+):
+    """docs/privacy.md, "Erasure": a TaskManager is killed while an erasure request waits for
+    event time to reach it, and again as soon as the router reports it carried out (its
+    deletions, the journeys' and the learner's, not all done yet). After the restarts every
+    output still equals the oracles (the erased persons' rows gone, everything else exact),
+    no row of theirs is left, the ledger holds exactly their tombstones and each stage's audit
+    row is there; then a profiles job started with no state on the same input drops each of
+    their events and writes nothing about them."""
+    from tests.erasure_checks import (
+        ROUTER_COUNTERS,
+        mentions,
+        replay_profiles,
+        rows_of,
+        totals,
+        traces,
+    )
+    from generator.erasure_truth import erased_event_ids, erased_ids, erased_nodes, erasures
+    from models.erasure import tombstone_key
+
+    bootstrap, run = local_stack, profiles_run
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
+    recoveries, phases = [], []
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=411, rate=250)
+        for phase, ready in (
+            ("request pending", lambda c: c["erasure_requests"] > c["erasures"]),
+            ("erasure carried out", lambda c: c["erasures"] >= 1),
+        ):
+            seen = wait_until(lambda: totals(job.job_id, ROUTER_COUNTERS), 240, 0.5, phase, until=ready)
+            phases.append(f"{phase} ({seen['erasure_requests']} requests, {seen['erasures']} carried out)")
+            os.kill(stack.flink_pids("taskexecutor")[len(recoveries) % 2], signal.SIGKILL)
+            t0 = time.monotonic()
+            stack.flink_daemon("taskmanager.sh", "start")
+            recoveries.append(wait_recovered(job.job_id, t0))
+        diff = profiles_outputs_differences(bootstrap, session, run, feed)
+        events = feed.events()
+        oracle = erasures(events)
+        requests = {r for er in oracle for r in er.request_ids}
+        audited = wait_until(
+            lambda: {(r.ref, r.stage) for r in session.execute(f"SELECT ref, stage FROM {run.keyspace}.privacy_audit")},
+            120,
+            2,
+            "each stage's audit row of each request",
+            until=lambda got: {(r, s) for r in requests for s in ("profiles", "journeys", "models")} <= got,
+        )
+        rows = rows_of(session, run.keyspace)
+    finally:
+        cancel(job.job_id)
+    ids, nodes = erased_ids(events), erased_nodes(events)
+    replay = replay_profiles(bootstrap, session, run.topics.normalized, run.keyspace, events)
+    written = [(k, r) for k, recs in replay.topics.items() for r in recs if mentions(r, ids, nodes)]
+    problems = diff + replay.differences + traces(rows, ids, nodes) + traces(replay.rows, ids, nodes)
+    problems += [f"written in the replay: {w}" for w in written[:3]]
+    if {r.tombstone for r in rows["erased_identifiers"]} != {tombstone_key(n) for n in nodes}:
+        problems.append("the ledger differs from the oracle's tombstones")
+    if replay.counters["erased"] != len(erased_event_ids(events)):
+        problems.append(
+            f"the replay dropped {replay.counters['erased']} events, the oracle says {len(erased_event_ids(events))}"
+        )
+    chaos_report.append(
+        {
+            "scenario": "profiles: erasure, kill TM x2, replay",
+            "faults": len(recoveries),
+            "compared": len(feed.values),
+            "mismatches": len(problems),
+            "recovery_s": recoveries,
+        }
+    )
+    print(
+        f"\nkills at: {'; '.join(phases)}; {len(oracle)} erasures, {len(audited)} audit rows; replay {replay.counters}"
+    )
+    assert len(recoveries) == 2 and oracle
+    assert problems == []

@@ -2,7 +2,7 @@
 
 Generated data with planted erasure requests (each the person's last event) -> Kafka ->
 ingestion job -> profiles job (parallelism 2, exactly-once). Checked against the erasure
-oracle (``tests/erasure_oracle.py``, computed from the events alone):
+oracle (``generator/erasure_truth.py``, computed from the events alone):
 
 * every Cassandra table holds nothing of an erased person (no row under any of their profile
   ids, no link of any of their identifiers) and the rest equals the profile oracle over the
@@ -35,21 +35,26 @@ from generator.produce import produce
 from generator.synth import generate
 from k8s.topics import ensure_topics
 from local import stack
-from local.flink_cluster import cancel, counter_total, operator_counters, submit, wait_state
-from local.kafka_read import read_committed
-from local.polling import WaitTimeout, steady, wait_until
-from models.avro_codec import SchemaCatalog
+from local.flink_cluster import cancel, submit, wait_state
+from local.polling import wait_until
 from models.erasure import tombstone_key
-from tests.erasure_oracle import erasures, erased_event_ids, erased_ids, erased_nodes
+from tests.erasure_checks import (
+    INGEST_COUNTERS,
+    PROFILE_TABLES,
+    ROUTER_COUNTERS,
+    counters_when,
+    decoded,
+    mentions,
+    output_topics,
+    replay_profiles,
+    rows_of,
+    traces,
+)
+from generator.erasure_truth import erasures, erased_event_ids, erased_ids, erased_nodes
 from tests.ingestion_harness import SALT, Topics
 from tests.profiles_harness import ProfilesRun, wait_until_cassandra_equals_oracle
 
 pytestmark = pytest.mark.e2e
-
-#: every table a person's data can be in, and how a row of it names the person
-PROFILE_TABLES = ("profiles", "sessions", "carts", "triggers", "profile_segments", "profile_consent", "scores")
-INGEST_COUNTERS = ["received", "valid", "dead_lettered", "erased", "duplicates", "emitted"]
-ROUTER_COUNTERS = ["events", "erased", "erasures", "erasure_requests", "ledger_tombstones"]
 
 
 @dataclass
@@ -58,50 +63,6 @@ class Pass:
 
     counters: dict[str, int]
     topics: dict[str, list[dict[str, Any]]]
-
-
-def _rows(session, keyspace: str) -> dict[str, list[Any]]:
-    out = {t: list(session.execute(f"SELECT * FROM {keyspace}.{t}")) for t in PROFILE_TABLES}
-    out["segment_members"] = list(session.execute(f"SELECT * FROM {keyspace}.segment_members"))
-    out["identity_links"] = list(session.execute(f"SELECT * FROM {keyspace}.identity_links"))
-    out["erased_identifiers"] = list(session.execute(f"SELECT * FROM {keyspace}.erased_identifiers"))
-    out["privacy_audit"] = list(session.execute(f"SELECT * FROM {keyspace}.privacy_audit"))
-    return out
-
-
-def _decoded(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    catalog = SchemaCatalog.load()
-    return [catalog.decode(r.value)[1] for r in read_committed(bootstrap, topic)]
-
-
-def _output_topics(run: ProfilesRun) -> dict[str, str]:
-    return {
-        "identity": run.identity,
-        "sessions": run.sessions,
-        "triggers": run.triggers,
-        "late": run.late,
-        "segments": run.segments,
-        "scores": run.scores,
-    }
-
-
-def _totals(job_id: str, names: list[str]) -> dict[str, int]:
-    """Each counter summed over operators and subtasks (not its per-reason copies)."""
-    counters = {k: v for k, v in operator_counters(job_id, names).items() if ".reason." not in k}
-    return {n: counter_total(counters, n) for n in names}
-
-
-def _counters_when(job_id: str, names: list[str], done, what: str, timeout_s: float = 240) -> dict[str, int]:
-    try:
-        return wait_until(
-            lambda: _totals(job_id, names),
-            timeout_s,
-            3,
-            what,
-            until=steady(done),
-        )
-    except WaitTimeout as e:
-        return e.last
 
 
 def _privacy_report(keyspace: str, email: str) -> tuple[int, str]:
@@ -141,11 +102,11 @@ def erased(local_stack, session):
             "every stage's audit row of every erasure request",
             until=lambda got: {(r, s) for r in requests for s in stages} <= got,
         )
-        first_counters = _counters_when(
+        first_counters = counters_when(
             job.job_id, ROUTER_COUNTERS, lambda c: c["events"] >= len(events), "the router's counters"
         )
-        rows = _rows(session, run.keyspace)
-        first_topics = {k: _decoded(bootstrap, t) for k, t in _output_topics(run).items()}
+        rows = rows_of(session, run.keyspace)
+        first_topics = {k: decoded(bootstrap, t) for k, t in output_topics(run).items()}
         person = next(p for p in ds.truth.persons if p.erased and p.email_variants)
         report_code, report_out = _privacy_report(run.keyspace, person.email_variants[-1])
     finally:
@@ -161,35 +122,17 @@ def erased(local_stack, session):
     ingestion = submit("flink_jobs.ingestion", env, detached=True)
     try:
         wait_state(ingestion.job_id, {"RUNNING"}, timeout_s=120)
-        ingest_counters = _counters_when(
+        ingest_counters = counters_when(
             ingestion.job_id,
             INGEST_COUNTERS,
             lambda c: c["received"] >= report.delivered and c["emitted"] + c["duplicates"] >= c["valid"] > 0,
             "the replayed ingestion's counters",
         )
-        replayed_events = _decoded(bootstrap, ingest_replay.normalized)
-        replayed_dlq = _decoded(bootstrap, ingest_replay.dlq)
+        replayed_events = decoded(bootstrap, ingest_replay.normalized)
+        replayed_dlq = decoded(bootstrap, ingest_replay.dlq)
     finally:
         cancel(ingestion.job_id)
-    profiles_prefix = f"replay{uuid.uuid4().hex[:8]}"
-    replay = ProfilesRun(
-        Topics(profiles_prefix, (), topics.normalized, f"{profiles_prefix}.dlq"),
-        f"{profiles_prefix}.identity",
-        f"{profiles_prefix}.profile-moves",
-        run.keyspace,
-    )
-    replay.create_topics(bootstrap)
-    profiles = submit("flink_jobs.profiles", replay.job_env(bootstrap), detached=True)
-    try:
-        wait_state(profiles.job_id, {"RUNNING"}, timeout_s=120)
-        replay_counters = _counters_when(
-            profiles.job_id, ROUTER_COUNTERS, lambda c: c["events"] >= len(events), "the replayed router's counters"
-        )
-        replay_diff, _ = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=300)
-        replay_rows = _rows(session, run.keyspace)
-        replay_topics = {k: _decoded(bootstrap, t) for k, t in _output_topics(replay).items()}
-    finally:
-        cancel(profiles.job_id)
+    replay = replay_profiles(bootstrap, session, topics.normalized, run.keyspace, events)
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
     return {
         "events": events,
@@ -202,32 +145,16 @@ def erased(local_stack, session):
         "ingest_counters": ingest_counters,
         "replayed_events": replayed_events,
         "replayed_dlq": replayed_dlq,
-        "replay": Pass(replay_counters, replay_topics),
-        "replay_diff": replay_diff,
-        "replay_rows": replay_rows,
+        "replay": replay,
     }
-
-
-def _traces(rows: dict[str, list[Any]], ids: frozenset[str], nodes: frozenset) -> list[str]:
-    """Every row of the person's: under one of their profile ids, or linking one of their identifiers."""
-    found = [f"{t}: {r}" for t in (*PROFILE_TABLES, "segment_members") for r in rows[t] if r.profile_id in ids]
-    found += [
-        f"identity_links: {r}" for r in rows["identity_links"] if (r.identifier_type, r.identifier_value) in nodes
-    ]
-    return found
-
-
-def _mentions(record: dict[str, Any], ids: frozenset[str], nodes: frozenset) -> bool:
-    text = json.dumps(record, default=str)
-    return any(i in text for i in ids) or any(v in text for _, v in nodes)
 
 
 def test_cassandra_holds_nothing_of_an_erased_person_and_the_rest_is_the_oracles(erased):
     ids, nodes = erased_ids(erased["events"]), erased_nodes(erased["events"])
     assert erased["cassandra_diff"] == []
-    assert _traces(erased["rows"], ids, nodes) == []
+    assert traces(erased["rows"], ids, nodes) == []
     # the person had rows before: their sessions were published before the erasure
-    assert any(_mentions(s, ids, nodes) for s in erased["first"].topics["sessions"])
+    assert any(mentions(s, ids, nodes) for s in erased["first"].topics["sessions"])
     print(f"\n{len(erased['oracle'])} erasures, {len(nodes)} identifiers and {len(ids)} profile ids: no row left")
 
 
@@ -239,7 +166,7 @@ def test_the_ledger_holds_exactly_their_tombstones_and_the_audit_no_personal_dat
     assert {r.ref for r in audit} == requests
     for r in audit:
         assert r.rows > 0 and r.tables, r
-        assert not _mentions(r._asdict(), erased_ids(erased["events"]), nodes), r
+        assert not mentions(r._asdict(), erased_ids(erased["events"]), nodes), r
     consent = [r for r in erased["rows"]["privacy_audit"] if r.action == "consent_change"]
     assert consent and all(r.purpose and r.source and r.granted is not None for r in consent)
 
@@ -273,12 +200,13 @@ def test_a_replay_of_ingestion_drops_every_record_of_theirs_and_the_counters_add
 
 def test_a_profiles_job_replaying_from_no_state_never_resurrects_them(erased):
     ids, nodes = erased_ids(erased["events"]), erased_nodes(erased["events"])
-    c = erased["replay"].counters
+    replay = erased["replay"]
+    c = replay.counters
     assert c["ledger_tombstones"] == len(nodes)
     assert c["erased"] == len(erased_event_ids(erased["events"]))  # dropped before identity, each
     assert c["erasures"] == 0  # their requests are among the dropped events
-    assert erased["replay_diff"] == []
-    assert _traces(erased["replay_rows"], ids, nodes) == []
-    written = [(k, r) for k, recs in erased["replay"].topics.items() for r in recs if _mentions(r, ids, nodes)]
+    assert replay.differences == []
+    assert traces(replay.rows, ids, nodes) == []
+    written = [(k, r) for k, recs in replay.topics.items() for r in recs if mentions(r, ids, nodes)]
     assert written == [], written[:3]
-    assert erased["replay"].topics["sessions"], "the replay published the other persons' sessions again"
+    assert replay.topics["sessions"], "the replay published the other persons' sessions again"

@@ -19,7 +19,7 @@ import pytest
 from confluent_kafka import Producer
 
 import json
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 from generator.produce import produce
@@ -33,7 +33,12 @@ from state.journey_store import JourneyStore
 from state.learning_store import LearningStore
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
+from generator.erasure_truth import erased_ids, erased_nodes, surviving, touches
+from generator.journey_truth import JourneySettings as OracleJourneySettings
+from generator.journey_truth import journey_truth
+from generator.segment_truth import segment_truth
 from tests.profiles_harness import (
+    outputs_without_erased,
     oracle_samples,
     ProfilesRun,
     oracle_segments,
@@ -103,9 +108,10 @@ def result(local_stack, session, tmp_path_factory):
         seconds = time.monotonic() - t0
         final = resolve([observation_of(e) for e in events], RULES)
         segments_want = oracle_segments(events, final)
+        gone_ids = erased_ids(events)
         try:
             segments_got = wait_until(
-                lambda: segments_by_profile(bootstrap, run, catalog),
+                lambda: segments_by_profile(bootstrap, run, catalog, gone_ids),
                 120,
                 2,
                 "journey.segments equal to the oracle",
@@ -126,7 +132,19 @@ def result(local_stack, session, tmp_path_factory):
         from generator.segment_truth import segment_replay
         from models.segments import DEFAULT_RULES_PATH
 
-        withheld_want = segment_replay(events, oracle_rules(DEFAULT_RULES_PATH)).withheld
+        # the erased persons' decisions up to their erasure (their last event: the request) count
+        # in the counters; their rows and later decisions are gone (generator/erasure_truth.py)
+        gone = erased_nodes(events)
+        kept = surviving(events)
+        theirs = [e for e in events if touches(e, gone)]
+        assert theirs and max(e["occurred_at"] for e in kept) == max(e["occurred_at"] for e in events)
+        rules = oracle_rules(DEFAULT_RULES_PATH)
+        withheld_want = dict(
+            Counter(segment_replay(kept, rules).withheld) + Counter(segment_replay(theirs, rules).withheld)
+        )
+        withheld_want = {p: withheld_want.get(p, 0) for p in segment_replay(kept, rules).withheld}
+        erased_decided = journey_truth(theirs, (), OracleJourneySettings())
+        erased_segments = segment_truth(theirs, rules)
         with LearningStore(session, run.keyspace) as ls:
             stored_scores = ls.scores()
         members = {
@@ -181,6 +199,9 @@ def result(local_stack, session, tmp_path_factory):
         "not_learned_want": not_learned_want,
         "unpublished_want": unpublished_want,
         "withheld_want": withheld_want,
+        "erased_decided": erased_decided,
+        "erased_segments": erased_segments,
+        "gone_ids": gone_ids,
         "scores_got": scores_got,
         "scores_want": scores_want,
         "stored_scores": stored_scores,
@@ -290,11 +311,11 @@ def test_a_persons_sessions_are_read_back_under_the_profile(result):
 
 def test_counters_report_the_stage(result):
     c = {n: counter_total(result["counters"], n) for n in _COUNTERS}
-    want = result["want"]
-    assert c["sessions"] == len([s for s in want.sessions if s["closed"]])
-    assert c["suppressed_marketing"] == sum(1 for t in want.triggers if t["suppressed"])
+    want, theirs = result["want"], result["erased_decided"]  # (an erased person's: up to the erasure)
+    assert c["sessions"] == len([s for s in want.sessions + theirs.sessions if s["closed"]])
+    assert c["suppressed_marketing"] == sum(1 for t in want.triggers + theirs.triggers if t["suppressed"])
     assert c["triggers_cart_abandoned"] == sum(
-        1 for t in want.triggers if t["kind"] == "cart_abandoned" and not t["suppressed"]
+        1 for t in want.triggers + theirs.triggers if t["kind"] == "cart_abandoned" and not t["suppressed"]
     )
     assert c["orphan_journey_parts"] == 0 and c["late_dropped"] == 0
     assert c["parts_sent"] == c["parts_received"] == c["journey_parts"] > 0
@@ -306,7 +327,7 @@ def test_an_event_beyond_the_allowed_lateness_is_published_late_and_changes_noth
     assert (late["event_id"], late["reason"]) == (result["late_id"], "beyond_allowed_lateness")
     assert late["lateness_ms"] >= 40 * DAY_MS  # the watermark had reached the end of the data set
     with_late = dataclasses.replace(result["want"], late_dropped=[result["late_id"]])
-    assert journey_differences(result["after_late"], with_late) == []
+    assert journey_differences(outputs_without_erased(result["after_late"], result["events"]), with_late) == []
     assert counter_total(result["late_counters"], "late_dropped") == 1
 
 
@@ -318,8 +339,14 @@ def test_segment_changes_per_profile_equal_the_oracle_including_time_only_exits(
     event_times = {e["occurred_at"] for e in result["events"]}
     assert any(c[1] == "exited" and c[3] not in event_times for cs in want.values() for c in cs)
     c = {n: counter_total(result["counters"], n) for n in ("segments_entered", "segments_exited", "rule_errors")}
-    assert c["segments_entered"] == sum(1 for cs in want.values() for x in cs if x[1] == "entered")
-    assert c["segments_exited"] == sum(1 for cs in want.values() for x in cs if x[1] == "exited")
+    theirs = [x["change"] for x in result["erased_segments"]]  # decided before their erasure
+    assert theirs
+    assert c["segments_entered"] == sum(1 for cs in want.values() for x in cs if x[1] == "entered") + theirs.count(
+        "entered"
+    )
+    assert c["segments_exited"] == sum(1 for cs in want.values() for x in cs if x[1] == "exited") + theirs.count(
+        "exited"
+    )
     assert c["rule_errors"] == 0
     # consent per purpose (docs/privacy.md): entries withheld for want of consent, as the oracle counts them
     withheld = {p: counter_total(result["counters"], f"segments_withheld_{p}") for p in result["withheld_want"]}
@@ -351,6 +378,8 @@ def test_cassandra_profile_consent_shows_each_profiles_latest_update_and_its_sup
             suppressed[(final.profile_of[tuple(t["stream"].split(":", 1))], "marketing")] += 1
     want = {}
     for key in latest.keys() | suppressed.keys():
+        if key[0] in result["gone_ids"]:
+            continue  # an erased person's rows are gone (docs/privacy.md)
         granted, at, source, event_id = latest.get(key, (False, None, "default", None))  # marketing default
         want[key] = (granted, at, source, event_id, suppressed.get(key, 0))
     got = {
@@ -490,4 +519,6 @@ def test_every_closed_session_is_learned_once_and_scored_as_river_over_the_oracl
     for s in sorted(want, key=lambda s: (s["at"], s["profile_id"], s["session_id"])):
         last[s["profile_id"]] = s
     stored = {r["profile_id"]: (r["session_id"], r["cluster"], r["propensity"]) for r in result["stored_scores"]}
-    assert stored == {p: (s["session_id"], s["cluster"], s["propensity"]) for p, s in last.items()}
+    assert stored == {
+        p: (s["session_id"], s["cluster"], s["propensity"]) for p, s in last.items() if p not in result["gone_ids"]
+    }  # (an erased person's row is gone; their scores before it were published)

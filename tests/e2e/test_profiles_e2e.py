@@ -13,6 +13,7 @@ from local.flink_cluster import cancel, counter_total, submit, wait_for_counters
 from models.identity import observation_of, resolve
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
+from generator.erasure_truth import erased_nodes, surviving
 from tests.profile_oracle import RULES
 from tests.profiles_harness import ProfilesRun, identity_differences, wait_until_cassandra_equals_oracle
 
@@ -35,12 +36,16 @@ def result(local_stack, session):
         counters = wait_for_counters(
             job.job_id,
             {"events": len(events), "events_folded": 1, "states_merged": 1},
-            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable"],
+            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable", "erased"],
         )
         store = ProfileStore(session, run.keyspace)
         lookups = {
             (t, v): store.get(identifier_type=t, identifier_value=v)
-            for t, v in [(t, v) for e in events[:40] for t, v in observation_of(e).identifiers]
+            for t, v in [
+                (t, v)
+                for e in events[:40] + [e for e in events if e["event_type"] == "erasure_request"]
+                for t, v in observation_of(e).identifiers
+            ]
         }
     finally:
         cancel(job.job_id)
@@ -58,7 +63,7 @@ def test_every_event_is_folded_once_and_every_moved_atom_arrives(result) -> None
     events, _, _, counters, *_ = result
     total = lambda name: counter_total(counters, name)  # noqa: E731
     assert total("events") == len(events)
-    assert total("events_folded") + total("unresolvable") == len(events)
+    assert total("events_folded") + total("unresolvable") + total("erased") == len(events)
     assert total("atoms_evicted") == total("moved_states") == total("states_merged")
     assert total("atoms_evicted") > 0, "the data set should make profiles merge"
     assert total("orphan_states") == 0
@@ -66,9 +71,11 @@ def test_every_event_is_folded_once_and_every_moved_atom_arrives(result) -> None
 
 def test_a_profile_can_be_read_by_any_of_its_identifiers(result) -> None:
     events, _, _, _, lookups, _ = result
-    res = resolve([observation_of(e) for e in events], RULES)
+    res = resolve([observation_of(e) for e in surviving(events)], RULES)
+    gone = erased_nodes(events)
+    assert gone & set(lookups), "an erased person's identifiers are looked up too"
     for node, profile in lookups.items():
-        if RULES.is_blocked(node[1]):
+        if RULES.is_blocked(node[1]) or node in gone:  # (an erased person: nothing to find)
             assert profile is None
         else:
             assert profile is not None and profile.profile_id == res.profile_of[node]

@@ -21,7 +21,8 @@ from models.avro_codec import SchemaCatalog
 from operators.journeys import LATE_TAG, REPORT_TAG, SESSIONS_TAG, TRIGGERS_TAG
 from state.journey_store import read_recorded_journeys
 from tests.journeys_harness import generated_events, journeys_on_mini_cluster, recorded_commands
-from tests.profiles_harness import SESSION_FIELDS, comparable_trigger, latest_sessions, without_erased
+from generator.erasure_truth import without_erased
+from tests.profiles_harness import SESSION_FIELDS, comparable_trigger, latest_sessions
 
 AS_TEXT = Types.TUPLE([Types.STRING(), Types.STRING(), Types.LONG(), Types.STRING(), Types.STRING(), Types.LONG()])
 OUT = Types.TUPLE([Types.STRING(), Types.STRING()])

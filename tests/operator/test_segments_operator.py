@@ -28,7 +28,7 @@ from models.identity import IdentityRules, canonical_profile_id
 from models.segments import DEFAULT_RULES_PATH, load_rules, rules_json
 from operators.journeys import CONTROL_RESULTS_TAG, SEGMENTS_TAG
 from state.journey_store import read_recorded_journeys
-from tests.erasure_oracle import erased_ids, erasures
+from generator.erasure_truth import erased_ids, erasures
 from tests.journeys_harness import generated_events, journeys_on_mini_cluster, recorded_commands
 
 OUT = Types.TUPLE([Types.STRING(), Types.STRING()])

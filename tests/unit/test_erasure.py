@@ -1,5 +1,5 @@
 """Erasure (docs/privacy.md, models/erasure.py) in the pure stages, against the erasure oracle
-(tests/erasure_oracle.py): whatever the arrival order and whenever the requests are carried
+(generator/erasure_truth.py): whatever the arrival order and whenever the requests are carried
 out, the identity graph ends as the resolution of the events no erasure removed, the erased
 identifiers are tombstoned and nothing else of them is left; the later stages remove what
 they hold."""
@@ -18,7 +18,7 @@ from models.journeys import ErasedOut, Journey, JourneySettings, JourneyState, P
 from models.profile import ProfileAggregate
 from models.profile_fold import FoldState, ProfileFold
 from state.journey_store import ERASED_TABLES, statements
-from tests.erasure_oracle import erased_nodes, erasures, surviving
+from generator.erasure_truth import erased_nodes, erasures, surviving
 from tests.journeys_harness import generated_events
 
 RULES = IdentityRules()

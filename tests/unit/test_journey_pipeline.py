@@ -13,9 +13,10 @@ import pytest
 from generator.journey_truth import JourneySettings as OracleSettings
 from generator.journey_truth import journey_truth
 from models.journeys import JourneySettings, SessionOut, TriggerOut
-from tests.erasure_oracle import erased_nodes, erasures
+from generator.erasure_truth import erased_nodes, erasures
 from tests.journeys_harness import JourneyPipeline, generated_events
-from tests.profiles_harness import SESSION_FIELDS, comparable_trigger, without_erased
+from generator.erasure_truth import without_erased
+from tests.profiles_harness import SESSION_FIELDS, comparable_trigger
 
 MIN = 60_000
 

@@ -250,6 +250,13 @@ def test_configmap_keys_are_settings_the_code_reads():
             assert key in known or key in flink_jobs_source, f"{name}: {key} is read by nothing"
 
 
+def test_both_jobs_use_one_cassandra_for_the_erasure_ledger():
+    shared, profiles = _one("ConfigMap", "journey-config")["data"], _one("ConfigMap", "journey-profiles-config")["data"]
+    for key in ("JOURNEY_CASSANDRA_HOST", "JOURNEY_CASSANDRA_PORT", "JOURNEY_KEYSPACE"):
+        assert shared[key] == profiles[key], key
+    assert shared["JOURNEY_ERASURE_LEDGER"] == "cassandra"
+
+
 def test_configmap_and_example_secret_make_a_valid_ingest_config(secret):
     (salt,) = secret["stringData"].values()
     cfg = IngestConfig.from_env({**job_env(_one("FlinkDeployment", "journey-ingestion")), "JOURNEY_PII_SALT": salt})

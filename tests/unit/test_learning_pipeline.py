@@ -11,7 +11,7 @@ import pytest
 
 from models.journeys import SampleOut
 from tests.journeys_harness import JourneyPipeline, generated_events
-from tests.erasure_oracle import erasure_time_by_profile
+from generator.erasure_truth import erasure_time_by_profile
 from tests.profiles_harness import oracle_samples, oracle_scores
 
 

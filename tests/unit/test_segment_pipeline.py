@@ -15,7 +15,7 @@ from generator.segment_truth import load_rules as oracle_rules
 from generator.segment_truth import segment_truth
 from models.identity import IdentityRules, observation_of, resolve
 from models.journeys import node_key
-from tests.erasure_oracle import erasures
+from generator.erasure_truth import erasures
 from models.segments import DEFAULT_RULES_PATH, RuleSet, SegmentOut, load_rules
 from tests.journeys_harness import JourneyPipeline, generated_events
 
@@ -32,7 +32,7 @@ def decided(pipe: JourneyPipeline) -> dict[str, list[tuple]]:
 
 def expected(events, pipe: JourneyPipeline) -> dict[str, list[tuple]]:
     """The oracle's changes by the profile the router holds each final person under; an erased
-    person's (``tests/erasure_oracle.py``) up to the erasure, under their final profile."""
+    person's (``generator/erasure_truth.py``) up to the erasure, under their final profile."""
     profile_of = {node_key(n): pid for n, pid in pipe.router.store.profile_of.items()}
     final = resolve([observation_of(e) for e in events], IdentityRules())
     erased_at = {node_key(n): er.at for er in erasures(events) for n in er.nodes}
