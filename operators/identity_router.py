@@ -205,6 +205,7 @@ class RouteIdentity(KeyedProcessFunction):
         if tick is not None:
             yield from self._due_erasures(clock, tick, in_timer=True)
             self.counters.inc("ticks")
+            self.counters.tick(ctx.timer_service())  # what this timer counts is pushed too
             # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
             at = tick + self.out_of_orderness_ms + 1
             yield encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at)), at

@@ -113,3 +113,33 @@ def replay_profiles(bootstrap: str, session, normalized: str, keyspace: str, eve
     finally:
         cancel(job.job_id)
     return ProfilesReplay(counters, diff, rows, topics)
+
+
+def raw_pii_needles(dataset: Any) -> set[bytes]:
+    """Every raw email and phone a generated data set planted (each person's spellings and those
+    of its rejected events), lower-cased without whitespace, and each phone's digits."""
+    from models.avro_codec import DecodeError
+
+    catalog = SchemaCatalog.load()
+    raws: set[str] = set()
+    for p in dataset.truth.persons:
+        raws |= {v for v in (*p.email_variants, *p.phone_variants, p.email or "", p.phone or "")}
+    for b in dataset.truth.bad_records:
+        try:
+            ids = catalog.decode(b.raw, expect="Event")[1]["identifiers"]
+        except DecodeError:
+            continue
+        raws |= {v for v in (ids.get("email"), ids.get("phone")) if v}
+    needles = {v.strip().lower().encode() for v in raws if len(v.strip()) >= 7}
+    digits = {"".join(c for c in v if c.isdigit()).encode() for v in raws if sum(c.isdigit() for c in v) >= 10}
+    return needles | digits
+
+
+def raw_pii_found(blobs: dict[str, list[bytes]], needles: set[bytes]) -> list[str]:
+    """Where any needle occurs (case-insensitively) in the blobs, by source name."""
+    return [
+        f"{where}: {[n for n in needles if n in blob.lower()][:2]}"
+        for where, values in blobs.items()
+        for blob in values
+        if any(n in blob.lower() for n in needles)
+    ]
