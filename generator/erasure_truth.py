@@ -91,7 +91,9 @@ def touches(e: dict[str, Any], nodes: frozenset[Node]) -> bool:
     return any(n in nodes for n in identifiers_of(e))
 
 
-def surviving(events: Iterable[dict[str, Any]], requests: Iterable[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+def surviving(
+    events: Iterable[dict[str, Any]], requests: Iterable[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """The events an erasure does not remove (in the same order; ``requests`` as in :func:`erasures`)."""
     events = list(events)
     gone = erased_nodes(events, requests)
