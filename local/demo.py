@@ -328,7 +328,11 @@ def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
     session = connect("127.0.0.1", stack.CASSANDRA_PORT)
     tables = ("profiles", "sessions", "carts", "triggers", "profile_segments", "profile_consent", "scores")
 
-    def left() -> tuple[int, int, int]:
+    requests = sorted({r for er in planned for r in er.request_ids})
+    stages = ("profiles", "journeys", "models")
+
+    def left() -> tuple[int, int, int, int]:
+        """(rows left, links left, tombstones, audit rows of the three stages)."""
         rows = sum(
             1
             for t in tables
@@ -350,31 +354,32 @@ def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
                 "SELECT tombstone FROM journey.erased_identifiers WHERE tombstone = %s", (tombstone_key(n),)
             )
         )
-        return rows, links, stones
+        audit = {
+            (r.ref, r.stage)
+            for ref in requests
+            for r in session.execute("SELECT ref, stage FROM journey.privacy_audit WHERE ref = %s", (ref,))
+        }
+        return rows, links, stones, len(audit & {(r, s) for r in requests for s in stages})
 
+    done = (0, 0, len(nodes), len(requests) * len(stages))
     try:
-        (rows, links, stones), _ = _watch(
+        (rows, links, stones, audit), _ = _watch(
             left,
-            lambda r: r == (0, 0, len(nodes)),
+            lambda r: r == done,
             lambda r: (
-                f"  erasures: {r[0]} rows and {r[1]} links of the erased persons left, {r[2]} of {len(nodes)} tombstones"
+                f"  erasures: {r[0]} rows and {r[1]} links of the erased persons left, "
+                f"{r[2]} of {len(nodes)} tombstones, {r[3]} of {done[3]} audit rows"
             ),
             timeout_s,
             3,
         )
-        audit = {
-            (r.ref, r.stage)
-            for er in planned
-            for ref in er.request_ids
-            for r in session.execute("SELECT ref, stage FROM journey.privacy_audit WHERE ref = %s", (ref,))
-        }
     finally:
         session.cluster.shutdown()
-    ok = (rows, links, stones) == (0, 0, len(nodes))
+    ok = (rows, links, stones, audit) == done
     print(
         f"  erasures               {len(planned)} requests: {len(nodes)} identifiers, {len(ids)} profile ids; rows left "
-        f"{rows}, links left {links}, tombstones {stones} of {len(nodes)}, audit rows {len(audit)} "
-        f"{'OK' if ok else 'MISMATCH'}"
+        f"{rows}, links left {links}, tombstones {stones} of {len(nodes)}, audit rows {audit} of {done[3]} "
+        f"(3 stages per request) {'OK' if ok else 'MISMATCH'}"
     )
     return ok
 
