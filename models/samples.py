@@ -239,7 +239,8 @@ class Sample:
         return 2 if self.cart_id is not None else int(self.churned is not None)
 
     def order(self) -> tuple[int, str, str, int]:
-        return self.at, self.profile_id, self.session_id, self.kind
+        # an erasure after every other sample of its profile and time, whatever their ids
+        return self.at, self.profile_id, f"~{self.session_id}" if self.erase is not None else self.session_id, self.kind
 
     def record(self) -> dict[str, Any]:
         """The ``journey.state.LearningSample`` record."""
@@ -298,7 +299,8 @@ class Sample:
 
     def key(self) -> str:
         """Its key in the learner's buffer: sorts as :meth:`order` (time as 20 digits)."""
-        return f"{self.at:020d}|{self.profile_id}|{self.session_id}|{self.kind}"
+        at, pid, sid, kind = self.order()
+        return f"{at:020d}|{pid}|{sid}|{kind}"
 
 
 @dataclass(frozen=True)

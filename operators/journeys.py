@@ -42,7 +42,7 @@ Counters: ``commands``, ``journey_events``, ``late_applied``, ``late_dropped``, 
 ``parts_received``, ``segments_entered``, ``segments_exited``, ``segments_withheld_<purpose>``
 (entries withheld for want of consent, ``docs/privacy.md``), ``rule_errors``,
 ``rule_updates_accepted``, ``rule_updates_rejected``, ``consent_changes`` (audited),
-``erasures_received``, ``profiles_erased``, ``cassandra_requests``.
+``erasures_received``, ``journeys_erased``, ``cassandra_requests``.
 
 Erasure (``docs/privacy.md``): an ``erase`` command is kept in the state (``PendingErase``) with
 a timer at its time; event time stops there for the profile (what was due before it is
@@ -188,7 +188,7 @@ class Journeys(KeyedBroadcastProcessFunction):
                 "rule_updates_rejected",
                 "consent_changes",
                 "erasures_received",
-                "profiles_erased",
+                "journeys_erased",
                 "cassandra_requests",
             ),
         )
@@ -339,7 +339,7 @@ class Journeys(KeyedBroadcastProcessFunction):
             self._load(journey, journey.until(watermark))
         outs = outs + journey.settle(watermark, self.ruleset.rules.keys())
         if erasing:
-            self.counters.inc("profiles_erased")
+            self.counters.inc("journeys_erased")
         if journey.rule_stats.errors:
             self.counters.inc("rule_errors", journey.rule_stats.errors)
         for purpose, n in journey.rule_stats.withheld.items():

@@ -27,7 +27,7 @@ other samples of that time) removes the profile's ids from the two MapStates and
 no record of the person).
 
 Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``,
-``churn_labels_learned``, ``cart_actions``, ``drifts``, ``profiles_erased``, ``cassandra_requests`` and the three
+``churn_labels_learned``, ``cart_actions``, ``drifts``, ``learner_erasures``, ``cassandra_requests`` and the three
 above; gauges ``purchase_auc``
 (rolling, progressive), ``purchase_log_loss``, ``churn_auc``, ``churn_log_loss``,
 ``model_version``.
@@ -139,7 +139,7 @@ class LearnModels(KeyedProcessFunction):
                 "scores_suppressed_personalization",
                 "actions_suppressed_marketing",
                 "drifts",
-                "profiles_erased",
+                "learner_erasures",
                 "cassandra_requests",
             ),
         )
@@ -182,7 +182,7 @@ class LearnModels(KeyedProcessFunction):
                     self.clusters.remove(pid)
                     self.propensities.remove(pid)
                 erasures.append((sample.erase, sample.session_id, sample.at, int(sample.propensity.get("part", 0))))
-                self.counters.inc("profiles_erased")
+                self.counters.inc("learner_erasures")
                 continue
             if sample.is_abandonment:
                 if not sample.publish:  # no marketing consent (its trigger is suppressed too)
