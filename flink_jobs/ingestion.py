@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = parse_args(argv)
         check_against_broker(cfg)
-        if cfg.erasure_ledger != "off":  # read once here: a job that cannot read it must not start
-            CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)()
+        if cfg.erasure_ledger != "off":  # a job that cannot read it must not start
+            CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace).check()
     except (ConfigError, LedgerUnavailable) as e:
         print(f"ingestion: configuration error: {e}", file=sys.stderr)
         return 2

@@ -319,6 +319,7 @@ def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
     poll Cassandra until no row of theirs is left in any table and the ledger holds their
     tombstones (``generator/erasure_truth.py`` says which identifiers and profile ids)."""
     from models.erasure import tombstone_key
+    from tests.erasure_checks import PROFILE_TABLES
 
     planned = erasures(events)
     if not planned:
@@ -326,7 +327,6 @@ def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
         return True
     ids, nodes = erased_ids(events), erased_nodes(events)
     session = connect("127.0.0.1", stack.CASSANDRA_PORT)
-    tables = ("profiles", "sessions", "carts", "triggers", "profile_segments", "profile_consent", "scores")
 
     requests = sorted({r for er in planned for r in er.request_ids})
     stages = ("profiles", "journeys", "models")
@@ -335,7 +335,7 @@ def show_erasures(events: list[dict], timeout_s: float = 120) -> bool:
         """(rows left, links left, tombstones, audit rows of the three stages)."""
         rows = sum(
             1
-            for t in tables
+            for t in PROFILE_TABLES
             for pid in ids
             for _ in session.execute(f"SELECT profile_id FROM journey.{t} WHERE profile_id = %s", (pid,))
         )

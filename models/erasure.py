@@ -97,10 +97,6 @@ def request_id_of(event: Mapping[str, Any]) -> str:
     return str(rid) if rid else str(event["event_id"])
 
 
-def tombstoned(nodes: Iterable[Node], tombstones: Mapping[str, Any]) -> Tombstone | None:
+def tombstoned(nodes: Iterable[Node], tombstones: Mapping[str, Tombstone]) -> Tombstone | None:
     """The tombstone of the first of ``nodes`` that has one (None: none has)."""
-    for n in nodes:
-        t = tombstones.get(tombstone_key(n))
-        if t is not None:
-            return t if isinstance(t, Tombstone) else Tombstone(str(t), 0)
-    return None
+    return next((t for t in (tombstones.get(tombstone_key(n)) for n in nodes) if t is not None), None)

@@ -663,7 +663,7 @@ class Journey:
         if self.state.buffer:
             times.append(self.state.buffer[0].at)
         if self.state.erasure is not None:
-            times = [min(times + [self.state.erasure.at])]
+            times.append(self.state.erasure.at)
         return min(times) if times else None
 
     def _dues(self) -> list[tuple[int, int, str]]:

@@ -21,6 +21,15 @@ class CassandraLedger:
     keyspace: str
 
     def __call__(self) -> list[str]:
+        """Every tombstone key of the ledger."""
+        return self._tombstones("")
+
+    def check(self) -> None:
+        """Raise :class:`LedgerUnavailable` unless the ledger can be read (one row at most: a
+        job's start-up check, before the job itself reads all of it)."""
+        self._tombstones(" LIMIT 1")
+
+    def _tombstones(self, limit: str) -> list[str]:
         from state.cassandra_schema import connect
 
         try:
@@ -31,7 +40,7 @@ class CassandraLedger:
                 "set JOURNEY_ERASURE_LEDGER=off only where no profiles stage runs"
             ) from e
         try:
-            rows = session.execute(f"SELECT tombstone FROM {self.keyspace}.erased_identifiers")
+            rows = session.execute(f"SELECT tombstone FROM {self.keyspace}.erased_identifiers{limit}")
             return [r.tombstone for r in rows]
         except Exception as e:
             raise LedgerUnavailable(

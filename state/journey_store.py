@@ -136,6 +136,16 @@ AUDIT_COLUMNS = (
     "granted",
     "source",
 )
+
+
+def audit_row(ref: str, stage: str, part: int, action: str, at: Any, **values: Any) -> tuple[Any, ...]:
+    """A ``privacy_audit`` row in :data:`AUDIT_COLUMNS` order (the columns not given: null)."""
+    unknown = set(values) - set(AUDIT_COLUMNS[5:])
+    if unknown:
+        raise ValueError(f"not privacy_audit columns: {sorted(unknown)}")
+    return (ref, stage, part, action, at, *(values.get(c) for c in AUDIT_COLUMNS[5:]))
+
+
 #: ``profile_consent`` (docs/privacy.md)
 CONSENT_COLUMNS = ("profile_id", "purpose", "granted", "changed_at", "source", "event_id", "suppressed")
 _TIMES = frozenset({"started_at", "ended_at", "opened_at", "last_change_at", "deadline", "completed_at"})
@@ -210,19 +220,8 @@ def statements(outs: Iterable[Out]) -> list[tuple[str, tuple[Any, ...], int]]:
             out.extend(erasure_statements(o))
         elif isinstance(o, ConsentAuditOut):
             at = _to_cql("changed_at", o.at)
-            audit = (
-                o.event_id,
-                "journeys",
-                0,
-                "consent_change",
-                at,
-                None,
-                None,
-                None,
-                None,
-                o.purpose,
-                o.granted,
-                o.source,
+            audit = audit_row(
+                o.event_id, "journeys", 0, "consent_change", at, purpose=o.purpose, granted=o.granted, source=o.source
             )
             out.append(("audit", audit, 1))
         else:  # late events and learning samples are not stored here
@@ -243,7 +242,9 @@ def erasure_statements(o: ErasedOut) -> list[tuple[str, tuple[Any, ...], int]]:
         out += [("erase-segment_members", (seg, pid), ERASED_TIMESTAMP) for seg in o.segments]
     tables = [*ERASED_TABLES, "segment_members"] if o.segments else list(ERASED_TABLES)
     at = _to_cql("changed_at", o.at)
-    audit = (o.request_id, "journeys", o.part, "erasure", at, tables, len(out), None, len(o.ids), None, None, None)
+    audit = audit_row(
+        o.request_id, "journeys", o.part, "erasure", at, tables=tables, rows=len(out), profiles=len(o.ids)
+    )
     return out + [("audit", audit, 1)]
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 from models.erasure import ERASED_TIMESTAMP
-from state.journey_store import AUDIT_COLUMNS
+from state.journey_store import AUDIT_COLUMNS, audit_row
 from state.recording import append_statements
 
 SCORE_COLUMNS = (
@@ -72,13 +72,10 @@ def statements(
     out = [("score", tuple(rec[c] for c in SCORE_COLUMNS), version) for rec, version in scores]
     for ids, request_id, at, part in erasures:  # after the scores: a deletion wins whatever the order
         out += [("erase-score", (pid,), ERASED_TIMESTAMP) for pid in ids]
-        out.append(
-            (
-                "audit",
-                (request_id, "models", part, "erasure", at, ["scores"], len(ids), None, len(ids), None, None, None),
-                1,
-            )
+        audit = audit_row(
+            request_id, "models", part, "erasure", at, tables=["scores"], rows=len(ids), profiles=len(ids)
         )
+        out.append(("audit", audit, 1))
     row = {"model": scores[0][0]["model"] if scores else "journey-models", **metrics}
     for c in ("samples", "model_version", "churn_samples"):
         row[c] = int(row[c])

@@ -78,6 +78,7 @@ from cassandra.util import Date
 from models.erasure import ERASED_TIMESTAMP, tombstone_key
 from models.profile import ProfileAggregate, StoredTraits
 from models.profile_fold import ProfileWrite
+from state.journey_store import AUDIT_COLUMNS, audit_row
 from state.cassandra_schema import DEFAULT_HOST, DEFAULT_KEYSPACE, DEFAULT_PORT, connect
 
 __all__ = ["FIELD_TO_COLUMN", "TRAIT_COLUMNS", "ProfileStore", "ProfileStoreError"]
@@ -473,8 +474,8 @@ class ProfileStore:
                     write=True,
                 ),
                 self._prepare(
-                    f"INSERT INTO {ks}.privacy_audit (ref, stage, part, action, at, tables, rows, identifiers, profiles) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    f"INSERT INTO {ks}.privacy_audit ({', '.join(AUDIT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(AUDIT_COLUMNS))})",
                     consistency,
                     write=True,
                 ),
@@ -498,7 +499,18 @@ class ProfileStore:
             batch.add(tombstone, (tombstone_key(node), e.request_id, at))
         tables = ["profiles", "identity_links"] if e.nodes else ["profiles"]
         rows = len(ids) + len(e.nodes)
-        batch.add(audit, (e.request_id, "profiles", e.part, "erasure", at, tables, rows, len(e.nodes), len(ids)))
+        row = audit_row(
+            e.request_id,
+            "profiles",
+            e.part,
+            "erasure",
+            at,
+            tables=tables,
+            rows=rows,
+            identifiers=len(e.nodes),
+            profiles=len(ids),
+        )
+        batch.add(audit, row)
 
     # ------------------------------------------------------------------ reads
 
