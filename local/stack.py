@@ -635,9 +635,43 @@ def flink_pids(role: str) -> list[int]:
     return pids
 
 
+def _registered_taskmanagers() -> int:
+    ov = _flink_overview()
+    return 0 if ov is None else int(ov.get("taskmanagers", 0))
+
+
+def ensure_taskmanagers(timeout_s: float = 90) -> int:
+    """Start TaskManagers until ``FLINK_TASK_MANAGERS`` of them run and are registered with the
+    JobManager; returns how many were started.
+
+    A TaskManager lost since the cluster started (a fault test's kill, a crash) is replaced, and
+    the tail of the TaskManager logs is printed, so that a job never quietly runs on half the
+    cluster.
+    """
+    missing = FLINK_TASK_MANAGERS - len(flink_pids("taskexecutor"))
+    if missing > 0:
+        outs = sorted((LOGS / "flink").glob("*taskexecutor*.out"), key=lambda f: f.stat().st_mtime)
+        _say(f"{missing} of {FLINK_TASK_MANAGERS} TaskManagers not running: starting them")
+        for out in (f for f in outs[-2:] if f.stat().st_size):
+            _say(f"tail of {out}:\n{log_tail(out, 10)}")
+        env = flink_env()
+        for _ in range(missing):
+            flink_daemon("taskmanager.sh", "start", env)
+    logs = sorted((LOGS / "flink").glob("*standalonesession*.log"))
+    _wait(
+        f"{FLINK_TASK_MANAGERS} TaskManagers registered",
+        lambda: _registered_taskmanagers() >= FLINK_TASK_MANAGERS,
+        timeout_s,
+        None,
+        logs[-1] if logs else LOGS / "flink",
+    )
+    return max(missing, 0)
+
+
 def _flink_start() -> None:
     if _flink_running():
         _say("flink already running")
+        ensure_taskmanagers()
         return
     _ensure_port_free("flink rest", FLINK_REST_PORT)
     check_java()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import cassandra, local_stack, session  # noqa: F401  (the shared stack fixtures)
+from tests.e2e.conftest import cassandra, local_stack, session, whole_flink_cluster  # noqa: F401  (the shared stack fixtures)
 
 RESULTS: list[dict] = []
 REPORT = Path(__file__).resolve().parents[2] / "bench" / "results" / "chaos.json"

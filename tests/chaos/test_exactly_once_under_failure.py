@@ -88,6 +88,20 @@ def wait_recovered(job_id: str, since: float, timeout_s: float = 120) -> float:
     return time.monotonic() - since
 
 
+def kill_taskmanager(job_id: str, k: int) -> float:
+    """SIGKILL one of the TaskManagers (alternating with ``k``), start a replacement, and return
+    the seconds until the job runs again; then wait for the replacement to register, so the next
+    fault (and the next test) finds the whole cluster."""
+    stack.ensure_taskmanagers()
+    pids = stack.flink_pids("taskexecutor")
+    os.kill(pids[k % len(pids)], signal.SIGKILL)
+    t0 = time.monotonic()
+    stack.flink_daemon("taskmanager.sh", "start")
+    recovery = wait_recovered(job_id, t0)
+    stack.ensure_taskmanagers()
+    return recovery
+
+
 def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_nothing(local_stack, chaos_report):
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "tmkill")
@@ -98,11 +112,7 @@ def test_taskmanager_killed_three_times_after_checkpoints_loses_and_duplicates_n
     try:
         for k in range(3):
             wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
-            victim = stack.flink_pids("taskexecutor")[k % 2]
-            os.kill(victim, signal.SIGKILL)
-            t0 = time.monotonic()
-            stack.flink_daemon("taskmanager.sh", "start")
-            recoveries.append(wait_recovered(job.job_id, t0))
+            recoveries.append(kill_taskmanager(job.job_id, k))
         compared, mismatches = finish_and_compare(bootstrap, topics, feed, job.job_id)
     finally:
         cancel(job.job_id)
@@ -347,10 +357,7 @@ def test_profiles_job_with_taskmanagers_killed_three_times_ends_equal_to_the_ora
         feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=405)
         for k in range(3):
             wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
-            os.kill(stack.flink_pids("taskexecutor")[k % 2], signal.SIGKILL)
-            t0 = time.monotonic()
-            stack.flink_daemon("taskmanager.sh", "start")
-            recoveries.append(wait_recovered(job.job_id, t0))
+            recoveries.append(kill_taskmanager(job.job_id, k))
         diff = profiles_outputs_differences(bootstrap, session, run, feed)
     finally:
         cancel(job.job_id)
@@ -574,10 +581,7 @@ def test_an_erasure_interrupted_by_taskmanager_kills_completes_and_a_replay_neve
         ):
             seen = wait_until(lambda: totals(job.job_id, ROUTER_COUNTERS), 240, 0.5, phase, until=ready)
             phases.append(f"{phase} ({seen['erasure_requests']} requests, {seen['erasures']} carried out)")
-            os.kill(stack.flink_pids("taskexecutor")[len(recoveries) % 2], signal.SIGKILL)
-            t0 = time.monotonic()
-            stack.flink_daemon("taskmanager.sh", "start")
-            recoveries.append(wait_recovered(job.job_id, t0))
+            recoveries.append(kill_taskmanager(job.job_id, len(recoveries)))
         diff = profiles_outputs_differences(bootstrap, session, run, feed)
         events = feed.events()
         oracle = erasures(events)

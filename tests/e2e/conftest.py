@@ -43,6 +43,14 @@ def local_stack():
         stack.COMPONENTS[name].stop()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def whole_flink_cluster():
+    """Before each module: if the stack's Flink cluster is up, every TaskManager runs (one lost
+    to an earlier fault test is replaced), so no test starts its jobs on half the slots."""
+    if stack.flink_pids("standalonesession"):
+        stack.ensure_taskmanagers()
+
+
 @pytest.fixture(scope="session")
 def cassandra():
     """The local Cassandra on 127.0.0.1:9042; stopped afterwards only if started here."""
