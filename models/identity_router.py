@@ -113,6 +113,9 @@ class ProfileCommand:
     #: only; ``ghosts`` then lists every profile id whose rows go, see models.erasure.Erased)
     request: str | None = None
     erased: tuple[Node, ...] = ()
+    #: the home of the raw component that sent the command (partitioned identity,
+    #: :mod:`models.identity_partitioned`): what the profile evicts goes back there
+    home: Node | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,240 @@
+"""Identity partitioned by raw component (models.identity_partitioned), run the way a Flink job
+with N subtasks per stage would run it, against the offline oracles.
+
+The simulation has N locate subtasks and N resolve subtasks, each with its own input queue
+(keyed exchanges: a record goes to the subtask of its key's hash), a feedback "topic" that
+delivers each record after a random delay and in random order, and the partitioned profile
+folds of models.profile_fold with their versioned writes to a model of Cassandra. Each step
+processes one record of a randomly chosen subtask, so the subtasks interleave as concurrent
+subtasks do. Commands reach the folds when they are emitted: the Flink job must keep commands
+sent before a component moved ahead of those sent after (docs/identity.md).
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import zlib
+from collections import Counter, deque
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from models.identity import IdentityRules, Node, observation_of, resolve
+from models.identity_partitioned import (
+    ComponentHome,
+    EventIn,
+    Feedback,
+    HomeState,
+    Locator,
+    Moved,
+    ToHome,
+)
+from models.identity_router import CommandKind
+from models.profile_fold import FoldState, ProfileFold
+from tests.profile_oracle import CassandraModel, events
+from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
+
+RULES = IdentityRules()
+
+
+def partition(node: Node, n: int) -> int:
+    return zlib.crc32(f"{node[0]}:{node[1]}".encode()) % n
+
+
+class PartitionedSimulation:
+    def __init__(self, rng: random.Random, subtasks: int, max_delay: int, flush_probability: float) -> None:
+        self.rng, self.n, self.max_delay, self.flush_probability = rng, subtasks, max_delay, flush_probability
+        self.pointers: list[dict[Node, Node]] = [{} for _ in range(subtasks)]  # each subtask's keyed state
+        self.homes: dict[Node, HomeState] = {}
+        self.locate_in: list[deque] = [deque() for _ in range(subtasks)]
+        self.resolve_in: list[deque] = [deque() for _ in range(subtasks)]
+        self.feedback: list[tuple[int, Feedback]] = []
+        self.folds: dict[str, tuple[dict, FoldState]] = {}
+        self.now = 0
+        self.orphans = 0
+        self.unresolvable = 0
+        self.records = Counter[str]()
+
+    def locator(self, key: Node) -> Locator:
+        return Locator(RULES, self.pointers[partition(key, self.n)])
+
+    def feed(self, evs) -> None:
+        for e in evs:
+            atom = Locator(RULES, {}).atom_of(e)
+            if atom is None:
+                self.unresolvable += 1
+            else:
+                self.locate_in[partition(atom, self.n)].append((atom, e))
+
+    def _send(self, fb: Feedback) -> None:
+        self.feedback.append((self.now + self.rng.randint(0, self.max_delay), fb))
+
+    def _to_home(self, routed: list[ToHome]) -> None:
+        for t in routed:
+            self.resolve_in[partition(t.home, self.n)].append(t)
+
+    def _fold(self, pid: str) -> ProfileFold:
+        atoms, state = self.folds.setdefault(pid, ({}, FoldState()))
+        return ProfileFold(pid, atoms, state)
+
+    def _process_locate(self, item) -> None:
+        if isinstance(item, Feedback):
+            self.records["feedback"] += 1
+            self._to_home(self.locator(item.address).route_feedback(item))
+        else:
+            atom, e = item
+            self._to_home([self.locator(atom).route_event(atom, e, e)])
+
+    def _process_resolve(self, item: ToHome) -> None:
+        home = ComponentHome(RULES, item.home, self.homes.setdefault(item.home, HomeState()))
+        msg = item.message
+        out = home.on_event(msg.event, msg.payload) if isinstance(msg, EventIn) else home.on_message(msg)
+        self.orphans += out.orphan
+        self.records["moves"] += out.moved
+        for fb in out.feedback:
+            self._send(fb)
+        for cmd in out.commands:
+            assert cmd.home is not None
+            for atom, agg in self._fold(cmd.profile_id).apply(cmd):
+                self._send(Feedback(cmd.home, Moved(CommandKind.STATE, atom, agg)))
+
+    def _deliver(self, everything: bool = False) -> None:
+        due = [f for f in self.feedback if everything or f[0] <= self.now]
+        self.feedback = [f for f in self.feedback if f not in due]
+        self.rng.shuffle(due)
+        for _, fb in due:
+            self.locate_in[partition(fb.address, self.n)].append(fb)
+
+    def _flush(self, db: CassandraModel, probability: float) -> None:
+        for pid, (atoms, state) in list(self.folds.items()):
+            if state.dirty and self.rng.random() < probability:
+                write = self._fold(pid).flush()
+                db.apply(write)
+                if write.profile is None and not atoms:
+                    del self.folds[pid]
+
+    def step(self, db: CassandraModel) -> bool:
+        """Process one record of a random subtask (False: nothing left anywhere)."""
+        self.now += 1
+        self._deliver()
+        queues = [("locate", q) for q in self.locate_in if q] + [("resolve", q) for q in self.resolve_in if q]
+        if not queues:
+            if not self.feedback:
+                return False
+            self._deliver(everything=True)
+            return True
+        stage, q = self.rng.choice(queues)
+        item = q.popleft()
+        (self._process_locate if stage == "locate" else self._process_resolve)(item)
+        self._flush(db, self.flush_probability)
+        return True
+
+
+def simulate(
+    evs,
+    seed: int,
+    subtasks: int,
+    max_delay: int = 5,
+    flush_probability: float = 0.3,
+    crash: tuple[int, int] | None = None,
+) -> tuple[CassandraModel, PartitionedSimulation]:
+    """Run ``evs`` to the end. With ``crash=(snapshot_at, crash_at)`` (steps), the job
+    snapshots everything (state, queued records, the feedback topic) at one step, fails at the
+    other (its writes stay in Cassandra), restarts from the snapshot and reads the events not
+    yet processed in another order."""
+    db = CassandraModel()
+    sim = PartitionedSimulation(random.Random(seed), subtasks, max_delay, flush_probability)
+    sim.feed(evs)
+    if crash is not None:
+        snapshot_at, crash_at = sorted(crash)
+        for _ in range(snapshot_at):
+            sim.step(db)
+        snapshot = copy.deepcopy(sim)
+        for _ in range(crash_at - snapshot_at):
+            sim.step(db)
+        sim = snapshot
+        sim.rng = random.Random(seed + 1)
+        for q in sim.locate_in:
+            items = list(q)
+            sim.rng.shuffle(items)
+            q.clear()
+            q.extend(items)
+    while sim.step(db):
+        pass
+    sim._flush(db, 1.0)
+    return db, sim
+
+
+def assert_graph_equals_the_oracle(sim: PartitionedSimulation, evs) -> None:
+    """Each identifier lives at exactly one home; together the homes hold resolve() of all
+    events: the same profile of every identifier, the same refusals, and each component's
+    event count is the number of its events."""
+    want = resolve([observation_of(e) for e in evs], RULES)
+    profile_of: dict[Node, str] = {}
+    refused = set()
+    counts: dict[frozenset, int] = {}
+    for state in sim.homes.values():
+        if state.store is None:
+            continue
+        store = state.store
+        (root,) = store.signatures
+        nodes = frozenset(n for sig in store.signatures[root] for n in sig)
+        assert not nodes & profile_of.keys(), "an identifier lives at two homes"
+        profile_of.update({n: store.profile_of[n] for n in nodes})
+        refused |= set(store.refused)
+        counts[nodes] = store.events[root]
+    assert profile_of == want.profile_of
+    assert refused == set(want.refused)
+    for nodes, n in counts.items():
+        assert n == sum(1 for e in evs if any(node in nodes for node in observation_of(e).identifiers))
+
+
+@pytest.mark.parametrize("subtasks", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(3))
+def test_partitioned_identity_equals_the_oracle_at_every_parallelism(subtasks: int, seed: int) -> None:
+    evs = list(events())
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks)
+    assert_graph_equals_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
+    assert sim.orphans == 0
+    assert all(state.members for _, state in sim.folds.values()), "a gone profile kept state"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.randoms(use_true_random=False),
+    st.sampled_from([1, 2, 3, 4]),
+    st.integers(0, 40),
+    st.floats(0.05, 1.0),
+    st.none() | st.tuples(st.integers(0, 600), st.integers(0, 600)),
+)
+def test_any_interleaving_of_subtasks_feedback_delays_and_crashes_gives_the_oracle(
+    rnd, subtasks: int, max_delay: int, flush_probability: float, crash: tuple[int, int] | None
+) -> None:
+    evs = list(events())[:160] + list(events())[-40:]  # the shared-device split is at the end
+    rnd.shuffle(evs)
+    db, sim = simulate(evs, rnd.randint(0, 10**6), subtasks, max_delay, flush_probability, crash)
+    assert_graph_equals_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
+    assert sim.orphans == 0
+
+
+@pytest.mark.parametrize("subtasks", [2, 4])
+def test_a_restart_from_a_snapshot_in_another_order_leaves_no_stale_row(subtasks: int) -> None:
+    evs = list(events())
+    random.Random(7).shuffle(evs)
+    db, sim = simulate(evs, 7, subtasks, max_delay=20, crash=(len(evs), 2 * len(evs)))
+    assert_graph_equals_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
+
+
+def test_every_record_moves_between_homes_only_towards_better_ranked_homes() -> None:
+    evs = list(events())
+    random.Random(3).shuffle(evs)
+    _, sim = simulate(evs, 3, 4)
+    forwards = {h: s.forward for h, s in sim.homes.items() if s.forward is not None}
+    assert forwards, "no component ever moved: the test data must join components"
+    assert all(RULES.rank(to) < RULES.rank(h) for h, to in forwards.items())
