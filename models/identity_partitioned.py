@@ -42,13 +42,13 @@ Examples
 >>> loc, homes = Locator(rules, {}), {}
 >>> def run(atom, identifiers, eid):
 ...     ev = {"event_id": eid, "occurred_at": 1, "identifiers": identifiers}
-...     to = loc.route_event(atom, ev)
+...     (to,) = loc.route_event(atom, ev).to_home
 ...     return homes.setdefault(to.home, ComponentHome(rules, to.home, HomeState())).on_event(ev, eid)
 >>> out = run(("cookie_id", "ck1"), {"cookie_id": "ck1"}, "e1")
 >>> out = run(("customer_id", "c1"), {"customer_id": "c1", "cookie_id": "ck1"}, "e2")
 >>> out.feedback  # c1's new home claims the cookie, which points at its own home
 (Feedback(address=('cookie_id', 'ck1'), message=Claim(node=('cookie_id', 'ck1'), home=('customer_id', 'c1'), event_id='e2', at=1)),)
->>> [(t.home, type(t.message).__name__) for t in loc.route_feedback(out.feedback[0])]
+>>> [(t.home, type(t.message).__name__) for t in loc.route_feedback(out.feedback[0]).to_home]
 [(('cookie_id', 'ck1'), 'MergeInto')]
 """
 
@@ -56,8 +56,9 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, MutableMapping, Union
+from typing import Any, Callable, Mapping, MutableMapping, Union
 
+from models.erasure import Erased, PendingErasure, Tombstone, tombstone_key
 from models.identity import IdentityRules, Node, Observation, ProfileChange, canonical_profile_id, resolve
 from models.identity_router import (
     CommandKind,
@@ -108,7 +109,45 @@ class Moved:
     payload: Any
 
 
-Message = Union[Claim, MergeInto, Move, Moved]
+@dataclass(frozen=True)
+class EraseDue:
+    """For the component at the message's address: event time has passed the erasure request
+    ``request_id`` (sent by the clock stage, :mod:`models.identity_clock`); carry it out."""
+
+    request_id: str
+
+
+@dataclass(frozen=True)
+class EraseHome:
+    """For the component at the message's address: it is linked to an erased identifier
+    (the closure, :mod:`models.erasure`): erase it for request ``request_id``."""
+
+    request_id: str
+    event_id: str
+    at: int
+
+
+@dataclass(frozen=True)
+class EraseClosure:
+    """For the locate stage: ``node`` came with an erased identifier; erase its component (or,
+    if no component has it, tombstone it alone)."""
+
+    node: Node
+    request_id: str
+    event_id: str
+    at: int
+
+
+@dataclass(frozen=True)
+class Tombstoned:
+    """For the locate stage: ``node`` was erased; drop every event that comes with it."""
+
+    node: Node
+    request_id: str
+    at: int
+
+
+Message = Union[Claim, MergeInto, Move, Moved, EraseDue, EraseHome, EraseClosure, Tombstoned]
 
 
 @dataclass(frozen=True)
@@ -135,57 +174,125 @@ class ToHome:
     message: Union[Message, EventIn]
 
 
-class Locator:
-    """The locate stage's logic for any key: ``pointers`` maps identifier -> home (a Flink
-    ValueState per identifier in the job; a dict in tests)."""
+@dataclass(frozen=True)
+class LocateEntry:
+    """The locate stage's state for one identifier: the home of its component, or its
+    tombstone (an erased identifier)."""
 
-    def __init__(self, rules: IdentityRules, pointers: MutableMapping[Node, Node]) -> None:
-        self.rules, self.pointers = rules, pointers
+    home: Node | None = None
+    erased: Tombstone | None = None
+
+
+@dataclass(frozen=True)
+class Located:
+    """What one record at the locate stage produced: records for the resolve stage, records
+    for the feedback topic, and whether an event was dropped (``erased``)."""
+
+    to_home: tuple[ToHome, ...] = ()
+    feedback: tuple[Feedback, ...] = ()
+    erased: bool = False
+
+
+class Locator:
+    """The locate stage's logic for any key.
+
+    ``entries`` maps identifier -> :class:`LocateEntry` (a Flink ValueState per identifier in
+    the job; a dict in tests). ``ledger`` says whether an identifier is tombstoned in the
+    erasure ledger (by :func:`models.erasure.tombstone_key`); it is asked only about
+    identifiers that have no entry yet (what an earlier run erased: a new job replaying old
+    events).
+    """
+
+    def __init__(
+        self,
+        rules: IdentityRules,
+        entries: MutableMapping[Node, LocateEntry],
+        ledger: Callable[[str], bool] | None = None,
+    ) -> None:
+        self.rules, self.entries, self.ledger = rules, entries, ledger
 
     def atom_of(self, event: Mapping[str, Any]) -> Node | None:
         """The event's highest-priority identifier that is not blocked (None: all blocked)."""
-        kept = sorted(
+        kept = self.kept(event)
+        return kept[0] if kept else None
+
+    def kept(self, event: Mapping[str, Any]) -> list[Node]:
+        """The event's identifiers that are not blocked, distinct, highest priority first."""
+        return sorted(
             {(t, v) for t, v in event["identifiers"].items() if v is not None and not self.rules.is_blocked(v)},
             key=self.rules.rank,
         )
-        return kept[0] if kept else None
 
-    def route_event(self, atom: Node, event: Mapping[str, Any], payload: Any = None) -> ToHome:
-        """Send an event to its atom's home (an atom never seen becomes its own home)."""
-        home = self.pointers.get(atom)
-        if home is None:
-            self.pointers[atom] = home = atom
-        return ToHome(home, EventIn(event, payload))
+    def entry(self, node: Node) -> LocateEntry | None:
+        entry = self.entries.get(node)
+        if entry is None and self.ledger is not None and self.ledger(tombstone_key(node)):
+            self.entries[node] = entry = LocateEntry(erased=Tombstone("ledger", 0))
+        return entry
 
-    def route_feedback(self, fb: Feedback) -> list[ToHome]:
+    def route_event(self, atom: Node, event: Mapping[str, Any], payload: Any = None) -> Located:
+        """Send an event to its atom's home (an atom never seen becomes its own home); an
+        event whose atom is erased is dropped, and what else it carries is erased (closure)."""
+        entry = self.entry(atom)
+        if entry is not None and entry.erased is not None:
+            eid, at, rid = str(event["event_id"]), int(event["occurred_at"]), entry.erased.request_id
+            others = [n for n in self.kept(event) if n != atom]
+            return Located(feedback=tuple(Feedback(n, EraseClosure(n, rid, eid, at)) for n in others), erased=True)
+        if entry is None:
+            self.entries[atom] = entry = LocateEntry(home=atom)
+        assert entry.home is not None
+        return Located(to_home=(ToHome(entry.home, EventIn(event, payload)),))
+
+    def route_feedback(self, fb: Feedback) -> Located:
         """A claim updates the pointer (and asks two components to join when it pointed
-        elsewhere); anything else goes on to the home the address points at."""
+        elsewhere); erasure messages tombstone identifiers or reach their component; anything
+        else goes on to the home the address points at."""
         msg = fb.message
+        if isinstance(msg, Tombstoned):
+            self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
+            return Located()
+        if isinstance(msg, EraseClosure):
+            entry = self.entry(msg.node)
+            if entry is None:  # an identifier no component has: tombstoned alone
+                self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
+                return Located()
+            if entry.home is None:
+                return Located()
+            return Located(to_home=(ToHome(entry.home, EraseHome(msg.request_id, msg.event_id, msg.at)),))
         if not isinstance(msg, Claim):
-            return [ToHome(self.pointers.get(fb.address, fb.address), msg)]
-        pointer = self.pointers.get(msg.node)
-        if pointer is None:
-            self.pointers[msg.node] = msg.home
-            return []
+            entry = self.entries.get(fb.address)
+            home = entry.home if entry is not None and entry.home is not None else fb.address
+            return Located(to_home=(ToHome(home, msg),))
+        entry = self.entry(msg.node)
+        if entry is None:
+            self.entries[msg.node] = LocateEntry(home=msg.home)
+            return Located()
+        if entry.erased is not None:  # the component took an erased identifier: erase it
+            return Located(to_home=(ToHome(msg.home, EraseHome(entry.erased.request_id, msg.event_id, msg.at)),))
+        pointer = entry.home
+        assert pointer is not None
         if pointer == msg.home:
-            return []
+            return Located()
         if self.rules.rank(msg.home) < self.rules.rank(pointer):
-            self.pointers[msg.node] = msg.home  # homes only move to better-ranked homes
-        return [ToHome(pointer, MergeInto(msg.home, msg.event_id, msg.at))]
+            self.entries[msg.node] = LocateEntry(home=msg.home)  # homes only move to better-ranked homes
+        return Located(to_home=(ToHome(pointer, MergeInto(msg.home, msg.event_id, msg.at)),))
 
 
 @dataclass
 class HomeState:
-    """The resolve stage's state for one home: the component living there, or where it went."""
+    """The resolve stage's state for one home: the component living there, where it went
+    (``forward``), or the erasure that removed it (``erased``)."""
 
     store: RouterStore | None = None
     forward: Node | None = None
+    erased: Tombstone | None = None
 
 
 @dataclass
 class HomeOutput:
     """What one record at a home produced: profile commands (each with ``home`` set),
-    ``journey.identity`` records, feedback records and the resolution changes (counters)."""
+    ``journey.identity`` records, feedback records, the resolution changes (counters) and,
+    for the clock stage, the erasure requests now pending (``pending``) and the ones carried
+    out or found void (``done``)."""
 
     commands: tuple[ProfileCommand, ...] = ()
     identity_events: tuple[IdentityEvent, ...] = ()
@@ -194,6 +301,10 @@ class HomeOutput:
     resolved: bool = True
     orphan: bool = False  # moved state or a message for a component that is not here
     moved: bool = False  # the component left for another home
+    erased_event: bool = False  # the event reached an erased component: dropped
+    erasures: tuple[Erased, ...] = ()
+    pending: tuple[PendingErasure, ...] = ()
+    done: tuple[str, ...] = ()
 
 
 @dataclass
@@ -206,22 +317,29 @@ class ComponentHome:
 
     def on_event(self, event: Mapping[str, Any], payload: Any = None) -> HomeOutput:
         st = self.state
+        eid, at = str(event["event_id"]), int(event["occurred_at"])
+        if st.erased is not None:  # the component was erased: drop the event, erase what it carries
+            kept = IdentityRouter(self.rules).resolver.kept(_observation(event))
+            rid = st.erased.request_id
+            fb = tuple(Feedback(n, EraseClosure(n, rid, eid, at)) for n in kept if n != self.home)
+            return HomeOutput(feedback=fb, erased_event=True)
         if st.forward is not None:  # the component moved on: resolve the event alone, send it after
             router = IdentityRouter(self.rules)
             routed = router.route_event(event, payload)
-            fb = (Feedback(st.forward, Move(router.store, str(event["event_id"]), int(event["occurred_at"]))),)
-            return self._output(routed, fb if routed.resolved else ())
+            fb = (Feedback(st.forward, Move(router.store, eid, at)),)
+            return self._output(routed, fb if routed.resolved else (), router.store, eid)
         if st.store is None:
             st.store = RouterStore()
         store = st.store
         router = IdentityRouter(self.rules, store)
         new = [n for n in router.resolver.kept(_observation(event)) if n not in store.parent and n != self.home]
         routed = router.route_event(event, payload)
-        at, eid = int(event["occurred_at"]), str(event["event_id"])
-        return self._output(routed, tuple(Feedback(n, Claim(n, self.home, eid, at)) for n in new))
+        return self._output(routed, tuple(Feedback(n, Claim(n, self.home, eid, at)) for n in new), store, eid)
 
     def on_message(self, msg: Message) -> HomeOutput:
         st = self.state
+        if st.erased is not None:
+            return self._after_erasure(msg, st.erased)
         if st.forward is not None:
             if isinstance(msg, MergeInto) and msg.home == st.forward:
                 return HomeOutput()
@@ -232,7 +350,63 @@ class ComponentHome:
             return self._merge_into(msg)
         if isinstance(msg, Move):
             return self._absorb(msg)
+        if isinstance(msg, EraseDue):
+            return self._erase_due(msg)
+        if isinstance(msg, EraseHome):
+            if st.store is None:
+                return HomeOutput(orphan=True)
+            return self._erase(st.store, None, msg.request_id, msg.event_id, msg.at, closure=True)
         raise TypeError(f"a home does not take {type(msg).__name__}")
+
+    def _after_erasure(self, msg: Message, stone: Tombstone) -> HomeOutput:
+        """Messages for an erased component: whatever links to it is erased too."""
+        if isinstance(msg, EraseDue):
+            return HomeOutput(done=(msg.request_id,))
+        if isinstance(msg, MergeInto):
+            return HomeOutput(feedback=(Feedback(msg.home, EraseHome(stone.request_id, msg.event_id, msg.at)),))
+        if isinstance(msg, Move):
+            return self._erase(msg.store, None, stone.request_id, msg.event_id, msg.at, closure=True, keep=True)
+        return HomeOutput(orphan=isinstance(msg, Moved))
+
+    def _erase_due(self, msg: EraseDue) -> HomeOutput:
+        store = self.state.store
+        if store is None:  # nothing lives here
+            return HomeOutput(done=(msg.request_id,))
+        pending = store.pending.get(msg.request_id)
+        if pending is None:  # its pending part is on its way here in a move: carried out on arrival
+            store.due[msg.request_id] = True
+            return HomeOutput()
+        return self._erase(store, pending.nodes, msg.request_id, pending.event_id, pending.at, closure=False)
+
+    def _erase(
+        self,
+        store: RouterStore,
+        nodes: tuple[Node, ...] | None,
+        request_id: str,
+        event_id: str,
+        at: int,
+        closure: bool,
+        keep: bool = False,
+    ) -> HomeOutput:
+        """Erase the component of ``store`` (all of it: every node of a home's store is one
+        component) and tombstone its identifiers at the locate stage. ``keep``: the home's own
+        erasure stays as it was (an arriving component erased after it)."""
+        if nodes is None:
+            nodes = tuple(sorted({n for sigs in store.signatures.values() for sig in sigs for n in sig}))
+        # this request (unless a closure) and every other request of the component are over
+        finished = tuple(sorted({*(() if closure else (request_id,)), *store.pending, *store.due}))
+        done = IdentityRouter(self.rules, store).erase(nodes, request_id, event_id, at, closure)
+        routed = IdentityRouter._erasure_routed(done)
+        if not keep:
+            self.state.store, self.state.erased = None, Tombstone(request_id, at)
+        fb = tuple(Feedback(n, Tombstoned(n, request_id, at)) for e in done for n in e.nodes)
+        return HomeOutput(
+            tuple(replace(c, home=self.home) for c in routed.commands),
+            routed.identity_events,
+            fb,
+            erasures=tuple(done),
+            done=finished,
+        )
 
     def _moved(self, msg: Moved) -> HomeOutput:
         store = self.state.store
@@ -256,23 +430,42 @@ class ComponentHome:
 
     def _absorb(self, msg: Move) -> HomeOutput:
         st = self.state
-        if st.store is None:  # nothing here (erased meanwhile): the component settles here as it is
+        if st.store is None:  # nothing here yet: the component settles here as it is
             st.store = msg.store
             nodes = {n for sigs in msg.store.signatures.values() for sig in sigs for n in sig}
             return HomeOutput(
-                feedback=tuple(Feedback(n, Claim(n, self.home, msg.event_id, msg.at)) for n in sorted(nodes))
+                feedback=tuple(
+                    Feedback(n, Claim(n, self.home, msg.event_id, msg.at)) for n in sorted(nodes) if n != self.home
+                )
             )
         commands, events, changes, new = absorb(self.rules, st.store, msg.store, msg.event_id, msg.at)
         fb = tuple(Feedback(n, Claim(n, self.home, msg.event_id, msg.at)) for n in new if n != self.home)
-        return HomeOutput(tuple(replace(c, home=self.home) for c in commands), events, fb, changes)
+        out = HomeOutput(tuple(replace(c, home=self.home) for c in commands), events, fb, changes)
+        due = sorted(r for r in st.store.due if r in st.store.pending)
+        if not due:
+            return out
+        pending = st.store.pending[due[0]]  # a request found due before it arrived: carried out now
+        erased = self._erase(st.store, pending.nodes, pending.request_id, pending.event_id, pending.at, closure=False)
+        return HomeOutput(
+            out.commands + erased.commands,
+            out.identity_events + erased.identity_events,
+            out.feedback + erased.feedback,
+            out.changes,
+            erasures=erased.erasures,
+            done=erased.done,
+        )
 
-    def _output(self, routed: Routed, feedback: tuple[Feedback, ...]) -> HomeOutput:
+    def _output(self, routed: Routed, feedback: tuple[Feedback, ...], store: RouterStore, eid: str) -> HomeOutput:
+        pending: tuple[PendingErasure, ...] = ()
+        if routed.requested:  # the event was an erasure request: the clock stage says when it is due
+            pending = tuple(p for p in store.pending.values() if p.event_id == eid)
         return HomeOutput(
             tuple(replace(c, home=self.home) for c in routed.commands),
             routed.identity_events,
             feedback,
             routed.changes,
             routed.resolved,
+            pending=pending,
         )
 
 
@@ -328,6 +521,8 @@ def absorb(
         store.inflight[n] = store.inflight.get(n, 0) + k
     for rid, pending in other.pending.items():
         store.pending[rid] = pending
+    for rid in other.due:
+        store.due[rid] = True
 
     sub = resolve([Observation("", sig) for sig in sorted(signatures)], rules)
     changes: list[ProfileChange] = []

@@ -156,6 +156,9 @@ class RouterStore(ResolverStore):
     #: erased identifiers by :func:`models.erasure.tombstone_key`, and erasure requests not yet due
     erased: MutableMapping[str, Tombstone] = field(default_factory=dict)
     pending: MutableMapping[str, PendingErasure] = field(default_factory=dict)
+    #: partitioned identity (models.identity_partitioned): requests found due before their
+    #: pending part reached this component (it is on its way in a move)
+    due: MutableMapping[str, bool] = field(default_factory=dict)
 
 
 class IdentityRouter:

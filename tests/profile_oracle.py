@@ -12,6 +12,7 @@ from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules, observation_of, resolve
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import fold
+from models.erasure import ERASED_TIMESTAMP
 from models.profile_fold import row_version
 
 RULES = IdentityRules()
@@ -57,6 +58,12 @@ class CassandraModel:
             self.profiles[pid] = (ts, agg)
 
     def apply(self, w) -> None:
+        if w.erasure is not None:  # everything of the person, for good (models.erasure)
+            for pid in (w.profile_id, *w.ghosts):
+                self._put_profile(pid, ERASED_TIMESTAMP, None)
+            for node in w.erasure.nodes:
+                self.links[node] = (ERASED_TIMESTAMP, "")
+            return
         for ghost in w.ghosts:
             self._put_profile(ghost, 2 * w.ghost_version, None)
         if w.profile is None:
@@ -75,7 +82,7 @@ class CassandraModel:
         return {pid: ((ts - 1) // 2, agg) for pid, (ts, agg) in self.profiles.items() if agg is not None}
 
     def identity_links(self) -> dict[tuple, str]:
-        return {node: pid for node, (_, pid) in self.links.items()}
+        return {node: pid for node, (_, pid) in self.links.items() if pid}
 
 
 def oracle(evs) -> dict[str, tuple[int, object]]:

@@ -22,11 +22,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.identity import IdentityRules, Node, observation_of, resolve
+from generator.erasure_truth import erased_nodes, erasures, surviving
+from models.identity_clock import ClockState, IdentityClock
 from models.identity_partitioned import (
     ComponentHome,
+    EraseDue,
     EventIn,
     Feedback,
     HomeState,
+    LocateEntry,
+    Located,
     Locator,
     Moved,
     ToHome,
@@ -44,9 +49,11 @@ def partition(node: Node, n: int) -> int:
 
 
 class PartitionedSimulation:
-    def __init__(self, rng: random.Random, subtasks: int, max_delay: int, flush_probability: float) -> None:
+    def __init__(
+        self, rng: random.Random, subtasks: int, max_delay: int, flush_probability: float, erasing: bool = False
+    ) -> None:
         self.rng, self.n, self.max_delay, self.flush_probability = rng, subtasks, max_delay, flush_probability
-        self.pointers: list[dict[Node, Node]] = [{} for _ in range(subtasks)]  # each subtask's keyed state
+        self.entries: list[dict[Node, LocateEntry]] = [{} for _ in range(subtasks)]  # each subtask's keyed state
         self.homes: dict[Node, HomeState] = {}
         self.locate_in: list[deque] = [deque() for _ in range(subtasks)]
         self.resolve_in: list[deque] = [deque() for _ in range(subtasks)]
@@ -56,9 +63,11 @@ class PartitionedSimulation:
         self.orphans = 0
         self.unresolvable = 0
         self.records = Counter[str]()
+        self.clock = IdentityClock(0, ClockState())  # the one clock subtask
+        self.erasing = erasing
 
     def locator(self, key: Node) -> Locator:
-        return Locator(RULES, self.pointers[partition(key, self.n)])
+        return Locator(RULES, self.entries[partition(key, self.n)])
 
     def feed(self, evs) -> None:
         for e in evs:
@@ -71,9 +80,17 @@ class PartitionedSimulation:
     def _send(self, fb: Feedback) -> None:
         self.feedback.append((self.now + self.rng.randint(0, self.max_delay), fb))
 
-    def _to_home(self, routed: list[ToHome]) -> None:
-        for t in routed:
+    def _located(self, out: Located) -> None:
+        self.records["erased"] += out.erased
+        for t in out.to_home:
             self.resolve_in[partition(t.home, self.n)].append(t)
+        for fb in out.feedback:
+            self._send(fb)
+
+    def _due(self, due: list) -> None:
+        if self.erasing:  # else requests stay pending, as in a job whose event time never passes them
+            for rid, home in due:
+                self._send(Feedback(home, EraseDue(rid)))
 
     def _fold(self, pid: str) -> ProfileFold:
         atoms, state = self.folds.setdefault(pid, ({}, FoldState()))
@@ -82,10 +99,10 @@ class PartitionedSimulation:
     def _process_locate(self, item) -> None:
         if isinstance(item, Feedback):
             self.records["feedback"] += 1
-            self._to_home(self.locator(item.address).route_feedback(item))
+            self._located(self.locator(item.address).route_feedback(item))
         else:
             atom, e = item
-            self._to_home([self.locator(atom).route_event(atom, e, e)])
+            self._located(self.locator(atom).route_event(atom, e, e))
 
     def _process_resolve(self, item: ToHome) -> None:
         home = ComponentHome(RULES, item.home, self.homes.setdefault(item.home, HomeState()))
@@ -93,12 +110,20 @@ class PartitionedSimulation:
         out = home.on_event(msg.event, msg.payload) if isinstance(msg, EventIn) else home.on_message(msg)
         self.orphans += out.orphan
         self.records["moves"] += out.moved
+        self.records["erased"] += out.erased_event
+        self.records["erasures"] += len(out.erasures)
         for fb in out.feedback:
             self._send(fb)
-        for cmd in out.commands:
+        for cmd in out.commands:  # through the clock, in the order the home sent them
             assert cmd.home is not None
+            if cmd.kind is CommandKind.EVENT:
+                self._due(self.clock.observe(cmd.at))
             for atom, agg in self._fold(cmd.profile_id).apply(cmd):
                 self._send(Feedback(cmd.home, Moved(CommandKind.STATE, atom, agg)))
+        for pending in out.pending:
+            self._due(self.clock.pending(pending.request_id, pending.at, item.home))
+        for rid in out.done:
+            self.clock.done(rid)
 
     def _deliver(self, everything: bool = False) -> None:
         due = [f for f in self.feedback if everything or f[0] <= self.now]
@@ -121,8 +146,10 @@ class PartitionedSimulation:
         self._deliver()
         queues = [("locate", q) for q in self.locate_in if q] + [("resolve", q) for q in self.resolve_in if q]
         if not queues:
-            if not self.feedback:
-                return False
+            if not self.feedback:  # idle: the clock ticks
+                tick, due = self.clock.tick(idle=True, reassert=False)
+                self._due(due)
+                return bool(self.feedback)
             self._deliver(everything=True)
             return True
         stage, q = self.rng.choice(queues)
@@ -139,13 +166,14 @@ def simulate(
     max_delay: int = 5,
     flush_probability: float = 0.3,
     crash: tuple[int, int] | None = None,
+    erasing: bool = False,
 ) -> tuple[CassandraModel, PartitionedSimulation]:
     """Run ``evs`` to the end. With ``crash=(snapshot_at, crash_at)`` (steps), the job
     snapshots everything (state, queued records, the feedback topic) at one step, fails at the
     other (its writes stay in Cassandra), restarts from the snapshot and reads the events not
     yet processed in another order."""
     db = CassandraModel()
-    sim = PartitionedSimulation(random.Random(seed), subtasks, max_delay, flush_probability)
+    sim = PartitionedSimulation(random.Random(seed), subtasks, max_delay, flush_probability, erasing)
     sim.feed(evs)
     if crash is not None:
         snapshot_at, crash_at = sorted(crash)
@@ -238,3 +266,65 @@ def test_every_record_moves_between_homes_only_towards_better_ranked_homes() -> 
     forwards = {h: s.forward for h, s in sim.homes.items() if s.forward is not None}
     assert forwards, "no component ever moved: the test data must join components"
     assert all(RULES.rank(to) < RULES.rank(h) for h, to in forwards.items())
+
+
+def erasure_events() -> list[dict]:
+    """The oracle's events plus two more requests (by a hashed email and by a cookie) besides
+    the data set's own request."""
+    evs = list(events())
+    template = next(e for e in evs if e["event_type"] == "erasure_request")
+    persons = [e for e in evs if e["identifiers"].get("customer_id") and e["identifiers"].get("email_hash")]
+    extra = []
+    for k, (kind, src) in enumerate(
+        [("email_hash", persons[5]), ("cookie_id", next(e for e in evs if e["identifiers"].get("cookie_id")))]
+    ):
+        ids = {t: None for t in template["identifiers"]} | {kind: src["identifiers"][kind]}
+        payload = (template["payload"][0], {**template["payload"][1], "request_id": f"req-extra-{k}"})
+        extra.append(
+            {
+                **template,
+                "event_id": f"erase-{k}",
+                "occurred_at": src["occurred_at"] + 1,
+                "identifiers": ids,
+                "payload": payload,
+            }
+        )
+    return evs + extra
+
+
+def assert_erasure_equals_the_oracle(db: CassandraModel, sim: PartitionedSimulation, evs) -> None:
+    """The erased persons are gone for good (tombstones at the locate stage, nothing in
+    Cassandra); everything else equals the oracles over the events no erasure removed."""
+    kept = surviving(evs)
+    assert len(kept) < len(evs)
+    assert_graph_equals_the_oracle(sim, kept)
+    assert_cassandra_equals_oracle(db, kept)
+    stones = {n for entries in sim.entries for n, e in entries.items() if e.erased is not None}
+    assert stones == erased_nodes(evs)
+    assert not sim.clock.state.pending, "an erasure request the clock still waits on"
+
+
+@pytest.mark.parametrize("subtasks", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(2))
+def test_erasures_carried_out_by_the_homes_equal_the_erasure_oracle(subtasks: int, seed: int) -> None:
+    evs = erasure_events()
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks, erasing=True)
+    assert_erasure_equals_the_oracle(db, sim, evs)
+    assert sim.records["erasures"] >= len(erasures(evs)) >= 2
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2, 4]),
+    st.integers(0, 40),
+    st.none() | st.tuples(st.integers(0, 3000), st.integers(0, 3000)),
+)
+def test_erasure_with_any_interleaving_delays_and_crashes_equals_the_oracle(
+    seed: int, subtasks: int, max_delay: int, crash: tuple[int, int] | None
+) -> None:
+    evs = erasure_events()
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks, max_delay, 0.3, crash, erasing=True)
+    assert_erasure_equals_the_oracle(db, sim, evs)
