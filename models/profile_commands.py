@@ -41,6 +41,17 @@ from typing import Any
 
 from models.avro_codec import Codec, SchemaCatalog
 from models.identity import Node
+from models.identity_partitioned import (
+    Claim,
+    EraseClosure,
+    EraseDue,
+    EraseHome,
+    Feedback,
+    MergeInto,
+    Move,
+    Moved,
+    Tombstoned,
+)
 from models.identity_router import CommandKind, ProfileCommand
 from models.profile import ProfileAggregate
 
@@ -68,6 +79,8 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes, int]
         body["request"] = cmd.request
     if cmd.erased:
         body["erased"] = cmd.erased
+    if cmd.home is not None:
+        body["home"] = cmd.home
     kind = CommandKind(cmd.kind)
     if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY):
         payload = bytes(cmd.payload)
@@ -108,6 +121,7 @@ def decode_command(t: tuple) -> ProfileCommand:
         at=at,
         request=body.get("request"),
         erased=nodes("erased") or (),
+        home=(body["home"][0], body["home"][1]) if "home" in body else None,
     )
 
 
@@ -178,3 +192,97 @@ def decode_feedback(value: bytes) -> tuple[CommandKind, Node, bytes]:
     else:
         atom, aggregate, _ = decode_moved_state(value)  # JSON of an older release
     return CommandKind.STATE, atom, aggregate
+
+
+# ---- partitioned identity (models.identity_partitioned) -------------------------------------
+
+
+def _component_codec():
+    from state.records import IDENTITY_COMPONENT_CODEC
+
+    return IDENTITY_COMPONENT_CODEC
+
+
+def _pair(rec: dict[str, Any], prefix: str) -> Node | None:
+    t, v = rec.get(f"{prefix}_type"), rec.get(f"{prefix}_value")
+    return None if t is None or v is None else (t, v)
+
+
+def encode_message(fb: Feedback) -> bytes:
+    """A feedback-topic value: a ``journey.v1.IdentityMessage`` (``schemas/identity_message.avsc``).
+
+    >>> fb = Feedback(("customer_id", "c1"), Claim(("cookie_id", "ck1"), ("customer_id", "c1"), "e1", 5))
+    >>> decode_message(encode_message(fb)) == fb
+    True
+    >>> moved = Feedback(("customer_id", "c1"), Moved(CommandKind.STATE, ("cookie_id", "ck1"), b"agg"))
+    >>> decode_message(encode_message(moved)) == moved
+    True
+    """
+    m = fb.message
+    rec: dict[str, Any] = {"address_type": fb.address[0], "address_value": fb.address[1], "payload": b""}
+    node = home = None
+    if isinstance(m, Claim):
+        rec.update(kind="claim", event_id=m.event_id, at=m.at)
+        node, home = m.node, m.home
+    elif isinstance(m, MergeInto):
+        rec.update(kind="merge_into", event_id=m.event_id, at=m.at)
+        home = m.home
+    elif isinstance(m, Move):
+        rec.update(kind="move", event_id=m.event_id, at=m.at, payload=_component_codec().encode(m.store))
+    elif isinstance(m, Moved):
+        rec.update(kind=CommandKind(m.kind).value, payload=bytes(m.payload))
+        node = m.node
+    elif isinstance(m, EraseDue):
+        rec.update(kind="erase_due", request_id=m.request_id)
+    elif isinstance(m, EraseHome):
+        rec.update(kind="erase_home", request_id=m.request_id, event_id=m.event_id, at=m.at)
+    elif isinstance(m, EraseClosure):
+        rec.update(kind="erase_closure", request_id=m.request_id, event_id=m.event_id, at=m.at)
+        node = m.node
+    elif isinstance(m, Tombstoned):
+        rec.update(kind="tombstoned", request_id=m.request_id, at=m.at)
+        node = m.node
+    else:
+        raise TypeError(f"not a feedback message: {type(m).__name__}")
+    if node is not None:
+        rec.update(node_type=node[0], node_value=node[1])
+    if home is not None:
+        rec.update(home_type=home[0], home_value=home[1])
+    return _catalog().codec("IdentityMessage").encode(rec)
+
+
+def decode_message(value: bytes) -> Feedback:
+    """The :class:`Feedback` of any feedback-topic value: an ``IdentityMessage``, or a
+    ``MovedState`` / ``JourneyMove`` (or JSON) an earlier release wrote, addressed to its
+    identifier."""
+    value = bytes(value)
+    if value[:1] == b"{" or _catalog().decode(value)[0] != "IdentityMessage":
+        kind, node, payload = decode_feedback(value)
+        return Feedback(node, Moved(kind, node, payload))
+    rec = _catalog().decode(value, expect="IdentityMessage")[1]
+    address: Node = (rec["address_type"], rec["address_value"])
+    kind, node, home = rec["kind"], _pair(rec, "node"), _pair(rec, "home")
+    eid, at, rid, payload = rec.get("event_id") or "", rec["at"], rec.get("request_id") or "", bytes(rec["payload"])
+    msg: Any
+    if kind == "claim":
+        assert node is not None and home is not None
+        msg = Claim(node, home, eid, at)
+    elif kind == "merge_into":
+        assert home is not None
+        msg = MergeInto(home, eid, at)
+    elif kind == "move":
+        msg = Move(_component_codec().decode(payload), eid, at)
+    elif kind in ("state", "journey"):
+        assert node is not None
+        msg = Moved(CommandKind(kind), node, payload)
+    elif kind == "erase_due":
+        msg = EraseDue(rid)
+    elif kind == "erase_home":
+        msg = EraseHome(rid, eid, at)
+    elif kind == "erase_closure":
+        assert node is not None
+        msg = EraseClosure(node, rid, eid, at)
+    else:
+        assert node is not None
+        msg = Tombstoned(node, rid, at)
+    return Feedback(address, msg)

@@ -52,6 +52,9 @@ import fastavro
 from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_fingerprint
 from models.erasure import PendingErasure, Tombstone
 from models.identity import Node, RefusedLink
+from models.identity_clock import ClockState, PendingRequest
+from models.identity_partitioned import HomeState, LocateEntry
+from models.identity_router import RouterStore
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
 from models.samples import Sample
@@ -440,6 +443,114 @@ ROUTER_CODECS: dict[str, StateCodec[Any]] = {
         lambda r: PendingErasure(r["request_id"], r["event_id"], r["at"], tuple(node_of_record(n) for n in r["nodes"])),
     ),
 }
+
+
+def component_record(store: RouterStore) -> dict[str, Any]:
+    """One raw component's router state (:class:`models.identity_router.RouterStore` holding
+    that component only) as a ``journey.state.IdentityComponent`` record."""
+    (root,) = store.signatures
+    return {
+        "signatures": ROUTER_CODECS["signatures"].to_record(store.signatures[root])["signatures"],
+        "events": store.events[root],
+        "profiles": [{"profile_id": pid, "members": _sorted_nodes(ms)} for pid, ms in sorted(store.members.items())],
+        "refused": [
+            {"a": node_record(link.a), "b": node_record(link.b), "reason": link.reason}
+            for link in sorted(store.refused, key=link_key)
+        ],
+        "inflight": [{"node": node_record(n), "parts": k} for n, k in sorted(store.inflight.items())],
+        "pending": [ROUTER_CODECS["pending"].to_record(p) for _, p in sorted(store.pending.items())],
+        "due": sorted(store.due),
+    }
+
+
+def component_of_record(rec: dict[str, Any]) -> RouterStore:
+    """The :class:`~models.identity_router.RouterStore` of a ``journey.state.IdentityComponent``
+    record; its union-find has every identifier under the first one."""
+    signatures = ROUTER_CODECS["signatures"].from_record({"signatures": rec["signatures"]})
+    nodes = sorted({n for sig in signatures for n in sig})
+    store = RouterStore()
+    if not nodes:
+        return store
+    root = nodes[0]
+    for n in nodes:
+        store.parent[n], store.size[n] = root, 1
+    store.size[root] = len(nodes)
+    store.signatures[root], store.events[root] = signatures, rec["events"]
+    for prof in rec["profiles"]:
+        members = frozenset(node_of_record(n) for n in prof["members"])
+        store.members[prof["profile_id"]] = members
+        for n in members:
+            store.profile_of[n] = prof["profile_id"]
+    store.live[root] = tuple(sorted(store.members))
+    for link in rec["refused"]:
+        store.refused[RefusedLink(node_of_record(link["a"]), node_of_record(link["b"]), link["reason"])] = True
+    for entry in rec["inflight"]:
+        store.inflight[node_of_record(entry["node"])] = entry["parts"]
+    for p in rec["pending"]:
+        pending = ROUTER_CODECS["pending"].from_record(p)
+        store.pending[pending.request_id] = pending
+    for rid in rec.get("due", ()):
+        store.due[rid] = True
+    return store
+
+
+def _tombstone_record(t: Tombstone | None) -> dict[str, Any] | None:
+    return None if t is None else {"request_id": t.request_id, "at": t.at}
+
+
+def _tombstone_of(rec: dict[str, Any] | None) -> Tombstone | None:
+    return None if rec is None else Tombstone(rec["request_id"], rec["at"])
+
+
+def home_record(st: HomeState) -> dict[str, Any]:
+    return {
+        "component": None if st.store is None else component_record(st.store),
+        "forward": None if st.forward is None else node_record(st.forward),
+        "erased": _tombstone_record(st.erased),
+    }
+
+
+def home_of_record(rec: dict[str, Any]) -> HomeState:
+    return HomeState(
+        store=None if rec["component"] is None else component_of_record(rec["component"]),
+        forward=None if rec["forward"] is None else node_of_record(rec["forward"]),
+        erased=_tombstone_of(rec["erased"]),
+    )
+
+
+def clock_record(st: ClockState) -> dict[str, Any]:
+    return {
+        "max_event_time": st.max_event_time,
+        "last_tick": st.last_tick,
+        "pending": [
+            {"request_id": rid, "at": p.at, "home": node_record(p.home), "sent": p.sent}
+            for rid, p in sorted(st.pending.items())
+        ],
+    }
+
+
+def clock_of_record(rec: dict[str, Any]) -> ClockState:
+    return ClockState(
+        rec["max_event_time"],
+        rec["last_tick"],
+        {p["request_id"]: PendingRequest(p["at"], node_of_record(p["home"]), p["sent"]) for p in rec["pending"]},
+    )
+
+
+#: resolve-identity ValueState identity-home: a home's component, forward pointer or erasure
+IDENTITY_HOME_CODEC: StateCodec[HomeState] = StateCodec("IdentityHome", home_record, home_of_record)
+#: the component a move carries on the feedback topic (the same record as in the home's state)
+IDENTITY_COMPONENT_CODEC: StateCodec[RouterStore] = StateCodec(
+    "IdentityComponent", component_record, component_of_record
+)
+#: locate-identity ValueState identity-locate: an identifier's home or tombstone
+LOCATE_ENTRY_CODEC: StateCodec[LocateEntry] = StateCodec(
+    "LocateEntry",
+    lambda e: {"home": None if e.home is None else node_record(e.home), "erased": _tombstone_record(e.erased)},
+    lambda r: LocateEntry(None if r["home"] is None else node_of_record(r["home"]), _tombstone_of(r["erased"])),
+)
+#: identity-clock ValueState identity-clock
+IDENTITY_CLOCK_CODEC: StateCodec[ClockState] = StateCodec("IdentityClockState", clock_record, clock_of_record)
 #: route-identity ValueState router-clock: the event-time clock behind the idle ticks
 ROUTER_CLOCK_CODEC: StateCodec[dict[str, Any]] = StateCodec("RouterClock", dict, dict)
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)

@@ -33,11 +33,13 @@ from models.identity_partitioned import (
     LocateEntry,
     Located,
     Locator,
+    Move,
     Moved,
     ToHome,
 )
 from models.identity_router import CommandKind
 from models.profile_fold import FoldState, ProfileFold
+from state.records import IDENTITY_COMPONENT_CODEC, IDENTITY_HOME_CODEC
 from tests.profile_oracle import CassandraModel, events
 from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
 
@@ -50,7 +52,13 @@ def partition(node: Node, n: int) -> int:
 
 class PartitionedSimulation:
     def __init__(
-        self, rng: random.Random, subtasks: int, max_delay: int, flush_probability: float, erasing: bool = False
+        self,
+        rng: random.Random,
+        subtasks: int,
+        max_delay: int,
+        flush_probability: float,
+        erasing: bool = False,
+        encoded: bool = False,
     ) -> None:
         self.rng, self.n, self.max_delay, self.flush_probability = rng, subtasks, max_delay, flush_probability
         self.entries: list[dict[Node, LocateEntry]] = [{} for _ in range(subtasks)]  # each subtask's keyed state
@@ -65,6 +73,7 @@ class PartitionedSimulation:
         self.records = Counter[str]()
         self.clock = IdentityClock(0, ClockState())  # the one clock subtask
         self.erasing = erasing
+        self.encoded = encoded  # state and moved components through their records, as in the job
 
     def locator(self, key: Node) -> Locator:
         return Locator(RULES, self.entries[partition(key, self.n)])
@@ -78,6 +87,9 @@ class PartitionedSimulation:
                 self.locate_in[partition(atom, self.n)].append((atom, e))
 
     def _send(self, fb: Feedback) -> None:
+        if self.encoded and isinstance(fb.message, Move):
+            store = IDENTITY_COMPONENT_CODEC.decode(IDENTITY_COMPONENT_CODEC.encode(fb.message.store))
+            fb = Feedback(fb.address, Move(store, fb.message.event_id, fb.message.at))
         self.feedback.append((self.now + self.rng.randint(0, self.max_delay), fb))
 
     def _located(self, out: Located) -> None:
@@ -124,6 +136,8 @@ class PartitionedSimulation:
             self._due(self.clock.pending(pending.request_id, pending.at, item.home))
         for rid in out.done:
             self.clock.done(rid)
+        if self.encoded:
+            self.homes[item.home] = IDENTITY_HOME_CODEC.decode(IDENTITY_HOME_CODEC.encode(self.homes[item.home]))
 
     def _deliver(self, everything: bool = False) -> None:
         due = [f for f in self.feedback if everything or f[0] <= self.now]
@@ -167,13 +181,14 @@ def simulate(
     flush_probability: float = 0.3,
     crash: tuple[int, int] | None = None,
     erasing: bool = False,
+    encoded: bool = False,
 ) -> tuple[CassandraModel, PartitionedSimulation]:
     """Run ``evs`` to the end. With ``crash=(snapshot_at, crash_at)`` (steps), the job
     snapshots everything (state, queued records, the feedback topic) at one step, fails at the
     other (its writes stay in Cassandra), restarts from the snapshot and reads the events not
     yet processed in another order."""
     db = CassandraModel()
-    sim = PartitionedSimulation(random.Random(seed), subtasks, max_delay, flush_probability, erasing)
+    sim = PartitionedSimulation(random.Random(seed), subtasks, max_delay, flush_probability, erasing, encoded)
     sim.feed(evs)
     if crash is not None:
         snapshot_at, crash_at = sorted(crash)
@@ -327,4 +342,14 @@ def test_erasure_with_any_interleaving_delays_and_crashes_equals_the_oracle(
     evs = erasure_events()
     random.Random(seed).shuffle(evs)
     db, sim = simulate(evs, seed, subtasks, max_delay, 0.3, crash, erasing=True)
+    assert_erasure_equals_the_oracle(db, sim, evs)
+
+
+@pytest.mark.parametrize("subtasks", [1, 4])
+def test_homes_kept_as_state_records_and_components_moved_as_records_give_the_oracle(subtasks: int) -> None:
+    """As the operators keep them: each home's state written as its record after every message
+    and read back before the next, each moved component sent as its record."""
+    evs = erasure_events()
+    random.Random(11).shuffle(evs)
+    db, sim = simulate(evs, 11, subtasks, erasing=True, encoded=True)
     assert_erasure_equals_the_oracle(db, sim, evs)
