@@ -257,8 +257,8 @@ def decode_message(value: bytes) -> Feedback:
     identifier."""
     value = bytes(value)
     if value[:1] == b"{" or _catalog().decode(value)[0] != "IdentityMessage":
-        kind, node, payload = decode_feedback(value)
-        return Feedback(node, Moved(kind, node, payload))
+        legacy_kind, legacy_node, legacy_payload = decode_feedback(value)
+        return Feedback(legacy_node, Moved(legacy_kind, legacy_node, legacy_payload))
     rec = _catalog().decode(value, expect="IdentityMessage")[1]
     address: Node = (rec["address_type"], rec["address_value"])
     kind, node, home = rec["kind"], _pair(rec, "node"), _pair(rec, "home")
