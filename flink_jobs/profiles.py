@@ -1,27 +1,30 @@
-"""Identity + profiles job: Kafka journey.normalized -> identity router -> profiles keyed by
-canonical profile id -> Cassandra (coalesced, idempotent, versioned writes); identity changes
--> Kafka journey.identity; moved profile state -> Kafka feedback topic -> back into the router.
+"""Identity + profiles job: Kafka journey.normalized -> identity partitioned by raw component
+-> profiles keyed by canonical profile id -> Cassandra (coalesced, idempotent, versioned writes);
+identity changes -> Kafka journey.identity; messages between the identity stages and moved
+profile state -> Kafka feedback topic -> back into the identity stages.
 
 Wiring only (logic in models/, adapters in operators/)::
 
     journey.normalized ─┐
-                        ├─> route-identity (1 subtask) ──> fold-profiles (keyed by profile id) ──> Cassandra
-    journey.profile-moves┘        │ identity events             │ moved atoms
-                                  v                             v
-                          journey.identity           journey.profile-moves (exactly-once)
+                        ├─> identity-keys ─> locate-identity ─> resolve-identity ─> identity-clock ─┐
+    journey.profile-moves┘   (the one decode)  (by identifier)     (by home)           (1 subtask)     │
+            ^                      │ closures         │ claims, merges, moves, erasure steps          │
+            └──────────────────────┴──────────────────┴──── + moved atoms, journey parts ─────────────┤
+                                                                                                       v
+        event-time (1 subtask, JVM) ─> fold-profiles (keyed by profile id) ─> Cassandra
+                                   └─> journeys (keyed by profile id) <── broadcast ── journey.control
+        -> journey.sessions, journey.triggers, journey.late, journey.segments, journey.identity,
+           Cassandra, journey.control-results (each subtask's answer to each rule update)
 
-    journeys (keyed by profile id) <── broadcast ── journey.control (rule updates, 1 partition)
-        -> journey.sessions, journey.triggers, journey.late, journey.segments, Cassandra
-        -> journey.control-results (each subtask's answer to each rule update)
-
-Flink 2.x has no DataStream iterations, so state moves between keys through the feedback
-topic, read back by the same source (read_committed) and written by an exactly-once sink:
-a checkpoint covers the moved state either in the profile's state or in the topic. The job
-is unbounded by nature (the feedback source never ends); stop it with a savepoint.
+Flink 2.x has no DataStream iterations, so records move between keys through the feedback
+topic, read back by the same source (read_committed) and written by exactly-once sinks: a
+checkpoint covers every message either in an operator's state or in the topic. The job is
+unbounded by nature (the feedback source never ends); stop it with a savepoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from dataclasses import dataclass
@@ -34,14 +37,22 @@ from pyflink.java_gateway import get_gateway
 from models.config import ConfigError, ProfilesConfig
 from models.identity import IdentityRules
 from models.samples import LearnerSettings
+from operators.identity_partitioned import (
+    FEEDBACK_TAG,
+    PREPARED_TYPE,
+    IdentityClockStage,
+    IdentityKeys,
+    LocateIdentity,
+    ResolveIdentity,
+)
 from operators.identity_router import (
     BYTES,
     COMMAND_TYPE,
     IDENTITY_KEY,
-    IDENTITY_TAG,
+    LEGACY_ROUTER_UID,
     ROUTED_TYPE,
     SOURCE_TYPE,
-    RouteIdentity,
+    DrainRouterState,
 )
 from operators.journeys import (
     CONTROL_RESULTS_TAG,
@@ -167,18 +178,37 @@ def build_profiles(
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     rules = rules or IdentityRules()
-    router = RouteIdentity(
-        rules,
-        cfg.feedback_topic,
-        out_of_orderness_ms=cfg.out_of_orderness_ms,
-        idle_advance_ms=cfg.idle_advance_ms,
-        ledger=ledger,
+    env = StreamExecutionEnvironment(source._j_data_stream.getExecutionEnvironment())
+    located = (
+        source.map(IdentityKeys(rules, cfg.feedback_topic), output_type=PREPARED_TYPE)
+        .name("identity-keys")
+        .key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(LocateIdentity(rules, ledger), output_type=PREPARED_TYPE)
+        .name("locate-identity")
+        .uid("locate-identity")
+    )
+    resolved = (
+        located.key_by(lambda r: r[0], key_type=Types.STRING())
+        .process(ResolveIdentity(rules), output_type=ROUTED_TYPE)
+        .name("resolve-identity")
+        .uid("resolve-identity")
     )
     routed = (
-        source.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-        .process(router, output_type=ROUTED_TYPE)
-        .name("route-identity")
-        .uid("route-identity")
+        resolved.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
+        .process(IdentityClockStage(cfg.out_of_orderness_ms, cfg.idle_advance_ms), output_type=ROUTED_TYPE)
+        .name("identity-clock")
+        .uid("identity-clock")
+        .set_parallelism(1)
+    )
+    # the single router of earlier releases: its state (if a savepoint has one) goes to the
+    # partitioned stages as component moves, once
+    drained = (
+        env.from_collection([IDENTITY_KEY], type_info=Types.STRING())
+        .set_parallelism(1)
+        .key_by(lambda k: k, key_type=Types.STRING())
+        .process(DrainRouterState(rules), output_type=BYTES)
+        .name("drain-route-identity")
+        .uid(LEGACY_ROUTER_UID)
         .set_parallelism(1)
     )
     commands = with_event_time(routed, cfg.out_of_orderness_ms)
@@ -202,15 +232,19 @@ def build_profiles(
         .name("fold-profiles")
         .uid("fold-profiles")
     )
-    # PyFlink takes a side output through a Python map at the job's parallelism; at 1 it
-    # chains to route-identity and keeps journey.identity in resolution order
-    identity_events = (
-        routed.get_side_output(IDENTITY_TAG)
-        .name("identity-events")
-        .set_parallelism(1)
-        .union(journeys.get_side_output(ROUTER_IDENTITY_TAG).name("identity-events-from-ticks"))
+    # journey.identity: the resolve stage's records pass the clock (one order) and leave through
+    # the journeys stage's subtask of key "" (as the clock's ticks do)
+    identity_events = journeys.get_side_output(ROUTER_IDENTITY_TAG).name("identity-events")
+    moved = (
+        folded.get_side_output(MOVED_TAG)
+        .name("moved-atoms")
+        .union(
+            journeys,
+            located.get_side_output(FEEDBACK_TAG).name("locate-feedback"),
+            resolved.get_side_output(FEEDBACK_TAG).name("resolve-feedback"),
+            drained,
+        )
     )
-    moved = folded.get_side_output(MOVED_TAG).name("moved-atoms").union(journeys)
     return ProfileStreams(
         identity_events,
         moved,
@@ -246,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # broker unreachable: say so before Flink hides it in a stack trace
         print(f"profiles: cannot check the Kafka brokers at the configured bootstrap servers: {e}", file=sys.stderr)
         return 2
-    env, t_env = make_env(cfg)
+    # aligned checkpoints: a component's move is read back only after the checkpoint that wrote it,
+    # and only aligned barriers guarantee that every command sent before it was processed by
+    # then (docs/identity.md, "What the job must guarantee")
+    env, t_env = make_env(dataclasses.replace(cfg, unaligned_checkpoints=False))
     source = (
         raw_kafka_source(t_env, cfg, topic_pattern=cfg.source_topic_pattern())
         .map(lambda r: (r[1], bytes(r[0])), output_type=SOURCE_TYPE)

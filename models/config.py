@@ -54,7 +54,8 @@ class FlinkJobSettings:
     unaligned_checkpoints:
         Checkpoint barriers overtake records queued between operators, so checkpoints
         complete quickly under backpressure (a backlog, a slow Python operator). The queued
-        records are stored in the checkpoint instead.
+        records are stored in the checkpoint instead. The profiles job always takes aligned
+        checkpoints (its identity stages rely on them: docs/identity.md).
     restart_attempts, restart_interval_ms, restart_delay_ms:
         Failure-rate restarts: after a failure the job restarts ``restart_delay_ms`` later,
         as long as it failed at most ``restart_attempts`` times within the last

@@ -532,10 +532,15 @@ def absorb(
             changes.append(ProfileChange("refused", None, link=link))
     for pid, members in sorted(sub.members.items()):
         had = before.get(pid)
+        # announced again: identifiers that either side had put in another profile (a lagging
+        # home announced its own view of them)
+        moved_in = {n for n in members if any(side.profile_of.get(n, pid) != pid for side in (store, other))} | (
+            members - (had or set())
+        )
         if had is None:
             changes.append(ProfileChange("created", pid, members=members))
-        elif members - had:
-            changes.append(ProfileChange("grown", pid, members=frozenset(members - had)))
+        elif moved_in:
+            changes.append(ProfileChange("grown", pid, members=frozenset(moved_in)))
     evict: dict[str, set[Node]] = {}
     for old, had in sorted(before.items()):
         left = {n for n in had if sub.profile_of[n] != old}

@@ -84,6 +84,13 @@ class CommandKind(StrEnum):
     #: no profile: a ``journey.identity`` record (payload: its bytes) the router emits from a
     #: timer, where PyFlink cannot emit side outputs; the journeys stage passes it on
     IDENTITY = "identity"
+    #: no profile: a feedback-topic record (payload: its bytes) the identity clock sends from a
+    #: timer; the journeys stage passes it on to the feedback topic
+    FEEDBACK = "feedback"
+    #: for the identity clock only (models.identity_clock): an erasure request now pending at
+    #: the home ``atom`` (``request``, ``at``), and one carried out or found void (``request``)
+    ERASURE_PENDING = "erasure_pending"
+    ERASURE_DONE = "erasure_done"
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ def encode_command(cmd: ProfileCommand) -> tuple[str, str, int, str, bytes, int]
     if cmd.home is not None:
         body["home"] = cmd.home
     kind = CommandKind(cmd.kind)
-    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY):
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY, CommandKind.FEEDBACK):
         payload = bytes(cmd.payload)
     elif kind is CommandKind.STATE:
         payload = (
@@ -102,7 +102,7 @@ def decode_command(t: tuple) -> ProfileCommand:
     def nodes(key: str) -> tuple[Node, ...] | None:
         return None if key not in body else tuple((n[0], n[1]) for n in body[key])
 
-    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY):
+    if kind in (CommandKind.EVENT, CommandKind.JOURNEY, CommandKind.IDENTITY, CommandKind.FEEDBACK):
         value: Any = bytes(payload)
     elif kind is CommandKind.STATE:
         value = _aggregate_codec().decode(bytes(payload))
@@ -286,3 +286,10 @@ def decode_message(value: bytes) -> Feedback:
         assert node is not None
         msg = Tombstoned(node, rid, at)
     return Feedback(address, msg)
+
+
+def encode_moved(kind: CommandKind, node: Node, payload: bytes, home: Node | None) -> bytes:
+    """A feedback-topic value for what a profile evicted: an atom's aggregate (``state``, a
+    ``journey.state.ProfileAggregate`` record) or a journey part (``journey``), addressed to
+    the home that evicted it (the identifier itself for a command without a home)."""
+    return encode_message(Feedback(home if home is not None else node, Moved(kind, node, payload)))

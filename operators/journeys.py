@@ -84,7 +84,7 @@ from models.journeys import (
     buffer_key,
     fact_of,
 )
-from models.profile_commands import decode_command, encode_journey_move
+from models.profile_commands import decode_command, encode_moved
 from models.segments import PURPOSES, RuleError, RuleSet, SegmentOut, SegmentRule, parse_rules
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
@@ -261,6 +261,9 @@ class Journeys(KeyedBroadcastProcessFunction):
         if kind is CommandKind.IDENTITY:  # not the journey's: the router's record, passed on
             yield IDENTITY, bytes(value[4])
             return
+        if kind is CommandKind.FEEDBACK:  # not the journey's: the identity clock's, passed on
+            yield MOVE, bytes(value[4])
+            return
         self._restore_rules(ctx)
         cmd = decode_command(value)
         if kind is CommandKind.TOUCH and not (cmd.evict or cmd.incoming):
@@ -302,7 +305,7 @@ class Journeys(KeyedBroadcastProcessFunction):
         parts, outs = journey.apply_command(watermark, cmd.incoming, cmd.evict, cmd.members == (), fact, moved)
         for node, part in parts:
             self.counters.inc("parts_sent")
-            yield MOVE, encode_journey_move(node, JOURNEY_STATE_CODEC.encode(part), pid)
+            yield MOVE, encode_moved(CommandKind.JOURNEY, node, JOURNEY_STATE_CODEC.encode(part), cmd.home)
         yield from self._finish(journey, watermark, outs, ctx)
 
     def on_timer(self, timestamp: int, ctx: KeyedBroadcastProcessFunction.OnTimerContext) -> Iterable[Any]:

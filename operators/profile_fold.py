@@ -36,7 +36,7 @@ from pyflink.datastream.state import ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.identity_router import CommandKind
-from models.profile_commands import decode_command, encode_moved_state
+from models.profile_commands import decode_command, encode_moved
 from models.profile_fold import FoldState, ProfileFold
 from models.write_lifecycle import Sent, Step, fired, issued, on_change, step, waiting
 from operators.counters import BufferedCounters
@@ -46,7 +46,7 @@ from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
 from state.sinks import ProfileSink, Ticket
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
-_NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value, CommandKind.IDENTITY.value)
+_NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value, CommandKind.IDENTITY.value, CommandKind.FEEDBACK.value)
 REPORT_TAG = OutputTag("lifecycle-report", Types.TUPLE([Types.STRING(), Types.BOOLEAN(), Types.INT()]))
 
 
@@ -128,7 +128,7 @@ class FoldProfiles(KeyedProcessFunction):
         self.fold_state.update(FOLD_STATE_CODEC.encode(fold.state))
         count("atoms_evicted", len(evicted))
         for atom, aggregate in evicted:
-            yield MOVED_TAG, encode_moved_state(atom, aggregate, cmd.profile_id)
+            yield MOVED_TAG, encode_moved(CommandKind.STATE, atom, AGGREGATE_CODEC.encode(aggregate), cmd.home)
         if self.report:
             yield REPORT_TAG, self._report(cmd.profile_id)
 

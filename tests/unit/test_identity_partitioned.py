@@ -41,6 +41,7 @@ from models.identity_router import CommandKind
 from models.profile_fold import FoldState, ProfileFold
 from state.records import IDENTITY_COMPONENT_CODEC, IDENTITY_HOME_CODEC
 from tests.profile_oracle import CassandraModel, events
+from tests.profiles_harness import identity_differences
 from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
 
 RULES = IdentityRules()
@@ -74,6 +75,7 @@ class PartitionedSimulation:
         self.clock = IdentityClock(0, ClockState())  # the one clock subtask
         self.erasing = erasing
         self.encoded = encoded  # state and moved components through their records, as in the job
+        self.identity_log: list[dict] = []
 
     def locator(self, key: Node) -> Locator:
         return Locator(RULES, self.entries[partition(key, self.n)])
@@ -124,6 +126,7 @@ class PartitionedSimulation:
         self.records["moves"] += out.moved
         self.records["erased"] += out.erased_event
         self.records["erasures"] += len(out.erasures)
+        self.identity_log += [ie.to_record() for ie in out.identity_events]  # the clock's one order
         for fb in out.feedback:
             self._send(fb)
         for cmd in out.commands:  # through the clock, in the order the home sent them
@@ -210,10 +213,11 @@ def simulate(
     return db, sim
 
 
-def assert_graph_equals_the_oracle(sim: PartitionedSimulation, evs) -> None:
+def assert_graph_equals_the_oracle(sim: PartitionedSimulation, evs, all_events=None) -> None:
     """Each identifier lives at exactly one home; together the homes hold resolve() of all
     events: the same profile of every identifier, the same refusals, and each component's
-    event count is the number of its events."""
+    event count is the number of its events; read in order, the ``journey.identity`` records
+    tell every identifier's final profile (``all_events``: with the erased ones)."""
     want = resolve([observation_of(e) for e in evs], RULES)
     profile_of: dict[Node, str] = {}
     refused = set()
@@ -230,6 +234,10 @@ def assert_graph_equals_the_oracle(sim: PartitionedSimulation, evs) -> None:
         counts[nodes] = store.events[root]
     assert profile_of == want.profile_of
     assert refused == set(want.refused)
+    if all_events is None:  # no erasure carried out
+        assert identity_differences(sim.identity_log, evs, erasure_requests=[]) == []
+    else:
+        assert identity_differences(sim.identity_log, all_events) == []
     for nodes, n in counts.items():
         assert n == sum(1 for e in evs if any(node in nodes for node in observation_of(e).identifiers))
 
@@ -312,7 +320,7 @@ def assert_erasure_equals_the_oracle(db: CassandraModel, sim: PartitionedSimulat
     Cassandra); everything else equals the oracles over the events no erasure removed."""
     kept = surviving(evs)
     assert len(kept) < len(evs)
-    assert_graph_equals_the_oracle(sim, kept)
+    assert_graph_equals_the_oracle(sim, kept, all_events=evs)
     assert_cassandra_equals_oracle(db, kept)
     stones = {n for entries in sim.entries for n, e in entries.items() if e.erased is not None}
     assert stones == erased_nodes(evs)

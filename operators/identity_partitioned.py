@@ -1,0 +1,384 @@
+"""The partitioned identity stages as Flink functions (logic in :mod:`models.identity_partitioned`
+and :mod:`models.identity_clock`; design in ``docs/identity.md``, "Partitioned identity").
+
+::
+
+    (topic, value) -> identity-keys (map: the key) -> locate-identity (keyed by identifier)
+        -> resolve-identity (keyed by home) -> identity-clock (one subtask) -> event-time -> ...
+                 |  feedback records (side output FEEDBACK_TAG) -> journey.profile-moves
+
+* :class:`IdentityKeys` decodes each record once: a ``NormalizedEvent`` becomes its atom's key
+  and the few fields identity needs (:data:`PREPARED_TYPE`); a feedback-topic record becomes
+  its address's key.
+* :class:`LocateIdentity` keeps one ``LocateEntry`` per identifier (ValueState
+  ``identity-locate``: one read per record, a write when it changes) and sends each record
+  to its home.
+* :class:`ResolveIdentity` keeps one ``IdentityHome`` per home (ValueState ``identity-home``:
+  one read and one write per record) and emits the profile commands, ``journey.identity``
+  records (as ``identity`` commands: they reach the topic through the clock and the journeys
+  stage, in one order) and, for the clock, the erasure requests it must watch.
+* :class:`IdentityClockStage` (one subtask) stamps every command for the watermark generator,
+  ticks when the input is idle and sends due erasure requests to their homes
+  (:mod:`models.identity_clock`).
+
+Counters (names unique across the job's operators): locate-identity ``events``,
+``unresolvable``, ``erased`` (dropped: the atom is erased), ``ledger_tombstones``,
+``identity_messages``; resolve-identity ``commands``, ``identity_events``,
+``identity_<created|grown|merged|split|refused>``, ``claims``, ``components_moved``,
+``moved_states``, ``journey_parts``, ``orphan_messages``, ``erased_at_home`` (dropped: the
+component was erased), ``erasure_requests``, ``erasures``, ``erased_profiles``,
+``erased_identifiers``; identity-clock ``ticks``, ``erasures_due``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable, Iterable, Mapping, MutableMapping
+
+from pyflink.common import Types
+from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
+from pyflink.datastream.state import ValueStateDescriptor
+
+from models.avro_codec import SchemaCatalog
+from models.erasure import ERASURE_REQUEST, request_id_of
+from models.identity import IdentityRules, Node
+from models.identity_clock import ClockState, IdentityClock
+from models.identity_partitioned import (
+    Claim,
+    ComponentHome,
+    EraseDue,
+    EventIn,
+    Feedback,
+    HomeOutput,
+    HomeState,
+    LocateEntry,
+    Locator,
+)
+from models.identity_router import CommandKind, ProfileCommand
+from models.profile_commands import decode_message, encode_command, encode_message
+from operators.counters import BufferedCounters
+from state.mapstate import STATE_VALUE
+from state.records import IDENTITY_CLOCK_CODEC, IDENTITY_HOME_CODEC, LOCATE_ENTRY_CODEC, node_key, node_of
+
+BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
+#: (key, kind, body, bytes): kind ``event`` (body: the identity fields as JSON, bytes: the
+#: NormalizedEvent), ``message`` (bytes: an IdentityMessage) or ``unresolvable``
+PREPARED_TYPE = Types.TUPLE([Types.STRING(), Types.STRING(), Types.STRING(), BYTES])
+FEEDBACK_TAG = OutputTag("identity-feedback", BYTES)
+#: the key of records that cannot be located (every identifier blocked): counted, not routed
+UNRESOLVABLE_KEY = "~unresolvable"
+
+
+def identity_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """What the identity stages read of an event (the rest travels as its bytes)."""
+    out = {k: event[k] for k in ("event_id", "occurred_at", "event_type", "identifiers")}
+    if event.get("event_type") == ERASURE_REQUEST:
+        out["payload"] = {"request_id": request_id_of(event)}
+    return out
+
+
+class IdentityKeys(MapFunction):
+    """``(topic, value)`` -> :data:`PREPARED_TYPE`: the one decode of each record."""
+
+    def __init__(self, rules: IdentityRules, feedback_topic: str) -> None:
+        self.rules, self.feedback_topic = rules, feedback_topic
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.catalog = SchemaCatalog.load()
+        self.locator = Locator(self.rules, {})
+
+    def map(self, value: tuple) -> tuple[str, str, str, bytes]:
+        topic, raw = value[0], bytes(value[1])
+        if topic == self.feedback_topic:
+            return node_key(decode_message(raw).address), "message", "", raw
+        event = self.catalog.decode(raw, expect="NormalizedEvent")[1]
+        atom = self.locator.atom_of(event)
+        if atom is None:
+            return UNRESOLVABLE_KEY, "unresolvable", "", b""
+        return node_key(atom), "event", json.dumps(identity_fields(event), separators=(",", ":")), raw
+
+
+class _CurrentKey(MutableMapping[Node, LocateEntry]):
+    """The locate stage's entries as a mapping that only ever holds the current key's entry
+    (read once per record, written when it changes)."""
+
+    def __init__(self, state: Any, node: Node) -> None:
+        self.state, self.node = state, node
+        raw = state.value()
+        self.entry: LocateEntry | None = None if raw is None else LOCATE_ENTRY_CODEC.decode(raw)
+
+    def _check(self, node: Node) -> None:
+        if node != self.node:
+            raise KeyError(f"locate-identity at {self.node} asked about {node}")
+
+    def __getitem__(self, node: Node) -> LocateEntry:
+        self._check(node)
+        if self.entry is None:
+            raise KeyError(node)
+        return self.entry
+
+    def __setitem__(self, node: Node, entry: LocateEntry) -> None:
+        self._check(node)
+        if entry != self.entry:
+            self.entry = entry
+            self.state.update(LOCATE_ENTRY_CODEC.encode(entry))
+
+    def __delitem__(self, node: Node) -> None:
+        self._check(node)
+        self.entry = None
+        self.state.clear()
+
+    def __iter__(self):
+        return iter(() if self.entry is None else (self.node,))
+
+    def __len__(self) -> int:
+        return 0 if self.entry is None else 1
+
+
+class LocateIdentity(KeyedProcessFunction):
+    """Keyed by identifier: send each record to its home (see the module docs).
+
+    ``ledger`` lists the tombstone keys of the erasure ledger (Cassandra ``erased_identifiers``
+    in the job), read once per subtask start; it is asked about identifiers with no entry only.
+    """
+
+    def __init__(self, rules: IdentityRules, ledger: Callable[[], Iterable[str]] | None = None) -> None:
+        self.rules, self.ledger = rules, ledger
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("identity-locate", STATE_VALUE))
+        self.counters = BufferedCounters(
+            runtime_context.get_metrics_group(),
+            ("events", "unresolvable", "erased", "ledger_tombstones", "identity_messages"),
+        )
+        self.tombstones = frozenset(self.ledger()) if self.ledger is not None else frozenset()
+
+    def _in_ledger(self, key: str) -> bool:
+        if key in self.tombstones:
+            self.counters.inc("ledger_tombstones")
+            return True
+        return False
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        key, kind, body, raw = value[0], value[1], value[2], bytes(value[3])
+        self.counters.tick(ctx.timer_service())
+        if kind == "unresolvable":
+            self.counters.inc("unresolvable")
+            return
+        node = node_of(key)
+        locator = Locator(self.rules, _CurrentKey(self.state, node), self._in_ledger if self.tombstones else None)
+        if kind == "event":
+            self.counters.inc("events")
+            located = locator.route_event(node, json.loads(body), raw)
+            self.counters.inc("erased", located.erased)
+            for t in located.to_home:
+                yield node_key(t.home), "event", body, raw
+        else:
+            self.counters.inc("identity_messages")
+            fb = decode_message(raw)
+            located = locator.route_feedback(fb)
+            for t in located.to_home:  # passed on as it came, or a message of the locate stage's own
+                assert not isinstance(t.message, EventIn)
+                out = raw if t.message is fb.message else encode_message(Feedback(t.home, t.message))
+                yield node_key(t.home), "message", "", out
+        for fb in located.feedback:
+            yield FEEDBACK_TAG, encode_message(fb)
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        self.counters.on_timer(timestamp)
+        return ()
+
+
+def home_records(out: HomeOutput, home: Node, identity_codec: Any) -> tuple[list[tuple], list[bytes]]:
+    """The resolve stage's records for what a home produced: ``(command, event time)`` pairs
+    for the clock (``journey.identity`` records as ``identity`` commands, then the profile
+    commands, the requests now pending and the ones done) and feedback-topic values."""
+    routed: list[tuple] = []
+    for ie in out.identity_events:
+        record = identity_codec.encode(ie.to_record())
+        cmd = ProfileCommand(profile_id="", kind=CommandKind.IDENTITY, version=0, payload=record, at=ie.occurred_at)
+        routed.append((encode_command(cmd), cmd.at))
+    routed += [(encode_command(cmd), cmd.at) for cmd in out.commands]
+    for p in out.pending:
+        cmd = ProfileCommand(
+            profile_id="", kind=CommandKind.ERASURE_PENDING, version=0, atom=home, request=p.request_id, at=p.at
+        )
+        routed.append((encode_command(cmd), cmd.at))
+    for rid in out.done:
+        cmd = ProfileCommand(profile_id="", kind=CommandKind.ERASURE_DONE, version=0, request=rid)
+        routed.append((encode_command(cmd), 0))
+    return routed, [encode_message(fb) for fb in out.feedback]
+
+
+class ResolveIdentity(KeyedProcessFunction):
+    """Keyed by home: resolve each event inside its component, carry out merges, moves and
+    erasures (see the module docs). Output: :data:`ROUTED_TYPE` pairs for the clock; feedback
+    records on :data:`FEEDBACK_TAG`."""
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("identity-home", STATE_VALUE))
+        self.identity_codec = SchemaCatalog.load().codec("IdentityEvent")
+        self.counters = BufferedCounters(
+            runtime_context.get_metrics_group(),
+            (
+                "commands",
+                "identity_events",
+                *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused")),
+                "claims",
+                "components_moved",
+                "moved_states",
+                "journey_parts",
+                "orphan_messages",
+                "erased_at_home",
+                "erasure_requests",
+                "erasures",
+                "erased_profiles",
+                "erased_identifiers",
+            ),
+        )
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        key, kind, body, raw = value[0], value[1], value[2], bytes(value[3])
+        count = self.counters.inc
+        self.counters.tick(ctx.timer_service())
+        stored = self.state.value()
+        st = HomeState() if stored is None else IDENTITY_HOME_CODEC.decode(stored)
+        home = ComponentHome(self.rules, node_of(key), st)
+        if kind == "event":
+            out = home.on_event(json.loads(body), raw)
+        else:
+            msg = decode_message(raw).message
+            if getattr(msg, "kind", None) is CommandKind.STATE:
+                count("moved_states")
+            elif getattr(msg, "kind", None) is CommandKind.JOURNEY:
+                count("journey_parts")
+            out = home.on_message(msg)
+        if st.store is None and st.forward is None and st.erased is None:
+            if stored is not None:
+                self.state.clear()
+        else:
+            self.state.update(IDENTITY_HOME_CODEC.encode(st))
+        yield from self._emit(out, home.home)
+
+    def _emit(self, out: HomeOutput, home: Node) -> Iterable[Any]:
+        count = self.counters.inc
+        for c in out.changes:
+            count(f"identity_{c.kind}")
+        count("orphan_messages", out.orphan)
+        count("components_moved", out.moved)
+        count("erased_at_home", out.erased_event)
+        if out.erasures:
+            count("erasures", len(out.erasures))
+            count("erased_profiles", sum(len(e.profile_ids) for e in out.erasures))
+            count("erased_identifiers", sum(len(e.nodes) for e in out.erasures))
+        count("identity_events", len(out.identity_events))
+        count("commands", len(out.commands))
+        count("erasure_requests", len(out.pending))
+        count("claims", sum(isinstance(fb.message, Claim) for fb in out.feedback))
+        routed, feedback = home_records(out, home, self.identity_codec)
+        yield from routed
+        for record in feedback:
+            yield FEEDBACK_TAG, record
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        self.counters.on_timer(timestamp)
+        return ()
+
+
+class IdentityClockStage(KeyedProcessFunction):
+    """One subtask (one constant key): the job's event-time clock (:mod:`models.identity_clock`).
+
+    Parameters
+    ----------
+    out_of_orderness_ms, idle_advance_ms : int
+        The watermark's bound (the generator after this operator) and the wall-clock silence
+        after which a tick declares event time complete up to the newest event seen
+        (``docs/journeys.md``, Time). ``idle_advance_ms`` 0: no ticks.
+    """
+
+    def __init__(self, out_of_orderness_ms: int = 0, idle_advance_ms: int = 0) -> None:
+        self.bound, self.idle_advance_ms = out_of_orderness_ms, idle_advance_ms
+
+    def open(self, runtime_context: RuntimeContext) -> None:
+        self.state = runtime_context.get_state(ValueStateDescriptor("identity-clock", STATE_VALUE))
+        self.clock: IdentityClock | None = None
+        self.stored: dict[str, Any] | None = None
+        self.input_since_check = True  # a restored timer fires before the replay's first record
+        self.reassert = True  # watermarks are not in checkpoints: declare the last tick again
+        self.next_check: int | None = None
+        self.counters = BufferedCounters(runtime_context.get_metrics_group(), ("ticks", "erasures_due"))
+
+    def _clock(self) -> IdentityClock:
+        if self.clock is None:
+            raw = self.state.value()
+            self.clock = IdentityClock(self.bound, ClockState() if raw is None else IDENTITY_CLOCK_CODEC.decode(raw))
+        return self.clock
+
+    def _store(self) -> None:
+        assert self.clock is not None
+        self.state.update(IDENTITY_CLOCK_CODEC.encode(self.clock.state))
+
+    def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
+        cmd_t, at = value[0], value[1]
+        kind = cmd_t[1]
+        clock = self._clock()
+        self.counters.tick(ctx.timer_service())
+        self._watch(ctx)
+        self.input_since_check = True
+        if kind == CommandKind.ERASURE_PENDING.value:
+            body = json.loads(cmd_t[3])
+            yield from self._send_due(
+                clock.pending(body["request"], cmd_t[5], (body["atom"][0], body["atom"][1])), clock
+            )
+            self._store()
+            return
+        if kind == CommandKind.ERASURE_DONE.value:
+            clock.done(json.loads(cmd_t[3])["request"])
+            self._store()
+            return
+        if kind == CommandKind.EVENT.value:
+            yield from self._send_due(clock.observe(cmd_t[5]), clock)
+        yield cmd_t, clock.stamp(at)
+
+    def _send_due(self, due: list[tuple[str, Node]], clock: IdentityClock) -> Iterable[Any]:
+        for rid, home in due:
+            self.counters.inc("erasures_due")
+            record = encode_message(Feedback(home, EraseDue(rid)))
+            cmd = ProfileCommand(profile_id="", kind=CommandKind.FEEDBACK, version=0, payload=record, at=0)
+            yield encode_command(cmd), clock.stamp(clock.state.max_event_time)
+        if due:
+            self._store()
+
+    def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
+        self.counters.on_timer(timestamp)
+        if self.idle_advance_ms <= 0 or (self.next_check is not None and timestamp < self.next_check):
+            return
+        self.next_check = None
+        clock = self._clock()
+        tick, due = clock.tick(idle=not self.input_since_check, reassert=self.reassert)
+        self.reassert = False
+        self.input_since_check = False
+        yield from self._send_due(due, clock)
+        if tick is not None:
+            self.counters.inc("ticks")
+            self.counters.tick(ctx.timer_service())
+            # W = tick time - bound - 1 = the newest event time seen: everything up to it is due
+            at = tick + self.bound + 1
+            yield (
+                encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at)),
+                clock.stamp(at),
+            )
+        snapshot = IDENTITY_CLOCK_CODEC.to_record(clock.state)
+        if snapshot != self.stored:  # the newest event time, written once per check
+            self._store()
+            self.stored = snapshot
+        self._watch(ctx)
+
+    def _watch(self, ctx: Any) -> None:
+        """Keep one idle-check timer pending."""
+        if self.idle_advance_ms > 0 and self.next_check is None:
+            self.next_check = ctx.timer_service().current_processing_time() + self.idle_advance_ms
+            ctx.timer_service().register_processing_time_timer(self.next_check)
