@@ -162,7 +162,8 @@ class LocateIdentity(KeyedProcessFunction):
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         key, kind, body, raw = value[0], value[1], value[2], bytes(value[3])
         self.counters.tick(ctx.timer_service())
-        if kind == "unresolvable":
+        if kind == "unresolvable":  # every identifier blocked: counted, not routed
+            self.counters.inc("events")
             self.counters.inc("unresolvable")
             return
         node = node_of(key)
@@ -338,6 +339,9 @@ class IdentityClockStage(KeyedProcessFunction):
         if kind == CommandKind.ERASURE_DONE.value:
             clock.done(json.loads(cmd_t[3])["request"])
             self._store()
+            # the last tick was stamped below the request: declared again, in full, at the next
+            # check (with no new input the watermark would stay before the request for good)
+            self.reassert = True
             return
         if kind == CommandKind.EVENT.value:
             yield from self._send_due(clock.observe(cmd_t[5]), clock)

@@ -1,7 +1,8 @@
 """Identity + profiles on the real stack: generator -> Kafka -> ingestion job -> Kafka ->
-profiles job (parallelism 2, exactly-once checkpoints, feedback topic) -> Cassandra and
-journey.identity, compared with the offline oracle (resolve() over all events + a fold per
-profile)."""
+profiles job (exactly-once checkpoints, feedback topic) -> Cassandra and journey.identity,
+compared with the offline oracle (resolve() over all events + a fold per profile). The whole
+module runs with the profiles job at parallelism 1, 2 and 4: identity is partitioned by raw
+component, and the result must not depend on how many subtasks share it."""
 
 from __future__ import annotations
 
@@ -20,15 +21,15 @@ from tests.profiles_harness import ProfilesRun, identity_differences, wait_until
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module")
-def result(local_stack, session):
+@pytest.fixture(scope="module", params=[1, 2, 4], ids=lambda p: f"parallelism-{p}")
+def result(request, local_stack, session):
     bootstrap = local_stack
-    topics = Topics.create(bootstrap, "prof")
+    topics = Topics.create(bootstrap, f"prof{request.param}")
     ds = generate(seed=515, persons=30)
     produce(ds, bootstrap, progress=False, topic_prefix=topics.prefix)
     submit("flink_jobs.ingestion", topics.job_env(bootstrap), args=["--bounded"])
     run = ProfilesRun.create(bootstrap, topics, session)
-    job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_PARALLELISM=str(request.param)), detached=True)
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
         events = run.normalized_events(bootstrap)
@@ -36,7 +37,7 @@ def result(local_stack, session):
         counters = wait_for_counters(
             job.job_id,
             {"events": len(events), "events_folded": 1, "states_merged": 1},
-            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable", "erased"],
+            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable", "erased", "erased_at_home"],
         )
         store = ProfileStore(session, run.keyspace)
         lookups = {
@@ -63,7 +64,7 @@ def test_every_event_is_folded_once_and_every_moved_atom_arrives(result) -> None
     events, _, _, counters, *_ = result
     total = lambda name: counter_total(counters, name)  # noqa: E731
     assert total("events") == len(events)
-    assert total("events_folded") + total("unresolvable") + total("erased") == len(events)
+    assert total("events_folded") + total("unresolvable") + total("erased") + total("erased_at_home") == len(events)
     assert total("atoms_evicted") == total("moved_states") == total("states_merged")
     assert total("atoms_evicted") > 0, "the data set should make profiles merge"
     assert total("orphan_states") == 0
