@@ -94,8 +94,8 @@ CONTROL_TIMESTAMP = 2**63 - 2
 
 
 def with_event_time(routed: DataStream, out_of_orderness_ms: int) -> DataStream:
-    """The router's ``(command, event time)`` pairs as commands with timestamps and bounded
-    out-of-orderness watermarks, all in the JVM and in the router's one subtask: one watermark
+    """The clock's ``(command, event time)`` pairs as commands with timestamps and bounded
+    out-of-orderness watermarks, all in the JVM and in the clock's one subtask: one watermark
     generator sees every event of the job (docs/journeys.md, Time).
 
     PyFlink's ``assign_timestamps_and_watermarks`` with a Python assigner would add a Python
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ledger = CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     streams = build_profiles(source, cfg, control=control, ledger=ledger)
-    # one subtask, like route-identity: journey.identity stays in resolution order (1 partition)
+    # one subtask, like identity-clock: journey.identity stays in one order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)
     sink_bytes(streams.moved_atoms, cfg, cfg.feedback_topic)
     sink_bytes(streams.sessions, cfg, cfg.sessions_topic)

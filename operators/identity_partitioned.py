@@ -19,7 +19,9 @@ and :mod:`models.identity_clock`; design in ``docs/identity.md``, "Partitioned i
   stage, in one order) and, for the clock, the erasure requests it must watch.
 * :class:`IdentityClockStage` (one subtask) stamps every command for the watermark generator,
   ticks when the input is idle and sends due erasure requests to their homes
-  (:mod:`models.identity_clock`).
+  (:mod:`models.identity_clock`). Its state (ValueState ``identity-clock``) is written when
+  the newest event time grows, at ticks and when erasure requests come and go; it reads none
+  per command.
 
 Counters (names unique across the job's operators): locate-identity ``events``,
 ``unresolvable``, ``erased`` (dropped: the atom is erased), ``ledger_tombstones``,
@@ -306,7 +308,6 @@ class IdentityClockStage(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("identity-clock", STATE_VALUE))
         self.clock: IdentityClock | None = None
-        self.stored: dict[str, Any] | None = None
         self.input_since_check = True  # a restored timer fires before the replay's first record
         self.reassert = True  # watermarks are not in checkpoints: declare the last tick again
         self.next_check: int | None = None
@@ -343,8 +344,11 @@ class IdentityClockStage(KeyedProcessFunction):
             # check (with no new input the watermark would stay before the request for good)
             self.reassert = True
             return
-        if kind == CommandKind.EVENT.value:
+        if kind == CommandKind.EVENT.value and cmd_t[5] > clock.state.max_event_time:
             yield from self._send_due(clock.observe(cmd_t[5]), clock)
+            # stored at once: after a restore with no new input the tick must reach every event
+            # the checkpoint covers (docs/journeys.md, Idle advance)
+            self._store()
         yield cmd_t, clock.stamp(at)
 
     def _send_due(self, due: list[tuple[str, Node]], clock: IdentityClock) -> Iterable[Any]:
@@ -375,10 +379,8 @@ class IdentityClockStage(KeyedProcessFunction):
                 encode_command(ProfileCommand(profile_id="", kind=CommandKind.TICK, version=0, at=at)),
                 clock.stamp(at),
             )
-        snapshot = IDENTITY_CLOCK_CODEC.to_record(clock.state)
-        if snapshot != self.stored:  # the newest event time, written once per check
+        if tick is not None or due:
             self._store()
-            self.stored = snapshot
         self._watch(ctx)
 
     def _watch(self, ctx: Any) -> None:

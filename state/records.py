@@ -551,7 +551,7 @@ LOCATE_ENTRY_CODEC: StateCodec[LocateEntry] = StateCodec(
 )
 #: identity-clock ValueState identity-clock
 IDENTITY_CLOCK_CODEC: StateCodec[ClockState] = StateCodec("IdentityClockState", clock_record, clock_of_record)
-#: route-identity ValueState router-clock: the event-time clock behind the idle ticks
+#: route-identity ValueState router-clock (releases with the single router; drained after an upgrade)
 ROUTER_CLOCK_CODEC: StateCodec[dict[str, Any]] = StateCodec("RouterClock", dict, dict)
 AGGREGATE_CODEC: StateCodec[ProfileAggregate] = StateCodec("ProfileAggregate", aggregate_record, aggregate_of_record)
 FOLD_STATE_CODEC: StateCodec[FoldState] = StateCodec("FoldState", fold_state_record, fold_state_of_record)
