@@ -52,7 +52,6 @@ from operators.identity_router import (
     LEGACY_ROUTER_UID,
     ROUTED_TYPE,
     SOURCE_TYPE,
-    DrainRouterState,
 )
 from operators.journeys import (
     CONTROL_RESULTS_TAG,
@@ -178,7 +177,6 @@ def build_profiles(
     sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
     rules = rules or IdentityRules()
-    env = StreamExecutionEnvironment(source._j_data_stream.getExecutionEnvironment())
     located = (
         source.map(IdentityKeys(rules, cfg.feedback_topic), output_type=PREPARED_TYPE)
         .name("identity-keys")
@@ -195,19 +193,10 @@ def build_profiles(
     )
     routed = (
         resolved.key_by(lambda _: IDENTITY_KEY, key_type=Types.STRING())
-        .process(IdentityClockStage(cfg.out_of_orderness_ms, cfg.idle_advance_ms), output_type=ROUTED_TYPE)
+        .process(IdentityClockStage(cfg.out_of_orderness_ms, cfg.idle_advance_ms, rules), output_type=ROUTED_TYPE)
         .name("identity-clock")
-        .uid("identity-clock")
-        .set_parallelism(1)
-    )
-    # the single router of earlier releases: its state (if a savepoint has one) goes to the
-    # partitioned stages as component moves, once
-    drained = (
-        env.from_collection([IDENTITY_KEY], type_info=Types.STRING())
-        .set_parallelism(1)
-        .key_by(lambda k: k, key_type=Types.STRING())
-        .process(DrainRouterState(rules), output_type=BYTES)
-        .name("drain-route-identity")
+        # the uid of the single router of earlier releases: its state restores here and drains
+        # into the partitioned stages (operators/identity_router.py)
         .uid(LEGACY_ROUTER_UID)
         .set_parallelism(1)
     )
@@ -242,7 +231,6 @@ def build_profiles(
             journeys,
             located.get_side_output(FEEDBACK_TAG).name("locate-feedback"),
             resolved.get_side_output(FEEDBACK_TAG).name("resolve-feedback"),
-            drained,
         )
     )
     return ProfileStreams(

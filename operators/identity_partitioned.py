@@ -59,6 +59,7 @@ from models.identity_partitioned import (
 from models.identity_router import CommandKind, ProfileCommand
 from models.profile_commands import decode_message, encode_command, encode_message
 from operators.counters import BufferedCounters
+from operators.identity_router import LegacyRouterState
 from state.mapstate import STATE_VALUE
 from state.records import IDENTITY_CLOCK_CODEC, IDENTITY_HOME_CODEC, LOCATE_ENTRY_CODEC, node_key, node_of
 
@@ -302,22 +303,46 @@ class IdentityClockStage(KeyedProcessFunction):
         (``docs/journeys.md``, Time). ``idle_advance_ms`` 0: no ticks.
     """
 
-    def __init__(self, out_of_orderness_ms: int = 0, idle_advance_ms: int = 0) -> None:
+    def __init__(
+        self, out_of_orderness_ms: int = 0, idle_advance_ms: int = 0, rules: IdentityRules | None = None
+    ) -> None:
         self.bound, self.idle_advance_ms = out_of_orderness_ms, idle_advance_ms
+        self.rules = rules or IdentityRules()
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("identity-clock", STATE_VALUE))
+        self.legacy = LegacyRouterState(runtime_context)
+        self.legacy_checked = False
         self.clock: IdentityClock | None = None
         self.input_since_check = True  # a restored timer fires before the replay's first record
         self.reassert = True  # watermarks are not in checkpoints: declare the last tick again
         self.next_check: int | None = None
-        self.counters = BufferedCounters(runtime_context.get_metrics_group(), ("ticks", "erasures_due"))
+        self.counters = BufferedCounters(
+            runtime_context.get_metrics_group(), ("ticks", "erasures_due", "legacy_components_drained")
+        )
 
     def _clock(self) -> IdentityClock:
         if self.clock is None:
             raw = self.state.value()
             self.clock = IdentityClock(self.bound, ClockState() if raw is None else IDENTITY_CLOCK_CODEC.decode(raw))
         return self.clock
+
+    def _drain_legacy(self, clock: IdentityClock) -> Iterable[Any]:
+        """Once per start: the single router's restored state (an upgrade) goes to the
+        partitioned stages (:class:`operators.identity_router.LegacyRouterState`)."""
+        if self.legacy_checked:
+            return
+        self.legacy_checked = True
+        records, old_clock = self.legacy.drain(self.rules)
+        if old_clock is not None:
+            st = clock.state
+            st.max_event_time = max(st.max_event_time, old_clock["max_event_time"])
+            st.last_tick = max(st.last_tick, old_clock["last_tick"])
+            self._store()
+        self.counters.inc("legacy_components_drained", len(records))
+        for record in records:
+            cmd = ProfileCommand(profile_id="", kind=CommandKind.FEEDBACK, version=0, payload=record, at=0)
+            yield encode_command(cmd), clock.stamp(clock.state.max_event_time)
 
     def _store(self) -> None:
         assert self.clock is not None
@@ -327,6 +352,7 @@ class IdentityClockStage(KeyedProcessFunction):
         cmd_t, at = value[0], value[1]
         kind = cmd_t[1]
         clock = self._clock()
+        yield from self._drain_legacy(clock)
         self.counters.tick(ctx.timer_service())
         self._watch(ctx)
         self.input_since_check = True
@@ -366,6 +392,7 @@ class IdentityClockStage(KeyedProcessFunction):
             return
         self.next_check = None
         clock = self._clock()
+        yield from self._drain_legacy(clock)
         tick, due = clock.tick(idle=not self.input_since_check, reassert=self.reassert)
         self.reassert = False
         self.input_since_check = False

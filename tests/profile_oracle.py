@@ -148,3 +148,23 @@ def assert_same(got: dict, want: dict) -> None:
         assert set(g.category_affinity) == set(agg.category_affinity)
         for k, v in agg.category_affinity.items():
             assert math.isclose(g.category_affinity[k], v, rel_tol=1e-9), (pid, k)
+
+
+def fold_of(folds: dict, pid: str):
+    """The :class:`~models.profile_fold.ProfileFold` of ``pid`` in a simulated job's folds
+    (``pid -> (atoms, FoldState)``), created empty."""
+    from models.profile_fold import FoldState, ProfileFold
+
+    atoms, state = folds.setdefault(pid, ({}, FoldState()))
+    return ProfileFold(pid, atoms, state)
+
+
+def flush_folds(folds: dict, db: CassandraModel, rng, probability: float) -> None:
+    """Write each dirty profile with ``probability`` (the coalescing timers of a simulated job);
+    a profile merged away leaves nothing behind."""
+    for pid, (atoms, state) in list(folds.items()):
+        if state.dirty and rng.random() < probability:
+            write = fold_of(folds, pid).flush()
+            db.apply(write)
+            if write.profile is None and not atoms:
+                del folds[pid]

@@ -40,7 +40,7 @@ from models.identity_partitioned import (
 from models.identity_router import CommandKind
 from models.profile_fold import FoldState, ProfileFold
 from state.records import IDENTITY_COMPONENT_CODEC, IDENTITY_HOME_CODEC
-from tests.profile_oracle import CassandraModel, events
+from tests.profile_oracle import CassandraModel, flush_folds, fold_of, events
 from tests.profiles_harness import identity_differences
 from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
 
@@ -107,8 +107,7 @@ class PartitionedSimulation:
                 self._send(Feedback(home, EraseDue(rid)))
 
     def _fold(self, pid: str) -> ProfileFold:
-        atoms, state = self.folds.setdefault(pid, ({}, FoldState()))
-        return ProfileFold(pid, atoms, state)
+        return fold_of(self.folds, pid)
 
     def _process_locate(self, item) -> None:
         if isinstance(item, Feedback):
@@ -150,12 +149,7 @@ class PartitionedSimulation:
             self.locate_in[partition(fb.address, self.n)].append(fb)
 
     def _flush(self, db: CassandraModel, probability: float) -> None:
-        for pid, (atoms, state) in list(self.folds.items()):
-            if state.dirty and self.rng.random() < probability:
-                write = self._fold(pid).flush()
-                db.apply(write)
-                if write.profile is None and not atoms:
-                    del self.folds[pid]
+        flush_folds(self.folds, db, self.rng, probability)
 
     def step(self, db: CassandraModel) -> bool:
         """Process one record of a random subtask (False: nothing left anywhere)."""

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from models.identity import IdentityRules
 from models.identity_router import IdentityRouter
 from models.profile_fold import FoldState, ProfileFold
-from tests.profile_oracle import CassandraModel, assert_same, events, oracle
+from tests.profile_oracle import CassandraModel, flush_folds, fold_of, assert_same, events, oracle
 
 RULES = IdentityRules()
 
@@ -37,8 +37,7 @@ class Simulation:
         self.orphans = 0
 
     def _fold(self, pid: str) -> ProfileFold:
-        atoms, state = self.folds.setdefault(pid, ({}, FoldState()))
-        return ProfileFold(pid, atoms, state)
+        return fold_of(self.folds, pid)
 
     def _apply(self, commands, db: CassandraModel) -> None:
         for cmd in commands:
@@ -57,12 +56,7 @@ class Simulation:
                 self._apply([cmd], db)
 
     def _flush(self, db: CassandraModel, probability: float) -> None:
-        for pid, (atoms, state) in list(self.folds.items()):
-            if state.dirty and self.rng.random() < probability:
-                write = self._fold(pid).flush()
-                db.apply(write)
-                if write.profile is None and not atoms:
-                    del self.folds[pid]  # merged away: nothing left behind
+        flush_folds(self.folds, db, self.rng, probability)
 
     def step(self, event: dict, db: CassandraModel) -> None:
         self.now += 1
