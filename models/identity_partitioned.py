@@ -54,7 +54,6 @@ Examples
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, MutableMapping, Union
 
@@ -583,8 +582,3 @@ def absorb(
     ]
     records = identity_events(tuple(changes), {"event_id": event_id, "occurred_at": at}, store.profile_of)
     return tuple(commands), records, tuple(changes), new
-
-
-def copy_store(store: RouterStore) -> RouterStore:
-    """A detached copy of a component's state (what a :class:`Move` carries)."""
-    return copy.deepcopy(store)

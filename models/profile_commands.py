@@ -135,7 +135,8 @@ def _moved_codec() -> Codec:
 
 
 def encode_moved_state(atom: Node, aggregate: ProfileAggregate, from_profile: str) -> bytes:
-    """A feedback-topic value: an atom's aggregate leaving ``from_profile``."""
+    """A feedback-topic value as releases before the partitioned identity stages wrote it: an
+    atom's aggregate leaving ``from_profile`` (kept to test that such records are still read)."""
     return _moved_codec().encode(
         {
             "atom_type": atom[0],
@@ -165,8 +166,9 @@ def _moved_state_of(rec: dict[str, Any]) -> tuple[Node, bytes, str]:
 
 
 def encode_journey_move(node: Node, part: bytes, from_profile: str) -> bytes:
-    """A feedback-topic value: a journey part (``journey.state.JourneyState`` record bytes)
-    leaving ``from_profile`` with ``node``."""
+    """A feedback-topic value as earlier releases wrote it: a journey part
+    (``journey.state.JourneyState`` record bytes) leaving ``from_profile`` with ``node`` (kept
+    to test that such records are still read)."""
     return (
         _catalog()
         .codec("JourneyMove")
