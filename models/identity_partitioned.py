@@ -251,9 +251,9 @@ class Locator:
             return Located()
         if isinstance(msg, EraseClosure):
             entry = self.entry(msg.node)
-            if entry is None:  # an identifier no component has: tombstoned alone
+            if entry is None:  # an identifier no component has: tombstoned, erased alone at its own key
                 self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
-                return Located()
+                return Located(to_home=(ToHome(msg.node, EraseHome(msg.request_id, msg.event_id, msg.at)),))
             if entry.home is None:
                 return Located()
             return Located(to_home=(ToHome(entry.home, EraseHome(msg.request_id, msg.event_id, msg.at)),))
@@ -353,7 +353,7 @@ class ComponentHome:
             return self._erase_due(msg)
         if isinstance(msg, EraseHome):
             if st.store is None:
-                return HomeOutput(orphan=True)
+                return self._erase_alone(msg)
             return self._erase(st.store, None, msg.request_id, msg.event_id, msg.at, closure=True)
         raise TypeError(f"a home does not take {type(msg).__name__}")
 
@@ -366,6 +366,17 @@ class ComponentHome:
         if isinstance(msg, Move):
             return self._erase(msg.store, None, stone.request_id, msg.event_id, msg.at, closure=True, keep=True)
         return HomeOutput(orphan=isinstance(msg, Moved))
+
+    def _erase_alone(self, msg: EraseHome) -> HomeOutput:
+        """Erase an identifier no component has (a closure reached it): whatever an earlier,
+        failed attempt may have written under it goes too (its profile id alone, its link)."""
+        pid = canonical_profile_id([self.home], self.rules)
+        done = Erased(msg.request_id, msg.event_id, msg.at, (pid,), (pid,), (self.home,), closure=True)
+        routed = IdentityRouter._erasure_routed([done])
+        self.state.erased = Tombstone(msg.request_id, msg.at)
+        return HomeOutput(
+            tuple(replace(c, home=self.home) for c in routed.commands), routed.identity_events, erasures=(done,)
+        )
 
     def _erase_due(self, msg: EraseDue) -> HomeOutput:
         store = self.state.store
