@@ -93,6 +93,10 @@ class IdentityRules:
     def rank(self, node: Node) -> tuple[int, str]:
         return self.priority.index(node[0]), node[1]
 
+    def kept(self, identifiers: Iterable[Node]) -> tuple[Node, ...]:
+        """The identifiers that are not blocked, distinct, highest priority first."""
+        return tuple(sorted({n for n in identifiers if not self.is_blocked(n[1])}, key=self.rank))
+
 
 @dataclass(frozen=True)
 class Observation:
@@ -348,7 +352,7 @@ class IncrementalResolver:
 
     def kept(self, ob: Observation) -> tuple[Node, ...]:
         """The observation's non-blocked identifiers, distinct, highest priority first."""
-        return tuple(sorted({n for n in ob.identifiers if not self.rules.is_blocked(n[1])}, key=self.rules.rank))
+        return self.rules.kept(ob.identifiers)
 
     def root_of(self, node: Node) -> Node:
         """The root of the node's raw component (changes when components merge)."""

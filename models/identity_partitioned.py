@@ -58,7 +58,15 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Mapping, MutableMapping, Union
 
 from models.erasure import Erased, PendingErasure, Tombstone, tombstone_key
-from models.identity import IdentityRules, Node, Observation, ProfileChange, canonical_profile_id, resolve
+from models.identity import (
+    IdentityRules,
+    Node,
+    Observation,
+    ProfileChange,
+    canonical_profile_id,
+    observation_of,
+    resolve,
+)
 from models.identity_router import (
     CommandKind,
     IdentityEvent,
@@ -212,15 +220,8 @@ class Locator:
 
     def atom_of(self, event: Mapping[str, Any]) -> Node | None:
         """The event's highest-priority identifier that is not blocked (None: all blocked)."""
-        kept = self.kept(event)
+        kept = self.rules.kept(observation_of(event).identifiers)
         return kept[0] if kept else None
-
-    def kept(self, event: Mapping[str, Any]) -> list[Node]:
-        """The event's identifiers that are not blocked, distinct, highest priority first."""
-        return sorted(
-            {(t, v) for t, v in event["identifiers"].items() if v is not None and not self.rules.is_blocked(v)},
-            key=self.rules.rank,
-        )
 
     def entry(self, node: Node) -> LocateEntry | None:
         entry = self.entries.get(node)
@@ -228,13 +229,19 @@ class Locator:
             self.entries[node] = entry = LocateEntry(erased=Tombstone("ledger", 0))
         return entry
 
+    def home_of(self, address: Node) -> Node:
+        """Where a message for the component at ``address`` goes: the home its pointer names,
+        or the address itself (a home, or an identifier erased or never seen)."""
+        entry = self.entries.get(address)
+        return entry.home if entry is not None and entry.home is not None else address
+
     def route_event(self, atom: Node, event: Mapping[str, Any], payload: Any = None) -> Located:
         """Send an event to its atom's home (an atom never seen becomes its own home); an
         event whose atom is erased is dropped, and what else it carries is erased (closure)."""
         entry = self.entry(atom)
         if entry is not None and entry.erased is not None:
             eid, at, rid = str(event["event_id"]), int(event["occurred_at"]), entry.erased.request_id
-            others = [n for n in self.kept(event) if n != atom]
+            others = [n for n in self.rules.kept(observation_of(event).identifiers) if n != atom]
             return Located(feedback=tuple(Feedback(n, EraseClosure(n, rid, eid, at)) for n in others), erased=True)
         if entry is None:
             self.entries[atom] = entry = LocateEntry(home=atom)
@@ -258,9 +265,7 @@ class Locator:
                 return Located()
             return Located(to_home=(ToHome(entry.home, EraseHome(msg.request_id, msg.event_id, msg.at)),))
         if not isinstance(msg, Claim):
-            entry = self.entries.get(fb.address)
-            home = entry.home if entry is not None and entry.home is not None else fb.address
-            return Located(to_home=(ToHome(home, msg),))
+            return Located(to_home=(ToHome(self.home_of(fb.address), msg),))
         entry = self.entry(msg.node)
         if entry is None:
             self.entries[msg.node] = LocateEntry(home=msg.home)
@@ -318,7 +323,7 @@ class ComponentHome:
         st = self.state
         eid, at = str(event["event_id"]), int(event["occurred_at"])
         if st.erased is not None:  # the component was erased: drop the event, erase what it carries
-            kept = IdentityRouter(self.rules).resolver.kept(_observation(event))
+            kept = self.rules.kept(observation_of(event).identifiers)
             rid = st.erased.request_id
             fb = tuple(Feedback(n, EraseClosure(n, rid, eid, at)) for n in kept if n != self.home)
             return HomeOutput(feedback=fb, erased_event=True)
@@ -331,7 +336,9 @@ class ComponentHome:
             st.store = RouterStore()
         store = st.store
         router = IdentityRouter(self.rules, store)
-        new = [n for n in router.resolver.kept(_observation(event)) if n not in store.parent and n != self.home]
+        new = [
+            n for n in self.rules.kept(observation_of(event).identifiers) if n not in store.parent and n != self.home
+        ]
         routed = router.route_event(event, payload)
         return self._output(routed, tuple(Feedback(n, Claim(n, self.home, eid, at)) for n in new), store, eid)
 
@@ -479,9 +486,28 @@ class ComponentHome:
         )
 
 
-def _observation(event: Mapping[str, Any]) -> Observation:
-    ids = event["identifiers"]
-    return Observation(str(event["event_id"]), tuple((t, v) for t, v in ids.items() if v is not None))
+def component_store(
+    signatures: frozenset[tuple[Node, ...]], events: int, members: Mapping[str, frozenset[Node]]
+) -> RouterStore:
+    """A store holding one raw component: every identifier under the first (by ``sorted``) in
+    its union-find, its signatures and event count, its profiles' members (and so each
+    identifier's profile and the live profiles). The rest (refused links, parts in flight,
+    erasure requests) the caller adds."""
+    store = RouterStore()
+    nodes = sorted({n for sig in signatures for n in sig})
+    if not nodes:
+        return store
+    root = nodes[0]
+    for n in nodes:
+        store.parent[n], store.size[n] = root, 1
+    store.size[root] = len(nodes)
+    store.signatures[root], store.events[root] = signatures, events
+    for pid, ms in members.items():
+        store.members[pid] = ms
+        for n in ms:
+            store.profile_of[n] = pid
+    store.live[root] = tuple(sorted(store.members))
+    return store
 
 
 def _only_root(store: RouterStore) -> Node:

@@ -253,6 +253,25 @@ def encode_message(fb: Feedback) -> bytes:
     return _catalog().codec("IdentityMessage").encode(rec)
 
 
+#: message kinds the locate stage acts on itself; it passes every other one on by its address
+LOCATE_KINDS = frozenset({"claim", "erase_closure", "tombstoned"})
+
+
+def message_header(value: bytes) -> tuple[Node, str]:
+    """``(address, kind)`` of a feedback-topic value, without decoding its payload (a move's
+    component is decoded once, where it is settled).
+
+    >>> message_header(encode_message(Feedback(("customer_id", "c1"), EraseDue("r1"))))
+    (('customer_id', 'c1'), 'erase_due')
+    """
+    value = bytes(value)
+    if value[:1] == b"{" or _catalog().decode(value)[0] != "IdentityMessage":
+        kind, node, _ = decode_feedback(value)
+        return node, kind.value
+    rec = _catalog().decode(value, expect="IdentityMessage")[1]
+    return (rec["address_type"], rec["address_value"]), rec["kind"]
+
+
 def decode_message(value: bytes) -> Feedback:
     """The :class:`Feedback` of any feedback-topic value: an ``IdentityMessage``, or a
     ``MovedState`` / ``JourneyMove`` (or JSON) an earlier release wrote, addressed to its

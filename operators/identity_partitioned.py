@@ -57,7 +57,7 @@ from models.identity_partitioned import (
     Locator,
 )
 from models.identity_router import CommandKind, ProfileCommand
-from models.profile_commands import decode_message, encode_command, encode_message
+from models.profile_commands import LOCATE_KINDS, decode_message, encode_command, encode_message, message_header
 from operators.counters import BufferedCounters
 from operators.identity_router import LegacyRouterState
 from state.mapstate import STATE_VALUE
@@ -88,12 +88,12 @@ class IdentityKeys(MapFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.catalog = SchemaCatalog.load()
-        self.locator = Locator(self.rules, {})
+        self.locator = Locator(self.rules, {})  # for atom_of only: no state
 
     def map(self, value: tuple) -> tuple[str, str, str, bytes]:
         topic, raw = value[0], bytes(value[1])
         if topic == self.feedback_topic:
-            return node_key(decode_message(raw).address), "message", "", raw
+            return node_key(message_header(raw)[0]), "message", "", raw
         event = self.catalog.decode(raw, expect="NormalizedEvent")[1]
         atom = self.locator.atom_of(event)
         if atom is None:
@@ -179,6 +179,10 @@ class LocateIdentity(KeyedProcessFunction):
                 yield node_key(t.home), "event", body, raw
         else:
             self.counters.inc("identity_messages")
+            address, message_kind = message_header(raw)
+            if message_kind not in LOCATE_KINDS:  # for the component at its address: passed on as it came
+                yield node_key(locator.home_of(address)), "message", "", raw
+                return
             fb = decode_message(raw)
             located = locator.route_feedback(fb)
             for t in located.to_home:  # passed on as it came, or a message of the locate stage's own
@@ -341,8 +345,14 @@ class IdentityClockStage(KeyedProcessFunction):
             self._store()
         self.counters.inc("legacy_components_drained", len(records))
         for record in records:
-            cmd = ProfileCommand(profile_id="", kind=CommandKind.FEEDBACK, version=0, payload=record, at=0)
-            yield encode_command(cmd), clock.stamp(clock.state.max_event_time)
+            yield self._feedback(record, clock)
+
+    @staticmethod
+    def _feedback(record: bytes, clock: IdentityClock) -> tuple:
+        """A feedback-topic record as a ``feedback`` command (the journeys stage passes it on:
+        PyFlink's ``on_timer`` cannot emit side outputs)."""
+        cmd = ProfileCommand(profile_id="", kind=CommandKind.FEEDBACK, version=0, payload=record, at=0)
+        return encode_command(cmd), clock.stamp(clock.state.max_event_time)
 
     def _store(self) -> None:
         assert self.clock is not None
@@ -378,13 +388,10 @@ class IdentityClockStage(KeyedProcessFunction):
         yield cmd_t, clock.stamp(at)
 
     def _send_due(self, due: list[tuple[str, Node]], clock: IdentityClock) -> Iterable[Any]:
+        """Each due request to its home (the callers store the clock: ``sent`` changed)."""
         for rid, home in due:
             self.counters.inc("erasures_due")
-            record = encode_message(Feedback(home, EraseDue(rid)))
-            cmd = ProfileCommand(profile_id="", kind=CommandKind.FEEDBACK, version=0, payload=record, at=0)
-            yield encode_command(cmd), clock.stamp(clock.state.max_event_time)
-        if due:
-            self._store()
+            yield self._feedback(encode_message(Feedback(home, EraseDue(rid))), clock)
 
     def on_timer(self, timestamp: int, ctx: KeyedProcessFunction.OnTimerContext) -> Iterable[Any]:
         self.counters.on_timer(timestamp)

@@ -24,7 +24,7 @@ from pyflink.datastream import OutputTag, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
 from models.identity import IdentityRules, Node
-from models.identity_partitioned import Feedback, Move
+from models.identity_partitioned import Feedback, Move, component_store
 from models.identity_router import RouterStore
 from models.profile_commands import encode_message
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
@@ -49,18 +49,11 @@ def components_of(store: RouterStore, rules: IdentityRules) -> Iterable[tuple[No
     component's best-ranked identifier)."""
     for root, signatures in list(store.signatures.items()):
         nodes = sorted({n for sig in signatures for n in sig}, key=rules.rank)
-        part = RouterStore()
+        pids = {store.profile_of[n] for n in nodes}
+        part = component_store(signatures, store.events[root], {pid: store.members[pid] for pid in pids})
         for n in nodes:
-            part.parent[n], part.size[n] = nodes[0], 1
-            part.profile_of[n] = store.profile_of[n]
             if n in store.inflight:
                 part.inflight[n] = store.inflight[n]
-        part.size[nodes[0]] = len(nodes)
-        part.signatures[nodes[0]], part.events[nodes[0]] = signatures, store.events[root]
-        pids = {part.profile_of[n] for n in nodes}
-        for pid in pids:
-            part.members[pid] = store.members[pid]
-        part.live[nodes[0]] = tuple(sorted(pids))
         members = set(nodes)
         for link in store.refused:
             if link.a in members:

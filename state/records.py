@@ -53,7 +53,7 @@ from models.avro_codec import HEADER_LEN, MAGIC, Codec, DecodeError, crc64_finge
 from models.erasure import PendingErasure, Tombstone
 from models.identity import Node, RefusedLink
 from models.identity_clock import ClockState, PendingRequest
-from models.identity_partitioned import HomeState, LocateEntry
+from models.identity_partitioned import HomeState, LocateEntry, component_store
 from models.identity_router import RouterStore
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
@@ -466,22 +466,11 @@ def component_record(store: RouterStore) -> dict[str, Any]:
 def component_of_record(rec: dict[str, Any]) -> RouterStore:
     """The :class:`~models.identity_router.RouterStore` of a ``journey.state.IdentityComponent``
     record; its union-find has every identifier under the first one."""
-    signatures = ROUTER_CODECS["signatures"].from_record({"signatures": rec["signatures"]})
-    nodes = sorted({n for sig in signatures for n in sig})
-    store = RouterStore()
-    if not nodes:
-        return store
-    root = nodes[0]
-    for n in nodes:
-        store.parent[n], store.size[n] = root, 1
-    store.size[root] = len(nodes)
-    store.signatures[root], store.events[root] = signatures, rec["events"]
-    for prof in rec["profiles"]:
-        members = frozenset(node_of_record(n) for n in prof["members"])
-        store.members[prof["profile_id"]] = members
-        for n in members:
-            store.profile_of[n] = prof["profile_id"]
-    store.live[root] = tuple(sorted(store.members))
+    store = component_store(
+        ROUTER_CODECS["signatures"].from_record({"signatures": rec["signatures"]}),
+        rec["events"],
+        {prof["profile_id"]: frozenset(node_of_record(n) for n in prof["members"]) for prof in rec["profiles"]},
+    )
     for link in rec["refused"]:
         store.refused[RefusedLink(node_of_record(link["a"]), node_of_record(link["b"]), link["reason"])] = True
     for entry in rec["inflight"]:
