@@ -36,18 +36,18 @@ def build_ingestion(
     """Wire the ingestion operators onto a stream of ``RAW_RECORD_TYPE`` rows (``ledger``: the
     erasure ledger's reader, default none; the job passes Cassandra's, docs/privacy.md)."""
     settings = IngestSettings.of(cfg)
-    normalized = (
+    outcomes = (
         raw.process(DecodeValidateNormalize(settings, ledger), output_type=KEYED_EVENT_TYPE)
         .name("decode-validate-normalize")
         .uid("decode-validate-normalize")
     )
     unique = (
-        normalized.key_by(lambda kv: kv[0], key_type=Types.STRING())
+        outcomes.key_by(lambda kv: kv[0], key_type=Types.STRING())
         .process(DedupeByEventId(cfg.dedupe_ttl_ms), output_type=BYTES)
         .name("dedupe-by-event-id")
         .uid("dedupe-by-event-id")
     )
-    return IngestionStreams(unique, normalized.get_side_output(DLQ_TAG))
+    return IngestionStreams(unique, unique.get_side_output(DLQ_TAG))
 
 
 def parse_args(argv: list[str] | None) -> IngestConfig:

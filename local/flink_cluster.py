@@ -126,8 +126,8 @@ def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
     """User counters summed over subtasks, by ``<operator>.<group path>.<counter>``.
 
     Chained Python operators report under one fused name, e.g.
-    ``kafka-record__decode-validate.received`` or
-    ``kafka-record__decode-validate.reason.unknown_schema.dead_lettered``. Only works while
+    ``dedupe-by-event-id.received`` or
+    ``dedupe-by-event-id.reason.unknown_schema.dead_lettered``. Only works while
     the job runs (a finished job's metrics are gone from REST).
     """
     totals: dict[str, int] = {}

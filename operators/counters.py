@@ -10,12 +10,20 @@ pending whenever counts may be waiting) and :meth:`on_timer` from its ``on_timer
 
 Counters are metrics, not results: a count not yet pushed when a TaskManager dies is lost
 with it, as Flink's own counters restart from zero after a failover.
+
+**Levels instead of gauges.** A PyFlink gauge is a Python callable that the TaskManager's
+metric thread calls into the embedded interpreter whenever the metrics are queried (the web
+UI, REST, a reporter); when that happens while the job is cancelled or restarted, the call
+takes a GIL that is gone and the whole TaskManager dies (SIGSEGV in ``take_gil``, seen on
+this stack). So no operator registers a Python gauge: a value that goes up and down (a model's
+AUC, a count read at start) is a *level*, kept in a Flink counter by :meth:`set`: each push
+adds the change since the last push, so the counter always shows the level.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
 
 class BufferedCounters:
@@ -36,15 +44,36 @@ class BufferedCounters:
     (1, 2)
     """
 
-    def __init__(self, metric_group, names: Iterable[str], interval_s: float = 1.0) -> None:
-        self._flink = {name: metric_group.counter(name) for name in names}
+    def __init__(
+        self, metric_group, names: Iterable[str], interval_s: float = 1.0, made: Mapping[str, Any] | None = None
+    ) -> None:
+        """``names``: counters made in ``metric_group``; ``made``: counters already made
+        elsewhere (e.g. in a sub-group), by the name :meth:`inc` knows them by."""
+        self._flink = {name: metric_group.counter(name) for name in names} | dict(made or {})
         self._pending = dict.fromkeys(self._flink, 0)
+        self._levels: dict[str, int] = {}  # the levels set (:meth:`set`), as counted in _pending
         self._interval_s = interval_s
         self._last = time.monotonic()
         self._timer_at: int | None = None  # the counters' pending timer, if any
 
     def inc(self, name: str, n: int = 1) -> None:
         self._pending[name] += n
+
+    def set(self, name: str, level: int) -> None:
+        """Make counter ``name`` show ``level`` from the next push on (a gauge's value: the
+        counter gets the change since the level last pushed).
+
+        >>> class Counter:
+        ...     def __init__(self): self.n = 0
+        ...     def inc(self, n=1): self.n += n
+        >>> class Group:
+        ...     def counter(self, name): return Counter()
+        >>> c = BufferedCounters(Group(), ["auc"], interval_s=3600)
+        >>> c.set("auc", 870); c.flush(); c.set("auc", 850); c.flush(); c._flink["auc"].n
+        850
+        """
+        self._pending[name] += level - self._levels.get(name, 0)
+        self._levels[name] = level
 
     def flush(self) -> None:
         """Push every pending count to Flink now."""

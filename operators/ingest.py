@@ -1,16 +1,23 @@
 """Flink adapters for the stateless part of ingestion (logic lives in :mod:`models.ingest`).
 
-``DecodeValidateNormalize`` sends rejected records to the ``DLQ_TAG`` side output and turns
-accepted ones into ``(event_id, NormalizedEvent bytes)`` for the keyed dedupe.
+``DecodeValidateNormalize`` turns every record into one keyed outcome for the dedupe stage
+(:mod:`operators.dedupe`), which counts them all and sends dead letters to the ``DLQ_TAG``
+side output: the decode stage is not keyed, so it has no timers and could only count with a
+JVM call per record (``Counter.inc``, ~30 µs); the keyed dedupe buffers the counts
+(:class:`operators.counters.BufferedCounters`) and pushes them once a second.
 
-Erasure (docs/privacy.md): with a ``ledger`` the operator reads the erasure ledger when it
-opens and drops every record that carries an erased identifier (a valid event, or a rejected
-one that decodes: never dead-lettered), counted ``erased``.
+An outcome is ``(key, value, code)``:
 
-Counters (web UI / REST, per operator): received, valid, dead_lettered, dead_lettered per
-reason (group ``reason``), erased and warnings on decode-validate-normalize (and the gauge
-ledger_tombstones); duplicates and emitted on dedupe. Invariants: received = valid +
-dead_lettered + erased and valid = emitted + duplicates.
+* a valid event: ``(event_id, NormalizedEvent bytes, number of warnings >= 0)``;
+* a rejected record: ``(OTHER + "<topic>:<partition>:<offset>", DeadLetter bytes, -2 - i)``
+  for reason ``DEAD_LETTER_REASONS[i]``;
+* an erased record (docs/privacy.md): ``(OTHER + ..., b"", ERASED)``: with a ``ledger`` the
+  operator reads the erasure ledger when it opens and drops every record that carries an
+  erased identifier (a valid event, or a rejected one that decodes: never dead-lettered).
+
+Keys of records that are not events start with ``OTHER`` (no event id does: ids are
+stripped, and ``"\x00"`` is not in them) and are spread over the dedupe subtasks by their
+source offset; they touch no state.
 """
 
 from __future__ import annotations
@@ -30,7 +37,27 @@ RAW_RECORD_TYPE = Types.ROW_NAMED(
     ["value", "topic", "partition", "offset", "timestamp_ms"],
     [BYTES, Types.STRING(), Types.INT(), Types.LONG(), Types.LONG()],
 )
-KEYED_EVENT_TYPE = Types.TUPLE([Types.STRING(), BYTES])
+#: the outcome of one record: key, value, code (see the module docstring)
+KEYED_EVENT_TYPE = Types.TUPLE([Types.STRING(), BYTES, Types.INT()])
+OTHER = "\x00"  # the key prefix of records that are not events (dead letters, erased)
+ERASED = -1
+
+
+def dead_letter_code(reason: str) -> int:
+    """The outcome code of a record dead-lettered for ``reason``.
+
+    >>> [reason_of(dead_letter_code(r)) == r for r in DEAD_LETTER_REASONS] == [True] * len(DEAD_LETTER_REASONS)
+    True
+    """
+    return -2 - _REASON_INDEX[reason]
+
+
+def reason_of(code: int) -> str:
+    """The dead-letter reason of an outcome code below ``ERASED``."""
+    return DEAD_LETTER_REASONS[-2 - code]
+
+
+_REASON_INDEX = {r: i for i, r in enumerate(DEAD_LETTER_REASONS)}
 
 
 def to_source_record(row: Row) -> SourceRecord:
@@ -38,10 +65,11 @@ def to_source_record(row: Row) -> SourceRecord:
 
 
 class DecodeValidateNormalize(ProcessFunction):
-    """Decode, validate and normalize; valid -> ``(event_id, NormalizedEvent bytes)``.
+    """Decode, validate and normalize each record into its keyed outcome (module docstring).
 
     One operator rather than three: each hop between Python operators costs a conversion
-    (``bench/``: merging decode and normalize cut the stage's time by about a third).
+    (``bench/``: merging decode and normalize cut the stage's time by about a third). No
+    counters and no state: one Python call and one emitted record per input record.
     """
 
     def __init__(self, settings: IngestSettings, ledger: Callable[[], Iterable[str]] | None = None) -> None:
@@ -52,30 +80,17 @@ class DecodeValidateNormalize(ProcessFunction):
         self.ingestor = Ingestor(self.settings)
         if self.ledger is not None:
             self.ingestor.tombstones = frozenset(self.ledger())
-        group = runtime_context.get_metrics_group()
-        self.erased = group.counter("erased")
-        n_tombstones = len(self.ingestor.tombstones)
-        group.gauge("ledger_tombstones", lambda: n_tombstones)
-        self.received = group.counter("received")
-        self.valid = group.counter("valid")
-        self.dead_lettered = group.counter("dead_lettered")
-        self.warnings = group.counter("warnings")
-        self.by_reason = {r: group.add_group("reason", r).counter("dead_lettered") for r in DEAD_LETTER_REASONS}
+        # a counter, not a Python gauge: operators/counters.py says why
+        runtime_context.get_metrics_group().counter("ledger_tombstones").inc(len(self.ingestor.tombstones))
 
     def process_element(self, row: Row, ctx: ProcessFunction.Context) -> Iterable[Any]:
-        self.received.inc()
         rec = to_source_record(row)
         decoded = self.ingestor.decode_validate(rec)
         if self.ingestor.tombstones and self.ingestor.is_erased(decoded, rec):
-            self.erased.inc()
-            return
-        if isinstance(decoded, Rejection):
-            self.dead_lettered.inc()
-            self.by_reason[decoded.error_type].inc()
-            yield DLQ_TAG, self.ingestor.dead_letter(rec, decoded).value
-            return
-        self.valid.inc()
-        accepted = self.ingestor.normalize(decoded, rec)
-        if accepted.warnings:
-            self.warnings.inc(len(accepted.warnings))
-        yield accepted.event_id, accepted.value
+            yield f"{OTHER}{rec.topic}:{rec.partition}:{rec.offset}", b"", ERASED
+        elif isinstance(decoded, Rejection):
+            dead = self.ingestor.dead_letter(rec, decoded)
+            yield f"{OTHER}{rec.topic}:{rec.partition}:{rec.offset}", dead.value, dead_letter_code(decoded.error_type)
+        else:
+            accepted = self.ingestor.normalize(decoded, rec)
+            yield accepted.event_id, accepted.value, len(accepted.warnings)

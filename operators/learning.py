@@ -28,9 +28,9 @@ no record of the person).
 
 Counters: ``samples_received``, ``samples_learned``, ``cluster_samples``,
 ``churn_labels_learned``, ``cart_actions``, ``drifts``, ``learner_erasures``, ``cassandra_requests`` and the three
-above; gauges ``purchase_auc``
-(rolling, progressive), ``purchase_log_loss``, ``churn_auc``, ``churn_log_loss``,
-``model_version``.
+above; levels (counters that show a value, pushed with the others: no Python gauge, see
+:mod:`operators.counters`) ``purchase_auc`` (rolling, progressive), ``purchase_log_loss``,
+``churn_auc``, ``churn_log_loss`` (× 1000) and ``model_version``.
 """
 
 from __future__ import annotations
@@ -95,6 +95,16 @@ def score_record(s: Scored, previous: int | None) -> dict[str, Any]:
     }
 
 
+#: model quality levels (× 1000) and the model version, kept in counters by their metric name
+LEVELS = {
+    "purchase_auc": "auc",
+    "purchase_log_loss": "log_loss",
+    "churn_auc": "churn_auc",
+    "churn_log_loss": "churn_log_loss",
+    "model_version": "version",
+}
+
+
 class LearnModels(KeyedProcessFunction):
     """Parameters
     ----------
@@ -141,14 +151,9 @@ class LearnModels(KeyedProcessFunction):
                 "drifts",
                 "learner_erasures",
                 "cassandra_requests",
+                *LEVELS,
             ),
         )
-        self.last_metrics = {"auc": 0.0, "log_loss": 0.0, "churn_auc": 0.0, "churn_log_loss": 0.0, "version": 0}
-        group.gauge("purchase_auc", lambda: int(self.last_metrics["auc"] * 1000))
-        group.gauge("purchase_log_loss", lambda: int(self.last_metrics["log_loss"] * 1000))
-        group.gauge("churn_auc", lambda: int(self.last_metrics["churn_auc"] * 1000))
-        group.gauge("churn_log_loss", lambda: int(self.last_metrics["churn_log_loss"] * 1000))
-        group.gauge("model_version", lambda: int(self.last_metrics["version"]))
 
     def close(self) -> None:
         if hasattr(self, "store"):
@@ -218,7 +223,8 @@ class LearnModels(KeyedProcessFunction):
             scores.append((rec, learner.scored))
             yield self.score_codec.encode(rec)
         m = learner.metrics()
-        self.last_metrics = m | {"version": learner.model_version}
+        for name, key in LEVELS.items():  # levels, not Python gauges (operators/counters.py)
+            self.counters.set(name, int(learner.model_version if key == "version" else m[key] * 1000))
         metrics = m | {"model_version": learner.model_version, "at": int(due[-1].split("|", 1)[0])}
         self.counters.inc("cassandra_requests", self.store.write(scores, metrics, erasures))
         self.model_state.update(LEARNER_CODEC.encode(learner.record()))

@@ -30,7 +30,7 @@ from tests.unit.test_profile_pipeline import Simulation
 pytestmark = pytest.mark.operator
 
 TICK = "~tick"  # a profile id no event has: commands that only keep the job alive while timers fire
-TICKS = 600
+TICKS = 1200  # 12 s of ticks: room for the last coalescing and confirm timers on a loaded machine
 
 
 class Recorder(Simulation):
