@@ -11,9 +11,10 @@ help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
 	@echo "make test    - setup if needed, lint (ruff check, ruff format --check, mypy), then unit, operator"
 	@echo "               (mini-cluster) and end-to-end (real stack) tests"
-	@echo "make bench   - ingestion, profiles and journeys throughput: Flink vs the same logic in a plain loop;"
-	@echo "               Cassandra writes per event, produce -> Cassandra latency, trigger due -> visible p50/p99,"
-	@echo "               rule segments' cost per event and event -> segment_entered latency"
+	@echo "make bench   - (~25 min) sustained drain rate of a 1M-record backlog per stage at p=1 and p=2 with"
+	@echo "               exactly-once, vs a plain loop and a hand-written consumer; offered-load steps, latency"
+	@echo "               p50/p99 at half load, checkpoints, Cassandra requests per event, py-spy top frames:"
+	@echo "               bench/results/sustained.json, plots, README table; then journeys/segments costs"
 	@echo "make quality - the online models on the generator's planted behaviour: cluster ARI, purchase propensity AUC"
 	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
@@ -75,8 +76,8 @@ quality: setup
 	@$(PY) -m bench.quality
 
 bench: setup
-	@$(PY) -m bench.ingest_bench
-	@$(PY) -m bench.profiles_bench
+	@$(PY) -m bench.sustained --profile-s 20
+	@$(PY) -m bench.report
 	@$(PY) -m bench.journeys_bench
 
 clean: reset
