@@ -187,13 +187,17 @@ def _mean_ratios(samples: list[dict[str, dict[str, float]]]) -> tuple[dict[str, 
 
 
 def pyspy_top(path: Path, top: int = 15) -> dict[str, Any]:
-    """Own-time (leaf) and inclusive shares of frames in a py-spy ``--format raw`` file."""
+    """Own-time (leaf) and inclusive shares of frames in a py-spy ``--format raw`` file, as
+    shares of the samples with a Python stack (``no_python`` counts those without one)."""
     own: Counter[str] = Counter()
     incl: Counter[str] = Counter()
-    total = 0
+    total = no_python = 0
     for line in path.read_text().splitlines():
         stack_s, _, n_s = line.rpartition(" ")
-        if not stack_s or not n_s.isdigit():
+        if not n_s.isdigit():
+            continue
+        if not stack_s.strip():
+            no_python += int(n_s)
             continue
         n = int(n_s)
         frames = [re.sub(r":\d+\)$", ")", f) for f in stack_s.split(";")]
@@ -203,7 +207,7 @@ def pyspy_top(path: Path, top: int = 15) -> dict[str, Any]:
             incl[f] += n
     share = lambda c: [(f, round(k / total, 3)) for f, k in c.most_common(top)] if total else []  # noqa: E731
     ours = Counter({f: k for f, k in incl.items() if re.search(r"\((models|operators|state|flink_jobs)/", f)})
-    return {"samples": total, "own": share(own), "inclusive_project": share(ours)}
+    return {"samples": total, "no_python": no_python, "own": share(own), "inclusive_project": share(ours)}
 
 
 def profile_taskmanagers(seconds: int, label: str) -> dict[str, Any]:
@@ -329,6 +333,7 @@ class Deployment:
     keyspace: str | None = None
     job_ids: list[str] = field(default_factory=list)
     topics: list[str] = field(default_factory=list)
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def ingestion(self, inputs: str, parallelism: int, checkpoint_ms: int) -> str:
         topics = [f"{self.run}.normalized", f"{self.run}.dlq"]
@@ -350,7 +355,7 @@ class Deployment:
         return self._start("flink_jobs.profiles", env)
 
     def _start(self, module: str, env: dict[str, str]) -> str:
-        job_id = submit(module, env, detached=True).job_id
+        job_id = submit(module, env | self.extra_env, detached=True).job_id
         self.job_ids.append(job_id)
         wait_state(job_id, {"RUNNING"}, timeout_s=180)
         return job_id
@@ -381,7 +386,7 @@ def drain(
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """One drain measurement of ``stage`` at ``parallelism`` (module docstring)."""
-    dep = Deployment(f"{backlog.prefix}-{stage[:4]}{parallelism}-{uuid.uuid4().hex[:4]}", session)
+    dep = Deployment(f"{backlog.prefix}-{stage[:4]}{parallelism}-{uuid.uuid4().hex[:4]}", session, extra_env=args.env)
     say(f"{stage} p={parallelism}: starting")
     try:
         jobs: dict[str, str] = {}
@@ -606,7 +611,7 @@ def offered_load(
     """The pipeline at the highest parallelism under paced live input: steps of offered rate
     (fractions of ``rate``), probes at the half-rate step."""
     p = max(args.parallelism)
-    dep = Deployment(f"{backlog.prefix}-load{p}-{uuid.uuid4().hex[:4]}", session)
+    dep = Deployment(f"{backlog.prefix}-load{p}-{uuid.uuid4().hex[:4]}", session, extra_env=args.env)
     inputs = f"{dep.run}-in"
     raw_topics = [f"{inputs}.events.{c}" for c in CHANNELS]
     ensure_topics(BOOTSTRAP, partitions=2, topics=tuple(raw_topics))
@@ -911,11 +916,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--probe-interval-s", type=float, default=0.25)
     ap.add_argument("--baseline-records", type=int, default=100_000)
     ap.add_argument("--profile-s", type=int, default=0, help="py-spy each TaskManager this long in each window")
+    ap.add_argument("--job-env", action="append", default=[], help="KEY=VALUE for every job (tuning experiments)")
     ap.add_argument("--out", type=Path, default=RESULTS / "sustained.json")
     args = ap.parse_args(argv)
     args.stages = [s for s in args.stages.split(",") if s]
     args.parallelism = [int(p) for p in args.parallelism.split(",")]
     args.load_steps = [float(f) for f in args.load_steps.split(",")]
+    bad = [kv for kv in args.job_env if not re.fullmatch(r"JOURNEY_[A-Z0-9_]+=.*", kv)]
+    if bad:
+        ap.error(f"--job-env takes JOURNEY_NAME=value, got {bad}")
+    args.env = dict(kv.split("=", 1) for kv in args.job_env)
     unknown = set(args.stages) - {"ingestion", "profiles", "pipeline", "load", "baselines"}
     if unknown:
         ap.error(f"unknown stages {sorted(unknown)}")
@@ -942,6 +952,7 @@ def main(argv: list[str] | None = None) -> int:
             "checkpoint_ms": args.checkpoint_ms,
             "exactly_once": True,
             "persons": args.persons,
+            "job_env": args.env,
             "raw_records": backlog.produced_raw,
             "normalized_records": backlog.produced_normalized,
         },

@@ -217,7 +217,7 @@ def build_profiles(
     )
     folded = (
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms), output_type=Types.STRING())
+        .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms, cfg.confirm_ms), output_type=Types.STRING())
         .name("fold-profiles")
         .uid("fold-profiles")
     )

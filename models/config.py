@@ -202,6 +202,9 @@ class ProfilesConfig(FlinkJobSettings):
         job writes it (exactly-once) and reads it back. One per deployment: never share it.
     coalesce_ms:
         A profile is written to Cassandra at most once per this many milliseconds.
+    confirm_ms:
+        How long after issuing a profile write the fold checks that Cassandra answered (and
+        again as long as it has not): each check is a timer firing, a state read and a write.
     """
 
     input_topic_pattern: str = r"journey\.normalized"
@@ -214,6 +217,7 @@ class ProfilesConfig(FlinkJobSettings):
     cassandra_port: int = 9042
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
+    confirm_ms: int = 20
     half_life_ms: int = DEFAULT_HALF_LIFE_MS
     # the journeys stage (docs/journeys.md)
     sessions_topic: str = "journey.sessions"
@@ -270,7 +274,7 @@ class ProfilesConfig(FlinkJobSettings):
                 "the profiles job cannot run bounded: it reads its own feedback topic, "
                 "which never ends (stop it with a savepoint instead)"
             )
-        for name in ("cassandra_port", "coalesce_ms", "half_life_ms"):
+        for name in ("cassandra_port", "coalesce_ms", "confirm_ms", "half_life_ms"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):

@@ -24,9 +24,10 @@ def test_pyspy_top_counts_own_and_inclusive_time_by_function_not_line(tmp_path) 
         "run (x.py:1);DedupeByEventId.process_element (operators/dedupe.py:44) 2\n"
         "run (x.py:1);Codec.encode (models/avro_codec.py:73) 2\n"
         "garbage line\n"
+        " 7\n"
     )
     top = pyspy_top(raw)
-    assert top["samples"] == 10
+    assert top["samples"] == 10 and top["no_python"] == 7
     assert top["own"][0] == ("ValueStateImpl.value (pyflink/s.py)", 0.6)
     assert dict(top["own"])["DedupeByEventId.process_element (operators/dedupe.py)"] == 0.2
     assert dict(top["inclusive_project"]) == {
