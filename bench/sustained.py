@@ -606,11 +606,10 @@ class Probes:
 
 
 def offered_load(
-    rate: float, backlog: Backlog, offsets: Offsets, session: Any, args: argparse.Namespace
+    rate: float, p: int, backlog: Backlog, offsets: Offsets, session: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
     """The pipeline at the highest parallelism under paced live input: steps of offered rate
-    (fractions of ``rate``), probes at the half-rate step."""
-    p = max(args.parallelism)
+    (fractions of ``rate``) at parallelism ``p``, probes at the half-rate step."""
     dep = Deployment(f"{backlog.prefix}-load{p}-{uuid.uuid4().hex[:4]}", session, extra_env=args.env)
     inputs = f"{dep.run}-in"
     raw_topics = [f"{inputs}.events.{c}" for c in CHANNELS]
@@ -967,11 +966,12 @@ def main(argv: list[str] | None = None) -> int:
                 for p in args.parallelism:
                     data["runs"].append(drain(stage, p, backlog, offsets, session, args))
         if "load" in args.stages:
-            pipe = [r["records_per_s"] for r in data["runs"] if r["stage"] == "pipeline"]
+            pipe = [(r["records_per_s"], r["parallelism"]) for r in data["runs"] if r["stage"] == "pipeline"]
+            best, p = max(pipe) if pipe else (None, max(args.parallelism))
             # raw records/s the pipeline drains (its runs measure normalized records)
-            rate = args.load_rate or (max(pipe) / data["normalized_per_raw"] if pipe else None)
+            rate = args.load_rate or (best / data["normalized_per_raw"] if best else None)
             if rate:
-                load = offered_load(rate, backlog, offsets, session, args)
+                load = offered_load(rate, p, backlog, offsets, session, args)
                 data["offered_load"] = load["steps"]
                 data["max_bounded_rate"] = {"pipeline": load["max_bounded_rate"]}
                 data["latency"] = load["latency"]
