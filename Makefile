@@ -76,7 +76,7 @@ quality: setup
 	@$(PY) -m bench.quality
 
 bench: setup
-	@$(PY) -m bench.sustained --profile-s 20
+	@$(PY) -m bench.sustained --profile-s 20 --parallelism 1,2,4
 	@$(PY) -m bench.report
 	@$(PY) -m bench.journeys_bench
 

@@ -51,7 +51,11 @@ def test_ratios_take_the_best_parallelism_and_compare_the_pipeline_in_raw_record
             run("pipeline", 2, 900, requests=0.15),
         ],
         "baselines": {
-            "plain_loop": {"ingestion": {"records_per_s": 40_000}, "profiles": {"records_per_s": 4_000}},
+            "plain_loop": {
+                "ingestion": {"records_per_s": 40_000},
+                "profiles": {"records_per_s": 4_000},
+                "pipeline": {"records_per_s": 2_000},
+            },
             "handwritten": {"records_per_s": 2_000},
         },
         "latency": {"produce_to_profile_ms": {"p99": 800.0}},
@@ -59,6 +63,7 @@ def test_ratios_take_the_best_parallelism_and_compare_the_pipeline_in_raw_record
     ratios, targets = ratios_and_targets(data)
     assert ratios["ingestion_vs_plain_loop"] == 0.25
     assert ratios["profiles_vs_plain_loop"] == 0.45
+    assert ratios["pipeline_vs_plain_loop"] == pytest.approx(0.5)  # 900 normalized/s = 1,000 raw/s
     assert ratios["pipeline_p2_vs_handwritten"] == pytest.approx(0.5)  # 900 normalized = 1,000 raw per s
     assert ratios["p2_over_p1"] == {"ingestion": 0.9, "profiles": 1.8}
     met = {t["name"]: t["met"] for t in targets}
