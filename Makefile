@@ -11,7 +11,7 @@ help:
 	@echo "make demo    - setup if needed, start Kafka+Cassandra+Flink, generate events, run the ingestion and profiles jobs, print a summary"
 	@echo "make test    - setup if needed, lint (ruff check, ruff format --check, mypy), then unit, operator"
 	@echo "               (mini-cluster) and end-to-end (real stack) tests"
-	@echo "make bench   - (~25 min) sustained drain rate of a 1M-record backlog per stage at p=1 and p=2 with"
+	@echo "make bench   - (~35 min) sustained drain rate of a 1M-record backlog per stage at p=1, 2 and 4 with"
 	@echo "               exactly-once, vs a plain loop and a hand-written consumer; offered-load steps, latency"
 	@echo "               p50/p99 at half load, checkpoints, Cassandra requests per event, py-spy top frames:"
 	@echo "               bench/results/sustained.json, plots, README table; then journeys/segments costs"
