@@ -159,7 +159,9 @@ def checkpoint_stats(job_id: str) -> dict[str, Any]:
     dur = s.get("end_to_end_duration", {})
     size = s.get("checkpointed_size") or s.get("state_size") or {}
     latest = (c.get("latest") or {}).get("completed") or {}
+    failures = [h.get("failure_message", "")[:300] for h in c.get("history", []) if h.get("status") == "FAILED"]
     return {
+        "failure_messages": failures[:3],
         "count": c["counts"]["completed"],
         "failed": c["counts"].get("failed", 0),
         "duration_ms_p50": dur.get("p50"),
