@@ -262,15 +262,7 @@ class Backlog:
 def make_backlog(persons: int, seed: int) -> Backlog:
     say(f"generating {persons} persons (seed {seed})")
     ds = generate(seed=seed, persons=persons)
-    ing = Ingestor(IngestSettings(SALT))
-    seen: set[str] = set()
-    normalized = []
-    now = int(time.time() * 1000)
-    for i, r in enumerate(ds.records):
-        res = ing.process(SourceRecord(r.value, r.topic, 0, i, now))
-        if isinstance(res, Accepted) and res.event_id not in seen:
-            seen.add(res.event_id)
-            normalized.append(res.value)
+    normalized = _normalized([_Raw(r.topic, r.value) for r in ds.records])
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     b = Backlog(prefix, [(r.topic.rsplit(".", 1)[-1], r.value) for r in ds.records], normalized)
     ensure_topics(BOOTSTRAP, partitions=2, topics=(*b.raw_topics, b.normalized_topic))
@@ -525,12 +517,27 @@ LIVE = {
 }
 
 
-class LiveEvents:
-    """Raw events re-stamped to occur now (bad records pass unchanged), and probe carts."""
+class Restamp:
+    """Raw events re-stamped to occur now (bad records pass unchanged)."""
 
-    def __init__(self, backlog: Backlog) -> None:
+    def __init__(self) -> None:
         self.catalog = SchemaCatalog.load()
         self.codec = self.catalog.codec("Event")
+
+    def now(self, value: bytes) -> bytes:
+        try:
+            e = self.catalog.decode(value, expect="Event")[1]
+        except Exception:
+            return value
+        e["occurred_at"] = int(time.time() * 1000)
+        return self.codec.encode(e)
+
+
+class LiveEvents(Restamp):
+    """:class:`Restamp`, and probe carts made from a valid ``add_to_cart`` of the backlog."""
+
+    def __init__(self, backlog: Backlog) -> None:
+        super().__init__()
         self.cart_template: dict[str, Any] | None = None
         ingestor = Ingestor(IngestSettings(SALT))
         now = int(time.time() * 1000)
@@ -547,14 +554,6 @@ class LiveEvents:
         checked = ingestor.process(SourceRecord(probe, "t.events.web", 0, 0, int(time.time() * 1000)))
         if isinstance(checked, Rejected):
             raise RuntimeError(f"the probe event would be dead-lettered: {checked.error_type}")
-
-    def now(self, value: bytes) -> bytes:
-        try:
-            e = self.catalog.decode(value, expect="Event")[1]
-        except Exception:
-            return value
-        e["occurred_at"] = int(time.time() * 1000)
-        return self.codec.encode(e)
 
     def probe_cart(self, cookie: str, cart: str) -> tuple[bytes, int]:
         t = self.cart_template
@@ -731,10 +730,7 @@ def _paced(
     """Produce ``chunk`` re-stamped to now at ``offered`` records/s (paced against the start),
     probes every ``probe_interval_s``; the records waiting every 2 s."""
     producer = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 5})
-    live = LiveEvents.__new__(LiveEvents) if probes is None else probes.live
-    if probes is None:
-        live.catalog = SchemaCatalog.load()
-        live.codec = live.catalog.codec("Event")
+    live = probes.live if probes is not None else Restamp()
     t0 = time.monotonic()
     marks: list[tuple[float, int]] = []
     next_probe = t0
@@ -844,15 +840,23 @@ def handwritten_run(backlog: Backlog, n: int) -> dict[str, Any]:
         session.cluster.shutdown()
 
 
-def _ingest_loop(raw: list[_Raw]) -> dict[str, Any]:
+def _normalized(raw: list[_Raw]) -> list[bytes]:
+    """The ingestion logic in a plain loop: each unique valid event's NormalizedEvent value."""
     ing = Ingestor(IngestSettings(SALT))
     seen: set[str] = set()
+    out = []
     now = int(time.time() * 1000)
-    t0 = time.perf_counter()
     for i, r in enumerate(raw):
         res = ing.process(SourceRecord(r.value, r.topic, 0, i, now))
-        if isinstance(res, Accepted):
+        if isinstance(res, Accepted) and res.event_id not in seen:
             seen.add(res.event_id)
+            out.append(res.value)
+    return out
+
+
+def _ingest_loop(raw: list[_Raw]) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    _normalized(raw)
     dt = time.perf_counter() - t0
     return {"records": len(raw), "seconds": dt, "records_per_s": len(raw) / dt}
 

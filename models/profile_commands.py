@@ -265,11 +265,20 @@ def message_header(value: bytes) -> tuple[Node, str]:
     (('customer_id', 'c1'), 'erase_due')
     """
     value = bytes(value)
-    if value[:1] == b"{" or _catalog().decode(value)[0] != "IdentityMessage":
+    rec = _identity_message(value)
+    if rec is None:
         kind, node, _ = decode_feedback(value)
         return node, kind.value
-    rec = _catalog().decode(value, expect="IdentityMessage")[1]
     return (rec["address_type"], rec["address_value"]), rec["kind"]
+
+
+def _identity_message(value: bytes) -> dict[str, Any] | None:
+    """The ``IdentityMessage`` record of a feedback-topic value, decoded once; None for a
+    record an earlier release wrote (``MovedState``, ``JourneyMove``, JSON)."""
+    if value[:1] == b"{":
+        return None
+    name, rec = _catalog().decode(value)
+    return rec if name == "IdentityMessage" else None
 
 
 def decode_message(value: bytes) -> Feedback:
@@ -277,10 +286,10 @@ def decode_message(value: bytes) -> Feedback:
     ``MovedState`` / ``JourneyMove`` (or JSON) an earlier release wrote, addressed to its
     identifier."""
     value = bytes(value)
-    if value[:1] == b"{" or _catalog().decode(value)[0] != "IdentityMessage":
+    rec = _identity_message(value)
+    if rec is None:
         legacy_kind, legacy_node, legacy_payload = decode_feedback(value)
         return Feedback(legacy_node, Moved(legacy_kind, legacy_node, legacy_payload))
-    rec = _catalog().decode(value, expect="IdentityMessage")[1]
     address: Node = (rec["address_type"], rec["address_value"])
     kind, node, home = rec["kind"], _pair(rec, "node"), _pair(rec, "home")
     eid, at, rid, payload = rec.get("event_id") or "", rec["at"], rec.get("request_id") or "", bytes(rec["payload"])
