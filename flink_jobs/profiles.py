@@ -217,7 +217,17 @@ def build_profiles(
     )
     folded = (
         commands.key_by(lambda c: c[0], key_type=Types.STRING())
-        .process(FoldProfiles(sink, cfg.coalesce_ms, cfg.half_life_ms, cfg.confirm_ms), output_type=Types.STRING())
+        .process(
+            FoldProfiles(
+                sink,
+                cfg.coalesce_ms,
+                cfg.half_life_ms,
+                cfg.confirm_ms,
+                group_size=cfg.write_group_size,
+                group_ms=cfg.write_group_ms,
+            ),
+            output_type=Types.STRING(),
+        )
         .name("fold-profiles")
         .uid("fold-profiles")
     )

@@ -205,6 +205,12 @@ class ProfilesConfig(FlinkJobSettings):
     confirm_ms:
         How long after issuing a profile write the fold checks that Cassandra answered (and
         again as long as it has not): each check is a timer firing, a state read and a write.
+        Must exceed ``write_group_ms``.
+    write_group_size, write_group_ms:
+        Profile writes of one subtask go to Cassandra together, as one request of at most
+        ``write_group_size`` profiles, sent at the latest ``write_group_ms`` after its first
+        write (keep a group under Cassandra's ``batch_size_fail_threshold``, 50 KiB by
+        default; a profile row is about 1 KiB).
     """
 
     input_topic_pattern: str = r"journey\.normalized"
@@ -217,7 +223,9 @@ class ProfilesConfig(FlinkJobSettings):
     cassandra_port: int = 9042
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
-    confirm_ms: int = 20
+    confirm_ms: int = 30
+    write_group_size: int = 8
+    write_group_ms: int = 10
     half_life_ms: int = DEFAULT_HALF_LIFE_MS
     # the journeys stage (docs/journeys.md)
     sessions_topic: str = "journey.sessions"
@@ -274,9 +282,14 @@ class ProfilesConfig(FlinkJobSettings):
                 "the profiles job cannot run bounded: it reads its own feedback topic, "
                 "which never ends (stop it with a savepoint instead)"
             )
-        for name in ("cassandra_port", "coalesce_ms", "confirm_ms", "half_life_ms"):
+        for name in ("cassandra_port", "coalesce_ms", "confirm_ms", "half_life_ms", "write_group_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if not 0 <= self.write_group_ms < self.confirm_ms:
+            raise ConfigError(
+                f"write_group_ms ({self.write_group_ms}) must be at least 0 and less than confirm_ms "
+                f"({self.confirm_ms}): a write is checked only after its group has gone out"
+            )
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
         topics = (

@@ -65,7 +65,9 @@ def row_version(component_events: int, folded: int) -> int:
 
 @dataclass
 class FoldState:
-    """Per-profile state besides the atoms: kept in one Flink ValueState (small: no aggregate)."""
+    """All of one profile's state, kept in one Flink ValueState record (one read and one
+    write per command): its atoms, its identity as the router last said, and where its
+    write lifecycle stands (:mod:`models.write_lifecycle`)."""
 
     members: tuple[Node, ...] = ()
     ghosts: tuple[str, ...] = ()
@@ -77,6 +79,10 @@ class FoldState:
     #: an erasure (models.erasure) to write: its request, when it took effect, the profile's
     #: place in its component and the erased identifiers (first profile only)
     erasure: ErasureWrite | None = None
+    #: atom -> aggregate (usually one to three). None: a release before this one kept them in
+    #: the MapState ``profile-atoms``; the operator moves them here on the profile's next command
+    atoms: dict[Node, ProfileAggregate] | None = None
+    next_write_at: int = 0  # processing time before which no write may be issued (coalescing)
 
 
 @dataclass(frozen=True)

@@ -1,17 +1,23 @@
 """Profiles keyed by canonical profile id: fold the router's commands, write them coalesced.
 
 Logic in :mod:`models.profile_fold` (the fold) and :mod:`models.write_lifecycle` (when to
-write). Per profile: a MapState of atom aggregates and one ValueState
-(:class:`models.profile_fold.FoldState`), both as state records (:mod:`state.records`).
-Atoms that leave the profile (merge or split) go out on :data:`MOVED_TAG` to the feedback
-topic; the router brings them to their new profile.
+write). Per profile one ValueState holds everything (:class:`models.profile_fold.FoldState`
+as a state record, :mod:`state.records`): its atoms' aggregates, its identity and its write
+lifecycle, so a command costs one state read and one state write. (Releases before kept the
+atoms in a MapState, ``profile-atoms``; a profile restored from them has its atoms moved into
+the record on its next command or timer.) Atoms that leave the profile (merge or split) go
+out on :data:`MOVED_TAG` to the feedback topic; the router brings them to their new profile.
 
 The store is injected (:mod:`state.sinks`: Cassandra in the job, a recording store in
-tests) and never blocks the operator: a change arms a coalescing timer; when a lifecycle
-timer fires, :func:`models.write_lifecycle.step` says whether to issue the profile's row
-(one asynchronous request), to check an unconfirmed write again later, or to clear the state
-of a profile merged away once its deletion is confirmed. A write unconfirmed at a checkpoint
-is issued again after a restore (idempotent); a failed write fails the job.
+tests) and never blocks the operator. A change to a profile not written within the last
+``coalesce_ms`` is written at once, from the command; a change within that window is written
+at its end (one timer). Writes of a few milliseconds from all of the subtask's profiles go
+out together as one request (:class:`state.sinks.WriteGroups`: at most ``group_size``
+profiles, at most ``group_ms`` old). Each write arms a confirmation timer; when a lifecycle
+timer fires, :func:`models.write_lifecycle.step` says whether to issue the profile's row, to
+check an unconfirmed write again later, or to clear the state of a profile merged away once
+its deletion is confirmed. A write unconfirmed at a checkpoint is issued again after a
+restore (idempotent); a failed write fails the job.
 
 With ``report=True`` the operator also emits, after each command and lifecycle timer, the
 profile's ``(profile id, holds state, pending lifecycle timers)`` on :data:`REPORT_TAG`, so
@@ -22,8 +28,8 @@ last write: the row, the rows of every id of its component and its identifiers' 
 for good, their tombstones in the erasure ledger, the audit row; then the state is cleared.
 
 Counters: ``commands``, ``events_folded``, ``states_merged``, ``atoms_evicted``,
-``profile_writes``, ``profile_deletes``, ``profiles_erased``, ``cassandra_requests`` (one batch per written
-profile) and ``cassandra_mutations`` (rows, links and deletions in those batches).
+``profile_writes``, ``profile_deletes``, ``profiles_erased``, ``cassandra_requests`` (one per
+group of profile writes) and ``cassandra_mutations`` (rows, links and deletions in them).
 """
 
 from __future__ import annotations
@@ -38,12 +44,12 @@ from models.avro_codec import SchemaCatalog
 from models.identity_router import CommandKind
 from models.profile_commands import decode_command, encode_moved
 from models.profile_fold import FoldState, ProfileFold
-from models.write_lifecycle import Sent, Step, fired, issued, on_change, step, waiting
+from models.write_lifecycle import NOW, Sent, Step, fired, issued, later, on_change, step, waiting
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
 from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
-from state.sinks import ProfileSink, Ticket
+from state.sinks import ProfileSink, Ticket, WriteGroups
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
 _NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value, CommandKind.IDENTITY.value, CommandKind.FEEDBACK.value)
@@ -58,11 +64,13 @@ class FoldProfiles(KeyedProcessFunction):
         in the job, :class:`state.sinks.RecordingSink` in tests).
     coalesce_ms, confirm_ms : int
         A profile is written at most once per ``coalesce_ms``; an unconfirmed write is
-        checked again every ``confirm_ms``.
+        checked again every ``confirm_ms`` (more than ``group_ms``).
     half_life_ms : int
         Category affinity decay.
     report : bool
         Emit the lifecycle report on :data:`REPORT_TAG` (tests).
+    group_size, group_ms : int
+        Profile writes sent together in one request: at most this many, at most this old.
     """
 
     def __init__(
@@ -70,20 +78,28 @@ class FoldProfiles(KeyedProcessFunction):
         sink: Callable[[], ProfileSink],
         coalesce_ms: int,
         half_life_ms: int,
-        confirm_ms: int = 20,
+        confirm_ms: int = 30,
         report: bool = False,
+        group_size: int = 8,
+        group_ms: int = 10,
     ) -> None:
+        if confirm_ms <= group_ms:
+            raise ValueError(f"confirm_ms ({confirm_ms}) must exceed group_ms ({group_ms})")
         self.sink = sink
         self.coalesce_ms, self.half_life_ms, self.confirm_ms = coalesce_ms, half_life_ms, confirm_ms
         self.report = report
+        self.group_size, self.group_ms = group_size, group_ms
 
     def open(self, runtime_context: RuntimeContext) -> None:
+        # the atoms of releases before FoldState.atoms: read once per such profile, then emptied
         self.atoms_state = runtime_context.get_map_state(string_keyed_map_state("profile-atoms"))
-        self.atoms = MapStateMapping(self.atoms_state, AGGREGATE_CODEC, node_key, node_of)
+        self.legacy_atoms = MapStateMapping(self.atoms_state, AGGREGATE_CODEC, node_key, node_of)
         self.fold_state = runtime_context.get_state(ValueStateDescriptor("profile-fold", STATE_VALUE))
         self.catalog = SchemaCatalog.load()
         self.store = self.sink()
-        self.sent: dict[str, tuple[int, Ticket]] = {}  # this instance's unconfirmed writes
+        self.groups = WriteGroups(self.store, self.group_size, self.group_ms)
+        self.counted = (0, 0)  # the store's requests and mutations already counted
+        self.sent: dict[str, tuple[int, Ticket]] = {}  # this instance's latest unconfirmed writes
         self.counters = BufferedCounters(
             runtime_context.get_metrics_group(),
             (
@@ -100,24 +116,40 @@ class FoldProfiles(KeyedProcessFunction):
         )
 
     def close(self) -> None:
+        self.groups.send()
         self.store.close()
 
     def _decode(self, payload: bytes) -> dict[str, Any]:
         return self.catalog.decode(payload, expect="NormalizedEvent")[1]
 
-    def _fold(self, pid: str, raw: Any) -> ProfileFold:
-        state = FoldState() if raw is None else FOLD_STATE_CODEC.decode(raw)
-        return ProfileFold(pid, self.atoms, state, self.half_life_ms, self._decode)
+    def _load(self, raw: Any) -> FoldState:
+        """The profile's state from its one record (its atoms moved in from the MapState of
+        an earlier release, if they are still there)."""
+        if raw is None:
+            return FoldState(atoms={})
+        st = FOLD_STATE_CODEC.decode(raw)
+        if st.atoms is None:
+            st.atoms = dict(self.legacy_atoms.items())
+            self.atoms_state.clear()
+        return st
+
+    def _fold(self, pid: str, st: FoldState) -> ProfileFold:
+        assert st.atoms is not None
+        return ProfileFold(pid, st.atoms, st, self.half_life_ms, self._decode)
 
     def process_element(self, value: tuple, ctx: KeyedProcessFunction.Context) -> Iterable[Any]:
         if value[1] in _NOT_MINE:
             return  # the journeys stage's commands
         cmd = decode_command(value)
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
         count = self.counters.inc
-        self.counters.tick(ctx.timer_service())
+        self.counters.tick(timers)
+        self._poll(now)
         count("commands")
-        fold = self._fold(cmd.profile_id, self.fold_state.value())
-        self._register(ctx, on_change(fold.state, ctx.timer_service().current_processing_time(), self.coalesce_ms))
+        st = self._load(self.fold_state.value())
+        fold = self._fold(cmd.profile_id, st)
+        plan = on_change(st, now)
         evicted = fold.apply(cmd)
         if cmd.kind is CommandKind.EVENT:
             count("events_folded")
@@ -125,7 +157,11 @@ class FoldProfiles(KeyedProcessFunction):
             count("states_merged")
         elif cmd.kind is CommandKind.ERASE:
             count("profiles_erased")
-        self.fold_state.update(FOLD_STATE_CODEC.encode(fold.state))
+        if plan is NOW:
+            self._issue(fold, now, timers)
+        elif isinstance(plan, int):
+            timers.register_processing_time_timer(plan)
+        self.fold_state.update(FOLD_STATE_CODEC.encode(st))
         count("atoms_evicted", len(evicted))
         for atom, aggregate in evicted:
             yield MOVED_TAG, encode_moved(CommandKind.STATE, atom, AGGREGATE_CODEC.encode(aggregate), cmd.home)
@@ -136,34 +172,34 @@ class FoldProfiles(KeyedProcessFunction):
         # a lifecycle timer of this profile, or the counters' timer (BufferedCounters),
         # registered on whatever key was current: only the profile's own timers act
         self.counters.on_timer(timestamp)
+        timers = ctx.timer_service()
+        now = timers.current_processing_time()
+        self._poll(now)
         pid = ctx.get_current_key()
         raw = self.fold_state.value()
         if raw is None:  # a profile whose state was cleared (or never existed)
             if self.report:
                 yield REPORT_TAG, self._report(pid)
             return
-        fold = self._fold(pid, raw)
-        st = fold.state
+        st = self._load(raw)
         if not fired(st, timestamp):
             return
         entry = self.sent.get(pid)
         sent = None if entry is None else Sent(entry[0], entry[1].done, entry[1].error)
         if sent is not None and sent.done:
             del self.sent[pid]
-        what = step(st, sent)  # raises WriteFailed: the job restarts from its last checkpoint
-        now = ctx.timer_service().current_processing_time()
+        what = step(st, sent, now)  # raises WriteFailed: the job restarts from its last checkpoint
+        at = None
         if what is Step.WAIT:
-            self._register(ctx, waiting(st, now, self.confirm_ms))
+            at = waiting(st, now, self.confirm_ms)
+        elif what is Step.LATER:
+            at = later(st)
         elif what is Step.ISSUE:
-            write = fold.flush()
-            before = self.store.mutations_issued
-            self.sent[pid] = (write.version, self.store.write(write))
-            self.counters.inc("cassandra_requests")
-            self.counters.inc("cassandra_mutations", self.store.mutations_issued - before)
-            self.counters.inc("profile_deletes" if write.profile is None else "profile_writes")
-            self._register(ctx, issued(st, write.version, now, self.confirm_ms))
+            self._issue(self._fold(pid, st), now, timers)
+        if at is not None:
+            timers.register_processing_time_timer(at)
         if what is Step.CLEAR:
-            if not self.atoms_state.is_empty():
+            if st.atoms:
                 raise RuntimeError(f"profile {pid} was merged away but still holds atoms")
             self.fold_state.clear()  # deleted in the store: nothing left behind
         else:
@@ -171,13 +207,29 @@ class FoldProfiles(KeyedProcessFunction):
         if self.report:
             yield REPORT_TAG, self._report(pid)
 
+    def _issue(self, fold: ProfileFold, now: int, timers: Any) -> None:
+        """Flush the profile's row into the open write group and arm its confirmation."""
+        write = fold.flush()
+        self.sent[fold.profile_id] = (write.version, self.groups.add(write, now))
+        self.counters.inc("profile_deletes" if write.profile is None else "profile_writes")
+        at = issued(fold.state, write.version, now, self.confirm_ms, self.coalesce_ms)
+        if at is not None:
+            timers.register_processing_time_timer(at)
+        self._count_requests()
+
+    def _poll(self, now: int) -> None:
+        if self.groups.poll(now):
+            self._count_requests()
+
+    def _count_requests(self) -> None:
+        requests, mutations = self.store.writes_issued, self.store.mutations_issued
+        if (requests, mutations) != self.counted:
+            self.counters.inc("cassandra_requests", requests - self.counted[0])
+            self.counters.inc("cassandra_mutations", mutations - self.counted[1])
+            self.counted = (requests, mutations)
+
     def _report(self, pid: str) -> tuple[str, bool, int]:
         """(profile id, holds any state, pending lifecycle timers), read from the state itself."""
         raw = self.fold_state.value()
         timers = 0 if raw is None else len(FOLD_STATE_CODEC.decode(raw).timers)
         return pid, raw is not None or not self.atoms_state.is_empty(), timers
-
-    @staticmethod
-    def _register(ctx, at: int | None) -> None:
-        if at is not None:
-            ctx.timer_service().register_processing_time_timer(at)

@@ -425,18 +425,36 @@ class ProfileStore:
         Returns a :class:`WriteTicket` that says when this write completed (or failed),
         without waiting for it.
         """
+        return self.write_all((w,))
+
+    def write_all(self, writes: Sequence[ProfileWrite]) -> WriteTicket:
+        """Several profiles' writes (each as :meth:`write` says) in one UNLOGGED batch: one
+        request and one ticket for all of them. The operator groups the writes of a few
+        milliseconds this way (``operators/profile_fold.py``); keep a group well under
+        Cassandra's ``batch_size_fail_threshold`` (50 KiB by default; a profile row is about
+        1 KiB)."""
+        if not writes:
+            raise ValueError("write_all needs at least one write")
         ticket = WriteTicket()
         batch = BatchStatement(BatchType.UNLOGGED, consistency_level=self._consistency)
+        for w in writes:
+            self._add_write(batch, w)
+        first = writes[0]
+        what = "erase" if first.erasure is not None else "write"
+        more = f" and {len(writes) - 1} more profiles" if len(writes) > 1 else ""
+        self._submit(
+            batch,
+            None,
+            f"{what} profile {first.profile_id!r} version {first.version}{more} ({len(batch)} mutations)",
+            mutations=len(batch),
+            ticket=ticket,
+        )
+        return ticket
+
+    def _add_write(self, batch: BatchStatement, w: ProfileWrite) -> None:
         if w.erasure is not None:
             self._add_erasure(batch, w)
-            self._submit(
-                batch,
-                None,
-                f"erase profile {w.profile_id!r} ({len(batch)} mutations)",
-                mutations=len(batch),
-                ticket=ticket,
-            )
-            return ticket
+            return
         for ghost in w.ghosts:
             batch.add(self._delete_profile, (_checked(2 * w.ghost_version), ghost))
         pid = w.profile_id
@@ -448,14 +466,6 @@ class ProfileStore:
                 for v in values:
                     batch.add(self._link, (t, v, pid, w.version, ts))
             batch.add(self._upsert, self._row_values(w.profile, w.version) + (ts,))
-        self._submit(
-            batch,
-            None,
-            f"write profile {pid!r} version {w.version} ({len(batch)} mutations)",
-            mutations=len(batch),
-            ticket=ticket,
-        )
-        return ticket
 
     def _erasure_statements(self) -> tuple[PreparedStatement, PreparedStatement, PreparedStatement]:
         """The erasure's statements, prepared on the first erasure (a keyspace of a release

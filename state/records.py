@@ -301,6 +301,10 @@ def fold_state_record(st: FoldState) -> dict[str, Any]:
             "part": st.erasure.part,
             "nodes": [node_record(n) for n in st.erasure.nodes],
         },
+        "atoms": None
+        if st.atoms is None
+        else [{"node": node_record(n), "aggregate": aggregate_record(a)} for n, a in st.atoms.items()],
+        "next_write_at": st.next_write_at,
     }
 
 
@@ -321,6 +325,10 @@ def fold_state_of_record(rec: dict[str, Any]) -> FoldState:
             rec["erasure"]["part"],
             tuple(node_of_record(n) for n in rec["erasure"]["nodes"]),
         ),
+        atoms=None
+        if rec.get("atoms") is None
+        else {node_of_record(a["node"]): aggregate_of_record(a["aggregate"]) for a in rec["atoms"]},
+        next_write_at=rec.get("next_write_at", 0),
     )
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 from models.erasure import ERASED_TIMESTAMP
 from models.profile import ProfileAggregate
@@ -39,16 +40,98 @@ from models.profile_fold import ProfileWrite
 
 
 class Ticket(Protocol):
-    done: bool
-    error: str | None
+    @property
+    def done(self) -> bool: ...
+
+    @property
+    def error(self) -> str | None: ...
 
 
 class ProfileSink(Protocol):
+    writes_issued: int  # requests
     mutations_issued: int
 
     def write(self, w: ProfileWrite) -> Ticket: ...
 
+    def write_all(self, writes: Sequence[ProfileWrite]) -> Ticket: ...
+
     def close(self) -> None: ...
+
+
+class _Grouped:
+    """The ticket of a write waiting in a :class:`WriteGroups` group: unanswered until the
+    group is sent, then its request's ticket."""
+
+    def __init__(self) -> None:
+        self.request: Ticket | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.request is not None and self.request.done
+
+    @property
+    def error(self) -> str | None:
+        return None if self.request is None else self.request.error
+
+
+class WriteGroups:
+    """Several profiles' writes in one request: a write waits in the open group until the
+    group holds ``max_writes`` writes or its first write is ``window_ms`` old (checked by
+    :meth:`add` and :meth:`poll`), then the group goes out as one request
+    (:meth:`ProfileSink.write_all`). A waiting write's ticket is unanswered until its group's
+    request is answered, so the operator treats it exactly like a write in flight.
+
+    >>> import tempfile, pathlib
+    >>> from models.profile import ProfileAggregate
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "writes.jsonl"
+    >>> groups = WriteGroups(RecordingSink(str(path))(), max_writes=2, window_ms=10)
+    >>> a = groups.add(ProfileWrite("p-1", 5, ProfileAggregate(profile_id="p-1", events=2), (), 3), now=0)
+    >>> a.done, groups.store.writes_issued
+    (False, 0)
+    >>> groups.poll(now=9), groups.poll(now=10), a.done, groups.store.writes_issued
+    (False, True, True, 1)
+    >>> b = groups.add(ProfileWrite("p-2", 5, None, (), 3), now=20)
+    >>> c = groups.add(ProfileWrite("p-3", 5, None, (), 3), now=21)  # full: sent at once
+    >>> b.done, c.done, groups.store.writes_issued
+    (True, True, 2)
+    """
+
+    def __init__(self, store: ProfileSink, max_writes: int, window_ms: int) -> None:
+        if max_writes < 1 or window_ms < 0:
+            raise ValueError(f"max_writes must be >= 1 and window_ms >= 0, got {max_writes}, {window_ms}")
+        self.store, self.max_writes, self.window_ms = store, max_writes, window_ms
+        self._writes: list[ProfileWrite] = []
+        self._tickets: list[_Grouped] = []
+        self._since = 0
+
+    def add(self, w: ProfileWrite, now: int) -> Ticket:
+        """Put ``w`` in the open group (sent now if that fills it or the group is due)."""
+        if not self._writes:
+            self._since = now
+        ticket = _Grouped()
+        self._writes.append(w)
+        self._tickets.append(ticket)
+        if len(self._writes) >= self.max_writes:
+            self.send()
+        else:
+            self.poll(now)
+        return ticket
+
+    def poll(self, now: int) -> bool:
+        """Send the open group if its first write is ``window_ms`` old; True if it was sent."""
+        if self._writes and now - self._since >= self.window_ms:
+            self.send()
+            return True
+        return False
+
+    def send(self) -> None:
+        """Send the open group now (if it holds any write)."""
+        if not self._writes:
+            return
+        request = self.store.write_all(self._writes)
+        for t in self._tickets:
+            t.request = request
+        self._writes, self._tickets = [], []
 
 
 @dataclass(frozen=True)
@@ -90,22 +173,32 @@ class RecordingSink:
 class _Recording:
     def __init__(self, path: Path, fail_write: int) -> None:
         self.path, self.fail_write = path, fail_write
-        self.mutations_issued = 0
+        self.writes_issued = self.mutations_issued = 0
+        self.instance = uuid.uuid4().hex[:12]  # this store (one per operator instance)
 
     def write(self, w: ProfileWrite) -> Ticket:
-        self.mutations_issued += 1 + len(w.ghosts)
-        line = json.dumps(
-            {
-                "profile_id": w.profile_id,
-                "version": w.version,
-                "ghosts": list(w.ghosts),
-                "ghost_version": w.ghost_version,
-                "profile": None if w.profile is None else w.profile.to_dict(),
-                "erased": None if w.erasure is None else w.erasure.request_id,
-            }
-        )
+        return self.write_all((w,))
+
+    def write_all(self, writes: Sequence[ProfileWrite]) -> Ticket:
+        """All of ``writes`` appended at once, one answer for them (one request)."""
+        self.writes_issued += 1
+        self.mutations_issued += sum(1 + len(w.ghosts) for w in writes)
+        lines = [
+            json.dumps(
+                {
+                    "profile_id": w.profile_id,
+                    "version": w.version,
+                    "ghosts": list(w.ghosts),
+                    "ghost_version": w.ghost_version,
+                    "profile": None if w.profile is None else w.profile.to_dict(),
+                    "erased": None if w.erasure is None else w.erasure.request_id,
+                    "request": [self.instance, self.writes_issued],  # the writes of one request share it
+                }
+            )
+            for w in writes
+        ]
         with open(self.path, "a") as f:
-            f.write(line + "\n")
+            f.write("".join(line + "\n" for line in lines))
             f.flush()
             os.fsync(f.fileno())
         if self.fail_write:

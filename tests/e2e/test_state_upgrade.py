@@ -11,6 +11,9 @@ lost or misread would show in its profile's counts.
 * ``test_a_savepoint_of_the_release_that_pickled_its_state_restores_into_this_one``: the old
   checkout is :data:`PREVIOUS_RELEASE`, the last commit whose Flink state held pickled
   Python objects (``git archive`` into a scratch folder).
+* ``test_a_savepoint_with_the_atoms_in_a_map_state_restores_into_the_one_record``: the old
+  checkout is :data:`ATOMS_IN_MAP_STATE_RELEASE`; each restored profile's atoms move into its
+  fold record on its next command (an atom lost there would show in the profile's counts).
 * ``test_a_state_record_with_a_new_field_restores_a_savepoint_written_before_it``: the new
   checkout is this one with a field (with a default) added to two state records and the
   schemas frozen (``python -m state.records --freeze``), i.e. the code change the evolution
@@ -46,6 +49,9 @@ pytestmark = pytest.mark.e2e
 
 #: the last release whose Flink state held pickled Python objects (issue 9 landed)
 PREVIOUS_RELEASE = "217918c1d2e39220648d8f4b53e3cb52432355e4"
+#: the last release that kept a profile's atoms in a MapState of their own (profile-atoms)
+#: beside its fold record; this one moves them into the record
+ATOMS_IN_MAP_STATE_RELEASE = "b5f1865c66a14706d8577f95a75a04fd040be213"
 ROOT = stack.ROOT
 
 
@@ -225,5 +231,15 @@ def test_a_state_record_with_a_new_field_restores_a_savepoint_written_before_it(
         == "[]"
     )
     diff, identity, seconds = upgrade(ROOT, evolved, flink_restored, session)
+    assert diff == [], f"not equal after {seconds:.0f} s: {diff}"
+    assert identity == []
+
+
+def test_a_savepoint_with_the_atoms_in_a_map_state_restores_into_the_one_record(
+    flink_restored, session, tmp_path
+) -> None:
+    old = checkout(ATOMS_IN_MAP_STATE_RELEASE, tmp_path / "atoms-in-map-state")
+    assert '"atoms"' not in (old / "schemas" / "state" / "state.avsc").read_text().split('"FoldState"')[1]
+    diff, identity, seconds = upgrade(old, ROOT, flink_restored, session)
     assert diff == [], f"not equal after {seconds:.0f} s: {diff}"
     assert identity == []

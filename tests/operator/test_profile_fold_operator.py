@@ -10,7 +10,9 @@ pending for any profile.
 
 from __future__ import annotations
 
+import json
 import random
+from collections import Counter
 from base64 import b64decode, b64encode
 from pathlib import Path
 
@@ -117,6 +119,8 @@ def test_fold_operator_with_a_failed_write_restores_and_leaves_rows_equal_to_the
                 half_life_ms=30 * 24 * 3600 * 1000,
                 confirm_ms=10,
                 report=True,
+                group_size=4,
+                group_ms=4,
             ),
             output_type=Types.STRING(),
         )
@@ -135,6 +139,9 @@ def test_fold_operator_with_a_failed_write_restores_and_leaves_rows_equal_to_the
             last[pid] = (holds_state, timers)
 
     assert writes.with_suffix(".failed").exists(), "the injected write failure never happened: no restore tested"
+    per_request = Counter(tuple(json.loads(line)["request"]) for line in writes.read_text().splitlines())
+    assert max(per_request.values()) > 1, "no two profiles' writes went out in one request"
+    assert max(per_request.values()) <= 4, "a request held more writes than group_size"
     got = {pid: row for pid, row in read_recorded(writes).items() if pid != TICK}
     want = oracle(evs)
     assert_same({pid: (version, row) for pid, (version, row) in got.items() if row is not None}, want)

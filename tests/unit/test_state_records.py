@@ -72,9 +72,27 @@ def test_profile_aggregates_and_fold_states_round_trip_through_their_state_recor
         folded=5,
         dirty=True,
         writing=12345,
+        atoms={("cookie_id", "ck1"): fold(evs[:40], "p-test"), ("customer_id", "c1"): fold(evs[40:60], "p-test")},
+        next_write_at=1_700_000_000_123,
     )
     assert FOLD_STATE_CODEC.decode(FOLD_STATE_CODEC.encode(st)) == st
     assert FOLD_STATE_CODEC.decode(FOLD_STATE_CODEC.encode(FoldState())) == FoldState()
+    assert FOLD_STATE_CODEC.decode(FOLD_STATE_CODEC.encode(FoldState(atoms={}))).atoms == {}
+
+
+def test_a_fold_state_written_before_its_atoms_field_says_its_atoms_are_elsewhere() -> None:
+    # the release before FoldState.atoms kept them in the MapState profile-atoms: null, not {}
+    before = next(
+        p for p in sorted((STATE_SCHEMA_DIR / "history").glob("FoldState-*.avsc")) if "atoms" not in p.read_text()
+    )
+    old = json.loads(before.read_text())
+    parsed = fastavro.parse_schema(old, named_schemas={})
+    buf = io.BytesIO()
+    buf.write(b"\xc3\x01" + crc64_fingerprint(old))
+    rec = {"members": [{"type": "cookie_id", "value": "ck1"}], "ghosts": [], "component_events": 3, "folded": 2}
+    fastavro.schemaless_writer(buf, parsed, {**rec, "dirty": False, "writing": None, "timers": [], "erasure": None})
+    st = FOLD_STATE_CODEC.decode(buf.getvalue())
+    assert (st.atoms, st.next_write_at, st.folded) == (None, 0, 2)
 
 
 def test_every_current_state_record_is_frozen_in_the_history() -> None:

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.profile_fold import FoldState
-from models.write_lifecycle import Sent, Step, WriteFailed, fired, issued, on_change, step, waiting
+from models.write_lifecycle import NOW, Sent, Step, WriteFailed, fired, issued, later, on_change, step, waiting
 
 COALESCE, CONFIRM = 50, 7
 MEMBERS = (("cookie_id", "ck1"),)
@@ -42,6 +42,8 @@ class Sim:
     sink: dict[str, int | None] = field(default_factory=lambda: {"version": -1, "row": None})
     checkpoint: tuple[FoldState | None, int] = (None, 0)
     registered: list[int] = field(default_factory=list)  # Flink's timers of this key
+    writes: list[int] = field(default_factory=list)  # when each write of this run was issued
+    runs: list[list[int]] = field(default_factory=list)  # the writes before each restore or clearing
 
     def __post_init__(self) -> None:
         self.checkpoint = (copy.deepcopy(self.state), 0)
@@ -54,10 +56,14 @@ class Sim:
             self.commands.append(away)
             number = len(self.commands)
         st = self.state if self.state is not None else FoldState()
-        self._register(on_change(st, self.now, COALESCE))
+        plan = on_change(st, self.now)
         st.dirty = True  # ProfileFold.apply
         st.folded = number
         st.members = () if away else MEMBERS
+        if plan is NOW:
+            self._issue(st)
+        elif isinstance(plan, int):
+            self._register(plan)
         self.state = st
 
     def fire_due(self) -> None:
@@ -72,19 +78,27 @@ class Sim:
         sent = None if self.sent is None else Sent(self.sent[0], self.sent[1].done, self.sent[1].error)
         if sent is not None and sent.done:
             self.sent = None
-        what = step(st, sent)  # may raise WriteFailed
+        what = step(st, sent, self.now)  # may raise WriteFailed
         if what is Step.WAIT:
             self._register(waiting(st, self.now, CONFIRM))
+        elif what is Step.LATER:
+            self._register(later(st))
         elif what is Step.ISSUE:
-            st.dirty = False  # ProfileFold.flush
-            ticket = Ticket(st.folded, st.folded if st.members else None)
-            self.in_flight.append(ticket)
-            self.sent = (ticket.version, ticket)
-            self._register(issued(st, ticket.version, self.now, CONFIRM))
+            self._issue(st)
         if what is Step.CLEAR:
             self.state = None
+            self.runs.append(self.writes)  # the window goes with the state: a new profile may be written at once
+            self.writes = []
         else:
             self.state = st
+
+    def _issue(self, st: FoldState) -> None:
+        st.dirty = False  # ProfileFold.flush
+        ticket = Ticket(st.folded, st.folded if st.members else None)
+        self.in_flight.append(ticket)
+        self.sent = (ticket.version, ticket)
+        self.writes.append(self.now)
+        self._register(issued(st, ticket.version, self.now, CONFIRM, COALESCE))
 
     def _register(self, at: int | None) -> None:
         if at is not None:
@@ -107,6 +121,8 @@ class Sim:
         self.state = copy.deepcopy(state)
         self.registered = list(state.timers) if state is not None else []
         self.sent = None
+        self.runs.append(self.writes)
+        self.writes = []
         for number, away in enumerate(self.commands[offset:], start=offset + 1):
             self.command(away, number)
 
@@ -174,6 +190,8 @@ def test_after_everything_is_answered_the_sink_holds_the_last_state_and_nothing_
         assert sim.state is not None
         assert (sim.state.dirty, sim.state.writing, sim.state.timers) == (False, None, ())
     assert sim.registered == [] and sim.sent is None
+    for writes in [*sim.runs, sim.writes]:  # coalescing: at most one write per window (per run and life of the state)
+        assert all(b - a >= COALESCE for a, b in zip(writes, writes[1:])), writes
 
 
 def test_a_write_unconfirmed_at_a_checkpoint_is_issued_again_after_the_restore() -> None:
@@ -192,7 +210,7 @@ def test_a_write_unconfirmed_at_a_checkpoint_is_issued_again_after_the_restore()
 def test_a_failed_write_fails_the_operator() -> None:
     st_ = FoldState(members=MEMBERS, writing=3)
     try:
-        step(st_, Sent(3, done=True, error="unavailable"))
+        step(st_, Sent(3, done=True, error="unavailable"), now=0)
     except WriteFailed as e:
         assert "version 3" in str(e)
     else:
@@ -200,8 +218,19 @@ def test_a_failed_write_fails_the_operator() -> None:
 
 
 def test_changes_while_dirty_arm_no_second_timer_and_foreign_timers_are_ignored() -> None:
-    st_ = FoldState(members=MEMBERS)
-    assert on_change(st_, 0, COALESCE) == COALESCE
+    st_ = FoldState(members=MEMBERS, next_write_at=COALESCE)
+    assert on_change(st_, 0) == COALESCE
     st_.dirty = True
-    assert on_change(st_, 10, COALESCE) is None
+    assert on_change(st_, 10) is None
     assert fired(st_, 999) is False and st_.timers == (COALESCE,)
+
+
+def test_a_change_to_a_quiet_profile_is_written_at_once_and_the_next_at_the_window_end() -> None:
+    sim = Sim()
+    sim.command(away=False)  # quiet: written from the command itself, no coalescing timer
+    assert sim.writes == [0] and sim.registered == [CONFIRM]
+    sim.now = 5
+    sim.command(away=False)  # within the window: one timer at its end
+    assert sim.registered == [CONFIRM, COALESCE] and sim.writes == [0]
+    sim.drain()
+    assert sim.writes == [0, COALESCE] and sim.sink == {"version": 2, "row": 2}
