@@ -308,7 +308,12 @@ def _latency_line(data: dict[str, Any]) -> str:
     parts = []
     for key, s in series:
         count = num(s.get("count"))
-        n = f" ({fmt_value(s.get('count'))} samples)" if count is not None else ""
+        notes = [f"{fmt_value(s.get('count'))} samples"] if count is not None else []
+        if num(s.get("never")):
+            notes.append(f"{fmt_value(s.get('never'))} never seen")
+            if num(s.get("never_due_after_input")):
+                notes[-1] += f", {fmt_value(s.get('never_due_after_input'))} of them due after the last input"
+        n = f" ({', '.join(notes)})" if notes else ""
         parts.append(f"{_latency_label(key)} p50 {fmt_ms(s.get('p50'))} ms / p99 {fmt_ms(s.get('p99'))} ms{n}")
     return f"- Latency{at}: {'; '.join(parts) or DASH}."
 

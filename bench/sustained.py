@@ -631,6 +631,20 @@ class Probes:
         return len(self.profiles_pending) + len(self.carts_pending)
 
 
+def _unfired(carts_pending: dict[str, float], input_end: float) -> dict[str, int]:
+    """Probe carts without a trigger: ``never`` all of them, ``never_due_after_input`` those due
+    after the step's last event was produced (event time reaches a cart's due time only
+    through later events: such a cart cannot fire while no event follows, docs/journeys.md).
+
+    >>> _unfired({"a": 10.0, "b": 20.0, "c": 30.0}, input_end=25.0)
+    {'never': 3, 'never_due_after_input': 1}
+    """
+    return {
+        "never": len(carts_pending),
+        "never_due_after_input": sum(due > input_end for due in carts_pending.values()),
+    }
+
+
 def offered_load(
     rate: float, p: int, backlog: Backlog, offsets: Offsets, session: Any, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -679,6 +693,7 @@ def offered_load(
                 f"load step {fraction:.2f}x: {offered:,.0f} records/s for {args.step_s} s{' with probes' if with_probes else ''}"
             )
             marks, elapsed = _paced(chunk, offered, inputs, waiting, jobs, probes if with_probes else None, args)
+            input_end = time.time()
             growth, bounded = _bounded(marks, elapsed, offered, args.checkpoint_ms)
             steps.append(
                 {
@@ -702,7 +717,7 @@ def offered_load(
                 latency = {
                     "offered_per_s": offered,
                     "produce_to_profile_ms": _quantiles(probes.profile_ms) | {"never": len(probes.profiles_pending)},
-                    "due_to_trigger_ms": _quantiles(probes.trigger_ms) | {"never": len(probes.carts_pending)},
+                    "due_to_trigger_ms": _quantiles(probes.trigger_ms) | _unfired(probes.carts_pending, input_end),
                 }
                 say(
                     f"  latency: produce -> profile p50 {latency['produce_to_profile_ms']['p50']} ms, "

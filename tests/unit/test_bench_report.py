@@ -420,3 +420,14 @@ def test_cli_readme_without_markers_exits_2(tmp_path: Path, capsys):
     assert report.main(["--json", str(src), "--readme", str(readme), "--outdir", str(tmp_path / "o")]) == 2
     assert "README needs exactly one" in capsys.readouterr().err
     assert readme.read_text(encoding="utf-8") == "# nothing here\n"
+
+
+def test_probes_never_seen_are_counted_with_those_due_after_the_last_input():
+    data = sample()
+    data["latency"]["due_to_trigger_ms"] |= {"never": 19, "never_due_after_input": 19}
+    data["latency"]["produce_to_profile_ms"] |= {"never": 0, "never_due_after_input": 0}
+    table = lines_of(report.render_table(data))
+    assert (
+        "- Latency at 400/s offered: produce → profile p50 500 ms / p99 900 ms (200 samples); "
+        "due → trigger p50 2,900 ms / p99 3,400 ms (50 samples, 19 never seen, 19 of them due after the last input)."
+    ) in table
