@@ -222,6 +222,7 @@ def profile_taskmanagers(seconds: int, label: str) -> dict[str, Any]:
     procs = []
     for i, pid in enumerate(stack.flink_pids("taskexecutor")):
         out = outdir / f"{label}-tm{i}.txt"
+        out.unlink(missing_ok=True)  # never read an earlier run's profile as this one's
         cmd = [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
         cmd += ["--format", "raw", "--nonblocking", "--output", str(out)]
         procs.append((out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))

@@ -170,12 +170,12 @@ def tail(
             err = msg.error()
             if err is not None:
                 if err.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(msg.partition())
+                    at_end.add(msg.partition() or 0)
                     if not follow and at_end >= set(partitions):
                         return
                     continue
                 raise TailError(f"reading {topic!r}: {err}")
-            at_end.discard(msg.partition())
+            at_end.discard(msg.partition() or 0)
             decoded = decode_value(catalog, msg.value())
             if "error" not in decoded and not keep(decoded["record"]):
                 continue

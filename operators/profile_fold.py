@@ -13,11 +13,12 @@ tests) and never blocks the operator. A change to a profile not written within t
 ``coalesce_ms`` is written at once, from the command; a change within that window is written
 at its end (one timer). Writes of a few milliseconds from all of the subtask's profiles go
 out together as one request (:class:`state.sinks.WriteGroups`: at most ``group_size``
-profiles, at most ``group_ms`` old). Each write arms a confirmation timer; when a lifecycle
-timer fires, :func:`models.write_lifecycle.step` says whether to issue the profile's row, to
-check an unconfirmed write again later, or to clear the state of a profile merged away once
-its deletion is confirmed. A write unconfirmed at a checkpoint is issued again after a
-restore (idempotent); a failed write fails the job.
+profiles, at most ``group_ms`` old). Each write arms a confirmation timer, handled in memory
+when its write was answered (:class:`models.write_lifecycle.Lifecycle`: no state access);
+otherwise :func:`models.write_lifecycle.step` says, from the state, whether to issue the
+profile's row, to wait, or to clear the state of a profile merged away once its deletion is
+confirmed. A write unconfirmed at a checkpoint is issued again after a restore
+(idempotent); a failed write fails the job.
 
 With ``report=True`` the operator also emits, after each command and lifecycle timer, the
 profile's ``(profile id, holds state, pending lifecycle timers)`` on :data:`REPORT_TAG`, so
@@ -44,12 +45,12 @@ from models.avro_codec import SchemaCatalog
 from models.identity_router import CommandKind
 from models.profile_commands import decode_command, encode_moved
 from models.profile_fold import FoldState, ProfileFold
-from models.write_lifecycle import NOW, Sent, Step, fired, issued, later, on_change, step, waiting
+from models.write_lifecycle import NOW, Fast, Lifecycle, Step, later
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
 from state.records import AGGREGATE_CODEC, FOLD_STATE_CODEC, node_key, node_of
-from state.sinks import ProfileSink, Ticket, WriteGroups
+from state.sinks import ProfileSink, WriteGroups
 
 MOVED_TAG = OutputTag("moved-atoms", BYTES)
 _NOT_MINE = (CommandKind.JOURNEY.value, CommandKind.TICK.value, CommandKind.IDENTITY.value, CommandKind.FEEDBACK.value)
@@ -99,7 +100,7 @@ class FoldProfiles(KeyedProcessFunction):
         self.store = self.sink()
         self.groups = WriteGroups(self.store, self.group_size, self.group_ms)
         self.counted = (0, 0)  # the store's requests and mutations already counted
-        self.sent: dict[str, tuple[int, Ticket]] = {}  # this instance's latest unconfirmed writes
+        self.lifecycle = Lifecycle(self.coalesce_ms, self.confirm_ms)  # this instance's writes in flight
         self.counters = BufferedCounters(
             runtime_context.get_metrics_group(),
             (
@@ -122,7 +123,7 @@ class FoldProfiles(KeyedProcessFunction):
     def _decode(self, payload: bytes) -> dict[str, Any]:
         return self.catalog.decode(payload, expect="NormalizedEvent")[1]
 
-    def _load(self, raw: Any) -> FoldState:
+    def _load(self, pid: str, raw: Any) -> FoldState:
         """The profile's state from its one record (its atoms moved in from the MapState of
         an earlier release, if they are still there)."""
         if raw is None:
@@ -131,6 +132,7 @@ class FoldProfiles(KeyedProcessFunction):
         if st.atoms is None:
             st.atoms = dict(self.legacy_atoms.items())
             self.atoms_state.clear()
+        self.lifecycle.load(pid, st)
         return st
 
     def _fold(self, pid: str, st: FoldState) -> ProfileFold:
@@ -147,9 +149,9 @@ class FoldProfiles(KeyedProcessFunction):
         self.counters.tick(timers)
         self._poll(now)
         count("commands")
-        st = self._load(self.fold_state.value())
+        st = self._load(cmd.profile_id, self.fold_state.value())
         fold = self._fold(cmd.profile_id, st)
-        plan = on_change(st, now)
+        plan = self.lifecycle.before_change(st, now)
         evicted = fold.apply(cmd)
         if cmd.kind is CommandKind.EVENT:
             count("events_folded")
@@ -176,28 +178,28 @@ class FoldProfiles(KeyedProcessFunction):
         now = timers.current_processing_time()
         self._poll(now)
         pid = ctx.get_current_key()
+        fast = self.lifecycle.on_timer(pid, timestamp, now)  # raises WriteFailed: the job restarts
+        if fast is Fast.REARM:
+            timers.register_processing_time_timer(self.lifecycle.rearmed)
+        if fast is not Fast.STATE:  # a confirmation handled in memory
+            if self.report:
+                yield REPORT_TAG, self._report(pid)
+            return
         raw = self.fold_state.value()
         if raw is None:  # a profile whose state was cleared (or never existed)
             if self.report:
                 yield REPORT_TAG, self._report(pid)
             return
-        st = self._load(raw)
-        if not fired(st, timestamp):
-            return
-        entry = self.sent.get(pid)
-        sent = None if entry is None else Sent(entry[0], entry[1].done, entry[1].error)
-        if sent is not None and sent.done:
-            del self.sent[pid]
-        what = step(st, sent, now)  # raises WriteFailed: the job restarts from its last checkpoint
-        at = None
-        if what is Step.WAIT:
-            at = waiting(st, now, self.confirm_ms)
-        elif what is Step.LATER:
+        st = self._load(pid, raw)
+        what = self.lifecycle.with_state(pid, st, timestamp, now)
+        if what is None:
+            return  # not a lifecycle timer of this profile
+        if what is Step.LATER:
             at = later(st)
+            if at is not None:
+                timers.register_processing_time_timer(at)
         elif what is Step.ISSUE:
             self._issue(self._fold(pid, st), now, timers)
-        if at is not None:
-            timers.register_processing_time_timer(at)
         if what is Step.CLEAR:
             if st.atoms:
                 raise RuntimeError(f"profile {pid} was merged away but still holds atoms")
@@ -210,11 +212,11 @@ class FoldProfiles(KeyedProcessFunction):
     def _issue(self, fold: ProfileFold, now: int, timers: Any) -> None:
         """Flush the profile's row into the open write group and arm its confirmation."""
         write = fold.flush()
-        self.sent[fold.profile_id] = (write.version, self.groups.add(write, now))
+        ticket = self.groups.add(write, now)
+        timers.register_processing_time_timer(
+            self.lifecycle.issued(fold.profile_id, fold.state, write.version, ticket, now)
+        )
         self.counters.inc("profile_deletes" if write.profile is None else "profile_writes")
-        at = issued(fold.state, write.version, now, self.confirm_ms, self.coalesce_ms)
-        if at is not None:
-            timers.register_processing_time_timer(at)
         self._count_requests()
 
     def _poll(self, now: int) -> None:
@@ -229,7 +231,8 @@ class FoldProfiles(KeyedProcessFunction):
             self.counted = (requests, mutations)
 
     def _report(self, pid: str) -> tuple[str, bool, int]:
-        """(profile id, holds any state, pending lifecycle timers), read from the state itself."""
+        """(profile id, holds any state, pending lifecycle timers), read from the state itself
+        and this instance's writes in flight."""
         raw = self.fold_state.value()
-        timers = 0 if raw is None else len(FOLD_STATE_CODEC.decode(raw).timers)
-        return pid, raw is not None or not self.atoms_state.is_empty(), timers
+        pending = self.lifecycle.pending(pid, None if raw is None else FOLD_STATE_CODEC.decode(raw))
+        return pid, raw is not None or not self.atoms_state.is_empty(), pending
