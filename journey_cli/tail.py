@@ -11,7 +11,7 @@ A value no schema of this release knows is printed with its error, never skipped
 One JSON object per line::
 
     {"topic": ..., "partition": 0, "offset": 17, "timestamp": 1764547200000, "key": "...",
-     "schema": "journey.v1.Trigger", "record": {...}}
+     "schema": "Trigger", "record": {...}}
 
 (``bytes`` values as base64 strings; ``"error"`` instead of ``"record"`` for an undecodable
 value.) Without ``--follow`` the command stops once it has caught up with every partition
@@ -21,7 +21,8 @@ waits for new records until interrupted (Ctrl-C) or ``--max``.
 Filters: ``--profile-id P`` keeps records about profile ``P`` (``profile_id`` or
 ``from_profile_id``); an identifier (``--customer-id``, ``--cookie-id``, ... or ``--email`` /
 ``--phone``, hashed with ``JOURNEY_PII_SALT`` as ingestion hashes them) keeps events that
-carry it, identity changes of it, and sessions and triggers of its stream.
+carry it, identity changes of it, and sessions and triggers of its stream. An undecodable
+value is printed under any filter (it cannot be told apart).
 
 Exit status: 0, 2 (bad arguments, unknown topic, Kafka unreachable), 130 (interrupted).
 """
