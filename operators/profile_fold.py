@@ -129,8 +129,9 @@ class FoldProfiles(KeyedProcessFunction):
         if raw is None:
             return FoldState(atoms={})
         st = FOLD_STATE_CODEC.decode(raw)
-        if st.atoms is None:
+        if st.atoms is None:  # stored at once: a timer that turns out foreign stores nothing
             st.atoms = dict(self.legacy_atoms.items())
+            self.fold_state.update(FOLD_STATE_CODEC.encode(st))
             self.atoms_state.clear()
         self.lifecycle.load(pid, st)
         return st
