@@ -162,7 +162,11 @@ def learning_runs(events: list[dict]) -> dict:
         )
         t = time.perf_counter()
         with out.execute_and_collect("bench-learning") as results:
-            assert sum(1 for _ in results) == sum(1 for s in subset if not s.is_churn_label)  # labels: no output
+            # one record per published score or cart action: none for churn labels, erasures, or
+            # samples whose consent withholds publishing (operators/learning.py)
+            want = sum(1 for s in subset if s.publish and not s.is_churn_label and not s.is_erasure)
+            got = sum(1 for _ in results)
+            assert got == want, f"learn-models published {got} records, the samples say {want}"
         return time.perf_counter() - t
 
     small = job(samples[: len(samples) // 4])
