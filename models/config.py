@@ -204,8 +204,9 @@ class ProfilesConfig(FlinkJobSettings):
         A profile is written to Cassandra at most once per this many milliseconds.
     confirm_ms:
         How long after issuing a profile write the fold checks that Cassandra answered (and
-        again as long as it has not): each check is a timer firing, a state read and a write.
-        Must exceed ``write_group_ms``.
+        again as long as it has not): a timer firing, handled in memory when the write was
+        answered (a deletion, or a change waiting on the write, also reads and writes the
+        profile's state). Must exceed ``write_group_ms``.
     write_group_size, write_group_ms:
         Profile writes of one subtask go to Cassandra together, as one request of at most
         ``write_group_size`` profiles, sent at the latest ``write_group_ms`` after its first

@@ -112,11 +112,12 @@ class ProfileWrite:
 class ProfileFold:
     """Apply :class:`~models.identity_router.ProfileCommand` s to one profile.
 
-    ``atoms`` is any mutable mapping (a Flink MapState adapter in the operator) of atom ->
-    :class:`~models.profile.ProfileAggregate`; ``state`` is mutated in place (the operator
-    stores it back). ``decode`` turns an ``event`` command's payload into a decoded event.
-    Per event only the event's atom is read and written; the profile aggregate (the merge
-    of the atoms, usually one to three) is computed when the row is written.
+    ``atoms`` is any mutable mapping of atom -> :class:`~models.profile.ProfileAggregate`
+    (the operator passes ``state.atoms``, so both are stored as one record); ``state`` is
+    mutated in place (the operator stores it back). ``decode`` turns an ``event`` command's
+    payload into a decoded event. Per event only the event's atom changes; the profile
+    aggregate (the merge of the atoms, usually one to three) is computed when the row is
+    written.
     """
 
     def __init__(

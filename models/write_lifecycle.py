@@ -206,7 +206,7 @@ class Lifecycle:
 
     >>> from models.profile_fold import FoldState
     >>> lc, st = Lifecycle(coalesce_ms=500, confirm_ms=20), FoldState(members=(("cookie_id", "ck1"),))
-    >>> lc.before_change(st, now=1_000) is NOW
+    >>> on_change(st, now=1_000) is NOW
     True
     >>> class T: done, error = False, None
     >>> ticket = T()
@@ -234,10 +234,6 @@ class Lifecycle:
         version = self.answered.pop(pid, None)
         if version is not None and st.writing == version:
             st.writing = None
-
-    def before_change(self, st: FoldState, now: int) -> _Now | int | None:
-        """:func:`on_change`."""
-        return on_change(st, now)
 
     def issued(self, pid: str, st: FoldState, version: int, ticket: Any, now: int) -> int:
         """The operator issued the write of ``version`` (the profile's current row): mark it;

@@ -45,7 +45,7 @@ from models.avro_codec import SchemaCatalog
 from models.identity_router import CommandKind
 from models.profile_commands import decode_command, encode_moved
 from models.profile_fold import FoldState, ProfileFold
-from models.write_lifecycle import NOW, Fast, Lifecycle, Step, later
+from models.write_lifecycle import NOW, Fast, Lifecycle, Step, later, on_change
 from operators.counters import BufferedCounters
 from operators.identity_router import BYTES
 from state.mapstate import STATE_VALUE, MapStateMapping, string_keyed_map_state
@@ -152,7 +152,7 @@ class FoldProfiles(KeyedProcessFunction):
         count("commands")
         st = self._load(cmd.profile_id, self.fold_state.value())
         fold = self._fold(cmd.profile_id, st)
-        plan = self.lifecycle.before_change(st, now)
+        plan = on_change(st, now)
         evicted = fold.apply(cmd)
         if cmd.kind is CommandKind.EVENT:
             count("events_folded")

@@ -2,8 +2,10 @@
 Cassandra in production and against a recording store in tests.
 
 The operator takes a *factory* (picklable: Flink ships it to the TaskManagers) and calls it
-in ``open()``; the store it returns has ``write(ProfileWrite) -> ticket`` (a ticket has
-``done`` and ``error``, set when the store answered), ``mutations_issued`` and ``close()``.
+in ``open()``; the store it returns has ``write(ProfileWrite) -> ticket`` and
+``write_all(writes) -> ticket`` (several profiles in one request; a ticket has ``done`` and
+``error``, set when the store answered), ``writes_issued`` (requests), ``mutations_issued``
+and ``close()``. :class:`WriteGroups` gathers the operator's writes into such requests.
 
 * :class:`CassandraSink`: :class:`state.profile_store.ProfileStore` on a cluster.
 * :class:`RecordingSink`: every write appended as one JSON line to a file, answered at once

@@ -62,7 +62,7 @@ class Sim:
             number = len(self.commands)
         st = copy.deepcopy(self.state) if self.state is not None else FoldState()
         self.lifecycle.load(PID, st)
-        plan = self.lifecycle.before_change(st, self.now)
+        plan = on_change(st, self.now)
         st.dirty = True  # ProfileFold.apply
         st.folded = number
         st.members = () if away else MEMBERS
