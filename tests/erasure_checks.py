@@ -109,6 +109,13 @@ def replay_profiles(bootstrap: str, session, normalized: str, keyspace: str, eve
         )
         diff, _ = wait_until_cassandra_equals_oracle(session, keyspace, events, timeout_s=300)
         rows = rows_of(session, keyspace)
+        # profile rows are written from the command itself, sessions only once event time closes
+        # them and a checkpoint commits them: Cassandra can be complete before the first session
+        # is readable, so give the sessions their time (the test then checks there are some)
+        try:
+            wait_until(lambda: decoded(bootstrap, run.sessions), 120, 2, "the replay's sessions", until=bool)
+        except WaitTimeout:
+            pass
         topics = {k: decoded(bootstrap, t) for k, t in output_topics(run).items()}
     finally:
         cancel(job.job_id)
