@@ -7,7 +7,7 @@ step() { printf '\n==> %s\n' "$*"; }
 t0=$(date +%s)
 
 need_apt=()
-command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
+command -v javac >/dev/null 2>&1 || need_apt+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 command -v python3.11 >/dev/null 2>&1 || need_apt+=(python3.11 python3.11-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -30,7 +30,7 @@ if ! .venv/bin/python -c "import pyflink, river, cassandra, fastavro, confluent_
   .venv/bin/pip install -q -c constraints.txt -e ".[dev]"
   touch .venv/.installed
 fi
-step "JVM artifacts from Maven Central into .stack/lib (Kafka broker, Cassandra, Flink Kafka connector)"
+step "JVM artifacts from Maven Central into .stack/lib (Kafka broker, Cassandra, Flink Kafka connector, Prometheus reporter)"
 .venv/bin/python local/stack.py fetch
 chmod +x .venv/lib/python3.11/site-packages/pyflink/bin/* 2>/dev/null || true
 echo

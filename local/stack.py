@@ -28,6 +28,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import sys
 import time
 import urllib.request
@@ -62,6 +63,9 @@ KAFKA_PORT, KAFKA_CONTROLLER_PORT = 9092 + PORT_OFFSET, 9093 + PORT_OFFSET
 CASSANDRA_PORT, CASSANDRA_STORAGE_PORT = 9042 + PORT_OFFSET, 7000 + PORT_OFFSET
 CASSANDRA_JMX_PORT = 7199 + PORT_OFFSET
 FLINK_REST_PORT, FLINK_RPC_PORT = 8081 + PORT_OFFSET, 6123 + PORT_OFFSET
+# Flink's Prometheus endpoints: the JobManager and each TaskManager take the first free port
+# (also the extra TaskManagers the chaos suite starts)
+PROMETHEUS_PORTS = range(9249 + PORT_OFFSET, 9257 + PORT_OFFSET)
 # Thread mode embeds one CPython per TaskManager process: one TaskManager per core uses the
 # machine (two GILs on two cores), and every job the project runs at once gets a slot in each
 # (ingestion and profiles today; sessions/carts and segments/scores next): see _flink_config_yaml.
@@ -166,6 +170,14 @@ def _read_pid(name: str) -> int | None:
     except ValueError:
         return None
     return pid if _pid_alive(pid) else None
+
+
+def server_pid(name: str) -> int:
+    """The process id of this stack's ``kafka`` or ``cassandra`` server (the chaos suite pauses it)."""
+    pid = _read_pid(name)
+    if pid is None:
+        raise StackError(f"{name} is not running in {STACK}")
+    return pid
 
 
 def log_tail(path: Path, lines: int = 40) -> str:
@@ -530,6 +542,17 @@ def _flink_config_yaml(python: str) -> str:
             }
         },
         "state": {"backend": {"type": "rocksdb"}},
+        # Flink's Prometheus reporter on 127.0.0.1 (local/prometheus_reporter/); k8s/ uses the
+        # stock factory, which binds every interface of the pod
+        "metrics": {
+            "reporter": {
+                "prom": {
+                    "factory": {"class": "journey.metrics.LoopbackPrometheusReporterFactory"},
+                    "host": "127.0.0.1",
+                    "port": f"{PROMETHEUS_PORTS.start}-{PROMETHEUS_PORTS.stop - 1}",
+                }
+            }
+        },
     }
     return yaml.safe_dump(_deep_merge(base, ours), sort_keys=False)
 
@@ -546,6 +569,17 @@ def _flink_lib_dir() -> Path:
     for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python*.jar")]:
         (lib / jar.name).symlink_to(jar)
     return lib
+
+
+def _flink_plugins_dir() -> Path:
+    """Flink's plugin folder for this stack: the Prometheus reporter jar from Maven Central and
+    the loopback factory built by :func:`fetch`, linked in .stack/flink-plugins."""
+    plugins = STACK / "flink-plugins"
+    shutil.rmtree(plugins, ignore_errors=True)
+    (plugins / "metrics-prometheus").mkdir(parents=True)
+    for jar in (LIB / "prometheus").glob("*.jar"):
+        (plugins / "metrics-prometheus" / jar.name).symlink_to(jar)
+    return plugins
 
 
 def flink_env() -> dict[str, str]:
@@ -587,6 +621,7 @@ def flink_env() -> dict[str, str]:
             "FLINK_CONF_DIR": str(conf),
             "FLINK_LOG_DIR": str(LOGS / "flink"),
             "FLINK_LIB_DIR": str(_flink_lib_dir()),
+            "FLINK_PLUGINS_DIR": str(_flink_plugins_dir()),
             "FLINK_PID_DIR": str(RUN),
             "FLINK_HOME": str(_flink_home()),
         }
@@ -740,6 +775,48 @@ def fetch() -> None:
         if r.returncode != 0:
             raise StackError(f"maven fetch of {name} failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
         tmp.rename(out)
+    _build_prometheus_reporter()
+
+
+REPORTER_SOURCES = ROOT / "local" / "prometheus_reporter"
+REPORTER_JAR = LIB / "prometheus" / "journey-loopback-prometheus-reporter.jar"
+
+
+def _build_prometheus_reporter() -> None:
+    """Compile local/prometheus_reporter/ against the fetched reporter and pyflink's lib/ into
+    :data:`REPORTER_JAR` (again whenever a source is newer than the jar)."""
+    sources = sorted((REPORTER_SOURCES / "src").rglob("*.java"))
+    newest = max(p.stat().st_mtime for p in [*sources, *(REPORTER_SOURCES / "META-INF").rglob("*")])
+    if REPORTER_JAR.exists() and REPORTER_JAR.stat().st_mtime >= newest:
+        _say(f"loopback Prometheus reporter present in {REPORTER_JAR}")
+        return
+    javac, jar = shutil.which("javac"), shutil.which("jar")
+    if javac is None or jar is None:
+        raise StackError("javac/jar not found: install a JDK 17 (apt-get install openjdk-17-jdk-headless)")
+    _say("building the loopback Prometheus reporter (local/prometheus_reporter/)")
+    reporter = [p for p in (LIB / "prometheus").glob("flink-metrics-prometheus-*.jar")]
+    classpath = os.pathsep.join(str(p) for p in [*reporter, *(_flink_home() / "lib").glob("*.jar")])
+    with tempfile.TemporaryDirectory() as tmp:
+        classes = Path(tmp)
+        for cmd in (
+            [javac, "--release", "17", "-d", str(classes), "-cp", classpath, *map(str, sources)],
+            [
+                jar,
+                "--create",
+                "--file",
+                str(REPORTER_JAR) + ".tmp",
+                "-C",
+                str(classes),
+                ".",
+                "-C",
+                str(REPORTER_SOURCES),
+                "META-INF",
+            ],
+        ):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                raise StackError(f"building the Prometheus reporter failed:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
+    os.replace(str(REPORTER_JAR) + ".tmp", REPORTER_JAR)
 
 
 def main(argv: list[str] | None = None) -> int:

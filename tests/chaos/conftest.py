@@ -33,7 +33,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def chaos_report():
-    """Scenarios append one row each: name, kills, records compared, mismatches, recovery seconds."""
+    """Scenarios append one row each: name, kills, records compared, mismatches, recovery
+    seconds; the component faults also how long the component was out, the job's restarts and
+    the seconds until the outputs equalled the oracle."""
     return RESULTS
 
 
@@ -42,10 +44,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         return
     tr = terminalreporter
     tr.section("exactly-once under failure")
-    tr.write_line(f"{'scenario':<34} {'faults':>6} {'compared':>9} {'mismatches':>10} {'recovery s':>18}")
+    tr.write_line(
+        f"{'scenario':<34} {'faults':>6} {'compared':>9} {'mismatches':>10} {'recovery s':>18}"
+        f" {'out s':>6} {'restarts':>8} {'exact after s':>13}"
+    )
     for r in RESULTS:
         rec = ", ".join(f"{x:.1f}" for x in r["recovery_s"]) or "-"
-        tr.write_line(f"{r['scenario']:<34} {r['faults']:>6} {r['compared']:>9} {r['mismatches']:>10} {rec:>18}")
+        out = f"{r['outage_s']:.1f}" if "outage_s" in r else "-"
+        caught = f"{r['caught_up_s']:.1f}" if "caught_up_s" in r else "-"
+        tr.write_line(
+            f"{r['scenario']:<34} {r['faults']:>6} {r['compared']:>9} {r['mismatches']:>10} {rec:>18}"
+            f" {out:>6} {r.get('restarts', '-'):>8} {caught:>13}"
+        )
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(RESULTS, indent=2))
     tr.write_line(f"written to {REPORT}")

@@ -288,7 +288,9 @@ class NormalizedFeed(BackgroundProducer):
     def _produce(self, bootstrap: str, topic: str, rate: float) -> None:
         from confluent_kafka import Producer
 
-        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        # idempotent: a broker restart (a scenario below) must not turn a retried send into a
+        # second copy of an event the oracle counts once
+        p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
         for i, v in enumerate(self.values):
             p.produce(topic, value=v, partition=i % 2)
             if i % 50 == 0:
@@ -621,3 +623,125 @@ def test_an_erasure_interrupted_by_taskmanager_kills_completes_and_a_replay_neve
     )
     assert len(recoveries) == 2 and oracle
     assert problems == []
+
+
+def job_restarts(job_id: str) -> int:
+    """How often Flink restarted the job (its ``numRestarts`` metric)."""
+    from local.flink_cluster import rest
+
+    got = rest(f"/jobs/{job_id}/metrics?get=numRestarts")
+    return int(float(got[0]["value"])) if got else 0
+
+
+def stop_cassandra_for(seconds: float) -> float:
+    """Stop Cassandra (SIGTERM, as an operator's restart would), keep it down ``seconds``, start
+    it again; returns the seconds until it answered CQL again after the stop."""
+    cassandra = stack.COMPONENTS["cassandra"]
+    t0 = time.monotonic()
+    cassandra.stop()
+    time.sleep(seconds)
+    cassandra.start()
+    return time.monotonic() - t0
+
+
+def restart_kafka() -> float:
+    """Stop the broker (SIGTERM, controlled shutdown) and start it again at once; returns the
+    seconds it was unavailable."""
+    kafka = stack.COMPONENTS["kafka"]
+    t0 = time.monotonic()
+    kafka.stop()
+    kafka.start()
+    return time.monotonic() - t0
+
+
+def pause_cassandra_for(seconds: float) -> float:
+    """SIGSTOP Cassandra for ``seconds`` (a host or network stall: connections stay open and
+    requests hang past the driver's 10 s request timeout), then SIGCONT; returns ``seconds``."""
+    pid = stack.server_pid("cassandra")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        time.sleep(seconds)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    return seconds
+
+
+def _profiles_under_a_fault(local_stack, session, run, chaos_report, scenario: str, seed: int, fault) -> None:
+    """The profiles job at parallelism 2 with events flowing; after a completed checkpoint
+    ``fault()`` runs (it returns when the component is back, and how long it was out). Then:
+    seconds from the component's return until every task runs and a checkpoint completes
+    again, the job's restarts, and Cassandra, journey.identity, the journeys, segments and
+    scores equal to the oracle once the feed is done."""
+    bootstrap = local_stack
+    job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
+        feed = NormalizedFeed(bootstrap, run.topics.normalized, persons=150, seed=seed)
+        wait_checkpoint(job.job_id, completed_checkpoints(job.job_id))
+        before = job_restarts(job.job_id)
+        outage = fault()
+        back = time.monotonic()
+        wait_until(
+            lambda: all_tasks_running(job.job_id), 600, 1, f"{scenario}: every task of {job.job_id} running again"
+        )
+        wait_checkpoint(job.job_id, completed_checkpoints(job.job_id), timeout_s=300)
+        recovery = time.monotonic() - back
+        restarts = job_restarts(job.job_id) - before
+        diff = profiles_outputs_differences(bootstrap, session, run, feed)
+        caught_up = time.monotonic() - back
+    finally:
+        cancel(job.job_id)
+    print(
+        f"\n{scenario}: out {outage:.1f} s; after it, running with a checkpoint in {recovery:.1f} s"
+        f" ({restarts} job restarts); equal to the oracle {caught_up:.1f} s after it"
+    )
+    chaos_report.append(
+        {
+            "scenario": scenario,
+            "faults": 1,
+            "compared": len(feed.values),
+            "mismatches": len(diff),
+            "recovery_s": [recovery],
+            "outage_s": outage,
+            "restarts": restarts,
+            "caught_up_s": caught_up,
+        }
+    )
+    assert diff == []
+
+
+@pytest.mark.chaos_long
+def test_profiles_job_with_cassandra_stopped_for_60_s_catches_up_and_is_exact(
+    local_stack, session, profiles_run, chaos_report
+):
+    _profiles_under_a_fault(
+        local_stack,
+        session,
+        profiles_run,
+        chaos_report,
+        "profiles: Cassandra down 60 s",
+        411,
+        lambda: stop_cassandra_for(60),
+    )
+
+
+@pytest.mark.chaos_long
+def test_profiles_job_with_the_kafka_broker_restarted_is_exact(local_stack, session, profiles_run, chaos_report):
+    _profiles_under_a_fault(
+        local_stack, session, profiles_run, chaos_report, "profiles: Kafka broker restart", 412, restart_kafka
+    )
+
+
+@pytest.mark.chaos_long
+def test_profiles_job_with_cassandra_paused_past_the_write_timeout_is_exact(
+    local_stack, session, profiles_run, chaos_report
+):
+    _profiles_under_a_fault(
+        local_stack,
+        session,
+        profiles_run,
+        chaos_report,
+        "profiles: Cassandra paused 25 s",
+        413,
+        lambda: pause_cassandra_for(25),
+    )

@@ -25,6 +25,7 @@ from models.avro_codec import SchemaCatalog
 from tests import dlq_oracle
 from tests.erasure_checks import raw_pii_needles
 from tests.ingestion_harness import SALT, Topics, compare_with_truth, wait_for_count
+from tests.metrics_checks import MetricViews, problems, read_views
 
 pytestmark = pytest.mark.e2e
 
@@ -40,6 +41,7 @@ class Run:
     dlq: list[Record]
     inputs: dict[tuple[str, int, int], bytes]
     counters: dict[str, int]
+    metrics: MetricViews  # every metric of the job's own operators, over REST and Prometheus
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +60,11 @@ def run(local_stack: str) -> Run:
         normalized = read_committed(bootstrap, topics.normalized)
         dlq = read_committed(bootstrap, topics.dlq)
         counters = _stable_counters(job.job_id, report.delivered)
+        metrics = read_views(job.job_id, idle=True)
     finally:
         cancel(job.job_id)
     source = {(r.topic, r.partition, r.offset): r.value for t in topics.inputs for r in read_committed(bootstrap, t)}
-    return Run(topics, ds, report.delivered, normalized, dlq, source, counters)
+    return Run(topics, ds, report.delivered, normalized, dlq, source, counters, metrics)
 
 
 def _stable_counters(job_id: str, produced: int, timeout_s: float = 90) -> dict[str, int]:
@@ -122,6 +125,11 @@ def test_dead_letters_are_counted_per_reason(run: Run) -> None:
     by_reason = Counter(b.error_type for b in run.dataset.truth.bad_records)
     for reason, n in by_reason.items():
         assert run.counters[f"reason.{reason}.dead_lettered"] == n, reason
+
+
+def test_every_metric_of_the_reference_is_served_over_rest_and_prometheus_with_the_same_value(run: Run) -> None:
+    assert problems(run.metrics, "ingestion", idle=True) == []
+    assert run.metrics.rest[("dedupe-by-event-id", "received")] == run.produced
 
 
 def test_dead_letters_point_back_at_their_source_record(run: Run) -> None:

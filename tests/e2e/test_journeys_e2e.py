@@ -31,6 +31,7 @@ from models.avro_codec import SchemaCatalog
 from models.identity import observation_of, resolve
 from state.journey_store import JourneyStore
 from state.learning_store import LearningStore
+from tests.metrics_checks import problems, read_views
 from tests.ingestion_harness import Topics
 from tests.profile_oracle import RULES
 from generator.erasure_truth import erased_ids, erased_nodes, surviving, touches
@@ -60,7 +61,7 @@ _COUNTERS = (
     "suppressed_marketing",
     "late_dropped",
     "journey_parts",
-    "orphan_journey_parts",
+    "orphan_messages",
     "ticks",
     "segments_entered",
     "segments_exited",
@@ -152,6 +153,7 @@ def result(local_stack, session, tmp_path_factory):
             for table in ("segment_members", "profile_segments", "profile_consent")
         }
         counters = wait_for_counters(job.job_id, {"sessions": 1, "parts_received": 1}, list(_COUNTERS))
+        metrics = read_views(job.job_id, idle=False)
         store = JourneyStore(session, run.keyspace)
         profile_sessions = {pid: store.sessions(pid) for pid in sorted(set(final.profile_of.values()))[:8]}
         # an event 40 days older than the data set: beyond the allowed lateness
@@ -182,6 +184,7 @@ def result(local_stack, session, tmp_path_factory):
         "want": want,
         "seconds": seconds,
         "counters": counters,
+        "metrics": metrics,
         "final": final,
         "profile_sessions": profile_sessions,
         "late": late,
@@ -317,9 +320,15 @@ def test_counters_report_the_stage(result):
     assert c["triggers_cart_abandoned"] == sum(
         1 for t in want.triggers + theirs.triggers if t["kind"] == "cart_abandoned" and not t["suppressed"]
     )
-    assert c["orphan_journey_parts"] == 0 and c["late_dropped"] == 0
+    assert c["orphan_messages"] == 0 and c["late_dropped"] == 0
     assert c["parts_sent"] == c["parts_received"] == c["journey_parts"] > 0
     assert c["ticks"] >= 1
+
+
+def test_every_metric_of_the_reference_is_served_over_rest_and_prometheus(result):
+    assert problems(result["metrics"], "profiles", idle=False) == []
+    got = {p: v for (op, p), v in result["metrics"].rest.items() if op == "learn-models"}
+    assert 0 < got["purchase_auc"] <= 1000 and got["model_version"] >= 1, got
 
 
 def test_an_event_beyond_the_allowed_lateness_is_published_late_and_changes_nothing(result):

@@ -447,3 +447,16 @@ def test_documented_dead_letter_example_is_what_ingestion_makes_of_its_raw_bytes
     result = Ingestor(settings, catalog).process(rec)
     _, produced = catalog.decode(result.value, expect="DeadLetter")
     assert produced == as_project_notation("DeadLetter", dl)
+
+
+def test_flink_deployment_serves_prometheus_metrics_from_the_plugin_the_image_installs(flink_conf, main_container):
+    assert flink_conf["metrics.reporter.prom.factory.class"] == (
+        "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+    )
+    port = int(flink_conf["metrics.reporter.prom.port"])
+    assert {"name": "metrics", "containerPort": port} in main_container["ports"]
+    dockerfile = (K8S / "Dockerfile").read_text()
+    assert "/opt/flink/plugins/metrics-prometheus" in dockerfile
+    pom = (K8S.parent / "local" / "maven" / "prometheus" / "pom.xml").read_text()
+    version = re.search(r"<version>(\d+\.\d+\.\d+)</version>", pom)
+    assert version and f"ARG FLINK_VERSION={version.group(1)}" in dockerfile
