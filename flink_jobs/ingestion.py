@@ -102,7 +102,9 @@ def run(cfg: IngestConfig, transform_raw: Callable[[DataStream], DataStream] | N
     env, t_env = make_env(cfg)
     raw = raw_kafka_source(t_env, cfg)
     ledger = (
-        CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace) if cfg.erasure_ledger != "off" else None
+        CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_wait_ms / 1000)
+        if cfg.erasure_ledger != "off"
+        else None
     )
     streams = build_ingestion(transform_raw(raw) if transform_raw else raw, cfg, ledger)
     sink_bytes(streams.normalized, cfg, cfg.output_topic)

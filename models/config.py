@@ -41,6 +41,10 @@ LOWER_BOUND_CEILING_MS = 4_102_444_800_000
 LIVE_INPUT_TOPICS: tuple[str, ...] = INPUT_TOPICS
 
 
+#: how long a restarted operator waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
+CASSANDRA_WAIT_MS = 300_000
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or out of range; the message names the setting."""
 
@@ -137,6 +141,11 @@ class IngestConfig(FlinkJobSettings):
         neither; the pattern must not match the live ``journey.events.<channel>`` topics nor
         the output topics. ``occurred_at`` is never accepted before the Unix epoch, and the
         future bound applies to backfill topics as to live ones.
+    cassandra_wait_ms:
+        How long an operator that opens (at start or after a restart) waits for an
+        unreachable Cassandra before it fails (default 5 min). A Cassandra outage fails the
+        job once (a write fails); the restarted tasks then wait here instead of failing again
+        and again until the restart strategy gives up (10 failures in 5 min).
     erasure_ledger, cassandra_host, cassandra_port, keyspace:
         ``cassandra`` (default): when the job starts it reads the erasure ledger (Cassandra
         ``erased_identifiers``, docs/privacy.md) and drops every event of an erased person
@@ -148,6 +157,7 @@ class IngestConfig(FlinkJobSettings):
     erasure_ledger: str = "cassandra"
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
+    cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     input_topic_pattern: str = r"journey\.events\..*"
     output_topic: str = "journey.normalized"
@@ -180,6 +190,10 @@ class IngestConfig(FlinkJobSettings):
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
         if self.erasure_ledger not in ("cassandra", "off"):
             raise ConfigError(f"erasure_ledger={self.erasure_ledger!r} must be 'cassandra' or 'off'")
+        if self.cassandra_wait_ms < 0:
+            raise ConfigError(
+                f"cassandra_wait_ms (JOURNEY_CASSANDRA_WAIT_MS) must be 0 or more, got {self.cassandra_wait_ms}"
+            )
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
         check_time_bounds(
@@ -202,6 +216,8 @@ class ProfilesConfig(FlinkJobSettings):
         job writes it (exactly-once) and reads it back. One per deployment: never share it.
     coalesce_ms:
         A profile is written to Cassandra at most once per this many milliseconds.
+    cassandra_wait_ms:
+        As for :class:`IngestConfig`: how long a (re)starting operator waits for Cassandra.
     confirm_ms:
         How long after issuing a profile write the fold checks that Cassandra answered (and
         again as long as it has not): a timer firing, handled in memory when the write was
@@ -222,6 +238,7 @@ class ProfilesConfig(FlinkJobSettings):
     transactional_id_prefix: str = PROFILES_JOB_NAME
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
+    cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
     confirm_ms: int = 30
@@ -286,6 +303,10 @@ class ProfilesConfig(FlinkJobSettings):
         for name in ("cassandra_port", "coalesce_ms", "confirm_ms", "half_life_ms", "write_group_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.cassandra_wait_ms < 0:
+            raise ConfigError(
+                f"cassandra_wait_ms (JOURNEY_CASSANDRA_WAIT_MS) must be 0 or more, got {self.cassandra_wait_ms}"
+            )
         if not 0 <= self.write_group_ms < self.confirm_ms:
             raise ConfigError(
                 f"write_group_ms ({self.write_group_ms}) must be at least 0 and less than confirm_ms "

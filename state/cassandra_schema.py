@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -74,6 +75,7 @@ def connect(
     request_timeout: float = 10.0,
     consistency: int = ConsistencyLevel.LOCAL_QUORUM,
     protocol_version: int = PROTOCOL_VERSION,
+    wait_s: float = 0.0,
 ) -> Session:
     """Open a session (no default keyspace) or raise a clear error.
 
@@ -90,6 +92,10 @@ def connect(
         majority of the local data centre in production).
     protocol_version : int
         Native protocol version (5 for Cassandra 4.0+).
+    wait_s : float
+        While no host answers, try again (1 s, 2 s, 4 s ... at most 10 s apart, each retry
+        said on stderr) for up to this many seconds: an operator restarted during a Cassandra
+        outage waits here instead of failing again. 0: fail at once.
 
     Returns
     -------
@@ -102,6 +108,28 @@ def connect(
         If no host answers; the message names the address and suggests ``make up``.
     """
     host_list = _as_hosts(hosts)
+    deadline, pause = time.monotonic() + wait_s, 1.0
+    while True:
+        try:
+            return _connect_once(host_list, port, connect_timeout, request_timeout, consistency, protocol_version)
+        except CassandraUnavailableError as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise
+            pause = min(pause, left)
+            print(f"[cassandra] {exc} -- trying again in {pause:.0f} s (for {left:.0f} s more)", file=sys.stderr)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
+def _connect_once(
+    host_list: list[str],
+    port: int,
+    connect_timeout: float,
+    request_timeout: float,
+    consistency: int,
+    protocol_version: int,
+) -> Session:
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=consistency,

@@ -19,21 +19,23 @@ class CassandraLedger:
     host: str
     port: int
     keyspace: str
+    #: how long the operator that reads it waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
+    wait_s: float = 0.0
 
     def __call__(self) -> list[str]:
         """Every tombstone key of the ledger."""
-        return self._tombstones("")
+        return self._tombstones("", self.wait_s)
 
     def check(self) -> None:
         """Raise :class:`LedgerUnavailable` unless the ledger can be read (one row at most: a
-        job's start-up check, before the job itself reads all of it)."""
-        self._tombstones(" LIMIT 1")
+        job's start-up check, before the job itself reads all of it; it never waits)."""
+        self._tombstones(" LIMIT 1", 0.0)
 
-    def _tombstones(self, limit: str) -> list[str]:
+    def _tombstones(self, limit: str, wait_s: float) -> list[str]:
         from state.cassandra_schema import connect
 
         try:
-            session = connect(self.host, self.port)
+            session = connect(self.host, self.port, wait_s=wait_s)
         except Exception as e:
             raise LedgerUnavailable(
                 f"cannot read the erasure ledger: Cassandra at {self.host}:{self.port} is unreachable ({e}); "

@@ -311,10 +311,12 @@ class JourneyStore:
         self._identifiers = prep(f"SELECT identifiers FROM {ks}.profiles WHERE profile_id = ?")
 
     @classmethod
-    def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "JourneyStore":
+    def connect(
+        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", wait_s: float = 0.0
+    ) -> "JourneyStore":
         from state.cassandra_schema import connect
 
-        session = connect(host, port)
+        session = connect(host, port, wait_s=wait_s)
         store = cls(session, keyspace)
         store._owns_cluster = True
         return store
@@ -405,9 +407,10 @@ class CassandraJourneys:
     host: str
     port: int
     keyspace: str
+    wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> JourneyStore:
-        return JourneyStore.connect(self.host, self.port, self.keyspace)
+        return JourneyStore.connect(self.host, self.port, self.keyspace, wait_s=self.wait_s)
 
 
 @dataclass(frozen=True)

@@ -107,10 +107,12 @@ class LearningStore:
         self._writes["erase-score"] = erase
 
     @classmethod
-    def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "LearningStore":
+    def connect(
+        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", wait_s: float = 0.0
+    ) -> "LearningStore":
         from state.cassandra_schema import connect
 
-        store = cls(connect(host, port), keyspace)
+        store = cls(connect(host, port, wait_s=wait_s), keyspace)
         store._owns_cluster = True
         return store
 
@@ -158,9 +160,10 @@ class CassandraScores:
     host: str
     port: int
     keyspace: str
+    wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> LearningStore:
-        return LearningStore.connect(self.host, self.port, self.keyspace)
+        return LearningStore.connect(self.host, self.port, self.keyspace, wait_s=self.wait_s)
 
 
 @dataclass(frozen=True)

@@ -143,11 +143,12 @@ class CassandraSink:
     host: str
     port: int
     keyspace: str
+    wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> ProfileSink:
         from state.profile_store import ProfileStore
 
-        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
+        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace, wait_s=self.wait_s)
 
 
 @dataclass
