@@ -16,7 +16,7 @@ help:
 	@echo "               p50/p99 at half load, checkpoints, Cassandra requests per event, py-spy top frames:"
 	@echo "               bench/results/sustained.json, plots, README table; then journeys/segments costs"
 	@echo "make quality - the online models on the generator's planted behaviour: cluster ARI, purchase propensity AUC"
-	@echo "make chaos   - exactly-once under failure: TaskManager kills, JobManager kill + resume, savepoint rescale"
+	@echo "make chaos   - exactly-once under failure: TaskManager/JobManager kills, savepoint rescale, Cassandra down/paused, Kafka restart"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
 	@echo "                                    and wipe the tests' own stack in .stack/test)"
 	@echo "make ingest | profiles            - run the ingestion / identity+profiles job on the local cluster (unbounded)"

@@ -319,6 +319,10 @@ class IdentityClockStage(KeyedProcessFunction):
         self.legacy_checked = False
         self.clock: IdentityClock | None = None
         self.input_since_check = True  # a restored timer fires before the replay's first record
+        # no new tick before the first record since open(): after a restore, other operators
+        # may still be opening (waiting for Cassandra: JOURNEY_CASSANDRA_WAIT_MS) and the
+        # replay's records held up behind them; that silence is not idle input
+        self.record_since_open = False
         self.reassert = True  # watermarks are not in checkpoints: declare the last tick again
         self.next_check: int | None = None
         self.counters = BufferedCounters(
@@ -366,6 +370,7 @@ class IdentityClockStage(KeyedProcessFunction):
         self.counters.tick(ctx.timer_service())
         self._watch(ctx)
         self.input_since_check = True
+        self.record_since_open = True
         if kind == CommandKind.ERASURE_PENDING.value:
             body = json.loads(cmd_t[3])
             yield from self._send_due(
@@ -400,7 +405,8 @@ class IdentityClockStage(KeyedProcessFunction):
         self.next_check = None
         clock = self._clock()
         yield from self._drain_legacy(clock)
-        tick, due = clock.tick(idle=not self.input_since_check, reassert=self.reassert)
+        idle = self.record_since_open and not self.input_since_check
+        tick, due = clock.tick(idle=idle, reassert=self.reassert)
         self.reassert = False
         self.input_since_check = False
         yield from self._send_due(due, clock)

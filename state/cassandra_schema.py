@@ -39,6 +39,7 @@ from typing import Sequence
 
 from cassandra import ConsistencyLevel, DriverException, InvalidRequest
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
 DEFAULT_CQL_PATH = Path(__file__).resolve().with_name("schema.cql")
@@ -59,6 +60,9 @@ class CassandraUnavailableError(ConnectionError):
 class SchemaError(RuntimeError):
     """The schema could not be applied, did not reach agreement, or differs from the file."""
 
+
+#: longest pause between a session's attempts to reach a host marked down (seconds)
+RECONNECT_MAX_S = 10.0
 
 # ------------------------------------------------------------------ connecting
 
@@ -141,6 +145,9 @@ def _connect_once(
         protocol_version=protocol_version,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=connect_timeout,
+        # a host marked down is tried again at most 10 s apart (the driver's default backs
+        # off to 10 min: a session would stay cut off long after a short outage ended)
+        reconnection_policy=ExponentialReconnectionPolicy(1.0, RECONNECT_MAX_S),
     )
     try:
         return cluster.connect()
