@@ -173,9 +173,13 @@ def build_profiles(
     router that starts with no state takes its tombstones from (default none; the job passes
     Cassandra's, docs/privacy.md).
     """
-    score_store = score_store or CassandraScores(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
-    sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
-    journey_store = journey_store or CassandraJourneys(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
+    score_store = score_store or CassandraScores(
+        cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth()
+    )
+    sink = sink or CassandraSink(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth())
+    journey_store = journey_store or CassandraJourneys(
+        cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth()
+    )
     rules = rules or IdentityRules()
     located = (
         source.map(IdentityKeys(rules, cfg.feedback_topic), output_type=PREPARED_TYPE)
@@ -293,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         .name("control-value")
         .set_parallelism(1)
     )
-    ledger = CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace)
+    ledger = CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth())
     streams = build_profiles(source, cfg, control=control, ledger=ledger)
     # one subtask, like identity-clock: journey.identity stays in one order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)

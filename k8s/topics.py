@@ -68,7 +68,9 @@ def ensure_topics(
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from models.config import kafka_client_config
+
+    admin = AdminClient(kafka_client_config(bootstrap))  # credentials: JOURNEY_KAFKA_*
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:

@@ -36,9 +36,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from cassandra import ConsistencyLevel, DriverException, InvalidRequest
+from cassandra import AuthenticationFailed, ConsistencyLevel, DriverException, InvalidRequest
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from models.config import CassandraAuth
 
 DEFAULT_CQL_PATH = Path(__file__).resolve().with_name("schema.cql")
 DEFAULT_KEYSPACE = "journey"
@@ -53,6 +56,10 @@ _KEYSPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 class CassandraUnavailableError(ConnectionError):
     """Cassandra could not be reached at the given address."""
+
+
+class CassandraAuthError(CassandraUnavailableError):
+    """Cassandra refused the connection: credentials missing or wrong (docs/security.md)."""
 
 
 class SchemaError(RuntimeError):
@@ -74,6 +81,7 @@ def connect(
     request_timeout: float = 10.0,
     consistency: int = ConsistencyLevel.LOCAL_QUORUM,
     protocol_version: int = PROTOCOL_VERSION,
+    auth: CassandraAuth | None = None,
 ) -> Session:
     """Open a session (no default keyspace) or raise a clear error.
 
@@ -90,6 +98,9 @@ def connect(
         majority of the local data centre in production).
     protocol_version : int
         Native protocol version (5 for Cassandra 4.0+).
+    auth : CassandraAuth or None
+        ``PasswordAuthenticator`` credentials (an empty one: none); ``None``:
+        ``JOURNEY_CASSANDRA_USERNAME`` / ``_PASSWORD`` of the environment, if set.
 
     Returns
     -------
@@ -100,8 +111,12 @@ def connect(
     ------
     CassandraUnavailableError
         If no host answers; the message names the address and suggests ``make up``.
+    CassandraAuthError
+        If Cassandra refuses the credentials, or requires some and none were given.
     """
     host_list = _as_hosts(hosts)
+    auth = CassandraAuth.from_env() if auth is None else auth
+    credentials = {"auth_provider": PlainTextAuthProvider(auth.username, auth.password)} if auth else {}
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=consistency,
@@ -113,12 +128,22 @@ def connect(
         protocol_version=protocol_version,
         execution_profiles={EXEC_PROFILE_DEFAULT: profile},
         connect_timeout=connect_timeout,
+        **credentials,
     )
     try:
         return cluster.connect()
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()
         where = ", ".join(f"{h}:{port}" for h in host_list)
+        refusals = [e for e in getattr(exc, "errors", {}).values() if isinstance(e, AuthenticationFailed)]
+        if refusals:
+            reason = str(refusals[0]).splitlines()[0]
+            raise CassandraAuthError(
+                f"Cassandra at {where} refused the credentials of {auth.username!r}: {reason}"
+                if auth
+                else f"Cassandra at {where} requires authentication ({reason}): set JOURNEY_CASSANDRA_USERNAME "
+                f"and JOURNEY_CASSANDRA_PASSWORD"
+            ) from None
         raise CassandraUnavailableError(
             f"Cassandra is not reachable at {where} ({exc}). Start the local stack with "
             f"`make up` (or `python local/stack.py up cassandra`) and retry."

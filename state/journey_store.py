@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.identity import IdentityRules, canonical_profile_id
 from models.erasure import ERASED_TIMESTAMP
 from models.journeys import (
@@ -311,10 +312,12 @@ class JourneyStore:
         self._identifiers = prep(f"SELECT identifiers FROM {ks}.profiles WHERE profile_id = ?")
 
     @classmethod
-    def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "JourneyStore":
+    def connect(
+        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", auth: CassandraAuth | None = None
+    ) -> "JourneyStore":
         from state.cassandra_schema import connect
 
-        session = connect(host, port)
+        session = connect(host, port, auth=auth)
         store = cls(session, keyspace)
         store._owns_cluster = True
         return store
@@ -405,9 +408,10 @@ class CassandraJourneys:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
 
     def __call__(self) -> JourneyStore:
-        return JourneyStore.connect(self.host, self.port, self.keyspace)
+        return JourneyStore.connect(self.host, self.port, self.keyspace, self.auth)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.erasure import ERASED_TIMESTAMP
 from state.journey_store import AUDIT_COLUMNS, audit_row
 from state.recording import append_statements
@@ -107,10 +108,12 @@ class LearningStore:
         self._writes["erase-score"] = erase
 
     @classmethod
-    def connect(cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey") -> "LearningStore":
+    def connect(
+        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", auth: CassandraAuth | None = None
+    ) -> "LearningStore":
         from state.cassandra_schema import connect
 
-        store = cls(connect(host, port), keyspace)
+        store = cls(connect(host, port, auth=auth), keyspace)
         store._owns_cluster = True
         return store
 
@@ -158,9 +161,10 @@ class CassandraScores:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
 
     def __call__(self) -> LearningStore:
-        return LearningStore.connect(self.host, self.port, self.keyspace)
+        return LearningStore.connect(self.host, self.port, self.keyspace, self.auth)
 
 
 @dataclass(frozen=True)

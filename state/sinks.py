@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.erasure import ERASED_TIMESTAMP
 from models.profile import ProfileAggregate
 from models.profile_fold import ProfileWrite
@@ -143,11 +144,12 @@ class CassandraSink:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
 
     def __call__(self) -> ProfileSink:
         from state.profile_store import ProfileStore
 
-        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace)
+        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace, auth=self.auth)
 
 
 @dataclass
