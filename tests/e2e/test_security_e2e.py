@@ -184,9 +184,13 @@ def test_ingestion_job_with_credentials_processes_everything_exactly_once(ingest
 
 def test_ingestion_job_without_credentials_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
     env = topics.job_env(KAFKA, JOURNEY_JOB_NAME=f"test-ingestion-{topics.prefix}-nocreds")
+    log_file = stack.LOGS / "flink-submit.log"
+    before = log_file.stat().st_size if log_file.exists() else 0
     with pytest.raises(FlinkJobError) as e:
         submit("flink_jobs.ingestion", env, detached=True, timeout_s=120)
-    log = (stack.LOGS / "flink-submit.log").read_text()[-5000:]
+    with open(log_file, "rb") as f:  # this submission's output only
+        f.seek(before)
+        log = f.read().decode("utf-8", "replace")
     assert "closed the connection" in str(e.value) + log and "JOURNEY_KAFKA_SECURITY_PROTOCOL" in str(e.value) + log
 
 
