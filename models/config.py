@@ -206,10 +206,14 @@ def kafka_failure(conf: Mapping[str, object], exc: BaseException | None = None, 
             f"({conf.get('sasl.mechanism')}): {refused}"
         )
     text = str(exc) if exc is not None else "no answer"
-    if conf.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "_TRANSPORT" in text:
+    seen = " ".join(str(e) for e in errors.errors) if isinstance(errors, KafkaErrors) else ""
+    if conf.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "closed by peer" in seen + text:
+        # a SASL listener drops a client that does not authenticate (a refused connection,
+        # nothing listening, is the plain "cannot reach" below)
         return (
-            f"Kafka at {where} closed the connection ({text}): if it requires authentication, set "
-            f"JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, JOURNEY_KAFKA_SASL_USERNAME and JOURNEY_KAFKA_SASL_PASSWORD"
+            f"cannot reach Kafka at {where}: the broker closed the connection ({text}): if it requires "
+            f"authentication, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, JOURNEY_KAFKA_SASL_USERNAME "
+            f"and JOURNEY_KAFKA_SASL_PASSWORD"
         )
     return f"cannot reach Kafka at {where}: {text}"
 

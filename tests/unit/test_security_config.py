@@ -115,6 +115,9 @@ class _Err:
     def str(self) -> str:
         return self._text
 
+    def __str__(self) -> str:
+        return f"KafkaError{{code={self._code},str={self._text!r}}}"
+
 
 def test_kafka_failure_names_refused_credentials_or_a_missing_sasl_setting():
     conf = kafka_client_config("h:9", auth=KafkaAuth.from_env(SASL))
@@ -124,9 +127,11 @@ def test_kafka_failure_names_refused_credentials_or_a_missing_sasl_setting():
     assert line.startswith("Kafka at h:9 refused the credentials of 'journey' (SCRAM-SHA-512): SASL authentication")
     assert "kafka-pw-1234" not in line
     plain = kafka_client_config("h:9", auth=KafkaAuth())
+    refused = kafka_failure(plain, RuntimeError("KafkaError{code=_TRANSPORT}"))
+    assert refused == "cannot reach Kafka at h:9: KafkaError{code=_TRANSPORT}"  # nothing listening: no SASL hint
+    plain["error_cb"](_Err(-195, "127.0.0.1:9/bootstrap: Disconnected: connection closed by peer"))
     line = kafka_failure(plain, RuntimeError("KafkaError{code=_TRANSPORT}"))
     assert "closed the connection" in line and "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in line
-    assert kafka_failure(plain, RuntimeError("_TIMED_OUT")) == "cannot reach Kafka at h:9: _TIMED_OUT"
 
 
 def test_cassandra_factories_ship_their_credentials_to_the_task_managers():
