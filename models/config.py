@@ -188,6 +188,18 @@ def kafka_client_config(
     return {"bootstrap.servers": bootstrap, **auth.librdkafka(), **(settings or {}), "error_cb": KafkaErrors()}
 
 
+def _listening(bootstrap: str, timeout_s: float = 2.0) -> bool:
+    """Whether the first bootstrap server accepts a TCP connection."""
+    import socket
+
+    host, _, port = bootstrap.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
 def kafka_failure(conf: Mapping[str, object], exc: BaseException | None = None, client: Any = None) -> str:
     """One line on why a client of ``conf`` (from :func:`kafka_client_config`) got nowhere;
     ``client`` (the producer, consumer or admin client) is polled once so that the errors it
@@ -206,10 +218,9 @@ def kafka_failure(conf: Mapping[str, object], exc: BaseException | None = None, 
             f"({conf.get('sasl.mechanism')}): {refused}"
         )
     text = str(exc) if exc is not None else "no answer"
-    seen = " ".join(str(e) for e in errors.errors) if isinstance(errors, KafkaErrors) else ""
-    if conf.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "closed by peer" in seen + text:
-        # a SASL listener drops a client that does not authenticate (a refused connection,
-        # nothing listening, is the plain "cannot reach" below)
+    if conf.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "_TRANSPORT" in text and _listening(str(where)):
+        # something listens there but dropped us: a SASL listener drops a client that does not
+        # authenticate (a refused connection, nothing listening, is the plain "cannot reach" below)
         return (
             f"cannot reach Kafka at {where}: the broker closed the connection ({text}): if it requires "
             f"authentication, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, JOURNEY_KAFKA_SASL_USERNAME "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import socket
 
 import pytest
 
@@ -126,12 +127,19 @@ def test_kafka_failure_names_refused_credentials_or_a_missing_sasl_setting():
     line = kafka_failure(conf, RuntimeError("timed out"))
     assert line.startswith("Kafka at h:9 refused the credentials of 'journey' (SCRAM-SHA-512): SASL authentication")
     assert "kafka-pw-1234" not in line
-    plain = kafka_client_config("h:9", auth=KafkaAuth())
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        free = f"127.0.0.1:{s.getsockname()[1]}"
+    plain = kafka_client_config(free, auth=KafkaAuth())
     refused = kafka_failure(plain, RuntimeError("KafkaError{code=_TRANSPORT}"))
-    assert refused == "cannot reach Kafka at h:9: KafkaError{code=_TRANSPORT}"  # nothing listening: no SASL hint
-    plain["error_cb"](_Err(-195, "127.0.0.1:9/bootstrap: Disconnected: connection closed by peer"))
-    line = kafka_failure(plain, RuntimeError("KafkaError{code=_TRANSPORT}"))
-    assert "closed the connection" in line and "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in line
+    assert refused == f"cannot reach Kafka at {free}: KafkaError{{code=_TRANSPORT}}"  # nothing listening: no SASL hint
+    with socket.socket() as listener:  # something listening that drops the client: the SASL hint
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        where = f"127.0.0.1:{listener.getsockname()[1]}"
+        line = kafka_failure(kafka_client_config(where, auth=KafkaAuth()), RuntimeError("KafkaError{code=_TRANSPORT}"))
+    assert line.startswith(f"cannot reach Kafka at {where}: the broker closed the connection")
+    assert "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in line
 
 
 def test_cassandra_factories_ship_their_credentials_to_the_task_managers():
