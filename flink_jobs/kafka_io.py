@@ -7,7 +7,8 @@ from pyflink.datastream import DataStream
 from pyflink.datastream.connectors.kafka import DeliveryGuarantee, KafkaRecordSerializationSchema, KafkaSink
 from pyflink.table import StreamTableEnvironment
 
-from models.config import check_ordered_topic, check_transaction_timeout
+from models.config import KafkaAuth, check_ordered_topic, check_transaction_timeout
+from state.kafka_clients import kafka_client_config, kafka_failure
 
 _SOURCE_TABLE = "kafka_raw_events"
 
@@ -40,6 +41,8 @@ def raw_kafka_source(
         "scan.topic-partition-discovery.interval": "30 s",
         "format": "raw",
     }
+    # credentials (docs/security.md): security.protocol, sasl.mechanism, sasl.jaas.config
+    options.update({f"properties.{k}": v for k, v in cfg.kafka_auth().java_properties().items()})
     if cfg.bounded:
         options["scan.bounded.mode"] = "latest-offset"
     with_clause = ",\n  ".join(f"{_sql_str(k)} = {_sql_str(v)}" for k, v in options.items())
@@ -65,12 +68,17 @@ FROM {table}""")
     return t_env.to_data_stream(table)
 
 
-def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -> int:
+def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0, auth: KafkaAuth | None = None) -> int:
     """``transaction.max.timeout.ms`` as the brokers report it (the smallest, if they differ)."""
+    from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, ConfigResource
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    brokers = admin.list_topics(timeout=timeout_s).brokers
+    conf = kafka_client_config(bootstrap, auth=auth)
+    admin = AdminClient(conf)
+    try:
+        brokers = admin.list_topics(timeout=timeout_s).brokers
+    except KafkaException as e:
+        raise ConnectionError(kafka_failure(conf, e, admin)) from None
     if not brokers:
         raise ConnectionError(f"no Kafka broker answered at {bootstrap}")
     resources = [ConfigResource(ConfigResource.Type.BROKER, str(b)) for b in brokers]
@@ -80,11 +88,11 @@ def broker_transaction_max_timeout_ms(bootstrap: str, timeout_s: float = 10.0) -
     return min(values)
 
 
-def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0) -> int | None:
+def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0, auth: KafkaAuth | None = None) -> int | None:
     """Number of partitions of ``topic`` (None: it does not exist)."""
     from confluent_kafka.admin import AdminClient
 
-    meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic=topic, timeout=timeout_s)
+    meta = AdminClient(kafka_client_config(bootstrap, auth=auth)).list_topics(topic=topic, timeout=timeout_s)
     t = meta.topics.get(topic)
     if t is None or t.error is not None:
         return None
@@ -98,10 +106,10 @@ def check_against_broker(cfg, ordered_topics: tuple[str, ...] = ()) -> None:
         cfg.transaction_timeout_ms,
         cfg.checkpoint_timeout_ms,
         cfg.restart_delay_ms,
-        broker_transaction_max_timeout_ms(cfg.bootstrap_servers),
+        broker_transaction_max_timeout_ms(cfg.bootstrap_servers, auth=cfg.kafka_auth()),
     )
     for topic in ordered_topics:
-        check_ordered_topic(topic, topic_partitions(cfg.bootstrap_servers, topic))
+        check_ordered_topic(topic, topic_partitions(cfg.bootstrap_servers, topic, auth=cfg.kafka_auth()))
 
 
 def bytes_sink(cfg, topic: str) -> KafkaSink:
@@ -121,7 +129,7 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
         .set_value_serialization_schema(ByteArraySchema())
         .build()
     )
-    return (
+    builder = (
         KafkaSink.builder()
         .set_bootstrap_servers(cfg.bootstrap_servers)
         .set_record_serializer(serializer)
@@ -130,8 +138,10 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
         .set_property("transaction.timeout.ms", str(cfg.transaction_timeout_ms))
         .set_property("enable.idempotence", "true")
         .set_property("acks", "all")
-        .build()
     )
+    for key, value in cfg.kafka_auth().java_properties().items():  # credentials (docs/security.md)
+        builder = builder.set_property(key, value)
+    return builder.build()
 
 
 def sink_bytes(stream: DataStream, cfg, topic: str, parallelism: int | None = None) -> None:

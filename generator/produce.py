@@ -30,6 +30,7 @@ from tqdm import tqdm
 from generator.dataset import Dataset
 from generator.records import GeneratedRecord
 from models.config import DEFAULT_MAX_FUTURE_SKEW_MS
+from state.kafka_clients import kafka_client_config, kafka_failure
 from models.events import iso_utc
 
 __all__ = ["DEFAULT_MAX_FUTURE_SKEW_MS", "ProduceError", "ProduceReport", "check_produce_time", "produce"]
@@ -163,14 +164,17 @@ def produce(
     if topic is not None and (not TOPIC_NAME.match(topic) or topic_prefix != "journey"):
         raise ValueError(f"topic={topic!r} must be a valid Kafka topic name and not combined with topic_prefix")
     check_produce_time(dataset, int(time.time() * 1000))
-    conf: dict[str, Any] = {
-        "bootstrap.servers": bootstrap,
-        "acks": "all",
-        "enable.idempotence": True,
-        "linger.ms": 5,
-        "message.timeout.ms": 60_000,
-        "client.id": "journey-generator",
-    }
+    # credentials: JOURNEY_KAFKA_* of the environment (docs/security.md)
+    conf: dict[str, Any] = kafka_client_config(
+        bootstrap,
+        {
+            "acks": "all",
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.timeout.ms": 60_000,
+            "client.id": "journey-generator",
+        },
+    )
     conf.update(config or {})
     producer = (producer_factory or Producer)(conf)
 
@@ -179,7 +183,7 @@ def produce(
             return topic
         return topic_prefix + rec.topic[len("journey") :] if rec.topic.startswith("journey.") else rec.topic
 
-    _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap)
+    _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap, conf=conf)
 
     per_topic: dict[str, int] = {}
     errors: list[str] = []
@@ -224,11 +228,16 @@ def produce(
     return ProduceReport(total=total, delivered=delivered, per_topic=dict(sorted(per_topic.items())), elapsed_s=elapsed)
 
 
-def _check_topics(producer: Any, topics: list[str], bootstrap: str, timeout_s: float = 10.0) -> None:
-    """Fail fast, with a clear message, if the broker is down or a topic is missing."""
+def _check_topics(
+    producer: Any, topics: list[str], bootstrap: str, timeout_s: float = 10.0, conf: dict[str, Any] | None = None
+) -> None:
+    """Fail fast, with a clear message, if the broker is down or refuses us (credentials), or a
+    topic is missing."""
     try:
         md = producer.list_topics(timeout=timeout_s)
     except Exception as e:  # confluent_kafka.KafkaException
+        if conf is not None:
+            raise ProduceError(f"{kafka_failure(conf, e, producer)} (within {timeout_s} s)") from None
         raise ProduceError(f"cannot reach Kafka at {bootstrap} within {timeout_s} s: {e}") from None
     missing = [t for t in topics if t not in md.topics or md.topics[t].error is not None]
     if missing:

@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         from state.cassandra_schema import connect
 
         try:
-            session = connect(cfg.cassandra_host, cfg.cassandra_port)
+            session = connect(cfg.cassandra_host, cfg.cassandra_port, auth=cfg.cassandra_auth())
         except Exception as e:  # noqa: BLE001 - any driver error: say where it tried
             raise ReportError(f"cannot reach Cassandra at {cfg.cassandra_host}:{cfg.cassandra_port}: {e}") from None
         try:

@@ -34,14 +34,18 @@ def validate(path: str | Path) -> list[str]:
 def _consumer(bootstrap: str) -> Any:
     from confluent_kafka import Consumer
 
+    from state.kafka_clients import kafka_client_config
+
     return Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"journey-rules-{time.time_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        kafka_client_config(
+            bootstrap,
+            {
+                "group.id": f"journey-rules-{time.time_ns()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
 
 
@@ -94,7 +98,9 @@ def publish(bootstrap: str, topic: str, path: str | Path) -> None:
 
     rules = load_rules(path)
     RuleSet.of(rules)
-    p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    from state.kafka_clients import kafka_client_config
+
+    p = Producer(kafka_client_config(bootstrap, {"enable.idempotence": True, "acks": "all"}))
     errors: list[str] = []
 
     def delivered(err: Any, _msg: Any) -> None:

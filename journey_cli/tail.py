@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from models.avro_codec import DecodeError, SchemaCatalog
 from models.config import ConfigError, ProfilesConfig
+from state.kafka_clients import kafka_client_config, kafka_failure
 
 from journey_cli.privacy import IDENTIFIERS, ReportError, identifier_of
 
@@ -138,21 +139,25 @@ def tail(
     from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
     catalog = SchemaCatalog.load()
-    consumer = Consumer(
+    # credentials: JOURNEY_KAFKA_* (docs/security.md); a refusal is reported in one line below,
+    # so librdkafka's own log of it (one line per retry) is left out
+    conf = kafka_client_config(
+        bootstrap,
         {
-            "bootstrap.servers": bootstrap,
             "group.id": f"journey-tail-{uuid.uuid4().hex[:12]}",  # never committed: assign() below
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
             "socket.timeout.ms": 10_000,
-        }
+            "log_level": 2,
+        },
     )
+    consumer = Consumer(conf)
     try:
         try:
             md = consumer.list_topics(timeout=10)
         except KafkaException as e:
-            raise TailError(f"cannot reach Kafka at {bootstrap}: {e}") from None
+            raise TailError(kafka_failure(conf, e, consumer)) from None
         if topic not in md.topics or md.topics[topic].error is not None:
             known = ", ".join(sorted(t for t in md.topics if not t.startswith("_")))
             raise TailError(f"topic {topic!r} does not exist at {bootstrap} (topics: {known or 'none'})")

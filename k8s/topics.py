@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from models import contract
 from models.config import DEFAULT_BOOTSTRAP_SERVERS
@@ -61,6 +62,7 @@ def ensure_topics(
     replication: int = 1,
     topics: tuple[str, ...] = ALL_TOPICS,
     timeout_s: float = 30.0,
+    auth: Any = None,
 ) -> list[str]:
     """Create missing topics; returns the names created. Existing topics are left alone.
 
@@ -68,7 +70,9 @@ def ensure_topics(
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from state.kafka_clients import kafka_client_config
+
+    admin = AdminClient(kafka_client_config(bootstrap, auth=auth))  # credentials: auth, else JOURNEY_KAFKA_*
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [t for t in topics if t not in existing]
     if not missing:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from local.polling import WaitTimeout, steady, wait_until
-from local.stack import CASSANDRA_PORT, FLINK_REST_PORT, KAFKA_PORT, LOGS, ROOT, flink_env
+from local.stack import CASSANDRA_PORT, FLINK_REST_PORT, KAFKA_PORT, LOGS, ROOT, auth_env, flink_env
 
 REST = f"http://127.0.0.1:{FLINK_REST_PORT}"
 
@@ -38,6 +38,8 @@ def stack_job_env(job_env: dict[str, str] | None = None) -> dict[str, str]:
     env.setdefault("JOURNEY_BOOTSTRAP_SERVERS", f"127.0.0.1:{KAFKA_PORT}")
     env.setdefault("JOURNEY_CASSANDRA_HOST", "127.0.0.1")
     env.setdefault("JOURNEY_CASSANDRA_PORT", str(CASSANDRA_PORT))
+    for key, value in auth_env().items():  # the auth variant's credentials (JOURNEY_STACK_AUTH=1)
+        env.setdefault(key, value)
     return env
 
 

@@ -153,7 +153,9 @@ def active_job(job_name: str) -> str | None:
     return None
 
 
-def processed_before(bootstrap: str, group_id: str, input_pattern: str, outputs: tuple[str, ...]) -> list[str]:
+def processed_before(
+    bootstrap: str, group_id: str, input_pattern: str, outputs: tuple[str, ...], auth: Any = None
+) -> list[str]:
     """Evidence that a job with this consumer group, input topics and output topics ran before.
 
     Reads the group's committed offsets with a plain consumer (``committed()`` does not join
@@ -162,7 +164,9 @@ def processed_before(bootstrap: str, group_id: str, input_pattern: str, outputs:
     from confluent_kafka import Consumer, TopicPartition
 
     evidence: list[str] = []
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group_id, "enable.auto.commit": False})
+    from state.kafka_clients import kafka_client_config
+
+    c = Consumer(kafka_client_config(bootstrap, {"group.id": group_id, "enable.auto.commit": False}, auth))
     try:
         md = c.list_topics(timeout=10)
         inputs = [
@@ -290,6 +294,7 @@ def ensure_job(
             cfg.group_id,
             spec.inputs(cfg),
             spec.outputs(cfg),
+            auth=cfg.kafka_auth(),
         )
         if evidence:
             raise AlreadyProcessed(

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from local.polling import WaitTimeout, wait_until
+from models.config import KafkaAuth
+from state.kafka_clients import kafka_client_config
 
 
 @dataclass(frozen=True)
@@ -19,21 +21,25 @@ class Record:
     value: bytes
 
 
-def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[Record]:
+def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0, auth: KafkaAuth | None = None) -> list[Record]:
     """Every committed record of ``topic`` from the beginning up to its last stable offset.
 
     Stops when each partition reports end-of-partition (at the LSO, so open transactions are
-    not waited for). Raises ``TimeoutError`` if that takes longer than ``timeout_s``.
+    not waited for). Raises ``TimeoutError`` if that takes longer than ``timeout_s``. Credentials:
+    ``auth``, else ``JOURNEY_KAFKA_*`` of the environment.
     """
     c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"reader-{time.time_ns()}",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-        }
+        kafka_client_config(
+            bootstrap,
+            {
+                "group.id": f"reader-{time.time_ns()}",
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+                "auto.offset.reset": "earliest",
+            },
+            auth,
+        )
     )
     try:
         md = c.list_topics(topic, timeout=10)
@@ -68,7 +74,7 @@ def read_committed(bootstrap: str, topic: str, timeout_s: float = 60.0) -> list[
 
 def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     """High watermark per partition (counts records plus transaction markers)."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"offsets-{time.time_ns()}"})
+    c = Consumer(kafka_client_config(bootstrap, {"group.id": f"offsets-{time.time_ns()}"}))
     try:
         md = c.list_topics(topic, timeout=10)
         return {
@@ -81,7 +87,7 @@ def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
 def group_lag(bootstrap: str, group: str, topic: str) -> int:
     """Records of ``topic`` past the offsets ``group`` committed (a Flink job commits its
     source offsets on each completed checkpoint); a partition with no commit counts whole."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    c = Consumer(kafka_client_config(bootstrap, {"group.id": group, "enable.auto.commit": False}))
     try:
         parts = [TopicPartition(topic, p) for p in c.list_topics(topic, timeout=10).topics[topic].partitions]
         lag = 0

@@ -16,6 +16,13 @@ Several stacks can run side by side: ``JOURNEY_STACK_DIR`` moves the data, logs 
 and ``JOURNEY_STACK_PORT_OFFSET`` shifts every port. The test suite runs its own stack this
 way (``.stack/test``, ports + 10000: Kafka 19092, Cassandra 19042, Flink 18081), so ``make
 test`` never touches what ``make demo`` built. Downloaded jars stay in ``.stack/lib``.
+
+``JOURNEY_STACK_AUTH=1`` starts the auth variant (docs/security.md): Kafka's client listener
+takes SASL_PLAINTEXT with SCRAM-SHA-512 only, Cassandra runs ``PasswordAuthenticator``; the
+credentials are the fixed local-development values :data:`KAFKA_USER` / :data:`KAFKA_PASSWORD`
+and :data:`CASSANDRA_USER` / :data:`CASSANDRA_PASSWORD` (:func:`auth_env` gives them as
+``JOURNEY_*`` settings). A stack directory is formatted with or without auth once: use a
+directory of its own for the variant.
 """
 
 from __future__ import annotations
@@ -45,6 +52,37 @@ LOGS = STACK / "logs"
 RUN = STACK / "run"
 CONF = STACK / "conf"
 MIN_FREE_DISK_BYTES = 2 * 1024**3
+
+
+def _auth_on() -> bool:
+    raw = os.environ.get("JOURNEY_STACK_AUTH", "0")
+    if raw not in ("0", "1"):
+        raise SystemExit(f"JOURNEY_STACK_AUTH={raw!r} must be 0 or 1")
+    return raw == "1"
+
+
+#: The auth variant (``JOURNEY_STACK_AUTH=1``): SASL/SCRAM Kafka, PasswordAuthenticator Cassandra.
+AUTH = _auth_on()
+# Fixed local-development credentials of the auth variant (never use them anywhere else).
+KAFKA_SASL_MECHANISM = "SCRAM-SHA-512"
+KAFKA_ADMIN_USER, KAFKA_ADMIN_PASSWORD = "admin", "admin-local-dev"  # the broker's own (inter-broker)
+KAFKA_USER, KAFKA_PASSWORD = "journey", "journey-local-dev"  # the jobs, the generator, the CLI
+CASSANDRA_SUPERUSER, CASSANDRA_SUPERUSER_PASSWORD = "cassandra", "cassandra"  # Cassandra's default
+CASSANDRA_USER, CASSANDRA_PASSWORD = "journey", "journey-local-dev"
+
+
+def auth_env() -> dict[str, str]:
+    """The ``JOURNEY_*`` credential settings of this stack (empty without auth)."""
+    if not AUTH:
+        return {}
+    return {
+        "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "JOURNEY_KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
+        "JOURNEY_KAFKA_SASL_USERNAME": KAFKA_USER,
+        "JOURNEY_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+        "JOURNEY_CASSANDRA_USERNAME": CASSANDRA_USER,
+        "JOURNEY_CASSANDRA_PASSWORD": CASSANDRA_PASSWORD,
+    }
 
 
 def _port_offset() -> int:
@@ -287,7 +325,17 @@ def _kafka_healthy() -> bool:
     except ImportError:  # stack used outside the venv: a port check is all we can do
         return True
     try:
-        md = AdminClient({"bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}"}).list_topics(timeout=3)
+        conf = {"bootstrap.servers": f"127.0.0.1:{KAFKA_PORT}"}
+        if AUTH:
+            conf.update(
+                {
+                    "security.protocol": "SASL_PLAINTEXT",
+                    "sasl.mechanism": KAFKA_SASL_MECHANISM,
+                    "sasl.username": KAFKA_USER,
+                    "sasl.password": KAFKA_PASSWORD,
+                }
+            )
+        md = AdminClient(conf).list_topics(timeout=3)
         return len(md.brokers) > 0
     except Exception:
         return False
@@ -333,17 +381,33 @@ def _kafka_start() -> None:
         return
     java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     props = conf / "server.properties"
+    # the auth variant: clients and the broker itself (transaction markers go over the
+    # inter-broker listener) authenticate with SCRAM; the controller listener stays PLAINTEXT on
+    # 127.0.0.1 (only this process talks to it)
+    client = "SASL_PLAINTEXT" if AUTH else "PLAINTEXT"
+    scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule"
+    auth_lines = (
+        [
+            f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
+            f"listener.name.sasl_plaintext.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config={scram_module} required "
+            f'username="{KAFKA_ADMIN_USER}" password="{KAFKA_ADMIN_PASSWORD}";',
+        ]
+        if AUTH
+        else []
+    )
     props.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-                f"listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{KAFKA_PORT}",
+                f"listeners={client}://127.0.0.1:{KAFKA_PORT},CONTROLLER://127.0.0.1:{KAFKA_CONTROLLER_PORT}",
+                f"advertised.listeners={client}://127.0.0.1:{KAFKA_PORT}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                f"inter.broker.listener.name={client}",
+                f"listener.security.protocol.map=CONTROLLER:PLAINTEXT,{client}:{client}",
+                *auth_lines,
                 f"log.dirs={data}",
                 "num.partitions=2",
                 "auto.create.topics.enable=false",
@@ -390,16 +454,30 @@ def _kafka_start() -> None:
         "-cp",
         cp,
     ]
+    marker = data / "journey-auth"  # how the storage was formatted: with SCRAM users or without
     if not (data / "meta.properties").exists():
         data.mkdir(parents=True, exist_ok=True)
         cluster_id = kafka_cluster_id()
+        scram = [
+            arg
+            for user, password in ((KAFKA_ADMIN_USER, KAFKA_ADMIN_PASSWORD), (KAFKA_USER, KAFKA_PASSWORD))
+            for arg in ("--add-scram", f"{KAFKA_SASL_MECHANISM}=[name={user},password={password}]")
+        ]
         fmt = subprocess.run(
-            jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            jvm + ["kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *(scram if AUTH else [])],
             capture_output=True,
             text=True,
         )
         if fmt.returncode != 0:
             raise StackError(f"kafka storage format failed:\n{fmt.stdout}\n{fmt.stderr}")
+        marker.write_text("1" if AUTH else "0")
+    formatted_auth = marker.read_text().strip() == "1" if marker.exists() else False
+    if formatted_auth != AUTH:
+        raise StackError(
+            f"the Kafka storage in {data} was formatted {'with' if formatted_auth else 'without'} SCRAM users "
+            f"but JOURNEY_STACK_AUTH={int(AUTH)}: use a JOURNEY_STACK_DIR of its own for the auth variant "
+            f"(or `reset` this one)"
+        )
     _say(f"starting kafka (KRaft) on 127.0.0.1:{KAFKA_PORT}")
     pid = _spawn("kafka", jvm + ["kafka.Kafka", str(props)])
     _wait("kafka", _kafka_healthy, 90, pid, LOGS / "kafka.out")
@@ -417,9 +495,43 @@ def _cassandra_healthy() -> bool:
     except ImportError:
         return True
     try:
-        cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT, connect_timeout=3)
+        cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT, connect_timeout=3, **_cassandra_auth_kwargs())
         try:
             cluster.connect().execute("SELECT release_version FROM system.local", timeout=5)
+        finally:
+            cluster.shutdown()
+        return True
+    except Exception:
+        return False
+
+
+def _cassandra_auth_kwargs(user: str = CASSANDRA_USER, password: str = CASSANDRA_PASSWORD) -> dict:
+    if not AUTH:
+        return {}
+    from cassandra.auth import PlainTextAuthProvider
+
+    return {"auth_provider": PlainTextAuthProvider(username=user, password=password)}
+
+
+def _cassandra_create_role() -> bool:
+    """The auth variant: as the default superuser, create the ``journey`` login role with every
+    permission on every keyspace (it creates the schema); True once it exists."""
+    from cassandra.cluster import Cluster
+
+    try:
+        cluster = Cluster(
+            ["127.0.0.1"],
+            port=CASSANDRA_PORT,
+            connect_timeout=3,
+            **_cassandra_auth_kwargs(CASSANDRA_SUPERUSER, CASSANDRA_SUPERUSER_PASSWORD),
+        )
+        try:
+            session = cluster.connect()
+            session.execute(
+                f"CREATE ROLE IF NOT EXISTS {CASSANDRA_USER} WITH PASSWORD = '{CASSANDRA_PASSWORD}' AND LOGIN = true",
+                timeout=10,
+            )
+            session.execute(f"GRANT ALL PERMISSIONS ON ALL KEYSPACES TO {CASSANDRA_USER}", timeout=10)
         finally:
             cluster.shutdown()
         return True
@@ -455,8 +567,9 @@ storage_port: {CASSANDRA_STORAGE_PORT}
 native_transport_port: {CASSANDRA_PORT}
 start_native_transport: true
 endpoint_snitch: SimpleSnitch
-authenticator: AllowAllAuthenticator
-authorizer: AllowAllAuthorizer
+authenticator: {"PasswordAuthenticator" if AUTH else "AllowAllAuthenticator"}
+authorizer: {"CassandraAuthorizer" if AUTH else "AllowAllAuthorizer"}
+role_manager: CassandraRoleManager
 disk_failure_policy: stop
 commit_failure_policy: stop
 concurrent_reads: 8
@@ -486,7 +599,11 @@ memtable_allocation_type: heap_buffers
         "org.apache.cassandra.service.CassandraDaemon",
     ]
     _say(f"starting cassandra on 127.0.0.1:{CASSANDRA_PORT} (takes ~30-60 s)")
+    if AUTH:  # the default superuser now, not 10 s after start-up
+        cmd.insert(1, "-Dcassandra.superuser_setup_delay_ms=0")
     pid = _spawn("cassandra", cmd)
+    if AUTH:
+        _wait("cassandra (journey role)", _cassandra_create_role, 180, pid, LOGS / "cassandra.log")
     _wait("cassandra", _cassandra_healthy, 180, pid, LOGS / "cassandra.log")
 
 

@@ -49,6 +49,150 @@ class ConfigError(ValueError):
     """A configuration value is missing or out of range; the message names the setting."""
 
 
+# ---------------------------------------------------------------- credentials (docs/security.md)
+
+#: Kafka ``security.protocol`` values the clients are configured for (TLS: not yet).
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+#: SASL mechanisms (SCRAM only: PLAIN would send the password itself).
+KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+#: The SCRAM login module as the Flink Kafka SQL connector jar has it (it shades kafka-clients:
+#: the unshaded class name is not in the jar, and JAAS would fail to load it).
+SHADED_SCRAM_LOGIN_MODULE = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule"
+#: The same for a job run against an unshaded kafka-clients.
+SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_MASK = "***"
+
+
+def _check_credential(setting: str, value: str) -> None:
+    # JAAS config values are double-quoted strings: refuse what would end or escape the quotes
+    bad = [c for c in value if c in '"\\' or ord(c) < 32]
+    if bad:
+        raise ConfigError(
+            f"{setting} contains a character not allowed in credentials ({bad[0]!r} : quote, backslash or control)"
+        )
+
+
+@dataclass(frozen=True)
+class KafkaAuth:
+    """How every Kafka client of the project authenticates (``JOURNEY_KAFKA_*``).
+
+    ``security_protocol`` PLAINTEXT (default, the local stack): no credentials, and none may be
+    given. SASL_PLAINTEXT: SASL ``sasl_mechanism`` (SCRAM-SHA-512 by default) with
+    ``sasl_username`` and ``sasl_password``, both required. The password never appears in the
+    repr.
+    """
+
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    sasl_password: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.security_protocol not in KAFKA_SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r} must be one of "
+                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)} (TLS is not supported yet: docs/security.md)"
+            )
+        if self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
+            raise ConfigError(
+                f"JOURNEY_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} must be one of {', '.join(KAFKA_SASL_MECHANISMS)}"
+            )
+        if self.sasl_username and not self.sasl_password:
+            raise ConfigError("JOURNEY_KAFKA_SASL_USERNAME is set but JOURNEY_KAFKA_SASL_PASSWORD is not")
+        if self.sasl_password and not self.sasl_username:
+            raise ConfigError("JOURNEY_KAFKA_SASL_PASSWORD is set but JOURNEY_KAFKA_SASL_USERNAME is not")
+        if self.sasl:
+            if not self.sasl_username:
+                raise ConfigError(
+                    f"JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs JOURNEY_KAFKA_SASL_USERNAME "
+                    f"and JOURNEY_KAFKA_SASL_PASSWORD"
+                )
+        elif self.sasl_username:
+            raise ConfigError(
+                f"JOURNEY_KAFKA_SASL_USERNAME is set but JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol}: "
+                f"the credentials would not be used; set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
+            )
+        _check_credential("JOURNEY_KAFKA_SASL_USERNAME", self.sasl_username)
+        _check_credential("JOURNEY_KAFKA_SASL_PASSWORD", self.sasl_password)
+
+    @property
+    def sasl(self) -> bool:
+        return self.security_protocol.startswith("SASL_")
+
+    def __repr__(self) -> str:
+        pw = _MASK if self.sasl_password else ""
+        return (
+            f"KafkaAuth(security_protocol={self.security_protocol!r}, sasl_mechanism={self.sasl_mechanism!r}, "
+            f"sasl_username={self.sasl_username!r}, sasl_password={pw!r})"
+        )
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "KafkaAuth":
+        """``JOURNEY_KAFKA_SECURITY_PROTOCOL``, ``_SASL_MECHANISM``, ``_SASL_USERNAME``, ``_SASL_PASSWORD``."""
+        env = os.environ if env is None else env
+        return cls(
+            **{
+                f.name: env[f"JOURNEY_KAFKA_{f.name.upper()}"]
+                for f in fields(cls)
+                if f"JOURNEY_KAFKA_{f.name.upper()}" in env
+            }
+        )
+
+    def librdkafka(self) -> dict[str, str]:
+        """The settings of a confluent_kafka (librdkafka) client: merge into its config."""
+        if not self.sasl:
+            return {"security.protocol": self.security_protocol}
+        return {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.username": self.sasl_username,
+            "sasl.password": self.sasl_password,
+        }
+
+    def java_properties(self, login_module: str = SHADED_SCRAM_LOGIN_MODULE) -> dict[str, str]:
+        """The properties of a Java Kafka client (the Flink connector's sources and sinks)."""
+        if not self.sasl:
+            return {"security.protocol": self.security_protocol}
+        return {
+            "security.protocol": self.security_protocol,
+            "sasl.mechanism": self.sasl_mechanism,
+            "sasl.jaas.config": (
+                f'{login_module} required username="{self.sasl_username}" password="{self.sasl_password}";'
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class CassandraAuth:
+    """Cassandra ``PasswordAuthenticator`` credentials (``JOURNEY_CASSANDRA_USERNAME`` /
+    ``_PASSWORD``): both or neither; neither connects without authenticating. Picklable (the
+    jobs ship it to the TaskManagers); the password never appears in the repr."""
+
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+    def __post_init__(self) -> None:
+        if self.username and not self.password:
+            raise ConfigError("JOURNEY_CASSANDRA_USERNAME is set but JOURNEY_CASSANDRA_PASSWORD is not")
+        if self.password and not self.username:
+            raise ConfigError("JOURNEY_CASSANDRA_PASSWORD is set but JOURNEY_CASSANDRA_USERNAME is not")
+
+    def __bool__(self) -> bool:
+        return bool(self.username)
+
+    def __repr__(self) -> str:
+        return f"CassandraAuth(username={self.username!r}, password={_MASK if self.password else ''!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "CassandraAuth":
+        env = os.environ if env is None else env
+        return cls(env.get("JOURNEY_CASSANDRA_USERNAME", ""), env.get("JOURNEY_CASSANDRA_PASSWORD", ""))
+
+
 @dataclass(frozen=True)
 class FlinkJobSettings:
     """What every job of the project configures the same way: Kafka, checkpoints, restarts.
@@ -91,8 +235,20 @@ class FlinkJobSettings:
     transactional_id_prefix: str = "journey"
     transaction_timeout_ms: int = 300_000
     broker_transaction_max_timeout_ms: int = 900_000
+    # credentials (docs/security.md): from a Secret in k8s; passwords never in the repr
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = field(default="", repr=False)
+
+    def kafka_auth(self) -> KafkaAuth:
+        """The Kafka credentials of this config (validated)."""
+        return KafkaAuth(
+            self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password
+        )
 
     def __post_init__(self) -> None:
+        self.kafka_auth()
         for name in (
             "parallelism",
             "checkpoint_interval_ms",
@@ -153,10 +309,12 @@ class IngestConfig(FlinkJobSettings):
         (a deployment without the profiles stage; erasure is then the identity stage's alone).
     """
 
-    pii_salt: str = ""
+    pii_salt: str = field(default="", repr=False)
     erasure_ledger: str = "cassandra"
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
+    cassandra_username: str = ""
+    cassandra_password: str = field(default="", repr=False)
     cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     input_topic_pattern: str = r"journey\.events\..*"
@@ -172,8 +330,13 @@ class IngestConfig(FlinkJobSettings):
     backfill_topic_pattern: str = ""
     backfill_min_valid_timestamp_ms: int | None = None
 
+    def cassandra_auth(self) -> CassandraAuth:
+        """The Cassandra credentials of this config (validated)."""
+        return CassandraAuth(self.cassandra_username, self.cassandra_password)
+
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.cassandra_auth()
         if not self.pii_salt or len(self.pii_salt) < 16:
             raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
         for name in ("output_topic", "dlq_topic"):
@@ -238,6 +401,8 @@ class ProfilesConfig(FlinkJobSettings):
     transactional_id_prefix: str = PROFILES_JOB_NAME
     cassandra_host: str = "127.0.0.1"
     cassandra_port: int = 9042
+    cassandra_username: str = ""
+    cassandra_password: str = field(default="", repr=False)
     cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     coalesce_ms: int = 1_000
@@ -275,6 +440,10 @@ class ProfilesConfig(FlinkJobSettings):
     # to buy gets a reminder, below it an offer
     reminder_propensity: float = LearnerSettings.reminder_propensity
 
+    def cassandra_auth(self) -> CassandraAuth:
+        """The Cassandra credentials of this config (validated)."""
+        return CassandraAuth(self.cassandra_username, self.cassandra_password)
+
     def learner_settings(self) -> LearnerSettings:
         """The online models' :class:`models.samples.LearnerSettings` from this config."""
         return LearnerSettings(reminder_propensity=self.reminder_propensity)
@@ -285,6 +454,7 @@ class ProfilesConfig(FlinkJobSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.cassandra_auth()
         try:
             self.journey_settings()
         except ValueError as e:

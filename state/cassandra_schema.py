@@ -37,10 +37,13 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from cassandra import ConsistencyLevel, DriverException, InvalidRequest
+from cassandra import AuthenticationFailed, ConsistencyLevel, DriverException, InvalidRequest
+from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+from models.config import CassandraAuth
 
 DEFAULT_CQL_PATH = Path(__file__).resolve().with_name("schema.cql")
 DEFAULT_KEYSPACE = "journey"
@@ -55,6 +58,10 @@ _KEYSPACE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
 
 class CassandraUnavailableError(ConnectionError):
     """Cassandra could not be reached at the given address."""
+
+
+class CassandraAuthError(CassandraUnavailableError):
+    """Cassandra refused the connection: credentials missing or wrong (docs/security.md)."""
 
 
 class SchemaError(RuntimeError):
@@ -79,6 +86,7 @@ def connect(
     request_timeout: float = 10.0,
     consistency: int = ConsistencyLevel.LOCAL_QUORUM,
     protocol_version: int = PROTOCOL_VERSION,
+    auth: CassandraAuth | None = None,
     wait_s: float = 0.0,
 ) -> Session:
     """Open a session (no default keyspace) or raise a clear error.
@@ -96,6 +104,9 @@ def connect(
         majority of the local data centre in production).
     protocol_version : int
         Native protocol version (5 for Cassandra 4.0+).
+    auth : CassandraAuth or None
+        ``PasswordAuthenticator`` credentials (an empty one: none); ``None``:
+        ``JOURNEY_CASSANDRA_USERNAME`` / ``_PASSWORD`` of the environment, if set.
     wait_s : float
         While no host answers, try again (1 s, 2 s, 4 s ... at most 10 s apart, each retry
         said on stderr) for up to this many seconds: an operator restarted during a Cassandra
@@ -110,12 +121,17 @@ def connect(
     ------
     CassandraUnavailableError
         If no host answers; the message names the address and suggests ``make up``.
+    CassandraAuthError
+        If Cassandra refuses the credentials, or requires some and none were given.
     """
     host_list = _as_hosts(hosts)
+    auth = CassandraAuth.from_env() if auth is None else auth
     deadline, pause = time.monotonic() + wait_s, 1.0
     while True:
         try:
-            return _connect_once(host_list, port, connect_timeout, request_timeout, consistency, protocol_version)
+            return _connect_once(host_list, port, connect_timeout, request_timeout, consistency, protocol_version, auth)
+        except CassandraAuthError:
+            raise  # waiting does not make credentials right
         except CassandraUnavailableError as exc:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -133,7 +149,9 @@ def _connect_once(
     request_timeout: float,
     consistency: int,
     protocol_version: int,
+    auth: CassandraAuth,
 ) -> Session:
+    credentials = {"auth_provider": PlainTextAuthProvider(auth.username, auth.password)} if auth else {}
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=consistency,
@@ -148,12 +166,22 @@ def _connect_once(
         # a host marked down is tried again at most 10 s apart (the driver's default backs
         # off to 10 min: a session would stay cut off long after a short outage ended)
         reconnection_policy=ExponentialReconnectionPolicy(1.0, RECONNECT_MAX_S),
+        **credentials,
     )
     try:
         return cluster.connect()
     except (NoHostAvailable, OSError) as exc:
         cluster.shutdown()
         where = ", ".join(f"{h}:{port}" for h in host_list)
+        refusals = [e for e in getattr(exc, "errors", {}).values() if isinstance(e, AuthenticationFailed)]
+        if refusals:
+            reason = str(refusals[0]).splitlines()[0]
+            raise CassandraAuthError(
+                f"Cassandra at {where} refused the credentials of {auth.username!r}: {reason}"
+                if auth
+                else f"Cassandra at {where} requires authentication ({reason}): set JOURNEY_CASSANDRA_USERNAME "
+                f"and JOURNEY_CASSANDRA_PASSWORD"
+            ) from None
         raise CassandraUnavailableError(
             f"Cassandra is not reachable at {where} ({exc}). Start the local stack with "
             f"`make up` (or `python local/stack.py up cassandra`) and retry."

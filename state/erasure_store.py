@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from models.config import CassandraAuth
+
 
 class LedgerUnavailable(RuntimeError):
     """The ledger could not be read: the job must not start without it."""
@@ -19,6 +21,7 @@ class CassandraLedger:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
     #: how long the operator that reads it waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
     wait_s: float = 0.0
 
@@ -35,7 +38,7 @@ class CassandraLedger:
         from state.cassandra_schema import connect
 
         try:
-            session = connect(self.host, self.port, wait_s=wait_s)
+            session = connect(self.host, self.port, auth=self.auth, wait_s=wait_s)
         except Exception as e:
             raise LedgerUnavailable(
                 f"cannot read the erasure ledger: Cassandra at {self.host}:{self.port} is unreachable ({e}); "

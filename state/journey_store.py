@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.identity import IdentityRules, canonical_profile_id
 from models.erasure import ERASED_TIMESTAMP
 from models.journeys import (
@@ -312,11 +313,16 @@ class JourneyStore:
 
     @classmethod
     def connect(
-        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", wait_s: float = 0.0
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 9042,
+        keyspace: str = "journey",
+        auth: CassandraAuth | None = None,
+        wait_s: float = 0.0,
     ) -> "JourneyStore":
         from state.cassandra_schema import connect
 
-        session = connect(host, port, wait_s=wait_s)
+        session = connect(host, port, auth=auth, wait_s=wait_s)
         store = cls(session, keyspace)
         store._owns_cluster = True
         return store
@@ -407,10 +413,11 @@ class CassandraJourneys:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
     wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> JourneyStore:
-        return JourneyStore.connect(self.host, self.port, self.keyspace, wait_s=self.wait_s)
+        return JourneyStore.connect(self.host, self.port, self.keyspace, self.auth, self.wait_s)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.erasure import ERASED_TIMESTAMP
 from state.journey_store import AUDIT_COLUMNS, audit_row
 from state.recording import append_statements
@@ -108,11 +109,16 @@ class LearningStore:
 
     @classmethod
     def connect(
-        cls, host: str = "127.0.0.1", port: int = 9042, keyspace: str = "journey", wait_s: float = 0.0
+        cls,
+        host: str = "127.0.0.1",
+        port: int = 9042,
+        keyspace: str = "journey",
+        auth: CassandraAuth | None = None,
+        wait_s: float = 0.0,
     ) -> "LearningStore":
         from state.cassandra_schema import connect
 
-        store = cls(connect(host, port, wait_s=wait_s), keyspace)
+        store = cls(connect(host, port, auth=auth, wait_s=wait_s), keyspace)
         store._owns_cluster = True
         return store
 
@@ -160,10 +166,11 @@ class CassandraScores:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
     wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> LearningStore:
-        return LearningStore.connect(self.host, self.port, self.keyspace, wait_s=self.wait_s)
+        return LearningStore.connect(self.host, self.port, self.keyspace, self.auth, self.wait_s)
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
 
+from models.config import CassandraAuth
 from models.erasure import ERASED_TIMESTAMP
 from models.profile import ProfileAggregate
 from models.profile_fold import ProfileWrite
@@ -143,12 +144,13 @@ class CassandraSink:
     host: str
     port: int
     keyspace: str
+    auth: CassandraAuth | None = None  # None: JOURNEY_CASSANDRA_* of the process
     wait_s: float = 0.0  # how long open() waits for an unreachable Cassandra (JOURNEY_CASSANDRA_WAIT_MS)
 
     def __call__(self) -> ProfileSink:
         from state.profile_store import ProfileStore
 
-        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace, wait_s=self.wait_s)
+        return ProfileStore.connect(self.host, self.port, keyspace=self.keyspace, auth=self.auth, wait_s=self.wait_s)
 
 
 @dataclass

@@ -62,12 +62,28 @@ def _main_container(deployment: dict[str, Any]) -> dict[str, Any]:
 
 def job_env(deployment: dict[str, Any]) -> dict[str, str]:
     """The JOURNEY_* variables the job's pods get: the envFrom ConfigMaps in order (a later one
-    wins for a key in both, as in Kubernetes), then the container's plain ``env`` values."""
+    wins for a key in both, as in Kubernetes), then the container's ``env`` (plain values, and
+    ``secretKeyRef`` ones from the example Secrets)."""
     c = _main_container(deployment)
     env: dict[str, str] = {}
     for source in c.get("envFrom", []):
         env.update(_one("ConfigMap", source["configMapRef"]["name"])["data"])
-    env.update({e["name"]: str(e["value"]) for e in c.get("env", []) if "value" in e})
+    env.update(_container_env(c))
+    return env
+
+
+def _container_env(container: dict[str, Any]) -> dict[str, str]:
+    """A container's ``env``: plain values, ConfigMap and (example) Secret keys resolved."""
+    env: dict[str, str] = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        elif "secretKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = _one("Secret", ref["name"])["stringData"][ref["key"]]
+        elif "configMapKeyRef" in e.get("valueFrom", {}):
+            ref = e["valueFrom"]["configMapKeyRef"]
+            env[e["name"]] = _one("ConfigMap", ref["name"])["data"][ref["key"]]
     return env
 
 
@@ -103,7 +119,7 @@ def env(deployment) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def secret() -> dict[str, Any]:
-    return _one("Secret")
+    return _one("Secret", "journey-pii")
 
 
 @pytest.fixture(scope="module")
@@ -250,6 +266,69 @@ def test_configmap_keys_are_settings_the_code_reads():
             assert key in known or key in flink_jobs_source, f"{name}: {key} is read by nothing"
 
 
+CREDENTIALS = {
+    "JOURNEY_KAFKA_SASL_USERNAME": "kafka-sasl-username",
+    "JOURNEY_KAFKA_SASL_PASSWORD": "kafka-sasl-password",
+    "JOURNEY_CASSANDRA_USERNAME": "cassandra-username",
+    "JOURNEY_CASSANDRA_PASSWORD": "cassandra-password",
+}
+KAFKA_CREDENTIALS = [k for k in CREDENTIALS if k.startswith("JOURNEY_KAFKA_")]
+CASSANDRA_CREDENTIALS = [k for k in CREDENTIALS if k.startswith("JOURNEY_CASSANDRA_")]
+
+
+def _job_container(name: str) -> dict[str, Any]:
+    (c,) = _one("Job", name)["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+@pytest.mark.parametrize(
+    "name, container, needed",
+    [
+        ("journey-ingestion", lambda: _main_container(_one("FlinkDeployment", "journey-ingestion")), list(CREDENTIALS)),
+        ("journey-profiles", lambda: _main_container(_one("FlinkDeployment", "journey-profiles")), list(CREDENTIALS)),
+        ("topics Job", lambda: _job_container("journey-topics"), KAFKA_CREDENTIALS),
+        ("schema Job", lambda: _job_container("journey-cassandra-schema"), CASSANDRA_CREDENTIALS),
+    ],
+)
+def test_credentials_come_from_the_credentials_secret_never_from_a_configmap(name, container, needed):
+    env = {e["name"]: e for e in container().get("env", [])}
+    secret = _one("Secret", "journey-credentials")
+    for var in needed:
+        ref = env[var]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"]) == ("journey-credentials", CREDENTIALS[var]), (name, var)
+        assert ref["key"] in secret["stringData"], (name, var)
+    for cm_name, cm in _all("ConfigMap").items():
+        assert not set(CREDENTIALS) & set(cm["data"]), cm_name
+        assert not any("password" in k.lower() for k in cm["data"]), cm_name
+
+
+def test_every_env_variable_of_every_container_is_a_setting_the_code_reads():
+    from models.config import CassandraAuth, KafkaAuth
+
+    known = {f"JOURNEY_{f.name.upper()}" for cls in (IngestConfig, ProfilesConfig) for f in fields(cls)}
+    known |= {f"JOURNEY_KAFKA_{f.name.upper()}" for f in fields(KafkaAuth)}
+    known |= {f"JOURNEY_CASSANDRA_{f.name.upper()}" for f in fields(CassandraAuth)}
+    containers = [_main_container(d) for d in _all("FlinkDeployment").values()]
+    containers += [c for j in _all("Job").values() for c in j["spec"]["template"]["spec"]["containers"]]
+    for c in containers:
+        for e in c.get("env", []):
+            if e["name"].startswith("JOURNEY_"):
+                assert e["name"] in known, f"{c['name']}: {e['name']} is read by nothing"
+
+
+def test_example_credentials_secret_is_marked_as_an_example_and_makes_valid_configs():
+    secret = _one("Secret", "journey-credentials")
+    assert secret["metadata"]["annotations"]["journey.example/placeholder"] == "true"
+    assert all("EXAMPLE" in v.upper() for v in secret["stringData"].values())
+    ingest = IngestConfig.from_env(job_env(_one("FlinkDeployment", "journey-ingestion")))
+    profiles = ProfilesConfig.from_env(job_env(_one("FlinkDeployment", "journey-profiles")))
+    for cfg in (ingest, profiles):
+        assert cfg.kafka_auth().sasl and cfg.kafka_sasl_username == secret["stringData"]["kafka-sasl-username"]
+        assert cfg.cassandra_auth().username == secret["stringData"]["cassandra-username"]
+        assert secret["stringData"]["kafka-sasl-password"] not in repr(cfg)
+        assert secret["stringData"]["cassandra-password"] not in repr(cfg)
+
+
 def test_both_jobs_use_one_cassandra_for_the_erasure_ledger():
     shared, profiles = _one("ConfigMap", "journey-config")["data"], _one("ConfigMap", "journey-profiles-config")["data"]
     for key in ("JOURNEY_CASSANDRA_HOST", "JOURNEY_CASSANDRA_PORT", "JOURNEY_KEYSPACE"):
@@ -320,7 +399,7 @@ def test_cassandra_schema_job_creates_the_profiles_keyspace_with_network_topolog
     replication = json.loads(argv[argv.index("--replication") + 1])
     replication_map(replication)  # raises if the CLI would refuse it
     assert replication["class"] == "NetworkTopologyStrategy"
-    env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"]}
+    env = {e["name"]: e["valueFrom"]["configMapKeyRef"] for e in c["env"] if "configMapKeyRef" in e["valueFrom"]}
     profiles_cm = _one("ConfigMap", "journey-profiles-config")
     for flag, var in (("--host", "CASSANDRA_HOST"), ("--port", "CASSANDRA_PORT"), ("--keyspace", "KEYSPACE")):
         assert argv[argv.index(flag) + 1] == f"$({var})"

@@ -1,0 +1,211 @@
+"""Security on real servers (docs/security.md): the auth variant of the local stack
+(``JOURNEY_STACK_AUTH=1``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512, Cassandra
+``PasswordAuthenticator``), started here in a stack directory and ports of its own (the test
+stack's + 500) and stopped and wiped afterwards.
+
+With the credentials the generator produces, ``journey tail`` reads, and the ingestion job
+(on the test stack's Flink cluster) reads the auth Kafka, checks the erasure ledger in the auth
+Cassandra and writes its outputs exactly once (read back ``read_committed``, compared with the
+generator's ground truth). Without them each is refused with a one-line reason, in bounded time.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from generator.produce import produce
+from generator.synth import generate
+from k8s.topics import ensure_topics
+from local import stack
+from local.flink_cluster import FlinkJobError, cancel, submit, wait_state
+from local.kafka_read import Record, read_committed
+from models.config import CassandraAuth, KafkaAuth
+from models.events import CHANNELS
+from state.cassandra_schema import CassandraAuthError, apply_schema, connect
+from tests.ingestion_harness import Topics, compare_with_truth
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+OFFSET = stack.PORT_OFFSET + 500
+AUTH_DIR = stack.STACK.parent / f"{stack.STACK.name}-auth"
+KAFKA = f"127.0.0.1:{9092 + OFFSET}"
+CASSANDRA_PORT = 9042 + OFFSET
+KAFKA_AUTH = KafkaAuth("SASL_PLAINTEXT", stack.KAFKA_SASL_MECHANISM, stack.KAFKA_USER, stack.KAFKA_PASSWORD)
+CASSANDRA_AUTH = CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD)
+CREDENTIALS = {
+    "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "JOURNEY_KAFKA_SASL_MECHANISM": stack.KAFKA_SASL_MECHANISM,
+    "JOURNEY_KAFKA_SASL_USERNAME": stack.KAFKA_USER,
+    "JOURNEY_KAFKA_SASL_PASSWORD": stack.KAFKA_PASSWORD,
+    "JOURNEY_CASSANDRA_USERNAME": stack.CASSANDRA_USER,
+    "JOURNEY_CASSANDRA_PASSWORD": stack.CASSANDRA_PASSWORD,
+}
+WRONG_PASSWORD = {**CREDENTIALS, "JOURNEY_KAFKA_SASL_PASSWORD": "not-the-password"}
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JOURNEY_KAFKA_", "JOURNEY_CASSANDRA_"))}
+    env.update(extra)
+    return env
+
+
+def _auth_stack(action: str, *components: str) -> subprocess.Popen[str]:
+    env = _clean_env(JOURNEY_STACK_DIR=str(AUTH_DIR), JOURNEY_STACK_PORT_OFFSET=str(OFFSET), JOURNEY_STACK_AUTH="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "local.stack", action, *components],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def auth_stack() -> Iterator[None]:
+    """Kafka and Cassandra with auth on (started side by side), wiped afterwards."""
+    procs = [_auth_stack("up", name) for name in ("kafka", "cassandra")]
+    try:
+        outs = [p.communicate(timeout=240)[0] for p in procs]
+        bad = [o for p, o in zip(procs, outs) if p.returncode != 0]
+        assert not bad, f"the auth variant of the stack did not start:\n{''.join(bad)[-3000:]}"
+        yield
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+        down = _auth_stack("reset")  # stop both and delete their data and logs
+        down.communicate(timeout=150)
+        shutil.rmtree(AUTH_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def topics(auth_stack: None) -> Topics:
+    prefix = f"sec{uuid.uuid4().hex[:8]}"
+    inputs = tuple(f"{prefix}.events.{c}" for c in CHANNELS)
+    t = Topics(prefix, inputs, f"{prefix}.normalized", f"{prefix}.dlq")
+    ensure_topics(KAFKA, partitions=2, topics=(*t.inputs, t.normalized, t.dlq, f"{prefix}.cli"), auth=KAFKA_AUTH)
+    return t
+
+
+def _run(args: list[str], env: dict[str, str], timeout: float = 45) -> subprocess.CompletedProcess[str]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    proc.elapsed = time.monotonic() - start  # type: ignore[attr-defined]
+    return proc
+
+
+def _wait_for(topic: str, count: int, timeout_s: float) -> list[Record]:
+    deadline, records = time.monotonic() + timeout_s, []
+    while time.monotonic() < deadline:
+        records = read_committed(KAFKA, topic, auth=KAFKA_AUTH)
+        if len(records) >= count:
+            break
+        time.sleep(2)
+    return records
+
+
+def test_cassandra_refuses_a_connection_without_or_with_wrong_credentials(auth_stack: None) -> None:
+    with pytest.raises(CassandraAuthError, match="requires authentication.*JOURNEY_CASSANDRA_USERNAME"):
+        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth())
+    with pytest.raises(CassandraAuthError, match="refused the credentials of 'journey'"):
+        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth(stack.CASSANDRA_USER, "not-the-password"))
+    session = connect("127.0.0.1", CASSANDRA_PORT, auth=CASSANDRA_AUTH)
+    try:
+        assert session.execute("SELECT release_version FROM system.local").one() is not None
+    finally:
+        session.cluster.shutdown()
+
+
+def test_generator_produces_with_credentials_and_is_refused_without(topics: Topics) -> None:
+    cli = f"{topics.prefix}.cli"
+    args = ["-m", "generator", "--persons", "3", "--seed", "5", "--no-progress", "--bootstrap", KAFKA, "--topic", cli]
+    ok = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-ok"], _clean_env(**CREDENTIALS))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    produced = int(ok.stdout.split("Produced ")[1].split()[0])
+    assert produced > 0 and len(read_committed(KAFKA, cli, auth=KAFKA_AUTH)) == produced
+
+    none = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-none"], _clean_env())
+    assert none.returncode == 1
+    assert "closed the connection" in none.stderr and "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in none.stderr
+    wrong = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-wrong"], _clean_env(**WRONG_PASSWORD))
+    assert wrong.returncode == 1
+    assert "refused the credentials of 'journey' (SCRAM-SHA-512)" in wrong.stderr
+    assert wrong.elapsed < 30  # type: ignore[attr-defined]  # bounded: the 10 s metadata wait, no hang
+    assert len(read_committed(KAFKA, cli, auth=KAFKA_AUTH)) == produced  # nothing more got in
+
+
+@pytest.fixture(scope="module")
+def ingested(topics: Topics, local_stack: str) -> tuple[Topics, object, list[Record], list[Record]]:
+    """The ingestion job on the test stack's Flink cluster, against the auth Kafka and Cassandra."""
+    keyspace = f"journey_sec_{uuid.uuid4().hex[:8]}"
+    session = connect("127.0.0.1", CASSANDRA_PORT, auth=CASSANDRA_AUTH)
+    try:
+        apply_schema(session, keyspace=keyspace)  # the job reads the erasure ledger there
+    finally:
+        session.cluster.shutdown()
+    ds = generate(seed=20261201, persons=15)
+    produce(ds, KAFKA, progress=False, topic_prefix=topics.prefix, config=KAFKA_AUTH.librdkafka())
+    job_env = topics.job_env(
+        KAFKA,
+        JOURNEY_ERASURE_LEDGER="cassandra",
+        JOURNEY_CASSANDRA_HOST="127.0.0.1",
+        JOURNEY_CASSANDRA_PORT=str(CASSANDRA_PORT),
+        JOURNEY_KEYSPACE=keyspace,
+    )
+    job = submit("flink_jobs.ingestion", {**job_env, **CREDENTIALS}, detached=True)
+    try:
+        wait_state(job.job_id, {"RUNNING"}, timeout_s=90)
+        normalized = _wait_for(topics.normalized, len(ds.truth.valid_event_ids), 90)
+        dlq = _wait_for(topics.dlq, len(ds.truth.bad_records), 30)
+        time.sleep(2)  # another checkpoint or two: a duplicate would show now
+        normalized = read_committed(KAFKA, topics.normalized, auth=KAFKA_AUTH)
+        dlq = read_committed(KAFKA, topics.dlq, auth=KAFKA_AUTH)
+    finally:
+        cancel(job.job_id)
+    return topics, ds, normalized, dlq
+
+
+def test_ingestion_job_with_credentials_processes_everything_exactly_once(ingested) -> None:
+    _, ds, normalized, dlq = ingested
+    cmp = compare_with_truth(ds, normalized, dlq)  # type: ignore[arg-type]
+    assert cmp.compared > 0 and cmp.mismatches == 0, cmp
+
+
+def test_ingestion_job_without_credentials_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
+    env = topics.job_env(KAFKA, JOURNEY_JOB_NAME=f"test-ingestion-{topics.prefix}-nocreds")
+    log_file = stack.LOGS / "flink-submit.log"
+    before = log_file.stat().st_size if log_file.exists() else 0
+    with pytest.raises(FlinkJobError) as e:
+        submit("flink_jobs.ingestion", env, detached=True, timeout_s=120)
+    with open(log_file, "rb") as f:  # this submission's output only
+        f.seek(before)
+        log = f.read().decode("utf-8", "replace")
+    assert "closed the connection" in str(e.value) + log and "JOURNEY_KAFKA_SECURITY_PROTOCOL" in str(e.value) + log
+
+
+def test_journey_tail_reads_with_credentials_and_exits_2_without(ingested) -> None:
+    topics, _, normalized, _ = ingested
+    args = ["-m", "journey_cli.main", "tail", topics.normalized, "--bootstrap", KAFKA]
+    ok = _run(args, _clean_env(**CREDENTIALS))
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert len(ok.stdout.splitlines()) == len(normalized)
+    for env, reason in (
+        (_clean_env(), "closed the connection"),
+        (_clean_env(**WRONG_PASSWORD), "refused the credentials of 'journey'"),
+    ):
+        refused = _run(args, env)
+        assert refused.returncode == 2 and refused.stdout == ""
+        lines = refused.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("journey tail: ") and reason in lines[0], refused.stderr
+        assert refused.elapsed < 30  # type: ignore[attr-defined]
