@@ -12,6 +12,7 @@ import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from local.polling import WaitTimeout, steady, wait_until
 from local.stack import CASSANDRA_PORT, FLINK_REST_PORT, KAFKA_PORT, LOGS, ROOT, auth_env, flink_env
@@ -124,6 +125,26 @@ def cancel(job_id: str) -> None:
         pass
 
 
+def vertex_metrics(job_id: str, keep: Callable[[str, str], bool]) -> dict[tuple[str, str], float]:
+    """Every operator metric of a running job that ``keep(operator, path)`` selects, as
+    ``(operator, path)`` summed over subtasks (REST ids are ``<subtask>.<operator>.<path>``).
+    Only works while the job runs (a finished job's metrics are gone from REST)."""
+    totals: dict[tuple[str, str], float] = {}
+    for v in rest(f"/jobs/{job_id}")["vertices"]:
+        base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
+        wanted = []
+        for m in rest(base):
+            parts = m["id"].split(".", 2)
+            if len(parts) == 3 and keep(parts[1], parts[2]):
+                wanted.append(m["id"])
+        for i in range(0, len(wanted), 20):
+            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i : i + 20])
+            for m in rest(f"{base}?get={query}"):
+                _, operator, path = m["id"].split(".", 2)
+                totals[(operator, path)] = totals.get((operator, path), 0.0) + float(m["value"])
+    return totals
+
+
 def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
     """User counters summed over subtasks, by ``<operator>.<group path>.<counter>``.
 
@@ -132,16 +153,8 @@ def operator_counters(job_id: str, names: list[str]) -> dict[str, int]:
     ``dedupe-by-event-id.reason.unknown_schema.dead_lettered``. Only works while
     the job runs (a finished job's metrics are gone from REST).
     """
-    totals: dict[str, int] = {}
-    for v in rest(f"/jobs/{job_id}")["vertices"]:
-        base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
-        wanted = [m["id"] for m in rest(base) if m["id"].rsplit(".", 1)[-1] in names]
-        for i in range(0, len(wanted), 20):
-            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i : i + 20])
-            for m in rest(f"{base}?get={query}"):
-                key = m["id"].split(".", 1)[1]  # drop the subtask index
-                totals[key] = totals.get(key, 0) + int(float(m["value"]))
-    return totals
+    found = vertex_metrics(job_id, lambda _operator, path: path.rsplit(".", 1)[-1] in names)
+    return {f"{operator}.{path}": int(value) for (operator, path), value in found.items()}
 
 
 def counter_total(counters: dict[str, int], name: str) -> int:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from local.flink_cluster import rest
+from local.flink_cluster import vertex_metrics
 from local.stack import PROMETHEUS_PORTS, ROOT
 
 DOC = ROOT / "docs" / "operations.md"
@@ -79,20 +79,7 @@ def _is_ours(operator: str, path: str) -> bool:
 
 def rest_metrics(job_id: str) -> dict[tuple[str, str], float]:
     """Every metric of the job's own operators, summed over subtasks (REST, while it runs)."""
-    totals: dict[tuple[str, str], float] = {}
-    for v in rest(f"/jobs/{job_id}")["vertices"]:
-        base = f"/jobs/{job_id}/vertices/{v['id']}/metrics"
-        wanted = []
-        for m in rest(base):
-            parts = m["id"].split(".", 2)  # subtask, operator, path
-            if len(parts) == 3 and _is_ours(parts[1], parts[2]):
-                wanted.append(m["id"])
-        for i in range(0, len(wanted), 20):
-            query = ",".join(urllib.request.quote(c, safe="") for c in wanted[i : i + 20])
-            for m in rest(f"{base}?get={query}"):
-                _, operator, path = m["id"].split(".", 2)
-                totals[(operator, path)] = totals.get((operator, path), 0.0) + float(m["value"])
-    return totals
+    return vertex_metrics(job_id, _is_ours)
 
 
 _SAMPLE = re.compile(r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>.*)\})?\s+(?P<value>\S+)(?:\s+\d+)?$")
