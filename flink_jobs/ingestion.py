@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse_args(argv)
         check_against_broker(cfg)
         if cfg.erasure_ledger != "off":  # a job that cannot read it must not start
-            CassandraLedger(cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth()).check()
+            CassandraLedger(*cfg.cassandra_target()).check()  # (check() never waits)
     except (ConfigError, LedgerUnavailable) as e:
         print(f"ingestion: configuration error: {e}", file=sys.stderr)
         return 2
@@ -101,13 +101,7 @@ def run(cfg: IngestConfig, transform_raw: Callable[[DataStream], DataStream] | N
 
     env, t_env = make_env(cfg)
     raw = raw_kafka_source(t_env, cfg)
-    ledger = (
-        CassandraLedger(
-            cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth(), cfg.cassandra_wait_ms / 1000
-        )
-        if cfg.erasure_ledger != "off"
-        else None
-    )
+    ledger = CassandraLedger(*cfg.cassandra_target()) if cfg.erasure_ledger != "off" else None
     streams = build_ingestion(transform_raw(raw) if transform_raw else raw, cfg, ledger)
     sink_bytes(streams.normalized, cfg, cfg.output_topic)
     sink_bytes(streams.dead_letters, cfg, cfg.dlq_topic)

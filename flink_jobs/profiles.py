@@ -173,7 +173,7 @@ def build_profiles(
     router that starts with no state takes its tombstones from (default none; the job passes
     Cassandra's, docs/privacy.md).
     """
-    at = (cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth(), cfg.cassandra_wait_ms / 1000)
+    at = cfg.cassandra_target()
     score_store = score_store or CassandraScores(*at)
     sink = sink or CassandraSink(*at)
     journey_store = journey_store or CassandraJourneys(*at)
@@ -294,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         .name("control-value")
         .set_parallelism(1)
     )
-    ledger = CassandraLedger(
-        cfg.cassandra_host, cfg.cassandra_port, cfg.keyspace, cfg.cassandra_auth(), cfg.cassandra_wait_ms / 1000
-    )
+    ledger = CassandraLedger(*cfg.cassandra_target())
     streams = build_profiles(source, cfg, control=control, ledger=ledger)
     # one subtask, like identity-clock: journey.identity stays in one order (1 partition)
     sink_bytes(streams.identity_events, cfg, cfg.identity_topic, parallelism=1)

@@ -193,6 +193,36 @@ class CassandraAuth:
         return cls(env.get("JOURNEY_CASSANDRA_USERNAME", ""), env.get("JOURNEY_CASSANDRA_PASSWORD", ""))
 
 
+class CassandraClientSettings:
+    """What both jobs do with their Cassandra settings (the fields ``cassandra_host``,
+    ``cassandra_port``, ``keyspace``, ``cassandra_username``, ``cassandra_password`` and
+    ``cassandra_wait_ms`` are each config's own)."""
+
+    cassandra_host: str
+    cassandra_port: int
+    keyspace: str
+    cassandra_username: str
+    cassandra_password: str
+    cassandra_wait_ms: int
+
+    def cassandra_auth(self) -> CassandraAuth:
+        """The Cassandra credentials of this config (validated)."""
+        return CassandraAuth(self.cassandra_username, self.cassandra_password)
+
+    def cassandra_target(self) -> tuple[str, int, str, CassandraAuth, float]:
+        """``(host, port, keyspace, auth, wait_s)``: the arguments of the store and ledger
+        factories the jobs ship to the TaskManagers (state/)."""
+        wait_s = self.cassandra_wait_ms / 1000
+        return self.cassandra_host, self.cassandra_port, self.keyspace, self.cassandra_auth(), wait_s
+
+    def _check_cassandra(self) -> None:
+        self.cassandra_auth()
+        if self.cassandra_wait_ms < 0:
+            raise ConfigError(
+                f"cassandra_wait_ms (JOURNEY_CASSANDRA_WAIT_MS) must be 0 or more, got {self.cassandra_wait_ms}"
+            )
+
+
 @dataclass(frozen=True)
 class FlinkJobSettings:
     """What every job of the project configures the same way: Kafka, checkpoints, restarts.
@@ -277,7 +307,7 @@ class FlinkJobSettings:
 
 
 @dataclass(frozen=True)
-class IngestConfig(FlinkJobSettings):
+class IngestConfig(FlinkJobSettings, CassandraClientSettings):
     """Settings of the ingestion job.
 
     Attributes
@@ -330,13 +360,9 @@ class IngestConfig(FlinkJobSettings):
     backfill_topic_pattern: str = ""
     backfill_min_valid_timestamp_ms: int | None = None
 
-    def cassandra_auth(self) -> CassandraAuth:
-        """The Cassandra credentials of this config (validated)."""
-        return CassandraAuth(self.cassandra_username, self.cassandra_password)
-
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.cassandra_auth()
+        self._check_cassandra()
         if not self.pii_salt or len(self.pii_salt) < 16:
             raise ConfigError("pii_salt (JOURNEY_PII_SALT) must be set to a secret of at least 16 characters")
         for name in ("output_topic", "dlq_topic"):
@@ -353,10 +379,6 @@ class IngestConfig(FlinkJobSettings):
             raise ConfigError(f"default_country_code={self.default_country_code!r} must be 1-3 digits")
         if self.erasure_ledger not in ("cassandra", "off"):
             raise ConfigError(f"erasure_ledger={self.erasure_ledger!r} must be 'cassandra' or 'off'")
-        if self.cassandra_wait_ms < 0:
-            raise ConfigError(
-                f"cassandra_wait_ms (JOURNEY_CASSANDRA_WAIT_MS) must be 0 or more, got {self.cassandra_wait_ms}"
-            )
         if not re.match(r"^[a-z][a-z0-9_]{0,47}$", self.keyspace):
             raise ConfigError(f"keyspace={self.keyspace!r} is not a valid Cassandra keyspace name")
         check_time_bounds(
@@ -369,7 +391,7 @@ class IngestConfig(FlinkJobSettings):
 
 
 @dataclass(frozen=True)
-class ProfilesConfig(FlinkJobSettings):
+class ProfilesConfig(FlinkJobSettings, CassandraClientSettings):
     """Settings of the identity + profiles job (reads journey.normalized, writes Cassandra).
 
     Attributes
@@ -440,10 +462,6 @@ class ProfilesConfig(FlinkJobSettings):
     # to buy gets a reminder, below it an offer
     reminder_propensity: float = LearnerSettings.reminder_propensity
 
-    def cassandra_auth(self) -> CassandraAuth:
-        """The Cassandra credentials of this config (validated)."""
-        return CassandraAuth(self.cassandra_username, self.cassandra_password)
-
     def learner_settings(self) -> LearnerSettings:
         """The online models' :class:`models.samples.LearnerSettings` from this config."""
         return LearnerSettings(reminder_propensity=self.reminder_propensity)
@@ -454,7 +472,7 @@ class ProfilesConfig(FlinkJobSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self.cassandra_auth()
+        self._check_cassandra()
         try:
             self.journey_settings()
         except ValueError as e:
@@ -473,10 +491,6 @@ class ProfilesConfig(FlinkJobSettings):
         for name in ("cassandra_port", "coalesce_ms", "confirm_ms", "half_life_ms", "write_group_size"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.cassandra_wait_ms < 0:
-            raise ConfigError(
-                f"cassandra_wait_ms (JOURNEY_CASSANDRA_WAIT_MS) must be 0 or more, got {self.cassandra_wait_ms}"
-            )
         if not 0 <= self.write_group_ms < self.confirm_ms:
             raise ConfigError(
                 f"write_group_ms ({self.write_group_ms}) must be at least 0 and less than confirm_ms "
