@@ -183,7 +183,7 @@ def produce(
             return topic
         return topic_prefix + rec.topic[len("journey") :] if rec.topic.startswith("journey.") else rec.topic
 
-    _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap, conf=conf)
+    _check_topics(producer, sorted({target_topic(r) for r in dataset.records}), bootstrap, conf)
 
     per_topic: dict[str, int] = {}
     errors: list[str] = []
@@ -229,16 +229,14 @@ def produce(
 
 
 def _check_topics(
-    producer: Any, topics: list[str], bootstrap: str, timeout_s: float = 10.0, conf: dict[str, Any] | None = None
+    producer: Any, topics: list[str], bootstrap: str, conf: dict[str, Any], timeout_s: float = 10.0
 ) -> None:
     """Fail fast, with a clear message, if the broker is down or refuses us (credentials), or a
     topic is missing."""
     try:
         md = producer.list_topics(timeout=timeout_s)
     except Exception as e:  # confluent_kafka.KafkaException
-        if conf is not None:
-            raise ProduceError(f"{kafka_failure(conf, e, producer)} (within {timeout_s} s)") from None
-        raise ProduceError(f"cannot reach Kafka at {bootstrap} within {timeout_s} s: {e}") from None
+        raise ProduceError(f"{kafka_failure(conf, e, producer)} (within {timeout_s} s)") from None
     missing = [t for t in topics if t not in md.topics or md.topics[t].error is not None]
     if missing:
         raise ProduceError(

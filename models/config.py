@@ -58,8 +58,6 @@ KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 #: The SCRAM login module as the Flink Kafka SQL connector jar has it (it shades kafka-clients:
 #: the unshaded class name is not in the jar, and JAAS would fail to load it).
 SHADED_SCRAM_LOGIN_MODULE = "org.apache.flink.kafka.shaded.org.apache.kafka.common.security.scram.ScramLoginModule"
-#: The same for a job run against an unshaded kafka-clients.
-SCRAM_LOGIN_MODULE = "org.apache.kafka.common.security.scram.ScramLoginModule"
 _MASK = "***"
 
 
