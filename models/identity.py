@@ -23,6 +23,13 @@ Rules
      refused) and components are computed again.
 
   Refusals are reported (:class:`RefusedLink`), never silently merged.
+* **Shared identifiers** (a store kiosk, a family tablet, a call-centre login): an identifier
+  seen on events together with more than ``limit`` distinct values of a type
+  (:data:`DEFAULT_SHARED_LIMITS`, e.g. a ``device_id`` with more than 5 customer ids) is
+  *shared*: it links nothing, it is its own profile, and the identifiers it was seen with
+  resolve as if it were absent. It is a function of the set of observations (distinct values
+  only grow), so it is order independent like the rest. Reported in
+  :attr:`Resolution.shared`.
 * **Canonical profile id**: derived from the component's highest-priority identifier (type
   priority, then value), so it is a function of the component only and replays give the
   same ids.
@@ -57,6 +64,19 @@ DEFAULT_BLOCKED_VALUES: frozenset[str] = frozenset(
     {"", "null", "none", "nil", "anonymous", "undefined", "unknown", "n/a", "na", "-"}
 )
 
+#: ``(identifier type or "*", co-observed type, limit)``: an identifier of the first type (any
+#: type for ``*``) seen on events together with more than ``limit`` distinct values of the
+#: second is shared. The limits are about how many of a type one person plausibly has; a
+#: specific type's row overrides the ``*`` row of the same co-observed type.
+DEFAULT_SHARED_LIMITS: tuple[tuple[str, str, int], ...] = (
+    ("*", "customer_id", 5),
+    ("*", "loyalty_id", 5),
+    ("*", "email_hash", 10),
+    ("*", "phone_hash", 10),
+    ("*", "device_id", 50),
+    ("*", "cookie_id", 1000),
+)
+
 Node = tuple[str, str]  # (identifier type, value)
 
 
@@ -68,7 +88,11 @@ class IdentityRules:
     priority: tuple[str, ...] = DEFAULT_PRIORITY
     blocked_values: frozenset[str] = DEFAULT_BLOCKED_VALUES
     blocked_patterns: tuple[str, ...] = ()
+    #: when an identifier is shared (see :data:`DEFAULT_SHARED_LIMITS`); ``()``: never
+    shared_limits: tuple[tuple[str, str, int], ...] = DEFAULT_SHARED_LIMITS
     _compiled: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
+    #: per identifier type, its (co-observed type, limit) pairs (from ``shared_limits``)
+    _limits: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.unique_types if t not in self.priority]
@@ -79,6 +103,31 @@ class IdentityRules:
         except re.error as e:
             raise ValueError(f"blocked_patterns: {e}") from None
         object.__setattr__(self, "_compiled", compiled)
+        object.__setattr__(self, "_limits", self._limits_by_type())
+
+    def _limits_by_type(self) -> dict[str, tuple[tuple[str, int], ...]]:
+        given: dict[tuple[str, str], int] = {}
+        for row in self.shared_limits:
+            if len(row) != 3:
+                raise ValueError(f"shared_limits: {row!r} is not (type or '*', co-observed type, limit)")
+            t, co, limit = row
+            if t != "*" and t not in self.priority or co not in self.priority:
+                raise ValueError(f"shared_limits: {row!r} names a type that is not one of {self.priority}")
+            if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+                raise ValueError(f"shared_limits: {row!r}: the limit must be an integer >= 1")
+            if (t, co) in given:
+                raise ValueError(f"shared_limits: ({t!r}, {co!r}) is given twice")
+            given[(t, co)] = limit
+        out = {}
+        for t in self.priority:
+            pairs = {co: limit for (tt, co), limit in given.items() if tt == "*"}
+            pairs.update({co: limit for (tt, co), limit in given.items() if tt == t})
+            out[t] = tuple(sorted(pairs.items()))
+        return out
+
+    def limits_of(self, type_: str) -> tuple[tuple[str, int], ...]:
+        """``(co-observed type, limit)`` pairs past which an identifier of ``type_`` is shared."""
+        return self._limits.get(type_, ())
 
     def is_blocked(self, value: str) -> bool:
         """Blocked values never link (placeholder ids, zeros, configured patterns)."""
@@ -117,12 +166,14 @@ class RefusedLink:
 
 @dataclass
 class Resolution:
-    """Canonical profile per identifier, members per profile, refused links, blocked count."""
+    """Canonical profile per identifier, members per profile, refused links, blocked count,
+    and the shared identifiers with the co-observed type that made each one shared."""
 
     profile_of: dict[Node, str]
     members: dict[str, frozenset[Node]]
     refused: list[RefusedLink]
     blocked: int
+    shared: dict[Node, str] = field(default_factory=dict)
 
     def components(self) -> frozenset[frozenset[Node]]:
         return frozenset(self.members.values())
@@ -188,12 +239,51 @@ class UnionFind:
         return out
 
 
+def shared_identifiers(signatures: Iterable[Iterable[Node]], rules: IdentityRules) -> dict[Node, str]:
+    """The identifiers that are shared (module docs) given the identifier sets of the events
+    (non-blocked identifiers), each with the co-observed type whose limit it passed (the first
+    such type by priority). A function of the set of signatures.
+
+    >>> rules = IdentityRules(shared_limits=(("device_id", "customer_id", 2),))
+    >>> sigs = [(("customer_id", c), ("device_id", "kiosk")) for c in "abc"] + [(("customer_id", "a"), ("device_id", "tab"))]
+    >>> shared_identifiers(sigs, rules)
+    {('device_id', 'kiosk'): 'customer_id'}
+    """
+    seen: dict[tuple[Node, str], set[str]] = {}
+    over: dict[Node, set[str]] = {}
+    for sig in signatures:
+        sig = tuple(sig)
+        for node in sig:
+            limits = rules.limits_of(node[0])
+            if not limits:
+                continue
+            for co, limit in limits:
+                key = (node, co)
+                values = seen.get(key)
+                if values is not None and len(values) > limit:
+                    continue  # already past the limit: no need to count further
+                for t, v in sig:
+                    if t == co and (t, v) != node:
+                        if values is None:
+                            values = seen[key] = set()
+                        values.add(v)
+                if values is not None and len(values) > limit:
+                    over.setdefault(node, set()).add(co)
+    return {n: min(cos, key=rules.priority.index) for n, cos in sorted(over.items())}
+
+
+def linking(kept: tuple[Node, ...] | list[Node], shared: Mapping[Node, Any]) -> list[Node]:
+    """The identifiers of an event that link (its kept identifiers minus the shared ones)."""
+    return [n for n in kept if n not in shared] if shared else list(kept)
+
+
 def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolution:
     """Profiles as a function of the set of observations (see the module docstring)."""
     unique = set(rules.unique_types)
     nodes: set[Node] = set()
     edges: set[tuple[Node, Node]] = set()
     blocked = 0
+    signatures: set[tuple[Node, ...]] = set()
     for ob in observations:
         kept = []
         for node in ob.identifiers:
@@ -203,8 +293,12 @@ def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolu
                 kept.append(node)
         kept = sorted(set(kept), key=rules.rank)
         nodes.update(kept)
-        for other in kept[1:]:  # a star over the event's identifiers spans the same component
-            edges.add((kept[0], other))
+        signatures.add(tuple(kept))
+    shared = shared_identifiers(signatures, rules)
+    for sig in signatures:
+        links = linking(sig, shared)
+        for other in links[1:]:  # a star over the event's identifiers spans the same component
+            edges.add((links[0], other))
 
     free = UnionFind()
     for n in nodes:
@@ -278,7 +372,7 @@ def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolu
         for n in group:
             profile_of[n] = pid
     refused.sort(key=lambda r: (rules.rank(r.a), rules.rank(r.b), r.reason))
-    return Resolution(profile_of, members, refused, blocked)
+    return Resolution(profile_of, members, refused, blocked, shared)
 
 
 @dataclass(frozen=True)
@@ -289,7 +383,9 @@ class ProfileChange:
     (``members`` joined the existing profile ``into``: new identifiers or a merge), ``merged``
     (every member of ``from_ids[0]`` now belongs to ``into``; several ``merged`` rows when
     several profiles join), ``split`` (the members of ``from_ids[0]`` are now spread over
-    other profiles, e.g. a cluster became ambiguous) or ``refused`` (a link the rules refused).
+    other profiles, e.g. a cluster became ambiguous), ``refused`` (a link the rules refused)
+    or ``shared`` (the one member of ``members`` became a shared identifier: it no longer
+    links; ``reason`` is the co-observed identifier type that made it shared).
     """
 
     kind: str
@@ -297,6 +393,7 @@ class ProfileChange:
     from_ids: tuple[str, ...] = ()
     members: frozenset[Node] = frozenset()
     link: RefusedLink | None = None
+    reason: str = ""
 
 
 @dataclass
@@ -305,7 +402,8 @@ class ResolverStore:
 
     ``signatures`` holds, per raw component root, the distinct identifier sets seen (events
     with the same identifiers add nothing to the graph); ``events`` counts the events of each
-    raw component (it only grows, so it versions the component's profiles).
+    raw component (it only grows, so it versions the component's profiles); ``shared`` the
+    shared identifiers (with the co-observed type that made each one shared).
     """
 
     parent: MutableMapping[Node, Node] = field(default_factory=dict)
@@ -315,6 +413,20 @@ class ResolverStore:
     profile_of: MutableMapping[Node, str] = field(default_factory=dict)
     members: MutableMapping[str, frozenset[Node]] = field(default_factory=dict)
     refused: MutableMapping[RefusedLink, bool] = field(default_factory=dict)
+    shared: MutableMapping[Node, str] = field(default_factory=dict)
+
+
+def shared_changes(
+    sub: Resolution, known: MutableMapping[Node, str], profile_of: Mapping[Node, str]
+) -> list[ProfileChange]:
+    """A ``shared`` change for every identifier ``sub`` found shared that ``known`` did not
+    have yet (added to it); ``profile_of`` gives its profile."""
+    out = []
+    for n, co in sorted(sub.shared.items()):
+        if n not in known:
+            known[n] = co
+            out.append(ProfileChange("shared", profile_of[n], members=frozenset({n}), reason=co))
+    return out
 
 
 class IncrementalResolver:
@@ -403,6 +515,7 @@ class IncrementalResolver:
             if link not in self.refused:
                 self.refused[link] = True
                 changes.append(ProfileChange("refused", None, link=link))
+        changes.extend(shared_changes(sub, self.store.shared, sub.profile_of))
         for pid, members in sorted(sub.members.items()):
             before = self.members.get(pid)
             if before is None:

@@ -66,6 +66,7 @@ from models.identity import (
     canonical_profile_id,
     observation_of,
     resolve,
+    shared_changes,
 )
 from models.identity_router import (
     CommandKind,
@@ -559,6 +560,8 @@ def absorb(
         store.pending[rid] = pending
     for rid in other.due:
         store.due[rid] = True
+    for n, co in other.shared.items():
+        store.shared.setdefault(n, co)
 
     sub = resolve([Observation("", sig) for sig in sorted(signatures)], rules)
     changes: list[ProfileChange] = []
@@ -566,6 +569,7 @@ def absorb(
         if link not in store.refused:
             store.refused[link] = True
             changes.append(ProfileChange("refused", None, link=link))
+    changes.extend(shared_changes(sub, store.shared, sub.profile_of))
     for pid, members in sorted(sub.members.items()):
         had = before.get(pid)
         # announced again: identifiers that either side had put in another profile (a lagging

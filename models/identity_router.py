@@ -129,7 +129,7 @@ class ProfileCommand:
 class IdentityEvent:
     """A ``journey.identity`` record (``schemas/identity_event.avsc``)."""
 
-    kind: str  # identifier_linked | link_refused | profile_merged
+    kind: str  # identifier_linked | link_refused | profile_merged | profile_erased | identifier_shared
     profile_id: str
     reason: str
     event_id: str
@@ -283,7 +283,7 @@ class IdentityRouter:
             for pid in live:
                 store.members.pop(pid, None)
             for m in comp:
-                for mapping in (store.parent, store.size, store.profile_of, store.inflight):
+                for mapping in (store.parent, store.size, store.profile_of, store.inflight, store.shared):
                     mapping.pop(m, None)
                 store.erased[tombstone_key(m)] = stone
             ids = tuple(sorted(set(live) | {canonical_profile_id([m], resolver.rules) for m in comp}))
@@ -350,7 +350,9 @@ def identity_events(
     ``identifier_linked`` for every identifier that joined a profile (created, grown, or moved
     there by a merge or split: a consumer of these alone knows every identifier's profile),
     ``profile_merged`` (from -> into) when a whole profile joined another, ``link_refused``
-    for a link the rules refused (``profile_id`` is the first identifier's profile).
+    for a link the rules refused (``profile_id`` is the first identifier's profile),
+    ``identifier_shared`` for an identifier that became shared (``reason``
+    ``shared:<co-observed type>``; ``profile_id`` is its own profile from now on).
     """
     out = []
     eid, at = event["event_id"], event["occurred_at"]
@@ -364,6 +366,14 @@ def identity_events(
         elif c.kind == "merged":
             assert c.into is not None
             out.append(IdentityEvent("profile_merged", c.into, "linked", eid, at, from_profile_id=c.from_ids[0]))
+        elif c.kind == "shared":
+            assert c.into is not None
+            ((t, v),) = c.members
+            out.append(
+                IdentityEvent(
+                    "identifier_shared", c.into, f"shared:{c.reason}", eid, at, identifier_type=t, identifier_hash=v
+                )
+            )
         elif c.kind == "refused":
             link = c.link
             assert link is not None  # a refusal names its link

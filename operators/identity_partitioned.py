@@ -26,7 +26,7 @@ and :mod:`models.identity_clock`; design in ``docs/identity.md``, "Partitioned i
 Counters (names unique across the job's operators): locate-identity ``events``,
 ``unresolvable``, ``erased`` (dropped: the atom is erased), ``ledger_tombstones``,
 ``identity_messages``; resolve-identity ``commands``, ``identity_events``,
-``identity_<created|grown|merged|split|refused>``, ``claims``, ``components_moved``,
+``identity_<created|grown|merged|split|refused|shared>``, ``claims``, ``components_moved``,
 ``moved_states``, ``journey_parts``, ``orphan_messages``, ``erased_at_home`` (dropped: the
 component was erased), ``erasure_requests``, ``erasures``, ``erased_profiles``,
 ``erased_identifiers``; identity-clock ``ticks``, ``erasures_due``.
@@ -234,7 +234,7 @@ class ResolveIdentity(KeyedProcessFunction):
             (
                 "commands",
                 "identity_events",
-                *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused")),
+                *(f"identity_{k}" for k in ("created", "grown", "merged", "split", "refused", "shared")),
                 "claims",
                 "components_moved",
                 "moved_states",

@@ -468,6 +468,7 @@ def component_record(store: RouterStore) -> dict[str, Any]:
         "inflight": [{"node": node_record(n), "parts": k} for n, k in sorted(store.inflight.items())],
         "pending": [ROUTER_CODECS["pending"].to_record(p) for _, p in sorted(store.pending.items())],
         "due": sorted(store.due),
+        "shared": [{"node": node_record(n), "co_type": co} for n, co in sorted(store.shared.items())],
     }
 
 
@@ -488,6 +489,8 @@ def component_of_record(rec: dict[str, Any]) -> RouterStore:
         store.pending[pending.request_id] = pending
     for rid in rec.get("due", ()):
         store.due[rid] = True
+    for entry in rec.get("shared", ()):
+        store.shared[node_of_record(entry["node"])] = entry["co_type"]
     return store
 
 
