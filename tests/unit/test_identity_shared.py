@@ -1,0 +1,149 @@
+"""Shared identifiers (issue 16): an identifier seen with more than N distinct values of a type
+stops linking, order-independently, and is announced once. Checked against a naive oracle
+written here (counting co-observed values per event, then plain BFS over the links that are
+left), not against the resolver's own helpers."""
+
+from __future__ import annotations
+
+from collections import deque
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from models.identity import IdentityRules, IncrementalResolver, Observation, resolve
+from models.identity_router import identity_events
+
+#: small limits so that a handful of values makes an identifier shared
+SMALL = IdentityRules(shared_limits=(("*", "customer_id", 1), ("device_id", "cookie_id", 2), ("*", "email_hash", 2)))
+TYPES = ("customer_id", "email_hash", "device_id", "cookie_id")
+
+node = st.tuples(st.sampled_from(TYPES), st.sampled_from(["a", "b", "c", "d"]))
+observations = st.lists(
+    st.builds(
+        lambda i, ids: Observation(f"e{i}", tuple(ids)), st.integers(0, 10**6), st.lists(node, min_size=1, max_size=3)
+    ),
+    max_size=25,
+)
+
+
+def naive_shared(obs: list[Observation], limits: tuple[tuple[str, str, int], ...]) -> set:
+    """Every identifier that was in one event with more than ``limit`` distinct other values
+    of the co-type, for some (type or ``*``, co-type, limit) rule."""
+    out = set()
+    every = {n for o in obs for n in o.identifiers}
+    for n in every:
+        for type_, co, limit in limits:
+            if type_ not in ("*", n[0]):
+                continue
+            values = {m[1] for o in obs if n in o.identifiers for m in o.identifiers if m[0] == co and m != n}
+            if len(values) > limit:
+                out.add(n)
+    return out
+
+
+def components_without(obs: list[Observation], shared: set) -> list[set]:
+    """Plain BFS components where a shared identifier has no edges."""
+    adj: dict = {}
+    for o in obs:
+        for n in o.identifiers:
+            adj.setdefault(n, set())
+        links = [n for n in o.identifiers if n not in shared]
+        for a in links:
+            adj[a].update(b for b in links if b != a)
+    seen: set = set()
+    comps = []
+    for start in sorted(adj):
+        if start in seen:
+            continue
+        comp, queue = set(), deque([start])
+        seen.add(start)
+        while queue:
+            x = queue.popleft()
+            comp.add(x)
+            for y in sorted(adj[x] - seen):
+                seen.add(y)
+                queue.append(y)
+        comps.append(comp)
+    return comps
+
+
+def kiosk_events(persons: int) -> list[Observation]:
+    """Each person logs in once on the store kiosk, then browses on their own cookie."""
+    out = []
+    for p in range(persons):
+        out.append(Observation(f"k{p}", (("customer_id", f"c{p}"), ("device_id", "kiosk"))))
+        out.append(Observation(f"w{p}", (("customer_id", f"c{p}"), ("cookie_id", f"ck{p}"))))
+    return out
+
+
+def test_a_kiosk_used_by_seven_customers_is_shared_and_each_keeps_their_own_profile() -> None:
+    res = resolve(kiosk_events(7), IdentityRules())
+    assert res.shared == {("device_id", "kiosk"): "customer_id"}
+    for p in range(7):
+        assert res.profile_of[("customer_id", f"c{p}")] == res.profile_of[("cookie_id", f"ck{p}")]
+    assert len({res.profile_of[("customer_id", f"c{p}")] for p in range(7)}) == 7
+    kiosk = res.profile_of[("device_id", "kiosk")]
+    assert res.members[kiosk] == frozenset({("device_id", "kiosk")})
+    assert not res.refused  # a shared identifier links nothing, so nothing is refused
+
+
+def test_below_the_limit_the_kiosk_stays_an_ambiguous_cluster_with_refusals() -> None:
+    res = resolve(kiosk_events(5), IdentityRules())
+    assert res.shared == {}
+    assert res.refused  # today's rule: the cluster with 5 customer ids is ambiguous
+    assert len({res.profile_of[("customer_id", f"c{p}")] for p in range(5)}) == 5
+
+
+def test_the_limits_are_checked_at_construction() -> None:
+    for bad in ((("device_id", "customer_id", 0),), (("nope", "customer_id", 3),), (("*", "nope", 3),)):
+        with pytest.raises(ValueError):
+            IdentityRules(shared_limits=bad)
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations)
+def test_the_shared_set_equals_the_naive_count(obs) -> None:
+    assert set(resolve(obs, SMALL).shared) == naive_shared(obs, SMALL.shared_limits)
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations)
+def test_shared_identifiers_are_alone_and_profiles_only_split_the_components_without_them(obs) -> None:
+    res = resolve(obs, SMALL)
+    shared = naive_shared(obs, SMALL.shared_limits)
+    for n in shared:
+        assert res.members[res.profile_of[n]] == frozenset({n})
+    comp_of = {n: i for i, comp in enumerate(components_without(obs, shared)) for n in comp}
+    for members in res.members.values():
+        assert len({comp_of[n] for n in members}) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations, st.randoms(use_true_random=False))
+def test_with_shared_identifiers_any_order_gives_the_same_profiles(obs, rnd) -> None:
+    order = list(obs)
+    rnd.shuffle(order)
+    a, b = resolve(obs, SMALL), resolve(order, SMALL)
+    assert (a.profile_of, a.members, a.shared, set(a.refused)) == (b.profile_of, b.members, b.shared, set(b.refused))
+
+
+@settings(max_examples=300, deadline=None)
+@given(observations, st.randoms(use_true_random=False))
+def test_incremental_equals_the_reference_and_announces_each_shared_identifier_once(obs, rnd) -> None:
+    order = list(obs)
+    rnd.shuffle(order)
+    inc = IncrementalResolver(SMALL)
+    announced: list = []
+    for i, ob in enumerate(order):
+        changes = inc.add(ob)
+        event = {"event_id": ob.event_id, "occurred_at": i}
+        for e in identity_events(tuple(changes), event, inc.profile_of):
+            if e.kind == "identifier_shared":
+                announced.append((e.identifier_type, e.identifier_hash))
+                assert e.profile_id == inc.profile_of[announced[-1]]
+        ref = resolve(order[: i + 1], SMALL)
+        assert inc.profile_of == ref.profile_of
+        assert inc.members == ref.members
+        assert set(announced) == set(ref.shared)
+    assert len(announced) == len(set(announced))
