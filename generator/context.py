@@ -25,11 +25,12 @@ from typing import TYPE_CHECKING, Callable
 
 from generator.catalog import Product, make_products
 from generator.timing import MIN_STEP_MS, MIN_VALID_TIMESTAMP_MS, SECOND_MS
-from generator.truth import CartTruth
+from generator.truth import CartTruth, SupernodeTruth
 from models.avro_codec import Codec, SchemaCatalog
 
 if TYPE_CHECKING:
     from generator.persons import Person
+    from generator.supernodes import Supernodes
 
 
 class Generation:
@@ -49,6 +50,12 @@ class Generation:
         The planted persons, in index order.
     carts : list of CartTruth
         Every online cart, in the order they were played.
+    supernodes : Supernodes or None
+        What to plant as supernodes (:mod:`generator.supernodes`); ``None``: nothing.
+    supernode_truth : list of SupernodeTruth
+        The planted supernodes (:func:`generator.supernodes.plant`).
+    supernode_visits : dict of int to list of (str, str)
+        Person index -> the ``(kind, identifier value)`` of each supernode visit in their journey.
     """
 
     def __init__(
@@ -62,6 +69,7 @@ class Generation:
         late_ratio: float,
         reorder_ratio: float,
         min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS,
+        supernodes: Supernodes | None = None,
     ) -> None:
         self.seed = seed
         self.min_valid = min_valid_timestamp_ms
@@ -79,6 +87,9 @@ class Generation:
         self.cheap = sorted(self.products, key=lambda p: p.price)[: len(self.products) // 3]
         self.persons: list[Person] = []
         self.carts: list[CartTruth] = []
+        self.supernodes = supernodes
+        self.supernode_truth: list[SupernodeTruth] = []
+        self.supernode_visits: dict[int, list[tuple[str, str]]] = {}
         self._used_ids: set[str] = set()  # membership only; never iterated (determinism)
         self._counters: dict[str, int] = {}
 

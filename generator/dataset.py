@@ -22,7 +22,7 @@ ValueError: persons must be a positive int, got 0
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from generator.context import Generation
@@ -32,6 +32,7 @@ from generator.journey_truth import journey_truth
 from generator.journeys import play_journeys
 from generator.persons import PHONE_COUNTRY_CODE
 from generator.records import GeneratedRecord, PendingRecord, topic_of
+from generator.supernodes import Supernodes
 from generator.timing import DAY_MS, DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS, YEAR_2100_MS
 from generator.truth import BadRecordTruth, DuplicateTruth, GroundTruth, LateEventTruth
 from models.contract import CHANNELS, EVENT_TYPES
@@ -87,6 +88,7 @@ def generate(
     reorder_ratio: float = DEFAULT_REORDER_RATIO,
     days: int = DEFAULT_DAYS,
     min_valid_timestamp_ms: int = MIN_VALID_TIMESTAMP_MS,
+    supernodes: Supernodes | None = None,
 ) -> Dataset:
     """Generate a deterministic synthetic dataset with ground truth.
 
@@ -120,6 +122,12 @@ def generate(
         ms, >= 0): by default the live bound 2000-01-01; for history before it, the backfill
         bound (``JOURNEY_BACKFILL_MIN_VALID_TIMESTAMP_MS``). The ``invalid_timestamp`` bad
         records are impossible under it (:func:`generator.bad_records.invalid_timestamps`).
+    supernodes : Supernodes or None, keyword-only
+        Plant store kiosks, family tablets and a call-centre agent login used by several
+        persons (:mod:`generator.supernodes`; truth in :attr:`GroundTruth.supernodes`). ``None``
+        (the default): none, and the dataset is exactly what it was before supernodes existed.
+        Needs :attr:`Supernodes.persons_needed` persons who are not erased. The journeys
+        oracle does not model shared identifiers: :attr:`GroundTruth.journeys` is then empty.
 
     Returns
     -------
@@ -168,6 +176,8 @@ def generate(
         raise ValueError(f"dup_ratio must be in [0, 1], got {dup_ratio!r}")
     if isinstance(days, bool) or not isinstance(days, int) or days < 1:
         raise ValueError(f"days must be a positive int, got {days!r}")
+    if supernodes is not None and not isinstance(supernodes, Supernodes):
+        raise ValueError(f"supernodes must be a generator.supernodes.Supernodes or None, got {supernodes!r}")
     g = Generation(
         seed,
         persons,
@@ -178,6 +188,7 @@ def generate(
         float(late_ratio),
         float(reorder_ratio),
         min_valid_timestamp_ms,
+        supernodes,
     )
     return _run(g)
 
@@ -312,18 +323,21 @@ def _ground_truth(
     topic_counts = Counter(r.topic for r in pending)
     type_counts = Counter(ev.event_type for ev in events)
     channel_counts = Counter(ev.channel for ev in events)
+    params: dict[str, Any] = {
+        "persons": g.n_persons,
+        "base_time_ms": g.base,
+        "days": g.days,
+        "bad_ratio": g.bad_ratio,
+        "dup_ratio": g.dup_ratio,
+        "late_ratio": g.late_ratio,
+        "reorder_ratio": g.reorder_ratio,
+        "min_valid_timestamp_ms": g.min_valid,
+    }
+    if g.supernodes is not None:  # absent otherwise: a dataset without supernodes keeps its bytes
+        params["supernodes"] = asdict(g.supernodes)
     return GroundTruth(
         seed=g.seed,
-        params={
-            "persons": g.n_persons,
-            "base_time_ms": g.base,
-            "days": g.days,
-            "bad_ratio": g.bad_ratio,
-            "dup_ratio": g.dup_ratio,
-            "late_ratio": g.late_ratio,
-            "reorder_ratio": g.reorder_ratio,
-            "min_valid_timestamp_ms": g.min_valid,
-        },
+        params=params,
         persons=[p.truth for p in g.persons],
         valid_event_ids=sorted(ev.event_id for ev in events),
         duplicates=dups,
@@ -334,5 +348,10 @@ def _ground_truth(
         topic_counts={topic_of(c): topic_counts.get(topic_of(c), 0) for c in CHANNELS},
         event_type_counts={t: type_counts.get(t, 0) for t in EVENT_TYPES},
         channel_counts={c: channel_counts.get(c, 0) for c in CHANNELS},
-        journeys=journey_truth(journey_events(events), [ev.event_id for ev in late]).counts(),
+        # the journeys oracle links every identifier an event carries (docs/journeys.md): it does
+        # not model shared identifiers, so a dataset with supernodes has no journeys truth
+        journeys={}
+        if g.supernodes is not None
+        else journey_truth(journey_events(events), [ev.event_id for ev in late]).counts(),
+        supernodes=list(g.supernode_truth),
     )

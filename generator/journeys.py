@@ -5,7 +5,8 @@ identifier they have (the "core") interleaved with sessions typical of their beh
 (browsing, bargain hunting, loyal buying, cart abandoning, offline shopping), and for some
 an erasure request last. :func:`play` runs them at random start times over the calendar, at
 least :data:`generator.timing.SESSION_GAP_MS` apart. :func:`play_journeys` plants every
-person and plays their journey.
+person and plays their journey (with planted supernodes, every person is drawn first, then the
+supernodes, then the journeys, whose core gains the supernode visits: :mod:`generator.supernodes`).
 
 Examples
 --------
@@ -31,6 +32,8 @@ from generator.context import Generation
 from generator.encoding import JourneyEvent
 from generator.journey_truth import OPEN_TYPES, JourneySettings
 from generator.persons import BEHAVIOUR_WEIGHTS, Person, make_person
+from generator.supernodes import SESSIONS as SUPERNODE_SESSIONS
+from generator.supernodes import plant
 from generator.sessions import (
     anon_cookie_session,
     app_first_session,
@@ -102,6 +105,8 @@ def plan(g: Generation, p: Person, erase: bool) -> list[Session]:
     if tr.loyalty_id is not None:
         first_buy = tr.behaviour == "offline_shopper" or rng.random() < 0.5
         core.append(lambda t, b=first_buy: store_session(g, p, t, purchase=b, with_phone=True))
+    for kind, value in g.supernode_visits.get(p.index, ()):
+        core.append(lambda t, k=kind, v=value: SUPERNODE_SESSIONS[k](g, p, t, v))
 
     beh: list[Session] = []
     kind = tr.behaviour
@@ -242,7 +247,8 @@ def quiet_until(events: list[JourneyEvent], deadlines: dict[str, int]) -> int:
 
 def play_journeys(g: Generation) -> list[JourneyEvent]:
     """Plant ``g.n_persons`` persons (every behaviour once, if there are enough; 2 % erased from
-    20 persons on), play their journeys, and return every event in event-time order."""
+    20 persons on) and ``g.supernodes`` if any, play their journeys, and return every event in
+    event-time order."""
     rng = g.rng
     behaviours = list(BEHAVIOURS[: min(g.n_persons, len(BEHAVIOURS))])
     behaviours += rng.choices(BEHAVIOURS, weights=BEHAVIOUR_WEIGHTS, k=g.n_persons - len(behaviours))
@@ -250,10 +256,16 @@ def play_journeys(g: Generation) -> list[JourneyEvent]:
     n_erase = round(g.n_persons * 0.02) if g.n_persons >= 20 else 0
     n_erase = max(n_erase, 1) if g.n_persons >= 20 else 0
     erased = set(rng.sample(range(g.n_persons), n_erase))
-    for i, b in enumerate(behaviours):
-        p = make_person(g, i, b)
-        g.persons.append(p)
-        play(g, p, plan(g, p, i in erased))
+    if g.supernodes is None:
+        for i, b in enumerate(behaviours):
+            p = make_person(g, i, b)
+            g.persons.append(p)
+            play(g, p, plan(g, p, i in erased))
+    else:  # who shares what depends on the persons (callers need a phone): draw them all first
+        g.persons.extend(make_person(g, i, b) for i, b in enumerate(behaviours))
+        plant(g, g.supernodes, erased)
+        for p in g.persons:
+            play(g, p, plan(g, p, p.index in erased))
     events = [ev for p in g.persons for ev in p.events]
     events.sort(key=lambda e: (e.occurred_at, e.person, e.pos))
     return events

@@ -3,7 +3,9 @@
 :class:`GroundTruth` gathers the planted persons (:class:`PersonTruth`), carts
 (:class:`CartTruth`), bad records, duplicates and late events, with counts
 (:meth:`GroundTruth.summary`) and the ``truth.json`` document the command line writes
-(:meth:`GroundTruth.to_json`, :meth:`GroundTruth.write`, :meth:`GroundTruth.load`).
+(:meth:`GroundTruth.to_json`, :meth:`GroundTruth.write`, :meth:`GroundTruth.load`). A dataset
+generated with planted supernodes (:mod:`generator.supernodes`) also says which identifier
+values several persons use (:class:`SupernodeTruth`).
 
 Examples
 --------
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from models.contract import DEAD_LETTER_REASONS
+from models.identity import IdentityRules
 
 #: Version of the ``truth.json`` document (:meth:`GroundTruth.to_json`).
 TRUTH_FORMAT_VERSION = 1
@@ -227,6 +230,66 @@ class LateEventTruth:
     person_lateness_ms: int
 
 
+@dataclass(frozen=True)
+class SupernodeTruth:
+    """An identifier value planted as used by several persons (:mod:`generator.supernodes`).
+
+    Attributes
+    ----------
+    kind : str
+        One of :data:`SUPERNODE_KINDS`: ``kiosk`` (a store kiosk's ``device_id``, each user
+        logs in on it), ``family_tablet`` (a ``device_id`` each family member logs in on) or
+        ``call_centre_agent`` (an agent's ``customer_id`` on the CRM events of the calls they
+        log, with each caller's phone).
+    type, value : str
+        The identifier as identity resolution sees it (``device_id`` and ``customer_id`` are
+        not hashed, so the value is the raw one).
+    person_ids : tuple of str
+        The planted persons who used it (or whose calls the agent logged), in index order.
+    co_type : str
+        The identifier type it is seen with on events whose distinct values the sharing rule
+        counts: the persons' ``customer_id`` (kiosk, tablet) or ``phone_hash`` (agent).
+    co_values : int
+        How many distinct values of ``co_type`` it is seen with.
+    shared_by : str or None
+        ``co_type`` if ``co_values`` is over its limit under the default rules
+        (:data:`models.identity.DEFAULT_SHARED_LIMITS`): the identifier is *shared* (it links
+        nothing, it is its own profile; ``Resolution.shared`` maps it to this type). ``None``
+        below the limit: a family device, *ambiguous* (linked to several customer ids, all its
+        links to them are refused; it is its own profile too).
+    """
+
+    kind: str
+    type: str
+    value: str
+    person_ids: tuple[str, ...]
+    co_type: str
+    co_values: int
+    shared_by: str | None
+
+    @property
+    def node(self) -> tuple[str, str]:
+        """``(type, value)``: the identifier as :mod:`models.identity` names it."""
+        return self.type, self.value
+
+
+#: :attr:`SupernodeTruth.kind` values.
+SUPERNODE_KINDS: tuple[str, ...] = ("kiosk", "family_tablet", "call_centre_agent")
+
+
+def shared_by(type_: str, co_type: str, co_values: int, rules: IdentityRules | None = None) -> str | None:
+    """``co_type`` if an identifier of ``type_`` seen with ``co_values`` distinct values of it
+    is shared under ``rules`` (default: :class:`models.identity.IdentityRules`), else ``None``.
+
+    >>> shared_by("device_id", "customer_id", 6), shared_by("device_id", "customer_id", 5)
+    ('customer_id', None)
+    >>> shared_by("customer_id", "phone_hash", 11), shared_by("customer_id", "phone_hash", 10)
+    ('phone_hash', None)
+    """
+    limit = dict((rules or IdentityRules()).limits_of(type_)).get(co_type)
+    return co_type if limit is not None and co_values > limit else None
+
+
 @dataclass
 class GroundTruth:
     """Everything a test needs to judge the pipeline's output on a :class:`generator.dataset.Dataset`.
@@ -256,7 +319,12 @@ class GroundTruth:
     journeys : dict of str to int
         What the journeys stage must find with its default settings (the counts of
         :meth:`generator.journey_truth.JourneyTruth.counts`, late events dropped): sessions,
-        carts by final status, triggers. Empty in a ``truth.json`` written before journeys.
+        carts by final status, triggers. Empty in a ``truth.json`` written before journeys, and
+        for a dataset with supernodes (the journeys oracle does not model shared identifiers).
+    supernodes : list of SupernodeTruth
+        Identifier values planted as used by several persons (kiosks, family tablets, a
+        call-centre agent), in planting order; empty unless generated with ``supernodes``. A
+        person's own identifiers (:class:`PersonTruth`) never include them.
     """
 
     seed: int
@@ -272,6 +340,19 @@ class GroundTruth:
     event_type_counts: dict[str, int]
     channel_counts: dict[str, int]
     journeys: dict[str, int] = field(default_factory=dict)
+    supernodes: list[SupernodeTruth] = field(default_factory=list)
+
+    @property
+    def shared_identifiers(self) -> dict[tuple[str, str], str]:
+        """The planted identifiers that are shared, each with the co-observed type that makes
+        it shared: what ``models.identity.resolve(...).shared`` must be on the dataset."""
+        return {s.node: s.shared_by for s in self.supernodes if s.shared_by is not None}
+
+    @property
+    def family_devices(self) -> list[SupernodeTruth]:
+        """The planted identifiers below every sharing limit (family tablets): ambiguous, each
+        its own profile, all their links to the members' customer ids refused."""
+        return [s for s in self.supernodes if s.shared_by is None]
 
     @property
     def duplicate_count(self) -> int:
@@ -299,10 +380,11 @@ class GroundTruth:
             ``records``, ``valid``, ``duplicate``, ``bad``, ``persons``, ``behaviours``,
             ``bad_by_error_type``, ``topics``, ``event_types``, ``channels``, ``carts``,
             ``carts_purchased``, ``carts_abandoned``, ``late_events``, ``out_of_order_events``,
-            ``erased_persons``.
+            ``erased_persons``; with planted supernodes also ``shared_identifiers`` and
+            ``family_devices``.
         """
         purchased = sum(1 for c in self.carts if c.purchased)
-        return {
+        out: dict[str, Any] = {
             "records": len(self.valid_event_ids) + len(self.duplicates) + len(self.bad_records),
             "valid": len(self.valid_event_ids),
             "duplicate": len(self.duplicates),
@@ -320,6 +402,10 @@ class GroundTruth:
             "out_of_order_events": len(self.out_of_order_event_ids),
             "erased_persons": sum(1 for p in self.persons if p.erased),
         }
+        if self.supernodes:  # absent otherwise: a dataset without supernodes keeps its bytes
+            out["shared_identifiers"] = len(self.shared_identifiers)
+            out["family_devices"] = len(self.family_devices)
+        return out
 
     def to_json(self) -> dict[str, Any]:
         """The ``truth.json`` document (bad raw bytes as base64 under ``raw_b64``).
@@ -329,7 +415,8 @@ class GroundTruth:
         dict
             Keys: ``format_version``, ``seed``, ``params``, ``summary``, ``persons``,
             ``valid_event_ids``, ``duplicates``, ``bad_records`` (error type -> list),
-            ``carts``, ``late_events``, ``out_of_order_event_ids``, ``journeys``.
+            ``carts``, ``late_events``, ``out_of_order_event_ids``, ``journeys``; with planted
+            supernodes also ``supernodes`` (:class:`SupernodeTruth` fields).
         """
         bad: dict[str, list[dict[str, Any]]] = {}
         for t, items in self.bad_by_error_type().items():
@@ -343,7 +430,7 @@ class GroundTruth:
                 }
                 for b in items
             ]
-        return {
+        doc: dict[str, Any] = {
             "format_version": TRUTH_FORMAT_VERSION,
             "seed": self.seed,
             "params": dict(self.params),
@@ -357,6 +444,9 @@ class GroundTruth:
             "out_of_order_event_ids": list(self.out_of_order_event_ids),
             "journeys": dict(self.journeys),
         }
+        if self.supernodes:
+            doc["supernodes"] = [asdict(s) for s in self.supernodes]
+        return doc
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> "GroundTruth":
@@ -396,6 +486,9 @@ class GroundTruth:
             event_type_counts=dict(s["event_types"]),
             channel_counts=dict(s["channels"]),
             journeys=dict(doc.get("journeys", {})),
+            supernodes=[
+                SupernodeTruth(**{**s, "person_ids": tuple(s["person_ids"])}) for s in doc.get("supernodes", [])
+            ],
         )
 
     def write(self, path: str | Path) -> Path:
