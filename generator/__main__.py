@@ -12,6 +12,12 @@ A history dataset for a backfill (docs/operations.md, "History backfill"): a cal
         --base-time-ms 1291161600000 --days 365 --min-valid-timestamp-ms 631152000000 \\
         --topic journey.events.backfill
 
+With planted supernodes (``docs/identity.md``, "Shared identifiers"): two store kiosks of 8
+users, a family tablet of 3 and a call-centre agent logging 12 callers' phones by default, each
+count configurable; the truth lists them under ``supernodes``::
+
+    python -m generator --persons 200 --seed 7 --out .stack/gen --supernodes --kiosks 4 --kiosk-users 20
+
 Writes ``<out>/truth.json`` (see :meth:`generator.truth.GroundTruth.to_json`) before producing,
 so the truth exists even if producing fails. Exit status 0 on success, 1 if producing failed,
 2 for bad arguments.
@@ -26,6 +32,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from generator.dataset import DEFAULT_BAD_RATIO, DEFAULT_DAYS, DEFAULT_DUP_RATIO, DEFAULT_LATE_RATIO, generate
+from generator.supernodes import Supernodes
 from generator.timing import DEFAULT_BASE_TIME_MS, MIN_VALID_TIMESTAMP_MS
 from models.config import DEFAULT_BOOTSTRAP_SERVERS
 from models.events import iso_utc
@@ -80,7 +87,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--late-ratio", type=float, default=DEFAULT_LATE_RATIO, help="fraction of late events (default %(default)s)"
     )
+    p.add_argument(
+        "--supernodes",
+        action="store_true",
+        help="plant identifiers several persons use: store kiosks (shared), family tablets (ambiguous) and a "
+        "call-centre agent login (shared); listed under 'supernodes' in truth.json",
+    )
+    for name, what in SUPERNODE_OPTIONS.items():
+        p.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"with --supernodes: {what} (default {getattr(Supernodes(), name)})",
+        )
     return p
+
+
+#: The :class:`generator.supernodes.Supernodes` fields the command line sets (``--kiosk-users``, ...).
+SUPERNODE_OPTIONS: dict[str, str] = {
+    "kiosks": "store kiosks",
+    "kiosk_users": "persons logging in on each kiosk (> 5)",
+    "families": "family tablets",
+    "family_size": "members per family tablet (2 to 5)",
+    "agent_calls": "callers whose phone the call-centre agent logs (0, or > 10)",
+}
+
+
+def supernodes_of(args: argparse.Namespace) -> Supernodes | None:
+    """The supernodes the parsed arguments ask for (``None`` without ``--supernodes``).
+
+    Raises
+    ------
+    ValueError
+        For counts :class:`generator.supernodes.Supernodes` refuses.
+    """
+    if not args.supernodes:
+        return None
+    given = {name: getattr(args, name) for name in SUPERNODE_OPTIONS if getattr(args, name) is not None}
+    return Supernodes(**given)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -120,6 +164,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("--bootstrap must not be empty (or pass --no-produce)")
     if args.out.exists() and not args.out.is_dir():
         parser.error(f"--out {args.out} exists and is not a directory")
+    given = [f"--{n.replace('_', '-')}" for n in SUPERNODE_OPTIONS if getattr(args, n) is not None]
+    if given and not args.supernodes:
+        parser.error(f"{', '.join(given)}: only with --supernodes")
+    try:
+        supernodes_of(args)
+    except ValueError as e:
+        parser.error(f"--supernodes: {e}")
     return args
 
 
@@ -156,6 +207,11 @@ def describe(
         f"{summary['late_events']} late and {summary['out_of_order_events']} out-of-order events, "
         f"{summary['erased_persons']} erasure requests. Ground truth: {truth_path}."
     )
+    if "shared_identifiers" in summary:
+        text += (
+            f" Supernodes planted: {summary['shared_identifiers']} shared identifiers and "
+            f"{summary['family_devices']} family devices."
+        )
     bound = (params or {}).get("min_valid_timestamp_ms", MIN_VALID_TIMESTAMP_MS)
     if bound < MIN_VALID_TIMESTAMP_MS:
         text += (
@@ -185,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             late_ratio=args.late_ratio,
             days=args.days,
             min_valid_timestamp_ms=args.min_valid_timestamp_ms,
+            supernodes=supernodes_of(args),
         )
     except ValueError as e:  # a combination parse_args does not check (e.g. a calendar reaching 2100)
         build_parser().error(str(e))
