@@ -21,6 +21,8 @@ __all__ = [
     "journey_truth",
     "records",
     "persons",
+    "supernodes",
+    "kiosk",
     "journeys",
     "sessions",
     "carts",

@@ -35,6 +35,9 @@ The generator's modules, one concept each (this module re-exports their public n
 * :mod:`generator.journeys`, :mod:`generator.sessions`, :mod:`generator.carts`,
   :mod:`generator.actions` -- journeys, the sessions they are made of, carts, and the
   events of a session;
+* :mod:`generator.supernodes` -- planted identifiers several persons use (store kiosks,
+  family tablets, a call-centre agent; ``generate(..., supernodes=Supernodes())``), and
+  :mod:`generator.kiosk` -- :func:`kiosk_population`, one big shared kiosk for benchmarks;
 * :mod:`generator.faults` and :mod:`generator.bad_records` -- production order with
   reordering, lateness and duplicates, and the bad records of each error type;
 * :mod:`generator.encoding` -- events as ``journey.v1.Event`` records;
@@ -60,7 +63,9 @@ from generator.catalog import CURRENCY
 from generator.dataset import Dataset, generate
 from generator.encoding import NAMESPACE
 from generator.faults import MAX_DUP_DELAY_MS, MAX_LATENESS_MS, MAX_REORDER_GAP_MS, MIN_DUP_DELAY_MS, MIN_LATENESS_MS
+from generator.kiosk import kiosk_population
 from generator.records import RECORD_KINDS, GeneratedRecord, RecordKind, topic_of
+from generator.supernodes import Supernodes
 from generator.timing import (
     DAY_MS,
     DEFAULT_BASE_TIME_MS,
@@ -82,11 +87,15 @@ from generator.truth import (
     GroundTruth,
     LateEventTruth,
     PersonTruth,
+    SupernodeTruth,
 )
 
 __all__ = [
     "generate",
     "Dataset",
+    "Supernodes",
+    "SupernodeTruth",
+    "kiosk_population",
     "GeneratedRecord",
     "RecordKind",
     "RECORD_KINDS",
