@@ -92,7 +92,7 @@ def kiosk_population(
         cookie = g.unique(lambda: "ck." + g.uuid().replace("-", ""))
         own = g.unique(lambda: g.uuid().upper())
         device = kiosk if shared else own
-        truth = PersonTruth(
+        person = PersonTruth(
             person_id=f"p-{seed}-{i:06d}",
             behaviour="browser",
             customer_id=customer_id,
@@ -107,8 +107,8 @@ def kiosk_population(
         )
         p = Person(
             index=i,
-            truth=truth,
-            key=truth.person_id.encode(),
+            truth=person,
+            key=person.person_id.encode(),
             device_os={device: "ios"},
             user_agent=rng.choice(USER_AGENTS),
             locale=rng.choice(LOCALES),

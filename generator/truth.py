@@ -350,8 +350,9 @@ class GroundTruth:
 
     @property
     def family_devices(self) -> list[SupernodeTruth]:
-        """The planted identifiers below every sharing limit (family tablets): ambiguous, each
-        its own profile, all their links to the members' customer ids refused."""
+        """The planted identifiers below every sharing limit (family tablets, or the kiosk of a
+        :func:`generator.kiosk.kiosk_population` of 2 to 5 persons): ambiguous, each its own
+        profile, all their links to the users' customer ids refused."""
         return [s for s in self.supernodes if s.shared_by is None]
 
     @property
