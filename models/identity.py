@@ -277,6 +277,67 @@ def linking(kept: tuple[Node, ...] | list[Node], shared: Mapping[Node, Any]) -> 
     return [n for n in kept if n not in shared] if shared else list(kept)
 
 
+#: bits of a piece's event count in a version (:func:`piece_version`)
+PIECE_EVENT_BITS = 22
+MAX_PIECE_EVENTS = 1 << PIECE_EVENT_BITS
+#: shared identifiers one raw component may hold (:func:`piece_version`)
+MAX_COMPONENT_SHARED = 1 << 16
+
+
+def piece_version(shared: int, events: int) -> int:
+    """The version of a piece's profiles: ``(shared identifiers of its raw component, events
+    of the piece)`` compared lexicographically, as one integer.
+
+    A *piece* is a connected component of the links without the shared identifiers (each
+    shared identifier is a piece of its own); an event belongs to every piece it has an
+    identifier in. Over any prefix of any order of the same events, a node's version is at
+    most its final one: the raw component and its shared identifiers only grow, and while
+    their number stays the same no link inside the node's piece was cut, so the piece (and
+    its events) can only have grown. A profile is thus versioned by what it can depend on,
+    not by the whole raw component (a kiosk's thousands of persons, issue 16).
+
+    >>> piece_version(1, 0) > piece_version(0, 5_000) > piece_version(0, 4_999)
+    True
+    """
+    if not 0 <= shared < MAX_COMPONENT_SHARED or not 0 <= events < MAX_PIECE_EVENTS:
+        raise ValueError(
+            f"version out of range: {shared} shared identifiers in the raw component (at most "
+            f"{MAX_COMPONENT_SHARED - 1}), {events} events of one piece (at most {MAX_PIECE_EVENTS - 1})"
+        )
+    return (shared << PIECE_EVENT_BITS) | events
+
+
+def pieces(signatures: Iterable[tuple[Node, ...]], shared: Mapping[Node, Any]) -> dict[Node, Node]:
+    """Every identifier of ``signatures`` with its piece (:func:`piece_version`), named by the
+    piece's smallest identifier.
+
+    >>> sigs = [(("customer_id", "a"), ("device_id", "k")), (("customer_id", "b"), ("device_id", "k"))]
+    >>> sorted(set(pieces(sigs, {}).values())), sorted(set(pieces(sigs, {("device_id", "k"): "customer_id"}).values()))
+    ([('customer_id', 'a')], [('customer_id', 'a'), ('customer_id', 'b'), ('device_id', 'k')])
+    """
+    uf = UnionFind()
+    for sig in signatures:
+        for n in sig:
+            uf.add(n)
+        links = linking(sig, shared)
+        for other in links[1:]:
+            uf.union(links[0], other)
+    return {n: min(group) for group in uf.groups().values() for n in group}
+
+
+def piece_events(
+    signatures: Iterable[tuple[Node, ...]], events: Mapping[tuple[Node, ...], int], piece_of: Mapping[Node, Node]
+) -> dict[Node, int]:
+    """Events per piece: each signature's events (``events``; absent: 1, state kept before the
+    counts) in every piece it has an identifier in."""
+    out: dict[Node, int] = {}
+    for sig in signatures:
+        k = events.get(sig, 1)
+        for p in {piece_of[n] for n in sig}:
+            out[p] = out.get(p, 0) + k
+    return out
+
+
 def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolution:
     """Profiles as a function of the set of observations (see the module docstring)."""
     unique = set(rules.unique_types)
@@ -401,9 +462,12 @@ class ResolverStore:
     """Where :class:`IncrementalResolver` keeps its state: any mutable mappings.
 
     ``signatures`` holds, per raw component root, the distinct identifier sets seen (events
-    with the same identifiers add nothing to the graph); ``events`` counts the events of each
-    raw component (it only grows, so it versions the component's profiles); ``shared`` the
-    shared identifiers (with the co-observed type that made each one shared).
+    with the same identifiers add nothing to the graph) and ``signature_events`` the events of
+    each (absent: 1, state kept before the counts); ``events`` counts the events of each raw
+    component; ``shared`` the shared identifiers (with the co-observed type that made each one
+    shared) and ``component_shared`` their number per raw component root; ``piece`` each
+    identifier's piece and ``piece_events`` the events of each piece (they version the
+    piece's profiles, :func:`piece_version`).
     """
 
     parent: MutableMapping[Node, Node] = field(default_factory=dict)
@@ -414,18 +478,69 @@ class ResolverStore:
     members: MutableMapping[str, frozenset[Node]] = field(default_factory=dict)
     refused: MutableMapping[RefusedLink, bool] = field(default_factory=dict)
     shared: MutableMapping[Node, str] = field(default_factory=dict)
+    signature_events: MutableMapping[tuple[Node, ...], int] = field(default_factory=dict)
+    component_shared: MutableMapping[Node, int] = field(default_factory=dict)
+    piece: MutableMapping[Node, Node] = field(default_factory=dict)
+    piece_events: MutableMapping[Node, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PieceStep:
+    """What one observation did to the pieces (:func:`piece_version`): ``touched``, the pieces
+    whose version changed (each of their live profiles must hear it); after a re-resolution,
+    ``regrouped`` (every piece of the component now, with its identifiers) and ``dropped``
+    (the piece ids the component had before)."""
+
+    touched: frozenset[Node] = frozenset()
+    regrouped: Mapping[Node, frozenset[Node]] | None = None
+    dropped: frozenset[Node] = frozenset()
+
+
+def regroup(
+    store: ResolverStore, root: Node, signatures: Iterable[tuple[Node, ...]], shared: Mapping[Node, Any]
+) -> dict[Node, frozenset[Node]]:
+    """Recompute the pieces of the raw component ``root`` (its ``signatures``, its ``shared``
+    identifiers) in ``store``; returns each piece with its identifiers."""
+    sigs = list(signatures)
+    piece_of = pieces(sigs, shared)
+    for n, p in piece_of.items():
+        store.piece[n] = p
+    for p, k in piece_events(sigs, store.signature_events, piece_of).items():
+        store.piece_events[p] = k
+    store.component_shared[root] = len(shared)
+    groups: dict[Node, set[Node]] = {}
+    for n, p in piece_of.items():
+        groups.setdefault(p, set()).add(n)
+    return {p: frozenset(ns) for p, ns in groups.items()}
+
+
+def node_version(store: ResolverStore, root: Node, node: Node) -> int:
+    """The version of ``node``'s piece (``root``: its raw component's root)."""
+    return piece_version(store.component_shared.get(root, 0), store.piece_events[store.piece[node]])
 
 
 def shared_changes(
-    sub: Resolution, known: MutableMapping[Node, str], profile_of: Mapping[Node, str]
+    sub: Resolution,
+    known: MutableMapping[Node, str],
+    profile_of: Mapping[Node, str],
+    refused: MutableMapping[RefusedLink, bool],
 ) -> list[ProfileChange]:
     """A ``shared`` change for every identifier ``sub`` found shared that ``known`` did not
-    have yet (added to it); ``profile_of`` gives its profile."""
+    have yet (added to it); ``profile_of`` gives its profile. A new shared identifier links
+    nothing from then on, which can lift refusals within its component (its own links, and
+    those of a cluster it made ambiguous): ``refused`` keeps only the component's refusals
+    that ``sub`` still has, so the state stays a function of the set of observations (the
+    announcements already made stay in the log)."""
     out = []
+    new = set()
     for n, co in sorted(sub.shared.items()):
         if n not in known:
             known[n] = co
+            new.add(n)
             out.append(ProfileChange("shared", profile_of[n], members=frozenset({n}), reason=co))
+    if new:
+        for link in [link for link in refused if link.a in sub.profile_of and link not in sub.refused]:
+            del refused[link]
     return out
 
 
@@ -461,6 +576,8 @@ class IncrementalResolver:
         self.members = self.store.members
         self.refused = self.store.refused
         self.blocked = 0
+        #: what the last :meth:`add` did to the pieces
+        self.step = PieceStep()
 
     def kept(self, ob: Observation) -> tuple[Node, ...]:
         """The observation's non-blocked identifiers, distinct, highest priority first."""
@@ -475,12 +592,14 @@ class IncrementalResolver:
         return {n for sig in self.store.signatures[root] for n in sig}
 
     def version_of(self, node: Node) -> int:
-        """Events seen by the node's raw component: grows with every event, never shrinks."""
-        return self.store.events[self._raw.find(node)]
+        """The version of the node's piece (:func:`piece_version`): grows with every event of
+        the piece and whenever the raw component gets a shared identifier, never shrinks."""
+        return node_version(self.store, self._raw.find(node), node)
 
     def add(self, ob: Observation) -> list[ProfileChange]:
         kept = self.kept(ob)
         self.blocked += len(set(ob.identifiers)) - len(kept)
+        self.step = PieceStep()
         if not kept:
             return []
         store = self.store
@@ -493,21 +612,44 @@ class IncrementalResolver:
             root = next(iter(roots))
             if kept in store.signatures.get(root, frozenset()):
                 store.events[root] = store.events.get(root, 0) + 1
+                store.signature_events[kept] = store.signature_events.get(kept, 1) + 1
+                hit = frozenset(store.piece[n] for n in kept)
+                for p in hit:
+                    store.piece_events[p] += 1
+                self.step = PieceStep(hit)
                 return []
         pooled = {kept}
         count = 1
+        before: dict[Node, int] = {}  # the versions the joined components' identifiers had
+        dropped: set[Node] = set()
         for r in roots:
-            pooled |= store.signatures.pop(r, frozenset())
+            had = store.signatures.pop(r, frozenset())
+            for sig in had:
+                for n in sig:
+                    if n not in before:
+                        before[n] = node_version(store, r, n)
+                        dropped.add(store.piece[n])
+            pooled |= had
             count += store.events.pop(r, 0)
+            store.component_shared.pop(r, None)
+        for p in dropped:
+            store.piece_events.pop(p, None)
         for n in kept[1:]:
             self._raw.union(kept[0], n)
         root = self._raw.find(kept[0])
         store.signatures[root] = frozenset(pooled)
         store.events[root] = count
-        return self._reresolve([Observation("", sig) for sig in sorted(pooled)])
+        store.signature_events[kept] = 1
+        sigs = sorted(pooled)
+        sub = resolve([Observation("", sig) for sig in sigs], self.rules)
+        changes = self._reresolve(sub)
+        groups = regroup(store, root, sigs, sub.shared)
+        touched = {store.piece[n] for n in kept}
+        touched.update(p for p, ns in groups.items() if any(before.get(n) != node_version(store, root, n) for n in ns))
+        self.step = PieceStep(frozenset(touched), groups, frozenset(dropped))
+        return changes
 
-    def _reresolve(self, observations: list[Observation]) -> list[ProfileChange]:
-        sub = resolve(observations, self.rules)
+    def _reresolve(self, sub: Resolution) -> list[ProfileChange]:
         old_pids = {self.profile_of[n] for n in sub.profile_of if n in self.profile_of}
         previous = {pid: self.members[pid] for pid in old_pids}
         changes: list[ProfileChange] = []
@@ -515,7 +657,7 @@ class IncrementalResolver:
             if link not in self.refused:
                 self.refused[link] = True
                 changes.append(ProfileChange("refused", None, link=link))
-        changes.extend(shared_changes(sub, self.store.shared, sub.profile_of))
+        changes.extend(shared_changes(sub, self.store.shared, sub.profile_of, self.refused))
         for pid, members in sorted(sub.members.items()):
             before = self.members.get(pid)
             if before is None:

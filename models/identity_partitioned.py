@@ -62,9 +62,12 @@ from models.identity import (
     IdentityRules,
     Node,
     Observation,
+    PieceStep,
     ProfileChange,
     canonical_profile_id,
+    node_version,
     observation_of,
+    regroup,
     resolve,
     shared_changes,
 )
@@ -76,6 +79,8 @@ from models.identity_router import (
     Routed,
     RouterStore,
     identity_events,
+    regrouped_live,
+    targets,
 )
 
 
@@ -488,12 +493,17 @@ class ComponentHome:
 
 
 def component_store(
-    signatures: frozenset[tuple[Node, ...]], events: int, members: Mapping[str, frozenset[Node]]
+    signatures: frozenset[tuple[Node, ...]],
+    events: int,
+    members: Mapping[str, frozenset[Node]],
+    signature_events: Mapping[tuple[Node, ...], int] | None = None,
+    shared: Mapping[Node, str] | None = None,
 ) -> RouterStore:
     """A store holding one raw component: every identifier under the first (by ``sorted``) in
-    its union-find, its signatures and event count, its profiles' members (and so each
-    identifier's profile and the live profiles). The rest (refused links, parts in flight,
-    erasure requests) the caller adds."""
+    its union-find, its signatures (with their events: ``signature_events``, absent: 1) and
+    event count, its shared identifiers, its pieces, and its profiles' members (and so each
+    identifier's profile and each piece's live profiles). The rest (refused links, parts in
+    flight, erasure requests) the caller adds."""
     store = RouterStore()
     nodes = sorted({n for sig in signatures for n in sig})
     if not nodes:
@@ -503,11 +513,16 @@ def component_store(
         store.parent[n], store.size[n] = root, 1
     store.size[root] = len(nodes)
     store.signatures[root], store.events[root] = signatures, events
+    for sig, k in (signature_events or {}).items():
+        if sig in signatures:
+            store.signature_events[sig] = k
+    store.shared.update(shared or {})
     for pid, ms in members.items():
         store.members[pid] = ms
         for n in ms:
             store.profile_of[n] = pid
-    store.live[root] = tuple(sorted(store.members))
+    for p, group in regroup(store, root, sorted(signatures), store.shared).items():
+        store.live[p] = tuple(sorted({store.profile_of[n] for n in group}))
     return store
 
 
@@ -535,14 +550,23 @@ def absorb(
     mine = {n for sig in store.signatures[root] for n in sig}
     theirs = {n for sig in other.signatures[other_root] for n in sig}
     new = tuple(sorted(theirs - mine, key=rules.rank))
+    # the versions each side's profiles last carried (an identifier both sides have changed)
+    before_version = {n: node_version(store, root, n) for n in mine - theirs}
+    before_version.update({n: node_version(other, other_root, n) for n in theirs - mine})
     router = IdentityRouter(rules, store)
     uf = router.resolver._raw
     for n in new:
         uf.add(n)
         uf.union(root, n)
+    for sig in other.signatures[other_root]:
+        have = store.signature_events.get(sig, 1) if sig in store.signatures[root] else 0
+        store.signature_events[sig] = have + other.signature_events.get(sig, 1)
+    for n in mine:
+        store.piece_events.pop(store.piece[n], None)
+        store.live.pop(store.piece[n], None)
+    store.component_shared.pop(root, None)
     signatures = store.signatures.pop(root) | other.signatures[other_root]
     count = store.events.pop(root) + other.events[other_root]
-    store.live.pop(root, None)
     merged_root = uf.find(root)
     store.signatures[merged_root], store.events[merged_root] = signatures, count
 
@@ -563,13 +587,14 @@ def absorb(
     for n, co in other.shared.items():
         store.shared.setdefault(n, co)
 
-    sub = resolve([Observation("", sig) for sig in sorted(signatures)], rules)
+    sigs = sorted(signatures)
+    sub = resolve([Observation("", sig) for sig in sigs], rules)
     changes: list[ProfileChange] = []
     for link in sub.refused:
         if link not in store.refused:
             store.refused[link] = True
             changes.append(ProfileChange("refused", None, link=link))
-    changes.extend(shared_changes(sub, store.shared, sub.profile_of))
+    changes.extend(shared_changes(sub, store.shared, sub.profile_of, store.refused))
     for pid, members in sorted(sub.members.items()):
         had = before.get(pid)
         # announced again: identifiers that either side had put in another profile (a lagging
@@ -588,8 +613,8 @@ def absorb(
             continue
         evict[old] = left
         if old not in sub.members:
-            targets = {sub.profile_of[n] for n in had}
-            into = targets.pop() if len(targets) == 1 else None
+            went = {sub.profile_of[n] for n in had}
+            into = went.pop() if len(went) == 1 else None
             changes.append(ProfileChange("merged" if into else "split", into, (old,), members=frozenset(had)))
         else:
             changes.append(ProfileChange("split", old, (old,), members=frozenset(left)))
@@ -599,27 +624,36 @@ def absorb(
         store.members[pid] = members
     for n, pid in sub.profile_of.items():
         store.profile_of[n] = pid
-    live = tuple(sorted(sub.members))
-    store.live[merged_root] = live
-    ghosts = tuple(sorted({canonical_profile_id([n], rules) for n in sub.profile_of} - set(live)))
+    groups = regroup(store, merged_root, sigs, sub.shared)
+    # the pieces whose version changed (an identifier both sides had counts as changed) hear
+    # of the merge, and so does every piece with a profile that changed
+    changed = {c.into for c in changes if c.kind in ("created", "grown")} | set(evict)
+    touched = frozenset(
+        p
+        for p, ns in groups.items()
+        if any(before_version.get(n) != node_version(store, merged_root, n) or sub.profile_of[n] in changed for n in ns)
+    )
+    step = PieceStep(touched, groups, frozenset())
+    ghosts = regrouped_live(store, step, rules)
 
     incoming: dict[str, dict[Node, int]] = {}
     for old, nodes in evict.items():
         for n in nodes:  # every eviction sends one journey part per identifier
             store.inflight[n] = store.inflight.get(n, 0) + 1
             incoming.setdefault(sub.profile_of[n], {})[n] = store.inflight[n]
+    version_of = router.resolver.version_of
     commands = [
         ProfileCommand(
             profile_id=pid,
             kind=CommandKind.TOUCH,
-            version=count,
+            version=version,
             members=tuple(sorted(sub.members.get(pid, frozenset()), key=rules.rank)),
             evict=tuple(sorted(evict.get(pid, ()), key=rules.rank)),
-            ghosts=ghosts if pid in sub.members else None,
+            ghosts=None if piece is None else ghosts.get(piece),
             incoming=tuple(sorted(incoming.get(pid, {}).items())),
             at=at,
         )
-        for pid in sorted(set(evict) | set(live))
+        for pid, (version, piece) in sorted(targets(store, step, evict, version_of).items())
     ]
     records = identity_events(tuple(changes), {"event_id": event_id, "occurred_at": at}, store.profile_of)
     return tuple(commands), records, tuple(changes), new

@@ -56,13 +56,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Mapping, MutableMapping
+from typing import Any, Callable, Mapping, MutableMapping
 
 from models.identity import (
     IdentityRules,
     IncrementalResolver,
     Node,
     Observation,
+    PieceStep,
     ProfileChange,
     ResolverStore,
     canonical_profile_id,
@@ -155,7 +156,8 @@ class Routed:
 
 @dataclass
 class RouterStore(ResolverStore):
-    """The resolver's mappings plus, per raw component root, its live profile ids."""
+    """The resolver's mappings plus, per piece (:func:`models.identity.piece_version`), its live
+    profile ids."""
 
     live: MutableMapping[Node, tuple[str, ...]] = field(default_factory=dict)
     #: per identifier, journey parts evicted and not yet routed back (one per eviction)
@@ -193,40 +195,30 @@ class IdentityRouter:
             rid = request_id_of(event)
             store.pending[rid] = PendingErasure(rid, str(event["event_id"]), int(event["occurred_at"]), kept)
             requested = True
-        roots_before = {resolver.root_of(n) for n in kept if n in store.parent}
         changes = tuple(resolver.add(ob))
         if not kept:
             return Routed((), (), changes, False)
         atom = kept[0]
-        root = resolver.root_of(atom)
-        version = resolver.version_of(atom)
         owner = store.profile_of[atom]
+        step = resolver.step
         changed_members: dict[str, tuple[Node, ...]] = {}
         evict: dict[str, set[Node]] = {}
         incoming: dict[str, dict[Node, int]] = {}
-        ghosts: tuple[str, ...] | None = None
-        if changes or roots_before != {root}:
-            for c in changes:
-                if c.kind in ("created", "grown"):
-                    assert c.into is not None  # created and grown changes name their profile
-                    changed_members[c.into] = _sorted_members(store.members[c.into], resolver)
-                elif c.kind in ("merged", "split"):
-                    old = c.from_ids[0]
-                    evict.setdefault(old, set()).update(c.members)
-                    changed_members[old] = _sorted_members(store.members.get(old, frozenset()), resolver)
-                    assert c.into is not None  # a merge or split names its new profile
-                    for n in c.members:  # every eviction sends one journey part per identifier
-                        store.inflight[n] = store.inflight.get(n, 0) + 1
-                        incoming.setdefault(c.into, {})[n] = store.inflight[n]
-            for r in roots_before:
-                store.live.pop(r, None)
-            nodes = resolver.component_nodes(root)
-            live = tuple(sorted({store.profile_of[n] for n in nodes}))
-            ghosts = tuple(sorted({canonical_profile_id([n], resolver.rules) for n in nodes} - set(live)))
-            store.live[root] = live
-        live = store.live[root]
+        for c in changes:
+            if c.kind in ("created", "grown"):
+                assert c.into is not None  # created and grown changes name their profile
+                changed_members[c.into] = _sorted_members(store.members[c.into], resolver)
+            elif c.kind in ("merged", "split"):
+                old = c.from_ids[0]
+                evict.setdefault(old, set()).update(c.members)
+                changed_members[old] = _sorted_members(store.members.get(old, frozenset()), resolver)
+                assert c.into is not None  # a merge or split names its new profile
+                for n in c.members:  # every eviction sends one journey part per identifier
+                    store.inflight[n] = store.inflight.get(n, 0) + 1
+                    incoming.setdefault(c.into, {})[n] = store.inflight[n]
+        ghosts = regrouped_live(store, step, resolver.rules)
         commands = []
-        for pid in sorted(set(evict) | set(live)):
+        for pid, (version, piece) in sorted(targets(store, step, evict, resolver.version_of).items()):
             commands.append(
                 ProfileCommand(
                     profile_id=pid,
@@ -236,7 +228,7 @@ class IdentityRouter:
                     payload=payload if pid == owner else None,
                     members=changed_members.get(pid),
                     evict=tuple(sorted(evict.get(pid, ()), key=resolver.rules.rank)),
-                    ghosts=ghosts if pid in live else None,
+                    ghosts=None if piece is None else ghosts.get(piece),
                     incoming=tuple(sorted(incoming.get(pid, {}).items())),
                     at=int(event["occurred_at"]),
                 )
@@ -278,12 +270,18 @@ class IdentityRouter:
             signatures = store.signatures.pop(root)
             for link in resolve([Observation("", sig) for sig in sorted(signatures)], resolver.rules).refused:
                 store.refused.pop(link, None)
-            live = store.live.pop(root, None) or tuple(sorted({store.profile_of[m] for m in comp}))
+            live = tuple(sorted({store.profile_of[m] for m in comp}))
             store.events.pop(root, None)
+            store.component_shared.pop(root, None)
+            for sig in signatures:
+                store.signature_events.pop(sig, None)
+            for p in {store.piece[m] for m in comp}:
+                store.live.pop(p, None)
+                store.piece_events.pop(p, None)
             for pid in live:
                 store.members.pop(pid, None)
             for m in comp:
-                for mapping in (store.parent, store.size, store.profile_of, store.inflight, store.shared):
+                for mapping in (store.parent, store.size, store.profile_of, store.inflight, store.shared, store.piece):
                     mapping.pop(m, None)
                 store.erased[tombstone_key(m)] = stone
             ids = tuple(sorted(set(live) | {canonical_profile_id([m], resolver.rules) for m in comp}))
@@ -336,6 +334,40 @@ class IdentityRouter:
         return ProfileCommand(
             profile_id=pid, kind=CommandKind.STATE, version=self.resolver.version_of(atom), atom=atom, payload=aggregate
         )
+
+
+def regrouped_live(store: RouterStore, step: PieceStep, rules: IdentityRules) -> dict[Node, tuple[str, ...]]:
+    """After a re-resolution (``step.regrouped``): the live profiles of every piece of the
+    component, kept again in ``store.live``, and the ghosts of each touched piece (the ids
+    its identifiers alone would have, minus its live ids: see the module docs)."""
+    if step.regrouped is None:
+        return {}
+    for p in step.dropped:
+        store.live.pop(p, None)
+    ghosts = {}
+    for p, nodes in step.regrouped.items():
+        live = tuple(sorted({store.profile_of[n] for n in nodes}))
+        store.live[p] = live
+        if p in step.touched:
+            ghosts[p] = tuple(sorted({canonical_profile_id([n], rules) for n in nodes} - set(live)))
+    return ghosts
+
+
+def targets(
+    store: RouterStore, step: PieceStep, evict: Mapping[str, set[Node]], version_of: Callable[[Node], int]
+) -> dict[str, tuple[int, Node | None]]:
+    """Every profile that hears of an event, with its version and piece: the live profiles of
+    the touched pieces (their piece's version), and the profiles that lost identifiers and
+    are no longer live (the highest version of what they lost, piece None)."""
+    out: dict[str, tuple[int, Node | None]] = {}
+    for p in step.touched:
+        v = version_of(p)
+        for pid in store.live[p]:
+            out[pid] = (v, p)
+    for pid, nodes in evict.items():
+        if pid not in out:
+            out[pid] = (max(version_of(n) for n in nodes), None)
+    return out
 
 
 def _sorted_members(members: frozenset[Node], resolver: IncrementalResolver) -> tuple[Node, ...]:

@@ -41,7 +41,7 @@ purchase_day_cents     {UTC day number: order cents that day} sum per key
 A UTC day number is ``occurred_at // DAY_MS`` (days since 1970-01-01, UTC).
 
 ``events`` is not the Cassandra row version: the profiles job writes each row at
-:func:`models.profile_fold.row_version` (``component_events * 2**31 + events_folded``), at
+:func:`models.profile_fold.row_version` (``2**60 + piece version * 2**22 + events_folded``), at
 ``USING TIMESTAMP 2 * version + 1``.
 """
 

@@ -10,13 +10,17 @@ result does not depend on when the moved state arrives: nothing lost, nothing co
 
 Row versions (Cassandra ``USING TIMESTAMP``)
 --------------------------------------------
-:func:`row_version` = ``component_events * 2**31 + events_folded``: the raw component's event
-count (from the router; only grows, final value independent of order) and, within one count,
-the events folded into the row so far (grows as moved state arrives). Writes use
+:func:`row_version` = ``2**60 + version * 2**22 + events_folded``: the highest version of the
+router's commands for the profile (:func:`models.identity.piece_version`: the shared
+identifiers of its raw identity component, then the events of its piece; it only grows, and
+its final value does not depend on the order) and, within one version, the events folded into
+the row so far (grows as moved state arrives; at most the piece's events). Writes use
 ``2 * version + 1`` and deletions ``2 * version``, so within one version a write beats a
-deletion. A live profile's last write carries the final count and all its events, so it
-beats every write of any earlier moment, including writes made before a failure under
-another arrival order.
+deletion. A live profile's last write carries its piece's final version and all its events,
+so it beats every write of any earlier moment, including writes made before a failure under
+another arrival order. The ``2**60`` puts every row version above those of the releases
+before piece versions (``component_events * 2**31 + folded``, below ``2**60`` for components
+of fewer than ``2**29`` events), whose rows the first write of this release replaces.
 
 Examples
 --------
@@ -44,23 +48,25 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, MutableMapping
 
-from models.identity import Node
+from models.identity import PIECE_EVENT_BITS, Node
 from models.identity_router import CommandKind, ProfileCommand
 from models.profile import DEFAULT_HALF_LIFE_MS, ProfileAggregate
 
-FOLDED_BITS = 31
-MAX_COMPONENT_EVENTS = 1 << 30  # keeps 2 * version + 1 below 2**62 (Cassandra timestamps are int64)
+FOLDED_BITS = PIECE_EVENT_BITS  # the events folded into a profile are at most its piece's
+ROW_VERSION_EPOCH = 1 << 60  # above the row versions of the releases before piece versions
+VERSION_BITS = 38  # piece_version: 16 bits of shared identifiers, 22 of piece events
 
 
-def row_version(component_events: int, folded: int) -> int:
-    """``component_events * 2**31 + folded`` (see the module docs).
+def row_version(version: int, folded: int) -> int:
+    """``2**60 + version * 2**22 + folded`` (see the module docs); below ``2**61``, so writes
+    (``2 * v + 1``) stay below the erasure's timestamp (``models.erasure.ERASED_TIMESTAMP``).
 
     >>> row_version(3, 2) > row_version(3, 1) > row_version(2, 1_000)
     True
     """
-    if not 0 <= component_events < MAX_COMPONENT_EVENTS or not 0 <= folded < (1 << FOLDED_BITS):
-        raise ValueError(f"version out of range: component_events={component_events}, folded={folded}")
-    return (component_events << FOLDED_BITS) | folded
+    if not 0 <= version < (1 << VERSION_BITS) or not 0 <= folded < (1 << FOLDED_BITS):
+        raise ValueError(f"version out of range: version={version}, folded={folded}")
+    return ROW_VERSION_EPOCH | (version << FOLDED_BITS) | folded
 
 
 @dataclass
@@ -71,7 +77,7 @@ class FoldState:
 
     members: tuple[Node, ...] = ()
     ghosts: tuple[str, ...] = ()
-    component_events: int = 0
+    version: int = 0  # the highest piece version of the commands (models.identity.piece_version)
     folded: int = 0  # events in the atoms (= the profile aggregate's ``events``)
     dirty: bool = False  # changed since the last write was issued
     writing: int | None = None  # version of a write issued and not yet confirmed by the sink
@@ -144,7 +150,7 @@ class ProfileFold:
             return []
         if st.erasure is not None:
             return []  # (cannot happen: the router drops what an erased profile would get)
-        st.component_events = max(st.component_events, cmd.version)
+        st.version = max(st.version, cmd.version)
         if cmd.members is not None:
             st.members = tuple(cmd.members)
         if cmd.ghosts is not None:
@@ -183,7 +189,7 @@ class ProfileFold:
         """The row to write now (the profile's current state); clears ``dirty``."""
         st = self.state
         st.dirty = False
-        ghost_version = row_version(st.component_events, 0)
+        ghost_version = row_version(st.version, 0)
         if st.erasure is not None:
             return ProfileWrite(self.profile_id, ghost_version, None, st.ghosts, ghost_version, st.erasure)
         if not st.members:
@@ -191,6 +197,4 @@ class ProfileFold:
         profile = self.profile()
         if profile.events != st.folded:
             raise AssertionError(f"profile {self.profile_id}: atoms hold {profile.events} events, counted {st.folded}")
-        return ProfileWrite(
-            self.profile_id, row_version(st.component_events, st.folded), profile, st.ghosts, ghost_version
-        )
+        return ProfileWrite(self.profile_id, row_version(st.version, st.folded), profile, st.ghosts, ghost_version)

@@ -40,8 +40,8 @@ Writing (the Flink profile operator)
 ------------------------------------
 Writes are idempotent upserts ``USING TIMESTAMP`` (DESIGN.md section 3, "Exactly-once"),
 never wall-clock time. The streaming job writes through :meth:`ProfileStore.write` with the
-row version of :func:`models.profile_fold.row_version` (``component_events * 2**31 +
-events_folded``; the ``version`` column holds it): timestamp ``2 * version + 1`` for rows
+row version of :func:`models.profile_fold.row_version` (``2**60 + piece version * 2**22
++ events_folded``; the ``version`` column holds it): timestamp ``2 * version + 1`` for rows
 and links, ``2 * version`` for deletions. A replay rewrites identical cells, and a stale
 write (lower version) loses to the newer row whatever the arrival order (on equal timestamps
 Cassandra lets a deletion win, then the larger value). :meth:`ProfileStore.write` is the only

@@ -29,7 +29,7 @@ Examples
 --------
 >>> codec = state_schemas().codec("FoldState")
 >>> data = codec.encode({"members": [{"type": "cookie_id", "value": "ck1"}], "ghosts": [],
-...                      "component_events": 3, "folded": 2, "dirty": True, "writing": None})
+...                      "version": 3, "folded": 2, "dirty": True, "writing": None})
 >>> data[:2]
 b'\\xc3\\x01'
 >>> codec.decode(data)["folded"]
@@ -288,7 +288,8 @@ def fold_state_record(st: FoldState) -> dict[str, Any]:
     return {
         "members": [node_record(n) for n in st.members],
         "ghosts": list(st.ghosts),
-        "component_events": st.component_events,
+        "component_events": 0,
+        "version": st.version,
         "folded": st.folded,
         "dirty": st.dirty,
         "writing": st.writing,
@@ -312,7 +313,7 @@ def fold_state_of_record(rec: dict[str, Any]) -> FoldState:
     return FoldState(
         members=tuple(node_of_record(n) for n in rec["members"]),
         ghosts=tuple(rec["ghosts"]),
-        component_events=rec["component_events"],
+        version=rec.get("version", 0),
         folded=rec["folded"],
         dirty=rec["dirty"],
         writing=rec["writing"],
@@ -457,9 +458,11 @@ def component_record(store: RouterStore) -> dict[str, Any]:
     """One raw component's router state (:class:`models.identity_router.RouterStore` holding
     that component only) as a ``journey.state.IdentityComponent`` record."""
     (root,) = store.signatures
+    sigs = sorted(store.signatures[root], key=lambda sig: [(n[0], n[1]) for n in sig])
     return {
-        "signatures": ROUTER_CODECS["signatures"].to_record(store.signatures[root])["signatures"],
+        "signatures": [[node_record(n) for n in sig] for sig in sigs],
         "events": store.events[root],
+        "signature_events": [store.signature_events.get(sig, 1) for sig in sigs],
         "profiles": [{"profile_id": pid, "members": _sorted_nodes(ms)} for pid, ms in sorted(store.members.items())],
         "refused": [
             {"a": node_record(link.a), "b": node_record(link.b), "reason": link.reason}
@@ -475,10 +478,14 @@ def component_record(store: RouterStore) -> dict[str, Any]:
 def component_of_record(rec: dict[str, Any]) -> RouterStore:
     """The :class:`~models.identity_router.RouterStore` of a ``journey.state.IdentityComponent``
     record; its union-find has every identifier under the first one."""
+    sigs = [tuple(node_of_record(n) for n in sig) for sig in rec["signatures"]]
+    counts = rec.get("signature_events") or []
     store = component_store(
-        ROUTER_CODECS["signatures"].from_record({"signatures": rec["signatures"]}),
+        frozenset(sigs),
         rec["events"],
         {prof["profile_id"]: frozenset(node_of_record(n) for n in prof["members"]) for prof in rec["profiles"]},
+        dict(zip(sigs, counts)) if len(counts) == len(sigs) else None,
+        {node_of_record(e["node"]): e["co_type"] for e in rec.get("shared", ())},
     )
     for link in rec["refused"]:
         store.refused[RefusedLink(node_of_record(link["a"]), node_of_record(link["b"]), link["reason"])] = True
@@ -489,8 +496,6 @@ def component_of_record(rec: dict[str, Any]) -> RouterStore:
         store.pending[pending.request_id] = pending
     for rid in rec.get("due", ()):
         store.due[rid] = True
-    for entry in rec.get("shared", ()):
-        store.shared[node_of_record(entry["node"])] = entry["co_type"]
     return store
 
 

@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from generator.synth import generate
 from models.avro_codec import SchemaCatalog
-from models.identity import IdentityRules, observation_of, resolve
+from models.identity import IdentityRules, observation_of, piece_version, resolve
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import fold
 from models.erasure import ERASED_TIMESTAMP
@@ -41,6 +41,18 @@ def events() -> tuple[dict, ...]:
     ):
         ids = {k: None for k in template["identifiers"]} | ids
         out.append({**template, "event_id": f"shared-{n}", "identifiers": ids})
+    # a store kiosk seven customers log in on (more than the default limit of 5 customer ids:
+    # a shared identifier that links nothing), each browsing on a cookie of their own, and
+    # anonymous use of the kiosk
+    kiosk = [{"device_id": "kiosk-1"}]
+    for k in range(7):
+        kiosk += [
+            {"customer_id": f"cus_kiosk_{k}", "device_id": "kiosk-1"},
+            {"customer_id": f"cus_kiosk_{k}", "cookie_id": f"kiosk-cookie-{k}"},
+        ]
+    for n, ids in enumerate(kiosk):
+        ids = {k: None for k in template["identifiers"]} | ids
+        out.append({**template, "event_id": f"kiosk-{n}", "identifiers": ids})
     return tuple(out)
 
 
@@ -85,20 +97,15 @@ class CassandraModel:
         return {node: pid for node, (_, pid) in self.links.items() if pid}
 
 
-def oracle(evs) -> dict[str, tuple[int, object]]:
-    obs = [observation_of(e) for e in evs]
-    res = resolve(obs, RULES)
-    by_profile: dict[str, list[dict]] = {}
-    for e, ob in zip(evs, obs):
-        kept = sorted({n for n in ob.identifiers if not RULES.is_blocked(n[1])}, key=RULES.rank)
-        if kept:
-            by_profile.setdefault(res.profile_of[kept[0]], []).append(e)
-    # versions: events per raw component (plain BFS over all links)
+def _bfs(signatures: list[list], links) -> dict:
+    """Each identifier's connected component (named by one of its identifiers) over the links
+    of identifiers that ``links`` accepts within each signature; the others stand alone."""
     adj: dict = {}
-    for ob in obs:
-        ids = [n for n in ob.identifiers if not RULES.is_blocked(n[1])]
+    for ids in signatures:
         for a in ids:
-            adj.setdefault(a, set()).update(x for x in ids if x != a)
+            adj.setdefault(a, set())
+            if links(a):
+                adj[a].update(x for x in ids if x != a and links(x))
     comp_of: dict = {}
     for start in adj:
         if start in comp_of:
@@ -109,11 +116,31 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
                 if y not in comp_of:
                     comp_of[y] = start
                     queue.append(y)
+    return comp_of
+
+
+def oracle(evs) -> dict[str, tuple[int, object]]:
+    obs = [observation_of(e) for e in evs]
+    res = resolve(obs, RULES)
+    by_profile: dict[str, list[dict]] = {}
+    for e, ob in zip(evs, obs):
+        kept = sorted({n for n in ob.identifiers if not RULES.is_blocked(n[1])}, key=RULES.rank)
+        if kept:
+            by_profile.setdefault(res.profile_of[kept[0]], []).append(e)
+    # versions (models.identity.piece_version): the shared identifiers of the raw component
+    # (plain BFS over all links) and the events of the piece (BFS over the links between
+    # identifiers that are not shared; an event counts in every piece it has an identifier in)
+    shared = set(res.shared)
+    kept_of = [[n for n in ob.identifiers if not RULES.is_blocked(n[1])] for ob in obs]
+    comp_of = _bfs(kept_of, lambda n: True)
+    piece_of = _bfs(kept_of, lambda n: n not in shared)
+    shared_in: dict = {}
+    for n in shared:
+        shared_in[comp_of[n]] = shared_in.get(comp_of[n], 0) + 1
     events_in: dict = {}
-    for ob in obs:
-        ids = [n for n in ob.identifiers if not RULES.is_blocked(n[1])]
-        if ids:
-            events_in[comp_of[ids[0]]] = events_in.get(comp_of[ids[0]], 0) + 1
+    for ids in kept_of:
+        for p in {piece_of[n] for n in ids}:
+            events_in[p] = events_in.get(p, 0) + 1
     out = {}
     for pid, members in res.members.items():
         agg = fold(list(reversed(by_profile.get(pid, []))), pid)
@@ -121,7 +148,9 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
         for t, v in members:
             ids.setdefault(t, []).append(v)
         agg = agg.__class__(**{**agg.__dict__, "identifiers": {t: tuple(sorted(v)) for t, v in sorted(ids.items())}})
-        out[pid] = (row_version(events_in[comp_of[next(iter(members))]], agg.events), agg)
+        node = next(iter(members))
+        version = piece_version(shared_in.get(comp_of[node], 0), events_in[piece_of[node]])
+        out[pid] = (row_version(version, agg.events), agg)
     return out
 
 

@@ -232,8 +232,8 @@ def identity_differences(
 ) -> list[str]:
     """Where the committed journey.identity log differs from the offline oracle ``resolve()``
     over ``events`` (empty: equal). A consumer that keeps each identifier's last
-    ``identifier_linked`` must know every identifier's profile, and every refusal of the
-    oracle must be announced. A record of a failed attempt that leaked past a restart (or one
+    ``identifier_linked`` must know every identifier's profile, and every refusal and every
+    shared identifier of the oracle must be announced. A record of a failed attempt that leaked past a restart (or one
     the restart lost) shows here as a wrong or missing profile."""
     res = resolve([observation_of(e) for e in surviving(events, erasure_requests)], RULES)
     last: dict[tuple[str, str], str] = {}
@@ -257,6 +257,13 @@ def identity_differences(
     missing = {(r.b[0], r.b[1], r.reason) for r in res.refused} - refused
     if missing:
         out.append(f"journey.identity: {len(missing)} refused links not announced, e.g. {sorted(missing)[:2]}")
+    shared = {(e["identifier_type"], e["identifier_hash"]) for e in identity_events if e["kind"] == "identifier_shared"}
+    if set(res.shared) - shared:
+        out.append(f"journey.identity: shared identifiers not announced, e.g. {sorted(set(res.shared) - shared)[:2]}")
+    if not erasure_requests and shared - set(res.shared):  # erasure may take back what made one shared
+        out.append(
+            f"journey.identity: identifiers announced shared that are not, e.g. {sorted(shared - set(res.shared))[:2]}"
+        )
     self_merges = [
         e for e in identity_events if e["kind"] == "profile_merged" and e["from_profile_id"] == e["profile_id"]
     ]

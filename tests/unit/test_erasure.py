@@ -90,7 +90,7 @@ def test_an_event_after_the_erasure_is_dropped_and_erases_what_it_links() -> Non
 
 def test_the_fold_drops_the_atoms_and_writes_the_erasure_once() -> None:
     atoms: dict = {("cookie_id", "ck1"): ProfileAggregate(profile_id="p-1", events=2)}
-    st = FoldState(members=(("cookie_id", "ck1"),), component_events=2, folded=2)
+    st = FoldState(members=(("cookie_id", "ck1"),), version=2, folded=2)
     fold = ProfileFold("p-1", atoms, st)
     from models.identity_router import ProfileCommand
 

@@ -145,5 +145,38 @@ def test_incremental_equals_the_reference_and_announces_each_shared_identifier_o
         ref = resolve(order[: i + 1], SMALL)
         assert inc.profile_of == ref.profile_of
         assert inc.members == ref.members
+        assert set(inc.refused) == set(ref.refused)  # refusals of a now-shared identifier dropped
         assert set(announced) == set(ref.shared)
     assert len(announced) == len(set(announced))
+
+
+def _kiosk_day(persons: int, browse: int) -> list[dict]:
+    """Event dicts: each person's kiosk login, then ``browse`` views on their own cookie."""
+    out = []
+    for p in range(persons):
+        ids = {"customer_id": f"c{p}", "device_id": "kiosk", "cookie_id": None}
+        out.append({"event_id": f"k{p}", "occurred_at": p, "identifiers": ids})
+    for b in range(browse):
+        for p in range(persons):
+            ids = {"customer_id": f"c{p}", "device_id": None, "cookie_id": f"ck{p}"}
+            out.append({"event_id": f"w{p}-{b}", "occurred_at": persons + b * persons + p, "identifiers": ids})
+    return out
+
+
+@pytest.mark.parametrize("persons", [20, 80, 320])
+def test_commands_per_event_stay_flat_however_many_persons_share_the_kiosk(persons: int) -> None:
+    from models.identity_router import IdentityRouter
+
+    router = IdentityRouter(IdentityRules())
+    per_event = []
+    shared_at = None
+    for i, ev in enumerate(_kiosk_day(persons, 3)):
+        routed = router.route_event(ev)
+        per_event.append(len(routed.commands))
+        if any(e.kind == "identifier_shared" for e in routed.identity_events):
+            shared_at = i
+    assert shared_at == 5  # the sixth customer on the kiosk
+    # until then one ambiguous piece (the kiosk links them all), then each event reaches its
+    # person's profile and, for a kiosk login, the kiosk's own: never the other persons'
+    assert max(per_event[shared_at + 1 :]) <= 2
+    assert sum(per_event) <= len(per_event) + persons + 6 * 6

@@ -68,7 +68,7 @@ def test_profile_aggregates_and_fold_states_round_trip_through_their_state_recor
     st = FoldState(
         members=(("cookie_id", "ck1"), ("customer_id", "c1")),
         ghosts=("p-a",),
-        component_events=7,
+        version=7,
         folded=5,
         dirty=True,
         writing=12345,
@@ -92,7 +92,7 @@ def test_a_fold_state_written_before_its_atoms_field_says_its_atoms_are_elsewher
     rec = {"members": [{"type": "cookie_id", "value": "ck1"}], "ghosts": [], "component_events": 3, "folded": 2}
     fastavro.schemaless_writer(buf, parsed, {**rec, "dirty": False, "writing": None, "timers": [], "erasure": None})
     st = FOLD_STATE_CODEC.decode(buf.getvalue())
-    assert (st.atoms, st.next_write_at, st.folded) == (None, 0, 2)
+    assert (st.atoms, st.next_write_at, st.folded, st.version) == (None, 0, 2, 0)  # old versions: not carried
 
 
 def test_every_current_state_record_is_frozen_in_the_history() -> None:
@@ -122,7 +122,7 @@ def test_a_field_added_with_a_default_reads_values_written_before_it(tmp_path: P
     _add_field(d, "FoldState", {"name": "note", "type": "string", "default": "none yet"})
     evolved = StateSchemas(d)
     assert unfrozen(evolved) == ["journey.state.FoldState"]
-    st = FoldState(members=(("cookie_id", "ck1"),), component_events=3, folded=2, writing=None)
+    st = FoldState(members=(("cookie_id", "ck1"),), version=3, folded=2, writing=None)
     old_bytes = FOLD_STATE_CODEC.encode(st)
     rec = evolved.codec("FoldState").decode(old_bytes)
     assert rec["note"] == "none yet" and rec["folded"] == 2
@@ -144,7 +144,7 @@ def test_values_of_the_release_that_pickled_its_state_are_still_read(router_stor
     agg = fold(events()[:30], "p-old")
     assert AGGREGATE_CODEC.decode(pickle.loads(pickle.dumps(agg))) == agg
     # the fold's ValueState held pickle.dumps(FoldState) inside a pickled byte array
-    st = FoldState(members=(("cookie_id", "ck1"),), component_events=4, folded=4, dirty=True)
+    st = FoldState(members=(("cookie_id", "ck1"),), version=4, folded=4, dirty=True)
     assert FOLD_STATE_CODEC.decode(pickle.dumps(st, protocol=pickle.HIGHEST_PROTOCOL)) == st
 
 

@@ -1,0 +1,142 @@
+"""``make bench`` (part 4): identity work per event with a supernode (issue 16), plain loop.
+
+Persons who each log in once on one shared store kiosk (the same ``device_id`` for all) and
+then browse on a cookie of their own (:func:`generator.kiosk.kiosk_population`), against the
+**same events** with the kiosk login on a device of each person's own (no shared identifier). Both go through the
+identity stage's logic in one Python loop: :class:`models.identity_partitioned.ComponentHome`
+with its :class:`~models.identity_router.RouterStore` (what one home of the resolve stage runs
+per event in the job; every person's events reach the kiosk component's one home), the home
+state encoded as its Flink state record after every event (:data:`state.records.IDENTITY_HOME_CODEC`,
+one read and one write per event in the job).
+
+Per size: events/s, profile commands per event (each is a keyed record, a state access and
+eventually a Cassandra write in the job), home state bytes per event, and the ratio of
+events/s with the kiosk to events/s without it (measured in the same run). Prints a table
+and writes ``bench/results/identity_supernode.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from generator.kiosk import kiosk_population
+from models.avro_codec import SchemaCatalog
+from models.identity import IdentityRules
+from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
+from models.identity_partitioned import ComponentHome, HomeState
+from state.records import IDENTITY_HOME_CODEC
+
+RESULTS = Path(__file__).resolve().parent / "results" / "identity_supernode.json"
+
+
+def kiosk_events(persons: int, per_person: int, shared: bool) -> list[dict[str, Any]]:
+    """:func:`generator.kiosk.kiosk_population` (with the kiosk shared, or each kiosk login on
+    a device of the person's own: the same events otherwise) through ingestion, decoded (the
+    events the identity stage gets)."""
+    ds = kiosk_population(persons, per_person, seed=16, shared=shared)
+    ing, catalog = Ingestor(IngestSettings("bench-supernode-salt-0123")), SchemaCatalog.load()
+    out = []
+    for i, rec in enumerate(ds.records):
+        res = ing.process(SourceRecord(rec.value, rec.topic, 0, i, 1_800_000_000_000))
+        if not isinstance(res, Accepted):
+            raise SystemExit(f"bench: generated record {i} not accepted: {res}")
+        out.append(catalog.decode(res.value)[1])
+    return out
+
+
+@dataclass
+class Run:
+    events: int
+    seconds: float
+    commands: int
+    state_bytes: int
+
+    def row(self) -> dict[str, float]:
+        return {
+            "events": self.events,
+            "events_per_s": round(self.events / self.seconds, 1),
+            "commands_per_event": round(self.commands / self.events, 2),
+            "state_bytes_per_event": round(self.state_bytes / self.events, 1),
+        }
+
+
+def run_home(events: list[dict[str, Any]], rules: IdentityRules, encode_state: bool) -> Run:
+    """Every event through the home of its component, as the resolve stage does with the
+    feedback settled: the first event's atom is the kiosk component's home (the claims that
+    would move it there are not part of the per-event cost measured here)."""
+    homes: dict[Any, HomeState] = {}
+    home_of: dict[Any, Any] = {}
+    commands = state_bytes = 0
+    start = time.perf_counter()
+    for ev in events:
+        ids = [(t, v) for t, v in ev["identifiers"].items() if v is not None]
+        home = next((home_of[n] for n in ids if n in home_of), ids[0])
+        for n in ids:
+            home_of.setdefault(n, home)
+        st = homes.setdefault(home, HomeState())
+        out = ComponentHome(rules, home, st).on_event(ev, ev["event_id"])
+        commands += len(out.commands)
+        if encode_state:
+            state_bytes += len(IDENTITY_HOME_CODEC.encode(st))
+    return Run(len(events), time.perf_counter() - start, commands, state_bytes)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="100,400,1600", help="persons sharing the kiosk, comma separated")
+    ap.add_argument("--per-person", type=int, default=7, help="events per person (kiosk login, login at home, views)")
+    ap.add_argument("--no-state", action="store_true", help="skip encoding the home state record per event")
+    args = ap.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.sizes.split(",")]
+    except ValueError:
+        ap.error(f"--sizes {args.sizes!r}: comma-separated integers")
+    rules = IdentityRules()
+    rows = []
+    print("identity supernode (plain loop, one home per component; ratio = with kiosk / without, same run)")
+    print(f"{'persons':>8} {'variant':>8} {'events/s':>10} {'cmds/event':>11} {'state B/event':>14} {'ratio':>6}")
+    for n in sizes:
+        both = {}
+        for shared in (False, True):
+            run = run_home(kiosk_events(n, args.per_person, shared), rules, not args.no_state)
+            both[shared] = run.row()
+            print(
+                f"{n:>8} {'kiosk' if shared else 'own':>8} {both[shared]['events_per_s']:>10,.0f} "
+                f"{both[shared]['commands_per_event']:>11} {both[shared]['state_bytes_per_event']:>14,.0f}",
+                end="",
+            )
+            print(f" {both[True]['events_per_s'] / both[False]['events_per_s']:>6.2f}" if shared else "", flush=True)
+        rows.append(
+            {
+                "persons": n,
+                "own_device": both[False],
+                "kiosk": both[True],
+                "ratio": round(both[True]["events_per_s"] / both[False]["events_per_s"], 3),
+            }
+        )
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "bench": "identity_supernode",
+                "events_per_person": args.per_person,
+                "python": platform.python_version(),
+                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "rows": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
