@@ -43,7 +43,7 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from models.config import CassandraAuth
+from models.config import CassandraAuth, ConfigError
 from state.tls import cassandra_ssl_context
 
 DEFAULT_CQL_PATH = Path(__file__).resolve().with_name("schema.cql")
@@ -689,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port, replication=replication)
-    except CassandraUnavailableError as exc:
+    except (CassandraUnavailableError, ConfigError) as exc:  # ConfigError: a bad JOURNEY_CASSANDRA_SSL_CA
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SchemaError as exc:
