@@ -41,7 +41,8 @@ def raw_kafka_source(
         "scan.topic-partition-discovery.interval": "30 s",
         "format": "raw",
     }
-    # credentials (docs/security.md): security.protocol, sasl.mechanism, sasl.jaas.config
+    # credentials and TLS (docs/security.md): security.protocol, sasl.mechanism, sasl.jaas.config,
+    # ssl.truststore.type=PEM and ssl.truststore.location (the CA)
     options.update({f"properties.{k}": v for k, v in cfg.kafka_auth().java_properties().items()})
     if cfg.bounded:
         options["scan.bounded.mode"] = "latest-offset"
@@ -101,7 +102,14 @@ def topic_partitions(bootstrap: str, topic: str, timeout_s: float = 10.0, auth: 
 
 def check_against_broker(cfg, ordered_topics: tuple[str, ...] = ()) -> None:
     """The transaction-timeout guard with the brokers' real limit, and the single-partition
-    check of ``ordered_topics`` (raises ``ConfigError``)."""
+    check of ``ordered_topics`` (raises ``ConfigError``). The CA files of the config
+    (``JOURNEY_KAFKA_SSL_CA_LOCATION``, ``JOURNEY_CASSANDRA_SSL_CA``) are checked first: a job
+    must not be submitted with one its TaskManagers cannot read."""
+    from state.tls import check_cassandra_ca, check_kafka_ca
+
+    check_kafka_ca(cfg.kafka_auth())
+    if hasattr(cfg, "cassandra_auth"):
+        check_cassandra_ca(cfg.cassandra_auth())
     check_transaction_timeout(
         cfg.transaction_timeout_ms,
         cfg.checkpoint_timeout_ms,
@@ -139,7 +147,7 @@ def bytes_sink(cfg, topic: str) -> KafkaSink:
         .set_property("enable.idempotence", "true")
         .set_property("acks", "all")
     )
-    for key, value in cfg.kafka_auth().java_properties().items():  # credentials (docs/security.md)
+    for key, value in cfg.kafka_auth().java_properties().items():  # credentials, TLS (docs/security.md)
         builder = builder.set_property(key, value)
     return builder.build()
 

@@ -18,11 +18,13 @@ way (``.stack/test``, ports + 10000: Kafka 19092, Cassandra 19042, Flink 18081),
 test`` never touches what ``make demo`` built. Downloaded jars stay in ``.stack/lib``.
 
 ``JOURNEY_STACK_AUTH=1`` starts the auth variant (docs/security.md): Kafka's client listener
-takes SASL_PLAINTEXT with SCRAM-SHA-512 only, Cassandra runs ``PasswordAuthenticator``; the
-credentials are the fixed local-development values :data:`KAFKA_USER` / :data:`KAFKA_PASSWORD`
-and :data:`CASSANDRA_USER` / :data:`CASSANDRA_PASSWORD` (:func:`auth_env` gives them as
-``JOURNEY_*`` settings). A stack directory is formatted with or without auth once: use a
-directory of its own for the variant.
+takes SASL_SSL (TLS) with SCRAM-SHA-512 only, Cassandra runs ``PasswordAuthenticator`` and
+client encryption (TLS only); the certificates are made with openssl under ``<stack dir>/tls``
+(local/tls.py: a local CA and a certificate for 127.0.0.1 and localhost); the credentials are
+the fixed local-development values :data:`KAFKA_USER` / :data:`KAFKA_PASSWORD` and
+:data:`CASSANDRA_USER` / :data:`CASSANDRA_PASSWORD`. :func:`auth_env` gives them and the CA as
+``JOURNEY_*`` settings, ``python local/stack.py env`` prints them as ``export`` lines. A stack
+directory is formatted with or without auth once: use a directory of its own for the variant.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import base64
 import json
 import os
 import shutil
+import shlex
 import signal
 import socket
 import subprocess
@@ -69,20 +72,47 @@ KAFKA_ADMIN_USER, KAFKA_ADMIN_PASSWORD = "admin", "admin-local-dev"  # the broke
 KAFKA_USER, KAFKA_PASSWORD = "journey", "journey-local-dev"  # the jobs, the generator, the CLI
 CASSANDRA_SUPERUSER, CASSANDRA_SUPERUSER_PASSWORD = "cassandra", "cassandra"  # Cassandra's default
 CASSANDRA_USER, CASSANDRA_PASSWORD = "journey", "journey-local-dev"
+#: the auth variant's TLS material (local/tls.py): ca.pem is what clients trust
+TLS_DIR = STACK / "tls"
+TLS_CA = TLS_DIR / "ca.pem"
+KAFKA_CLIENT_PROTOCOL = "SASL_SSL" if AUTH else "PLAINTEXT"
 
 
 def auth_env() -> dict[str, str]:
-    """The ``JOURNEY_*`` credential settings of this stack (empty without auth)."""
+    """The ``JOURNEY_*`` credential and TLS settings of this stack's clients (empty without auth)."""
     if not AUTH:
         return {}
     return {
-        "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "JOURNEY_KAFKA_SECURITY_PROTOCOL": KAFKA_CLIENT_PROTOCOL,
         "JOURNEY_KAFKA_SASL_MECHANISM": KAFKA_SASL_MECHANISM,
         "JOURNEY_KAFKA_SASL_USERNAME": KAFKA_USER,
         "JOURNEY_KAFKA_SASL_PASSWORD": KAFKA_PASSWORD,
+        "JOURNEY_KAFKA_SSL_CA_LOCATION": str(TLS_CA),
         "JOURNEY_CASSANDRA_USERNAME": CASSANDRA_USER,
         "JOURNEY_CASSANDRA_PASSWORD": CASSANDRA_PASSWORD,
+        "JOURNEY_CASSANDRA_SSL_CA": str(TLS_CA),
     }
+
+
+def _tls_files():
+    """The auth variant's CA, server certificate and keystore, made on first use (local/tls.py)."""
+    if str(ROOT) not in sys.path:  # run as `python local/stack.py`
+        sys.path.insert(0, str(ROOT))
+    from local import tls
+
+    try:
+        return tls.ensure(TLS_DIR)
+    except tls.TlsError as e:
+        raise StackError(str(e)) from None
+
+
+def _cassandra_ssl_kwargs() -> dict:
+    """The auth variant's driver TLS: the local CA, host name checked (as the project's clients)."""
+    if not AUTH:
+        return {}
+    import ssl
+
+    return {"ssl_context": ssl.create_default_context(cafile=str(TLS_CA))}
 
 
 def _port_offset() -> int:
@@ -329,10 +359,12 @@ def _kafka_healthy() -> bool:
         if AUTH:
             conf.update(
                 {
-                    "security.protocol": "SASL_PLAINTEXT",
+                    "security.protocol": KAFKA_CLIENT_PROTOCOL,
                     "sasl.mechanism": KAFKA_SASL_MECHANISM,
                     "sasl.username": KAFKA_USER,
                     "sasl.password": KAFKA_PASSWORD,
+                    "ssl.ca.location": str(TLS_CA),
+                    "ssl.endpoint.identification.algorithm": "https",
                 }
             )
         md = AdminClient(conf).list_topics(timeout=3)
@@ -382,20 +414,29 @@ def _kafka_start() -> None:
     java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     props = conf / "server.properties"
     # the auth variant: clients and the broker itself (transaction markers go over the
-    # inter-broker listener) authenticate with SCRAM; the controller listener stays PLAINTEXT on
-    # 127.0.0.1 (only this process talks to it)
-    client = "SASL_PLAINTEXT" if AUTH else "PLAINTEXT"
+    # inter-broker listener, which is the client listener, as without auth) authenticate with
+    # SCRAM over TLS; the broker's certificate and key are a PKCS12 keystore, and as a client of
+    # itself it trusts the local CA (PEM) and checks the host name; the controller listener
+    # stays PLAINTEXT on 127.0.0.1 (only this process talks to it)
+    client = KAFKA_CLIENT_PROTOCOL
     scram_module = "org.apache.kafka.common.security.scram.ScramLoginModule"
-    auth_lines = (
-        [
+    auth_lines = []
+    if AUTH:
+        tls = _tls_files()
+        auth_lines = [
             f"sasl.enabled.mechanisms={KAFKA_SASL_MECHANISM}",
             f"sasl.mechanism.inter.broker.protocol={KAFKA_SASL_MECHANISM}",
-            f"listener.name.sasl_plaintext.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config={scram_module} required "
+            f"listener.name.{client.lower()}.{KAFKA_SASL_MECHANISM.lower()}.sasl.jaas.config={scram_module} required "
             f'username="{KAFKA_ADMIN_USER}" password="{KAFKA_ADMIN_PASSWORD}";',
+            "ssl.keystore.type=PKCS12",
+            f"ssl.keystore.location={tls.keystore}",
+            f"ssl.keystore.password={tls.keystore_password}",
+            f"ssl.key.password={tls.keystore_password}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={tls.ca}",
+            "ssl.endpoint.identification.algorithm=https",
+            "ssl.client.auth=none",
         ]
-        if AUTH
-        else []
-    )
     props.write_text(
         "\n".join(
             [
@@ -495,7 +536,9 @@ def _cassandra_healthy() -> bool:
     except ImportError:
         return True
     try:
-        cluster = Cluster(["127.0.0.1"], port=CASSANDRA_PORT, connect_timeout=3, **_cassandra_auth_kwargs())
+        cluster = Cluster(
+            ["127.0.0.1"], port=CASSANDRA_PORT, connect_timeout=3, **_cassandra_auth_kwargs(), **_cassandra_ssl_kwargs()
+        )
         try:
             cluster.connect().execute("SELECT release_version FROM system.local", timeout=5)
         finally:
@@ -524,6 +567,7 @@ def _cassandra_create_role() -> bool:
             port=CASSANDRA_PORT,
             connect_timeout=3,
             **_cassandra_auth_kwargs(CASSANDRA_SUPERUSER, CASSANDRA_SUPERUSER_PASSWORD),
+            **_cassandra_ssl_kwargs(),
         )
         try:
             session = cluster.connect()
@@ -546,6 +590,19 @@ def _cassandra_start() -> None:
     java, lib, data, conf = srv.java, srv.lib, srv.data, srv.conf
     for sub in ("data", "commitlog", "saved_caches", "hints", "cdc_raw"):
         (data / sub).mkdir(parents=True, exist_ok=True)
+    # the auth variant: the native transport takes TLS only (no client certificates), with the
+    # local CA's server certificate as a PKCS12 keystore
+    encryption = ""
+    if AUTH:
+        tls = _tls_files()
+        encryption = f"""\
+client_encryption_options:
+  enabled: true
+  optional: false
+  keystore: {tls.keystore}
+  keystore_password: {tls.keystore_password}
+  store_type: PKCS12
+"""
     (conf / "cassandra.yaml").write_text(f"""\
 cluster_name: journey-local
 num_tokens: 1
@@ -575,7 +632,7 @@ commit_failure_policy: stop
 concurrent_reads: 8
 concurrent_writes: 8
 memtable_allocation_type: heap_buffers
-""")
+{encryption}""")
     (conf / "logback.xml").write_text(f"""\
 <configuration>
   <appender name="FILE" class="ch.qos.logback.core.FileAppender">
@@ -938,7 +995,7 @@ def _build_prometheus_reporter() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["up", "down", "status", "reset", "fetch"])
+    ap.add_argument("action", choices=["up", "down", "status", "reset", "fetch", "env"])
     ap.add_argument("components", nargs="*", help=f"any of {', '.join(COMPONENTS)} (default: all)")
     args = ap.parse_args(argv)
     unknown = [n for n in args.components if n not in COMPONENTS]
@@ -948,11 +1005,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.action == "fetch":
             fetch()
+        elif args.action == "env":  # the clients' settings of this stack, to eval in a shell
+            for key, value in {
+                "JOURNEY_BOOTSTRAP_SERVERS": f"127.0.0.1:{KAFKA_PORT}",
+                "JOURNEY_CASSANDRA_HOST": "127.0.0.1",
+                "JOURNEY_CASSANDRA_PORT": str(CASSANDRA_PORT),
+                **auth_env(),
+            }.items():
+                print(f"export {key}={shlex.quote(value)}")
         elif args.action == "up":
             check_disk()
             for n in names:
                 COMPONENTS[n].start()
                 _say(f"{n} healthy at {COMPONENTS[n].address}")
+            if AUTH:
+                _say(f"auth variant (TLS, credentials): the clients' settings, CA {TLS_CA} included:")
+                _say(
+                    f'  eval "$(JOURNEY_STACK_DIR={STACK} JOURNEY_STACK_PORT_OFFSET={PORT_OFFSET} '
+                    f'JOURNEY_STACK_AUTH=1 python -m local.stack env)"'
+                )
         elif args.action == "down":
             for n in reversed(names):
                 COMPONENTS[n].stop()

@@ -51,8 +51,10 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------- credentials (docs/security.md)
 
-#: Kafka ``security.protocol`` values the clients are configured for (TLS: not yet).
-KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT")
+#: Kafka ``security.protocol`` values the clients are configured for.
+KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL")
+#: The protocols that encrypt (TLS) and verify the brokers' certificates.
+KAFKA_TLS_PROTOCOLS = ("SASL_SSL", "SSL")
 #: SASL mechanisms (SCRAM only: PLAIN would send the password itself).
 KAFKA_SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
 #: The SCRAM login module as the Flink Kafka SQL connector jar has it (it shades kafka-clients:
@@ -70,26 +72,37 @@ def _check_credential(setting: str, value: str) -> None:
         )
 
 
+def _check_path(setting: str, value: str) -> None:
+    # a file path handed to librdkafka, a Java client property and a Flink SQL option
+    if value != value.strip() or any(ord(c) < 32 for c in value):
+        raise ConfigError(f"{setting}={value!r} is not a usable file path (blank or control characters)")
+
+
 @dataclass(frozen=True)
 class KafkaAuth:
     """How every Kafka client of the project authenticates (``JOURNEY_KAFKA_*``).
 
     ``security_protocol`` PLAINTEXT (default, the local stack): no credentials, and none may be
     given. SASL_PLAINTEXT: SASL ``sasl_mechanism`` (SCRAM-SHA-512 by default) with
-    ``sasl_username`` and ``sasl_password``, both required. The password never appears in the
-    repr.
+    ``sasl_username`` and ``sasl_password``, both required. SASL_SSL: the same over TLS; SSL:
+    TLS without SASL (no credentials). With TLS the brokers' certificates are verified, host
+    name included, against ``ssl_ca_location`` (a PEM file of CA certificates), or the system's
+    trust store when it is empty; a CA without TLS is refused (it would be ignored). The
+    password never appears in the repr. Whether the CA file is there and readable is checked
+    where it is used (:func:`state.tls.check_ca_file`: models stay free of I/O).
     """
 
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = "SCRAM-SHA-512"
     sasl_username: str = ""
     sasl_password: str = field(default="", repr=False)
+    ssl_ca_location: str = ""
 
     def __post_init__(self) -> None:
         if self.security_protocol not in KAFKA_SECURITY_PROTOCOLS:
             raise ConfigError(
                 f"JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol!r} must be one of "
-                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)} (TLS is not supported yet: docs/security.md)"
+                f"{', '.join(KAFKA_SECURITY_PROTOCOLS)}"
             )
         if self.sasl_mechanism not in KAFKA_SASL_MECHANISMS:
             raise ConfigError(
@@ -108,27 +121,42 @@ class KafkaAuth:
         elif self.sasl_username:
             raise ConfigError(
                 f"JOURNEY_KAFKA_SASL_USERNAME is set but JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol}: "
-                f"the credentials would not be used; set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT"
+                f"the credentials would not be used; set JOURNEY_KAFKA_SECURITY_PROTOCOL="
+                f"{'SASL_SSL' if self.tls else 'SASL_PLAINTEXT (or SASL_SSL)'}"
             )
         _check_credential("JOURNEY_KAFKA_SASL_USERNAME", self.sasl_username)
         _check_credential("JOURNEY_KAFKA_SASL_PASSWORD", self.sasl_password)
+        if self.ssl_ca_location:
+            _check_path("JOURNEY_KAFKA_SSL_CA_LOCATION", self.ssl_ca_location)
+            if not self.tls:
+                raise ConfigError(
+                    f"JOURNEY_KAFKA_SSL_CA_LOCATION is set but JOURNEY_KAFKA_SECURITY_PROTOCOL={self.security_protocol} "
+                    f"does not use TLS: the CA would be ignored; set JOURNEY_KAFKA_SECURITY_PROTOCOL="
+                    f"{'SASL_SSL' if self.sasl else 'SSL (or SASL_SSL)'}"
+                )
 
     @property
     def sasl(self) -> bool:
         return self.security_protocol.startswith("SASL_")
 
+    @property
+    def tls(self) -> bool:
+        """Whether the clients speak TLS to the brokers (SASL_SSL, SSL)."""
+        return self.security_protocol in KAFKA_TLS_PROTOCOLS
+
     def __repr__(self) -> str:
         pw = _MASK if self.sasl_password else ""
         return (
             f"KafkaAuth(security_protocol={self.security_protocol!r}, sasl_mechanism={self.sasl_mechanism!r}, "
-            f"sasl_username={self.sasl_username!r}, sasl_password={pw!r})"
+            f"sasl_username={self.sasl_username!r}, sasl_password={pw!r}, ssl_ca_location={self.ssl_ca_location!r})"
         )
 
     __str__ = __repr__
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "KafkaAuth":
-        """``JOURNEY_KAFKA_SECURITY_PROTOCOL``, ``_SASL_MECHANISM``, ``_SASL_USERNAME``, ``_SASL_PASSWORD``."""
+        """``JOURNEY_KAFKA_SECURITY_PROTOCOL``, ``_SASL_MECHANISM``, ``_SASL_USERNAME``, ``_SASL_PASSWORD``,
+        ``_SSL_CA_LOCATION``."""
         env = os.environ if env is None else env
         return cls(
             **{
@@ -140,72 +168,116 @@ class KafkaAuth:
 
     def librdkafka(self) -> dict[str, str]:
         """The settings of a confluent_kafka (librdkafka) client: merge into its config."""
-        if not self.sasl:
-            return {"security.protocol": self.security_protocol}
-        return {
-            "security.protocol": self.security_protocol,
-            "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password,
-        }
+        conf = {"security.protocol": self.security_protocol}
+        if self.sasl:
+            conf.update(
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.username": self.sasl_username,
+                    "sasl.password": self.sasl_password,
+                }
+            )
+        if self.tls:
+            # the host name is checked against the certificate (librdkafka's default since 2.0;
+            # said here so that no older default or other setting turns it off)
+            conf["ssl.endpoint.identification.algorithm"] = "https"
+            if self.ssl_ca_location:
+                conf["ssl.ca.location"] = self.ssl_ca_location
+        return conf
 
     def java_properties(self, login_module: str = SHADED_SCRAM_LOGIN_MODULE) -> dict[str, str]:
-        """The properties of a Java Kafka client (the Flink connector's sources and sinks)."""
-        if not self.sasl:
-            return {"security.protocol": self.security_protocol}
-        return {
-            "security.protocol": self.security_protocol,
-            "sasl.mechanism": self.sasl_mechanism,
-            "sasl.jaas.config": (
-                f'{login_module} required username="{self.sasl_username}" password="{self.sasl_password}";'
-            ),
-        }
+        """The properties of a Java Kafka client (the Flink connector's sources and sinks).
+
+        The CA goes in as a PEM trust store (``ssl.truststore.type=PEM``, kafka-clients 2.7+;
+        the connector jar shades 4.2): no JKS/PKCS12 file to make from it."""
+        props = {"security.protocol": self.security_protocol}
+        if self.sasl:
+            props.update(
+                {
+                    "sasl.mechanism": self.sasl_mechanism,
+                    "sasl.jaas.config": (
+                        f'{login_module} required username="{self.sasl_username}" password="{self.sasl_password}";'
+                    ),
+                }
+            )
+        if self.tls:
+            props["ssl.endpoint.identification.algorithm"] = "https"
+            if self.ssl_ca_location:
+                props.update({"ssl.truststore.type": "PEM", "ssl.truststore.location": self.ssl_ca_location})
+        return props
 
 
 @dataclass(frozen=True)
 class CassandraAuth:
-    """Cassandra ``PasswordAuthenticator`` credentials (``JOURNEY_CASSANDRA_USERNAME`` /
-    ``_PASSWORD``): both or neither; neither connects without authenticating. Picklable (the
-    jobs ship it to the TaskManagers); the password never appears in the repr."""
+    """How the project's Cassandra clients connect: ``PasswordAuthenticator`` credentials
+    (``JOURNEY_CASSANDRA_USERNAME`` / ``_PASSWORD``: both or neither; neither connects without
+    authenticating) and client encryption (``JOURNEY_CASSANDRA_SSL``: TLS, the server's
+    certificate verified, host name included, against the system's trust store;
+    ``JOURNEY_CASSANDRA_SSL_CA``: against this PEM file of CA certificates instead, which turns
+    TLS on by itself). Picklable, with the CA as a path: the jobs ship it to the TaskManagers,
+    which build their own ``ssl.SSLContext`` from it (:func:`state.tls.cassandra_ssl_context`).
+    The password never appears in the repr. A false value is one without credentials."""
 
     username: str = ""
     password: str = field(default="", repr=False)
+    ssl: bool = False
+    ssl_ca: str = ""
 
     def __post_init__(self) -> None:
         if self.username and not self.password:
             raise ConfigError("JOURNEY_CASSANDRA_USERNAME is set but JOURNEY_CASSANDRA_PASSWORD is not")
         if self.password and not self.username:
             raise ConfigError("JOURNEY_CASSANDRA_PASSWORD is set but JOURNEY_CASSANDRA_USERNAME is not")
+        if self.ssl_ca:
+            _check_path("JOURNEY_CASSANDRA_SSL_CA", self.ssl_ca)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the clients speak TLS to Cassandra."""
+        return self.ssl or bool(self.ssl_ca)
 
     def __bool__(self) -> bool:
         return bool(self.username)
 
     def __repr__(self) -> str:
-        return f"CassandraAuth(username={self.username!r}, password={_MASK if self.password else ''!r})"
+        return (
+            f"CassandraAuth(username={self.username!r}, password={_MASK if self.password else ''!r}, "
+            f"ssl={self.tls!r}, ssl_ca={self.ssl_ca!r})"
+        )
 
     __str__ = __repr__
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "CassandraAuth":
         env = os.environ if env is None else env
-        return cls(env.get("JOURNEY_CASSANDRA_USERNAME", ""), env.get("JOURNEY_CASSANDRA_PASSWORD", ""))
+        ssl = _parse("cassandra_ssl", env.get("JOURNEY_CASSANDRA_SSL", "false"), "bool")
+        return cls(
+            env.get("JOURNEY_CASSANDRA_USERNAME", ""),
+            env.get("JOURNEY_CASSANDRA_PASSWORD", ""),
+            bool(ssl),
+            env.get("JOURNEY_CASSANDRA_SSL_CA", ""),
+        )
 
 
 class CassandraClientSettings:
     """What both jobs do with their Cassandra settings (the fields ``cassandra_host``,
-    ``cassandra_port``, ``keyspace``, ``cassandra_username``, ``cassandra_password`` and
-    ``cassandra_wait_ms`` are each config's own)."""
+    ``cassandra_port``, ``keyspace``, ``cassandra_username``, ``cassandra_password``,
+    ``cassandra_ssl``, ``cassandra_ssl_ca`` and ``cassandra_wait_ms`` are each config's own)."""
 
     cassandra_host: str
     cassandra_port: int
     keyspace: str
     cassandra_username: str
     cassandra_password: str
+    cassandra_ssl: bool
+    cassandra_ssl_ca: str
     cassandra_wait_ms: int
 
     def cassandra_auth(self) -> CassandraAuth:
-        """The Cassandra credentials of this config (validated)."""
-        return CassandraAuth(self.cassandra_username, self.cassandra_password)
+        """The Cassandra credentials and TLS settings of this config (validated)."""
+        return CassandraAuth(
+            self.cassandra_username, self.cassandra_password, self.cassandra_ssl, self.cassandra_ssl_ca
+        )
 
     def cassandra_target(self) -> tuple[str, int, str, CassandraAuth, float]:
         """``(host, port, keyspace, auth, wait_s)``: the arguments of the store and ledger
@@ -268,11 +340,16 @@ class FlinkJobSettings:
     kafka_sasl_mechanism: str = "SCRAM-SHA-512"
     kafka_sasl_username: str = ""
     kafka_sasl_password: str = field(default="", repr=False)
+    kafka_ssl_ca_location: str = ""
 
     def kafka_auth(self) -> KafkaAuth:
-        """The Kafka credentials of this config (validated)."""
+        """The Kafka credentials and TLS settings of this config (validated)."""
         return KafkaAuth(
-            self.kafka_security_protocol, self.kafka_sasl_mechanism, self.kafka_sasl_username, self.kafka_sasl_password
+            self.kafka_security_protocol,
+            self.kafka_sasl_mechanism,
+            self.kafka_sasl_username,
+            self.kafka_sasl_password,
+            self.kafka_ssl_ca_location,
         )
 
     def __post_init__(self) -> None:
@@ -343,6 +420,8 @@ class IngestConfig(FlinkJobSettings, CassandraClientSettings):
     cassandra_port: int = 9042
     cassandra_username: str = ""
     cassandra_password: str = field(default="", repr=False)
+    cassandra_ssl: bool = False
+    cassandra_ssl_ca: str = ""
     cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     input_topic_pattern: str = r"journey\.events\..*"
@@ -423,6 +502,8 @@ class ProfilesConfig(FlinkJobSettings, CassandraClientSettings):
     cassandra_port: int = 9042
     cassandra_username: str = ""
     cassandra_password: str = field(default="", repr=False)
+    cassandra_ssl: bool = False
+    cassandra_ssl_ca: str = ""
     cassandra_wait_ms: int = CASSANDRA_WAIT_MS
     keyspace: str = "journey"
     coalesce_ms: int = 1_000

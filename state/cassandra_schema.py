@@ -43,7 +43,8 @@ from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, N
 from cassandra.policies import ExponentialReconnectionPolicy
 from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
-from models.config import CassandraAuth
+from models.config import CassandraAuth, ConfigError
+from state.tls import cassandra_ssl_context
 
 DEFAULT_CQL_PATH = Path(__file__).resolve().with_name("schema.cql")
 DEFAULT_KEYSPACE = "journey"
@@ -62,6 +63,11 @@ class CassandraUnavailableError(ConnectionError):
 
 class CassandraAuthError(CassandraUnavailableError):
     """Cassandra refused the connection: credentials missing or wrong (docs/security.md)."""
+
+
+class CassandraTlsError(CassandraAuthError):
+    """The TLS handshake with Cassandra failed (its certificate not trusted or not for its
+    address, or TLS on one side only): waiting does not help (docs/security.md)."""
 
 
 class SchemaError(RuntimeError):
@@ -105,8 +111,10 @@ def connect(
     protocol_version : int
         Native protocol version (5 for Cassandra 4.0+).
     auth : CassandraAuth or None
-        ``PasswordAuthenticator`` credentials (an empty one: none); ``None``:
-        ``JOURNEY_CASSANDRA_USERNAME`` / ``_PASSWORD`` of the environment, if set.
+        ``PasswordAuthenticator`` credentials (an empty one: none) and TLS (``auth.tls``: the
+        server's certificate and host name verified against ``auth.ssl_ca``, else the system's
+        trust store; :func:`state.tls.cassandra_ssl_context`); ``None``:
+        ``JOURNEY_CASSANDRA_USERNAME`` / ``_PASSWORD`` / ``_SSL`` / ``_SSL_CA`` of the environment.
     wait_s : float
         While no host answers, try again (1 s, 2 s, 4 s ... at most 10 s apart, each retry
         said on stderr) for up to this many seconds: an operator restarted during a Cassandra
@@ -123,6 +131,10 @@ def connect(
         If no host answers; the message names the address and suggests ``make up``.
     CassandraAuthError
         If Cassandra refuses the credentials, or requires some and none were given.
+    CassandraTlsError
+        If the TLS handshake fails (an untrusted certificate: set ``JOURNEY_CASSANDRA_SSL_CA``).
+    models.config.ConfigError
+        If the CA file is missing or holds no PEM certificate.
     """
     host_list = _as_hosts(hosts)
     auth = CassandraAuth.from_env() if auth is None else auth
@@ -151,7 +163,12 @@ def _connect_once(
     protocol_version: int,
     auth: CassandraAuth,
 ) -> Session:
-    credentials = {"auth_provider": PlainTextAuthProvider(auth.username, auth.password)} if auth else {}
+    credentials: dict[str, object] = (
+        {"auth_provider": PlainTextAuthProvider(auth.username, auth.password)} if auth else {}
+    )
+    ssl_context = cassandra_ssl_context(auth)  # built here, in the process that connects
+    if ssl_context is not None:
+        credentials["ssl_context"] = ssl_context  # the driver sets server_hostname: names checked
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy()),
         consistency_level=consistency,
@@ -181,6 +198,25 @@ def _connect_once(
                 if auth
                 else f"Cassandra at {where} requires authentication ({reason}): set JOURNEY_CASSANDRA_USERNAME "
                 f"and JOURNEY_CASSANDRA_PASSWORD"
+            ) from None
+        errors = [str(e) for e in getattr(exc, "errors", {}).values()] or [str(exc)]
+        handshake = [e for e in errors if "[SSL" in e or "CERTIFICATE_VERIFY_FAILED" in e]
+        if handshake:
+            reason = handshake[0].split("Last error: ")[-1]
+            trust = f"the CA file {auth.ssl_ca}" if auth.ssl_ca else "the system's trust store"
+            raise CassandraTlsError(
+                f"Cassandra at {where}: the TLS handshake failed, its certificate was not accepted against "
+                f"{trust} ({reason}): set JOURNEY_CASSANDRA_SSL_CA to the PEM file of the CA that signed it "
+                f"(its names must cover {where})"
+                if "CERTIFICATE_VERIFY_FAILED" in reason
+                else f"Cassandra at {where}: the TLS handshake failed ({reason}): does it take TLS on this port? "
+                f"(JOURNEY_CASSANDRA_SSL / JOURNEY_CASSANDRA_SSL_CA turn TLS on)"
+            ) from None
+        if not auth.tls and any("Connection reset by peer" in e for e in errors):
+            # a Cassandra that takes TLS only resets a client that speaks CQL in the clear
+            raise CassandraUnavailableError(
+                f"Cassandra at {where} reset the connection ({errors[0]}): if it takes TLS only, set "
+                f"JOURNEY_CASSANDRA_SSL_CA to the PEM file of its CA (or JOURNEY_CASSANDRA_SSL=true)"
             ) from None
         raise CassandraUnavailableError(
             f"Cassandra is not reachable at {where} ({exc}). Start the local stack with "
@@ -653,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     try:
         statements = apply_schema(args.host, args.cql, keyspace=args.keyspace, port=args.port, replication=replication)
-    except CassandraUnavailableError as exc:
+    except (CassandraUnavailableError, ConfigError) as exc:  # ConfigError: a bad JOURNEY_CASSANDRA_SSL_CA
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except SchemaError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from models.config import KafkaAuth
+from state.tls import check_kafka_ca
 
 
 class KafkaErrors:
@@ -27,14 +28,25 @@ class KafkaErrors:
                 return str(err.str())
         return None
 
+    def tls(self) -> str | None:
+        """librdkafka's message of the last failed TLS handshake (an untrusted certificate, a
+        host name the certificate does not cover), if any."""
+        for err in reversed(self.errors):
+            text = str(getattr(err, "str", lambda: err)())
+            if getattr(err, "code", lambda: None)() == -181 or "SSL handshake failed" in text:  # KafkaError._SSL
+                return text
+        return None
+
 
 def kafka_client_config(
     bootstrap: str, settings: Mapping[str, Any] | None = None, auth: KafkaAuth | None = None
 ) -> dict[str, Any]:
     """The config of a confluent_kafka client: ``bootstrap.servers``, the credentials (``auth``,
     else ``JOURNEY_KAFKA_*`` of the environment), ``settings``, and a :class:`KafkaErrors`
-    ``error_cb`` that :func:`kafka_failure` reads."""
+    ``error_cb`` that :func:`kafka_failure` reads. A CA file (``JOURNEY_KAFKA_SSL_CA_LOCATION``)
+    that is missing or no PEM certificate is a ``ConfigError`` here."""
     auth = KafkaAuth.from_env() if auth is None else auth
+    check_kafka_ca(auth)
     return {"bootstrap.servers": bootstrap, **auth.librdkafka(), **(settings or {}), "error_cb": KafkaErrors()}
 
 
@@ -67,13 +79,35 @@ def kafka_failure(conf: Mapping[str, object], exc: BaseException | None = None, 
             f"Kafka at {where} refused the credentials of {conf.get('sasl.username')!r} "
             f"({conf.get('sasl.mechanism')}): {refused}"
         )
+    handshake = errors.tls() if isinstance(errors, KafkaErrors) else None
+    if handshake is not None:
+        ca = conf.get("ssl.ca.location")
+        trust = f"the CA file {ca}" if ca else "the system's trust store (JOURNEY_KAFKA_SSL_CA_LOCATION is not set)"
+        return (
+            f"Kafka at {where}: the TLS handshake failed, the broker's certificate was not accepted against "
+            f"{trust}: {handshake.splitlines()[0]}: set JOURNEY_KAFKA_SSL_CA_LOCATION to the PEM file of the CA "
+            f"that signed the brokers' certificates (whose names must cover {where})"
+        )
     text = str(exc) if exc is not None else "no answer"
-    if conf.get("security.protocol", "PLAINTEXT") == "PLAINTEXT" and "_TRANSPORT" in text and _listening(str(where)):
+    protocol = str(conf.get("security.protocol", "PLAINTEXT"))
+    if protocol in ("PLAINTEXT", "SASL_PLAINTEXT") and "_TRANSPORT" in text and _listening(str(where)):
         # something listens there but dropped us: a SASL listener drops a client that does not
-        # authenticate (a refused connection, nothing listening, is the plain "cannot reach" below)
+        # authenticate, a TLS listener one that does not start TLS (a refused connection,
+        # nothing listening, is the plain "cannot reach" below)
+        if protocol == "PLAINTEXT":
+            return (
+                f"cannot reach Kafka at {where}: the broker closed the connection ({text}): if it requires "
+                f"authentication, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT (SASL_SSL with TLS, and "
+                f"JOURNEY_KAFKA_SSL_CA_LOCATION), JOURNEY_KAFKA_SASL_USERNAME and JOURNEY_KAFKA_SASL_PASSWORD"
+            )
+        return (
+            f"cannot reach Kafka at {where}: the broker closed the connection ({text}): if its listener uses "
+            f"TLS, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_SSL and JOURNEY_KAFKA_SSL_CA_LOCATION"
+        )
+    if protocol == "SSL" and "_TRANSPORT" in text and _listening(str(where)):
         return (
             f"cannot reach Kafka at {where}: the broker closed the connection ({text}): if it requires "
-            f"authentication, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, JOURNEY_KAFKA_SASL_USERNAME "
-            f"and JOURNEY_KAFKA_SASL_PASSWORD"
+            f"authentication, set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_SSL, JOURNEY_KAFKA_SASL_USERNAME and "
+            f"JOURNEY_KAFKA_SASL_PASSWORD"
         )
     return f"cannot reach Kafka at {where}: {text}"

@@ -1,18 +1,21 @@
 """Security on real servers (docs/security.md): the auth variant of the local stack
-(``JOURNEY_STACK_AUTH=1``: Kafka SASL_PLAINTEXT with SCRAM-SHA-512, Cassandra
-``PasswordAuthenticator``), started here in a stack directory and ports of its own (the test
-stack's + 500) and stopped and wiped afterwards.
+(``JOURNEY_STACK_AUTH=1``: Kafka SASL_SSL with SCRAM-SHA-512, Cassandra ``PasswordAuthenticator``
+and client encryption, both with certificates of a local CA), started here in a stack directory
+and ports of its own (the test stack's + 500) and stopped and wiped afterwards.
 
-With the credentials the generator produces, ``journey tail`` reads, and the ingestion job
-(on the test stack's Flink cluster) reads the auth Kafka, checks the erasure ledger in the auth
-Cassandra and writes its outputs exactly once (read back ``read_committed``, compared with the
-generator's ground truth). Without them each is refused with a one-line reason, in bounded time.
+With the credentials and the CA the generator produces, ``journey tail`` reads, and the
+ingestion job (on the test stack's Flink cluster) reads the auth Kafka over TLS, checks the
+erasure ledger in the auth Cassandra over TLS (on its TaskManagers too) and writes its outputs
+exactly once (read back ``read_committed``, compared with the generator's ground truth).
+Without the credentials, or without the CA (the certificate is then checked against the
+system's trust store and fails), each is refused with a one-line reason, in bounded time.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import time
@@ -30,7 +33,13 @@ from local.flink_cluster import FlinkJobError, cancel, submit, wait_state
 from local.kafka_read import Record, read_committed
 from models.config import CassandraAuth, KafkaAuth
 from models.events import CHANNELS
-from state.cassandra_schema import CassandraAuthError, apply_schema, connect
+from state.cassandra_schema import (
+    CassandraAuthError,
+    CassandraTlsError,
+    CassandraUnavailableError,
+    apply_schema,
+    connect,
+)
 from tests.ingestion_harness import Topics, compare_with_truth
 
 pytestmark = pytest.mark.e2e
@@ -40,17 +49,28 @@ OFFSET = stack.PORT_OFFSET + 500
 AUTH_DIR = stack.STACK.parent / f"{stack.STACK.name}-auth"
 KAFKA = f"127.0.0.1:{9092 + OFFSET}"
 CASSANDRA_PORT = 9042 + OFFSET
-KAFKA_AUTH = KafkaAuth("SASL_PLAINTEXT", stack.KAFKA_SASL_MECHANISM, stack.KAFKA_USER, stack.KAFKA_PASSWORD)
-CASSANDRA_AUTH = CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD)
+CA = str(AUTH_DIR / "tls" / "ca.pem")  # made by the stack (local/tls.py)
+KAFKA_AUTH = KafkaAuth("SASL_SSL", stack.KAFKA_SASL_MECHANISM, stack.KAFKA_USER, stack.KAFKA_PASSWORD, CA)
+CASSANDRA_AUTH = CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD, ssl_ca=CA)
 CREDENTIALS = {
-    "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+    "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
     "JOURNEY_KAFKA_SASL_MECHANISM": stack.KAFKA_SASL_MECHANISM,
     "JOURNEY_KAFKA_SASL_USERNAME": stack.KAFKA_USER,
     "JOURNEY_KAFKA_SASL_PASSWORD": stack.KAFKA_PASSWORD,
+    "JOURNEY_KAFKA_SSL_CA_LOCATION": CA,
     "JOURNEY_CASSANDRA_USERNAME": stack.CASSANDRA_USER,
     "JOURNEY_CASSANDRA_PASSWORD": stack.CASSANDRA_PASSWORD,
+    "JOURNEY_CASSANDRA_SSL_CA": CA,
 }
 WRONG_PASSWORD = {**CREDENTIALS, "JOURNEY_KAFKA_SASL_PASSWORD": "not-the-password"}
+#: TLS and the credentials, but not the CA: the servers' certificates are checked against the
+#: system's trust store, which does not know the local CA
+NO_CA = {
+    **{k: v for k, v in CREDENTIALS.items() if k not in ("JOURNEY_KAFKA_SSL_CA_LOCATION", "JOURNEY_CASSANDRA_SSL_CA")},
+    "JOURNEY_CASSANDRA_SSL": "true",
+}
+KAFKA_UNTRUSTED = "the TLS handshake failed, the broker's certificate was not accepted"
+CASSANDRA_UNTRUSTED = "the TLS handshake failed, its certificate was not accepted"
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
@@ -117,14 +137,35 @@ def _wait_for(topic: str, count: int, timeout_s: float) -> list[Record]:
 
 def test_cassandra_refuses_a_connection_without_or_with_wrong_credentials(auth_stack: None) -> None:
     with pytest.raises(CassandraAuthError, match="requires authentication.*JOURNEY_CASSANDRA_USERNAME"):
-        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth())
+        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth(ssl_ca=CA))
     with pytest.raises(CassandraAuthError, match="refused the credentials of 'journey'"):
-        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth(stack.CASSANDRA_USER, "not-the-password"))
+        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth(stack.CASSANDRA_USER, "not-the-password", ssl_ca=CA))
     session = connect("127.0.0.1", CASSANDRA_PORT, auth=CASSANDRA_AUTH)
     try:
         assert session.execute("SELECT release_version FROM system.local").one() is not None
+        # the session really is encrypted: the driver's connection is an SSL socket
+        assert isinstance(session.cluster.control_connection._connection._socket, ssl.SSLSocket)
     finally:
         session.cluster.shutdown()
+
+
+def test_cassandra_refuses_a_client_without_the_ca_or_without_tls(auth_stack: None) -> None:
+    for auth in (
+        CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD, ssl=True),  # TLS, system trust store
+        CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD, ssl_ca=str(AUTH_DIR / "tls" / "server.pem")),
+    ):
+        start = time.monotonic()
+        with pytest.raises(CassandraTlsError) as e:
+            connect("127.0.0.1", CASSANDRA_PORT, auth=auth, wait_s=30)  # never waited on
+        assert CASSANDRA_UNTRUSTED in str(e.value) and "certificate verify failed" in str(e.value)
+        assert "JOURNEY_CASSANDRA_SSL_CA" in str(e.value) and "\n" not in str(e.value)
+        assert time.monotonic() - start < 10
+    start = time.monotonic()
+    with pytest.raises(
+        CassandraUnavailableError, match="reset the connection.*if it takes TLS only, set JOURNEY_CASSANDRA"
+    ):
+        connect("127.0.0.1", CASSANDRA_PORT, auth=CassandraAuth(stack.CASSANDRA_USER, stack.CASSANDRA_PASSWORD))
+    assert time.monotonic() - start < 10
 
 
 def test_generator_produces_with_credentials_and_is_refused_without(topics: Topics) -> None:
@@ -138,6 +179,12 @@ def test_generator_produces_with_credentials_and_is_refused_without(topics: Topi
     none = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-none"], _clean_env())
     assert none.returncode == 1
     assert "closed the connection" in none.stderr and "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT" in none.stderr
+    assert "SASL_SSL" in none.stderr
+    no_ca = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-noca"], _clean_env(**NO_CA))
+    assert no_ca.returncode == 1
+    assert KAFKA_UNTRUSTED in no_ca.stderr and "certificate verify failed" in no_ca.stderr
+    assert "set JOURNEY_KAFKA_SSL_CA_LOCATION" in no_ca.stderr
+    assert no_ca.elapsed < 30  # type: ignore[attr-defined]
     wrong = _run([*args, "--out", f"/tmp/journey-sec-{topics.prefix}-wrong"], _clean_env(**WRONG_PASSWORD))
     assert wrong.returncode == 1
     assert "refused the credentials of 'journey' (SCRAM-SHA-512)" in wrong.stderr
@@ -194,6 +241,38 @@ def test_ingestion_job_without_credentials_is_refused_before_it_starts(topics: T
     assert "closed the connection" in str(e.value) + log and "JOURNEY_KAFKA_SECURITY_PROTOCOL" in str(e.value) + log
 
 
+def _refused_submission(env: dict[str, str]) -> str:
+    log_file = stack.LOGS / "flink-submit.log"
+    before = log_file.stat().st_size if log_file.exists() else 0
+    with pytest.raises(FlinkJobError) as e:
+        submit("flink_jobs.ingestion", env, detached=True, timeout_s=120)
+    with open(log_file, "rb") as f:  # this submission's output only
+        f.seek(before)
+        return str(e.value) + f.read().decode("utf-8", "replace")
+
+
+def test_ingestion_job_without_a_ca_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
+    base = topics.job_env(
+        KAFKA,
+        JOURNEY_ERASURE_LEDGER="cassandra",
+        JOURNEY_CASSANDRA_HOST="127.0.0.1",
+        JOURNEY_CASSANDRA_PORT=str(CASSANDRA_PORT),
+    )
+    # no Kafka CA: the brokers' check fails before the job is submitted
+    kafka = _refused_submission({**base, **NO_CA, "JOURNEY_JOB_NAME": f"test-ingestion-{topics.prefix}-noca"})
+    assert KAFKA_UNTRUSTED in kafka and "JOURNEY_KAFKA_SSL_CA_LOCATION" in kafka, kafka[-3000:]
+    # the Kafka CA but no Cassandra CA: the erasure ledger's check fails
+    cassandra = _refused_submission(
+        {
+            **base,
+            **NO_CA,
+            "JOURNEY_KAFKA_SSL_CA_LOCATION": CA,
+            "JOURNEY_JOB_NAME": f"test-ingestion-{topics.prefix}-nocassandraca",
+        }
+    )
+    assert CASSANDRA_UNTRUSTED in cassandra and "JOURNEY_CASSANDRA_SSL_CA" in cassandra, cassandra[-3000:]
+
+
 def test_journey_tail_reads_with_credentials_and_exits_2_without(ingested) -> None:
     topics, _, normalized, _ = ingested
     args = ["-m", "journey_cli.main", "tail", topics.normalized, "--bootstrap", KAFKA]
@@ -203,6 +282,7 @@ def test_journey_tail_reads_with_credentials_and_exits_2_without(ingested) -> No
     for env, reason in (
         (_clean_env(), "closed the connection"),
         (_clean_env(**WRONG_PASSWORD), "refused the credentials of 'journey'"),
+        (_clean_env(**NO_CA), KAFKA_UNTRUSTED),
     ):
         refused = _run(args, env)
         assert refused.returncode == 2 and refused.stdout == ""

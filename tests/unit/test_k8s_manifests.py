@@ -31,6 +31,8 @@ K8S = ROOT / "k8s"
 DOCS = ROOT / "docs" / "events.md"
 SCHEMAS = ROOT / "schemas"
 MANIFESTS = sorted(K8S.glob("*.yaml"))
+IMAGES = K8S / "images"
+BASE_DOCKERFILE = IMAGES / "base" / "Dockerfile"
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -200,7 +202,7 @@ def test_flink_deployment_restarts_5_s_apart_failing_only_on_more_than_10_failur
 def test_flink_deployment_uses_the_images_python(flink_conf):
     assert flink_conf["python.executable"] == "/opt/venv/bin/python"
     assert flink_conf["python.client.executable"] == "/opt/venv/bin/python"
-    assert "/opt/venv" in (K8S / "Dockerfile").read_text()
+    assert "/opt/venv" in BASE_DOCKERFILE.read_text()
 
 
 def test_transaction_timeout_in_configmap_passes_the_jobs_guard_with_the_deployments_timings(env, flink_conf):
@@ -346,19 +348,18 @@ def test_configmap_and_example_secret_make_a_valid_ingest_config(secret):
 
 
 def test_connector_jar_in_configmap_is_the_one_the_image_downloads(config_map):
-    dockerfile = (K8S / "Dockerfile").read_text()
+    dockerfile = BASE_DOCKERFILE.read_text()
     assert re.search(r"^FROM flink:2\.2\.1-java17\s*$", dockerfile, re.M)
     version = re.search(r"^ARG KAFKA_CONNECTOR_VERSION=(\S+)", dockerfile, re.M).group(1)
     pom = (ROOT / "local" / "maven" / "flink" / "pom.xml").read_text()
     assert f"<version>{version}</version>" in pom, "image and local stack pin different connector versions"
     assert "/org/apache/flink/flink-sql-connector-kafka/${KAFKA_CONNECTOR_VERSION}/" in dockerfile
     assert config_map["JOURNEY_JARS"] == f"file:///opt/flink/usrlib/flink-sql-connector-kafka-{version}.jar"
-    for d in ("models", "operators", "state", "flink_jobs", "schemas", "k8s"):
-        assert re.search(rf"^COPY .*\b{d}/ /opt/journey/{d}/", dockerfile, re.M), d
+    assert "COPY" not in dockerfile  # the project's files come with the job images
 
 
 def test_the_image_installs_every_package_the_jobs_import_at_the_projects_pins():
-    dockerfile = (K8S / "Dockerfile").read_text()
+    dockerfile = BASE_DOCKERFILE.read_text()
     pyproject = (ROOT / "pyproject.toml").read_text()
     pins = dict(
         re.findall(r'^\s+"([A-Za-z0-9_.-]+)==([^"]+)",$', pyproject.split("[project.optional-dependencies]")[0], re.M)
@@ -366,7 +367,7 @@ def test_the_image_installs_every_package_the_jobs_import_at_the_projects_pins()
     # what the jobs need at run time on a TaskManager (tqdm and PyYAML serve the local tools)
     for package in ("apache-flink", "river", "cassandra-driver", "cachetools", "fastavro", "confluent-kafka"):
         assert f"{package}=={pins[package]}" in dockerfile, (
-            f"k8s/Dockerfile does not install {package}=={pins[package]}"
+            f"k8s/images/base/Dockerfile does not install {package}=={pins[package]}"
         )
 
 
@@ -407,7 +408,7 @@ def test_cassandra_schema_job_creates_the_profiles_keyspace_with_network_topolog
     assert c["image"] == _one("FlinkDeployment", "journey-profiles")["spec"]["image"]
 
 
-def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(deployment, config_map):
+def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(config_map):
     job = _one("Job", "journey-topics")
     assert job["apiVersion"] == "batch/v1"
     (c,) = job["spec"]["template"]["spec"]["containers"]
@@ -419,7 +420,7 @@ def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(deployme
     env = {e["name"]: e for e in c["env"]}
     ref = env["BOOTSTRAP"]["valueFrom"]["configMapKeyRef"]
     assert ref["key"] in config_map
-    assert c["image"] == deployment["spec"]["image"]
+    assert c["image"] == _one("FlinkDeployment", "journey-ingestion")["spec"]["image"]
 
 
 # --- docs/events.md ------------------------------------------------------------------------
@@ -534,8 +535,281 @@ def test_flink_deployment_serves_prometheus_metrics_from_the_plugin_the_image_in
     )
     port = int(flink_conf["metrics.reporter.prom.port"])
     assert {"name": "metrics", "containerPort": port} in main_container["ports"]
-    dockerfile = (K8S / "Dockerfile").read_text()
+    dockerfile = BASE_DOCKERFILE.read_text()
     assert "/opt/flink/plugins/metrics-prometheus" in dockerfile
     pom = (K8S.parent / "local" / "maven" / "prometheus" / "pom.xml").read_text()
     version = re.search(r"<version>(\d+\.\d+\.\d+)</version>", pom)
     assert version and f"ARG FLINK_VERSION={version.group(1)}" in dockerfile
+
+
+# --- TLS: the CA files (docs/security.md) --------------------------------------------------
+
+TLS_SETTINGS = ("JOURNEY_KAFKA_SSL_CA_LOCATION", "JOURNEY_CASSANDRA_SSL_CA")
+
+
+def tls_mount_errors(name: str, container: dict[str, Any], pod_spec: dict[str, Any], env: dict[str, str]) -> list[str]:
+    """What is wrong with how ``container`` gets the CA files its TLS settings in ``env`` name:
+    each must be an item of a read-only Secret volume of journey-credentials mounted at the
+    file's directory, its key a PEM certificate of the Secret; the passwords never as files."""
+    errors: list[str] = []
+    secret = _one("Secret", "journey-credentials")["stringData"]
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod_spec.get("volumes", [])}
+    for setting in TLS_SETTINGS:
+        path = env.get(setting)
+        if not path:
+            continue
+        directory, _, filename = path.rpartition("/")
+        mount = mounts.get(directory)
+        if mount is None:
+            errors.append(f"{name}: {setting}={path} but nothing is mounted at {directory}")
+            continue
+        if not mount.get("readOnly"):
+            errors.append(f"{name}: the mount at {directory} is not readOnly")
+        source = volumes.get(mount["name"], {}).get("secret")
+        if source is None or source.get("secretName") != "journey-credentials":
+            errors.append(f"{name}: {directory} is not a volume of the Secret journey-credentials")
+            continue
+        key = {i["path"]: i["key"] for i in source.get("items", [])}.get(filename)
+        if key is None:
+            errors.append(f"{name}: {setting}={path} but the volume has no item {filename}")
+        elif "BEGIN CERTIFICATE" not in secret.get(key, ""):
+            errors.append(f"{name}: {setting}: the Secret's key {key!r} is not a PEM certificate")
+    for vol in volumes.values():
+        source = vol.get("secret") or {}
+        if source.get("secretName") == "journey-credentials":
+            keys = [i["key"] for i in source.get("items", [])]
+            if not keys or not all(k.endswith(".pem") for k in keys):
+                errors.append(f"{name}: volume {vol['name']} mounts more of journey-credentials than CA files")
+    return errors
+
+
+def _tls_targets() -> list[tuple[str, dict[str, Any], dict[str, Any], dict[str, str]]]:
+    targets = []
+    for name, d in _all("FlinkDeployment").items():
+        targets.append((name, _main_container(d), d["spec"]["podTemplate"]["spec"], job_env(d)))
+    for name, job in _all("Job").items():
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        targets.append((name, c, job["spec"]["template"]["spec"], _container_env(c)))
+    return targets
+
+
+def test_every_container_gets_the_ca_files_its_tls_settings_name():
+    needed = {
+        "journey-ingestion": TLS_SETTINGS,
+        "journey-profiles": TLS_SETTINGS,
+        "journey-topics": ("JOURNEY_KAFKA_SSL_CA_LOCATION",),
+        "journey-cassandra-schema": ("JOURNEY_CASSANDRA_SSL_CA",),
+    }
+    targets = _tls_targets()
+    assert sorted(t[0] for t in targets) == sorted(needed)
+    for name, container, pod_spec, env in targets:
+        for setting in needed[name]:
+            assert env.get(setting, "").startswith("/etc/journey/tls/"), (name, setting)
+        assert tls_mount_errors(name, container, pod_spec, env) == [], name
+
+
+def test_a_planted_ca_mount_error_is_caught():
+    import copy
+
+    d = _one("FlinkDeployment", "journey-ingestion")
+    env = job_env(d)
+    for plant, expected in (
+        (lambda c, s: c["volumeMounts"][0].update(mountPath="/etc/journey/certs"), "nothing is mounted at"),
+        (lambda c, s: s["volumes"][0]["secret"]["items"][0].update(path="kafka.pem"), "no item kafka-ca.pem"),
+        (lambda c, s: s["volumes"][0]["secret"]["items"][1].update(key="cassandra-password"), "than CA files"),
+        (lambda c, s: s["volumes"][0]["secret"].update(secretName="journey-pii"), "not a volume of the Secret"),
+        (lambda c, s: c["volumeMounts"][0].pop("readOnly"), "not readOnly"),
+    ):
+        bad = copy.deepcopy(d)
+        container, pod_spec = _main_container(bad), bad["spec"]["podTemplate"]["spec"]
+        plant(container, pod_spec)
+        errors = tls_mount_errors("journey-ingestion", container, pod_spec, env)
+        assert any(expected in e for e in errors), (expected, errors)
+
+
+def test_configmap_turns_tls_on_for_kafka_and_cassandra_with_the_mounted_cas():
+    for name in JOBS:
+        cfg = (IngestConfig if name == "journey-ingestion" else ProfilesConfig).from_env(
+            {**job_env(_one("FlinkDeployment", name)), "JOURNEY_PII_SALT": "EXAMPLE-ONLY-0123456789"}
+        )
+        kafka, cassandra = cfg.kafka_auth(), cfg.cassandra_auth()
+        assert kafka.security_protocol == "SASL_SSL" and kafka.tls and kafka.sasl, name
+        assert kafka.java_properties()["ssl.truststore.location"] == "/etc/journey/tls/kafka-ca.pem", name
+        assert cassandra.tls and cassandra.ssl_ca == "/etc/journey/tls/cassandra-ca.pem", name
+
+
+# --- the images: one build file per job ----------------------------------------------------
+
+#: files a module reads at run time (not imports): the Avro schemas, the shipped segment rules,
+#: the CQL the schema Job applies
+DATA_FILES = {
+    "flink_jobs.ingestion": ("schemas/",),
+    "flink_jobs.profiles": ("schemas/", "rules/"),
+    "k8s.topics": (),
+    "state.cassandra_schema": ("state/schema.cql",),
+}
+
+
+def dockerfile_instructions(text: str) -> list[tuple[str, list[str]]]:
+    """(instruction, arguments) of a Dockerfile: continuation lines joined, comments dropped."""
+    out, current = [], ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("#") and not current:
+            continue
+        current += line.rstrip("\\").strip() + " " if line.endswith("\\") else line.strip()
+        if not line.endswith("\\"):
+            if current.strip():
+                word, _, rest = current.strip().partition(" ")
+                out.append((word.upper(), rest.split()))
+            current = ""
+    return out
+
+
+def _dockerignored(path: str) -> bool:
+    """Whether ``.dockerignore`` keeps ``path`` out of the build context (Docker's rules for the
+    patterns used there: the last matching pattern wins; a pattern matching a parent directory
+    matches what is inside; ``**/`` matches at any depth)."""
+    from fnmatch import fnmatchcase
+
+    parts = path.rstrip("/").split("/")
+    excluded = False
+    for raw in (ROOT / ".dockerignore").read_text().splitlines():
+        pattern = raw.strip()
+        if not pattern or pattern.startswith("#"):
+            continue
+        negated = pattern.startswith("!")
+        pattern = pattern.lstrip("!").rstrip("/")
+        if pattern.startswith("**/"):
+            hit = any(fnmatchcase(p, pattern[3:]) for p in parts)
+        else:
+            pp = pattern.split("/")
+            hit = len(pp) <= len(parts) and all(fnmatchcase(a, b) for a, b in zip(parts, pp))
+        if hit:
+            excluded = not negated
+    return excluded
+
+
+def needed_files(module: str) -> set[str]:
+    """The project's files ``module`` imports (all of them, also inside functions), and the data
+    files it reads (:data:`DATA_FILES`), relative to the repository root."""
+    import modulefinder
+
+    finder = modulefinder.ModuleFinder(path=[str(ROOT)])
+    finder.import_hook(module)
+    files = {
+        str(Path(m.__file__).relative_to(ROOT))
+        for m in finder.modules.values()
+        if m.__file__ and Path(m.__file__).is_relative_to(ROOT)
+    }
+    return files | set(DATA_FILES[module])
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else f"k8s/images/{path.parent.name}/Dockerfile"
+
+
+def image_errors(image: str, modules: tuple[str, ...]) -> list[str]:
+    """What is wrong with the build file of ``image`` (``.../journey-<job>:<tag>`` is built from
+    ``k8s/images/<job>/Dockerfile``) for running ``modules``: a missing build file, a COPY of a
+    file that does not exist or that .dockerignore leaves out, a file the modules need that is
+    not copied, a base other than k8s/images/base."""
+    repo = image.rsplit(":", 1)[0].rsplit("/", 1)[-1]
+    if not repo.startswith("journey-"):
+        return [f"{image}: not a journey-<job> image"]
+    dockerfile = IMAGES / repo.removeprefix("journey-") / "Dockerfile"
+    if not dockerfile.exists():
+        return [f"{image}: no build file {_shown(dockerfile)}"]
+    where = _shown(dockerfile)
+    instructions = dockerfile_instructions(dockerfile.read_text())
+    errors: list[str] = []
+    args = {a.split("=", 1)[0]: a.split("=", 1)[1] for w, rest in instructions if w == "ARG" for a in rest if "=" in a}
+    froms = [rest for w, rest in instructions if w == "FROM"]
+    if froms != [["${BASE_IMAGE}"]] or not re.fullmatch(r".*/journey-flink-base:[\w.-]+", args.get("BASE_IMAGE", "")):
+        errors.append(f"{where}: not FROM the base image (ARG BASE_IMAGE=.../journey-flink-base:<tag>)")
+    if f'org.opencontainers.image.title="{repo}"' not in dockerfile.read_text():
+        errors.append(f"{where}: its title label is not {repo}")
+    copied: set[str] = set()
+    for word, rest in instructions:
+        if word != "COPY":
+            continue
+        *sources, dest = [a for a in rest if not a.startswith("--")]
+        for src in sources:
+            if not (ROOT / src).exists():
+                errors.append(f"{where}: COPY {src}: no such file in the repository")
+            elif _dockerignored(src):
+                errors.append(f"{where}: COPY {src}: left out of the build context by .dockerignore")
+            expected = "/opt/journey/" + (src if src.endswith("/") else src.rpartition("/")[0] + "/")
+            if dest != expected:
+                errors.append(f"{where}: COPY {src} goes to {dest}, not {expected}")
+            copied.add(src)
+    for module in modules:
+        for f in sorted(needed_files(module)):
+            if not any(f == c or (c.endswith("/") and f.startswith(c)) for c in copied):
+                errors.append(f"{where}: {module} needs {f}, which is not copied")
+    return errors
+
+
+def _image_users() -> dict[str, tuple[str, ...]]:
+    """Every image of the manifests -> the modules run from it (-pym of a FlinkDeployment,
+    -m of a Job)."""
+    users: dict[str, tuple[str, ...]] = {}
+    for d in _all("FlinkDeployment").values():
+        argv = d["spec"]["job"]["args"]
+        users[d["spec"]["image"]] = (*users.get(d["spec"]["image"], ()), argv[argv.index("-pym") + 1])
+    for job in _all("Job").values():
+        (c,) = job["spec"]["template"]["spec"]["containers"]
+        argv = c.get("command", []) + c.get("args", [])
+        users[c["image"]] = (*users.get(c["image"], ()), argv[argv.index("-m") + 1])
+    return users
+
+
+def test_every_job_has_an_image_of_its_own_built_from_a_file_that_copies_what_it_runs():
+    users = _image_users()
+    deployments = {n: d["spec"]["image"] for n, d in _all("FlinkDeployment").items()}
+    assert len(set(deployments.values())) == len(deployments), "each FlinkDeployment runs an image of its own"
+    for image, modules in users.items():
+        assert image_errors(image, modules) == [], image
+    for name, image in deployments.items():
+        (module,) = [m for m in users[image] if m.startswith("flink_jobs.")]
+        assert module == JOBS[name]
+        text = (IMAGES / name.removeprefix("journey-") / "Dockerfile").read_text()
+        assert f'journey.job.module="{module}"' in text and f"ENV JOURNEY_JOB_MODULE={module}" in text
+
+
+def test_a_planted_image_mismatch_is_caught(tmp_path, monkeypatch):
+    assert image_errors("registry.example.com/journey/journey-segments:0.1.0", ("flink_jobs.ingestion",)) == [
+        "registry.example.com/journey/journey-segments:0.1.0: no build file k8s/images/segments/Dockerfile"
+    ]
+    # the profiles image does not carry k8s/topics.py: the topics Job could not run from it
+    errors = image_errors("registry.example.com/journey/journey-profiles:0.1.0", ("k8s.topics",))
+    assert "k8s/images/profiles/Dockerfile: k8s.topics needs k8s/topics.py, which is not copied" in errors
+    # a Dockerfile copying a file that does not exist, and one that forgets an operator
+    real = (IMAGES / "ingestion" / "Dockerfile").read_text()
+    planted = tmp_path / "images"
+    (planted / "ingestion").mkdir(parents=True)
+    monkeypatch.setattr(sys.modules[__name__], "IMAGES", planted)
+    (planted / "ingestion" / "Dockerfile").write_text(real.replace("operators/dedupe.py", "operators/dedup.py"))
+    errors = image_errors("r/journey-ingestion:1", ("flink_jobs.ingestion",))
+    assert any("COPY operators/dedup.py: no such file" in e for e in errors), errors
+    assert any("needs operators/dedupe.py, which is not copied" in e for e in errors), errors
+    (planted / "ingestion" / "Dockerfile").write_text(real.replace("COPY --chown=flink:flink schemas/", "# "))
+    assert any(
+        "needs schemas/, which is not copied" in e
+        for e in image_errors("r/journey-ingestion:1", ("flink_jobs.ingestion",))
+    )
+    (planted / "ingestion" / "Dockerfile").write_text(real.replace(" /opt/journey/state/", " /opt/state/"))
+    assert any("goes to /opt/state/" in e for e in image_errors("r/journey-ingestion:1", ("flink_jobs.ingestion",)))
+
+
+def test_dockerignore_keeps_secrets_and_local_state_out_of_the_build_context():
+    for path in (
+        ".stack/lib/kafka/kafka-clients-4.1.1.jar",
+        ".venv/bin/python",
+        ".stack/h/tls/ca.key",
+        "tests/unit/x.py",
+    ):
+        assert _dockerignored(path), path
+    for path in ("models/config.py", "k8s/topics.py", "rules/segments.yaml", "state/schema.cql"):
+        assert not _dockerignored(path), path
+    assert _dockerignored("k8s/flinkdeployment-ingestion.yaml") and _dockerignored("state/__pycache__/x.pyc")

@@ -57,7 +57,35 @@ def test_every_credential_is_a_journey_variable_and_never_in_the_repr(cls):
             {"JOURNEY_KAFKA_SASL_USERNAME": "u", "JOURNEY_KAFKA_SASL_PASSWORD": "p"},
             "JOURNEY_KAFKA_SASL_USERNAME is set but JOURNEY_KAFKA_SECURITY_PROTOCOL=PLAINTEXT",
         ),
-        ({"JOURNEY_KAFKA_SECURITY_PROTOCOL": "SSL"}, "JOURNEY_KAFKA_SECURITY_PROTOCOL='SSL' must be one of"),
+        ({"JOURNEY_KAFKA_SECURITY_PROTOCOL": "TLS"}, "JOURNEY_KAFKA_SECURITY_PROTOCOL='TLS' must be one of"),
+        (
+            {"JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL"},
+            "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_SSL needs JOURNEY_KAFKA_SASL_USERNAME",
+        ),
+        (
+            {
+                "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SSL",
+                "JOURNEY_KAFKA_SASL_USERNAME": "u",
+                "JOURNEY_KAFKA_SASL_PASSWORD": "p",
+            },
+            "JOURNEY_KAFKA_SASL_USERNAME is set but JOURNEY_KAFKA_SECURITY_PROTOCOL=SSL: the credentials would not "
+            "be used; set JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+        ),
+        (
+            {"JOURNEY_KAFKA_SSL_CA_LOCATION": "/etc/journey/tls/kafka-ca.pem"},
+            "JOURNEY_KAFKA_SSL_CA_LOCATION is set but JOURNEY_KAFKA_SECURITY_PROTOCOL=PLAINTEXT does not use TLS",
+        ),
+        (
+            {**SASL, "JOURNEY_KAFKA_SSL_CA_LOCATION": "/etc/journey/tls/kafka-ca.pem"},
+            "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS: the CA would be ignored; set "
+            "JOURNEY_KAFKA_SECURITY_PROTOCOL=SASL_SSL",
+        ),
+        (
+            {"JOURNEY_KAFKA_SECURITY_PROTOCOL": "SSL", "JOURNEY_KAFKA_SSL_CA_LOCATION": " /ca.pem"},
+            "JOURNEY_KAFKA_SSL_CA_LOCATION=' /ca.pem' is not a usable file path",
+        ),
+        ({"JOURNEY_CASSANDRA_SSL_CA": "/ca.pem\n"}, "JOURNEY_CASSANDRA_SSL_CA='/ca.pem\\n' is not a usable file path"),
+        ({"JOURNEY_CASSANDRA_SSL": "maybe"}, "JOURNEY_CASSANDRA_SSL='maybe' is not a valid bool"),
         ({**SASL, "JOURNEY_KAFKA_SASL_MECHANISM": "PLAIN"}, "JOURNEY_KAFKA_SASL_MECHANISM='PLAIN' must be one of"),
         ({**SASL, "JOURNEY_KAFKA_SASL_PASSWORD": 'a"b'}, "JOURNEY_KAFKA_SASL_PASSWORD contains a character"),
         ({"JOURNEY_CASSANDRA_USERNAME": "u"}, "JOURNEY_CASSANDRA_USERNAME is set but JOURNEY_CASSANDRA_PASSWORD"),
@@ -144,3 +172,52 @@ def test_cassandra_factories_ship_their_credentials_to_the_task_managers():
     ledger = CassandraLedger("h", 9042, "journey", CassandraAuth("journey", "cass-pw-5678"))
     assert pickle.loads(pickle.dumps(ledger)).auth == CassandraAuth("journey", "cass-pw-5678")
     assert "cass-pw-5678" not in repr(ledger)
+
+
+TLS = {
+    **SASL,
+    "JOURNEY_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+    "JOURNEY_KAFKA_SSL_CA_LOCATION": "/etc/journey/tls/kafka-ca.pem",
+    "JOURNEY_CASSANDRA_SSL_CA": "/etc/journey/tls/cassandra-ca.pem",
+}
+
+
+@pytest.mark.parametrize("cls", [IngestConfig, ProfilesConfig])
+def test_tls_settings_are_journey_variables_of_both_jobs(cls):
+    cfg = cls.from_env({**TLS, "JOURNEY_PII_SALT": SALT})
+    kafka, cassandra = cfg.kafka_auth(), cfg.cassandra_auth()
+    assert kafka == KafkaAuth("SASL_SSL", "SCRAM-SHA-512", "journey", "kafka-pw-1234", "/etc/journey/tls/kafka-ca.pem")
+    assert kafka.tls and kafka.sasl
+    assert cassandra == CassandraAuth("journey", "cass-pw-5678", False, "/etc/journey/tls/cassandra-ca.pem")
+    assert cassandra.tls  # a CA turns TLS on by itself
+    assert "ssl_ca_location='/etc/journey/tls/kafka-ca.pem'" in repr(kafka) and "ssl=True" in repr(cassandra)
+    assert "kafka-pw-1234" not in repr(kafka) and "cass-pw-5678" not in repr(cassandra)
+    # TLS without a CA of its own: the system's trust store
+    assert CassandraAuth.from_env({"JOURNEY_CASSANDRA_SSL": "true"}).tls
+    assert not CassandraAuth.from_env({"JOURNEY_CASSANDRA_SSL": "false"}).tls
+    assert KafkaAuth.from_env({"JOURNEY_KAFKA_SECURITY_PROTOCOL": "SSL"}).tls
+
+
+def test_librdkafka_and_java_clients_get_the_ca_and_keep_host_name_verification():
+    auth = KafkaAuth.from_env(TLS)
+    conf = auth.librdkafka()
+    assert conf["security.protocol"] == "SASL_SSL" and conf["sasl.username"] == "journey"
+    assert conf["ssl.ca.location"] == "/etc/journey/tls/kafka-ca.pem"
+    assert conf["ssl.endpoint.identification.algorithm"] == "https"
+    props = auth.java_properties()
+    assert props["security.protocol"] == "SASL_SSL" and "ScramLoginModule required" in props["sasl.jaas.config"]
+    assert props["ssl.truststore.type"] == "PEM"
+    assert props["ssl.truststore.location"] == "/etc/journey/tls/kafka-ca.pem"
+    assert props["ssl.endpoint.identification.algorithm"] == "https"
+    # SSL alone: TLS, no SASL properties; without a CA: no trust store (the JVM's own)
+    plain_tls = KafkaAuth("SSL").java_properties()
+    assert plain_tls == {"security.protocol": "SSL", "ssl.endpoint.identification.algorithm": "https"}
+    assert "ssl.ca.location" not in KafkaAuth("SSL").librdkafka()
+    # no TLS: no TLS settings at all
+    assert not any(k.startswith("ssl.") for k in KafkaAuth.from_env(SASL).java_properties())
+
+
+def test_cassandra_factories_ship_the_ca_path_not_a_context():
+    auth = CassandraAuth("journey", "cass-pw-5678", ssl_ca="/etc/journey/tls/cassandra-ca.pem")
+    ledger = pickle.loads(pickle.dumps(CassandraLedger("h", 9042, "journey", auth)))
+    assert ledger.auth == auth and ledger.auth.ssl_ca == "/etc/journey/tls/cassandra-ca.pem"
