@@ -79,6 +79,7 @@ bench: setup
 	@$(PY) -m bench.sustained --profile-s 20 --parallelism 1,2,4
 	@$(PY) -m bench.report
 	@$(PY) -m bench.journeys_bench
+	@$(PY) -m bench.identity_supernode --sizes 100,200,400
 
 clean: reset
 	rm -rf .venv .stack
