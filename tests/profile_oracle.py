@@ -97,7 +97,7 @@ class CassandraModel:
         return {node: pid for node, (_, pid) in self.links.items() if pid}
 
 
-def _bfs(signatures: list[list], links) -> dict:
+def bfs_components(signatures: list[list], links) -> dict:
     """Each identifier's connected component (named by one of its identifiers) over the links
     of identifiers that ``links`` accepts within each signature; the others stand alone."""
     adj: dict = {}
@@ -132,8 +132,8 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
     # identifiers that are not shared; an event counts in every piece it has an identifier in)
     shared = set(res.shared)
     kept_of = [[n for n in ob.identifiers if not RULES.is_blocked(n[1])] for ob in obs]
-    comp_of = _bfs(kept_of, lambda n: True)
-    piece_of = _bfs(kept_of, lambda n: n not in shared)
+    comp_of = bfs_components(kept_of, lambda n: True)
+    piece_of = bfs_components(kept_of, lambda n: n not in shared)
     shared_in: dict = {}
     for n in shared:
         shared_in[comp_of[n]] = shared_in.get(comp_of[n], 0) + 1

@@ -5,14 +5,13 @@ left), not against the resolver's own helpers."""
 
 from __future__ import annotations
 
-from collections import deque
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.identity import IdentityRules, IncrementalResolver, Observation, resolve
 from models.identity_router import identity_events
+from tests.profile_oracle import bfs_components
 
 #: small limits so that a handful of values makes an identifier shared
 SMALL = IdentityRules(shared_limits=(("*", "customer_id", 1), ("device_id", "cookie_id", 2), ("*", "email_hash", 2)))
@@ -44,28 +43,11 @@ def naive_shared(obs: list[Observation], limits: tuple[tuple[str, str, int], ...
 
 def components_without(obs: list[Observation], shared: set) -> list[set]:
     """Plain BFS components where a shared identifier has no edges."""
-    adj: dict = {}
-    for o in obs:
-        for n in o.identifiers:
-            adj.setdefault(n, set())
-        links = [n for n in o.identifiers if n not in shared]
-        for a in links:
-            adj[a].update(b for b in links if b != a)
-    seen: set = set()
-    comps = []
-    for start in sorted(adj):
-        if start in seen:
-            continue
-        comp, queue = set(), deque([start])
-        seen.add(start)
-        while queue:
-            x = queue.popleft()
-            comp.add(x)
-            for y in sorted(adj[x] - seen):
-                seen.add(y)
-                queue.append(y)
-        comps.append(comp)
-    return comps
+    comp_of = bfs_components([list(o.identifiers) for o in obs], lambda n: n not in shared)
+    comps: dict = {}
+    for n, c in comp_of.items():
+        comps.setdefault(c, set()).add(n)
+    return list(comps.values())
 
 
 def kiosk_events(persons: int) -> list[Observation]:
