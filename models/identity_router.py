@@ -22,16 +22,19 @@ arrives changes nothing in the end).
 
 Versions
 --------
-Every command carries ``version``: the number of events of the profile's *raw* identity
-component (all links, refused or not). It only grows, and its final value is the number of
-events of the component, whatever the order. Each event also sends a ``touch`` to every other live
-profile of its raw component (usually none), so every live profile's last command carries
-the component's final count; :func:`models.profile_fold.row_version` adds the events folded
-in to order writes within one count.
+Every command carries ``version``: its profile's *piece* version
+(:func:`models.identity.piece_version`: the shared identifiers of the raw identity component,
+then the events of the piece, a piece being a component of the links without the shared
+identifiers). It only grows, and its final value does not depend on the order. Each event
+also sends a ``touch`` to every other live profile of the pieces it has identifiers in
+(usually none), and to every live profile of a piece whose raw component gained a shared
+identifier, so every live profile's last command carries its piece's final version;
+:func:`models.profile_fold.row_version` adds the events folded in to order writes within one
+version.
 
-A component's ``ghosts`` are the ids its profiles *could* have had under some arrival order
-and do not have now: the canonical id of each of its identifiers alone, minus the live ids
-(a profile id is always the id of one identifier). Live profiles delete them again with
+A piece's ``ghosts`` are the ids its profiles *could* have had under some arrival order and
+do not have now: the canonical id of each of its identifiers alone, minus the live ids (a
+profile id is always the id of one identifier). Live profiles delete them again with
 every write. A run that failed may have written a profile that the replay, seeing the events
 in another order, never creates; nothing else would delete that row.
 
