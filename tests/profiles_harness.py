@@ -18,6 +18,7 @@ from local.jobs import REPLAY_OUT_OF_ORDERNESS_MS  # the tests replay generated 
 from local.kafka_read import read_committed
 from local.polling import WaitTimeout, wait_until
 from models.avro_codec import SchemaCatalog
+from models.config import KafkaAuth
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
@@ -103,13 +104,15 @@ class ProfilesRun:
         return f"{self.topics.prefix}.control-results"
 
     @classmethod
-    def create(cls, bootstrap: str, topics: Topics, session) -> "ProfilesRun":
+    def create(cls, bootstrap: str, topics: Topics, session, auth: KafkaAuth | None = None) -> "ProfilesRun":
+        """The run's topics (Kafka credentials: ``auth``, else ``JOURNEY_KAFKA_*`` of the
+        environment) and its keyspace (through ``session``, authenticated or not)."""
         run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
-        run.create_topics(bootstrap)
+        run.create_topics(bootstrap, auth)
         apply_schema(session, keyspace=run.keyspace)
         return run
 
-    def create_topics(self, bootstrap: str) -> None:
+    def create_topics(self, bootstrap: str, auth: KafkaAuth | None = None) -> None:
         """The run's own output and feedback topics."""
         outputs = (
             self.feedback,
@@ -120,8 +123,8 @@ class ProfilesRun:
             self.scores,
             self.control_results,
         )
-        ensure_topics(bootstrap, partitions=2, topics=outputs)
-        ensure_topics(bootstrap, partitions=1, topics=(self.identity, self.control))  # ordered logs
+        ensure_topics(bootstrap, partitions=2, topics=outputs, auth=auth)
+        ensure_topics(bootstrap, partitions=1, topics=(self.identity, self.control), auth=auth)  # ordered logs
 
     def job_env(self, bootstrap: str, **extra: str) -> dict[str, str]:
         env = {
@@ -148,16 +151,16 @@ class ProfilesRun:
         env.update(extra)
         return env
 
-    def identity_events(self, bootstrap: str) -> list[dict]:
+    def identity_events(self, bootstrap: str, auth: KafkaAuth | None = None) -> list[dict]:
         """The committed journey.identity records, in the order they were written."""
         catalog = SchemaCatalog.load()
-        records = read_committed(bootstrap, self.identity)
+        records = read_committed(bootstrap, self.identity, auth=auth)
         assert {r.partition for r in records} <= {0}, "journey.identity must be one partition"
         return [catalog.decode(r.value)[1] for r in sorted(records, key=lambda r: r.offset)]
 
-    def normalized_events(self, bootstrap: str) -> list[dict]:
+    def normalized_events(self, bootstrap: str, auth: KafkaAuth | None = None) -> list[dict]:
         catalog = SchemaCatalog.load()
-        return [catalog.decode(r.value)[1] for r in read_committed(bootstrap, self.topics.normalized)]
+        return [catalog.decode(r.value)[1] for r in read_committed(bootstrap, self.topics.normalized, auth=auth)]
 
 
 @dataclass

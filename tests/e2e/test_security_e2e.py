@@ -6,7 +6,11 @@ and ports of its own (the test stack's + 500) and stopped and wiped afterwards.
 With the credentials and the CA the generator produces, ``journey tail`` reads, and the
 ingestion job (on the test stack's Flink cluster) reads the auth Kafka over TLS, checks the
 erasure ledger in the auth Cassandra over TLS (on its TaskManagers too) and writes its outputs
-exactly once (read back ``read_committed``, compared with the generator's ground truth).
+exactly once (read back ``read_committed``, compared with the generator's ground truth). The
+profiles job, with the same credentials and CA, reads that output from the auth Kafka and writes
+the auth Cassandra over TLS: the profiles and identity links (read with an authenticated TLS
+session) and journey.identity (read ``read_committed`` with the credentials) equal the offline
+oracle's.
 Without the credentials, or without the CA (the certificate is then checked against the
 system's trust store and fails), each is refused with a one-line reason, in bounded time.
 """
@@ -31,6 +35,7 @@ from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import FlinkJobError, cancel, submit, wait_state
 from local.kafka_read import Record, read_committed
+from local.polling import WaitTimeout, wait_until
 from models.config import CassandraAuth, KafkaAuth
 from models.events import CHANNELS
 from state.cassandra_schema import (
@@ -41,6 +46,7 @@ from state.cassandra_schema import (
     connect,
 )
 from tests.ingestion_harness import Topics, compare_with_truth
+from tests.profiles_harness import ProfilesRun, identity_differences, wait_until_cassandra_equals_oracle
 
 pytestmark = pytest.mark.e2e
 
@@ -289,3 +295,47 @@ def test_journey_tail_reads_with_credentials_and_exits_2_without(ingested) -> No
         lines = refused.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("journey tail: ") and reason in lines[0], refused.stderr
         assert refused.elapsed < 30  # type: ignore[attr-defined]
+
+
+def test_profiles_job_with_credentials_writes_what_the_oracle_says(ingested) -> None:
+    """The profiles job (parallelism 1) on the test stack's Flink cluster with the credentials and
+    the CA: it reads the ingestion job's journey.normalized from the auth Kafka and writes the
+    auth Cassandra (a keyspace of its own) and journey.identity. Cassandra, read with an
+    authenticated TLS session, and journey.identity, read ``read_committed`` with the
+    credentials, equal the offline oracle over the normalized events."""
+    topics = ingested[0]
+    session = connect("127.0.0.1", CASSANDRA_PORT, auth=CASSANDRA_AUTH)
+    try:
+        assert isinstance(session.cluster.control_connection._connection._socket, ssl.SSLSocket)
+        run = ProfilesRun.create(KAFKA, topics, session, auth=KAFKA_AUTH)
+        events = run.normalized_events(KAFKA, auth=KAFKA_AUTH)
+        assert events
+        job_env = run.job_env(
+            KAFKA,
+            JOURNEY_PARALLELISM="1",
+            JOURNEY_CASSANDRA_HOST="127.0.0.1",
+            JOURNEY_CASSANDRA_PORT=str(CASSANDRA_PORT),
+        )
+        job = submit("flink_jobs.profiles", {**job_env, **CREDENTIALS}, detached=True)
+        try:
+            wait_state(job.job_id, {"RUNNING"}, timeout_s=90)
+            diff, seconds = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=120)
+            assert diff == [], f"Cassandra not equal to the oracle after {seconds:.0f} s: {diff}"
+
+            def read_identity() -> tuple[list[dict], list[str]]:
+                records = run.identity_events(KAFKA, auth=KAFKA_AUTH)
+                return records, identity_differences(records, events)
+
+            try:  # journey.identity is committed with the checkpoints: the last one or two may be due
+                records, identity = wait_until(
+                    read_identity, 20, 2, "journey.identity equal to the oracle", until=lambda r: not r[1]
+                )
+            except WaitTimeout as e:
+                records, identity = e.last
+            assert identity == []
+            assert any(r["kind"] == "profile_merged" for r in records), "the data set should make profiles merge"
+        finally:
+            cancel(job.job_id)
+        assert session.execute(f"SELECT count(*) FROM {run.keyspace}.profiles").one()[0] > 0
+    finally:
+        session.cluster.shutdown()
