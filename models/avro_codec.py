@@ -65,6 +65,9 @@ class Codec:
     name: str
     schema: Any  # fastavro parsed schema
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO
+    #: an earlier version's codec: the current schema of the record, which it is read as
+    #: (Avro schema resolution); None: this is the current version
+    reader: Any = None
 
     def encode(self, record: dict[str, Any]) -> bytes:
         buf = io.BytesIO()
@@ -78,7 +81,7 @@ class Codec:
         buf.seek(HEADER_LEN)
         try:
             record = fastavro.schemaless_reader(
-                buf, self.schema, None, return_record_name=True, return_record_name_override=True
+                buf, self.schema, self.reader, return_record_name=True, return_record_name_override=True
             )
         except Exception as e:  # fastavro raises EOFError, UnicodeDecodeError, IndexError, ...
             raise DecodeError("malformed_avro", f"{type(e).__name__}: {e}") from None
@@ -135,9 +138,13 @@ def crc64_fingerprint(schema: Any) -> bytes:
 
 
 class SchemaCatalog:
-    """All schemas in ``schemas/``, indexed by record name and by fingerprint."""
+    """All schemas in ``schemas/``, indexed by record name and by fingerprint, and the earlier
+    versions of them in ``schemas/history/`` (``<Name>-<fingerprint>.avsc``), by fingerprint
+    only: a value written with an earlier version is decoded as the current one (Avro schema
+    resolution, e.g. an enum that has gained a symbol), so a topic's older records stay
+    readable after its schema evolved."""
 
-    def __init__(self, schemas: dict[str, dict[str, Any]]) -> None:
+    def __init__(self, schemas: dict[str, dict[str, Any]], history: dict[str, dict[str, Any]] | None = None) -> None:
         self._by_name: dict[str, Codec] = {}
         self._by_fp: dict[bytes, Codec] = {}
         for raw in schemas.values():
@@ -145,13 +152,26 @@ class SchemaCatalog:
             codec = Codec(raw["name"], parsed, crc64_fingerprint(raw))
             self._by_name[codec.name] = codec
             self._by_fp[codec.fingerprint] = codec
+        for stem, raw in (history or {}).items():
+            current = self._by_name.get(raw["name"])
+            if current is None:
+                raise ValueError(f"schemas/history/{stem}.avsc: no current schema named {raw['name']!r}")
+            old = Codec(raw["name"], fastavro.parse_schema(_without_logical_types(raw)), crc64_fingerprint(raw))
+            if stem != f"{short_name(raw['name'])}-{old.fingerprint.hex()}":
+                raise ValueError(
+                    f"schemas/history/{stem}.avsc: name it {short_name(raw['name'])}-{old.fingerprint.hex()}"
+                )
+            self._by_fp.setdefault(old.fingerprint, Codec(old.name, old.schema, old.fingerprint, current.schema))
 
     @classmethod
     def load(cls, directory: Path = SCHEMA_DIR) -> "SchemaCatalog":
         files = sorted(directory.glob("*.avsc"))
         if not files:
             raise FileNotFoundError(f"no .avsc schemas in {directory}")
-        return cls({p.stem: json.loads(p.read_text()) for p in files})
+        history = sorted((directory / "history").glob("*.avsc"))
+        return cls(
+            {p.stem: json.loads(p.read_text()) for p in files}, {p.stem: json.loads(p.read_text()) for p in history}
+        )
 
     def codec(self, name: str) -> Codec:
         try:

@@ -196,3 +196,39 @@ def test_the_checks_fail_for_a_symbol_the_code_does_not_know(grown_schemas: Path
     # import differ from the grown copy
     assert contract.EVENT_TYPES != _symbols("event", "EventType", grown_schemas)
     assert contract.CHANNELS != _symbols("event", "Channel", grown_schemas)
+
+
+def test_values_of_an_earlier_schema_version_decode_as_the_current_one() -> None:
+    """journey.identity keeps records written before IdentityEvent gained ``identifier_shared``:
+    the catalog reads them with the version in schemas/history/ resolved to the current one."""
+    import io
+    import json
+
+    import fastavro
+
+    from models.avro_codec import MAGIC, SCHEMA_DIR, SchemaCatalog, crc64_fingerprint
+
+    catalog = SchemaCatalog.load()
+    history = sorted((SCHEMA_DIR / "history").glob("*.avsc"))
+    assert history, "no earlier versions kept"
+    old = json.loads((SCHEMA_DIR / "history" / "IdentityEvent-c2cac290f17dc60e.avsc").read_text())
+    assert "identifier_shared" not in json.dumps(old)
+    record = {
+        "kind": "profile_merged",
+        "profile_id": "p-1",
+        "from_profile_id": "p-2",
+        "identifier_type": None,
+        "identifier_hash": None,
+        "reason": "linked",
+        "event_id": "e1",
+        "occurred_at": 7,
+    }
+    buf = io.BytesIO(MAGIC + crc64_fingerprint(old))
+    buf.seek(0, 2)
+    fastavro.schemaless_writer(buf, fastavro.parse_schema(old), record)
+    assert crc64_fingerprint(old) != catalog.codec("IdentityEvent").fingerprint
+    assert catalog.decode(buf.getvalue(), expect="IdentityEvent") == ("IdentityEvent", record)
+    for p in history:  # named by their fingerprint, and a current schema of that name exists
+        raw = json.loads(p.read_text())
+        assert p.stem == f"{raw['name'].rsplit('.', 1)[-1]}-{crc64_fingerprint(raw).hex()}"
+        catalog.codec(raw["name"].rsplit(".", 1)[-1])
