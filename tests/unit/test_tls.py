@@ -17,6 +17,7 @@ from local import tls as local_tls
 from models.config import CassandraAuth, ConfigError, KafkaAuth
 from state.kafka_clients import kafka_client_config
 from state.tls import cassandra_ssl_context, check_ca_file, client_ssl_context
+import state.tls as tls_module
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +129,16 @@ def test_a_bad_ca_file_is_refused_in_one_line_naming_the_setting(tmp_path, make,
         assert "\n" not in str(e.value)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_an_unreadable_ca_file_is_refused(tmp_path, certs):
+def test_an_unreadable_ca_file_is_refused(tmp_path, certs, monkeypatch):
     path = tmp_path / "ca.pem"
     path.write_bytes(certs.ca.read_bytes())
     path.chmod(0)
+    if os.geteuid() == 0:  # root reads every file: make the open fail as it would for a user
+
+        def refuse(*args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(path))
+
+        monkeypatch.setattr(tls_module, "open", refuse, raising=False)
     with pytest.raises(ConfigError, match="cannot be read"):
         check_ca_file("JOURNEY_KAFKA_SSL_CA_LOCATION", str(path))
 
