@@ -307,12 +307,12 @@ def piece_version(shared: int, events: int) -> int:
     return (shared << PIECE_EVENT_BITS) | events
 
 
-def pieces(signatures: Iterable[tuple[Node, ...]], shared: Mapping[Node, Any]) -> dict[Node, Node]:
-    """Every identifier of ``signatures`` with its piece (:func:`piece_version`), named by the
-    piece's smallest identifier.
+def pieces(signatures: Iterable[tuple[Node, ...]], shared: Mapping[Node, Any]) -> dict[Node, frozenset[Node]]:
+    """The pieces (:func:`piece_version`) of the identifiers of ``signatures``, each named by
+    its smallest identifier.
 
     >>> sigs = [(("customer_id", "a"), ("device_id", "k")), (("customer_id", "b"), ("device_id", "k"))]
-    >>> sorted(set(pieces(sigs, {}).values())), sorted(set(pieces(sigs, {("device_id", "k"): "customer_id"}).values()))
+    >>> sorted(pieces(sigs, {})), sorted(pieces(sigs, {("device_id", "k"): "customer_id"}))
     ([('customer_id', 'a')], [('customer_id', 'a'), ('customer_id', 'b'), ('device_id', 'k')])
     """
     uf = UnionFind()
@@ -322,7 +322,7 @@ def pieces(signatures: Iterable[tuple[Node, ...]], shared: Mapping[Node, Any]) -
         links = linking(sig, shared)
         for other in links[1:]:
             uf.union(links[0], other)
-    return {n: min(group) for group in uf.groups().values() for n in group}
+    return {min(group): frozenset(group) for group in uf.groups().values()}
 
 
 def piece_events(
@@ -502,21 +502,27 @@ def regroup(
     """Recompute the pieces of the raw component ``root`` (its ``signatures``, its ``shared``
     identifiers) in ``store``; returns each piece with its identifiers."""
     sigs = list(signatures)
-    piece_of = pieces(sigs, shared)
-    for n, p in piece_of.items():
-        store.piece[n] = p
-    for p, k in piece_events(sigs, store.signature_events, piece_of).items():
+    groups = pieces(sigs, shared)
+    for p, ns in groups.items():
+        for n in ns:
+            store.piece[n] = p
+    for p, k in piece_events(sigs, store.signature_events, store.piece).items():
         store.piece_events[p] = k
     store.component_shared[root] = len(shared)
-    groups: dict[Node, set[Node]] = {}
-    for n, p in piece_of.items():
-        groups.setdefault(p, set()).add(n)
-    return {p: frozenset(ns) for p, ns in groups.items()}
+    return groups
 
 
 def node_version(store: ResolverStore, root: Node, node: Node) -> int:
     """The version of ``node``'s piece (``root``: its raw component's root)."""
     return piece_version(store.component_shared.get(root, 0), store.piece_events[store.piece[node]])
+
+
+def changed_pieces(
+    store: ResolverStore, root: Node, groups: Mapping[Node, frozenset[Node]], before: Mapping[Node, int]
+) -> set[Node]:
+    """The pieces of ``groups`` (after :func:`regroup` of the component ``root``) with an
+    identifier whose version is not the one in ``before`` (absent: new, so changed)."""
+    return {p for p, ns in groups.items() if any(before.get(n) != node_version(store, root, n) for n in ns)}
 
 
 def shared_changes(
@@ -644,8 +650,7 @@ class IncrementalResolver:
         sub = resolve([Observation("", sig) for sig in sigs], self.rules)
         changes = self._reresolve(sub)
         groups = regroup(store, root, sigs, sub.shared)
-        touched = {store.piece[n] for n in kept}
-        touched.update(p for p, ns in groups.items() if any(before.get(n) != node_version(store, root, n) for n in ns))
+        touched = {store.piece[n] for n in kept} | changed_pieces(store, root, groups, before)
         self.step = PieceStep(frozenset(touched), groups, frozenset(dropped))
         return changes
 

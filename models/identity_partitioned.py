@@ -65,6 +65,7 @@ from models.identity import (
     PieceStep,
     ProfileChange,
     canonical_profile_id,
+    changed_pieces,
     node_version,
     observation_of,
     regroup,
@@ -629,9 +630,8 @@ def absorb(
     # of the merge, and so does every piece with a profile that changed
     changed = {c.into for c in changes if c.kind in ("created", "grown")} | set(evict)
     touched = frozenset(
-        p
-        for p, ns in groups.items()
-        if any(before_version.get(n) != node_version(store, merged_root, n) or sub.profile_of[n] in changed for n in ns)
+        changed_pieces(store, merged_root, groups, before_version)
+        | {p for p, ns in groups.items() if any(sub.profile_of[n] in changed for n in ns)}
     )
     step = PieceStep(touched, groups, frozenset())
     ghosts = regrouped_live(store, step, rules)

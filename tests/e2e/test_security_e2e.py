@@ -235,19 +235,8 @@ def test_ingestion_job_with_credentials_processes_everything_exactly_once(ingest
     assert cmp.compared > 0 and cmp.mismatches == 0, cmp
 
 
-def test_ingestion_job_without_credentials_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
-    env = topics.job_env(KAFKA, JOURNEY_JOB_NAME=f"test-ingestion-{topics.prefix}-nocreds")
-    log_file = stack.LOGS / "flink-submit.log"
-    before = log_file.stat().st_size if log_file.exists() else 0
-    with pytest.raises(FlinkJobError) as e:
-        submit("flink_jobs.ingestion", env, detached=True, timeout_s=120)
-    with open(log_file, "rb") as f:  # this submission's output only
-        f.seek(before)
-        log = f.read().decode("utf-8", "replace")
-    assert "closed the connection" in str(e.value) + log and "JOURNEY_KAFKA_SECURITY_PROTOCOL" in str(e.value) + log
-
-
 def _refused_submission(env: dict[str, str]) -> str:
+    """Submit the ingestion job expecting a refusal; its error and this submission's output."""
     log_file = stack.LOGS / "flink-submit.log"
     before = log_file.stat().st_size if log_file.exists() else 0
     with pytest.raises(FlinkJobError) as e:
@@ -255,6 +244,11 @@ def _refused_submission(env: dict[str, str]) -> str:
     with open(log_file, "rb") as f:  # this submission's output only
         f.seek(before)
         return str(e.value) + f.read().decode("utf-8", "replace")
+
+
+def test_ingestion_job_without_credentials_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
+    out = _refused_submission(topics.job_env(KAFKA, JOURNEY_JOB_NAME=f"test-ingestion-{topics.prefix}-nocreds"))
+    assert "closed the connection" in out and "JOURNEY_KAFKA_SECURITY_PROTOCOL" in out
 
 
 def test_ingestion_job_without_a_ca_is_refused_before_it_starts(topics: Topics, local_stack: str) -> None:
