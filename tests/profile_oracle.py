@@ -9,11 +9,11 @@ from functools import lru_cache
 
 from generator.synth import generate
 from models.avro_codec import SchemaCatalog
-from models.identity import IdentityRules, observation_of, piece_version, resolve
+from models.identity import PIECE_EVENT_BITS, IdentityRules, observation_of, piece_version, resolve
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import fold
 from models.erasure import ERASED_TIMESTAMP
-from models.profile_fold import row_version
+from models.profile_fold import FOLDED_BITS, ROW_VERSION_EPOCH, row_version
 
 RULES = IdentityRules()
 
@@ -154,11 +154,17 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
     return out
 
 
+def _parts(v: int) -> tuple[int, int, int]:
+    """A row version as (shared count, piece events, events folded): what a mismatch is made of."""
+    version, folded = (v - ROW_VERSION_EPOCH) >> FOLDED_BITS, (v - ROW_VERSION_EPOCH) & ((1 << FOLDED_BITS) - 1)
+    return version >> PIECE_EVENT_BITS, version & ((1 << PIECE_EVENT_BITS) - 1), folded
+
+
 def assert_same(got: dict, want: dict) -> None:
     assert set(got) == set(want)
     for pid, (version, agg) in want.items():
         gv, g = got[pid]
-        assert gv == version, pid
+        assert gv == version, (pid, _parts(gv), "want", _parts(version))
         for f in (
             "identifiers",
             "first_seen_ms",

@@ -434,7 +434,8 @@ def segments_by_profile(
 
 def poll_until_equal(read, want: dict, timeout_s: float, what: str, label: str) -> tuple[list[str], dict]:
     """Poll ``read()`` every 3 s until it equals ``want`` (or the time is up); returns the first
-    ten differing keys (empty: converged) and what was read last."""
+    ten differing keys, then one line counting the rest (empty: converged), and what was read
+    last."""
     try:
         got = wait_until(read, timeout_s, 3, what, until=lambda g: g == want)
     except WaitTimeout as e:
@@ -444,7 +445,8 @@ def poll_until_equal(read, want: dict, timeout_s: float, what: str, label: str) 
         for k in sorted(set(got) | set(want))
         if got.get(k) != want.get(k)
     ]
-    return diff[:10], got
+    more = [f"{label}: {len(diff) - 10} more differing keys ({len(got)} read, {len(want)} wanted)"]
+    return diff[:10] + (more if len(diff) > 10 else []), got
 
 
 def wait_until_segments_equal_oracle(
