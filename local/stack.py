@@ -719,13 +719,16 @@ def _flink_config_yaml(python: str) -> str:
         # Flink's Prometheus reporter on 127.0.0.1 (local/prometheus_reporter/); k8s/ uses the
         # stock factory, which binds every interface of the pod
         "metrics": {
+            # the REST API's and web UI's metric values are at most 1 s old (default 10 s, long
+            # enough for two polls of a counter to see one stale value and call it steady)
+            "fetcher": {"update-interval": 1000},
             "reporter": {
                 "prom": {
                     "factory": {"class": "journey.metrics.LoopbackPrometheusReporterFactory"},
                     "host": "127.0.0.1",
                     "port": f"{PROMETHEUS_PORTS.start}-{PROMETHEUS_PORTS.stop - 1}",
                 }
-            }
+            },
         },
     }
     return yaml.safe_dump(_deep_merge(base, ours), sort_keys=False)

@@ -6,12 +6,15 @@ component, and the result must not depend on how many subtasks share it."""
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
 from generator.produce import produce
 from generator.synth import generate
 from local.flink_cluster import cancel, counter_total, submit, wait_for_counters, wait_state
 from models.identity import observation_of, resolve
+from state.cassandra_schema import apply_schema
 from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from generator.erasure_truth import erased_nodes, surviving
@@ -21,14 +24,29 @@ from tests.profiles_harness import ProfilesRun, identity_differences, wait_until
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture(scope="module", params=[1, 2, 4], ids=lambda p: f"parallelism-{p}")
-def result(request, local_stack, session):
-    bootstrap = local_stack
-    topics = Topics.create(bootstrap, f"prof{request.param}")
+@pytest.fixture(scope="module")
+def normalized(local_stack) -> Topics:
+    """The data set through the ingestion job once; every parallelism's profiles job reads
+    its normalized topic from the start with a group and outputs of its own."""
+    topics = Topics.create(local_stack, "prof")
     ds = generate(seed=515, persons=30)
-    produce(ds, bootstrap, progress=False, topic_prefix=topics.prefix)
-    submit("flink_jobs.ingestion", topics.job_env(bootstrap), args=["--bounded"])
-    run = ProfilesRun.create(bootstrap, topics, session)
+    produce(ds, local_stack, progress=False, topic_prefix=topics.prefix)
+    submit("flink_jobs.ingestion", topics.job_env(local_stack), args=["--bounded"])
+    return topics
+
+
+@pytest.fixture(scope="module", params=[1, 2, 4], ids=lambda p: f"parallelism-{p}")
+def result(request, local_stack, session, normalized):
+    bootstrap = local_stack
+    prefix = f"{normalized.prefix}p{request.param}"
+    run = ProfilesRun(
+        Topics(prefix, (), normalized.normalized, normalized.dlq),
+        f"{prefix}.identity",
+        f"{prefix}.profile-moves",
+        f"it_{uuid.uuid4().hex[:10]}",
+    )
+    run.create_topics(bootstrap)
+    apply_schema(session, keyspace=run.keyspace)
     job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_PARALLELISM=str(request.param)), detached=True)
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
