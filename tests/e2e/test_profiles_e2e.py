@@ -19,7 +19,12 @@ from state.profile_store import ProfileStore
 from tests.ingestion_harness import Topics
 from generator.erasure_truth import erased_nodes, surviving
 from tests.profile_oracle import RULES
-from tests.profiles_harness import ProfilesRun, identity_differences, wait_until_cassandra_equals_oracle
+from tests.profiles_harness import (
+    ProfilesRun,
+    identity_differences,
+    wait_until_cassandra_equals_oracle,
+    wait_until_identity_equals_oracle,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -66,9 +71,9 @@ def result(request, local_stack, session, normalized):
                 for t, v in observation_of(e).identifiers
             ]
         }
+        _, identity_events = wait_until_identity_equals_oracle(bootstrap, run, events, 120)
     finally:
         cancel(job.job_id)
-    identity_events = run.identity_events(bootstrap)
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
     return events, diff, seconds, counters, lookups, identity_events
 
