@@ -281,9 +281,11 @@ def wait_until_identity_equals_oracle(
     events: list[dict],
     timeout_s: float,
     erasure_requests: list[dict] | None = None,
+    auth: KafkaAuth | None = None,
 ) -> tuple[list[str], list[dict]]:
-    """Poll the committed journey.identity log until :func:`identity_differences` finds
-    nothing (or the time is up); returns the differences and the records read last.
+    """Poll the committed journey.identity log (Kafka credentials: ``auth``) until
+    :func:`identity_differences` finds nothing (or the time is up); returns the differences
+    and the records read last.
 
     Read it while the job runs: the log commits with the checkpoint after the router announced
     a link, and the fold's Cassandra row for it can land before that checkpoint, so a log read
@@ -291,7 +293,7 @@ def wait_until_identity_equals_oracle(
     (a loaded run saw 6 of 223 identifiers in their previous profile that way)."""
 
     def read() -> tuple[list[str], list[dict]]:
-        records = run.identity_events(bootstrap)
+        records = run.identity_events(bootstrap, auth=auth)
         return identity_differences(records, events, erasure_requests), records
 
     try:

@@ -35,7 +35,6 @@ from k8s.topics import ensure_topics
 from local import stack
 from local.flink_cluster import FlinkJobError, cancel, submit, wait_state
 from local.kafka_read import Record, read_committed
-from local.polling import WaitTimeout, wait_until
 from models.config import CassandraAuth, KafkaAuth
 from models.events import CHANNELS
 from state.cassandra_schema import (
@@ -46,7 +45,7 @@ from state.cassandra_schema import (
     connect,
 )
 from tests.ingestion_harness import Topics, compare_with_truth
-from tests.profiles_harness import ProfilesRun, identity_differences, wait_until_cassandra_equals_oracle
+from tests.profiles_harness import ProfilesRun, wait_until_cassandra_equals_oracle, wait_until_identity_equals_oracle
 
 pytestmark = pytest.mark.e2e
 
@@ -315,17 +314,8 @@ def test_profiles_job_with_credentials_writes_what_the_oracle_says(ingested) -> 
             wait_state(job.job_id, {"RUNNING"}, timeout_s=90)
             diff, seconds = wait_until_cassandra_equals_oracle(session, run.keyspace, events, timeout_s=120)
             assert diff == [], f"Cassandra not equal to the oracle after {seconds:.0f} s: {diff}"
-
-            def read_identity() -> tuple[list[dict], list[str]]:
-                records = run.identity_events(KAFKA, auth=KAFKA_AUTH)
-                return records, identity_differences(records, events)
-
-            try:  # journey.identity is committed with the checkpoints: the last one or two may be due
-                records, identity = wait_until(
-                    read_identity, 20, 2, "journey.identity equal to the oracle", until=lambda r: not r[1]
-                )
-            except WaitTimeout as e:
-                records, identity = e.last
+            # journey.identity is committed with the checkpoints: the last one or two may be due
+            identity, records = wait_until_identity_equals_oracle(KAFKA, run, events, 20, auth=KAFKA_AUTH)
             assert identity == []
             assert any(r["kind"] == "profile_merged" for r in records), "the data set should make profiles merge"
         finally:
