@@ -58,7 +58,7 @@ lint: setup
 	@$(PY) -m mypy
 
 test: lint
-	@$(PY) -m pytest -ra --durations=25 -n 2 --dist loadfile --no-loadscope-reorder
+	@$(PY) -m pytest -ra --durations=25
 
 test-unit: setup
 	@$(PY) -m pytest -ra tests/unit models generator state operators
