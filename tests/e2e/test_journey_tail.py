@@ -102,11 +102,11 @@ def test_filters_keep_only_the_profile_or_the_identifier_asked_for(local_stack, 
         for g in got
         if "record" in g
     )
-    assert any(g["schema"] == "Trigger" for g in got)
+    assert any(g.get("schema") == "Trigger" for g in got)  # the undecodable record comes under any filter
     event = next(rec for n, rec, _ in records if n == "NormalizedEvent")
     id_type, id_value = next((t, v) for t, v in event["identifiers"].items() if v and t in ("cookie_id", "customer_id"))
     got = lines(run(local_stack, name, f"--{id_type.replace('_', '-')}", id_value).stdout)
-    assert any(g["schema"] == "NormalizedEvent" for g in got)
+    assert any(g.get("schema") == "NormalizedEvent" for g in got)
     assert all(
         g["record"].get("identifiers", {}).get(id_type) == id_value
         or g["record"].get("stream") == f"{id_type}:{id_value}"
