@@ -107,9 +107,21 @@ class ProfilesRun:
     def create(cls, bootstrap: str, topics: Topics, session, auth: KafkaAuth | None = None) -> "ProfilesRun":
         """The run's topics (Kafka credentials: ``auth``, else ``JOURNEY_KAFKA_*`` of the
         environment) and its keyspace (through ``session``, authenticated or not)."""
-        run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
-        run.create_topics(bootstrap, auth)
+        run = cls.over(bootstrap, topics, auth=auth)
         apply_schema(session, keyspace=run.keyspace)
+        return run
+
+    @classmethod
+    def over(
+        cls, bootstrap: str, topics: Topics, keyspace: str | None = None, auth: KafkaAuth | None = None
+    ) -> "ProfilesRun":
+        """A run reading ``topics.normalized`` (which exists: an ingestion run's, or another
+        run's), with its own output and feedback topics (created, named after
+        ``topics.prefix``), writing to ``keyspace`` (None: a new name; the caller applies the
+        schema it wants)."""
+        prefix = topics.prefix
+        run = cls(topics, f"{prefix}.identity", f"{prefix}.profile-moves", keyspace or f"it_{uuid.uuid4().hex[:10]}")
+        run.create_topics(bootstrap, auth)
         return run
 
     def create_topics(self, bootstrap: str, auth: KafkaAuth | None = None) -> None:
