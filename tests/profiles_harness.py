@@ -488,6 +488,19 @@ def poll_until_equal(read, want: dict, timeout_s: float, what: str, label: str) 
     return diff[:10] + (more if len(diff) > 10 else []), got
 
 
+MORE_KEYS = re.compile(r": (\d+) more differing keys \(")
+
+
+def mismatch_count(diff: list[str]) -> int:
+    """How many differences the lines of ``diff`` stand for: one per line, except the lines
+    :func:`poll_until_equal` ends with, which count the keys beyond the first ten.
+
+    >>> mismatch_count(["scores p-1: got 1 want 2", "scores: 1314 more differing keys (351 read, 1675 wanted)"])
+    1315
+    """
+    return sum(int(m.group(1)) if (m := MORE_KEYS.search(line)) else 1 for line in diff)
+
+
 def wait_until_segments_equal_oracle(
     bootstrap: str, run: "ProfilesRun", events: list[dict], timeout_s: float
 ) -> tuple[list[str], dict[str, list[tuple]]]:
