@@ -182,6 +182,16 @@ class InFlight:
     window_end: int  # the profile's coalescing timers are all at this time (FoldState.next_write_at)
     delete: bool  # a deletion: once answered, the profile's state is cleared (through the state)
     recheck: bool = False  # the profile's state waits on it (Step.WAIT): confirm through the state
+    #: earlier writes of the profile still unanswered when this one was issued (a leading-edge
+    #: write can follow a slow one): confirmed with it, so a failure of theirs still fails the job
+    earlier: tuple[Any, ...] = ()
+
+    def unanswered(self) -> bool:
+        return not self.ticket.done or any(not t.done for t in self.earlier)
+
+    def error(self) -> str | None:
+        """The first failure among this write and the earlier ones (None: none failed)."""
+        return next((t.error for t in (*self.earlier, self.ticket) if t.done and t.error is not None), None)
 
 
 class Fast(Enum):
@@ -237,9 +247,18 @@ class Lifecycle:
 
     def issued(self, pid: str, st: FoldState, version: int, ticket: Any, now: int) -> int:
         """The operator issued the write of ``version`` (the profile's current row): mark it;
-        returns the confirmation timer to register."""
+        returns the confirmation timer to register. An earlier write of the profile still in
+        flight stays watched (its failure fails the job at this write's confirmation); one
+        already answered with an error raises :class:`WriteFailed` now."""
+        earlier: tuple[Any, ...] = ()
+        before = self.in_flight.get(pid)
+        if before is not None:  # a write of this profile not confirmed yet: it stays watched
+            failed = before.error()
+            if failed is not None:
+                raise WriteFailed(f"write of version {before.version} failed: {failed}")
+            earlier = tuple(t for t in (*before.earlier, before.ticket) if not t.done)
         issued(st, version, now, self.coalesce_ms)
-        w = InFlight(version, ticket, 0, st.next_write_at, delete=not st.members or st.erasure is not None)
+        w = InFlight(version, ticket, 0, st.next_write_at, not st.members or st.erasure is not None, earlier=earlier)
         self.answered.pop(pid, None)
         self.in_flight[pid] = w
         return self._confirm_at(w, now)
@@ -256,11 +275,12 @@ class Lifecycle:
         w = self.in_flight.get(pid)
         if w is None or w.confirm_at != at:
             return Fast.STATE
-        if not w.ticket.done:
+        failed = w.error()
+        if failed is not None:
+            raise WriteFailed(f"write of version {w.version} (or an earlier one) failed: {failed}")
+        if w.unanswered():
             self.rearmed = self._confirm_at(w, now)
             return Fast.REARM
-        if w.ticket.error is not None:
-            raise WriteFailed(f"write of version {w.version} failed: {w.ticket.error}")
         if w.delete or w.recheck:
             return Fast.STATE
         del self.in_flight[pid]
@@ -274,8 +294,8 @@ class Lifecycle:
         if not fired(st, at):
             return None
         w = self.in_flight.get(pid)
-        sent = None if w is None else Sent(w.version, w.ticket.done, w.ticket.error)
-        if w is not None and w.ticket.done:
+        sent = None if w is None else Sent(w.version, not w.unanswered(), w.error())
+        if sent is not None and sent.done:
             del self.in_flight[pid]
         what = step(st, sent, now)
         if what is Step.WAIT:

@@ -97,10 +97,7 @@ def replay_profiles(bootstrap: str, session, normalized: str, keyspace: str, eve
     from tests.profiles_harness import wait_until_cassandra_equals_oracle
 
     prefix = f"replay{uuid.uuid4().hex[:8]}"
-    run = ProfilesRun(
-        Topics(prefix, (), normalized, f"{prefix}.dlq"), f"{prefix}.identity", f"{prefix}.profile-moves", keyspace
-    )
-    run.create_topics(bootstrap)
+    run = ProfilesRun.over(bootstrap, Topics(prefix, (), normalized, f"{prefix}.dlq"), keyspace)
     job = submit("flink_jobs.profiles", run.job_env(bootstrap), detached=True)
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)

@@ -107,9 +107,21 @@ class ProfilesRun:
     def create(cls, bootstrap: str, topics: Topics, session, auth: KafkaAuth | None = None) -> "ProfilesRun":
         """The run's topics (Kafka credentials: ``auth``, else ``JOURNEY_KAFKA_*`` of the
         environment) and its keyspace (through ``session``, authenticated or not)."""
-        run = cls(topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}")
-        run.create_topics(bootstrap, auth)
+        run = cls.over(bootstrap, topics, auth=auth)
         apply_schema(session, keyspace=run.keyspace)
+        return run
+
+    @classmethod
+    def over(
+        cls, bootstrap: str, topics: Topics, keyspace: str | None = None, auth: KafkaAuth | None = None
+    ) -> "ProfilesRun":
+        """A run reading ``topics.normalized`` (which exists: an ingestion run's, or another
+        run's), with its own output and feedback topics (created, named after
+        ``topics.prefix``), writing to ``keyspace`` (None: a new name; the caller applies the
+        schema it wants)."""
+        prefix = topics.prefix
+        run = cls(topics, f"{prefix}.identity", f"{prefix}.profile-moves", keyspace or f"it_{uuid.uuid4().hex[:10]}")
+        run.create_topics(bootstrap, auth)
         return run
 
     def create_topics(self, bootstrap: str, auth: KafkaAuth | None = None) -> None:
@@ -474,6 +486,19 @@ def poll_until_equal(read, want: dict, timeout_s: float, what: str, label: str) 
     ]
     more = [f"{label}: {len(diff) - 10} more differing keys ({len(got)} read, {len(want)} wanted)"]
     return diff[:10] + (more if len(diff) > 10 else []), got
+
+
+MORE_KEYS = re.compile(r": (\d+) more differing keys \(")
+
+
+def mismatch_count(diff: list[str]) -> int:
+    """How many differences the lines of ``diff`` stand for: one per line, except the lines
+    :func:`poll_until_equal` ends with, which count the keys beyond the first ten.
+
+    >>> mismatch_count(["scores p-1: got 1 want 2", "scores: 1314 more differing keys (351 read, 1675 wanted)"])
+    1315
+    """
+    return sum(int(m.group(1)) if (m := MORE_KEYS.search(line)) else 1 for line in diff)
 
 
 def wait_until_segments_equal_oracle(

@@ -6,7 +6,6 @@ component, and the result must not depend on how many subtasks share it."""
 
 from __future__ import annotations
 
-import uuid
 
 import pytest
 
@@ -44,13 +43,7 @@ def normalized(local_stack) -> Topics:
 def result(request, local_stack, session, normalized):
     bootstrap = local_stack
     prefix = f"{normalized.prefix}p{request.param}"
-    run = ProfilesRun(
-        Topics(prefix, (), normalized.normalized, normalized.dlq),
-        f"{prefix}.identity",
-        f"{prefix}.profile-moves",
-        f"it_{uuid.uuid4().hex[:10]}",
-    )
-    run.create_topics(bootstrap)
+    run = ProfilesRun.over(bootstrap, Topics(prefix, (), normalized.normalized, normalized.dlq))
     apply_schema(session, keyspace=run.keyspace)
     job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_PARALLELISM=str(request.param)), detached=True)
     try:

@@ -27,7 +27,6 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -155,10 +154,7 @@ def upgrade(
     from models.avro_codec import SchemaCatalog
 
     topics = Topics.create(bootstrap, "upgrade")
-    run = ProfilesRun(
-        topics, f"{topics.prefix}.identity", f"{topics.prefix}.profile-moves", f"it_{uuid.uuid4().hex[:10]}"
-    )
-    run.create_topics(bootstrap)  # the journeys' topics too (an old release leaves them unused)
+    run = ProfilesRun.over(bootstrap, topics)  # the journeys' topics too (an old release leaves them unused)
     apply_schema_from(old, run.keyspace)  # the keyspace as the old release created it
     env = run.job_env(bootstrap, JOURNEY_COALESCE_MS="300")
     values = normalized_records(persons=40, seed=421)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from models.profile_fold import FoldState
@@ -34,6 +34,7 @@ class Ticket:
     row: int | None  # the profile's content (None: delete)
     done: bool = False
     error: str | None = None
+    run: int = 0  # the operator instance that issued it (Sim.restores at the time)
 
 
 @dataclass
@@ -49,6 +50,8 @@ class Sim:
     writes: list[int] = field(default_factory=list)  # when each write of this run was issued
     runs: list[list[int]] = field(default_factory=list)  # the writes before each restore or clearing
     state_reads: int = 0  # timer firings that read the state
+    failed_unraised: list[Ticket] = field(default_factory=list)  # failed writes the operator did not raise yet
+    restores: int = 0
 
     def __post_init__(self) -> None:
         self.checkpoint = (copy.deepcopy(self.state), [], 0)
@@ -102,7 +105,7 @@ class Sim:
 
     def _issue(self, st: FoldState) -> None:
         st.dirty = False  # ProfileFold.flush
-        ticket = Ticket(st.folded, st.folded if st.members else None)
+        ticket = Ticket(st.folded, st.folded if st.members else None, run=self.restores)
         self.in_flight.append(ticket)
         self.writes.append(self.now)
         self._register(self.lifecycle.issued(PID, st, ticket.version, ticket, self.now))
@@ -117,6 +120,8 @@ class Sim:
             return
         t = self.in_flight.pop(0)
         t.done, t.error = True, None if ok else "timeout"
+        if not ok and t.run == self.restores:  # (an earlier instance's write: written again since)
+            self.failed_unraised.append(t)
         if ok and t.version >= self.sink["version"]:  # USING TIMESTAMP: the higher version wins
             self.sink = {"version": t.version, "row": t.row}
 
@@ -132,6 +137,8 @@ class Sim:
         self.state = copy.deepcopy(state)
         self.registered = list(registered)
         self.lifecycle = Lifecycle(COALESCE, CONFIRM)  # a new instance: nothing in memory
+        self.restores += 1
+        self.failed_unraised.clear()  # whatever failed before is written again from the checkpoint
         self.runs.append(self.writes)
         self.writes = []
         for number, away in enumerate(self.commands[offset:], start=offset + 1):
@@ -172,7 +179,7 @@ def play(actions) -> Sim:
     sim = Sim()
     for kind, arg in actions:
         if kind == "change":
-            sim.command(away=arg)
+            sim.safely(lambda: sim.command(away=arg))
         elif kind == "tick":
             sim.now += arg
             sim.safely(sim.fire_due)
@@ -192,6 +199,7 @@ def play(actions) -> Sim:
 
 @settings(max_examples=800, deadline=None)
 @given(ACTIONS)
+@example([("change", False), ("tick", 60), ("answer", False), ("change", False)])  # a failure under a newer write
 def test_after_everything_is_answered_the_sink_holds_the_last_state_and_nothing_is_left(actions) -> None:
     sim = play(actions)
     folded = len(sim.commands)
@@ -208,6 +216,7 @@ def test_after_everything_is_answered_the_sink_holds_the_last_state_and_nothing_
         assert (sim.state.dirty, sim.state.timers) == (False, ())
         assert sim.state.writing in (None, folded), "a write marked in flight that is not the last, answered one"
     assert sim.registered == [] and sim.lifecycle.in_flight == {}
+    assert sim.failed_unraised == [], "a failed write that never failed the job"
     for writes in [*sim.runs, sim.writes]:  # coalescing: at most one write per window (per run and life of the state)
         assert all(b - a >= COALESCE for a, b in zip(writes, writes[1:])), writes
 
@@ -284,3 +293,18 @@ def test_a_confirmation_never_shares_its_time_with_the_coalescing_timer() -> Non
     # (one Flink timer per key and time): it moves to 51, and the window's timer still acts
     sim = play([("change", False), ("change", False), ("tick", 43)])
     assert sim.sink == {"version": 2, "row": 2}
+
+
+def test_a_write_that_failed_while_a_newer_one_was_issued_still_fails_the_operator() -> None:
+    """A leading-edge write can follow one that is still in flight (Cassandra slower than the
+    coalescing window); the earlier write's failure must not be lost with it."""
+    sim = Sim()
+    sim.command(away=False)  # written at once (version 1)
+    sim.now += COALESCE + 10
+    sim.fire_due()  # its confirmation: not answered, re-armed
+    sim.answer(False)  # version 1 fails
+    failed_before = sim.restores
+    sim.safely(lambda: sim.command(away=False))  # the window is over: version 2 is written at once
+    sim.now += CONFIRM + 1
+    sim.safely(sim.fire_due)
+    assert sim.restores == failed_before + 1, "the failure of version 1 was dropped"
