@@ -734,29 +734,64 @@ def _flink_config_yaml(python: str) -> str:
     return yaml.safe_dump(_deep_merge(base, ours), sort_keys=False)
 
 
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``path`` through a file of this process's own renamed over it: a command started
+    at the same time (``make ingest`` and ``make profiles`` in two terminals) reads the old
+    file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _linked_dir(path: Path, links: dict[str, Path]) -> Path:
+    """A folder of symlinks (``links``: relative path -> target), left as it is when it holds
+    exactly those, else built beside it and renamed into place, so a command running at the
+    same time never sees it empty or half made (two submissions at once used to remove it
+    under each other: ``FileExistsError``)."""
+
+    def current() -> dict[str, Path] | None:
+        try:
+            return {str(f.relative_to(path)): Path(os.readlink(f)) for f in path.rglob("*") if f.is_symlink()}
+        except FileNotFoundError:  # being replaced by another command right now
+            return None
+
+    if current() == links:
+        return path
+    tag = f"{os.getpid()}.{uuid.uuid4().hex[:8]}"
+    tmp, old = path.with_name(f".{path.name}.new.{tag}"), path.with_name(f".{path.name}.old.{tag}")
+    for name, target in links.items():
+        (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp / name).symlink_to(target)
+    if current() == links:  # another command made it meanwhile
+        shutil.rmtree(tmp, ignore_errors=True)
+        return path
+    try:
+        path.rename(old)
+    except FileNotFoundError:
+        pass
+    try:
+        tmp.rename(path)
+    except OSError:  # another command put one in place meanwhile: the same links
+        shutil.rmtree(tmp, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
 def _flink_lib_dir() -> Path:
     """pyflink's lib/ plus opt/flink-python (a cluster running Python jobs needs it in lib/).
 
     Links in .stack/flink-lib, so the installed package is left untouched.
     """
     home = _flink_home()
-    lib = STACK / "flink-lib"
-    shutil.rmtree(lib, ignore_errors=True)
-    lib.mkdir(parents=True)
-    for jar in [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python*.jar")]:
-        (lib / jar.name).symlink_to(jar)
-    return lib
+    jars = [*(home / "lib").glob("*.jar"), *(home / "opt").glob("flink-python*.jar")]
+    return _linked_dir(STACK / "flink-lib", {jar.name: jar for jar in jars})
 
 
 def _flink_plugins_dir() -> Path:
     """Flink's plugin folder for this stack: the Prometheus reporter jar from Maven Central and
     the loopback factory built by :func:`fetch`, linked in .stack/flink-plugins."""
-    plugins = STACK / "flink-plugins"
-    shutil.rmtree(plugins, ignore_errors=True)
-    (plugins / "metrics-prometheus").mkdir(parents=True)
-    for jar in (LIB / "prometheus").glob("*.jar"):
-        (plugins / "metrics-prometheus" / jar.name).symlink_to(jar)
-    return plugins
+    jars = (LIB / "prometheus").glob("*.jar")
+    return _linked_dir(STACK / "flink-plugins", {f"metrics-prometheus/{jar.name}": jar for jar in jars})
 
 
 def flink_env() -> dict[str, str]:
@@ -766,10 +801,11 @@ def flink_env() -> dict[str, str]:
     (LOGS / "flink").mkdir(parents=True, exist_ok=True)
     RUN.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    (conf / "config.yaml").write_text(_flink_config_yaml(py))
+    _write_atomically(conf / "config.yaml", _flink_config_yaml(py))
 
     for name in ("log4j.properties", "log4j-console.properties", "log4j-cli.properties"):
-        (conf / name).write_text(
+        _write_atomically(
+            conf / name,
             "\n".join(
                 [
                     "rootLogger.level=INFO",
@@ -786,7 +822,7 @@ def flink_env() -> dict[str, str]:
                     "logger.kafkashaded.level=WARN",
                     "",
                 ]
-            )
+            ),
         )
     env = dict(os.environ)
     # Python workers (thread mode embeds CPython in the TaskManager) import the project and

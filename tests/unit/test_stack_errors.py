@@ -60,3 +60,34 @@ def test_a_kafka_cluster_id_never_starts_with_a_dash_the_storage_tool_would_read
     monkeypatch.setattr(stack.uuid, "uuid4", lambda: next(ids))
     cluster_id = stack.kafka_cluster_id()
     assert not cluster_id.startswith("-") and len(cluster_id) == 22
+
+
+def test_the_flink_lib_and_plugin_folders_survive_commands_started_at_once(tmp_path) -> None:
+    """``make ingest`` and ``make profiles`` at once (and the command-sequence test) each build
+    the folders of links Flink's scripts read; one used to remove the folder under the other."""
+    import threading
+
+    from local.stack import _linked_dir
+
+    targets = {f"sub/{i}.jar" if i % 2 else f"{i}.jar": tmp_path / f"target-{i}.jar" for i in range(20)}
+    errors: list[BaseException] = []
+
+    def build() -> None:
+        try:
+            for _ in range(20):
+                assert _linked_dir(tmp_path / "lib", targets) == tmp_path / "lib"
+        except BaseException as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=build) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    got = {str(f.relative_to(tmp_path / "lib")): f.readlink() for f in (tmp_path / "lib").rglob("*") if f.is_symlink()}
+    assert got == targets
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lib"]  # nothing left beside it
+    assert _linked_dir(tmp_path / "lib", {"a.jar": tmp_path / "a"}) and [
+        f.name for f in (tmp_path / "lib").iterdir()
+    ] == ["a.jar"]
