@@ -36,17 +36,28 @@ ALL_TOPICS: tuple[str, ...] = INPUT_TOPICS + tuple(OUTPUT_TOPICS)
 #: written, well within the one month GDPR allows for an erasure
 PERSONAL_DATA_RETENTION_MS = 7 * 24 * 3600 * 1000
 PERSONAL_DATA_SEGMENT_MS = 24 * 3600 * 1000
+#: what retention counts from: the time the broker appended the record. With the default
+#: ``CreateTime`` it counts from the record's own timestamp, which the jobs' Kafka sinks set to
+#: the event time: outputs about events older than the retention (a replay, history from a
+#: backfill) were deleted minutes after they were committed, and a producer stamping future
+#: times would keep personal data past it
+TIMESTAMP_TYPE = "LogAppendTime"
 #: the topics without personal data: rule updates and the answers to them
 NO_PERSONAL_DATA = ("journey.control", "journey.control-results")
 #: per-topic settings (the DLQ holds hashed identifiers only, docs/privacy.md)
 TOPIC_CONFIG: dict[str, dict[str, str]] = {
     **{
-        t: {"retention.ms": str(PERSONAL_DATA_RETENTION_MS), "segment.ms": str(PERSONAL_DATA_SEGMENT_MS)}
+        t: {
+            "retention.ms": str(PERSONAL_DATA_RETENTION_MS),
+            "segment.ms": str(PERSONAL_DATA_SEGMENT_MS),
+            "message.timestamp.type": TIMESTAMP_TYPE,
+        }
         for t in (*INPUT_TOPICS, *OUTPUT_TOPICS)
         if t not in NO_PERSONAL_DATA
     },
     # rule updates are kept forever: a job started without a checkpoint rebuilds its rules from them
-    "journey.control": {"retention.ms": "-1"},
+    "journey.control": {"retention.ms": "-1", "message.timestamp.type": TIMESTAMP_TYPE},
+    "journey.control-results": {"message.timestamp.type": TIMESTAMP_TYPE},
 }
 #: topics whose partition count is fixed by design, whatever ``--partitions`` says.
 #: journey.identity is a change log in resolution order: the last ``identifier_linked`` of an

@@ -423,6 +423,19 @@ def test_topics_job_runs_k8s_topics_with_6_partitions_and_replication_3(config_m
     assert c["image"] == _one("FlinkDeployment", "journey-ingestion")["spec"]["image"]
 
 
+def test_every_topic_the_jobs_write_counts_retention_from_the_write_not_the_event_time() -> None:
+    """The jobs' Kafka sinks stamp records with their event time; with CreateTime the broker's
+    retention deleted outputs about old events (a replay, a backfill, the demo's data) minutes
+    after they were committed. Every output topic, and every input (a producer may stamp
+    history), uses the broker's append time; the local stack's broker does for every topic."""
+    from k8s.topics import TOPIC_CONFIG
+
+    for topic in (*INPUT_TOPICS, *OUTPUT_TOPICS):
+        assert TOPIC_CONFIG.get(topic, {}).get("message.timestamp.type") == "LogAppendTime", topic
+    server = (ROOT / "local" / "stack.py").read_text()
+    assert '"log.message.timestamp.type=LogAppendTime"' in server
+
+
 # --- docs/events.md ------------------------------------------------------------------------
 
 
