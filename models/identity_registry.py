@@ -173,10 +173,9 @@ class RegistryKey:
         for h in new_homes:
             st.homes[h] = True
         out = self._count(tuple(sorted(msg.shared)), new_homes)
-        # homes that came with the entry and were not told by the count: told if behind
+        # the homes that came with the entry (the count told only this root's): told if behind
         total = len(st.shared)
-        told = {t.home for t in out.told}
-        extra = tuple(Told(h, total) for h in new_homes if h not in told and total > theirs)
+        extra = tuple(Told(h, total) for h in new_homes if total > theirs)
         return RegistryOutput(out.told + extra, out.forward)
 
     def _count(self, nodes: tuple[Node, ...], quiet: list[Node] | tuple[Node, ...]) -> RegistryOutput:
