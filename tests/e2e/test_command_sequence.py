@@ -46,12 +46,12 @@ def sequence(local_stack, session):
     batches = [generate(seed=seed, persons=12) for seed in (901, 902, 903)]
     how: dict[str, list[str]] = {"ingestion": [], "profiles": []}
 
-    def ensure_both(restart: bool = False) -> None:
-        """``make demo`` / ``make ingest`` + ``make profiles``: both jobs at once (each job's
-        records are a file of its own; submitting them side by side saves CI about a minute)."""
+    def ensure_both(restart: bool = False, **settings: str) -> None:
+        """``make demo`` / ``make ingest`` + ``make profiles`` (with ``settings`` added to each
+        job's): both jobs at once (each job's records are a file of its own)."""
         with ThreadPoolExecutor(2) as pool:
             futures = {
-                kind: pool.submit(ensure_job, kind, env, restart=restart)
+                kind: pool.submit(ensure_job, kind, {**env, **settings}, restart=restart)
                 for kind, env in (("ingestion", ingest_env), ("profiles", profiles_env))
             }
             for kind, future in futures.items():
@@ -74,8 +74,7 @@ def sequence(local_stack, session):
     ensure_both()
     # new settings: `make ingest` / `make profiles` with --restart (stop with savepoint, resume)
     time.sleep(2)
-    ingest_env, profiles_env = ({**env, "JOURNEY_CHECKPOINT_INTERVAL_MS": "1500"} for env in (ingest_env, profiles_env))
-    ensure_both(restart=True)
+    ensure_both(restart=True, JOURNEY_CHECKPOINT_INTERVAL_MS="1500")
     # the same job on a stack that lost its state (another job name: no recorded job to resume)
     with pytest.raises(AlreadyProcessed) as refused:
         ensure_job("ingestion", {**ingest_env, "JOURNEY_JOB_NAME": f"{topics.prefix}-lost-state"})

@@ -2,12 +2,10 @@
 profiles job (exactly-once checkpoints, feedback topic) -> Cassandra and journey.identity,
 compared with the offline oracle (resolve() over all events + a fold per profile). The whole
 module runs with the profiles job at parallelism 2 (the default) and 4: identity is partitioned
-by raw component, and the result must not depend on how many subtasks share it. (Parallelism 1
-ran here too until 2026-12; the one-subtask case is the simulation's, test_identity_partitioned,
-and it cost CI a minute and a half.)"""
+by raw component, and the result must not depend on how many subtasks share it (one subtask:
+the simulation of tests/unit/test_identity_partitioned.py)."""
 
 from __future__ import annotations
-
 
 import pytest
 
