@@ -84,7 +84,7 @@ def _privacy_report(keyspace: str, email: str) -> tuple[int, str]:
 def erased(local_stack, session):
     bootstrap = local_stack
     topics = Topics.create(bootstrap, "erase")
-    ds = generate(seed=29, persons=60)
+    ds = generate(seed=29, persons=40)
     report = produce(ds, bootstrap, progress=False, topic_prefix=topics.prefix)
     run = ProfilesRun.create(bootstrap, topics, session)
     ledger = {"JOURNEY_ERASURE_LEDGER": "cassandra", "JOURNEY_KEYSPACE": run.keyspace}

@@ -2,9 +2,9 @@
 
 Each case runs the profiles job from one checkout of the code, stops it with a savepoint
 once it has taken in the first part of a data set, and resumes it from that savepoint with
-another checkout, which takes in the rest. The Flink cluster is restarted from each checkout
-in turn (a TaskManager keeps the Python modules it imported, so each version of the code gets
-TaskManagers of its own), as a deployment would. Cassandra and the ``journey.identity`` log
+another checkout, which takes in the rest. The Flink cluster's TaskManagers are restarted
+from each checkout in turn (a TaskManager keeps the Python modules it imported, so each
+version of the code gets TaskManagers of its own), as a deployment would. Cassandra and the ``journey.identity`` log
 must then equal the offline oracle over all the events: a value of the old state that was
 lost or misread would show in its profile's counts.
 
@@ -103,13 +103,25 @@ _running: list[Path | None] = [ROOT]
 
 
 def flink_from(code_dir: Path) -> None:
-    """Restart the tests' Flink cluster with TaskManagers that run ``code_dir``'s code, unless
-    it runs that code already (a restart costs 25-30 s; the cases run back to back)."""
+    """Give the tests' Flink cluster TaskManagers that run ``code_dir``'s code, unless its
+    TaskManagers run that code already (the cases run back to back).
+
+    Only the TaskManagers are replaced: they run the jobs' Python; the JobManager runs none
+    (the job graph is built by the submitting client, in ``code_dir``)."""
     if _running[0] == code_dir:
         return
-    stack.COMPONENTS["flink"].stop()
     _running[0] = None
-    _in(code_dir, "from local import stack; stack.COMPONENTS['flink'].start()")
+    stack.flink_daemon("taskmanager.sh", "stop-all", check=False)
+    registered = stack._registered_taskmanagers
+    wait_until(registered, 60, 0.5, "the TaskManagers unregistered", until=lambda n: n == 0)
+    _in(
+        code_dir,
+        "from local import stack\n"
+        "env = stack.flink_env()\n"
+        "for _ in range(stack.FLINK_TASK_MANAGERS):\n"
+        "    stack.flink_daemon('taskmanager.sh', 'start', env)",
+    )
+    wait_until(registered, 90, 0.5, "the new TaskManagers registered", until=lambda n: n >= stack.FLINK_TASK_MANAGERS)
     _running[0] = code_dir
 
 
