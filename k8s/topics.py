@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 from models import contract
@@ -42,6 +43,7 @@ PERSONAL_DATA_SEGMENT_MS = 24 * 3600 * 1000
 #: backfill) were deleted minutes after they were committed, and a producer stamping future
 #: times would keep personal data past it
 TIMESTAMP_TYPE = "LogAppendTime"
+TIMESTAMP_KEY = "message.timestamp.type"
 #: the topics without personal data: rule updates and the answers to them
 NO_PERSONAL_DATA = ("journey.control", "journey.control-results")
 #: per-topic settings (the DLQ holds hashed identifiers only, docs/privacy.md)
@@ -50,14 +52,14 @@ TOPIC_CONFIG: dict[str, dict[str, str]] = {
         t: {
             "retention.ms": str(PERSONAL_DATA_RETENTION_MS),
             "segment.ms": str(PERSONAL_DATA_SEGMENT_MS),
-            "message.timestamp.type": TIMESTAMP_TYPE,
+            TIMESTAMP_KEY: TIMESTAMP_TYPE,
         }
         for t in (*INPUT_TOPICS, *OUTPUT_TOPICS)
         if t not in NO_PERSONAL_DATA
     },
     # rule updates are kept forever: a job started without a checkpoint rebuilds its rules from them
-    "journey.control": {"retention.ms": "-1", "message.timestamp.type": TIMESTAMP_TYPE},
-    "journey.control-results": {"message.timestamp.type": TIMESTAMP_TYPE},
+    "journey.control": {"retention.ms": "-1", TIMESTAMP_KEY: TIMESTAMP_TYPE},
+    "journey.control-results": {TIMESTAMP_KEY: TIMESTAMP_TYPE},
 }
 #: topics whose partition count is fixed by design, whatever ``--partitions`` says.
 #: journey.identity is a change log in resolution order: the last ``identifier_linked`` of an
@@ -75,9 +77,13 @@ def ensure_topics(
     timeout_s: float = 30.0,
     auth: Any = None,
 ) -> list[str]:
-    """Create missing topics; returns the names created. Existing topics are left alone.
+    """Create missing topics; returns the names created.
 
-    ``partitions`` applies to every topic but those in :data:`FIXED_PARTITIONS`.
+    ``partitions`` applies to every topic but those in :data:`FIXED_PARTITIONS`. An existing
+    topic keeps its partitions and settings, except its timestamp type, which is set to
+    :data:`TIMESTAMP_TYPE` where :data:`TOPIC_CONFIG` asks for it (a topic created before it
+    did: with ``CreateTime``, retention deletes committed outputs about old events); each
+    topic altered is said on stderr (:func:`align_timestamp_type`).
     """
     from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -85,6 +91,8 @@ def ensure_topics(
 
     admin = AdminClient(kafka_client_config(bootstrap, auth=auth))  # credentials: auth, else JOURNEY_KAFKA_*
     existing = set(admin.list_topics(timeout=timeout_s).topics)
+    for name in align_timestamp_type(admin, [t for t in topics if t in existing], timeout_s):
+        print(f"topic {name}: {TIMESTAMP_KEY} set to {TIMESTAMP_TYPE} (docs/privacy.md)", file=sys.stderr)
     missing = [t for t in topics if t not in existing]
     if not missing:
         return []
@@ -101,6 +109,41 @@ def ensure_topics(
             if "TOPIC_ALREADY_EXISTS" not in str(e):
                 raise RuntimeError(f"could not create topic {name}: {e}") from e
     return created
+
+
+def align_timestamp_type(
+    admin: Any, topics: list[str], timeout_s: float = 30.0, config: Mapping[str, Mapping[str, str]] = TOPIC_CONFIG
+) -> list[str]:
+    """Set ``message.timestamp.type`` to :data:`TIMESTAMP_TYPE` on those existing ``topics``
+    whose ``config`` (per topic) asks for it and whose current value differs (an incremental
+    alter: nothing else of theirs changes); returns their names. ``admin``: a
+    ``confluent_kafka`` AdminClient."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    wanted = [t for t in topics if config.get(t, {}).get(TIMESTAMP_KEY) == TIMESTAMP_TYPE]
+    if not wanted:
+        return []
+    described = admin.describe_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, t) for t in wanted], request_timeout=timeout_s
+    )
+    stale = []
+    for resource, fut in described.items():
+        entry = fut.result().get(TIMESTAMP_KEY)
+        if entry is None or entry.value != TIMESTAMP_TYPE:
+            stale.append(resource.name)
+    if not stale:
+        return []
+    change = [ConfigEntry(TIMESTAMP_KEY, TIMESTAMP_TYPE, incremental_operation=AlterConfigOpType.SET)]
+    futures = admin.incremental_alter_configs(
+        [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=change) for t in sorted(stale)],
+        request_timeout=timeout_s,
+    )
+    for resource, fut in futures.items():
+        try:
+            fut.result()
+        except Exception as e:
+            raise RuntimeError(f"could not set {TIMESTAMP_KEY}={TIMESTAMP_TYPE} on topic {resource.name}: {e}") from e
+    return sorted(stale)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -338,8 +338,16 @@ def piece_events(
     return out
 
 
-def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolution:
-    """Profiles as a function of the set of observations (see the module docstring)."""
+def resolve(
+    observations: Iterable[Observation], rules: IdentityRules, shared: Mapping[Node, str] | None = None
+) -> Resolution:
+    """Profiles as a function of the set of observations (see the module docstring).
+
+    ``shared``: the shared identifiers when known from more observations than these (the
+    pieces of a raw component resolved alone, :meth:`IncrementalResolver.add`); by default
+    computed from these observations. Only those among the observations' identifiers count.
+    """
+    given = shared
     unique = set(rules.unique_types)
     nodes: set[Node] = set()
     edges: set[tuple[Node, Node]] = set()
@@ -355,7 +363,10 @@ def resolve(observations: Iterable[Observation], rules: IdentityRules) -> Resolu
         kept = sorted(set(kept), key=rules.rank)
         nodes.update(kept)
         signatures.add(tuple(kept))
-    shared = shared_identifiers(signatures, rules)
+    if given is None:
+        shared = shared_identifiers(signatures, rules)
+    else:
+        shared = {n: co for n, co in given.items() if n in nodes}
     for sig in signatures:
         links = linking(sig, shared)
         for other in links[1:]:  # a star over the event's identifiers spans the same component
@@ -558,8 +569,9 @@ class IncrementalResolver:
     each observation merges the raw components it touches and re-resolves just that one;
     the result after any sequence of observations equals ``resolve`` of the same set, for
     every order. An event whose identifiers were all seen together before changes nothing
-    and takes a fast path. Cost per new link grows with its component's size (fine for
-    people, tens of identifiers; a pathological shared identifier should be blocked by a rule).
+    and takes a fast path. A new set of identifiers that makes none of them shared re-resolves
+    only the piece it lands in (:meth:`_add_within_pieces`; a pass over the component's
+    signatures remains); one that makes an identifier shared re-resolves the component.
 
     Examples
     --------
@@ -573,6 +585,11 @@ class IncrementalResolver:
     >>> inc.version_of(("cookie_id", "ck1"))
     3
     """
+
+    #: re-resolve only the piece a new signature lands in when it makes no identifier shared
+    #: (:meth:`_add_within_pieces`); False: the whole raw component every time (the reference
+    #: the fast path is tested against)
+    fast_reresolve: bool = True
 
     def __init__(self, rules: IdentityRules, store: ResolverStore | None = None) -> None:
         self.rules = rules
@@ -624,6 +641,10 @@ class IncrementalResolver:
                     store.piece_events[p] += 1
                 self.step = PieceStep(hit)
                 return []
+        if self.fast_reresolve:
+            fast = self._add_within_pieces(kept, roots)
+            if fast is not None:
+                return fast
         pooled = {kept}
         count = 1
         before: dict[Node, int] = {}  # the versions the joined components' identifiers had
@@ -652,6 +673,86 @@ class IncrementalResolver:
         groups = regroup(store, root, sigs, sub.shared)
         touched = {store.piece[n] for n in kept} | changed_pieces(store, root, groups, before)
         self.step = PieceStep(frozenset(touched), groups, frozenset(dropped))
+        return changes
+
+    def _add_within_pieces(self, kept: tuple[Node, ...], roots: set[Node]) -> list[ProfileChange] | None:
+        """:meth:`add` of a new signature ``kept`` (joining the raw components ``roots``) that
+        makes no identifier shared, re-resolving only the piece it lands in; None (nothing
+        changed) when it makes one shared, which changes every piece's version.
+
+        Why it is the same as resolving the whole component: an identifier's co-observed
+        values come from the signatures that hold it, so only ``kept``'s identifiers can become
+        shared; if none does, the shared set is the union of the components' (they are
+        disjoint), :func:`resolve` decomposes over the pieces given that set (a shared
+        identifier links nothing and is a profile of its own; every rule looks inside one
+        cluster of links), and only the piece ``kept`` links, the shared identifiers it holds
+        (one event more) and the pieces of components whose shared count changes (their
+        version's ``S``) change. The cost is a pass over the components' signatures (no sort,
+        no resolution) plus resolving the one piece.
+        """
+        store, rules = self.store, self.rules
+        had = {r: store.signatures.get(r, frozenset()) for r in roots}
+        candidates = {n for n in kept if n not in store.shared and rules.limits_of(n[0])}
+        if candidates:  # would this signature take one of its identifiers past its limit?
+            relevant = [kept, *(sig for r in roots for sig in had[r] if not candidates.isdisjoint(sig))]
+            if not candidates.isdisjoint(shared_identifiers(relevant, rules)):
+                return None
+        links = linking(kept, store.shared)
+        hit = {store.piece[n] for n in links if n in store.piece}
+        # the signatures of the piece kept lands in (every one with an identifier of a hit piece)
+        psigs = [kept]
+        for r in roots:
+            for sig in had[r]:
+                if any(store.piece[n] in hit for n in sig if n not in store.shared):
+                    psigs.append(sig)
+        old_shared = {r: store.component_shared.get(r, 0) for r in roots}
+        total = sum(old_shared.values())
+        # the union of the components, as the full path does it
+        count = 1 + sum(store.events.pop(r, 0) for r in roots)
+        pooled = frozenset().union(*had.values()) | {kept}
+        for r in roots:
+            store.signatures.pop(r, None)
+            store.component_shared.pop(r, None)
+        for n in kept[1:]:
+            self._raw.union(kept[0], n)
+        root = self._raw.find(kept[0])
+        store.signatures[root] = pooled
+        store.events[root] = count
+        store.signature_events[kept] = 1
+        store.component_shared[root] = total
+        given = {n: store.shared[n] for sig in psigs for n in sig if n in store.shared}
+        sub = resolve([Observation("", sig) for sig in sorted(psigs)], rules, shared=given)
+        changes = self._reresolve(sub)
+        # the pieces: the one kept lands in, the shared identifiers it holds, and every piece of
+        # a component whose shared count changed
+        regrouped: dict[Node, frozenset[Node]] = {}
+        dropped: set[Node] = set()
+        members = frozenset(n for sig in psigs for n in sig if n not in given)
+        if members:
+            name = min(members)
+            dropped = hit - {name}
+            for p in dropped:
+                store.piece_events.pop(p, None)
+            for n in members:
+                store.piece[n] = name
+            store.piece_events[name] = sum(
+                store.signature_events.get(sig, 1) for sig in psigs if any(n not in given for n in sig)
+            )
+            regrouped[name] = members
+        for n in kept:
+            if n in given:
+                store.piece[n] = n
+                store.piece_events[n] = store.piece_events.get(n, 0) + 1
+                regrouped[n] = frozenset({n})
+        others: dict[Node, set[Node]] = {}
+        for r, k in old_shared.items():
+            if k != total:
+                for sig in had[r]:
+                    for n in sig:
+                        others.setdefault(store.piece[n], set()).add(n)
+        for p, ns in others.items():
+            regrouped[p] = regrouped.get(p, frozenset()) | ns
+        self.step = PieceStep(frozenset(regrouped), regrouped, frozenset(dropped))
         return changes
 
     def _reresolve(self, sub: Resolution) -> list[ProfileChange]:

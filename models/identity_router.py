@@ -215,10 +215,12 @@ class IdentityRouter:
                 old = c.from_ids[0]
                 evict.setdefault(old, set()).update(c.members)
                 changed_members[old] = _sorted_members(store.members.get(old, frozenset()), resolver)
-                assert c.into is not None  # a merge or split names its new profile
-                for n in c.members:  # every eviction sends one journey part per identifier
+                # every eviction sends one journey part per identifier, to the identifier's
+                # profile now (a split spreads them over several: `into` names none, or the
+                # profile they left)
+                for n in c.members:
                     store.inflight[n] = store.inflight.get(n, 0) + 1
-                    incoming.setdefault(c.into, {})[n] = store.inflight[n]
+                    incoming.setdefault(store.profile_of[n], {})[n] = store.inflight[n]
         ghosts = regrouped_live(store, step, resolver.rules)
         commands = []
         for pid, (version, piece) in sorted(targets(store, step, evict, resolver.version_of).items()):

@@ -162,3 +162,30 @@ def test_commands_per_event_stay_flat_however_many_persons_share_the_kiosk(perso
     # person's profile and, for a kiosk login, the kiosk's own: never the other persons'
     assert max(per_event[shared_at + 1 :]) <= 2
     assert sum(per_event) <= len(per_event) + persons + 6 * 6
+
+
+def test_a_profile_spread_over_several_by_a_new_shared_identifier_hands_each_identifier_to_its_new_profile() -> None:
+    """A device seen with two customers becomes shared (SMALL: more than one customer) and the
+    profile it held together falls apart into two: each identifier's journey part must be
+    expected by the profile it is in now (a split names no single target)."""
+    import itertools
+
+    from models.identity_router import IdentityRouter
+
+    obs = [
+        {"customer_id": "a", "email_hash": "a"},
+        {"customer_id": "b", "device_id": "c"},
+        {"email_hash": "a", "device_id": "c"},
+        {"customer_id": "a", "device_id": "c"},
+    ]
+    splits = 0
+    for order in itertools.permutations(obs):
+        router = IdentityRouter(SMALL)
+        for i, ids in enumerate(order):
+            event = {"event_id": f"e{i}", "occurred_at": i, "identifiers": {t: None for t in TYPES} | ids}
+            routed = router.route_event(event)
+            splits += sum(1 for c in routed.changes if c.kind == "split")
+            for cmd in routed.commands:
+                for n, _ in cmd.incoming:
+                    assert router.store.profile_of[n] == cmd.profile_id, (order, i, n)
+    assert splits  # the case happens
