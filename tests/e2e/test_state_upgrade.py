@@ -169,7 +169,7 @@ def upgrade(
     run = ProfilesRun.over(bootstrap, topics)  # the journeys' topics too (an old release leaves them unused)
     apply_schema_from(old, run.keyspace)  # the keyspace as the old release created it
     env = run.job_env(bootstrap, JOURNEY_COALESCE_MS="300")
-    values = normalized_records(persons=40, seed=421)
+    values = normalized_records(persons=30, seed=421)
     split = len(values) * 3 // 5
     catalog = SchemaCatalog.load()
     events = [catalog.decode(v)[1] for v in values]
