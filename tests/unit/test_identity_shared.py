@@ -189,3 +189,27 @@ def test_a_profile_spread_over_several_by_a_new_shared_identifier_hands_each_ide
                 for n, _ in cmd.incoming:
                     assert router.store.profile_of[n] == cmd.profile_id, (order, i, n)
     assert splits  # the case happens
+
+
+def test_with_the_default_limits_a_device_linked_to_an_email_then_shared_hands_the_email_to_its_customer() -> None:
+    """The production case of the test above: a customer's email seen on a store device, then
+    the device seen with more than five customers (the default limit). The profile that held
+    the email and the device falls apart (the email goes to its customer, the device stays
+    alone): routing it failed the job before (an assertion on the split's single target)."""
+    import random
+
+    from models.identity_router import IdentityRouter
+
+    evs = [{"customer_id": "a", "email_hash": "x"}, {"email_hash": "x", "device_id": "d"}]
+    evs += [{"customer_id": c, "device_id": "d"} for c in "bcdefg"]
+    for seed in range(20):
+        order = list(evs)
+        random.Random(seed).shuffle(order)
+        router = IdentityRouter(IdentityRules())
+        for i, ids in enumerate(order):
+            event = {"event_id": f"e{i}", "occurred_at": i, "identifiers": {t: None for t in TYPES} | ids}
+            for cmd in router.route_event(event).commands:
+                for n, _ in cmd.incoming:
+                    assert router.store.profile_of[n] == cmd.profile_id
+        assert router.store.profile_of[("email_hash", "x")] == router.store.profile_of[("customer_id", "a")]
+        assert ("device_id", "d") in router.store.shared
