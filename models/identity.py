@@ -54,7 +54,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping, MutableMapping
+from typing import AbstractSet, Any, Iterable, Mapping, MutableMapping
 
 #: identifier types of a NormalizedEvent, highest priority first (decides the canonical id): a
 #: policy over :data:`models.contract.HASHED_IDENTIFIER_TYPES`, whose every type it must rank
@@ -483,7 +483,7 @@ class ResolverStore:
 
     parent: MutableMapping[Node, Node] = field(default_factory=dict)
     size: MutableMapping[Node, int] = field(default_factory=dict)
-    signatures: MutableMapping[Node, frozenset[tuple[Node, ...]]] = field(default_factory=dict)
+    signatures: MutableMapping[Node, AbstractSet[tuple[Node, ...]]] = field(default_factory=dict)
     events: MutableMapping[Node, int] = field(default_factory=dict)
     profile_of: MutableMapping[Node, str] = field(default_factory=dict)
     members: MutableMapping[str, frozenset[Node]] = field(default_factory=dict)
@@ -493,6 +493,66 @@ class ResolverStore:
     component_shared: MutableMapping[Node, int] = field(default_factory=dict)
     piece: MutableMapping[Node, Node] = field(default_factory=dict)
     piece_events: MutableMapping[Node, int] = field(default_factory=dict)
+    #: derived, never state (not compared, not encoded): per raw component root, its
+    #: signatures by identifier (:class:`SignatureIndex`), rebuilt whenever the component's
+    #: signature set was replaced
+    index: dict[Node, SignatureIndex] = field(default_factory=dict, compare=False, repr=False)
+
+
+Signature = tuple[Node, ...]
+
+
+@dataclass
+class SignatureIndex:
+    """The signatures of one raw component by identifier, so that a new signature finds the
+    signatures of its own piece without a pass over the component (issue 16).
+
+    ``signatures`` *is* the component's set in :attr:`ResolverStore.signatures` (grown in
+    place by :meth:`add`); ``count`` its size when last indexed. The index is valid while the
+    store still holds that very set with that size (:meth:`of_component`); any other change
+    to the component replaces the set and so rebuilds the index on next use.
+
+    >>> store = ResolverStore(signatures={("cookie_id", "a"): frozenset({(("cookie_id", "a"),)})})
+    >>> idx = SignatureIndex.of_component(store, ("cookie_id", "a"))
+    >>> idx.add((("cookie_id", "a"), ("email", "x")))
+    >>> sorted(len(s) for s in idx.by_node[("cookie_id", "a")]), len(store.signatures[("cookie_id", "a")])
+    ([1, 2], 2)
+    """
+
+    signatures: set[Signature]
+    count: int
+    by_node: dict[Node, list[Signature]]
+
+    @classmethod
+    def of_component(cls, store: ResolverStore, root: Node) -> SignatureIndex:
+        """The index of the component ``root`` of ``store`` (built, O(signatures), if the
+        component's set changed since; the set becomes a mutable one then)."""
+        sigs = store.signatures.get(root)
+        if sigs is None:  # a new identifier: no component yet
+            return cls(set(), 0, {})
+        idx = store.index.get(root)
+        if idx is not None and idx.signatures is sigs and idx.count == len(sigs):
+            return idx
+        own = set(sigs)
+        store.signatures[root] = own  # grown in place from now on
+        by_node: dict[Node, list[Signature]] = {}
+        for sig in own:
+            for n in sig:
+                by_node.setdefault(n, []).append(sig)
+        store.index[root] = idx = cls(own, len(own), by_node)
+        return idx
+
+    def add(self, sig: Signature) -> None:
+        """A new signature (not in the set yet)."""
+        self.signatures.add(sig)
+        self.count += 1
+        for n in sig:
+            self.by_node.setdefault(n, []).append(sig)
+
+    def absorb(self, other: SignatureIndex) -> None:
+        """Every signature of another (disjoint) component."""
+        for sig in other.signatures:
+            self.add(sig)
 
 
 @dataclass(frozen=True)
@@ -570,8 +630,8 @@ class IncrementalResolver:
     the result after any sequence of observations equals ``resolve`` of the same set, for
     every order. An event whose identifiers were all seen together before changes nothing
     and takes a fast path. A new set of identifiers that makes none of them shared re-resolves
-    only the piece it lands in (:meth:`_add_within_pieces`; a pass over the component's
-    signatures remains); one that makes an identifier shared re-resolves the component.
+    only the piece it lands in (:meth:`_add_within_pieces`, at a cost that does not grow with
+    the rest of the component); one that makes an identifier shared re-resolves the component.
 
     Examples
     --------
@@ -651,6 +711,7 @@ class IncrementalResolver:
         dropped: set[Node] = set()
         for r in roots:
             had = store.signatures.pop(r, frozenset())
+            store.index.pop(r, None)
             for sig in had:
                 for n in sig:
                     if n not in before:
@@ -687,36 +748,58 @@ class IncrementalResolver:
         identifier links nothing and is a profile of its own; every rule looks inside one
         cluster of links), and only the piece ``kept`` links, the shared identifiers it holds
         (one event more) and the pieces of components whose shared count changes (their
-        version's ``S``) change. The cost is a pass over the components' signatures (no sort,
-        no resolution) plus resolving the one piece.
+        version's ``S``) change. The cost is the signatures of that piece (found through the
+        components' :class:`SignatureIndex`) and of ``kept``'s identifiers that may become
+        shared, resolving the one piece, and merging the smaller components into the largest's
+        set: none of it grows with the rest of the component.
         """
         store, rules = self.store, self.rules
-        had = {r: store.signatures.get(r, frozenset()) for r in roots}
+        index = {r: SignatureIndex.of_component(store, r) for r in roots}
         candidates = {n for n in kept if n not in store.shared and rules.limits_of(n[0])}
         if candidates:  # would this signature take one of its identifiers past its limit?
-            relevant = [kept, *(sig for r in roots for sig in had[r] if not candidates.isdisjoint(sig))]
-            if not candidates.isdisjoint(shared_identifiers(relevant, rules)):
+            near = {sig for r in roots for n in candidates for sig in index[r].by_node.get(n, ())}
+            if not candidates.isdisjoint(shared_identifiers([kept, *near], rules)):
                 return None
-        links = linking(kept, store.shared)
-        hit = {store.piece[n] for n in links if n in store.piece}
-        # the signatures of the piece kept lands in (every one with an identifier of a hit piece)
+        # the signatures of the piece kept lands in: every one reachable from kept's linking
+        # identifiers through identifiers that link (a shared identifier links nothing)
         psigs = [kept]
-        for r in roots:
-            for sig in had[r]:
-                if any(store.piece[n] in hit for n in sig if n not in store.shared):
+        seen_sigs = {kept}
+        seen = set(linking(kept, store.shared))
+        todo = list(seen)
+        while todo:
+            n = todo.pop()
+            for r in roots:
+                for sig in index[r].by_node.get(n, ()):
+                    if sig in seen_sigs:
+                        continue
+                    seen_sigs.add(sig)
                     psigs.append(sig)
+                    for m in sig:
+                        if m not in seen and m not in store.shared:
+                            seen.add(m)
+                            todo.append(m)
+        hit = {store.piece[n] for n in seen if n in store.piece}
         old_shared = {r: store.component_shared.get(r, 0) for r in roots}
         total = sum(old_shared.values())
+        # the signatures of components whose shared count changes (all their pieces' versions do)
+        recount = [sig for r in roots if old_shared[r] != total for sig in index[r].signatures]
         # the union of the components, as the full path does it
         count = 1 + sum(store.events.pop(r, 0) for r in roots)
-        pooled = frozenset().union(*had.values()) | {kept}
+        # the largest component's set (and index) grows in place: O(the smaller ones)
+        big = max(roots, key=lambda r: index[r].count)
+        pooled = index[big]
         for r in roots:
             store.signatures.pop(r, None)
+            store.index.pop(r, None)
             store.component_shared.pop(r, None)
+            if r != big:
+                pooled.absorb(index[r])
         for n in kept[1:]:
             self._raw.union(kept[0], n)
         root = self._raw.find(kept[0])
-        store.signatures[root] = pooled
+        pooled.add(kept)
+        store.signatures[root] = pooled.signatures
+        store.index[root] = pooled
         store.events[root] = count
         store.signature_events[kept] = 1
         store.component_shared[root] = total
@@ -745,11 +828,9 @@ class IncrementalResolver:
                 store.piece_events[n] = store.piece_events.get(n, 0) + 1
                 regrouped[n] = frozenset({n})
         others: dict[Node, set[Node]] = {}
-        for r, k in old_shared.items():
-            if k != total:
-                for sig in had[r]:
-                    for n in sig:
-                        others.setdefault(store.piece[n], set()).add(n)
+        for sig in recount:
+            for n in sig:
+                others.setdefault(store.piece[n], set()).add(n)
         for p, ns in others.items():
             regrouped[p] = regrouped.get(p, frozenset()) | ns
         self.step = PieceStep(frozenset(regrouped), regrouped, frozenset(dropped))

@@ -566,7 +566,8 @@ def absorb(
         store.piece_events.pop(store.piece[n], None)
         store.live.pop(store.piece[n], None)
     store.component_shared.pop(root, None)
-    signatures = store.signatures.pop(root) | other.signatures[other_root]
+    store.index.pop(root, None)
+    signatures = frozenset(store.signatures.pop(root)) | other.signatures[other_root]
     count = store.events.pop(root) + other.events[other_root]
     merged_root = uf.find(root)
     store.signatures[merged_root], store.events[merged_root] = signatures, count

@@ -50,7 +50,7 @@ def components_of(store: RouterStore, rules: IdentityRules) -> Iterable[tuple[No
     for root, signatures in list(store.signatures.items()):
         nodes = sorted({n for sig in signatures for n in sig}, key=rules.rank)
         pids = {store.profile_of[n] for n in nodes}
-        part = component_store(signatures, store.events[root], {pid: store.members[pid] for pid in pids})
+        part = component_store(frozenset(signatures), store.events[root], {pid: store.members[pid] for pid in pids})
         for n in nodes:
             if n in store.inflight:
                 part.inflight[n] = store.inflight[n]
