@@ -14,7 +14,7 @@ help:
 	@echo "make bench   - (~35 min) sustained drain rate of a 1M-record backlog per stage at p=1, 2 and 4 with"
 	@echo "               exactly-once, vs a plain loop and a hand-written consumer; offered-load steps, latency"
 	@echo "               p50/p99 at half load, checkpoints, Cassandra requests per event, py-spy top frames:"
-	@echo "               bench/results/sustained.json, plots, README table; then journeys/segments costs"
+	@echo "               bench/results/sustained.json, plots, README table; then journeys/segments costs and identity supernodes"
 	@echo "make quality - the online models on the generator's planted behaviour: cluster ARI, purchase propensity AUC"
 	@echo "make chaos   - exactly-once under failure: TaskManager/JobManager kills, savepoint rescale, Cassandra down/paused, Kafka restart"
 	@echo "make up | down | status | reset   - the local stack (data and logs in .stack/; down and reset also stop"
@@ -79,6 +79,7 @@ bench: setup
 	@$(PY) -m bench.sustained --profile-s 20 --parallelism 1,2,4
 	@$(PY) -m bench.report
 	@$(PY) -m bench.journeys_bench
+	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --no-state
 	@$(PY) -m bench.identity_supernode --sizes 100,200,400
 
 clean: reset

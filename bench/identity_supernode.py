@@ -12,7 +12,8 @@ one read and one write per event in the job).
 Per size: events/s, profile commands per event (each is a keyed record, a state access and
 eventually a Cassandra write in the job), home state bytes per event, and the ratio of
 events/s with the kiosk to events/s without it (measured in the same run). Prints a table
-and writes ``bench/results/identity_supernode.json``.
+and writes ``bench/results/identity_supernode.json`` (``--no-state``: the resolution alone,
+``identity_supernode_no_state.json``).
 """
 
 from __future__ import annotations
@@ -120,12 +121,14 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(both[True]["events_per_s"] / both[False]["events_per_s"], 3),
             }
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
+    out = RESULTS.with_name(RESULTS.stem + "_no_state.json") if args.no_state else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
         json.dumps(
             {
                 "bench": "identity_supernode",
                 "events_per_person": args.per_person,
+                "state_record_encoded": not args.no_state,
                 "python": platform.python_version(),
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "rows": rows,
@@ -134,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
     return 0
 
 
