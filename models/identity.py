@@ -498,6 +498,12 @@ class ResolverStore:
     #: signature set was replaced
     index: dict[Node, SignatureIndex] = field(default_factory=dict, compare=False, repr=False)
 
+    def pop_signatures(self, root: Node) -> AbstractSet[Signature]:
+        """Take the raw component ``root``'s signatures out (none: empty), and its index with
+        them (every merge, erasure or re-resolution replaces a component's set this way)."""
+        self.index.pop(root, None)
+        return self.signatures.pop(root, frozenset())
+
 
 Signature = tuple[Node, ...]
 
@@ -507,10 +513,10 @@ class SignatureIndex:
     """The signatures of one raw component by identifier, so that a new signature finds the
     signatures of its own piece without a pass over the component (issue 16).
 
-    ``signatures`` *is* the component's set in :attr:`ResolverStore.signatures` (grown in
-    place by :meth:`add`); ``count`` its size when last indexed. The index is valid while the
-    store still holds that very set with that size (:meth:`of_component`); any other change
-    to the component replaces the set and so rebuilds the index on next use.
+    ``signatures`` *is* the component's set in :attr:`ResolverStore.signatures`, grown in
+    place only by :meth:`add`. The index is valid while the store still holds that very set
+    (:meth:`of_component`); any other change to the component replaces the set
+    (:meth:`ResolverStore.pop_signatures`) and so rebuilds the index on next use.
 
     >>> store = ResolverStore(signatures={("cookie_id", "a"): frozenset({(("cookie_id", "a"),)})})
     >>> idx = SignatureIndex.of_component(store, ("cookie_id", "a"))
@@ -520,7 +526,6 @@ class SignatureIndex:
     """
 
     signatures: set[Signature]
-    count: int
     by_node: dict[Node, list[Signature]]
 
     @classmethod
@@ -529,9 +534,9 @@ class SignatureIndex:
         component's set changed since; the set becomes a mutable one then)."""
         sigs = store.signatures.get(root)
         if sigs is None:  # a new identifier: no component yet
-            return cls(set(), 0, {})
+            return cls(set(), {})
         idx = store.index.get(root)
-        if idx is not None and idx.signatures is sigs and idx.count == len(sigs):
+        if idx is not None and idx.signatures is sigs:
             return idx
         own = set(sigs)
         store.signatures[root] = own  # grown in place from now on
@@ -539,13 +544,12 @@ class SignatureIndex:
         for sig in own:
             for n in sig:
                 by_node.setdefault(n, []).append(sig)
-        store.index[root] = idx = cls(own, len(own), by_node)
+        store.index[root] = idx = cls(own, by_node)
         return idx
 
     def add(self, sig: Signature) -> None:
         """A new signature (not in the set yet)."""
         self.signatures.add(sig)
-        self.count += 1
         for n in sig:
             self.by_node.setdefault(n, []).append(sig)
 
@@ -710,8 +714,7 @@ class IncrementalResolver:
         before: dict[Node, int] = {}  # the versions the joined components' identifiers had
         dropped: set[Node] = set()
         for r in roots:
-            had = store.signatures.pop(r, frozenset())
-            store.index.pop(r, None)
+            had = store.pop_signatures(r)
             for sig in had:
                 for n in sig:
                     if n not in before:
@@ -786,11 +789,10 @@ class IncrementalResolver:
         # the union of the components, as the full path does it
         count = 1 + sum(store.events.pop(r, 0) for r in roots)
         # the largest component's set (and index) grows in place: O(the smaller ones)
-        big = max(roots, key=lambda r: index[r].count)
+        big = max(roots, key=lambda r: len(index[r].signatures))
         pooled = index[big]
         for r in roots:
-            store.signatures.pop(r, None)
-            store.index.pop(r, None)
+            store.pop_signatures(r)
             store.component_shared.pop(r, None)
             if r != big:
                 pooled.absorb(index[r])

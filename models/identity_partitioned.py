@@ -566,8 +566,7 @@ def absorb(
         store.piece_events.pop(store.piece[n], None)
         store.live.pop(store.piece[n], None)
     store.component_shared.pop(root, None)
-    store.index.pop(root, None)
-    signatures = frozenset(store.signatures.pop(root)) | other.signatures[other_root]
+    signatures = store.pop_signatures(root) | other.signatures[other_root]
     count = store.events.pop(root) + other.events[other_root]
     merged_root = uf.find(root)
     store.signatures[merged_root], store.events[merged_root] = signatures, count

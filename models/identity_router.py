@@ -272,8 +272,7 @@ class IdentityRouter:
                 continue
             root = resolver.root_of(n)
             comp = sorted(resolver.component_nodes(root), key=resolver.rules.rank)
-            signatures = store.signatures.pop(root)
-            store.index.pop(root, None)
+            signatures = store.pop_signatures(root)
             for link in resolve([Observation("", sig) for sig in sorted(signatures)], resolver.rules).refused:
                 store.refused.pop(link, None)
             live = tuple(sorted({store.profile_of[m] for m in comp}))
