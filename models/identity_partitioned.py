@@ -55,7 +55,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Mapping, MutableMapping, Union
+from typing import AbstractSet, Any, Callable, Mapping, MutableMapping, Union
 
 from models.erasure import Erased, PendingErasure, Tombstone, tombstone_key
 from models.identity import (
@@ -64,13 +64,18 @@ from models.identity import (
     Observation,
     PieceStep,
     ProfileChange,
+    Signature,
+    SignatureIndex,
     canonical_profile_id,
     changed_pieces,
     node_version,
     observation_of,
+    piece_events,
+    pieces,
     regroup,
     resolve,
     shared_changes,
+    shared_identifiers,
 )
 from models.identity_router import (
     CommandKind,
@@ -534,47 +539,115 @@ def _only_root(store: RouterStore) -> Node:
     return roots[0]
 
 
+#: merge a moved component by re-resolving only the pieces its signatures reach when the merge
+#: makes no identifier shared (:func:`absorbed_pieces`); False: resolve the whole union every
+#: time (the reference the piece path is tested against)
+PIECE_ABSORB = True
+
+
+def absorbed_pieces(
+    rules: IdentityRules, store: RouterStore, index: SignatureIndex, other: RouterStore, theirs: AbstractSet[Signature]
+) -> list[Signature] | None:
+    """The signatures to resolve again when the component ``other`` (its signatures
+    ``theirs``) joins the component of ``store`` (its :class:`~models.identity.SignatureIndex`
+    ``index``): all of ``theirs`` and every signature of ``store`` reachable from them through
+    identifiers that link. None when the merge makes an identifier shared that ``store`` did
+    not have as shared (then every piece's version changes and the union is resolved).
+
+    Why that is enough: an identifier's co-observed values come from the signatures that hold
+    it, so only an identifier both sides have can become shared; if none does and ``other``
+    brings no shared identifier ``store`` lacks, the union's shared set (and so the raw
+    component's count in every version) is ``store``'s, :func:`~models.identity.resolve`
+    decomposes over the pieces given that set, and the pieces no signature of ``theirs``
+    reaches keep their identifiers, events and profiles. The cost is ``theirs``, the pieces
+    they reach and the signatures of the identifiers both sides have, never the rest of the
+    component (a kiosk's thousands of persons when one more person's component joins it).
+    """
+    shared = store.shared
+    if any(n not in shared for n in other.shared):
+        return None
+    common = {n for sig in theirs for n in sig if n in index.by_node and n not in shared and rules.limits_of(n[0])}
+    if common:
+        near = {sig for n in common for sig in index.by_node[n]} | set(theirs)
+        if not common.isdisjoint(shared_identifiers(near, rules)):
+            return None
+    out = list(theirs)
+    seen_sigs = set(out)
+    seen = {n for sig in out for n in sig if n not in shared}
+    todo = list(seen)
+    while todo:
+        for sig in index.by_node.get(todo.pop(), ()):
+            if sig in seen_sigs:
+                continue
+            seen_sigs.add(sig)
+            out.append(sig)
+            for m in sig:
+                if m not in seen and m not in shared:
+                    seen.add(m)
+                    todo.append(m)
+    return out
+
+
 def absorb(
     rules: IdentityRules, store: RouterStore, other: RouterStore, event_id: str, at: int
 ) -> tuple[tuple[ProfileCommand, ...], tuple[IdentityEvent, ...], tuple[ProfileChange, ...], tuple[Node, ...]]:
     """Merge the component ``other`` into the component of ``store`` (mutated in place).
 
     The two may share identifiers (an event resolved at a home its component had left). The
-    merged component is resolved again over the union of both signatures; every profile that
-    either side had and that lost identifiers gets them evicted (their atoms come back on the
-    feedback topic), every live profile gets its members and ghosts and a ``touch`` with the
-    summed event count, so each live profile's last command carries the count again. Returns
-    the commands, the ``journey.identity`` records, the changes and the identifiers new to
-    ``store`` (to be claimed).
+    merged component is resolved again: only the pieces ``other``'s signatures reach
+    (:func:`absorbed_pieces`) when the merge makes no identifier shared, else the whole union.
+    Every profile that either side had and that lost identifiers gets them evicted (their
+    atoms come back on the feedback topic), and every live profile of a piece whose version
+    or profile changed gets its members and ghosts and a ``touch`` with the piece's version,
+    so each live profile's last command carries it again. Returns the commands, the
+    ``journey.identity`` records, the changes and the identifiers new to ``store`` (to be
+    claimed).
     """
     root, other_root = _only_root(store), _only_root(other)
-    mine = {n for sig in store.signatures[root] for n in sig}
-    theirs = {n for sig in other.signatures[other_root] for n in sig}
-    new = tuple(sorted(theirs - mine, key=rules.rank))
+    theirs_sigs = other.signatures[other_root]
+    index = SignatureIndex.of_component(store, root)
+    mine = index.by_node  # every identifier of store's component
+    theirs = {n for sig in theirs_sigs for n in sig}
+    piece_sigs = absorbed_pieces(rules, store, index, other, theirs_sigs) if PIECE_ABSORB else None
+    scope = theirs | set(mine) if piece_sigs is None else {n for sig in piece_sigs for n in sig}
+    new = tuple(sorted((n for n in theirs if n not in mine), key=rules.rank))
     # the versions each side's profiles last carried (an identifier both sides have changed)
-    before_version = {n: node_version(store, root, n) for n in mine - theirs}
-    before_version.update({n: node_version(other, other_root, n) for n in theirs - mine})
+    before_version = {
+        n: node_version(store, root, n) if n in mine else node_version(other, other_root, n)
+        for n in scope
+        if (n in mine) != (n in theirs)
+    }
     router = IdentityRouter(rules, store)
     uf = router.resolver._raw
     for n in new:
         uf.add(n)
         uf.union(root, n)
-    for sig in other.signatures[other_root]:
-        have = store.signature_events.get(sig, 1) if sig in store.signatures[root] else 0
+    # a shared identifier stays a piece of its own: its events so far on either side
+    shared_events = {
+        n: store.piece_events.get(n, 0) + sum(other.signature_events.get(sig, 1) for sig in theirs_sigs if n in sig)
+        for n in (() if piece_sigs is None else scope & store.shared.keys())
+    }
+    for sig in theirs_sigs:
+        have = store.signature_events.get(sig, 1) if sig in index.signatures else 0
         store.signature_events[sig] = have + other.signature_events.get(sig, 1)
-    for n in mine:
-        store.piece_events.pop(store.piece[n], None)
-        store.live.pop(store.piece[n], None)
-    store.component_shared.pop(root, None)
-    signatures = store.pop_signatures(root) | other.signatures[other_root]
+    dropped = {store.piece[n] for n in scope if n in mine}
+    for p in dropped:
+        store.piece_events.pop(p, None)
+        store.live.pop(p, None)
+    component_shared = store.component_shared.pop(root, 0)
+    for sig in theirs_sigs:  # store's set and index grow in place: O(theirs)
+        if sig not in index.signatures:
+            index.add(sig)
+    store.pop_signatures(root)
     count = store.events.pop(root) + other.events[other_root]
     merged_root = uf.find(root)
-    store.signatures[merged_root], store.events[merged_root] = signatures, count
+    store.signatures[merged_root], store.index[merged_root] = index.signatures, index
+    store.events[merged_root] = count
 
     before: dict[str, set[Node]] = {}
-    for side in (store, other):
-        for n in mine if side is store else theirs:
-            pid = side.profile_of.get(n)
+    for n in scope:
+        for side, has in ((store, n in mine), (other, n in theirs)):
+            pid = side.profile_of.get(n) if has else None
             if pid is not None:
                 before.setdefault(pid, set()).add(n)
     for link in other.refused:
@@ -588,14 +661,18 @@ def absorb(
     for n, co in other.shared.items():
         store.shared.setdefault(n, co)
 
-    sigs = sorted(signatures)
-    sub = resolve([Observation("", sig) for sig in sigs], rules)
+    sigs = sorted(index.signatures if piece_sigs is None else piece_sigs)
+    sub = resolve([Observation("", sig) for sig in sigs], rules, shared=None if piece_sigs is None else store.shared)
     changes: list[ProfileChange] = []
     for link in sub.refused:
         if link not in store.refused:
             store.refused[link] = True
             changes.append(ProfileChange("refused", None, link=link))
     changes.extend(shared_changes(sub, store.shared, sub.profile_of, store.refused))
+    # a link either side refused while an identifier it holds was not shared there yet is no
+    # refusal once the merged component has it shared: the refusals are the resolution's
+    for link in [link for link in store.refused if link.a in sub.profile_of and link not in sub.refused]:
+        del store.refused[link]
     for pid, members in sorted(sub.members.items()):
         had = before.get(pid)
         # announced again: identifiers that either side had put in another profile (a lagging
@@ -625,7 +702,16 @@ def absorb(
         store.members[pid] = members
     for n, pid in sub.profile_of.items():
         store.profile_of[n] = pid
-    groups = regroup(store, merged_root, sigs, sub.shared)
+    if piece_sigs is None:
+        groups = regroup(store, merged_root, sigs, sub.shared)
+    else:  # the pieces the moved signatures reach; the component's shared count is unchanged
+        groups = pieces(sigs, sub.shared)
+        for p, ns in groups.items():
+            for n in ns:
+                store.piece[n] = p
+        for p, k in {**piece_events(sigs, store.signature_events, store.piece), **shared_events}.items():
+            store.piece_events[p] = k
+        store.component_shared[merged_root] = component_shared
     # the pieces whose version changed (an identifier both sides had counts as changed) hear
     # of the merge, and so does every piece with a profile that changed
     changed = {c.into for c in changes if c.kind in ("created", "grown")} | set(evict)
