@@ -81,6 +81,7 @@ bench: setup
 	@$(PY) -m bench.journeys_bench
 	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --no-state
 	@$(PY) -m bench.identity_supernode --sizes 100,200,400
+	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --protocol
 
 clean: reset
 	rm -rf .venv .stack

@@ -14,6 +14,13 @@ eventually a Cassandra write in the job), home state bytes per event, and the ra
 events/s with the kiosk to events/s without it (measured in the same run). Prints a table
 and writes ``bench/results/identity_supernode.json`` (``--no-state``: the resolution alone,
 ``identity_supernode_no_state.json``).
+
+``--protocol``: the whole partitioned protocol instead of one settled home, without state
+records: the locate stage's pointers, claims, home merges (a kiosk login joins a person's
+component to the kiosk's: :func:`models.identity_partitioned.absorb`) and the feedback, each
+record handled as soon as it is sent (one subtask per stage); ``--whole-merge`` makes every
+merge resolve the union (``PIECE_ABSORB = False``, the reference path) to show what the piece
+merge saves. Writes ``identity_supernode_protocol.json`` (``..._protocol_whole_merge.json``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import argparse
 import json
 import platform
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +38,8 @@ from generator.kiosk import kiosk_population
 from models.avro_codec import SchemaCatalog
 from models.identity import IdentityRules
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
-from models.identity_partitioned import ComponentHome, HomeState
+import models.identity_partitioned as partitioned
+from models.identity_partitioned import ComponentHome, EventIn, HomeState, Locator, ToHome
 from state.records import IDENTITY_HOME_CODEC
 
 RESULTS = Path(__file__).resolve().parent / "results" / "identity_supernode.json"
@@ -88,24 +97,61 @@ def run_home(events: list[dict[str, Any]], rules: IdentityRules, encode_state: b
     return Run(len(events), time.perf_counter() - start, commands, state_bytes)
 
 
+def run_protocol(events: list[dict[str, Any]], rules: IdentityRules) -> Run:
+    """Every event through the locate stage and its home, and everything either stage sends
+    on the feedback topic handled before the next event (one subtask per stage, no state
+    records: the partitioned stages' logic alone)."""
+    locator, homes = Locator(rules, {}), {}
+    commands = 0
+    start = time.perf_counter()
+    for ev in events:
+        atom = locator.atom_of(ev)
+        if atom is None:
+            continue
+        first = locator.route_event(atom, ev, ev["event_id"])
+        to_home, feedback = deque(first.to_home), deque(first.feedback)
+        while to_home or feedback:
+            if not to_home:
+                located = locator.route_feedback(feedback.popleft())
+                to_home.extend(located.to_home)
+                feedback.extend(located.feedback)
+                continue
+            t: ToHome = to_home.popleft()
+            home = ComponentHome(rules, t.home, homes.setdefault(t.home, HomeState()))
+            msg = t.message
+            out = home.on_event(msg.event, msg.payload) if isinstance(msg, EventIn) else home.on_message(msg)
+            commands += len(out.commands)
+            feedback.extend(out.feedback)
+    return Run(len(events), time.perf_counter() - start, commands, 0)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100,400,1600", help="persons sharing the kiosk, comma separated")
     ap.add_argument("--per-person", type=int, default=7, help="events per person (kiosk login, login at home, views)")
     ap.add_argument("--no-state", action="store_true", help="skip encoding the home state record per event")
+    ap.add_argument("--protocol", action="store_true", help="the whole partitioned protocol (claims, merges), no state")
+    ap.add_argument("--whole-merge", action="store_true", help="with --protocol: every merge resolves the union")
     args = ap.parse_args(argv)
+    if args.whole_merge and not args.protocol:
+        ap.error("--whole-merge needs --protocol")
+    partitioned.PIECE_ABSORB = not args.whole_merge
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         ap.error(f"--sizes {args.sizes!r}: comma-separated integers")
     rules = IdentityRules()
     rows = []
-    print("identity supernode (plain loop, one home per component; ratio = with kiosk / without, same run)")
+    what = "partitioned protocol, " + ("whole-union merges" if args.whole_merge else "piece merges")
+    print(
+        f"identity supernode (plain loop, {what if args.protocol else 'one home per component'}; ratio = with kiosk / without, same run)"
+    )
     print(f"{'persons':>8} {'variant':>8} {'events/s':>10} {'cmds/event':>11} {'state B/event':>14} {'ratio':>6}")
     for n in sizes:
         both = {}
         for shared in (False, True):
-            run = run_home(kiosk_events(n, args.per_person, shared), rules, not args.no_state)
+            evs = kiosk_events(n, args.per_person, shared)
+            run = run_protocol(evs, rules) if args.protocol else run_home(evs, rules, not args.no_state)
             both[shared] = run.row()
             print(
                 f"{n:>8} {'kiosk' if shared else 'own':>8} {both[shared]['events_per_s']:>10,.0f} "
@@ -121,14 +167,18 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(both[True]["events_per_s"] / both[False]["events_per_s"], 3),
             }
         )
-    out = RESULTS.with_name(RESULTS.stem + "_no_state.json") if args.no_state else RESULTS
+    suffix = "_protocol" + ("_whole_merge" if args.whole_merge else "") if args.protocol else ""
+    suffix = suffix or ("_no_state" if args.no_state else "")
+    out = RESULTS.with_name(RESULTS.stem + suffix + ".json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(
         json.dumps(
             {
                 "bench": "identity_supernode",
                 "events_per_person": args.per_person,
-                "state_record_encoded": not args.no_state,
+                "state_record_encoded": not (args.no_state or args.protocol),
+                "protocol": args.protocol,
+                "piece_merges": not args.whole_merge,
                 "python": platform.python_version(),
                 "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "rows": rows,

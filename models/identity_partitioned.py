@@ -23,8 +23,9 @@ When an event brings an identifier the component did not have, its home sends a
 already pointed at another home, the two components must join: the one whose home ranks
 lower (:meth:`models.identity.IdentityRules.rank`) sends its whole state (:class:`Move`) to
 the other and leaves a forward pointer behind. The surviving home merges both states
-(:func:`absorb`): one resolution over the union of their signatures, commands that evict what
-moved and set every live profile's members, and claims that repoint the moved identifiers.
+(:func:`absorb`): a resolution of the pieces the moved signatures reach (of the union when
+the merge makes an identifier shared), commands that evict what moved and set the members of
+every live profile of the pieces that changed, and claims that repoint the moved identifiers.
 Homes only ever move to a better-ranked home, so forward chains end and every component
 ends at one home. An event that reaches a home that moved away (its pointer lagged) is
 resolved there against nothing but itself and its result sent after the component
