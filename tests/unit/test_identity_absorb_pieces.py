@@ -24,7 +24,7 @@ from models.identity import IdentityRules
 from models.identity_router import RouterStore
 from tests.profile_oracle import events
 from tests.unit.test_identity_partitioned import assert_graph_equals_the_oracle, simulate
-from tests.unit.test_identity_pieces_only import _index_consistent
+from tests.unit.test_identity_pieces_only import _index_consistent, counting
 from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
 
 
@@ -47,15 +47,17 @@ class Differential:
 
     def __call__(self, rules: IdentityRules, store: RouterStore, other: RouterStore, event_id: str, at: int) -> Any:
         ref_store, ref_other = copy.deepcopy(store), copy.deepcopy(other)
-        partitioned.PIECE_ABSORB = False
-        try:
-            want = self.real(rules, ref_store, ref_other, event_id, at)
-        finally:
-            partitioned.PIECE_ABSORB = True
         index = identity.SignatureIndex.of_component(copy.deepcopy(store), partitioned._only_root(store))
         reach = partitioned.absorbed_pieces(rules, store, index, other, other.signatures[partitioned._only_root(other)])
         self.paths["pieces" if reach is not None else "union"] += 1
-        got = self.real(rules, store, other, event_id, at)
+        was = partitioned.PIECE_ABSORB
+        try:
+            partitioned.PIECE_ABSORB = False
+            want = self.real(rules, ref_store, ref_other, event_id, at)
+            partitioned.PIECE_ABSORB = True
+            got = self.real(rules, store, other, event_id, at)
+        finally:
+            partitioned.PIECE_ABSORB = was
         assert got == want  # commands (versions, members, evictions, ghosts), records, changes, claims
         assert _state(store) == _state(ref_store)
         _index_consistent(store)
@@ -113,30 +115,18 @@ def test_a_person_joining_a_shared_kiosk_resolves_their_pieces_alone(monkeypatch
     """Once the kiosk is shared, a merge of one more person's component resolves at most that
     person's signatures, however many persons the kiosk's component holds."""
     sizes: list[int] = []
-    real = partitioned.resolve
-
-    def counting(observations, rules, shared=None):
-        observations = list(observations)
-        sizes.append(len(observations))
-        return real(observations, rules, shared)
-
-    evs = _kiosk_events(40)  # in order: the kiosk is shared at the sixth person
-    calls = Counter[str]()
+    merges = Counter[str]()
+    real_absorb = partitioned.absorb
 
     def absorb(*args: Any) -> Any:
-        calls["absorb"] += 1
-        before = len(sizes)
-        out = partitioned_absorb(*args)
-        calls["resolved"] += len(sizes) - before
-        return out
+        merges["absorb"] += 1
+        return real_absorb(*args)
 
-    partitioned_absorb = partitioned.absorb
-    monkeypatch.setattr(partitioned, "resolve", counting)
+    monkeypatch.setattr(partitioned, "resolve", counting(partitioned.resolve, sizes))
     monkeypatch.setattr(partitioned, "absorb", absorb)
-    simulate(evs, 5, 1, max_delay=0)
-    assert calls["absorb"] >= 30, calls  # each later person's component joined the kiosk's
-    late = sizes[-30:]
-    assert late and max(late) <= 2, late
+    simulate(_kiosk_events(40), 5, 1, max_delay=0)  # in order: the kiosk is shared at the sixth person
+    assert merges["absorb"] >= 34, merges  # each later person's component joined the kiosk's
+    assert len(sizes) == merges["absorb"] and max(sizes[-34:]) <= 2, sizes
 
 
 @pytest.mark.parametrize("piece_absorb", [True, False])

@@ -8,6 +8,7 @@ N persons' component."""
 from __future__ import annotations
 
 import dataclasses
+from typing import Any, Callable
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -93,19 +94,23 @@ def _kiosk(persons: int) -> list[Observation]:
     return out
 
 
+def counting(real: Callable[..., Any], sizes: list[int]) -> Callable[..., Any]:
+    """``real`` (:func:`resolve`), recording how many observations each call resolves."""
+
+    def wrapped(observations, rules, shared=None):
+        observations = list(observations)
+        sizes.append(len(observations))
+        return real(observations, rules, shared)
+
+    return wrapped
+
+
 def test_after_the_kiosk_is_shared_a_persons_new_identifier_resolves_their_piece_alone(monkeypatch) -> None:
     import models.identity as identity
 
     inc = IncrementalResolver(IdentityRules())
     sizes: list[int] = []
-    real = identity.resolve
-
-    def counting(observations, rules, shared=None):
-        observations = list(observations)
-        sizes.append(len(observations))
-        return real(observations, rules, shared)
-
-    monkeypatch.setattr(identity, "resolve", counting)
+    monkeypatch.setattr(identity, "resolve", counting(identity.resolve, sizes))
     for ob in _kiosk(60):
         inc.add(ob)
     assert inc.store.shared  # the kiosk is shared
