@@ -559,6 +559,44 @@ class SignatureIndex:
             self.add(sig)
 
 
+def piece_signatures(
+    indexes: Iterable[SignatureIndex], start: Iterable[Signature], shared: Mapping[Node, Any]
+) -> list[Signature]:
+    """``start`` and every signature of the components ``indexes`` reachable from them through
+    identifiers that link (a ``shared`` identifier links nothing): the signatures of the
+    pieces ``start`` lands in, found without a pass over the components."""
+    indexes = list(indexes)
+    out = list(start)
+    seen_sigs = set(out)
+    seen = {n for sig in out for n in sig if n not in shared}
+    todo = list(seen)
+    while todo:
+        n = todo.pop()
+        for idx in indexes:
+            for sig in idx.by_node.get(n, ()):
+                if sig in seen_sigs:
+                    continue
+                seen_sigs.add(sig)
+                out.append(sig)
+                for m in sig:
+                    if m not in seen and m not in shared:
+                        seen.add(m)
+                        todo.append(m)
+    return out
+
+
+def makes_shared(
+    indexes: Iterable[SignatureIndex], new: Iterable[Signature], candidates: AbstractSet[Node], rules: IdentityRules
+) -> bool:
+    """Whether the signatures ``new`` joining the components ``indexes`` take one of
+    ``candidates`` past its limit. Only the candidates' own signatures are looked at: an
+    identifier's co-observed values come from the signatures that hold it."""
+    if not candidates:
+        return False
+    near = {sig for idx in indexes for n in candidates for sig in idx.by_node.get(n, ())}
+    return not candidates.isdisjoint(shared_identifiers([*new, *near], rules))
+
+
 @dataclass(frozen=True)
 class PieceStep:
     """What one observation did to the pieces (:func:`piece_version`): ``touched``, the pieces
@@ -758,30 +796,12 @@ class IncrementalResolver:
         """
         store, rules = self.store, self.rules
         index = {r: SignatureIndex.of_component(store, r) for r in roots}
+        # would this signature take one of its identifiers past its limit?
         candidates = {n for n in kept if n not in store.shared and rules.limits_of(n[0])}
-        if candidates:  # would this signature take one of its identifiers past its limit?
-            near = {sig for r in roots for n in candidates for sig in index[r].by_node.get(n, ())}
-            if not candidates.isdisjoint(shared_identifiers([kept, *near], rules)):
-                return None
-        # the signatures of the piece kept lands in: every one reachable from kept's linking
-        # identifiers through identifiers that link (a shared identifier links nothing)
-        psigs = [kept]
-        seen_sigs = {kept}
-        seen = set(linking(kept, store.shared))
-        todo = list(seen)
-        while todo:
-            n = todo.pop()
-            for r in roots:
-                for sig in index[r].by_node.get(n, ()):
-                    if sig in seen_sigs:
-                        continue
-                    seen_sigs.add(sig)
-                    psigs.append(sig)
-                    for m in sig:
-                        if m not in seen and m not in store.shared:
-                            seen.add(m)
-                            todo.append(m)
-        hit = {store.piece[n] for n in seen if n in store.piece}
+        if makes_shared(index.values(), [kept], candidates, rules):
+            return None
+        psigs = piece_signatures(index.values(), [kept], store.shared)
+        hit = {store.piece[n] for sig in psigs for n in sig if n in store.piece and n not in store.shared}
         old_shared = {r: store.component_shared.get(r, 0) for r in roots}
         total = sum(old_shared.values())
         # the signatures of components whose shared count changes (all their pieces' versions do)

@@ -69,14 +69,15 @@ from models.identity import (
     SignatureIndex,
     canonical_profile_id,
     changed_pieces,
+    makes_shared,
     node_version,
     observation_of,
     piece_events,
+    piece_signatures,
     pieces,
     regroup,
     resolve,
     shared_changes,
-    shared_identifiers,
 )
 from models.identity_router import (
     CommandKind,
@@ -568,25 +569,9 @@ def absorbed_pieces(
     if any(n not in shared for n in other.shared):
         return None
     common = {n for sig in theirs for n in sig if n in index.by_node and n not in shared and rules.limits_of(n[0])}
-    if common:
-        near = {sig for n in common for sig in index.by_node[n]} | set(theirs)
-        if not common.isdisjoint(shared_identifiers(near, rules)):
-            return None
-    out = list(theirs)
-    seen_sigs = set(out)
-    seen = {n for sig in out for n in sig if n not in shared}
-    todo = list(seen)
-    while todo:
-        for sig in index.by_node.get(todo.pop(), ()):
-            if sig in seen_sigs:
-                continue
-            seen_sigs.add(sig)
-            out.append(sig)
-            for m in sig:
-                if m not in seen and m not in shared:
-                    seen.add(m)
-                    todo.append(m)
-    return out
+    if makes_shared([index], theirs, common, rules):
+        return None
+    return piece_signatures([index], theirs, shared)
 
 
 def absorb(
