@@ -45,19 +45,25 @@ from state.records import IDENTITY_HOME_CODEC
 RESULTS = Path(__file__).resolve().parent / "results" / "identity_supernode.json"
 
 
-def kiosk_events(persons: int, per_person: int, shared: bool) -> list[dict[str, Any]]:
+def kiosk_normalized(persons: int, per_person: int, shared: bool) -> list[bytes]:
     """:func:`generator.kiosk.kiosk_population` (with the kiosk shared, or each kiosk login on
-    a device of the person's own: the same events otherwise) through ingestion, decoded (the
-    events the identity stage gets)."""
+    a device of the person's own: the same events otherwise) through ingestion: the
+    ``NormalizedEvent`` values the profiles job reads."""
     ds = kiosk_population(persons, per_person, seed=16, shared=shared)
-    ing, catalog = Ingestor(IngestSettings("bench-supernode-salt-0123")), SchemaCatalog.load()
+    ing = Ingestor(IngestSettings("bench-supernode-salt-0123"))
     out = []
     for i, rec in enumerate(ds.records):
         res = ing.process(SourceRecord(rec.value, rec.topic, 0, i, 1_800_000_000_000))
         if not isinstance(res, Accepted):
             raise SystemExit(f"bench: generated record {i} not accepted: {res}")
-        out.append(catalog.decode(res.value)[1])
+        out.append(res.value)
     return out
+
+
+def kiosk_events(persons: int, per_person: int, shared: bool) -> list[dict[str, Any]]:
+    """:func:`kiosk_normalized`, decoded (the events the identity stage gets)."""
+    catalog = SchemaCatalog.load()
+    return [catalog.decode(v)[1] for v in kiosk_normalized(persons, per_person, shared)]
 
 
 @dataclass

@@ -29,7 +29,8 @@ Counters (names unique across the job's operators): locate-identity ``events``,
 ``identity_<created|grown|merged|split|refused|shared>``, ``claims``, ``components_moved``,
 ``moved_states``, ``journey_parts``, ``orphan_messages``, ``erased_at_home`` (dropped: the
 component was erased), ``erasure_requests``, ``erasures``, ``erased_profiles``,
-``erased_identifiers``; identity-clock ``ticks``, ``erasures_due``.
+``erased_identifiers``, ``home_state_bytes`` (the state records written, summed: a home's
+record is its whole component); identity-clock ``ticks``, ``erasures_due``.
 """
 
 from __future__ import annotations
@@ -245,6 +246,7 @@ class ResolveIdentity(KeyedProcessFunction):
                 "erasures",
                 "erased_profiles",
                 "erased_identifiers",
+                "home_state_bytes",
             ),
         )
 
@@ -268,7 +270,9 @@ class ResolveIdentity(KeyedProcessFunction):
             if stored is not None:
                 self.state.clear()
         else:
-            self.state.update(IDENTITY_HOME_CODEC.encode(st))
+            record = IDENTITY_HOME_CODEC.encode(st)
+            count("home_state_bytes", len(record))
+            self.state.update(record)
         yield from self._emit(out, home.home)
 
     def _emit(self, out: HomeOutput, home: Node) -> Iterable[Any]:
