@@ -131,6 +131,14 @@ def run_protocol(events: list[dict[str, Any]], rules: IdentityRules) -> Run:
     return Run(len(events), time.perf_counter() - start, commands, 0)
 
 
+def write_results(path: Path, data: dict[str, Any]) -> None:
+    """``data`` with the time of writing, as indented JSON at ``path``; says where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = data | {"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", default="100,400,1600", help="persons sharing the kiosk, comma separated")
@@ -176,24 +184,18 @@ def main(argv: list[str] | None = None) -> int:
     suffix = "_protocol" + ("_whole_merge" if args.whole_merge else "") if args.protocol else ""
     suffix = suffix or ("_no_state" if args.no_state else "")
     out = RESULTS.with_name(RESULTS.stem + suffix + ".json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "bench": "identity_supernode",
-                "events_per_person": args.per_person,
-                "state_record_encoded": not (args.no_state or args.protocol),
-                "protocol": args.protocol,
-                "piece_merges": not args.whole_merge,
-                "python": platform.python_version(),
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        out,
+        {
+            "bench": "identity_supernode",
+            "events_per_person": args.per_person,
+            "state_record_encoded": not (args.no_state or args.protocol),
+            "protocol": args.protocol,
+            "piece_merges": not args.whole_merge,
+            "python": platform.python_version(),
+            "rows": rows,
+        },
     )
-    print(f"wrote {out}")
     return 0
 
 

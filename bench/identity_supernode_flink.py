@@ -26,7 +26,6 @@ stack's Kafka, Cassandra and Flink (started here if down, as ``make bench`` does
 from __future__ import annotations
 
 import argparse
-import json
 import time
 import uuid
 from pathlib import Path
@@ -34,7 +33,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from bench.identity_supernode import kiosk_normalized
+from bench.identity_supernode import kiosk_normalized, write_results
 from bench.sustained import (
     BOOTSTRAP,
     Deployment,
@@ -46,12 +45,11 @@ from bench.sustained import (
     machine,
     restarts,
     say,
+    stack_session,
     vertex_ratios,
 )
 from k8s.topics import ensure_topics
-from local import stack
 from local.flink_cluster import counter_total, operator_counters, rest
-from state.cassandra_schema import connect
 
 RESULTS = Path(__file__).resolve().parent / "results" / "identity_supernode_flink.json"
 #: the counters read at the end: locate-identity ``events``, resolve-identity ``commands``,
@@ -213,10 +211,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    for name in ("kafka", "cassandra", "flink"):
-        stack.COMPONENTS[name].start()
-    stack.ensure_taskmanagers()
-    session = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    session = stack_session()
     offsets = Offsets()
     rows = []
     say(f"identity supernode in Flink (profiles job, parallelism {args.parallelism}; ratio = kiosk / own, same run)")
@@ -233,25 +228,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         offsets.close()
     print_table(rows)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "bench": "identity_supernode_flink",
-                "events_per_person": args.per_person,
-                "parallelism": args.parallelism,
-                "checkpoint_ms": args.checkpoint_ms,
-                "timeout_s": args.timeout_s,
-                "job_env": args.env,
-                "machine": machine(),
-                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        args.out,
+        {
+            "bench": "identity_supernode_flink",
+            "events_per_person": args.per_person,
+            "parallelism": args.parallelism,
+            "checkpoint_ms": args.checkpoint_ms,
+            "timeout_s": args.timeout_s,
+            "job_env": args.env,
+            "machine": machine(),
+            "rows": rows,
+        },
     )
-    print(f"wrote {args.out}")
     return 0
 
 

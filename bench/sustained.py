@@ -1008,12 +1008,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def stack_session() -> Any:
+    """Start the local stack's Kafka, Cassandra and Flink (with its TaskManagers) where down;
+    a Cassandra session."""
     for name in ("kafka", "cassandra", "flink"):
         stack.COMPONENTS[name].start()
     stack.ensure_taskmanagers()
-    session = connect("127.0.0.1", stack.CASSANDRA_PORT)
+    return connect("127.0.0.1", stack.CASSANDRA_PORT)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    session = stack_session()
     backlog = make_backlog(args.persons, seed=424242)
     offsets = Offsets()
     data: dict[str, Any] = {
