@@ -52,7 +52,7 @@ from k8s.topics import ensure_topics
 from local.flink_cluster import counter_total, operator_counters, rest
 
 RESULTS = Path(__file__).resolve().parent / "results" / "identity_supernode_flink.json"
-#: the counters read at the end: locate-identity ``events``, resolve-identity ``commands``,
+#: the counters read at every poll: locate-identity ``events``, resolve-identity ``commands``,
 #: journeys ``journey_events`` (one per event past identity: the rate), fold-profiles
 #: ``cassandra_mutations``; and resolve-identity's merges and moves
 COUNTERS = [
