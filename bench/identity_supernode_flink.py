@@ -31,8 +31,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Producer
-
 from bench.identity_supernode import kiosk_normalized, write_results
 from bench.sustained import (
     BOOTSTRAP,
@@ -40,9 +38,9 @@ from bench.sustained import (
     Offsets,
     _check_running,
     _mean_ratios,
-    _produce,
     checkpoint_stats,
     machine,
+    produce_backlog,
     restarts,
     say,
     stack_session,
@@ -71,16 +69,6 @@ COUNTERS = [
 RATE_COUNTER = "journey_events"
 
 
-def produce(values: list[bytes], topic: str) -> None:
-    """``values`` to ``topic`` (two partitions, as the stack's topics), flushed."""
-    ensure_topics(BOOTSTRAP, partitions=2, topics=(topic,))
-    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "batch.size": 1_000_000})
-    for i, v in enumerate(values):
-        _produce(p, topic, v, i)
-    if p.flush(120) != 0:
-        raise RuntimeError(f"bench: records for {topic} not delivered within 120 s")
-
-
 def resolve_state_bytes(job: str) -> int | None:
     """The resolve-identity vertex's state in the job's last completed checkpoint (bytes)."""
     latest = (rest(f"/jobs/{job}/checkpoints").get("latest") or {}).get("completed")
@@ -98,7 +86,8 @@ def measure(
     """One run of the profiles job over ``values`` (module docstring)."""
     run = f"supernode{uuid.uuid4().hex[:8]}-{label}"
     topic, total = f"{run}.normalized-in", len(values)
-    produce(values, topic)
+    ensure_topics(BOOTSTRAP, partitions=2, topics=(topic,))
+    produce_backlog([topic] * total, values)
     dep = Deployment(run, session, extra_env=args.env)
     dep.topics.append(topic)
     try:

@@ -268,14 +268,20 @@ def make_backlog(persons: int, seed: int) -> Backlog:
     b = Backlog(prefix, [(r.topic.rsplit(".", 1)[-1], r.value) for r in ds.records], normalized)
     ensure_topics(BOOTSTRAP, partitions=2, topics=(*b.raw_topics, b.normalized_topic))
     say(f"producing {len(b.raw_values):,} raw and {len(normalized):,} normalized records to {prefix}.*")
-    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "batch.size": 1_000_000})
-    for i, (channel, v) in enumerate(b.raw_values):
-        _produce(p, f"{prefix}.events.{channel}", v, i)
-    for i, v in enumerate(normalized):
-        _produce(p, b.normalized_topic, v, i)
-    assert p.flush(120) == 0
+    produce_backlog([f"{prefix}.events.{channel}" for channel, _ in b.raw_values], [v for _, v in b.raw_values])
+    produce_backlog([b.normalized_topic] * len(normalized), normalized)
     b.produced_raw, b.produced_normalized = len(b.raw_values), len(normalized)
     return b
+
+
+def produce_backlog(topics: list[str], values: list[bytes]) -> None:
+    """Each value to its topic, on partition ``i % 2`` by its position, in large batches;
+    raises unless every record is delivered within 120 s."""
+    p = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "batch.size": 1_000_000})
+    for i, (topic, v) in enumerate(zip(topics, values, strict=True)):
+        _produce(p, topic, v, i)
+    if p.flush(120) != 0:
+        raise RuntimeError(f"bench: {len(values):,} records to {sorted(set(topics))} not delivered within 120 s")
 
 
 def _produce(p: Producer, topic: str, value: bytes, i: int) -> None:
