@@ -22,11 +22,12 @@ homes, or a **forward** pointer to the root it joined. Messages, each addressed 
 ``Absorb(shared, homes)``
     a joining component's entry.
 
-Each root tells its homes the new ``S`` (:class:`Told`) whenever it grows: a new shared
-identifier, or a join that brings identifiers the other side lacked (then only the side that
-lacked them is told). A home keeps the highest ``S`` it was told. ``S`` only grows, and at the
-end every registered home has been told its component's count, whatever the order and delays
-of the messages (``tests/unit/test_identity_registry.py``). The fan-out is the one cost left
+Each root tells its homes the component's shared identifiers (:class:`Told`) whenever ``S``
+grows: a new shared identifier, or a join that brings identifiers the other side lacked (then
+only the side that lacked them is told). A home keeps the union of what it was told and what
+it found shared itself (:func:`learnt`). The set only grows, and at the end every
+registered home has been told its component's whole set, whatever the order and delays of the
+messages (``tests/unit/test_identity_registry.py``). The fan-out is the one cost left
 that grows with a component: at most once per shared identifier per home, so amortised over
 the events.
 
@@ -39,25 +40,25 @@ Examples
 >>> at(kiosk, Register(("customer_id", "c1"))).told               # S = 0 so far: nothing to tell
 ()
 >>> at(kiosk, Counted(kiosk)).told
-(Told(home=('customer_id', 'c1'), shared=1),)
+(Told(home=('customer_id', 'c1'), shared=frozenset({('device_id', 'kiosk-1')})),)
 >>> at(tablet, Register(("customer_id", "c2"))).told
 ()
->>> at(tablet, Counted(tablet)).told
-(Told(home=('customer_id', 'c2'), shared=1),)
+>>> [len(t.shared) for t in at(tablet, Counted(tablet)).told]
+[1]
 >>> (fwd,) = at(kiosk, Join(tablet)).forward                        # the kiosk's key ranks better:
 >>> fwd                                                             # the tablet's component comes here
 Forward(address=('device_id', 'tab-7'), message=Join(other=('device_id', 'kiosk-1')))
 >>> (move,) = at(tablet, fwd.message).forward
 >>> move.message.homes, reg[tablet].forward
 (frozenset({('customer_id', 'c2')}), ('device_id', 'kiosk-1'))
->>> at(kiosk, move.message).told                                    # both homes now count 2
-(Told(home=('customer_id', 'c1'), shared=2), Told(home=('customer_id', 'c2'), shared=2))
+>>> [(t.home[1], len(t.shared)) for t in at(kiosk, move.message).told]  # both homes now count 2
+[('c1', 2), ('c2', 2)]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import MutableMapping, Union
+from typing import AbstractSet, MutableMapping, Union
 
 from models.identity import IdentityRules, Node
 
@@ -104,10 +105,16 @@ class Forward:
 
 @dataclass(frozen=True)
 class Told:
-    """For the home ``home``: its raw component has ``shared`` shared identifiers (so far)."""
+    """For the home ``home``: its raw component's shared identifiers (so far).
+
+    The set, not only its size ``S``: a home may hold one of them and still link through it (it
+    joined the identifier before the identifier became shared elsewhere); told the set, it
+    stops linking through it at once, so ``S`` never counts an identifier the home still links
+    through, and a home's own new shared identifier, which no registry can have counted yet,
+    raises its ``S`` by one (the argument is in :func:`learnt`)."""
 
     home: Node
-    shared: int
+    shared: frozenset[Node]
 
 
 @dataclass
@@ -147,7 +154,7 @@ class RegistryKey:
             if msg.home in st.homes:
                 return RegistryOutput()
             st.homes[msg.home] = True
-            return RegistryOutput(told=(Told(msg.home, len(st.shared)),) if st.shared else ())
+            return RegistryOutput(told=(Told(msg.home, frozenset(st.shared)),) if st.shared else ())
         if isinstance(msg, Join):
             return self._join(msg.other)
         if isinstance(msg, Absorb):
@@ -174,8 +181,8 @@ class RegistryKey:
             st.homes[h] = True
         out = self._count(tuple(sorted(msg.shared)), new_homes)
         # the homes that came with the entry (the count told only this root's): told if behind
-        total = len(st.shared)
-        extra = tuple(Told(h, total) for h in new_homes if total > theirs)
+        total = frozenset(st.shared)
+        extra = tuple(Told(h, total) for h in new_homes if len(total) > theirs)
         return RegistryOutput(out.told + extra, out.forward)
 
     def _count(self, nodes: tuple[Node, ...], quiet: list[Node] | tuple[Node, ...]) -> RegistryOutput:
@@ -186,5 +193,48 @@ class RegistryKey:
             return RegistryOutput()
         for n in new:
             st.shared[n] = True
-        total, skip = len(st.shared), set(quiet)
+        total, skip = frozenset(st.shared), set(quiet)
         return RegistryOutput(told=tuple(Told(h, total) for h in sorted(st.homes) if h not in skip))
+
+
+def learnt(
+    home: Node, known: AbstractSet[Node], new: AbstractSet[Node], found: AbstractSet[Node]
+) -> tuple[Forward, ...]:
+    """The registry messages of a home that learns the shared identifiers ``new`` of its raw
+    component (``known``: those it knew before; ``found``: those of ``new`` it found shared
+    itself, their limit passed among its own signatures, which no key can have counted yet).
+
+    Each new identifier's key counts it (if found here) and registers the home, and joins the
+    component's first known key, so every key of a raw component ends in one registry
+    component: the keys of a raw component are its shared identifiers, and the component is
+    connected through homes, each holding some of them.
+
+    Why a home's ``S = len(known)`` versions its profiles (:func:`models.identity.piece_version`)
+    with the homes of one raw component spread over many keys: ``known`` is a subset of the
+    raw component's final shared set (an identifier is found shared only past its limit, which
+    more events cannot undo; a claim is answered shared only for one found; the registry counts
+    only found ones), so ``S`` is at most the final count; it ends equal to it (every home
+    holding a shared identifier registers, and the registry tells every registered home the
+    whole set); and a home's piece shrinks only when it stops linking through an identifier,
+    which is then new to ``known``, so ``S`` grows at that step. Hence on any prefix of any order
+    a profile's version is at most its final one, as with the count over a whole component.
+    The set, not a count, must be told: a count cannot tell a home whether an identifier it
+    still links through is among those counted.
+
+    >>> kiosk, tablet, c1 = ("device_id", "kiosk-1"), ("device_id", "tab-7"), ("customer_id", "c1")
+    >>> learnt(c1, set(), {kiosk}, {kiosk})
+    (Forward(address=('device_id', 'kiosk-1'), message=Counted(node=('device_id', 'kiosk-1'))), Forward(address=('device_id', 'kiosk-1'), message=Register(home=('customer_id', 'c1'))))
+    >>> [(f.address[1], type(f.message).__name__) for f in learnt(c1, {kiosk}, {tablet}, set())]
+    [('tab-7', 'Register'), ('tab-7', 'Join')]
+    """
+    out: list[Forward] = []
+    first = min(known) if known else None
+    for n in sorted(new - known):
+        if n in found:
+            out.append(Forward(n, Counted(n)))
+        out.append(Forward(n, Register(home)))
+        if first is None:
+            first = n
+        else:
+            out.append(Forward(n, Join(first)))
+    return tuple(out)
