@@ -282,6 +282,8 @@ PIECE_EVENT_BITS = 22
 MAX_PIECE_EVENTS = 1 << PIECE_EVENT_BITS
 #: shared identifiers one raw component may hold (:func:`piece_version`)
 MAX_COMPONENT_SHARED = 1 << 16
+#: the event count in the version of a shared identifier's own piece (:func:`node_version`)
+SHARED_PIECE_EVENTS = MAX_PIECE_EVENTS - 1
 
 
 def piece_version(shared: int, events: int) -> int:
@@ -339,13 +341,18 @@ def piece_events(
 
 
 def resolve(
-    observations: Iterable[Observation], rules: IdentityRules, shared: Mapping[Node, str] | None = None
+    observations: Iterable[Observation],
+    rules: IdentityRules,
+    shared: Mapping[Node, str] | None = None,
+    known: Mapping[Node, str] | None = None,
 ) -> Resolution:
     """Profiles as a function of the set of observations (see the module docstring).
 
     ``shared``: the shared identifiers when known from more observations than these (the
     pieces of a raw component resolved alone, :meth:`IncrementalResolver.add`); by default
-    computed from these observations. Only those among the observations' identifiers count.
+    computed from these observations, plus ``known``: identifiers found shared among
+    observations elsewhere (a home of part of a raw component, :mod:`models.identity_partitioned`).
+    Only those among the observations' identifiers count.
     """
     given = shared
     unique = set(rules.unique_types)
@@ -365,6 +372,9 @@ def resolve(
         signatures.add(tuple(kept))
     if given is None:
         shared = shared_identifiers(signatures, rules)
+        for n, co in (known or {}).items():
+            if n in nodes:
+                shared.setdefault(n, co)
     else:
         shared = {n: co for n, co in given.items() if n in nodes}
     for sig in signatures:
@@ -621,13 +631,32 @@ def regroup(
             store.piece[n] = p
     for p, k in piece_events(sigs, store.signature_events, store.piece).items():
         store.piece_events[p] = k
-    store.component_shared[root] = len(shared)
+    store.component_shared[root] = len(shared) + len(outside_shared(store))
     return groups
 
 
+def outside_shared(store: ResolverStore) -> list[Node]:
+    """The shared identifiers ``store`` knows of that none of its components holds: a home of
+    part of a raw component told of them (:mod:`models.identity_partitioned`); they count in
+    its ``S``. A store that holds whole raw components has none."""
+    return [n for n in store.shared if n not in store.parent]
+
+
 def node_version(store: ResolverStore, root: Node, node: Node) -> int:
-    """The version of ``node``'s piece (``root``: its raw component's root)."""
-    return piece_version(store.component_shared.get(root, 0), store.piece_events[store.piece[node]])
+    """The version of ``node``'s piece (``root``: its raw component's root).
+
+    A shared identifier is a piece of its own, whose profile holds only the events it is the
+    atom of and never changes members; its version is ``(S, SHARED_PIECE_EVENTS)``: above every
+    version it had while it linked (``S`` grew when it became shared, and the count is the
+    largest), constant while ``S`` is, so its rows are ordered by the events folded alone. So
+    its version needs no count of the events that hold it, which the homes of a kiosk's
+    customers do not have (issue 16), and an event that merely holds it changes nothing
+    there (no command).
+    """
+    shared = store.component_shared.get(root, 0)
+    if node in store.shared:
+        return piece_version(shared, SHARED_PIECE_EVENTS)
+    return piece_version(shared, store.piece_events[store.piece[node]])
 
 
 def changed_pieces(
@@ -741,7 +770,8 @@ class IncrementalResolver:
                 hit = frozenset(store.piece[n] for n in kept)
                 for p in hit:
                     store.piece_events[p] += 1
-                self.step = PieceStep(hit)
+                # a shared identifier's version does not count events: only its own events reach it
+                self.step = PieceStep(frozenset(p for p in hit if p not in store.shared or p == kept[0]))
                 return []
         if self.fast_reresolve:
             fast = self._add_within_pieces(kept, roots)
@@ -770,10 +800,12 @@ class IncrementalResolver:
         store.events[root] = count
         store.signature_events[kept] = 1
         sigs = sorted(pooled)
-        sub = resolve([Observation("", sig) for sig in sigs], self.rules)
+        sub = resolve([Observation("", sig) for sig in sigs], self.rules, known=store.shared)
         changes = self._reresolve(sub)
         groups = regroup(store, root, sigs, sub.shared)
-        touched = {store.piece[n] for n in kept} | changed_pieces(store, root, groups, before)
+        # a shared identifier the set merely holds keeps its version (node_version): untouched
+        own = {store.piece[n] for n in kept if n == kept[0] or n not in store.shared}
+        touched = own | changed_pieces(store, root, groups, before)
         self.step = PieceStep(frozenset(touched), groups, frozenset(dropped))
         return changes
 
@@ -855,7 +887,50 @@ class IncrementalResolver:
                 others.setdefault(store.piece[n], set()).add(n)
         for p, ns in others.items():
             regrouped[p] = regrouped.get(p, frozenset()) | ns
-        self.step = PieceStep(frozenset(regrouped), regrouped, frozenset(dropped))
+        # a shared identifier the set merely holds keeps its version (node_version): untouched
+        idle = {n for n in kept[1:] if n in given and n not in others}
+        self.step = PieceStep(frozenset(p for p in regrouped if p not in idle), regrouped, frozenset(dropped))
+        return changes
+
+    def learn_shared(self, learnt: Mapping[Node, str]) -> list[ProfileChange]:
+        """Identifiers of this store's raw component found shared elsewhere (a home of part of
+        a raw component is told them, :mod:`models.identity_partitioned`), with the type that
+        made each shared: they link nothing from now on and count in ``S``, also those the
+        store does not hold (:func:`outside_shared`). Each component is resolved again (a
+        home holds one); ``S`` grew, so every piece's version changes. No ``shared`` change
+        is announced: the home that found the identifier shared did."""
+        store, rules = self.store, self.rules
+        self.step = PieceStep()
+        new = {n: co for n, co in learnt.items() if n not in store.shared}
+        if not new:
+            return []
+        roots = sorted(store.signatures)
+        before: dict[Node, int] = {}
+        dropped: set[Node] = set()
+        for r in roots:
+            for sig in store.signatures[r]:
+                for n in sig:
+                    if n not in before:
+                        before[n] = node_version(store, r, n)
+                        dropped.add(store.piece[n])
+        store.shared.update(new)
+        for p in dropped:
+            store.piece_events.pop(p, None)
+        changes: list[ProfileChange] = []
+        groups: dict[Node, frozenset[Node]] = {}
+        touched: set[Node] = set()
+        for r in roots:
+            sigs = sorted(store.pop_signatures(r))
+            store.signatures[r] = frozenset(sigs)
+            sub = resolve([Observation("", sig) for sig in sigs], rules, known=store.shared)
+            changes.extend(self._reresolve(sub))
+            # links refused only through an identifier that links no more are not refused
+            for link in [link for link in self.refused if link.a in sub.profile_of and link not in sub.refused]:
+                del self.refused[link]
+            regrouped = regroup(store, r, sigs, sub.shared)
+            touched |= changed_pieces(store, r, regrouped, before)
+            groups.update(regrouped)
+        self.step = PieceStep(frozenset(touched), groups, frozenset(dropped))
         return changes
 
     def _reresolve(self, sub: Resolution) -> list[ProfileChange]:

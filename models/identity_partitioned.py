@@ -48,7 +48,7 @@ Examples
 >>> out = run(("cookie_id", "ck1"), {"cookie_id": "ck1"}, "e1")
 >>> out = run(("customer_id", "c1"), {"customer_id": "c1", "cookie_id": "ck1"}, "e2")
 >>> out.feedback  # c1's new home claims the cookie, which points at its own home
-(Feedback(address=('cookie_id', 'ck1'), message=Claim(node=('cookie_id', 'ck1'), home=('customer_id', 'c1'), event_id='e2', at=1)),)
+(Feedback(address=('cookie_id', 'ck1'), message=Claim(node=('cookie_id', 'ck1'), home=('customer_id', 'c1'), event_id='e2', at=1, seen=())),)
 >>> [(t.home, type(t.message).__name__) for t in loc.route_feedback(out.feedback[0]).to_home]
 [(('cookie_id', 'ck1'), 'MergeInto')]
 """
@@ -56,7 +56,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import AbstractSet, Any, Callable, Mapping, MutableMapping, Union
+from typing import AbstractSet, Any, Callable, Iterable, Mapping, MutableMapping, Union
 
 from models.erasure import Erased, PendingErasure, Tombstone, tombstone_key
 from models.identity import (
@@ -79,6 +79,17 @@ from models.identity import (
     resolve,
     shared_changes,
 )
+from models.identity_registry import (
+    Absorb,
+    Counted,
+    Join,
+    Register,
+    RegistryKey,
+    RegistryMessage,
+    RegistryState,
+    Told,
+    learnt,
+)
 from models.identity_router import (
     CommandKind,
     IdentityEvent,
@@ -94,12 +105,53 @@ from models.identity_router import (
 
 @dataclass(frozen=True)
 class Claim:
-    """``node`` belongs to the component at ``home`` (caused by event ``event_id`` at ``at``)."""
+    """``node`` belongs to the component at ``home`` (caused by event ``event_id`` at ``at``);
+    ``seen``: the identifiers the component shows with it that count towards its limits
+    (:func:`co_observed`), so that the locate stage can find it shared (:data:`SHARED_HOMES`)."""
 
     node: Node
     home: Node
     event_id: str
     at: int
+    seen: tuple[Node, ...] = ()
+
+
+def co_observed(rules: IdentityRules, node: Node, signatures: Iterable[Signature]) -> tuple[Node, ...]:
+    """The identifiers ``signatures`` show with ``node`` whose type has a limit for ``node``'s
+    type (:meth:`~models.identity.IdentityRules.limits_of`), at most one past the limit per type.
+
+    >>> kiosk = ("device_id", "kiosk")
+    >>> rules = IdentityRules(shared_limits=(("device_id", "customer_id", 1),))
+    >>> co_observed(rules, kiosk, [(("customer_id", f"c{i}"), kiosk, ("cookie_id", "x")) for i in range(4)])
+    (('customer_id', 'c0'), ('customer_id', 'c1'))
+    """
+    limits = dict(rules.limits_of(node[0]))
+    if not limits:
+        return ()
+    out: dict[str, set[Node]] = {}
+    for sig in signatures:
+        for m in sig:
+            if m != node and m[0] in limits:
+                values = out.setdefault(m[0], set())
+                if len(values) <= limits[m[0]]:
+                    values.add(m)
+    return tuple(sorted(m for values in out.values() for m in values))
+
+
+def past_limit(rules: IdentityRules, node: Node, seen: Iterable[Node]) -> str | None:
+    """The type, first by priority, whose limit for ``node`` the identifiers ``seen`` with it
+    pass (:func:`models.identity.shared_identifiers` over any signatures that show them with
+    it: more signatures only add values, so the finding is final); None: none.
+
+    >>> kiosk = ("device_id", "kiosk")
+    >>> past_limit(IdentityRules(), kiosk, [("customer_id", f"c{i}") for i in range(5)]) is None
+    True
+    >>> past_limit(IdentityRules(), kiosk, [("customer_id", f"c{i}") for i in range(6)])
+    'customer_id'
+    """
+    seen = set(seen)
+    over = [co for co, limit in rules.limits_of(node[0]) if sum(1 for m in seen if m[0] == co) > limit]
+    return min(over, key=rules.priority.index) if over else None
 
 
 @dataclass(frozen=True)
@@ -168,7 +220,54 @@ class Tombstoned:
     at: int
 
 
-Message = Union[Claim, MergeInto, Move, Moved, EraseDue, EraseHome, EraseClosure, Tombstoned]
+@dataclass(frozen=True)
+class MarkShared:
+    """For the locate stage: ``node`` is shared (found past its limit for the type ``co`` at
+    the home ``home``): a claim for it is answered :class:`SharedIs` from now on."""
+
+    node: Node
+    co: str
+    home: Node
+
+
+@dataclass(frozen=True)
+class SharedIs:
+    """For the component at the message's address: ``node`` is shared (for the type ``co``);
+    it links nothing there from now on (caused by ``event_id``). ``found``: the locate stage
+    found it so from the claims, and the component is where the identifier lives: it
+    announces the finding and has it counted."""
+
+    node: Node
+    co: str
+    event_id: str
+    at: int
+    found: bool = False  # the locate stage has had it counted (models.identity_registry.Counted)
+
+
+Message = Union[
+    Claim,
+    MergeInto,
+    Move,
+    Moved,
+    EraseDue,
+    EraseHome,
+    EraseClosure,
+    Tombstoned,
+    MarkShared,
+    SharedIs,
+    Counted,
+    Register,
+    Join,
+    Absorb,
+    Told,
+]
+
+#: homes per linked component (issue 16): a home that finds an identifier shared marks it so
+#: at the locate stage, a claim for a shared identifier is answered :class:`SharedIs` instead
+#: of joining the two homes, and the raw component's shared identifiers reach every home
+#: through the registry (:mod:`models.identity_registry`). False: each raw component lives
+#: at one home (the job's protocol until the messages are wired into it)
+SHARED_HOMES = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +301,11 @@ class LocateEntry:
 
     home: Node | None = None
     erased: Tombstone | None = None
+    #: the type whose limit made the identifier shared (None: not shared); a claim for it is
+    #: answered :class:`SharedIs` (:data:`SHARED_HOMES`)
+    shared: str | None = None
+    #: what the claims showed with it (:func:`co_observed`; at most one past each limit)
+    seen: tuple[Node, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -229,8 +333,12 @@ class Locator:
         rules: IdentityRules,
         entries: MutableMapping[Node, LocateEntry],
         ledger: Callable[[str], bool] | None = None,
+        registry: MutableMapping[Node, RegistryState] | None = None,
     ) -> None:
         self.rules, self.entries, self.ledger = rules, entries, ledger
+        #: the registry's keys (:mod:`models.identity_registry`), keyed like the entries: a
+        #: registry key is a shared identifier
+        self.registry = registry if registry is not None else {}
 
     def atom_of(self, event: Mapping[str, Any]) -> Node | None:
         """The event's highest-priority identifier that is not blocked (None: all blocked)."""
@@ -267,6 +375,15 @@ class Locator:
         elsewhere); erasure messages tombstone identifiers or reach their component; anything
         else goes on to the home the address points at."""
         msg = fb.message
+        if isinstance(msg, (Counted, Register, Join, Absorb)):
+            return self._registry(fb.address, msg)
+        if isinstance(msg, MarkShared):
+            entry = self.entry(msg.node)
+            if entry is None:  # the finding home's claim is still on its way
+                self.entries[msg.node] = LocateEntry(home=msg.home, shared=msg.co)
+            elif entry.erased is None and entry.shared is None:
+                self.entries[msg.node] = replace(entry, shared=msg.co)
+            return Located()
         if isinstance(msg, Tombstoned):
             self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
             return Located()
@@ -282,17 +399,49 @@ class Locator:
             return Located(to_home=(ToHome(self.home_of(fb.address), msg),))
         entry = self.entry(msg.node)
         if entry is None:
-            self.entries[msg.node] = LocateEntry(home=msg.home)
-            return Located()
+            entry = LocateEntry(home=msg.home)
         if entry.erased is not None:  # the component took an erased identifier: erase it
             return Located(to_home=(ToHome(msg.home, EraseHome(entry.erased.request_id, msg.event_id, msg.at)),))
         pointer = entry.home
         assert pointer is not None
+        if SHARED_HOMES and entry.shared is None and msg.seen:
+            entry = self._seen(msg, entry)
+            if entry.shared is not None:  # found shared from the claims: counted, its home announces it
+                found = SharedIs(msg.node, entry.shared, msg.event_id, msg.at, found=True)
+                to: tuple[ToHome, ...] = (ToHome(pointer, found),)
+                if pointer != msg.home:
+                    to += (ToHome(msg.home, replace(found, found=False)),)
+                return Located(to_home=to, feedback=(Feedback(msg.node, Counted(msg.node)),))
+        if self.entries.get(msg.node) is None:
+            self.entries[msg.node] = entry
+            return Located()
         if pointer == msg.home:
             return Located()
+        if entry.shared is not None:  # no join through a shared identifier: the claimant stops linking it
+            return Located(to_home=(ToHome(msg.home, SharedIs(msg.node, entry.shared, msg.event_id, msg.at)),))
         if self.rules.rank(msg.home) < self.rules.rank(pointer):
             self.entries[msg.node] = LocateEntry(home=msg.home)  # homes only move to better-ranked homes
         return Located(to_home=(ToHome(pointer, MergeInto(msg.home, msg.event_id, msg.at)),))
+
+    def _seen(self, msg: Claim, entry: LocateEntry) -> LocateEntry:
+        """The entry with what the claim showed with its identifier (kept: it changed), shared
+        if that passes a limit (in a burst the claims of a kiosk's customers reach the locate
+        stage long before their homes have merged enough of them for one to find it)."""
+        seen = co_observed(self.rules, msg.node, [entry.seen + msg.seen])
+        if seen == entry.seen:
+            return entry
+        entry = replace(entry, seen=seen, shared=past_limit(self.rules, msg.node, seen))
+        self.entries[msg.node] = entry
+        return entry
+
+    def _registry(self, key: Node, msg: RegistryMessage) -> Located:
+        """A registry message for the key ``key``: what it tells homes goes to them, what it
+        sends other keys goes back on the feedback topic."""
+        out = RegistryKey(self.rules, key, self.registry.setdefault(key, RegistryState())).on_message(msg)
+        return Located(
+            feedback=tuple(Feedback(f.address, f.message) for f in out.forward)
+            + tuple(Feedback(t.home, t) for t in out.told)
+        )
 
 
 @dataclass
@@ -317,7 +466,8 @@ class HomeOutput:
     feedback: tuple[Feedback, ...] = ()
     changes: tuple[ProfileChange, ...] = ()
     resolved: bool = True
-    orphan: bool = False  # moved state or a message for a component that is not here
+    orphan: bool = False  # a message for a component that is not here
+    retried: bool = False  # moved state or a journey part that arrived before its identifier: sent again
     moved: bool = False  # the component left for another home
     erased_event: bool = False  # the event reached an erased component: dropped
     erasures: tuple[Erased, ...] = ()
@@ -351,10 +501,52 @@ class ComponentHome:
         store = st.store
         router = IdentityRouter(self.rules, store)
         new = [
-            n for n in self.rules.kept(observation_of(event).identifiers) if n not in store.parent and n != self.home
+            n
+            for n in self.rules.kept(observation_of(event).identifiers)
+            if n not in store.parent and n != self.home and n not in store.shared
         ]
+        known = set(store.shared)
         routed = router.route_event(event, payload)
-        return self._output(routed, tuple(Feedback(n, Claim(n, self.home, eid, at)) for n in new), store, eid)
+        sig = self.rules.kept(observation_of(event).identifiers)
+        claims = tuple(
+            Feedback(n, Claim(n, self.home, eid, at, co_observed(self.rules, n, [sig]) if SHARED_HOMES else ()))
+            for n in new
+        )
+        return self._output(routed, claims + self._found_shared(store, known, routed.changes), store, eid)
+
+    def _found_shared(
+        self, store: RouterStore, known: AbstractSet[Node], changes: tuple[ProfileChange, ...]
+    ) -> tuple[Feedback, ...]:
+        """With :data:`SHARED_HOMES`: the messages of identifiers new to the home's shared set
+        (``known``: the set before): each one found shared here is marked so at the locate
+        stage, and the registry hears of every new one (:func:`models.identity_registry.learnt`)."""
+        if not SHARED_HOMES:
+            return ()
+        new = set(store.shared) - known
+        if not new:
+            return ()
+        found = {n: c.reason for c in changes if c.kind == "shared" for n in c.members}
+        marks = tuple(Feedback(n, MarkShared(n, co, self.home)) for n, co in sorted(found.items()))
+        return marks + tuple(Feedback(f.address, f.message) for f in learnt(self.home, known, new, set(found)))
+
+    def _learn_shared(
+        self, learnt_now: Mapping[Node, str], event_id: str, at: int, register: bool, found: bool
+    ) -> HomeOutput:
+        """Identifiers of the raw component found shared elsewhere (:class:`SharedIs`, or the
+        registry's :class:`~models.identity_registry.Told`): they link nothing here from now
+        on and count in ``S``; the home re-resolves its component and every live profile hears
+        the new version. ``register``: the registry does not know the home has them yet."""
+        store = self.state.store
+        if store is None:  # nothing lives here
+            return HomeOutput()
+        known = set(store.shared)
+        if all(n in known for n in learnt_now) and not found:
+            return HomeOutput()
+        routed = IdentityRouter(self.rules, store).learn_shared(learnt_now, event_id, at, announce=found)
+        fb: tuple[Feedback, ...] = ()
+        if register:
+            fb = tuple(Feedback(f.address, f.message) for f in learnt(self.home, known, set(learnt_now), set()))
+        return self._output(routed, fb, store, event_id)
 
     def on_message(self, msg: Message) -> HomeOutput:
         st = self.state
@@ -372,6 +564,14 @@ class ComponentHome:
             return self._absorb(msg)
         if isinstance(msg, EraseDue):
             return self._erase_due(msg)
+        if isinstance(msg, SharedIs):
+            if msg.found and (st.store is None or msg.node not in st.store.profile_of):
+                return self._not_here(msg, msg.node)  # to be announced where the identifier lives
+            return self._learn_shared({msg.node: msg.co}, msg.event_id, msg.at, register=True, found=msg.found)
+        if isinstance(msg, Told):
+            # registered: the tell may have come along a forward pointer from a home that
+            # joined this one, whose registry component need not hold this home's others yet
+            return self._learn_shared({n: "" for n in msg.shared}, "", 0, register=True, found=False)
         if isinstance(msg, EraseHome):
             if st.store is None:
                 return self._erase_alone(msg)
@@ -442,11 +642,25 @@ class ComponentHome:
     def _moved(self, msg: Moved) -> HomeOutput:
         store = self.state.store
         if store is None or msg.node not in store.profile_of:
-            return HomeOutput(orphan=True)
+            return self._not_here(msg, msg.node)
         router = IdentityRouter(self.rules, store)
         route = router.route_journey if msg.kind is CommandKind.JOURNEY else router.route_state
         cmd = route(msg.node, msg.payload)
         return HomeOutput(commands=(replace(cmd, home=self.home),) if cmd is not None else ())
+
+    def _not_here(self, msg: Message, node: Node) -> HomeOutput:
+        """A message for the component of ``node``, which is not here.
+
+        Usually it is on its way here: the pointer of an identifier that moved can name the
+        new home before the move arrives (claims repoint it), and the forward pointers of a
+        chain of moves lead here ahead of a move still going along the chain. Sent again to
+        the identifier's own address, the message comes back to wherever the component is by
+        then (a component leaves a home only with a forward pointer). It is an orphan when it
+        reached the identifier's own key with nothing there: no component ever held the
+        identifier (or one that did was erased)."""
+        if self.state.store is None and node == self.home:
+            return HomeOutput(orphan=True)
+        return HomeOutput(feedback=(Feedback(node, msg),), retried=True)
 
     def _merge_into(self, msg: MergeInto) -> HomeOutput:
         st = self.state
@@ -469,8 +683,14 @@ class ComponentHome:
                     Feedback(n, Claim(n, self.home, msg.event_id, msg.at)) for n in sorted(nodes) if n != self.home
                 )
             )
+        known = set(st.store.shared)
         commands, events, changes, new = absorb(self.rules, st.store, msg.store, msg.event_id, msg.at)
-        fb = tuple(Feedback(n, Claim(n, self.home, msg.event_id, msg.at)) for n in new if n != self.home)
+        fb = tuple(
+            Feedback(n, Claim(n, self.home, msg.event_id, msg.at))
+            for n in new
+            if n != self.home and not (SHARED_HOMES and n in known)
+        )
+        fb += self._found_shared(st.store, known, changes)
         out = HomeOutput(tuple(replace(c, home=self.home) for c in commands), events, fb, changes)
         due = sorted(r for r in st.store.due if r in st.store.pending)
         if not due:
@@ -648,7 +868,12 @@ def absorb(
         store.shared.setdefault(n, co)
 
     sigs = sorted(index.signatures if piece_sigs is None else piece_sigs)
-    sub = resolve([Observation("", sig) for sig in sigs], rules, shared=None if piece_sigs is None else store.shared)
+    sub = resolve(
+        [Observation("", sig) for sig in sigs],
+        rules,
+        shared=None if piece_sigs is None else store.shared,
+        known=store.shared,
+    )
     changes: list[ProfileChange] = []
     for link in sub.refused:
         if link not in store.refused:

@@ -201,8 +201,38 @@ class IdentityRouter:
         changes = tuple(resolver.add(ob))
         if not kept:
             return Routed((), (), changes, False)
-        atom = kept[0]
-        owner = store.profile_of[atom]
+        return self._routed(changes, event, kept[0], payload, requested)
+
+    def learn_shared(self, learnt: Mapping[Node, str], event_id: str, at: int, announce: bool = False) -> Routed:
+        """Identifiers found shared elsewhere (:meth:`IncrementalResolver.learn_shared`): the
+        commands and records of the re-resolution (``event_id`` and ``at``: what caused it).
+        ``announce``: a ``shared`` change for each one held here (the finding is this
+        component's to announce: the locate stage found it from the claims; if this
+        component found it too, in a race, it is announced twice)."""
+        resolved = self.resolver.learn_shared(learnt)
+        profile_of = self.store.profile_of
+        found = [
+            ProfileChange("shared", profile_of[n], members=frozenset({n}), reason=co)
+            for n, co in sorted(learnt.items())
+            if announce and n in profile_of
+        ]
+        changes = tuple(found + resolved)
+        return self._routed(changes, {"event_id": event_id, "occurred_at": at}, None, None, False)
+
+    def _routed(
+        self,
+        changes: tuple[ProfileChange, ...],
+        event: Mapping[str, Any],
+        atom: Node | None,
+        payload: Any,
+        requested: bool,
+    ) -> Routed:
+        """The commands and ``journey.identity`` records after a resolution step: ``event``
+        goes to the profile of its ``atom`` (None: no event, a re-resolution only), every
+        live profile of a touched piece hears the step's version, and the profiles that lost
+        identifiers evict them."""
+        store, resolver = self.store, self.resolver
+        owner = None if atom is None else store.profile_of[atom]
         step = resolver.step
         changed_members: dict[str, tuple[Node, ...]] = {}
         evict: dict[str, set[Node]] = {}

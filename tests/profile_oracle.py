@@ -9,7 +9,7 @@ from functools import lru_cache
 
 from generator.synth import generate
 from models.avro_codec import SchemaCatalog
-from models.identity import PIECE_EVENT_BITS, IdentityRules, observation_of, piece_version, resolve
+from models.identity import PIECE_EVENT_BITS, SHARED_PIECE_EVENTS, IdentityRules, observation_of, piece_version, resolve
 from models.ingest import Accepted, IngestSettings, Ingestor, SourceRecord
 from models.profile import fold
 from models.erasure import ERASED_TIMESTAMP
@@ -149,7 +149,9 @@ def oracle(evs) -> dict[str, tuple[int, object]]:
             ids.setdefault(t, []).append(v)
         agg = agg.__class__(**{**agg.__dict__, "identifiers": {t: tuple(sorted(v)) for t, v in sorted(ids.items())}})
         node = next(iter(members))
-        version = piece_version(shared_in.get(comp_of[node], 0), events_in[piece_of[node]])
+        # a shared identifier's own profile: the largest event count, whatever its events
+        events = SHARED_PIECE_EVENTS if node in shared else events_in[piece_of[node]]
+        version = piece_version(shared_in.get(comp_of[node], 0), events)
         out[pid] = (row_version(version, agg.events), agg)
     return out
 

@@ -37,6 +37,7 @@ from models.identity_partitioned import (
     Moved,
     ToHome,
 )
+from models.identity_registry import RegistryState
 from models.identity_router import CommandKind
 from models.profile_fold import FoldState, ProfileFold
 from state.records import IDENTITY_COMPONENT_CODEC, IDENTITY_HOME_CODEC
@@ -63,6 +64,7 @@ class PartitionedSimulation:
     ) -> None:
         self.rng, self.n, self.max_delay, self.flush_probability = rng, subtasks, max_delay, flush_probability
         self.entries: list[dict[Node, LocateEntry]] = [{} for _ in range(subtasks)]  # each subtask's keyed state
+        self.registries: list[dict[Node, RegistryState]] = [{} for _ in range(subtasks)]
         self.homes: dict[Node, HomeState] = {}
         self.locate_in: list[deque] = [deque() for _ in range(subtasks)]
         self.resolve_in: list[deque] = [deque() for _ in range(subtasks)]
@@ -78,7 +80,7 @@ class PartitionedSimulation:
         self.identity_log: list[dict] = []
 
     def locator(self, key: Node) -> Locator:
-        return Locator(RULES, self.entries[partition(key, self.n)])
+        return Locator(RULES, self.entries[partition(key, self.n)], registry=self.registries[partition(key, self.n)])
 
     def feed(self, evs) -> None:
         for e in evs:
@@ -122,6 +124,7 @@ class PartitionedSimulation:
         msg = item.message
         out = home.on_event(msg.event, msg.payload) if isinstance(msg, EventIn) else home.on_message(msg)
         self.orphans += out.orphan
+        self.records["retried"] += out.retried
         self.records["moves"] += out.moved
         self.records["erased"] += out.erased_event
         self.records["erasures"] += len(out.erasures)
@@ -201,8 +204,11 @@ def simulate(
             sim.rng.shuffle(items)
             q.clear()
             q.extend(items)
-    while sim.step(db):
-        pass
+    for _ in range(2_000_000):
+        if not sim.step(db):
+            break
+    else:
+        raise AssertionError("the simulation did not settle (a message going round for good?)")
     sim._flush(db, 1.0)
     return db, sim
 

@@ -97,10 +97,10 @@ def _kiosk(persons: int) -> list[Observation]:
 def counting(real: Callable[..., Any], sizes: list[int]) -> Callable[..., Any]:
     """``real`` (:func:`resolve`), recording how many observations each call resolves."""
 
-    def wrapped(observations, rules, shared=None):
+    def wrapped(observations, rules, shared=None, known=None):
         observations = list(observations)
         sizes.append(len(observations))
-        return real(observations, rules, shared)
+        return real(observations, rules, shared, known)
 
     return wrapped
 

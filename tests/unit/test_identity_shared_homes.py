@@ -1,0 +1,140 @@
+"""Homes per linked component (issue 16, ``models.identity_partitioned.SHARED_HOMES``): a
+claim for a shared identifier is answered "shared" instead of joining the two homes, and the
+raw component's shared identifiers reach every home through the registry. Run the way the
+partitioned simulation of ``test_identity_partitioned.py`` runs the protocol (subtasks,
+feedback delays in any order, crashes), against the same oracles, with kiosks whose
+customers log in after the kiosk is shared."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import models.identity_partitioned as partitioned
+from models.identity import Node, observation_of, resolve
+from tests.profile_oracle import events
+from tests.profiles_harness import identity_differences
+from tests.unit.test_identity_partitioned import RULES, PartitionedSimulation, simulate
+from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
+
+KIOSK, TABLET = ("device_id", "kiosk-2"), ("device_id", "kiosk-3")
+
+
+def kiosk_events(persons: int = 24) -> list[dict]:
+    """The oracle's events plus two more kiosks: ``persons`` customers log in on kiosk-2 (each
+    browsing on a cookie of their own before and after), eight on kiosk-3, two of them on both
+    (one raw component with two shared identifiers), and anonymous use of each kiosk."""
+    evs = list(events())
+    template = next(e for e in evs if e["event_type"] == "page_view")
+    ids_list: list[dict] = [{"device_id": "kiosk-2"}, {"device_id": "kiosk-3"}, {"device_id": "kiosk-2"}]
+    for p in range(persons):
+        ids_list += [
+            {"customer_id": f"cus_k2_{p}", "cookie_id": f"k2-cookie-{p}"},
+            {"customer_id": f"cus_k2_{p}", "device_id": "kiosk-2"},
+            {"cookie_id": f"k2-cookie-{p}"},
+        ]
+    for p in range(8):
+        ids_list.append({"customer_id": f"cus_k3_{p}", "device_id": "kiosk-3"})
+    for p in (3, 5):
+        ids_list.append({"customer_id": f"cus_k2_{p}", "device_id": "kiosk-3"})
+    out = []
+    for n, ids in enumerate(ids_list):
+        ids = {k: None for k in template["identifiers"]} | ids
+        out.append({**template, "event_id": f"k2-{n}", "occurred_at": template["occurred_at"] + n, "identifiers": ids})
+    return evs + out
+
+
+@pytest.fixture(autouse=True)
+def shared_homes(monkeypatch):
+    monkeypatch.setattr(partitioned, "SHARED_HOMES", True)
+
+
+def assert_homes_equal_the_oracle(sim: PartitionedSimulation, evs) -> None:
+    """Every identifier that is not shared lives at one home; a shared one at every home that
+    holds one of its signatures. Each has the oracle's profile there, the homes' refusals are
+    the oracle's, every home knows its raw component's shared identifiers (its ``S``), every
+    event was counted at one home, and the ``journey.identity`` records tell every
+    identifier's final profile."""
+    want = resolve([observation_of(e) for e in evs], RULES)
+    comp_shared: dict[Node, set[Node]] = {}
+    parent: dict[Node, Node] = {}
+
+    def find(n: Node) -> Node:
+        while parent.setdefault(n, n) != n:
+            n = parent[n]
+        return n
+
+    for e in evs:
+        kept = RULES.kept(observation_of(e).identifiers)
+        for n in kept[1:]:
+            parent[find(n)] = find(kept[0])
+    for n in want.shared:
+        comp_shared.setdefault(find(n), set()).add(n)
+    profile_of: dict[Node, str] = {}
+    refused = set()
+    events_counted = 0
+    for home, state in sim.homes.items():
+        if state.store is None:
+            continue
+        store = state.store
+        (root,) = store.signatures
+        nodes = {n for sig in store.signatures[root] for n in sig}
+        for n in nodes:
+            assert n not in profile_of or n in want.shared, f"{n} lives at two homes"
+            assert profile_of.setdefault(n, store.profile_of[n]) == store.profile_of[n], n
+        refused |= set(store.refused)
+        events_counted += store.events[root]
+        assert set(store.shared) == comp_shared.get(find(next(iter(nodes))), set()), home
+    assert profile_of == want.profile_of
+    assert refused == set(want.refused)
+    assert events_counted == sum(1 for e in evs if RULES.kept(observation_of(e).identifiers))
+    assert identity_differences(sim.identity_log, evs, erasure_requests=[]) == []
+
+
+@pytest.mark.parametrize("subtasks", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(3))
+def test_kiosk_customers_keep_homes_of_their_own_and_the_result_is_the_oracles(subtasks: int, seed: int) -> None:
+    evs = kiosk_events()
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks)
+    assert_homes_equal_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
+    assert sim.orphans == 0
+    holding = [h for h, s in sim.homes.items() if s.store is not None and KIOSK in s.store.parent]
+    assert len(holding) > 5, "every kiosk customer was merged into the kiosk's home"
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2, 3, 4]),
+    st.integers(0, 40),
+    st.floats(0.05, 1.0),
+    st.none() | st.tuples(st.integers(0, 1500), st.integers(0, 1500)),
+)
+def test_any_interleaving_of_subtasks_feedback_delays_and_crashes_gives_the_oracle_with_kiosks(
+    seed: int, subtasks: int, max_delay: int, flush_probability: float, crash: tuple[int, int] | None
+) -> None:
+    evs = kiosk_events(12)
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks, max_delay, flush_probability, crash)
+    assert_homes_equal_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
+    assert sim.orphans == 0
+
+
+@pytest.mark.parametrize("subtasks", [1, 4])
+def test_homes_kept_as_state_records_and_components_moved_as_records_give_the_oracle_with_kiosks(
+    subtasks: int,
+) -> None:
+    """As the operators keep them: each home's state written as its record after every message
+    and read back before the next, each moved component sent as its record (a home's shared
+    identifiers include some it does not hold)."""
+    evs = kiosk_events()
+    random.Random(5).shuffle(evs)
+    db, sim = simulate(evs, 5, subtasks, encoded=True)
+    assert_homes_equal_the_oracle(sim, evs)
+    assert_cassandra_equals_oracle(db, evs)
