@@ -82,6 +82,8 @@ bench: setup
 	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --no-state
 	@$(PY) -m bench.identity_supernode --sizes 100,200,400
 	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --protocol
+	@$(PY) -m bench.identity_supernode --sizes 200,800 --protocol --state
+	@$(PY) -m bench.identity_supernode --sizes 1000,4000,16000 --protocol --state --shared-homes
 	@$(PY) -m bench.identity_supernode_flink --sizes 200,800
 
 clean: reset

@@ -103,12 +103,14 @@ def run_home(events: list[dict[str, Any]], rules: IdentityRules, encode_state: b
     return Run(len(events), time.perf_counter() - start, commands, state_bytes)
 
 
-def run_protocol(events: list[dict[str, Any]], rules: IdentityRules) -> Run:
+def run_protocol(events: list[dict[str, Any]], rules: IdentityRules, state: bool = False) -> Run:
     """Every event through the locate stage and its home, and everything either stage sends
-    on the feedback topic handled before the next event (one subtask per stage, no state
-    records: the partitioned stages' logic alone)."""
+    on the feedback topic handled before the next event (one subtask per stage). ``state``:
+    each home's state decoded from its record before every record it handles and encoded
+    after (what the resolve stage reads and writes); else the partitioned stages' logic alone."""
     locator, homes = Locator(rules, {}), {}
-    commands = 0
+    records: dict[Any, bytes] = {}
+    commands = state_bytes = 0
     start = time.perf_counter()
     for ev in events:
         atom = locator.atom_of(ev)
@@ -123,12 +125,19 @@ def run_protocol(events: list[dict[str, Any]], rules: IdentityRules) -> Run:
                 feedback.extend(located.feedback)
                 continue
             t: ToHome = to_home.popleft()
-            home = ComponentHome(rules, t.home, homes.setdefault(t.home, HomeState()))
+            if state:  # read as the resolve stage reads it
+                raw = records.get(t.home)
+                homes[t.home] = HomeState() if raw is None else IDENTITY_HOME_CODEC.decode(raw)
+            st = homes.setdefault(t.home, HomeState())
+            home = ComponentHome(rules, t.home, st)
             msg = t.message
             out = home.on_event(msg.event, msg.payload) if isinstance(msg, EventIn) else home.on_message(msg)
+            if state:
+                records[t.home] = IDENTITY_HOME_CODEC.encode(st)
+                state_bytes += len(records[t.home])
             commands += len(out.commands)
             feedback.extend(out.feedback)
-    return Run(len(events), time.perf_counter() - start, commands, 0)
+    return Run(len(events), time.perf_counter() - start, commands, state_bytes)
 
 
 def write_results(path: Path, data: dict[str, Any]) -> None:
@@ -146,10 +155,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-state", action="store_true", help="skip encoding the home state record per event")
     ap.add_argument("--protocol", action="store_true", help="the whole partitioned protocol (claims, merges), no state")
     ap.add_argument("--whole-merge", action="store_true", help="with --protocol: every merge resolves the union")
+    ap.add_argument(
+        "--shared-homes",
+        action="store_true",
+        help="with --protocol: homes per linked component (models.identity_partitioned.SHARED_HOMES)",
+    )
+    ap.add_argument("--state", action="store_true", help="with --protocol: each home's state record read and written")
     args = ap.parse_args(argv)
-    if args.whole_merge and not args.protocol:
-        ap.error("--whole-merge needs --protocol")
+    for flag in ("whole_merge", "shared_homes", "state"):
+        if getattr(args, flag) and not args.protocol:
+            ap.error(f"--{flag.replace('_', '-')} needs --protocol")
     partitioned.PIECE_ABSORB = not args.whole_merge
+    partitioned.SHARED_HOMES = args.shared_homes
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
@@ -157,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     rules = IdentityRules()
     rows = []
     what = "partitioned protocol, " + ("whole-union merges" if args.whole_merge else "piece merges")
+    what += (", homes per linked component" if args.shared_homes else "") + (", state records" if args.state else "")
     print(
         f"identity supernode (plain loop, {what if args.protocol else 'one home per component'}; ratio = with kiosk / without, same run)"
     )
@@ -165,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         both = {}
         for shared in (False, True):
             evs = kiosk_events(n, args.per_person, shared)
-            run = run_protocol(evs, rules) if args.protocol else run_home(evs, rules, not args.no_state)
+            run = run_protocol(evs, rules, args.state) if args.protocol else run_home(evs, rules, not args.no_state)
             both[shared] = run.row()
             print(
                 f"{n:>8} {'kiosk' if shared else 'own':>8} {both[shared]['events_per_s']:>10,.0f} "
@@ -181,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                 "ratio": round(both[True]["events_per_s"] / both[False]["events_per_s"], 3),
             }
         )
-    suffix = "_protocol" + ("_whole_merge" if args.whole_merge else "") if args.protocol else ""
+    suffix = ""
+    if args.protocol:
+        suffix = "_protocol" + "".join(
+            f"_{flag}" for flag in ("whole_merge", "shared_homes", "state") if getattr(args, flag)
+        )
     suffix = suffix or ("_no_state" if args.no_state else "")
     out = RESULTS.with_name(RESULTS.stem + suffix + ".json")
     write_results(
@@ -189,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         {
             "bench": "identity_supernode",
             "events_per_person": args.per_person,
-            "state_record_encoded": not (args.no_state or args.protocol),
+            "state_record_encoded": (args.state if args.protocol else not args.no_state),
             "protocol": args.protocol,
+            "shared_homes": args.shared_homes,
             "piece_merges": not args.whole_merge,
             "python": platform.python_version(),
             "rows": rows,

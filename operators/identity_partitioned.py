@@ -27,7 +27,9 @@ Counters (names unique across the job's operators): locate-identity ``events``,
 ``unresolvable``, ``erased`` (dropped: the atom is erased), ``ledger_tombstones``,
 ``identity_messages``; resolve-identity ``commands``, ``identity_events``,
 ``identity_<created|grown|merged|split|refused|shared>``, ``claims``, ``components_moved``,
-``moved_states``, ``journey_parts``, ``orphan_messages``, ``erased_at_home`` (dropped: the
+``moved_states``, ``journey_parts``, ``orphan_messages``, ``retried_messages`` (moved state
+or a journey part that reached the home of its identifier's component before the component
+did: sent again to the identifier), ``erased_at_home`` (dropped: the
 component was erased), ``erasure_requests``, ``erasures``, ``erased_profiles``,
 ``erased_identifiers``, ``home_state_bytes`` (the state records written, summed: a home's
 record is its whole component); identity-clock ``ticks``, ``erasures_due``.
@@ -241,6 +243,7 @@ class ResolveIdentity(KeyedProcessFunction):
                 "moved_states",
                 "journey_parts",
                 "orphan_messages",
+                "retried_messages",
                 "erased_at_home",
                 "erasure_requests",
                 "erasures",
@@ -280,6 +283,7 @@ class ResolveIdentity(KeyedProcessFunction):
         for c in out.changes:
             count(f"identity_{c.kind}")
         count("orphan_messages", out.orphan)
+        count("retried_messages", out.retried)
         count("components_moved", out.moved)
         count("erased_at_home", out.erased_event)
         if out.erasures:

@@ -56,6 +56,30 @@ def events() -> tuple[dict, ...]:
     return tuple(out)
 
 
+def kiosk_events(persons: int = 24) -> list[dict]:
+    """The oracle's events plus two more kiosks: ``persons`` customers log in on kiosk-2 (each
+    browsing on a cookie of their own before and after), eight on kiosk-3, two of them on both
+    (one raw component with two shared identifiers), and anonymous use of each kiosk."""
+    evs = list(events())
+    template = next(e for e in evs if e["event_type"] == "page_view")
+    ids_list: list[dict] = [{"device_id": "kiosk-2"}, {"device_id": "kiosk-3"}, {"device_id": "kiosk-2"}]
+    for p in range(persons):
+        ids_list += [
+            {"customer_id": f"cus_k2_{p}", "cookie_id": f"k2-cookie-{p}"},
+            {"customer_id": f"cus_k2_{p}", "device_id": "kiosk-2"},
+            {"cookie_id": f"k2-cookie-{p}"},
+        ]
+    for p in range(8):
+        ids_list.append({"customer_id": f"cus_k3_{p}", "device_id": "kiosk-3"})
+    for p in (3, 5):
+        ids_list.append({"customer_id": f"cus_k2_{p}", "device_id": "kiosk-3"})
+    out = []
+    for n, ids in enumerate(ids_list):
+        ids = {k: None for k in template["identifiers"]} | ids
+        out.append({**template, "event_id": f"k2-{n}", "occurred_at": template["occurred_at"] + n, "identifiers": ids})
+    return evs + out
+
+
 class CassandraModel:
     """What Cassandra holds after :class:`models.profile_fold.ProfileWrite` s applied in any
     order, with its rules: per cell the highest timestamp wins, a deletion wins a tie. Written independently of ``state.profile_store``."""
