@@ -21,6 +21,10 @@ component to the kiosk's: :func:`models.identity_partitioned.absorb`) and the fe
 record handled as soon as it is sent (one subtask per stage); ``--whole-merge`` makes every
 merge resolve the union (``PIECE_ABSORB = False``, the reference path) to show what the piece
 merge saves. Writes ``identity_supernode_protocol.json`` (``..._protocol_whole_merge.json``).
+With ``--protocol``, ``--state`` decodes each home's state record before every record it
+handles and encodes it after (the resolve stage's read and write), and ``--shared-homes``
+runs homes per linked component (:data:`models.identity_partitioned.SHARED_HOMES`); the file
+name gets ``_state`` and ``_shared_homes``.
 """
 
 from __future__ import annotations
