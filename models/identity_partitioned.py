@@ -78,10 +78,12 @@ from models.identity import (
     regroup,
     resolve,
     shared_changes,
+    shared_identifiers,
 )
 from models.identity_registry import (
     Absorb,
     Counted,
+    Forward,
     Join,
     Register,
     RegistryKey,
@@ -149,9 +151,7 @@ def past_limit(rules: IdentityRules, node: Node, seen: Iterable[Node]) -> str | 
     >>> past_limit(IdentityRules(), kiosk, [("customer_id", f"c{i}") for i in range(6)])
     'customer_id'
     """
-    seen = set(seen)
-    over = [co for co, limit in rules.limits_of(node[0]) if sum(1 for m in seen if m[0] == co) > limit]
-    return min(over, key=rules.priority.index) if over else None
+    return shared_identifiers([(node, *seen)], rules).get(node)
 
 
 @dataclass(frozen=True)
@@ -438,10 +438,12 @@ class Locator:
         """A registry message for the key ``key``: what it tells homes goes to them, what it
         sends other keys goes back on the feedback topic."""
         out = RegistryKey(self.rules, key, self.registry.setdefault(key, RegistryState())).on_message(msg)
-        return Located(
-            feedback=tuple(Feedback(f.address, f.message) for f in out.forward)
-            + tuple(Feedback(t.home, t) for t in out.told)
-        )
+        return Located(feedback=registry_feedback(out.forward) + tuple(Feedback(t.home, t) for t in out.told))
+
+
+def registry_feedback(forwards: Iterable[Forward]) -> tuple[Feedback, ...]:
+    """Registry messages (:mod:`models.identity_registry`) as feedback-topic records."""
+    return tuple(Feedback(f.address, f.message) for f in forwards)
 
 
 @dataclass
@@ -500,14 +502,10 @@ class ComponentHome:
             st.store = RouterStore()
         store = st.store
         router = IdentityRouter(self.rules, store)
-        new = [
-            n
-            for n in self.rules.kept(observation_of(event).identifiers)
-            if n not in store.parent and n != self.home and n not in store.shared
-        ]
+        sig = self.rules.kept(observation_of(event).identifiers)
+        new = [n for n in sig if n not in store.parent and n != self.home and n not in store.shared]
         known = set(store.shared)
         routed = router.route_event(event, payload)
-        sig = self.rules.kept(observation_of(event).identifiers)
         claims = tuple(
             Feedback(n, Claim(n, self.home, eid, at, co_observed(self.rules, n, [sig]) if SHARED_HOMES else ()))
             for n in new
@@ -527,7 +525,7 @@ class ComponentHome:
             return ()
         found = {n: c.reason for c in changes if c.kind == "shared" for n in c.members}
         marks = tuple(Feedback(n, MarkShared(n, co, self.home)) for n, co in sorted(found.items()))
-        return marks + tuple(Feedback(f.address, f.message) for f in learnt(self.home, known, new, set(found)))
+        return marks + registry_feedback(learnt(self.home, known, new, set(found)))
 
     def _learn_shared(
         self, learnt_now: Mapping[Node, str], event_id: str, at: int, register: bool, found: bool
@@ -545,7 +543,7 @@ class ComponentHome:
         routed = IdentityRouter(self.rules, store).learn_shared(learnt_now, event_id, at, announce=found)
         fb: tuple[Feedback, ...] = ()
         if register:
-            fb = tuple(Feedback(f.address, f.message) for f in learnt(self.home, known, set(learnt_now), set()))
+            fb = registry_feedback(learnt(self.home, known, set(learnt_now), set()))
         return self._output(routed, fb, store, event_id)
 
     def on_message(self, msg: Message) -> HomeOutput:
