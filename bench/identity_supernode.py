@@ -23,7 +23,7 @@ merge resolve the union (``PIECE_ABSORB = False``, the reference path) to show w
 merge saves. Writes ``identity_supernode_protocol.json`` (``..._protocol_whole_merge.json``).
 With ``--protocol``, ``--state`` decodes each home's state record before every record it
 handles and encodes it after (the resolve stage's read and write), and ``--shared-homes``
-runs homes per linked component (:data:`models.identity_partitioned.SHARED_HOMES`); the file
+runs homes per linked component (:attr:`models.identity.IdentityRules.shared_homes`); the file
 name gets ``_state`` and ``_shared_homes``.
 """
 
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--shared-homes",
         action="store_true",
-        help="with --protocol: homes per linked component (models.identity_partitioned.SHARED_HOMES)",
+        help="with --protocol: homes per linked component (IdentityRules.shared_homes)",
     )
     ap.add_argument("--state", action="store_true", help="with --protocol: each home's state record read and written")
     args = ap.parse_args(argv)
@@ -170,12 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, flag) and not args.protocol:
             ap.error(f"--{flag.replace('_', '-')} needs --protocol")
     partitioned.PIECE_ABSORB = not args.whole_merge
-    partitioned.SHARED_HOMES = args.shared_homes
     try:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         ap.error(f"--sizes {args.sizes!r}: comma-separated integers")
-    rules = IdentityRules()
+    rules = IdentityRules(shared_homes=args.shared_homes)
     rows = []
     what = "partitioned protocol, " + ("whole-union merges" if args.whole_merge else "piece merges")
     what += (", homes per linked component" if args.shared_homes else "") + (", state records" if args.state else "")

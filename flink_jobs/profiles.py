@@ -177,7 +177,7 @@ def build_profiles(
     score_store = score_store or CassandraScores(*at)
     sink = sink or CassandraSink(*at)
     journey_store = journey_store or CassandraJourneys(*at)
-    rules = rules or IdentityRules()
+    rules = rules or IdentityRules(shared_homes=cfg.identity_shared_homes)
     located = (
         source.map(IdentityKeys(rules, cfg.feedback_topic), output_type=PREPARED_TYPE)
         .name("identity-keys")

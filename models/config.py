@@ -523,6 +523,9 @@ class ProfilesConfig(FlinkJobSettings, CassandraClientSettings):
     segment_rules: str = ""  # a YAML/JSON rules file; empty: the shipped rules/segments.yaml
     out_of_orderness_ms: int = 10 * 60_000
     idle_advance_ms: int = 5_000
+    # homes per linked component (docs/identity.md, "Supernodes"): a shared identifier's
+    # customers keep homes of their own (models.identity.IdentityRules.shared_homes)
+    identity_shared_homes: bool = False
     # the stage's own settings, defaults from their one home (models.journeys.JourneySettings)
     session_gap_ms: int = JourneySettings.session_gap_ms
     allowed_lateness_ms: int = JourneySettings.allowed_lateness_ms

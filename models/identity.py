@@ -90,6 +90,10 @@ class IdentityRules:
     blocked_patterns: tuple[str, ...] = ()
     #: when an identifier is shared (see :data:`DEFAULT_SHARED_LIMITS`); ``()``: never
     shared_limits: tuple[tuple[str, str, int], ...] = DEFAULT_SHARED_LIMITS
+    #: homes per linked component (issue 16, ``docs/identity.md``, "Supernodes"): the
+    #: partitioned stages answer a claim for a shared identifier "shared" instead of joining
+    #: two homes (:mod:`models.identity_partitioned`); False: a raw component lives at one home
+    shared_homes: bool = False
     _compiled: tuple[re.Pattern[str], ...] = field(default=(), init=False, repr=False, compare=False)
     #: per identifier type, its (co-observed type, limit) pairs (from ``shared_limits``)
     _limits: dict[str, tuple[tuple[str, int], ...]] = field(default_factory=dict, init=False, repr=False, compare=False)

@@ -83,6 +83,7 @@ from models.identity import (
 from models.identity_registry import (
     Absorb,
     Counted,
+    EraseAll,
     Forward,
     Join,
     Register,
@@ -109,7 +110,7 @@ from models.identity_router import (
 class Claim:
     """``node`` belongs to the component at ``home`` (caused by event ``event_id`` at ``at``);
     ``seen``: the identifiers the component shows with it that count towards its limits
-    (:func:`co_observed`), so that the locate stage can find it shared (:data:`SHARED_HOMES`)."""
+    (:func:`co_observed`), so that the locate stage can find it shared (:attr:`~models.identity.IdentityRules.shared_homes`)."""
 
     node: Node
     home: Node
@@ -213,11 +214,14 @@ class EraseClosure:
 
 @dataclass(frozen=True)
 class Tombstoned:
-    """For the locate stage: ``node`` was erased; drop every event that comes with it."""
+    """For the locate stage: ``node`` was erased (by the erasure of a component caused by
+    ``event_id``); drop every event that comes with it, and erase the component its pointer
+    names (one that holds ``node`` and that no claim has joined to the erased one yet)."""
 
     node: Node
     request_id: str
     at: int
+    event_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -259,15 +263,9 @@ Message = Union[
     Register,
     Join,
     Absorb,
+    EraseAll,
     Told,
 ]
-
-#: homes per linked component (issue 16): a home that finds an identifier shared marks it so
-#: at the locate stage, a claim for a shared identifier is answered :class:`SharedIs` instead
-#: of joining the two homes, and the raw component's shared identifiers reach every home
-#: through the registry (:mod:`models.identity_registry`). False: each raw component lives
-#: at one home (the job's protocol until the messages are wired into it)
-SHARED_HOMES = False
 
 
 @dataclass(frozen=True)
@@ -302,7 +300,7 @@ class LocateEntry:
     home: Node | None = None
     erased: Tombstone | None = None
     #: the type whose limit made the identifier shared (None: not shared); a claim for it is
-    #: answered :class:`SharedIs` (:data:`SHARED_HOMES`)
+    #: answered :class:`SharedIs` (:attr:`~models.identity.IdentityRules.shared_homes`)
     shared: str | None = None
     #: what the claims showed with it (:func:`co_observed`; at most one past each limit)
     seen: tuple[Node, ...] = ()
@@ -375,7 +373,7 @@ class Locator:
         elsewhere); erasure messages tombstone identifiers or reach their component; anything
         else goes on to the home the address points at."""
         msg = fb.message
-        if isinstance(msg, (Counted, Register, Join, Absorb)):
+        if isinstance(msg, (Counted, Register, Join, Absorb, EraseAll)):
             return self._registry(fb.address, msg)
         if isinstance(msg, MarkShared):
             entry = self.entry(msg.node)
@@ -385,8 +383,7 @@ class Locator:
                 self.entries[msg.node] = replace(entry, shared=msg.co)
             return Located()
         if isinstance(msg, Tombstoned):
-            self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
-            return Located()
+            return self._tombstone(msg)
         if isinstance(msg, EraseClosure):
             entry = self.entry(msg.node)
             if entry is None:  # an identifier no component has: tombstoned, erased alone at its own key
@@ -404,7 +401,7 @@ class Locator:
             return Located(to_home=(ToHome(msg.home, EraseHome(entry.erased.request_id, msg.event_id, msg.at)),))
         pointer = entry.home
         assert pointer is not None
-        if SHARED_HOMES and entry.shared is None and msg.seen:
+        if self.rules.shared_homes and entry.shared is None and msg.seen:
             entry = self._seen(msg, entry)
             if entry.shared is not None:  # found shared from the claims: counted, its home announces it
                 found = SharedIs(msg.node, entry.shared, msg.event_id, msg.at, found=True)
@@ -423,6 +420,21 @@ class Locator:
             self.entries[msg.node] = LocateEntry(home=msg.home)  # homes only move to better-ranked homes
         return Located(to_home=(ToHome(pointer, MergeInto(msg.home, msg.event_id, msg.at)),))
 
+    def _tombstone(self, msg: Tombstoned) -> Located:
+        """Tombstone ``msg.node``. Its pointer may name a component that no claim has joined to
+        the erased one yet (the identifier's own, from an event that came alone): that is
+        erased too (where it is the erased one, nothing happens). With homes per linked
+        component, if the identifier is a registry key, every home of its raw component goes."""
+        entry = self.entry(msg.node)
+        self.entries[msg.node] = LocateEntry(erased=Tombstone(msg.request_id, msg.at))
+        to: tuple[ToHome, ...] = ()
+        if entry is not None and entry.erased is None and entry.home is not None:
+            to = (ToHome(entry.home, EraseHome(msg.request_id, msg.event_id, msg.at)),)
+        if not self.rules.shared_homes:
+            return Located(to_home=to)
+        erase_all = self._registry(msg.node, EraseAll(msg.request_id, msg.event_id, msg.at))
+        return Located(to_home=to, feedback=erase_all.feedback)
+
     def _seen(self, msg: Claim, entry: LocateEntry) -> LocateEntry:
         """The entry with what the claim showed with its identifier (kept: it changed), shared
         if that passes a limit (in a burst the claims of a kiosk's customers reach the locate
@@ -438,7 +450,13 @@ class Locator:
         """A registry message for the key ``key``: what it tells homes goes to them, what it
         sends other keys goes back on the feedback topic."""
         out = RegistryKey(self.rules, key, self.registry.setdefault(key, RegistryState())).on_message(msg)
-        return Located(feedback=registry_feedback(out.forward) + tuple(Feedback(t.home, t) for t in out.told))
+        erase = out.erasure
+        erased = (
+            ()
+            if erase is None
+            else tuple(Feedback(h, EraseHome(erase.request_id, erase.event_id, erase.at)) for h in out.erase)
+        )
+        return Located(feedback=registry_feedback(out.forward) + tuple(Feedback(t.home, t) for t in out.told) + erased)
 
 
 def registry_feedback(forwards: Iterable[Forward]) -> tuple[Feedback, ...]:
@@ -507,7 +525,9 @@ class ComponentHome:
         known = set(store.shared)
         routed = router.route_event(event, payload)
         claims = tuple(
-            Feedback(n, Claim(n, self.home, eid, at, co_observed(self.rules, n, [sig]) if SHARED_HOMES else ()))
+            Feedback(
+                n, Claim(n, self.home, eid, at, co_observed(self.rules, n, [sig]) if self.rules.shared_homes else ())
+            )
             for n in new
         )
         return self._output(routed, claims + self._found_shared(store, known, routed.changes), store, eid)
@@ -515,10 +535,10 @@ class ComponentHome:
     def _found_shared(
         self, store: RouterStore, known: AbstractSet[Node], changes: tuple[ProfileChange, ...]
     ) -> tuple[Feedback, ...]:
-        """With :data:`SHARED_HOMES`: the messages of identifiers new to the home's shared set
+        """With :attr:`~models.identity.IdentityRules.shared_homes`: the messages of identifiers new to the home's shared set
         (``known``: the set before): each one found shared here is marked so at the locate
         stage, and the registry hears of every new one (:func:`models.identity_registry.learnt`)."""
-        if not SHARED_HOMES:
+        if not self.rules.shared_homes:
             return ()
         new = set(store.shared) - known
         if not new:
@@ -628,7 +648,7 @@ class ComponentHome:
         routed = IdentityRouter._erasure_routed(done)
         if not keep:
             self.state.store, self.state.erased = None, Tombstone(request_id, at)
-        fb = tuple(Feedback(n, Tombstoned(n, request_id, at)) for e in done for n in e.nodes)
+        fb = tuple(Feedback(n, Tombstoned(n, request_id, at, event_id)) for e in done for n in e.nodes)
         return HomeOutput(
             tuple(replace(c, home=self.home) for c in routed.commands),
             routed.identity_events,
@@ -686,7 +706,7 @@ class ComponentHome:
         fb = tuple(
             Feedback(n, Claim(n, self.home, msg.event_id, msg.at))
             for n in new
-            if n != self.home and not (SHARED_HOMES and n in known)
+            if n != self.home and not (self.rules.shared_homes and n in known)
         )
         fb += self._found_shared(st.store, known, changes)
         out = HomeOutput(tuple(replace(c, home=self.home) for c in commands), events, fb, changes)

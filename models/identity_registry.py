@@ -20,7 +20,11 @@ homes, or a **forward** pointer to the root it joined. Messages, each addressed 
     that ranks lower (:meth:`models.identity.IdentityRules.rank`) sends its whole entry to
     the other (``Absorb``) and forwards from then on, so forward chains end, as with homes;
 ``Absorb(shared, homes)``
-    a joining component's entry.
+    a joining component's entry;
+``EraseAll(request)``
+    the raw component was erased (its key's identifier was tombstoned): every registered home
+    is erased, and so is every home that registers later or arrives with a joining entry
+    (erasure takes the raw component, ``docs/privacy.md``, wherever its homes are).
 
 Each root tells its homes the component's shared identifiers (:class:`Told`) whenever ``S``
 grows: a new shared identifier, or a join that brings identifiers the other side lacked (then
@@ -85,14 +89,26 @@ class Join:
 
 
 @dataclass(frozen=True)
+class EraseAll:
+    """The raw component was erased (request ``request_id``, carried out at event time ``at``;
+    ``docs/privacy.md``): every home registered with it is erased, now and whenever one
+    registers later (sent by the locate stage when it tombstones a key's identifier)."""
+
+    request_id: str
+    event_id: str
+    at: int
+
+
+@dataclass(frozen=True)
 class Absorb:
-    """A component's whole entry, for the root it joined."""
+    """A component's whole entry, for the root it joined (``erased``: the joining root was)."""
 
     shared: frozenset[Node]
     homes: frozenset[Node]
+    erased: EraseAll | None = None
 
 
-RegistryMessage = Union[Counted, Register, Join, Absorb]
+RegistryMessage = Union[Counted, Register, Join, Absorb, EraseAll]
 
 
 @dataclass(frozen=True)
@@ -126,12 +142,19 @@ class RegistryState:
     forward: Node | None = None
     shared: MutableMapping[Node, bool] = field(default_factory=dict)
     homes: MutableMapping[Node, bool] = field(default_factory=dict)
+    #: the raw component was erased: every home that registers is erased
+    erased: EraseAll | None = None
 
 
 @dataclass(frozen=True)
 class RegistryOutput:
+    """``told``: tells for homes; ``forward``: messages for other keys; ``erase``: homes to
+    erase for the request ``erasure``."""
+
     told: tuple[Told, ...] = ()
     forward: tuple[Forward, ...] = ()
+    erase: tuple[Node, ...] = ()
+    erasure: EraseAll | None = None
 
 
 @dataclass
@@ -154,11 +177,18 @@ class RegistryKey:
             if msg.home in st.homes:
                 return RegistryOutput()
             st.homes[msg.home] = True
+            if st.erased is not None:
+                return RegistryOutput(erase=(msg.home,), erasure=st.erased)
             return RegistryOutput(told=(Told(msg.home, frozenset(st.shared)),) if st.shared else ())
         if isinstance(msg, Join):
             return self._join(msg.other)
         if isinstance(msg, Absorb):
             return self._absorb(msg)
+        if isinstance(msg, EraseAll):
+            if st.erased is not None:
+                return RegistryOutput()
+            st.erased = msg
+            return RegistryOutput(erase=tuple(sorted(st.homes)), erasure=msg)
         raise TypeError(f"a registry key does not take {type(msg).__name__}")
 
     def _join(self, other: Node) -> RegistryOutput:
@@ -167,8 +197,8 @@ class RegistryKey:
         if self.rules.rank(self.key) < self.rules.rank(other):  # this root ranks better: the other comes here
             return RegistryOutput(forward=(Forward(other, Join(self.key)),))
         st = self.state
-        entry = Absorb(frozenset(st.shared), frozenset(st.homes))
-        st.forward = other
+        entry = Absorb(frozenset(st.shared), frozenset(st.homes), st.erased)
+        st.forward, st.erased = other, None
         st.shared.clear()
         st.homes.clear()
         return RegistryOutput(forward=(Forward(other, entry),))
@@ -177,8 +207,18 @@ class RegistryKey:
         st = self.state
         theirs = len(msg.shared)
         new_homes = [h for h in sorted(msg.homes) if h not in st.homes]
+        if st.erased is None and msg.erased is not None:  # the joining side was erased: so is all of this
+            old_homes = tuple(sorted(st.homes))
+            st.erased = msg.erased
+            for h in new_homes:
+                st.homes[h] = True
+            self._count(tuple(sorted(msg.shared)), ())
+            return RegistryOutput(erase=old_homes, erasure=st.erased)
         for h in new_homes:
             st.homes[h] = True
+        if st.erased is not None:  # the joining side's homes are erased with this component
+            self._count(tuple(sorted(msg.shared)), ())
+            return RegistryOutput(erase=tuple(new_homes), erasure=st.erased)
         out = self._count(tuple(sorted(msg.shared)), new_homes)
         # the homes that came with the entry (the count told only this root's): told if behind
         total = frozenset(st.shared)

@@ -47,11 +47,14 @@ from models.identity_partitioned import (
     EraseDue,
     EraseHome,
     Feedback,
+    MarkShared,
     MergeInto,
     Move,
     Moved,
+    SharedIs,
     Tombstoned,
 )
+from models.identity_registry import Absorb, Counted, EraseAll, Join, Register, Told
 from models.identity_router import CommandKind, ProfileCommand
 from models.profile import ProfileAggregate
 
@@ -210,6 +213,14 @@ def _pair(rec: dict[str, Any], prefix: str) -> Node | None:
     return None if t is None or v is None else (t, v)
 
 
+def _refs(nodes: Any) -> list[dict[str, str]]:
+    return [{"type": n[0], "value": n[1]} for n in sorted(nodes)]
+
+
+def _nodes(refs: list[dict[str, str]]) -> tuple[Node, ...]:
+    return tuple((r["type"], r["value"]) for r in refs)
+
+
 def encode_message(fb: Feedback) -> bytes:
     """A feedback-topic value: a ``journey.v1.IdentityMessage`` (``schemas/identity_message.avsc``).
 
@@ -219,12 +230,16 @@ def encode_message(fb: Feedback) -> bytes:
     >>> moved = Feedback(("customer_id", "c1"), Moved(CommandKind.STATE, ("cookie_id", "ck1"), b"agg"))
     >>> decode_message(encode_message(moved)) == moved
     True
+    >>> kiosk, c1 = ("device_id", "kiosk-1"), ("customer_id", "c1")
+    >>> told = Feedback(c1, Told(c1, frozenset({kiosk})))
+    >>> decode_message(encode_message(told)) == told
+    True
     """
     m = fb.message
     rec: dict[str, Any] = {"address_type": fb.address[0], "address_value": fb.address[1], "payload": b""}
     node = home = None
     if isinstance(m, Claim):
-        rec.update(kind="claim", event_id=m.event_id, at=m.at)
+        rec.update(kind="claim", event_id=m.event_id, at=m.at, nodes=_refs(m.seen))
         node, home = m.node, m.home
     elif isinstance(m, MergeInto):
         rec.update(kind="merge_into", event_id=m.event_id, at=m.at)
@@ -242,8 +257,32 @@ def encode_message(fb: Feedback) -> bytes:
         rec.update(kind="erase_closure", request_id=m.request_id, event_id=m.event_id, at=m.at)
         node = m.node
     elif isinstance(m, Tombstoned):
-        rec.update(kind="tombstoned", request_id=m.request_id, at=m.at)
+        rec.update(kind="tombstoned", request_id=m.request_id, at=m.at, event_id=m.event_id)
         node = m.node
+    elif isinstance(m, MarkShared):
+        rec.update(kind="mark_shared", co=m.co)
+        node, home = m.node, m.home
+    elif isinstance(m, SharedIs):
+        rec.update(kind="shared_is", co=m.co, event_id=m.event_id, at=m.at, found=m.found)
+        node = m.node
+    elif isinstance(m, Counted):
+        rec.update(kind="counted")
+        node = m.node
+    elif isinstance(m, Register):
+        rec.update(kind="register")
+        home = m.home
+    elif isinstance(m, Join):
+        rec.update(kind="join")
+        home = m.other
+    elif isinstance(m, Absorb):
+        rec.update(kind="absorb", nodes=_refs(m.shared), homes=_refs(m.homes))
+        if m.erased is not None:
+            rec.update(request_id=m.erased.request_id, event_id=m.erased.event_id, at=m.erased.at)
+    elif isinstance(m, EraseAll):
+        rec.update(kind="erase_all", request_id=m.request_id, event_id=m.event_id, at=m.at)
+    elif isinstance(m, Told):
+        rec.update(kind="told", nodes=_refs(m.shared))
+        home = m.home
     else:
         raise TypeError(f"not a feedback message: {type(m).__name__}")
     if node is not None:
@@ -253,8 +292,11 @@ def encode_message(fb: Feedback) -> bytes:
     return _catalog().codec("IdentityMessage").encode(rec)
 
 
-#: message kinds the locate stage acts on itself; it passes every other one on by its address
-LOCATE_KINDS = frozenset({"claim", "erase_closure", "tombstoned"})
+#: message kinds of the registry (:mod:`models.identity_registry`), whose keys live at the locate stage
+REGISTRY_KINDS = frozenset({"counted", "register", "join", "absorb", "erase_all"})
+#: message kinds the locate stage acts on itself (the registry's included: its keys live there);
+#: it passes every other one on by its address
+LOCATE_KINDS = frozenset({"claim", "erase_closure", "tombstoned", "mark_shared"}) | REGISTRY_KINDS
 
 
 def message_header(value: bytes) -> tuple[Node, str]:
@@ -296,7 +338,7 @@ def decode_message(value: bytes) -> Feedback:
     msg: Any
     if kind == "claim":
         assert node is not None and home is not None
-        msg = Claim(node, home, eid, at)
+        msg = Claim(node, home, eid, at, _nodes(rec["nodes"]))
     elif kind == "merge_into":
         assert home is not None
         msg = MergeInto(home, eid, at)
@@ -312,10 +354,37 @@ def decode_message(value: bytes) -> Feedback:
     elif kind == "erase_closure":
         assert node is not None
         msg = EraseClosure(node, rid, eid, at)
-    else:
+    elif kind == "tombstoned":
         assert node is not None
-        msg = Tombstoned(node, rid, at)
+        msg = Tombstoned(node, rid, at, eid)
+    else:
+        msg = _sharing_message(rec, kind, node, home)
     return Feedback(address, msg)
+
+
+def _sharing_message(rec: dict[str, Any], kind: str, node: Node | None, home: Node | None) -> Any:
+    """The message of a record of homes per linked component (a finding or the registry's)."""
+    if kind in ("register", "join", "told"):
+        assert home is not None
+        if kind == "register":
+            return Register(home)
+        return Join(home) if kind == "join" else Told(home, frozenset(_nodes(rec["nodes"])))
+    rid, eid, at = rec.get("request_id"), rec.get("event_id") or "", rec["at"]
+    if kind == "absorb":
+        erased = None if rid is None else EraseAll(rid, eid, at)
+        return Absorb(frozenset(_nodes(rec["nodes"])), frozenset(_nodes(rec["homes"])), erased)
+    if kind == "erase_all":
+        assert rid is not None
+        return EraseAll(rid, eid, at)
+    assert node is not None
+    if kind == "counted":
+        return Counted(node)
+    if kind == "mark_shared":
+        assert home is not None
+        return MarkShared(node, rec["co"], home)
+    if kind == "shared_is":
+        return SharedIs(node, rec["co"], eid, at, rec["found"])
+    raise ValueError(f"IdentityMessage of unknown kind {kind!r}")
 
 
 def encode_moved(kind: CommandKind, node: Node, payload: bytes, home: Node | None) -> bytes:

@@ -45,7 +45,7 @@ True
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Mapping, MutableMapping
 
 from models.identity import PIECE_EVENT_BITS, Node
@@ -145,8 +145,14 @@ class ProfileFold:
         if cmd.kind is CommandKind.ERASE:  # nothing of the profile is kept, nothing moves
             for atom in list(self.atoms):
                 del self.atoms[atom]
-            st.members, st.ghosts, st.folded, st.dirty = (), tuple(cmd.ghosts or (pid,)), 0, True
-            st.erasure = ErasureWrite(cmd.request or "", cmd.at, cmd.version, cmd.erased)
+            ghosts, prev = tuple(cmd.ghosts or (pid,)), st.erasure
+            if prev is None:
+                st.erasure = ErasureWrite(cmd.request or "", cmd.at, cmd.version, cmd.erased)
+            else:  # erased again before its write (a shared identifier's piece lives at every
+                # home that holds it, and each erases it): the write removes what both name
+                ghosts = tuple(sorted({*st.ghosts, *ghosts}))
+                st.erasure = replace(prev, nodes=tuple(sorted({*prev.nodes, *cmd.erased})))
+            st.members, st.ghosts, st.folded, st.dirty = (), ghosts, 0, True
             return []
         if st.erasure is not None:
             return []  # (cannot happen: the router drops what an erased profile would get)

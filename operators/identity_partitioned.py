@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterable, Mapping, MutableMapping
 
 from pyflink.common import Types
 from pyflink.datastream import KeyedProcessFunction, MapFunction, OutputTag, RuntimeContext
-from pyflink.datastream.state import ValueStateDescriptor
+from pyflink.datastream.state import MapStateDescriptor, ValueStateDescriptor
 
 from models.avro_codec import SchemaCatalog
 from models.erasure import ERASURE_REQUEST, request_id_of
@@ -58,13 +58,29 @@ from models.identity_partitioned import (
     HomeState,
     LocateEntry,
     Locator,
+    SharedIs,
 )
+from models.identity_registry import RegistryState
 from models.identity_router import CommandKind, ProfileCommand
-from models.profile_commands import LOCATE_KINDS, decode_message, encode_command, encode_message, message_header
+from models.profile_commands import (
+    LOCATE_KINDS,
+    REGISTRY_KINDS,
+    decode_message,
+    encode_command,
+    encode_message,
+    message_header,
+)
 from operators.counters import BufferedCounters
 from operators.identity_router import LegacyRouterState
 from state.mapstate import STATE_VALUE
-from state.records import IDENTITY_CLOCK_CODEC, IDENTITY_HOME_CODEC, LOCATE_ENTRY_CODEC, node_key, node_of
+from state.records import (
+    IDENTITY_CLOCK_CODEC,
+    IDENTITY_HOME_CODEC,
+    IDENTITY_REGISTRY_CODEC,
+    LOCATE_ENTRY_CODEC,
+    node_key,
+    node_of,
+)
 
 BYTES = Types.PRIMITIVE_ARRAY(Types.BYTE())
 #: (key, kind, body, bytes): kind ``event`` (body: the identity fields as JSON, bytes: the
@@ -141,6 +157,75 @@ class _CurrentKey(MutableMapping[Node, LocateEntry]):
         return 0 if self.entry is None else 1
 
 
+class _NodeSet(MutableMapping[Node, bool]):
+    """A set of identifiers as a MapState of ``node_key -> True`` (a registry key's shared
+    identifiers or homes: one entry per member, whatever the size)."""
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+
+    def __getitem__(self, node: Node) -> bool:
+        if not self.state.contains(node_key(node)):
+            raise KeyError(node)
+        return True
+
+    def __contains__(self, node: object) -> bool:
+        return isinstance(node, tuple) and self.state.contains(node_key(node))
+
+    def __setitem__(self, node: Node, value: bool) -> None:
+        self.state.put(node_key(node), True)
+
+    def __delitem__(self, node: Node) -> None:
+        self.state.remove(node_key(node))
+
+    def __iter__(self):
+        return (node_of(k) for k in list(self.state.keys()))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.state.keys())
+
+    def clear(self) -> None:
+        self.state.clear()
+
+
+class _CurrentRegistry(MutableMapping[Node, RegistryState]):
+    """The registry's state of the current key (:mod:`models.identity_registry`): its forward
+    pointer and erasure (ValueState ``identity-registry``, an ``IdentityRegistry`` record) and
+    its shared identifiers and homes (MapStates ``identity-registry-shared`` / ``-homes``),
+    read only for a registry message."""
+
+    def __init__(self, record: Any, shared: Any, homes: Any, node: Node) -> None:
+        self.record, self.node = record, node
+        raw = record.value()
+        self.stored = RegistryState() if raw is None else IDENTITY_REGISTRY_CODEC.decode(raw)
+        self.registry = RegistryState(self.stored.forward, _NodeSet(shared), _NodeSet(homes), self.stored.erased)
+
+    def __getitem__(self, node: Node) -> RegistryState:
+        if node != self.node:
+            raise KeyError(f"locate-identity at {self.node} asked about the registry key {node}")
+        return self.registry
+
+    def __setitem__(self, node: Node, value: RegistryState) -> None:
+        if value is not self.registry:
+            raise ValueError("a registry key's state is changed in place")
+
+    def __delitem__(self, node: Node) -> None:
+        raise ValueError("a registry key is never removed")
+
+    def __iter__(self):
+        return iter((self.node,))
+
+    def __len__(self) -> int:
+        return 1
+
+    def store(self) -> None:
+        """Write the forward pointer and erasure if the message changed them (the sets are
+        written in place)."""
+        reg = self.registry
+        if (reg.forward, reg.erased) != (self.stored.forward, self.stored.erased):
+            self.record.update(IDENTITY_REGISTRY_CODEC.encode(RegistryState(reg.forward, erased=reg.erased)))
+
+
 class LocateIdentity(KeyedProcessFunction):
     """Keyed by identifier: send each record to its home (see the module docs).
 
@@ -153,9 +238,24 @@ class LocateIdentity(KeyedProcessFunction):
 
     def open(self, runtime_context: RuntimeContext) -> None:
         self.state = runtime_context.get_state(ValueStateDescriptor("identity-locate", STATE_VALUE))
+        self.registry_record = runtime_context.get_state(ValueStateDescriptor("identity-registry", STATE_VALUE))
+        self.registry_shared = runtime_context.get_map_state(
+            MapStateDescriptor("identity-registry-shared", Types.STRING(), Types.BOOLEAN())
+        )
+        self.registry_homes = runtime_context.get_map_state(
+            MapStateDescriptor("identity-registry-homes", Types.STRING(), Types.BOOLEAN())
+        )
         self.counters = BufferedCounters(
             runtime_context.get_metrics_group(),
-            ("events", "unresolvable", "erased", "ledger_tombstones", "identity_messages"),
+            (
+                "events",
+                "unresolvable",
+                "erased",
+                "ledger_tombstones",
+                "identity_messages",
+                "registry_messages",
+                "found_shared",
+            ),
         )
         self.tombstones = frozenset(self.ledger()) if self.ledger is not None else frozenset()
 
@@ -186,8 +286,18 @@ class LocateIdentity(KeyedProcessFunction):
             if message_kind not in LOCATE_KINDS:  # for the component at its address: passed on as it came
                 yield node_key(locator.home_of(address)), "message", "", raw
                 return
+            registry = None
+            if message_kind in REGISTRY_KINDS or (message_kind == "tombstoned" and self.rules.shared_homes):
+                self.counters.inc("registry_messages", message_kind in REGISTRY_KINDS)
+                registry = _CurrentRegistry(self.registry_record, self.registry_shared, self.registry_homes, node)
+                locator.registry = registry
             fb = decode_message(raw)
             located = locator.route_feedback(fb)
+            if registry is not None:
+                registry.store()
+            self.counters.inc(
+                "found_shared", sum(isinstance(t.message, SharedIs) and t.message.found for t in located.to_home)
+            )
             for t in located.to_home:  # passed on as it came, or a message of the locate stage's own
                 assert not isinstance(t.message, EventIn)
                 out = raw if t.message is fb.message else encode_message(Feedback(t.home, t.message))

@@ -54,6 +54,7 @@ from models.erasure import PendingErasure, Tombstone
 from models.identity import Node, RefusedLink
 from models.identity_clock import ClockState, PendingRequest
 from models.identity_partitioned import HomeState, LocateEntry, component_store
+from models.identity_registry import EraseAll, RegistryState
 from models.identity_router import RouterStore
 from models.journeys import Fact, JourneyState, fact_of_record, fact_record, state_of_record, state_record
 from models.profile import ProfileAggregate
@@ -548,12 +549,50 @@ IDENTITY_HOME_CODEC: StateCodec[HomeState] = StateCodec("IdentityHome", home_rec
 IDENTITY_COMPONENT_CODEC: StateCodec[RouterStore] = StateCodec(
     "IdentityComponent", component_record, component_of_record
 )
-#: locate-identity ValueState identity-locate: an identifier's home or tombstone
-LOCATE_ENTRY_CODEC: StateCodec[LocateEntry] = StateCodec(
-    "LocateEntry",
-    lambda e: {"home": None if e.home is None else node_record(e.home), "erased": _tombstone_record(e.erased)},
-    lambda r: LocateEntry(None if r["home"] is None else node_of_record(r["home"]), _tombstone_of(r["erased"])),
-)
+
+
+def locate_entry_record(e: LocateEntry) -> dict[str, Any]:
+    return {
+        "home": None if e.home is None else node_record(e.home),
+        "erased": _tombstone_record(e.erased),
+        "shared": e.shared,
+        "seen": [node_record(n) for n in e.seen],
+    }
+
+
+def locate_entry_of_record(r: dict[str, Any]) -> LocateEntry:
+    return LocateEntry(
+        None if r["home"] is None else node_of_record(r["home"]),
+        _tombstone_of(r["erased"]),
+        r.get("shared"),
+        tuple(node_of_record(n) for n in r.get("seen", ())),
+    )
+
+
+#: locate-identity ValueState identity-locate: an identifier's home or tombstone (and, with
+#: homes per linked component, whether it is shared)
+LOCATE_ENTRY_CODEC: StateCodec[LocateEntry] = StateCodec("LocateEntry", locate_entry_record, locate_entry_of_record)
+
+
+def registry_record(st: RegistryState) -> dict[str, Any]:
+    e = st.erased
+    return {
+        "forward": None if st.forward is None else node_record(st.forward),
+        "erased": None if e is None else {"request_id": e.request_id, "event_id": e.event_id, "at": e.at},
+    }
+
+
+def registry_of_record(r: dict[str, Any]) -> RegistryState:
+    """The key's forward pointer and erasure (its sets are the caller's: MapStates in the job)."""
+    e = r["erased"]
+    return RegistryState(
+        forward=None if r["forward"] is None else node_of_record(r["forward"]),
+        erased=None if e is None else EraseAll(e["request_id"], e["event_id"], e["at"]),
+    )
+
+
+#: locate-identity ValueState identity-registry: a registry key's forward pointer and erasure
+IDENTITY_REGISTRY_CODEC: StateCodec[RegistryState] = StateCodec("IdentityRegistry", registry_record, registry_of_record)
 #: identity-clock ValueState identity-clock
 IDENTITY_CLOCK_CODEC: StateCodec[ClockState] = StateCodec("IdentityClockState", clock_record, clock_of_record)
 #: route-identity ValueState router-clock (releases with the single router; drained after an upgrade)

@@ -80,6 +80,27 @@ def kiosk_events(persons: int = 24) -> list[dict]:
     return evs + out
 
 
+def kiosk_erasure_events() -> list[dict]:
+    """The kiosk events plus a request of one kiosk customer (in the middle of the kiosk's
+    use), besides the data set's own request: erasure takes the raw component
+    (``docs/privacy.md``), so every kiosk customer goes, whichever home each lives at."""
+    evs = kiosk_events()
+    template = next(e for e in evs if e["event_type"] == "erasure_request")
+    login = next(
+        e for e in evs if e["identifiers"].get("customer_id") == "cus_k2_7" and e["identifiers"].get("device_id")
+    )
+    payload = (template["payload"][0], {**template["payload"][1], "request_id": "req-kiosk"})
+    ids = {t: None for t in template["identifiers"]} | {"customer_id": "cus_k2_7"}
+    request = {
+        **template,
+        "event_id": "erase-kiosk",
+        "occurred_at": login["occurred_at"] + 1,
+        "identifiers": ids,
+        "payload": payload,
+    }
+    return evs + [request]
+
+
 class CassandraModel:
     """What Cassandra holds after :class:`models.profile_fold.ProfileWrite` s applied in any
     order, with its rules: per cell the highest timestamp wins, a deletion wins a tie. Written independently of ``state.profile_store``."""

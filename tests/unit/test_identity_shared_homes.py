@@ -1,4 +1,4 @@
-"""Homes per linked component (issue 16, ``models.identity_partitioned.SHARED_HOMES``): a
+"""Homes per linked component (issue 16, ``IdentityRules.shared_homes``): a
 claim for a shared identifier is answered "shared" instead of joining the two homes, and the
 raw component's shared identifiers reach every home through the registry. Run the way the
 partitioned simulation of ``test_identity_partitioned.py`` runs the protocol (subtasks,
@@ -13,11 +13,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import models.identity_partitioned as partitioned
-from models.identity import Node, observation_of, resolve
-from tests.profile_oracle import kiosk_events
+import tests.unit.test_identity_partitioned as partitioned_tests
+from models.identity import IdentityRules, Node, observation_of, resolve
+from tests.profile_oracle import kiosk_erasure_events, kiosk_events
 from tests.profiles_harness import identity_differences
-from tests.unit.test_identity_partitioned import RULES, PartitionedSimulation, simulate
+from generator.erasure_truth import erased_nodes, surviving
+from tests.unit.test_identity_partitioned import (
+    RULES,
+    PartitionedSimulation,
+    simulate,
+)
 from tests.unit.test_profile_pipeline import assert_cassandra_equals_oracle
 
 KIOSK = ("device_id", "kiosk-2")
@@ -25,15 +30,17 @@ KIOSK = ("device_id", "kiosk-2")
 
 @pytest.fixture(autouse=True)
 def shared_homes(monkeypatch):
-    monkeypatch.setattr(partitioned, "SHARED_HOMES", True)
+    """The partitioned simulation runs its stages with homes per linked component (its oracles
+    do not depend on the protocol)."""
+    monkeypatch.setattr(partitioned_tests, "RULES", IdentityRules(shared_homes=True))
 
 
-def assert_homes_equal_the_oracle(sim: PartitionedSimulation, evs) -> None:
+def assert_homes_equal_the_oracle(sim: PartitionedSimulation, evs, all_events=None) -> None:
     """Every identifier that is not shared lives at one home; a shared one at every home that
     holds one of its signatures. Each has the oracle's profile there, the homes' refusals are
     the oracle's, every home knows its raw component's shared identifiers (its ``S``), every
     event was counted at one home, and the ``journey.identity`` records tell every
-    identifier's final profile."""
+    identifier's final profile (``all_events``: with the erased ones)."""
     want = resolve([observation_of(e) for e in evs], RULES)
     comp_shared: dict[Node, set[Node]] = {}
     parent: dict[Node, Node] = {}
@@ -67,7 +74,22 @@ def assert_homes_equal_the_oracle(sim: PartitionedSimulation, evs) -> None:
     assert profile_of == want.profile_of
     assert refused == set(want.refused)
     assert events_counted == sum(1 for e in evs if RULES.kept(observation_of(e).identifiers))
-    assert identity_differences(sim.identity_log, evs, erasure_requests=[]) == []
+    if all_events is None:
+        assert identity_differences(sim.identity_log, evs, erasure_requests=[]) == []
+    else:
+        assert identity_differences(sim.identity_log, all_events) == []
+
+
+def assert_erasure_equals_the_oracle(db, sim: PartitionedSimulation, evs) -> None:
+    """As :func:`tests.unit.test_identity_partitioned.assert_erasure_equals_the_oracle`, with a
+    shared identifier at every home that holds one of its signatures."""
+    kept = surviving(evs)
+    assert len(kept) < len(evs)
+    assert_homes_equal_the_oracle(sim, kept, all_events=evs)
+    assert_cassandra_equals_oracle(db, kept)
+    stones = {n for entries in sim.entries for n, e in entries.items() if e.erased is not None}
+    assert stones == erased_nodes(evs)
+    assert not sim.clock.state.pending, "an erasure request the clock still waits on"
 
 
 @pytest.mark.parametrize("subtasks", [1, 2, 4])
@@ -114,3 +136,29 @@ def test_homes_kept_as_state_records_and_components_moved_as_records_give_the_or
     db, sim = simulate(evs, 5, subtasks, encoded=True)
     assert_homes_equal_the_oracle(sim, evs)
     assert_cassandra_equals_oracle(db, evs)
+
+
+@pytest.mark.parametrize("subtasks", [1, 2, 4])
+@pytest.mark.parametrize("seed", range(2))
+def test_a_kiosk_customers_erasure_takes_the_raw_component_at_every_home(subtasks: int, seed: int) -> None:
+    evs = kiosk_erasure_events()
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks, erasing=True)
+    assert_erasure_equals_the_oracle(db, sim, evs)
+    assert KIOSK in erased_nodes(evs) and ("customer_id", "cus_k2_0") in erased_nodes(evs)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.integers(0, 2**32),
+    st.sampled_from([1, 2, 4]),
+    st.integers(0, 40),
+    st.none() | st.tuples(st.integers(0, 3000), st.integers(0, 3000)),
+)
+def test_kiosk_erasure_with_any_interleaving_delays_and_crashes_equals_the_oracle(
+    seed: int, subtasks: int, max_delay: int, crash: tuple[int, int] | None
+) -> None:
+    evs = kiosk_erasure_events()
+    random.Random(seed).shuffle(evs)
+    db, sim = simulate(evs, seed, subtasks, max_delay, 0.3, crash, erasing=True, encoded=True)
+    assert_erasure_equals_the_oracle(db, sim, evs)
