@@ -635,8 +635,17 @@ def regroup(
             store.piece[n] = p
     for p, k in piece_events(sigs, store.signature_events, store.piece).items():
         store.piece_events[p] = k
-    store.component_shared[root] = len(shared) + len(outside_shared(store))
+    store.component_shared[root] = shared_count(store, len(shared))
     return groups
+
+
+def shared_count(store: ResolverStore, held: int) -> int:
+    """``S`` of a raw component of ``store`` that holds ``held`` shared identifiers. A home of
+    part of a raw component that knows shared identifiers it does not hold
+    (:func:`outside_shared`) holds one raw component (all it was told belongs to it): its ``S``
+    is every shared identifier it knows, whichever of its components holds them for now (an
+    event joining two counts each once)."""
+    return len(store.shared) if outside_shared(store) else held
 
 
 def outside_shared(store: ResolverStore) -> list[Node]:
@@ -839,7 +848,7 @@ class IncrementalResolver:
         psigs = piece_signatures(index.values(), [kept], store.shared)
         hit = {store.piece[n] for sig in psigs for n in sig if n in store.piece and n not in store.shared}
         old_shared = {r: store.component_shared.get(r, 0) for r in roots}
-        total = sum(old_shared.values())
+        total = shared_count(store, sum(old_shared.values()))
         # the signatures of components whose shared count changes (all their pieces' versions do)
         recount = [sig for r in roots if old_shared[r] != total for sig in index[r].signatures]
         # the union of the components, as the full path does it

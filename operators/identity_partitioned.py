@@ -12,7 +12,11 @@ and :mod:`models.identity_clock`; design in ``docs/identity.md``, "Partitioned i
   its address's key.
 * :class:`LocateIdentity` keeps one ``LocateEntry`` per identifier (ValueState
   ``identity-locate``: one read per record, a write when it changes) and sends each record
-  to its home.
+  to its home. With homes per linked component (``IdentityRules.shared_homes``) a shared
+  identifier's key is also a key of the raw-component registry
+  (:mod:`models.identity_registry`): ValueState ``identity-registry`` (forward pointer,
+  erasure) and MapStates ``identity-registry-shared`` / ``identity-registry-homes``, read only
+  for the registry's messages.
 * :class:`ResolveIdentity` keeps one ``IdentityHome`` per home (ValueState ``identity-home``:
   one read and one write per record) and emits the profile commands, ``journey.identity``
   records (as ``identity`` commands: they reach the topic through the clock and the journeys
@@ -25,7 +29,9 @@ and :mod:`models.identity_clock`; design in ``docs/identity.md``, "Partitioned i
 
 Counters (names unique across the job's operators): locate-identity ``events``,
 ``unresolvable``, ``erased`` (dropped: the atom is erased), ``ledger_tombstones``,
-``identity_messages``; resolve-identity ``commands``, ``identity_events``,
+``identity_messages``, ``registry_messages`` (the raw-component registry's, with homes per
+linked component), ``found_shared`` (identifiers the locate stage found shared from the
+claims); resolve-identity ``commands``, ``identity_events``,
 ``identity_<created|grown|merged|split|refused|shared>``, ``claims``, ``components_moved``,
 ``moved_states``, ``journey_parts``, ``orphan_messages``, ``retried_messages`` (moved state
 or a journey part that reached the home of its identifier's component before the component
@@ -374,11 +380,10 @@ class ResolveIdentity(KeyedProcessFunction):
             out = home.on_event(json.loads(body), raw)
         else:
             msg = decode_message(raw).message
-            if getattr(msg, "kind", None) is CommandKind.STATE:
-                count("moved_states")
-            elif getattr(msg, "kind", None) is CommandKind.JOURNEY:
-                count("journey_parts")
             out = home.on_message(msg)
+            if not any(fb.message is msg for fb in out.feedback):  # (passed on: counted where it lands)
+                count("moved_states", getattr(msg, "kind", None) is CommandKind.STATE)
+                count("journey_parts", getattr(msg, "kind", None) is CommandKind.JOURNEY)
         if st.store is None and st.forward is None and st.erased is None:
             if stored is not None:
                 self.state.clear()

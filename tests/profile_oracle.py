@@ -7,6 +7,7 @@ import math
 from collections import deque
 from functools import lru_cache
 
+from generator.supernodes import Supernodes
 from generator.synth import generate
 from models.avro_codec import SchemaCatalog
 from models.identity import PIECE_EVENT_BITS, SHARED_PIECE_EVENTS, IdentityRules, observation_of, piece_version, resolve
@@ -18,9 +19,8 @@ from models.profile_fold import FOLDED_BITS, ROW_VERSION_EPOCH, row_version
 RULES = IdentityRules()
 
 
-@lru_cache(maxsize=1)
-def events() -> tuple[dict, ...]:
-    ds = generate(seed=31, persons=25)
+def normalized(ds) -> list[dict]:
+    """The normalized events of a generated data set (the ingestion job's logic, offline)."""
     ing = Ingestor(IngestSettings("stage-test-salt-0123456"))
     catalog = SchemaCatalog.load()
     out = []
@@ -28,6 +28,19 @@ def events() -> tuple[dict, ...]:
         res = ing.process(SourceRecord(rec.value, rec.topic, 0, i, 1_800_000_000_000))
         if isinstance(res, Accepted):
             out.append(catalog.decode(res.value)[1])
+    return out
+
+
+@lru_cache(maxsize=1)
+def supernode_events() -> tuple[dict, ...]:
+    """The profiles e2e test's data set: generated persons with the generator's planted
+    supernodes (two kiosks, a family tablet, a call-centre agent) and an erasure request."""
+    return tuple(normalized(generate(seed=515, persons=30, supernodes=Supernodes())))
+
+
+@lru_cache(maxsize=1)
+def events() -> tuple[dict, ...]:
+    out = normalized(generate(seed=31, persons=25))
     # two customers sharing a tablet: the later event splits the tablet off the first customer
     template = next(e for e in out if e["event_type"] == "page_view")
     # (and anonymous browsing on the tablet: an atom of its own that must move with the split)

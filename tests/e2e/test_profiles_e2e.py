@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from generator.produce import produce
+from generator.supernodes import Supernodes
 from generator.synth import generate
 from local.flink_cluster import cancel, counter_total, submit, wait_for_counters, wait_state
 from models.identity import observation_of, resolve
@@ -35,19 +36,30 @@ def normalized(local_stack) -> Topics:
     """The data set through the ingestion job once; every parallelism's profiles job reads
     its normalized topic from the start with a group and outputs of its own."""
     topics = Topics.create(local_stack, "prof")
-    ds = generate(seed=515, persons=30)
+    ds = generate(seed=515, persons=30, supernodes=Supernodes())  # two kiosks, a family tablet, an agent
     produce(ds, local_stack, progress=False, topic_prefix=topics.prefix)
     submit("flink_jobs.ingestion", topics.job_env(local_stack), args=["--bounded"])
     return topics
 
 
-@pytest.fixture(scope="module", params=[4], ids=lambda p: f"parallelism-{p}")
+@pytest.fixture(
+    scope="module",
+    params=[(4, False), (2, True)],
+    ids=lambda p: f"parallelism-{p[0]}" + ("-shared-homes" if p[1] else ""),
+)
 def result(request, local_stack, session, normalized):
+    """``(parallelism, homes per linked component)``: the data set's kiosk and family tablet
+    are shared identifiers, so with ``JOURNEY_IDENTITY_SHARED_HOMES`` their persons keep homes
+    of their own and the registry's messages travel the feedback topic."""
     bootstrap = local_stack
-    prefix = f"{normalized.prefix}p{request.param}"
+    parallelism, shared_homes = request.param
+    prefix = f"{normalized.prefix}p{parallelism}{'s' if shared_homes else ''}"
     run = ProfilesRun.over(bootstrap, Topics(prefix, (), normalized.normalized, normalized.dlq))
     apply_schema(session, keyspace=run.keyspace)
-    job = submit("flink_jobs.profiles", run.job_env(bootstrap, JOURNEY_PARALLELISM=str(request.param)), detached=True)
+    env = run.job_env(
+        bootstrap, JOURNEY_PARALLELISM=str(parallelism), JOURNEY_IDENTITY_SHARED_HOMES=str(shared_homes).lower()
+    )
+    job = submit("flink_jobs.profiles", env, detached=True)
     try:
         wait_state(job.job_id, {"RUNNING"}, timeout_s=120)
         events = run.normalized_events(bootstrap)
@@ -55,7 +67,16 @@ def result(request, local_stack, session, normalized):
         counters = wait_for_counters(
             job.job_id,
             {"events": len(events), "events_folded": 1, "states_merged": 1},
-            ["moved_states", "atoms_evicted", "orphan_states", "unresolvable", "erased", "erased_at_home"],
+            [
+                "moved_states",
+                "atoms_evicted",
+                "orphan_states",
+                "unresolvable",
+                "erased",
+                "erased_at_home",
+                "registry_messages",
+                "identity_shared",
+            ],
         )
         store = ProfileStore(session, run.keyspace)
         lookups = {
@@ -70,7 +91,7 @@ def result(request, local_stack, session, normalized):
     finally:
         cancel(job.job_id)
     session.execute(f"DROP KEYSPACE IF EXISTS {run.keyspace}")
-    return events, diff, seconds, counters, lookups, identity_events
+    return events, diff, seconds, counters, lookups, identity_events, shared_homes
 
 
 def test_cassandra_profiles_and_identity_links_equal_the_offline_oracle(result) -> None:
@@ -86,10 +107,15 @@ def test_every_event_is_folded_once_and_every_moved_atom_arrives(result) -> None
     assert total("atoms_evicted") == total("moved_states") == total("states_merged")
     assert total("atoms_evicted") > 0, "the data set should make profiles merge"
     assert total("orphan_states") == 0
+    assert total("identity_shared") > 0, "the data set's kiosks are shared"
+    if result[-1]:  # homes per linked component: the kiosks' persons registered with their registry keys
+        assert total("registry_messages") > 0
+    else:
+        assert total("registry_messages") == 0
 
 
 def test_a_profile_can_be_read_by_any_of_its_identifiers(result) -> None:
-    events, _, _, _, lookups, _ = result
+    events, _, _, _, lookups, *_ = result
     res = resolve([observation_of(e) for e in surviving(events)], RULES)
     gone = erased_nodes(events)
     assert gone & set(lookups), "an erased person's identifiers are looked up too"
@@ -102,6 +128,6 @@ def test_a_profile_can_be_read_by_any_of_its_identifiers(result) -> None:
 
 def test_journey_identity_announces_every_identifier_merge_and_refusal(result) -> None:
     """Read in order, the log tells every identifier's final profile (the oracle's)."""
-    events, *_, identity_events = result
+    events, *_, identity_events, _ = result
     assert identity_differences(identity_events, events) == []
     assert any(e["kind"] == "profile_merged" for e in identity_events), "the data set should make profiles merge"

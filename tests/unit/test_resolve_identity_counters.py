@@ -98,3 +98,5 @@ def test_moved_state_ahead_of_its_component_is_sent_again_and_counted_and_one_fo
     alone.counters.flush()
     assert rt.group.counters["retried_messages"].n == 1 and rt.group.counters["orphan_messages"].n == 0
     assert alone_rt.group.counters["orphan_messages"].n == 1 and alone_rt.group.counters["retried_messages"].n == 0
+    # moved state counts once, where it lands (atoms_evicted = moved_states), not where it is passed on
+    assert rt.group.counters["moved_states"].n == 0 and alone_rt.group.counters["moved_states"].n == 1
